@@ -1,0 +1,96 @@
+"""The exceptions swarm-actors raises.
+
+One root, grouped by the part of the system that raises them::
+
+    SwarmError
+    ├── SpaceError                     tuple space
+    │   ├── FieldTypeError (TypeError)         a field or formal of an unsupported type
+    │   ├── ArityError (ValueError)            empty, too long, or mis-shaped tuple / template
+    │   └── CapabilityError (PermissionError)  a restricted handle tried a forbidden operation
+    ├── AgentError                     agent hierarchy
+    │   ├── UnknownAgentError (LookupError)    no agent has this id
+    │   ├── AgentStateError                    the agent is in the wrong state for the operation
+    │   └── CorruptStateError (ValueError)     compressed state failed validation
+    ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
+    └── InvalidArgumentError (ValueError)  an argument outside its documented range
+
+Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
+``operation``; ``FieldTypeError`` carries ``position``. Timeouts raise the builtin
+``TimeoutError`` and cancellation is never converted into one of these.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "AgentStateError",
+    "ArityError",
+    "CapabilityError",
+    "CoordinateError",
+    "CorruptStateError",
+    "FieldTypeError",
+    "InvalidArgumentError",
+    "SpaceError",
+    "SwarmError",
+    "UnknownAgentError",
+]
+
+
+class SwarmError(Exception):
+    """Root of every exception raised by swarm-actors."""
+
+
+class SpaceError(SwarmError):
+    """A tuple-space operation was refused; the space is unchanged."""
+
+
+class FieldTypeError(SpaceError, TypeError):
+    """A tuple field or template position has a type the space does not support.
+
+    Supported field values are ``int``, ``float``, ``str``, ``bytes``, ``bool`` and ``None``;
+    templates may also hold a type formal (one of those types) or ``ANY``.
+    """
+
+    position: int
+    """Zero-based index of the offending field."""
+
+
+class ArityError(SpaceError, ValueError):
+    """A tuple or template is empty, too long, or not a tuple / list at all."""
+
+
+class CapabilityError(SpaceError, PermissionError):
+    """A restricted space handle attempted an operation or lane it was not granted."""
+
+    operation: str
+    """The refused operation: ``"read"``, ``"take"`` or ``"write"``."""
+
+
+class AgentError(SwarmError):
+    """An agent-hierarchy operation was refused; the hierarchy is unchanged."""
+
+    agent_id: int
+    """The id the operation was asked about."""
+
+
+class UnknownAgentError(AgentError, LookupError):
+    """No agent, materialized or virtual, has this id."""
+
+
+class AgentStateError(AgentError):
+    """The agent exists but its state (virtual, active, compressed) forbids the operation."""
+
+    state: str
+    """The agent's state when the operation was refused."""
+
+
+class CorruptStateError(AgentError, ValueError):
+    """A compress token failed validation: bad header, truncated, or digest mismatch."""
+
+
+class CoordinateError(SwarmError, ValueError):
+    """A Hilbert point, index, dimension count or order is outside the curve's domain."""
+
+
+class InvalidArgumentError(SwarmError, ValueError):
+    """An argument is outside its documented range (for example ``depth=0``)."""
