@@ -1,1 +1,40 @@
-"""swarm-actors: an asyncio actor framework for agent swarms, with a Rust core."""
+"""swarm-actors: an asyncio actor framework for agent swarms, with a Rust core.
+
+The public API is what ``__all__`` lists; everything else lives in private modules.
+"""
+
+from swarm_actors._exceptions import (
+    AgentError,
+    AgentStateError,
+    ArityError,
+    CapabilityError,
+    CoordinateError,
+    CorruptStateError,
+    FieldTypeError,
+    InvalidArgumentError,
+    SpaceError,
+    SwarmError,
+    UnknownAgentError,
+)
+from swarm_actors._space import TupleSpace
+from swarm_actors._tuplecore import ANY, AnyType, Capability, SpaceStats
+from swarm_actors._tuplecore import __version__ as __version__
+
+__all__ = [
+    "ANY",
+    "AgentError",
+    "AgentStateError",
+    "AnyType",
+    "ArityError",
+    "Capability",
+    "CapabilityError",
+    "CoordinateError",
+    "CorruptStateError",
+    "FieldTypeError",
+    "InvalidArgumentError",
+    "SpaceError",
+    "SpaceStats",
+    "SwarmError",
+    "TupleSpace",
+    "UnknownAgentError",
+]

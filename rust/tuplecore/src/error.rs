@@ -18,11 +18,18 @@ pub enum Error {
     /// A tuple, template or point has the wrong number of fields.
     Arity { detail: String },
     /// A restricted handle attempted an operation its capability does not grant.
-    Capability { operation: &'static str, detail: String },
+    Capability {
+        operation: &'static str,
+        detail: String,
+    },
     /// No agent with this id exists (neither materialized nor inside a batch).
     UnknownAgent { id: u64 },
     /// The agent exists but is in the wrong state for the operation.
-    AgentState { id: u64, state: &'static str, operation: &'static str },
+    AgentState {
+        id: u64,
+        state: &'static str,
+        operation: &'static str,
+    },
     /// Compressed state bytes failed validation (bad header, digest mismatch, truncation).
     CorruptState { id: u64, detail: String },
     /// A Hilbert coordinate, index or parameter is outside the curve's domain.
@@ -42,7 +49,11 @@ impl fmt::Display for Error {
                 write!(f, "capability does not allow {operation}: {detail}")
             }
             Error::UnknownAgent { id } => write!(f, "unknown agent id {id}"),
-            Error::AgentState { id, state, operation } => {
+            Error::AgentState {
+                id,
+                state,
+                operation,
+            } => {
                 write!(f, "agent {id} is {state}; cannot {operation}")
             }
             Error::CorruptState { id, detail } => {

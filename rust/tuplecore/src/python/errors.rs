@@ -24,27 +24,45 @@ pub fn to_pyerr(err: Error) -> PyErr {
         let (pyerr, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match err {
             Error::FieldType { position, .. } => (
                 FieldTypeError::new_err(message),
-                vec![("position", position.into_pyobject(py).unwrap().into_any().unbind())],
+                vec![(
+                    "position",
+                    position.into_pyobject(py).unwrap().into_any().unbind(),
+                )],
             ),
             Error::Arity { .. } => (ArityError::new_err(message), vec![]),
             Error::Capability { operation, .. } => (
                 CapabilityError::new_err(message),
-                vec![("operation", operation.into_pyobject(py).unwrap().into_any().unbind())],
+                vec![(
+                    "operation",
+                    operation.into_pyobject(py).unwrap().into_any().unbind(),
+                )],
             ),
             Error::UnknownAgent { id } => (
                 UnknownAgentError::new_err(message),
-                vec![("agent_id", id.into_pyobject(py).unwrap().into_any().unbind())],
+                vec![(
+                    "agent_id",
+                    id.into_pyobject(py).unwrap().into_any().unbind(),
+                )],
             ),
             Error::AgentState { id, state, .. } => (
                 AgentStateError::new_err(message),
                 vec![
-                    ("agent_id", id.into_pyobject(py).unwrap().into_any().unbind()),
-                    ("state", state.into_pyobject(py).unwrap().into_any().unbind()),
+                    (
+                        "agent_id",
+                        id.into_pyobject(py).unwrap().into_any().unbind(),
+                    ),
+                    (
+                        "state",
+                        state.into_pyobject(py).unwrap().into_any().unbind(),
+                    ),
                 ],
             ),
             Error::CorruptState { id, .. } => (
                 CorruptStateError::new_err(message),
-                vec![("agent_id", id.into_pyobject(py).unwrap().into_any().unbind())],
+                vec![(
+                    "agent_id",
+                    id.into_pyobject(py).unwrap().into_any().unbind(),
+                )],
             ),
             Error::Coordinate { .. } => (CoordinateError::new_err(message), vec![]),
             Error::InvalidArgument { .. } => (InvalidArgumentError::new_err(message), vec![]),

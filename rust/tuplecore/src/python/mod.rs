@@ -2,24 +2,20 @@
 //!
 //! Primitives cross the boundary; defaults, async adaptation and logging live in Python.
 
+mod convert;
 mod errors;
-mod hilbert;
 mod space;
-mod tree;
 
 /// Rust core of swarm-actors: tuple space, Hilbert mapping and agent hierarchy.
-#[pymodule]
+#[pyo3::pymodule]
 mod _tuplecore {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use super::space::{Capability, SpaceStats, TupleSpace, ANYTYPE};
+    use super::space::{AnyType, Capability, SpaceStats, TupleSpace};
 
-    #[pymodule_export]
-    use super::hilbert::{hilbert_decode, hilbert_decode_batch, hilbert_encode, hilbert_encode_batch};
-
-    #[pymodule_export]
-    use super::tree::{AgentInfo, AgentTree, BatchInfo, TreeStats};
+    // MERGE: hilbert exports
+    // MERGE: tree exports
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

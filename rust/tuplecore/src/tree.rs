@@ -1,0 +1,1 @@
+//! Placeholder until the agent tree lands.
