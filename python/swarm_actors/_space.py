@@ -49,7 +49,9 @@ class TupleSpace(_tuplecore.TupleSpace):
 
     __slots__ = ()
 
-    async def take(self, template: Sequence[Any], *, timeout: float | None = None) -> tuple[Any, ...]:
+    async def take(
+        self, template: Sequence[Any], *, timeout: float | None = None
+    ) -> tuple[Any, ...]:
         """Remove and return the oldest tuple matching ``template``, waiting for one if needed.
 
         Raises ``TimeoutError`` if none arrives within ``timeout`` seconds (``None`` waits
@@ -60,7 +62,9 @@ class TupleSpace(_tuplecore.TupleSpace):
             return found
         return await self._wait(template, True, timeout)
 
-    async def read(self, template: Sequence[Any], *, timeout: float | None = None) -> tuple[Any, ...]:
+    async def read(
+        self, template: Sequence[Any], *, timeout: float | None = None
+    ) -> tuple[Any, ...]:
         """Return the oldest tuple matching ``template`` without removing it, waiting if needed.
 
         Raises ``TimeoutError`` if none arrives within ``timeout`` seconds.
@@ -86,10 +90,11 @@ class TupleSpace(_tuplecore.TupleSpace):
         try:
             return await future
         except asyncio.CancelledError:
-            if not self._remove_waiter(waiter) and take:
-                # Served between the cancellation and now: give the tuple back.
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._put_back(future.result())
+            served = not self._remove_waiter(waiter)
+            delivered = future.done() and not future.cancelled() and future.exception() is None
+            if served and take and delivered:
+                # A tuple was handed over between the cancellation and now: give it back.
+                self._put_back(future.result())
             raise
         finally:
             if timer is not None:

@@ -1,0 +1,86 @@
+"""Development sessions: ``nox -s tests`` (default set: lint, typecheck, tests), ``nox -s bench``.
+
+Every session installs what it needs into its own virtualenv, so a fresh machine needs only
+Python, a Rust toolchain and ``pip install nox``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+
+ROOT = Path(__file__).parent
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+
+
+def install_project(session: nox.Session, *groups: str) -> None:
+    """Build the extension in release mode and install it with the given dependency groups."""
+    deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
+    if deps:
+        session.install(*deps)
+    session.install("maturin>=1.9.4,<2.0")
+    # Build a wheel with maturin directly (cargo's incremental cache in ./target is reused
+    # between runs) and install it, replacing any earlier build.
+    out = Path(session.create_tmp()) / "wheels"
+    session.run("maturin", "build", "--release", "--out", str(out), "--quiet")
+    wheels = sorted(out.glob("swarm_actors-*.whl"), key=os.path.getmtime)
+    session.install("--force-reinstall", "--no-deps", str(wheels[-1]))
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Rust unit and property tests, then the Python suite against a release build."""
+    session.run("cargo", "test", "--workspace", "--locked", external=True)
+    install_project(session, "test")
+    env = {"HYPOTHESIS_PROFILE": "ci"} if os.environ.get("CI") else {}
+    session.run("pytest", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (check + format), rustfmt and clippy with warnings denied."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
+    session.run("ruff", "check", "python", "tests", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "python", "tests", "bench", "noxfile.py")
+    session.run("cargo", "fmt", "--all", "--", "--check", external=True)
+    session.run(
+        "cargo",
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+        external=True,
+    )
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package and tests, and stubtest of the extension against its stub."""
+    install_project(session, "typecheck")
+    session.run("mypy")
+    session.run(
+        "python",
+        "-m",
+        "mypy.stubtest",
+        "swarm_actors._tuplecore",
+        "--allowlist",
+        str(ROOT / "python" / "stubtest-allowlist.txt"),
+    )
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Benchmarks, side by side with the baselines; writes bench/out/*.md. Opt-in (slow)."""
+    session.run("cargo", "bench", "--workspace", "--locked", external=True)
+    install_project(session, "bench")
+    session.run("python", "bench/run.py", *session.posargs)
