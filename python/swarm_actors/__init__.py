@@ -17,15 +17,31 @@ from swarm_actors._exceptions import (
     UnknownAgentError,
 )
 from swarm_actors._space import TupleSpace
-from swarm_actors._tuplecore import ANY, AnyType, Capability, SpaceStats
+from swarm_actors._tuplecore import (
+    ANY,
+    AgentInfo,
+    AgentTree,
+    AnyType,
+    BatchInfo,
+    Capability,
+    SpaceStats,
+    TreeStats,
+    hilbert_decode,
+    hilbert_decode_batch,
+    hilbert_encode,
+    hilbert_encode_batch,
+)
 from swarm_actors._tuplecore import __version__ as __version__
 
 __all__ = [
     "ANY",
     "AgentError",
+    "AgentInfo",
     "AgentStateError",
+    "AgentTree",
     "AnyType",
     "ArityError",
+    "BatchInfo",
     "Capability",
     "CapabilityError",
     "CoordinateError",
@@ -35,6 +51,11 @@ __all__ = [
     "SpaceError",
     "SpaceStats",
     "SwarmError",
+    "TreeStats",
     "TupleSpace",
     "UnknownAgentError",
+    "hilbert_decode",
+    "hilbert_decode_batch",
+    "hilbert_encode",
+    "hilbert_encode_batch",
 ]

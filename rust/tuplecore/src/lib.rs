@@ -4,7 +4,7 @@
 //! * [`hilbert`]: n-dimensional Hilbert encode/decode (Skilling's transpose algorithm).
 //! * [`tree`]: a lazily described agent hierarchy with LRU pruning and compress tokens.
 //!
-//! The crate is plain Rust; the PyO3 binding lives in `python` behind the `python` feature so
+//! The crate is plain Rust; the `PyO3` binding lives in `python` behind the `python` feature so
 //! `cargo test` and `cargo bench` need no interpreter.
 
 pub mod error;

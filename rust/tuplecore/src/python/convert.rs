@@ -35,15 +35,13 @@ pub fn value_from_py(obj: &Bound<'_, PyAny>, position: usize) -> PyResult<Value>
         return Ok(Value::Bool(obj.cast::<PyBool>()?.is_true()));
     }
     if obj.is_instance_of::<PyInt>() {
-        return match obj.extract::<i64>() {
-            Ok(i) => Ok(Value::Int(i)),
-            // Outside i64: keep the canonical decimal text of the plain int value (an IntEnum's
-            // str() would be its name, so go through int() first).
-            Err(_) => {
-                let plain = obj.py().get_type::<PyInt>().call1((obj,))?;
-                Ok(Value::BigInt(plain.str()?.to_str()?.into()))
-            }
-        };
+        if let Ok(i) = obj.extract::<i64>() {
+            return Ok(Value::Int(i));
+        }
+        // Outside i64: keep the canonical decimal text of the plain int value (an IntEnum's
+        // str() would be its name, so go through int() first).
+        let plain = obj.py().get_type::<PyInt>().call1((obj,))?;
+        return Ok(Value::BigInt(plain.str()?.to_str()?.into()));
     }
     if obj.is_none() {
         return Ok(Value::None);

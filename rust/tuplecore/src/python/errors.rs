@@ -18,10 +18,10 @@ pyo3::import_exception!(swarm_actors._exceptions, InvalidArgumentError);
 
 /// Convert a core [`Error`] into the matching Python exception, attaching the structured
 /// attributes documented in `_exceptions.py` (for example `agent_id` on agent errors).
-pub fn to_pyerr(err: Error) -> PyErr {
+pub fn to_pyerr(err: &Error) -> PyErr {
     let message = err.to_string();
     Python::attach(|py| {
-        let (pyerr, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match err {
+        let (pyerr, attrs): (PyErr, Vec<(&str, Py<PyAny>)>) = match *err {
             Error::FieldType { position, .. } => (
                 FieldTypeError::new_err(message),
                 vec![(
@@ -86,6 +86,6 @@ pub trait MapPyErr<T> {
 
 impl<T> MapPyErr<T> for crate::Result<T> {
     fn map_pyerr(self) -> PyResult<T> {
-        self.map_err(to_pyerr)
+        self.map_err(|e| to_pyerr(&e))
     }
 }

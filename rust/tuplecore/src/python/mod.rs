@@ -1,10 +1,12 @@
-//! PyO3 binding: the `swarm_actors._tuplecore` extension module.
+//! `PyO3` binding: the `swarm_actors._tuplecore` extension module.
 //!
 //! Primitives cross the boundary; defaults, async adaptation and logging live in Python.
 
 mod convert;
 mod errors;
+mod hilbert;
 mod space;
+mod tree;
 
 /// Rust core of swarm-actors: tuple space, Hilbert mapping and agent hierarchy.
 #[pyo3::pymodule]
@@ -14,8 +16,13 @@ mod _tuplecore {
     #[pymodule_export]
     use super::space::{AnyType, Capability, SpaceStats, TupleSpace};
 
-    // MERGE: hilbert exports
-    // MERGE: tree exports
+    #[pymodule_export]
+    use super::hilbert::{
+        hilbert_decode, hilbert_decode_batch, hilbert_encode, hilbert_encode_batch,
+    };
+
+    #[pymodule_export]
+    use super::tree::{AgentInfo, AgentTree, BatchInfo, TreeStats};
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -28,11 +28,14 @@ pub struct AnyType;
 
 #[pymethods]
 impl AnyType {
-    fn __repr__(&self) -> &'static str {
+    fn __repr__(slf: &Bound<'_, Self>) -> &'static str {
+        let _ = slf;
         "ANY"
     }
 
-    fn __reduce__(&self) -> &'static str {
+    /// Pickles as a reference to the module attribute, so unpickling gives the singleton.
+    fn __reduce__(slf: &Bound<'_, Self>) -> &'static str {
+        let _ = slf;
         "ANY"
     }
 }
@@ -116,17 +119,16 @@ impl Shared {
             if readers.is_empty() && taker.is_none() {
                 return Ok(());
             }
-            let value = match &as_tuple {
-                Some(v) => v.clone(),
-                None => {
-                    let v = if obj.is_exact_instance_of::<PyTuple>() {
-                        obj.clone()
-                    } else {
-                        PyTuple::new(py, obj.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()
-                    };
-                    as_tuple = Some(v.clone());
-                    v
-                }
+            let value = if let Some(v) = &as_tuple {
+                v.clone()
+            } else {
+                let v = if obj.is_exact_instance_of::<PyTuple>() {
+                    obj.clone()
+                } else {
+                    PyTuple::new(py, obj.try_iter()?.collect::<PyResult<Vec<_>>>()?)?.into_any()
+                };
+                as_tuple = Some(v.clone());
+                v
             };
             for fut in readers {
                 complete(py, &fut, &value)?;
@@ -344,13 +346,18 @@ fn tuples_to_list<'py>(py: Python<'py>, ts: &[Tuple]) -> PyResult<Bound<'py, PyL
 impl TupleSpace {
     #[new]
     #[pyo3(signature = (*, clock=None, _share=None, _capability=None))]
+    // The underscore marks the two keywords as private in Python's signature.
+    #[allow(clippy::used_underscore_binding)]
     fn new(
         py: Python<'_>,
         clock: Option<Py<PyAny>>,
         _share: Option<&Bound<'_, TupleSpace>>,
         _capability: Option<&Bound<'_, Capability>>,
     ) -> PyResult<Self> {
-        if let Some(parent) = _share {
+        // `_share` / `_capability` are private: `restrict` passes them to build a handle of
+        // the caller's (sub)class that shares this space.
+        let (share, capability) = (_share, _capability);
+        if let Some(parent) = share {
             if clock.is_some() {
                 return Err(PyTypeError::new_err(
                     "a derived handle shares its parent's clock",
@@ -358,7 +365,7 @@ impl TupleSpace {
             }
             return Ok(TupleSpace {
                 shared: parent.get().shared.clone(),
-                cap: _capability.map(|c| c.get().0.clone()),
+                cap: capability.map(|c| c.get().0.clone()),
             });
         }
         if let Some(c) = &clock {

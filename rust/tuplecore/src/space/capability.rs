@@ -88,6 +88,7 @@ impl Capability {
     }
 
     /// The rights both `self` and `other` grant: restricting a handle can only narrow it.
+    #[must_use]
     pub fn narrow(&self, other: &Capability) -> Capability {
         let lanes = match (&self.lanes, &other.lanes) {
             (None, None) => None,
@@ -102,7 +103,7 @@ impl Capability {
         }
     }
 
-    fn denied(&self, op: Operation, detail: String) -> Error {
+    fn denied(op: Operation, detail: String) -> Error {
         Error::Capability {
             operation: op.name(),
             detail,
@@ -118,11 +119,14 @@ impl Capability {
     /// Check writing `tuple`.
     pub fn check_tuple(&self, op: Operation, tuple: &[Value]) -> Result<()> {
         if !self.allows(op) {
-            return Err(self.denied(op, "operation not granted to this handle".to_owned()));
+            return Err(Self::denied(
+                op,
+                "operation not granted to this handle".to_owned(),
+            ));
         }
         if let (Some(lanes), Some(first)) = (&self.lanes, tuple.first()) {
             if !lanes.contains(first) {
-                return Err(self.denied(
+                return Err(Self::denied(
                     op,
                     format!(
                         "lane {} is not one of [{}]",
@@ -138,12 +142,15 @@ impl Capability {
     /// Check reading or taking with `template`.
     pub fn check_template(&self, op: Operation, template: &[Field]) -> Result<()> {
         if !self.allows(op) {
-            return Err(self.denied(op, "operation not granted to this handle".to_owned()));
+            return Err(Self::denied(
+                op,
+                "operation not granted to this handle".to_owned(),
+            ));
         }
         if let (Some(lanes), Some(first)) = (&self.lanes, template.first()) {
             let ok = matches!(first, Field::Actual(v) if lanes.contains(v));
             if !ok {
-                return Err(self.denied(
+                return Err(Self::denied(
                     op,
                     format!(
                         "template lane {} must be one of [{}] (a restricted handle cannot use a \
