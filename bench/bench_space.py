@@ -143,52 +143,57 @@ def measure(impl: Impl, n: int, budget_s: float) -> dict[str, float]:
     for i in range(n):
         out(i)
     progress(f"  {impl.name}: filled {n:,} in {time.perf_counter() - fill_start:.2f} s")
-    # Seed-kernel takes copy the whole lane: keep its rounds small enough to end in time.
-    k = max(1, min(n // 10, 10_000, impl.max_ops // 20))
+    # Rounds start small and double while they stay short, so a slow implementation (the seed
+    # kernel copies the lane on every take) is measured over fewer operations, never for long.
+    k_max = max(1, min(n // 10, 10_000))
     next_id = n
-    total_ops = impl.max_ops
+
+    def one_round(op: str, k: int) -> float:
+        nonlocal next_id
+        if op == "out":
+            ids = range(next_id, next_id + k)
+            next_id += k
+            t0 = time.perf_counter()
+            for i in ids:
+                out(i)
+            spent = time.perf_counter() - t0
+            for _ in range(k):
+                take()
+        elif op == "take":
+            t0 = time.perf_counter()
+            for _ in range(k):
+                take()
+            spent = time.perf_counter() - t0
+            ids = range(next_id, next_id + k)
+            next_id += k
+            for i in ids:
+                out(i)
+        elif op == "take-key":
+            # Ids spread over the whole lane: every take removes from the middle.
+            step = max(1, n // k)
+            keys = [(next_id - n) + j * step for j in range(k)]
+            t0 = time.perf_counter()
+            for i in keys:
+                take_key(i)
+            spent = time.perf_counter() - t0
+            for i in keys:
+                out(i)
+        else:
+            t0 = time.perf_counter()
+            for _ in range(k):
+                read()
+            spent = time.perf_counter() - t0
+        return spent
 
     def rate(op: str) -> float:
-        nonlocal next_id
-        done, spent = 0, 0.0
+        done, spent, k = 0, 0.0, min(16, k_max)
         deadline = time.perf_counter() + budget_s * 4
-        while done < total_ops and (spent < budget_s or done < k):
-            if op == "out":
-                ids = range(next_id, next_id + k)
-                next_id += k
-                t0 = time.perf_counter()
-                for i in ids:
-                    out(i)
-                spent += time.perf_counter() - t0
-                for _ in range(k):
-                    take()
-            elif op == "take":
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    take()
-                spent += time.perf_counter() - t0
-                ids = range(next_id, next_id + k)
-                next_id += k
-                for i in ids:
-                    out(i)
-            elif op == "take-key":
-                # Ids spread over the whole lane: every take removes from the middle.
-                step = max(1, n // k)
-                keys = [(next_id - n) + j * step for j in range(k)]
-                t0 = time.perf_counter()
-                for i in keys:
-                    take_key(i)
-                spent += time.perf_counter() - t0
-                for i in keys:
-                    out(i)
-            else:
-                t0 = time.perf_counter()
-                for _ in range(k):
-                    read()
-                spent += time.perf_counter() - t0
+        while done < impl.max_ops and spent < budget_s and time.perf_counter() < deadline:
+            took = one_round(op, k)
+            spent += took
             done += k
-            if time.perf_counter() > deadline:
-                break
+            if took < budget_s / 20:
+                k = min(k * 2, k_max)
         return done / spent
 
     return {op: best_of(3, lambda op=op: rate(op)) for op in OPS}

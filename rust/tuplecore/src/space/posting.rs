@@ -9,11 +9,19 @@
 use std::collections::VecDeque;
 
 /// One posting list. Most keys (a unique id, a rare value) hold a single tuple, so that case
-/// is stored inline without a heap allocation.
+/// is stored inline without a heap allocation, and the rarer list is boxed: a posting is 16
+/// bytes, which keeps the index map (a million keys at 1e6 resident tuples) cache-friendly.
 #[derive(Debug)]
 pub enum Posting {
     One(u64),
-    Many { seqs: VecDeque<u64>, stale: usize },
+    Many(Box<Many>),
+}
+
+/// The list form of a posting.
+#[derive(Debug)]
+pub struct Many {
+    seqs: VecDeque<u64>,
+    stale: usize,
 }
 
 impl Posting {
@@ -28,9 +36,9 @@ impl Posting {
                 let mut seqs = VecDeque::with_capacity(4);
                 seqs.push_back(*first);
                 seqs.push_back(seq);
-                *self = Posting::Many { seqs, stale: 0 };
+                *self = Posting::Many(Box::new(Many { seqs, stale: 0 }));
             }
-            Posting::Many { seqs, .. } => seqs.push_back(seq),
+            Posting::Many(m) => m.seqs.push_back(seq),
         }
     }
 
@@ -38,7 +46,7 @@ impl Posting {
     pub fn live(&self) -> usize {
         match self {
             Posting::One(_) => 1,
-            Posting::Many { seqs, stale } => seqs.len().saturating_sub(*stale),
+            Posting::Many(m) => m.seqs.len().saturating_sub(m.stale),
         }
     }
 
@@ -46,7 +54,7 @@ impl Posting {
     pub fn iter(&self) -> impl Iterator<Item = u64> + '_ {
         let (one, many) = match self {
             Posting::One(s) => (Some(*s), None),
-            Posting::Many { seqs, .. } => (None, Some(seqs.iter().copied())),
+            Posting::Many(m) => (None, Some(m.seqs.iter().copied())),
         };
         one.into_iter().chain(many.into_iter().flatten())
     }
@@ -57,19 +65,23 @@ impl Posting {
     pub fn remove(&mut self, seq: u64, is_live: impl Fn(u64) -> bool) -> bool {
         match self {
             Posting::One(s) => *s == seq || !is_live(*s),
-            Posting::Many { seqs, stale } => {
+            Posting::Many(m) => {
+                let Many { seqs, stale } = &mut **m;
                 if seqs.front() == Some(&seq) {
                     seqs.pop_front();
                 } else {
                     *stale += 1;
                 }
-                // Drop stale entries that have reached the front.
-                while let Some(&front) = seqs.front() {
-                    if is_live(front) {
-                        break;
+                // Drop stale entries that have reached the front. With no stale entries the
+                // front is live: skip the lookup (it is a cache miss at 1e6 tuples).
+                while *stale > 0 {
+                    match seqs.front() {
+                        Some(&front) if !is_live(front) => {
+                            seqs.pop_front();
+                            *stale -= 1;
+                        }
+                        _ => break,
                     }
-                    seqs.pop_front();
-                    *stale = stale.saturating_sub(1);
                 }
                 if seqs.is_empty() {
                     return true;
@@ -115,7 +127,8 @@ mod tests {
         assert_eq!(p.live(), 50);
         let got: Vec<u64> = p.iter().filter(|s| live.contains(s)).collect();
         assert_eq!(got, (2..=100).step_by(2).collect::<Vec<_>>());
-        if let Posting::Many { seqs, .. } = &p {
+        if let Posting::Many(m) = &p {
+            let seqs = &m.seqs;
             assert!(
                 seqs.len() <= 2 * 50 + 9,
                 "stale entries were not swept: {}",
