@@ -14,7 +14,6 @@ import time
 from collections.abc import Sequence
 
 from swarm_actors import (
-    ANY,
     AgentTree,
     CapabilityError,
     TupleSpace,
