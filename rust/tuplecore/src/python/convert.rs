@@ -7,9 +7,11 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyFloat, PyInt, PyList, PyString, PyTuple, PyType};
 
+use smallvec::SmallVec;
+
 use super::errors::MapPyErr;
 use super::space::AnyType;
-use crate::space::{Field, Template, Tuple, TypeTag, Value, MAX_ARITY};
+use crate::space::{Bytes, Field, Template, Tuple, TypeTag, Value, MAX_ARITY};
 use crate::Error;
 
 const SUPPORTED: &str = "supported field types are int, float, str, bytes, bool and None";
@@ -50,7 +52,7 @@ pub fn value_from_py(obj: &Bound<'_, PyAny>, position: usize) -> PyResult<Value>
         return Ok(Value::Float(f.value()));
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Value::Bytes(b.as_bytes().into()));
+        return Ok(Value::Bytes(Bytes::from(b.as_bytes())));
     }
     if let Ok(s) = obj.cast::<PyString>() {
         return Ok(Value::Str(s.to_str()?.into()));
@@ -135,11 +137,11 @@ fn check_len(n: usize, what: &str) -> PyResult<()> {
     Ok(())
 }
 
-fn convert_seq<T>(
+fn convert_seq<T, C: FromIterator<T>>(
     obj: &Bound<'_, PyAny>,
     what: &str,
     f: impl Fn(&Bound<'_, PyAny>, usize) -> PyResult<T>,
-) -> PyResult<Box<[T]>> {
+) -> PyResult<C> {
     if let Ok(t) = obj.cast::<PyTuple>() {
         check_len(t.len(), what)?;
         return t.iter().enumerate().map(|(i, x)| f(&x, i)).collect();
@@ -164,6 +166,14 @@ pub fn template_from_py(obj: &Bound<'_, PyAny>) -> PyResult<Template> {
     convert_seq(obj, "template", field_from_py)
 }
 
+/// A template for a single operation: up to four fields live on the stack.
+pub type StackTemplate = SmallVec<[Field; 4]>;
+
+/// Convert a template for one `take` / `read` / `count` without a heap allocation.
+pub fn stack_template_from_py(obj: &Bound<'_, PyAny>) -> PyResult<StackTemplate> {
+    convert_seq(obj, "template", field_from_py)
+}
+
 /// Convert a value back to a Python object of its builtin type.
 pub fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match v {
@@ -173,7 +183,7 @@ pub fn value_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny
         Value::BigInt(s) => py.get_type::<PyInt>().call1((&**s,))?,
         Value::Float(f) => PyFloat::new(py, *f).into_any(),
         Value::Str(s) => PyString::new(py, s).into_any(),
-        Value::Bytes(b) => PyBytes::new(py, b).into_any(),
+        Value::Bytes(b) => PyBytes::new(py, b.as_slice()).into_any(),
     })
 }
 

@@ -17,7 +17,10 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 use rustc_hash::FxHashMap;
 
-use super::convert::{template_from_py, tuple_from_py, tuple_to_py, value_from_py, value_to_py};
+use super::convert::{
+    stack_template_from_py, template_from_py, tuple_from_py, tuple_to_py, value_from_py,
+    value_to_py,
+};
 use super::errors::MapPyErr;
 use crate::space::{Capability as CoreCapability, Operation, Space, Stats, Tuple};
 use crate::Error;
@@ -404,7 +407,7 @@ impl TupleSpace {
         py: Python<'py>,
         template: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let tpl = template_from_py(template)?;
+        let tpl = stack_template_from_py(template)?;
         self.check_template(Operation::Take, &tpl)?;
         let now = self.shared.now(py)?;
         let got = self.shared.lock().space.take(&tpl, now).map_pyerr()?;
@@ -417,7 +420,7 @@ impl TupleSpace {
         py: Python<'py>,
         template: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let tpl = template_from_py(template)?;
+        let tpl = stack_template_from_py(template)?;
         self.check_template(Operation::Read, &tpl)?;
         let now = self.shared.now(py)?;
         let got = self.shared.lock().space.read(&tpl, now).map_pyerr()?;
@@ -432,7 +435,7 @@ impl TupleSpace {
         template: &Bound<'py, PyAny>,
         limit: Option<i64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let tpl = template_from_py(template)?;
+        let tpl = stack_template_from_py(template)?;
         self.check_template(Operation::Take, &tpl)?;
         let limit = limit_to_usize(limit)?;
         let now = self.shared.now(py)?;
@@ -453,7 +456,7 @@ impl TupleSpace {
         template: &Bound<'py, PyAny>,
         limit: Option<i64>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let tpl = template_from_py(template)?;
+        let tpl = stack_template_from_py(template)?;
         self.check_template(Operation::Read, &tpl)?;
         let limit = limit_to_usize(limit)?;
         let now = self.shared.now(py)?;
@@ -468,7 +471,7 @@ impl TupleSpace {
 
     /// Number of stored tuples matching `template`.
     fn count(&self, py: Python<'_>, template: &Bound<'_, PyAny>) -> PyResult<usize> {
-        let tpl = template_from_py(template)?;
+        let tpl = stack_template_from_py(template)?;
         self.check_template(Operation::Read, &tpl)?;
         let now = self.shared.now(py)?;
         self.shared.lock().space.count(&tpl, now).map_pyerr()

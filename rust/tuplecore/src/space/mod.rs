@@ -32,17 +32,41 @@ mod waiters;
 mod tests;
 
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
-use std::hash::Hasher;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use rustc_hash::{FxHashMap, FxHasher};
 
 pub use capability::{Capability, Operation};
 use posting::Posting;
-pub use value::{matches, Field, Template, Tuple, TypeTag, Value, MAX_ARITY};
+pub use value::{matches, Bytes, Field, Template, Tuple, TypeTag, Value, MAX_ARITY};
 use waiters::Waiters;
 
 use crate::{Error, Result};
+
+/// Hasher for sequence numbers: the low 57 bits are the sequence number itself, so any window
+/// of consecutive sequence numbers (the live tuples of a FIFO workload) occupies distinct,
+/// adjacent buckets and scans walk memory in order; the top 7 bits (the tag hashbrown filters
+/// on) are mixed so tags still discriminate.
+#[derive(Default, Clone, Copy)]
+struct SeqHasher(u64);
+
+impl Hasher for SeqHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, _bytes: &[u8]) {
+        unreachable!("SeqHasher only hashes u64 sequence numbers");
+    }
+
+    #[inline]
+    fn write_u64(&mut self, seq: u64) {
+        self.0 = seq ^ (seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) & (0x7F << 57));
+    }
+}
+
+type SeqMap<V> = HashMap<u64, V, BuildHasherDefault<SeqHasher>>;
 
 /// A stored tuple.
 #[derive(Debug)]
@@ -97,7 +121,7 @@ pub struct Stats {
 /// The tuple space. Not thread-safe by itself; the Python binding wraps it in a mutex.
 #[derive(Debug, Default)]
 pub struct Space {
-    entries: FxHashMap<u64, Entry>,
+    entries: SeqMap<Entry>,
     next_seq: u64,
     sigs: Vec<Signature>,
     sig_by_key: FxHashMap<u128, u32>,

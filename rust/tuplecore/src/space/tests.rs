@@ -189,6 +189,7 @@ fn value_strategy() -> impl Strategy<Value = Value> + Clone {
         prop_oneof![Just(0.0), Just(-0.0), Just(1.0), Just(f64::NAN)].prop_map(Value::Float),
         prop_oneof![Just("a"), Just("b")].prop_map(|x| Value::Str(x.into())),
         Just(Value::Bytes(b"x".to_vec().into())),
+        Just(Value::Bytes(vec![9u8; 40].into())),
     ]
 }
 

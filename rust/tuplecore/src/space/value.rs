@@ -49,7 +49,60 @@ pub enum Value {
     BigInt(Box<str>),
     Float(f64),
     Str(CompactString),
-    Bytes(Box<[u8]>),
+    Bytes(Bytes),
+}
+
+/// An immutable byte string stored inline up to [`Bytes::INLINE`] bytes (like `CompactString`
+/// does for text), so small payloads cost no heap allocation to store or to free.
+#[derive(Clone)]
+pub enum Bytes {
+    Inline { len: u8, buf: [u8; Bytes::INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Bytes {
+    /// Longest byte string kept inline (the variant then fits in a `Value` of 32 bytes).
+    pub const INLINE: usize = 22;
+
+    /// The bytes.
+    #[inline]
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Inline { len, buf } => &buf[..usize::from(*len)],
+            Bytes::Heap(b) => b,
+        }
+    }
+}
+
+impl From<&[u8]> for Bytes {
+    fn from(b: &[u8]) -> Self {
+        if b.len() <= Self::INLINE {
+            let mut buf = [0u8; Self::INLINE];
+            buf[..b.len()].copy_from_slice(b);
+            Bytes::Inline {
+                len: b.len() as u8,
+                buf,
+            }
+        } else {
+            Bytes::Heap(b.into())
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(b: Vec<u8>) -> Self {
+        if b.len() <= Self::INLINE {
+            Self::from(&b[..])
+        } else {
+            Bytes::Heap(b.into_boxed_slice())
+        }
+    }
+}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Bytes({:?})", self.as_slice())
+    }
 }
 
 /// A stored tuple: its fields in order.
@@ -106,7 +159,7 @@ impl Value {
             }
             Value::Bytes(b) => {
                 h.write_u8(TypeTag::Bytes as u8);
-                h.write(b);
+                h.write(b.as_slice());
                 h.write_u8(0xff);
             }
         }
@@ -128,7 +181,7 @@ impl Value {
             Value::BigInt(s) => s.to_string(),
             Value::Float(f) => format!("{f:?}"),
             Value::Str(s) => format!("{:?}", s.as_str()),
-            Value::Bytes(b) => format!("<{} bytes>", b.len()),
+            Value::Bytes(b) => format!("<{} bytes>", b.as_slice().len()),
         };
         if s.len() > 60 {
             let cut = (0..=57).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
@@ -148,7 +201,7 @@ impl PartialEq for Value {
             (Value::BigInt(a), Value::BigInt(b)) => a == b,
             (Value::Float(a), Value::Float(b)) => Self::float_bits(*a) == Self::float_bits(*b),
             (Value::Str(a), Value::Str(b)) => a == b,
-            (Value::Bytes(a), Value::Bytes(b)) => a == b,
+            (Value::Bytes(a), Value::Bytes(b)) => a.as_slice() == b.as_slice(),
             _ => false,
         }
     }
@@ -233,5 +286,23 @@ mod tests {
     fn describe_is_bounded_and_char_safe() {
         let long = Value::Str("é".repeat(100).into());
         assert!(long.describe().len() <= 63);
+    }
+
+    #[test]
+    fn bytes_inline_and_heap_compare_by_content() {
+        assert_eq!(std::mem::size_of::<Value>(), 32);
+        let small = Value::Bytes(Bytes::from(&b"abc"[..]));
+        assert!(matches!(small, Value::Bytes(Bytes::Inline { .. })));
+        let big: Vec<u8> = (0..100).collect();
+        let heap = Value::Bytes(Bytes::from(big.clone()));
+        assert!(matches!(heap, Value::Bytes(Bytes::Heap(_))));
+        assert_eq!(heap, Value::Bytes(Bytes::from(&big[..])));
+        assert_ne!(small, heap);
+        let edge = vec![7u8; Bytes::INLINE];
+        assert_eq!(Bytes::from(edge.clone()).as_slice(), &edge[..]);
+        assert_eq!(
+            Value::Bytes(Bytes::from(&b""[..])).hash64(),
+            Value::Bytes(Bytes::from(Vec::new())).hash64()
+        );
     }
 }
