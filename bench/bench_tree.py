@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib.util
 import json
 import os
 import platform
@@ -31,8 +30,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from _common import load_seed_kernel, rss_bytes
+
 REPO = Path(__file__).resolve().parent.parent
-SEED_PATH = REPO / ".." / "shared" / "reference" / "seed_kernel.py"
 STATE_BYTES = 64
 # The Rust batch record (56 bytes) plus the 8-byte entry in the parent's child list.
 BATCH_RECORD_BYTES = 56 + 8
@@ -40,24 +40,6 @@ BATCH_RECORD_BYTES = 56 + 8
 
 def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def rss() -> int:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def load_seed() -> ModuleType | None:
-    path = SEED_PATH.resolve()
-    if not path.exists():
-        return None
-    spec = importlib.util.spec_from_file_location("seed_kernel", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["seed_kernel"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def best_of(repeat: int, fn: Callable[[], object]) -> float:
@@ -90,17 +72,17 @@ def child_tree_memory(agents: int) -> dict[str, Any]:
     pool = states(1024)
     touch, compress = tree.touch, tree.compress
     gc.collect()
-    base = rss()
+    base = rss_bytes()
     start = time.perf_counter()
     for i in range(first, first + agents):
         touch(i)
     materialize_s = time.perf_counter() - start
-    active_rss = rss() - base
+    active_rss = rss_bytes() - base
     start = time.perf_counter()
     for n, i in enumerate(range(first, first + agents)):
         compress(i, pool[n & 1023])
     compress_s = time.perf_counter() - start
-    compressed_rss = rss() - base
+    compressed_rss = rss_bytes() - base
     assert tree.stats().compressed == agents
     return {
         "materialize_rate": agents / materialize_s,
@@ -118,14 +100,14 @@ def child_tree_spawn_memory(agents: int) -> dict[str, Any]:
     pool = states(1024)
     spawn, compress = tree.spawn, tree.compress
     gc.collect()
-    base = rss()
+    base = rss_bytes()
     start = time.perf_counter()
     for _ in range(agents):
         spawn(0, "worker")
     spawn_s = time.perf_counter() - start
     for n in range(1, agents + 1):
         compress(n, pool[n & 1023])
-    return {"spawn_rate": agents / spawn_s, "compressed_bytes": (rss() - base) / agents}
+    return {"spawn_rate": agents / spawn_s, "compressed_bytes": (rss_bytes() - base) / agents}
 
 
 def child_tree_batch_memory(depth: int, branching: int, calls: int) -> dict[str, Any]:
@@ -134,29 +116,29 @@ def child_tree_batch_memory(depth: int, branching: int, calls: int) -> dict[str,
 
     tree = AgentTree()
     gc.collect()
-    base = rss()
+    base = rss_bytes()
     for _ in range(calls):
         tree.batch_spawn(0, "leaf", depth, branching)
-    return {"bytes_per_batch": (rss() - base) / calls}
+    return {"bytes_per_batch": (rss_bytes() - base) / calls}
 
 
 def child_seed_memory(agents: int) -> dict[str, Any]:
-    seed = load_seed()
+    seed = load_seed_kernel()
     assert seed is not None
     space = seed.TupleSpace(policy=seed.RuntimePolicy(compression_threshold=10**9))
     root = seed.YoolTuple("root", (0,), "root", "lane", "bench", agent_id=None)
     pool = states(1024)
     gc.collect()
-    base = rss()
+    base = rss_bytes()
     start = time.perf_counter()
     ids = [space.spawn_agent(root, "worker", {"state": pool[n & 1023]}) for n in range(agents)]
     spawn_s = time.perf_counter() - start
-    active_rss = rss() - base
+    active_rss = rss_bytes() - base
     start = time.perf_counter()
     for i in ids:
         space.compress_token(i)
     compress_s = time.perf_counter() - start
-    compressed_rss = rss() - base
+    compressed_rss = rss_bytes() - base
     return {
         "materialize_rate": agents / spawn_s,
         "compress_rate": agents / compress_s,
@@ -166,15 +148,15 @@ def child_seed_memory(agents: int) -> dict[str, Any]:
 
 
 def child_seed_batch_memory(depth: int, branching: int, calls: int) -> dict[str, Any]:
-    seed = load_seed()
+    seed = load_seed_kernel()
     assert seed is not None
     space = seed.TupleSpace(policy=seed.RuntimePolicy(compression_threshold=10**9))
     root = seed.YoolTuple("root", (0,), "root", "lane", "bench", agent_id=None)
     gc.collect()
-    base = rss()
+    base = rss_bytes()
     for _ in range(calls):
         space.batch_spawn(root, "leaf", depth=depth, branching=branching)
-    return {"bytes_per_batch": (rss() - base) / calls}
+    return {"bytes_per_batch": (rss_bytes() - base) / calls}
 
 
 CHILDREN: dict[str, Callable[..., dict[str, Any]]] = {
@@ -336,7 +318,7 @@ def main() -> None:
 
     agents, seed_agents = args.agents, args.seed_agents
     prune_count = agents // 10
-    seed = load_seed()
+    seed = load_seed_kernel()
 
     log(f"swarm-actors: batch_spawn, resolve, touch, prune, restore on {agents:,} agents")
     ours = tree_speed(agents, prune_count)
