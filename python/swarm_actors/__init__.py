@@ -3,20 +3,31 @@
 The public API is what ``__all__`` lists; everything else lives in private modules.
 """
 
+from swarm_actors._actor import Actor, handler
 from swarm_actors._exceptions import (
+    ActorDeadError,
+    ActorError,
+    ActorNameError,
     AgentError,
     AgentStateError,
     ArityError,
     CapabilityError,
     CoordinateError,
     CorruptStateError,
+    EscalatedError,
     FieldTypeError,
     InvalidArgumentError,
+    MailboxFullError,
     SpaceError,
     SwarmError,
+    UnhandledMessageError,
     UnknownAgentError,
 )
+from swarm_actors._ref import ActorRef, MailboxStats
 from swarm_actors._space import TupleSpace
+from swarm_actors._supervision import AllForOne, Backoff, Directive, OneForOne
+from swarm_actors._system import ActorSystem
+from swarm_actors._timers import Timers
 from swarm_actors._tuplecore import (
     ANY,
     AgentInfo,
@@ -35,25 +46,41 @@ from swarm_actors._tuplecore import __version__ as __version__
 
 __all__ = [
     "ANY",
+    "Actor",
+    "ActorDeadError",
+    "ActorError",
+    "ActorNameError",
+    "ActorRef",
+    "ActorSystem",
     "AgentError",
     "AgentInfo",
     "AgentStateError",
     "AgentTree",
+    "AllForOne",
     "AnyType",
     "ArityError",
+    "Backoff",
     "BatchInfo",
     "Capability",
     "CapabilityError",
     "CoordinateError",
     "CorruptStateError",
+    "Directive",
+    "EscalatedError",
     "FieldTypeError",
     "InvalidArgumentError",
+    "MailboxFullError",
+    "MailboxStats",
+    "OneForOne",
     "SpaceError",
     "SpaceStats",
     "SwarmError",
+    "Timers",
     "TreeStats",
     "TupleSpace",
+    "UnhandledMessageError",
     "UnknownAgentError",
+    "handler",
     "hilbert_decode",
     "hilbert_decode_batch",
     "hilbert_encode",

@@ -11,27 +11,40 @@ One root, grouped by the part of the system that raises them::
     │   ├── UnknownAgentError (LookupError)    no agent has this id
     │   ├── AgentStateError                    the agent is in the wrong state for the operation
     │   └── CorruptStateError (ValueError)     compressed state failed validation
+    ├── ActorError                     actor runtime
+    │   ├── ActorDeadError                     the target actor is stopped (or stopping)
+    │   ├── MailboxFullError                   ``tell_nowait`` on a full mailbox
+    │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
+    │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
+    │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
-``operation``; ``FieldTypeError`` carries ``position``. Timeouts raise the builtin
+``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
+target's path). Timeouts raise the builtin
 ``TimeoutError`` and cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ActorDeadError",
+    "ActorError",
+    "ActorNameError",
     "AgentError",
     "AgentStateError",
     "ArityError",
     "CapabilityError",
     "CoordinateError",
     "CorruptStateError",
+    "EscalatedError",
     "FieldTypeError",
     "InvalidArgumentError",
+    "MailboxFullError",
     "SpaceError",
     "SwarmError",
+    "UnhandledMessageError",
     "UnknownAgentError",
 ]
 
@@ -94,3 +107,41 @@ class CoordinateError(SwarmError, ValueError):
 
 class InvalidArgumentError(SwarmError, ValueError):
     """An argument is outside its documented range (for example ``depth=0``)."""
+
+
+class ActorError(SwarmError):
+    """An actor-runtime operation was refused or failed."""
+
+    actor: str
+    """Path of the actor concerned (for example ``/counter``)."""
+
+    def __init__(self, message: str, *, actor: str = "") -> None:
+        super().__init__(message)
+        self.actor = actor
+
+
+class ActorDeadError(ActorError):
+    """The target actor is stopped or stopping: the message was not delivered."""
+
+
+class MailboxFullError(ActorError):
+    """``tell_nowait`` found the mailbox full; the message was not enqueued."""
+
+    capacity: int
+    """The mailbox's capacity."""
+
+    def __init__(self, message: str, *, actor: str = "", capacity: int = 0) -> None:
+        super().__init__(message, actor=actor)
+        self.capacity = capacity
+
+
+class UnhandledMessageError(ActorError, TypeError):
+    """The actor has no handler for the message's type (raised to the sender of an ``ask``)."""
+
+
+class ActorNameError(ActorError, ValueError):
+    """An actor name is already taken in the system, or is not a valid name."""
+
+
+class EscalatedError(ActorError):
+    """A child failed more often than its restart policy allows; ``__cause__`` is its error."""

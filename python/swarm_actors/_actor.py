@@ -1,0 +1,166 @@
+"""The ``Actor`` base class and the ``@handler`` decorator.
+
+Users subclass ``Actor`` and either decorate one method per message type with ``@handler`` (the
+type comes from the annotation of its message parameter) or override ``on_receive`` for
+everything else. Per-class options are class keywords::
+
+    class Counter(Actor, mailbox_size=10_000):
+        @handler
+        async def add(self, msg: Add) -> None: ...
+"""
+
+from __future__ import annotations
+
+import inspect
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
+
+from swarm_actors._exceptions import UnhandledMessageError
+from swarm_actors._supervision import OneForOne
+
+if TYPE_CHECKING:
+    from swarm_actors._ref import ActorRef
+    from swarm_actors._system import ActorSystem
+    from swarm_actors._timers import Timers
+
+__all__ = ["Actor", "handler"]
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+A = TypeVar("A", bound="Actor")
+
+DEFAULT_MAILBOX_SIZE = 1000
+
+
+def handler(fn: F) -> F:
+    """Mark an ``async def`` method as the handler of the type its message parameter names.
+
+    ``async def on_add(self, msg: Add) -> int`` handles ``Add`` (and subclasses of ``Add`` that
+    have no handler of their own). A union annotation registers every member. The class raises
+    ``TypeError`` at definition time if the method is not async or has no usable annotation.
+    """
+    fn.__swarm_handler__ = True  # type: ignore[attr-defined]
+    return fn
+
+
+def _message_types(cls: type, name: str, fn: Callable[..., Any]) -> Iterable[type]:
+    if not inspect.iscoroutinefunction(fn):
+        raise TypeError(f"{cls.__qualname__}.{name}: a @handler must be an async def method")
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) != 2:
+        raise TypeError(f"{cls.__qualname__}.{name}: a @handler takes (self, message)")
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception as exc:  # unresolvable forward reference
+        raise TypeError(f"{cls.__qualname__}.{name}: cannot resolve annotations: {exc}") from exc
+    annotation = hints.get(params[1].name)
+    if annotation is None:
+        raise TypeError(
+            f"{cls.__qualname__}.{name}: annotate the message parameter with its type, "
+            f"e.g. `async def {name}(self, msg: MyMessage)`"
+        )
+    members = (
+        get_args(annotation)
+        if get_origin(annotation) in (Union, types.UnionType)
+        else (annotation,)
+    )
+    for member in members:
+        origin = get_origin(member) or member
+        if not isinstance(origin, type):
+            raise TypeError(f"{cls.__qualname__}.{name}: {member!r} is not a class")
+        yield origin
+
+
+class Actor:
+    """Base class of every actor.
+
+    An actor handles one message at a time, in the order each sender sent them. Its state is
+    plain attributes; nothing else touches them, so no locks are needed. Subclass it, add
+    ``@handler`` methods or override ``on_receive``, and start it with ``ActorSystem.start`` (or
+    ``self.start_child`` from another actor) to get an ``ActorRef``.
+
+    Class keywords: ``mailbox_size`` (pending messages before ``tell`` waits, default 1000) and
+    ``supervision`` (the strategy this actor applies to *its children*, default ``OneForOne()``).
+
+    Set by the runtime before ``on_start`` runs:
+
+    * ``self.ref``: this actor's ``ActorRef``;
+    * ``self.system``: the ``ActorSystem`` it runs in;
+    * ``self.timers``: one-shot and periodic self-messages, cancelled when the actor stops.
+    """
+
+    mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
+    supervision: ClassVar[OneForOne] = OneForOne()
+    _handlers: ClassVar[dict[type, str]] = {}
+
+    ref: ActorRef[Any]
+    system: ActorSystem
+    timers: Timers
+
+    def __init_subclass__(
+        cls,
+        *,
+        mailbox_size: int | None = None,
+        supervision: OneForOne | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if mailbox_size is not None:
+            if not isinstance(mailbox_size, int) or mailbox_size < 1:
+                raise ValueError(f"{cls.__qualname__}: mailbox_size must be an int >= 1")
+            cls.mailbox_size = mailbox_size
+        if supervision is not None:
+            if not isinstance(supervision, OneForOne):
+                raise TypeError(f"{cls.__qualname__}: supervision must be OneForOne or AllForOne")
+            cls.supervision = supervision
+        handlers = dict(cls._handlers)
+        for name, fn in vars(cls).items():
+            if getattr(fn, "__swarm_handler__", False):
+                for message_type in _message_types(cls, name, fn):
+                    handlers[message_type] = name
+        cls._handlers = handlers
+
+    async def on_start(self) -> None:
+        """Runs once before the first message, and again on each restart (a fresh instance).
+
+        Runs in the task that called ``start`` (or, on restart, the supervisor's task). If it
+        raises, ``start`` raises that error and the actor is not registered; on restart, the
+        error counts as another failure.
+        """
+
+    async def on_stop(self) -> None:
+        """Runs once when the actor stops, after its children stopped and its mailbox drained.
+
+        Also runs on the old instance before a restart. An error is logged and ignored: the
+        actor stops anyway.
+        """
+
+    async def on_failure(self, exc: BaseException) -> None:
+        """Runs after a handler raised ``exc``, before the supervisor decides what happens.
+
+        The actor takes no message until the decision is carried out. An error raised here is
+        logged and does not change the decision.
+        """
+
+    async def on_receive(self, message: Any) -> Any:
+        """Handle a message that no ``@handler`` claims. The default refuses it.
+
+        The refusal is an ``UnhandledMessageError`` raised to the sender of an ``ask``, and a
+        logged dead letter for a ``tell``; it is not a failure and never restarts the actor.
+        """
+        raise UnhandledMessageError(
+            f"{type(self).__qualname__} has no handler for {type(message).__qualname__}",
+            actor=self.ref.path if hasattr(self, "ref") else "",
+        )
+
+    async def start_child(
+        self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
+    ) -> ActorRef[A]:
+        """Start a child actor supervised by this one; it stops when this actor stops."""
+        return await self.system._start(actor_class, args, kwargs, name=name, parent=self.ref)
+
+    @classmethod
+    def _unhandled(cls) -> bool:
+        """Whether ``on_receive`` is the refusing default."""
+        return cls.on_receive is Actor.on_receive

@@ -1,0 +1,183 @@
+"""``ActorRef``: the handle through which everything talks to an actor."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from swarm_actors._exceptions import ActorDeadError, UnhandledMessageError
+
+if TYPE_CHECKING:
+    from swarm_actors._actor import Actor
+    from swarm_actors._cell import Cell
+
+__all__ = ["ActorRef", "MailboxStats"]
+
+A = TypeVar("A", bound="Actor")
+
+
+@dataclass(frozen=True, slots=True)
+class MailboxStats:
+    """A snapshot of an actor's mailbox and failure counters."""
+
+    pending: int
+    """Messages waiting in the mailbox."""
+    processed: int
+    """Messages taken from the mailbox (handled, refused as unhandled, or failed)."""
+    dropped: int
+    """Messages discarded by ``stop(drain=False)`` or a stop after a failure."""
+    capacity: int
+    """Mailbox capacity."""
+    failures: int
+    """Handler failures."""
+    restarts: int
+    """Restarts carried out by the supervisor."""
+
+
+def _expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError(f"ask to {path} got no reply within {timeout:g} s"))
+
+
+async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: float | None) -> Any:
+    if timeout is None:
+        return await future
+    handle = cell.loop.call_later(timeout, _expire, future, timeout, cell.path)
+    try:
+        return await future
+    finally:
+        handle.cancel()
+
+
+def _check_timeout(timeout: float | None) -> None:
+    if timeout is not None and (math.isnan(timeout) or timeout <= 0):
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+
+
+class ActorRef(Generic[A]):
+    """A reference to a running actor: send it messages, ask it questions, stop it.
+
+    Refs are cheap, hashable and compare equal when they point at the same actor. Every method
+    must be called from the event loop the actor system runs on.
+    """
+
+    __slots__ = ("_cell",)
+
+    def __init__(self, cell: Cell) -> None:
+        self._cell = cell
+
+    @property
+    def name(self) -> str:
+        """The actor's name, unique within its system."""
+        return self._cell.name
+
+    @property
+    def path(self) -> str:
+        """The actor's path: its ancestors' names and its own, e.g. ``/parent/child``."""
+        return self._cell.path
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether the actor still accepts messages."""
+        return self._cell.accepting
+
+    async def tell(self, message: Any) -> None:
+        """Send ``message`` without waiting for it to be handled.
+
+        Waits while the mailbox is full (backpressure). Raises ``ActorDeadError`` if the actor
+        is stopped. Messages from one sender are handled in the order sent.
+        """
+        cell = self._cell
+        if cell.accepting and len(cell.queue) < cell.capacity:
+            cell.queue.append(message)
+            if not cell.scheduled and cell.runnable:
+                cell.schedule()
+            return
+        await cell.put(message)
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send ``message`` now or raise: ``MailboxFullError`` when full, ``ActorDeadError``."""
+        self._cell.enqueue_nowait(message)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the handler's result (or raise its exception).
+
+        Raises the builtin ``TimeoutError`` if no reply comes within ``timeout`` seconds (the
+        message may still be handled later), ``ActorDeadError`` if the actor is or becomes
+        stopped, and ``UnhandledMessageError`` if it has no handler for the message's type.
+        Cancelling the caller never disturbs the actor: the message is handled regardless.
+        """
+        _check_timeout(timeout)
+        cell = self._cell
+        if not cell.accepting:
+            raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
+        if cell.runnable and not cell.queue:
+            return await self._ask_inline(message, timeout)
+        from swarm_actors._cell import Ask
+
+        future: asyncio.Future[Any] = cell.loop.create_future()
+        await cell.put(Ask(message, future))
+        return await _wait_reply(cell, future, timeout)
+
+    async def _ask_inline(self, message: Any, timeout: float | None) -> Any:
+        """The actor is idle: run the handler in the caller's task under the actor's guard."""
+        cell = self._cell
+        fn = cell.resolve(type(message))
+        cell.processed += 1
+        if fn is None:
+            raise UnhandledMessageError(
+                f"{cell.actor_class.__qualname__} ({cell.path}) has no handler for "
+                f"{type(message).__qualname__}",
+                actor=cell.path,
+            )
+        cell.runnable = False
+        cell.busy = True
+        try:
+            coro = fn(message)
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            cell.busy = False
+            cell.after_handler()
+            return stop.value
+        except (Exception, asyncio.CancelledError) as exc:
+            cell.busy = False
+            cell.fail(exc, None)
+            raise
+        # The handler awaits something: finish it in the actor's own task so that cancelling
+        # this caller cannot interrupt the handler halfway.
+        future: asyncio.Future[Any] = cell.loop.create_future()
+        cell.finish_in_task(coro, yielded, future)
+        return await _wait_reply(cell, future, timeout)
+
+    async def stop(self, *, drain: bool = True) -> int:
+        """Stop the actor and its children; returns the number of discarded messages.
+
+        With ``drain=True`` (default) the mailbox is handled first and nothing is discarded;
+        with ``drain=False`` queued messages are discarded (pending asks get ``ActorDeadError``)
+        and a handler in progress is cancelled. ``on_stop`` runs last. Calling ``stop`` again
+        waits for the first stop.
+        """
+        return await self._cell.stop(drain)
+
+    def stats(self) -> MailboxStats:
+        """Mailbox and failure counters."""
+        c = self._cell
+        return MailboxStats(
+            pending=len(c.queue),
+            processed=c.processed,
+            dropped=c.dropped,
+            capacity=c.capacity,
+            failures=c.failures,
+            restarts=c.restarts,
+        )
+
+    def __repr__(self) -> str:
+        return f"<ActorRef {self.path} ({self._cell.actor_class.__qualname__})>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ActorRef) and other._cell is self._cell
+
+    def __hash__(self) -> int:
+        return id(self._cell)

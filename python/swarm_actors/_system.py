@@ -1,0 +1,185 @@
+"""``ActorSystem``: starts actors, keeps the registry, supervises the top level."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from swarm_actors._cell import Cell, Dispatcher, State
+from swarm_actors._clock import Clock, LoopClock
+from swarm_actors._exceptions import ActorNameError
+from swarm_actors._supervision import OneForOne
+
+if TYPE_CHECKING:
+    from swarm_actors._actor import Actor
+    from swarm_actors._ref import ActorRef
+
+__all__ = ["ActorSystem"]
+
+A = TypeVar("A", bound="Actor")
+
+log = structlog.get_logger("swarm_actors")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}$")
+
+
+class ActorSystem:
+    """A set of actors running on one event loop.
+
+    Use it as an async context manager; leaving the block stops every actor (draining their
+    mailboxes)::
+
+        async with ActorSystem() as system:
+            counter = await system.start(Counter, name="counter")
+            await counter.tell(Increment(1))
+
+    ``supervision`` is the strategy applied to top-level actors (default ``OneForOne()``);
+    ``clock`` replaces the event loop's clock for timers and backoff (see
+    ``swarm_actors.testing.VirtualClock``).
+    """
+
+    def __init__(self, *, supervision: OneForOne | None = None, clock: Clock | None = None) -> None:
+        self.supervision = supervision or OneForOne()
+        self._clock_override = clock
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dispatcher: Dispatcher
+        self.clock: Clock
+        self._names: dict[str, Cell] = {}
+        self._paths: dict[str, Cell] = {}
+        self._top: dict[str, Cell] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._counter = 0
+        self.dead_letters = 0
+        """Messages nobody handled (unhandled tells)."""
+        self._closed = False
+        self._signal_handlers: list[Any] = []
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ActorSystem:
+        self._attach()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop_all()
+
+    def _attach(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._dispatcher = Dispatcher(loop)
+            self.clock = self._clock_override or LoopClock(loop)
+        elif self._loop is not loop:
+            raise RuntimeError("an ActorSystem is bound to the event loop it was first used on")
+
+    async def start(
+        self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
+    ) -> ActorRef[A]:
+        """Start a top-level actor; returns its ref once ``on_start`` has completed.
+
+        ``args`` and ``kwargs`` go to the actor's constructor (and again on each restart).
+        Raises ``ActorNameError`` if ``name`` is taken or invalid, and whatever the constructor
+        or ``on_start`` raises (the actor is then not registered).
+        """
+        return await self._start(actor_class, args, kwargs, name=name, parent=None)
+
+    async def _start(
+        self,
+        actor_class: type[A],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str | None,
+        parent: ActorRef[Any] | None,
+    ) -> ActorRef[A]:
+        from swarm_actors._actor import Actor
+
+        self._attach()
+        if self._closed:
+            raise RuntimeError("this ActorSystem is stopped")
+        if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
+            raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
+        if name is None:
+            self._counter += 1
+            name = f"{actor_class.__name__.lower()}-{self._counter}"
+        elif not isinstance(name, str) or not _NAME.match(name):
+            raise ActorNameError(
+                f"invalid actor name {name!r}: 1-200 characters of letters, digits and "
+                "_ . : @ + = - ~ (no '/')"
+            )
+        if name in self._names:
+            raise ActorNameError(f"an actor named {name!r} already exists", actor=name)
+        parent_cell = parent._cell if parent is not None else None
+        if parent_cell is not None and parent_cell.state in (State.STOPPING, State.STOPPED):
+            raise RuntimeError(f"cannot start a child of {parent_cell.path}: it is stopping")
+        cell = Cell(self, actor_class, args, kwargs, name, parent_cell)
+        self._names[name] = cell
+        self._paths[cell.path] = cell
+        (parent_cell.children if parent_cell else self._top)[name] = cell
+        try:
+            await cell.create_instance()
+        except BaseException:
+            cell.accepting = False
+            cell.state = State.STOPPED
+            self._unregister(cell)
+            raise
+        cell.set_running()
+        self._signal("started", cell.path)
+        return cell.ref
+
+    def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
+        """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``)."""
+        table = self._paths if name_or_path.startswith("/") else self._names
+        cell = table.get(name_or_path)
+        return cell.ref if cell is not None else None
+
+    def actors(self) -> list[ActorRef[Any]]:
+        """Refs of every running actor, parents before children."""
+        return [c.ref for c in sorted(self._paths.values(), key=lambda c: c.path.count("/"))]
+
+    async def stop_all(self, *, drain: bool = True) -> None:
+        """Stop every actor (children before their parents' ``on_stop``)."""
+        if self._loop is None:
+            return
+        await asyncio.gather(*(c.stop(drain) for c in list(self._top.values())))
+        # Supervision still pending (e.g. a backoff delay) has nothing left to restart.
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- internals used by cells ------------------------------------------------------------
+
+    def _unregister(self, cell: Cell) -> None:
+        if self._names.get(cell.name) is cell:
+            del self._names[cell.name]
+        if self._paths.get(cell.path) is cell:
+            del self._paths[cell.path]
+        siblings = cell.parent.children if cell.parent else self._top
+        if siblings.get(cell.name) is cell:
+            del siblings[cell.name]
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("supervision task failed", error=repr(task.exception()))
+
+    def _dead_letter(self, path: str, message: Any, reason: str) -> None:
+        self.dead_letters += 1
+        log.warning(
+            "dead letter", actor=path, message_type=type(message).__qualname__, reason=reason
+        )
+
+    def _signal(self, kind: str, path: str, **details: Any) -> None:
+        """Lifecycle signal (started, stopped, crashed, restarted) to every subscriber."""
+        for handler in self._signal_handlers:
+            handler(kind, path, details)

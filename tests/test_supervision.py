@@ -1,0 +1,233 @@
+"""Supervision (one-for-one, all-for-one, backoff, escalation) and timers, on a virtual clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from swarm_actors import (
+    Actor,
+    ActorSystem,
+    AllForOne,
+    Backoff,
+    Directive,
+    EscalatedError,
+    OneForOne,
+    handler,
+)
+from swarm_actors.testing import VirtualClock, settle
+
+pytestmark = pytest.mark.asyncio
+
+EVENTS: list[tuple[str, Any]] = []
+
+
+@dataclass
+class Work:
+    n: int
+    fail: bool = False
+
+
+@dataclass
+class Tick:
+    pass
+
+
+class Worker(Actor):
+    def __init__(self) -> None:
+        self.done: list[int] = []
+
+    async def on_start(self) -> None:
+        EVENTS.append(("start", self.ref.name))
+
+    async def on_stop(self) -> None:
+        EVENTS.append(("stop", self.ref.name))
+
+    async def on_failure(self, exc: BaseException) -> None:
+        EVENTS.append(("failure", repr(exc)))
+
+    @handler
+    async def work(self, msg: Work) -> int:
+        if msg.fail:
+            raise RuntimeError(f"failed on {msg.n}")
+        self.done.append(msg.n)
+        return msg.n
+
+    @handler
+    async def tick(self, msg: Tick) -> None:
+        EVENTS.append(("tick", self.ref.name))
+
+
+def instance(ref: Any) -> Any:
+    return ref._cell.actor
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    EVENTS.clear()
+
+
+async def test_one_for_one_restart_keeps_the_mailbox() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Worker, name="w")
+        first = instance(ref)
+        for i, fail in enumerate([False, True, False, False]):
+            ref.tell_nowait(Work(i, fail))
+        await settle()
+        assert await ref.ask(Work(9)) == 9
+        second = instance(ref)
+        assert second is not first, "a restart builds a fresh instance"
+        assert first.done == [0]
+        assert second.done == [2, 3, 9], "messages queued behind the failure survive it"
+        assert ref.stats().restarts == 1
+        assert ("failure", "RuntimeError('failed on 1')") in EVENTS
+        assert EVENTS.count(("start", "w")) == 2
+
+
+async def test_backoff_delays_the_restart() -> None:
+    clock = VirtualClock()
+    strategy = OneForOne(backoff=Backoff(initial=2.0, jitter=0.0))
+    async with ActorSystem(supervision=strategy, clock=clock) as system:
+        ref = await system.start(Worker)
+        ref.tell_nowait(Work(1, fail=True))
+        ref.tell_nowait(Work(2))
+        await clock.advance(1.9)
+        assert ref.stats().restarts == 0
+        assert ref.stats().pending == 1, "nothing is handled while waiting to restart"
+        await clock.advance(0.2)
+        assert ref.stats().restarts == 1
+        assert instance(ref).done == [2]
+        # The next consecutive restart waits twice as long.
+        ref.tell_nowait(Work(3, fail=True))
+        await clock.advance(3.9)
+        assert ref.stats().restarts == 1
+        await clock.advance(0.2)
+        assert ref.stats().restarts == 2
+
+
+async def test_backoff_grows_and_jitters_within_bounds() -> None:
+    b = Backoff(initial=0.1, factor=2.0, maximum=1.0, jitter=0.5)
+    for attempt, base in [(0, 0.1), (1, 0.2), (3, 0.8), (10, 1.0)]:
+        for _ in range(50):
+            assert base * 0.5 <= b.delay(attempt) <= base * 1.5
+    assert Backoff().delay(5) == 0.0
+    with pytest.raises(ValueError, match="jitter"):
+        Backoff(jitter=2)
+
+
+class Pair(Actor, supervision=AllForOne()):
+    async def on_start(self) -> None:
+        await self.start_child(Worker, name="a")
+        await self.start_child(Worker, name="b")
+
+
+async def test_all_for_one_restarts_every_sibling() -> None:
+    async with ActorSystem() as system:
+        await system.start(Pair, name="pair")
+        a, b = system.lookup("a"), system.lookup("b")
+        assert a is not None
+        assert b is not None
+        b_before = instance(b)
+        await a.tell(Work(1, fail=True))
+        await settle()
+        assert instance(b) is not b_before, "the sibling was restarted too"
+        assert a.stats().restarts == 1
+        assert b.stats().restarts == 1
+        assert await b.ask(Work(5)) == 5
+
+
+class Guardian(Actor, supervision=OneForOne(max_restarts=2, within=60.0)):
+    starts = 0
+
+    async def on_start(self) -> None:
+        Guardian.starts += 1
+        await self.start_child(Worker, name="fragile")
+
+
+async def test_too_many_restarts_escalate_to_the_parent() -> None:
+    Guardian.starts = 0
+    failures: list[BaseException] = []
+
+    def decide(exc: BaseException) -> Directive:
+        failures.append(exc)
+        return Directive.RESTART
+
+    async with ActorSystem(supervision=OneForOne(decider=decide)) as system:
+        await system.start(Guardian, name="guardian")
+        for _ in range(3):
+            fragile = system.lookup("fragile")
+            assert fragile is not None
+            await fragile.tell(Work(0, fail=True))
+            await settle()
+        # Two restarts were allowed; the third failure escalated: the guardian restarted,
+        # which stopped its child and recreated it in on_start.
+        assert Guardian.starts == 2
+        assert any(isinstance(e, EscalatedError) for e in failures)
+        escalated = next(e for e in failures if isinstance(e, EscalatedError))
+        assert isinstance(escalated.__cause__, RuntimeError)
+        fresh = system.lookup("fragile")
+        assert fresh is not None
+        assert fresh.stats().restarts == 0
+        assert await fresh.ask(Work(7)) == 7
+
+
+async def test_top_level_escalation_stops_the_actor_not_the_system() -> None:
+    strategy = OneForOne(max_restarts=0)
+    async with ActorSystem(supervision=strategy) as system:
+        doomed = await system.start(Worker, name="doomed")
+        healthy = await system.start(Worker, name="healthy")
+        await doomed.tell(Work(0, fail=True))
+        await settle()
+        assert not doomed.is_alive
+        assert system.lookup("doomed") is None
+        assert await healthy.ask(Work(1)) == 1
+
+
+async def test_stop_directive_discards_the_rest() -> None:
+    strategy = OneForOne(decider=lambda exc: Directive.STOP)
+    async with ActorSystem(supervision=strategy) as system:
+        ref = await system.start(Worker)
+        ref.tell_nowait(Work(0, fail=True))
+        ref.tell_nowait(Work(1))
+        ref.tell_nowait(Work(2))
+        await settle()
+        assert not ref.is_alive
+        assert ref.stats().dropped == 2
+
+
+class Ticker(Worker):
+    async def on_start(self) -> None:
+        await super().on_start()
+        self.timers.start_periodic("tick", Tick(), 1.0)
+        self.timers.start_single("once", Work(100), 0.5)
+
+
+async def test_timers_fire_on_the_clock_and_stop_with_the_actor() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Ticker, name="ticker")
+        await clock.advance(0.4)
+        assert instance(ref).done == []
+        await clock.advance(0.2)
+        assert instance(ref).done == [100]
+        await clock.advance(2.5)  # t = 3.1: ticks at 1, 2 and 3
+        assert EVENTS.count(("tick", "ticker")) == 3
+        assert "tick" in instance(ref).timers
+        await ref.stop()
+        assert clock.pending == 0, "timers are cancelled when the actor stops"
+        await clock.advance(5)
+        assert EVENTS.count(("tick", "ticker")) == 3
+
+
+async def test_restart_cancels_and_on_start_rearms_timers() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Ticker)
+        await ref.tell(Work(0, fail=True))
+        await settle()
+        assert ref.stats().restarts == 1
+        assert clock.pending == 2, "old timers cancelled, new instance armed its own"
+        with pytest.raises(ValueError, match="interval"):
+            instance(ref).timers.start_periodic("bad", Tick(), 0)
