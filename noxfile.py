@@ -21,7 +21,8 @@ PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 def install_project(session: nox.Session, *groups: str) -> None:
     """Build the extension in release mode and install it with the given dependency groups."""
-    deps = [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
+    deps = list(PYPROJECT["project"]["dependencies"])
+    deps += [d for g in groups for d in nox.project.dependency_groups(PYPROJECT, g)]
     if deps:
         session.install(*deps)
     session.install("maturin>=1.9.4,<2.0")
