@@ -15,12 +15,17 @@ import inspect
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from swarm_actors._exceptions import UnhandledMessageError
 from swarm_actors._supervision import OneForOne
+from swarm_actors._telemetry import ActorLog, step_span
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+    from opentelemetry.util.types import AttributeValue
+
     from swarm_actors._ref import ActorRef
     from swarm_actors._system import ActorSystem
     from swarm_actors._timers import Timers
@@ -88,6 +93,10 @@ class Actor:
     * ``self.ref``: this actor's ``ActorRef``;
     * ``self.system``: the ``ActorSystem`` it runs in;
     * ``self.timers``: one-shot and periodic self-messages, cancelled when the actor stops.
+
+    Always available: ``self.log``, a structlog logger bound with the actor's path (``actor``),
+    name (``actor_name``) and the trace and span ids of the message being handled
+    (``trace_id``, ``span_id``, when it is traced); and ``self.step(name)``, a tracing span.
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
@@ -97,6 +106,7 @@ class Actor:
     ref: ActorRef[Any]
     system: ActorSystem
     timers: Timers
+    log = ActorLog()
 
     def __init_subclass__(
         cls,
@@ -159,6 +169,18 @@ class Actor:
     ) -> ActorRef[A]:
         """Start a child actor supervised by this one; it stops when this actor stops."""
         return await self.system._start(actor_class, args, kwargs, name=name, parent=self.ref)
+
+    def step(self, name: str, **attributes: AttributeValue) -> AbstractContextManager[Span]:
+        """A tracing span for one role-level step, current until the ``with`` block ends.
+
+        ``with self.step("plan", goal=goal) as span:`` makes a span named ``name`` with the
+        actor's path and ``attributes``; spans, asks and tells made inside are its children, and
+        an exception leaving the block marks it as failed. Its parent is the current span (the
+        handled message's); without one, it starts a trace if the sampler says so. When the
+        system's tracing is off it costs next to nothing and yields a non-recording span.
+        """
+        cell = self.ref._cell
+        return step_span(cell.tracer, name, cell.path, attributes)
 
     @classmethod
     def _unhandled(cls) -> bool:

@@ -16,6 +16,7 @@ the handler suspends.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
@@ -30,8 +31,12 @@ from swarm_actors._exceptions import (
     UnhandledMessageError,
 )
 from swarm_actors._supervision import Directive
+from swarm_actors._telemetry import handle_traced
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context as OtelContext
+    from opentelemetry.trace import Tracer
+
     from swarm_actors._actor import Actor
     from swarm_actors._ref import ActorRef
     from swarm_actors._system import ActorSystem
@@ -57,13 +62,22 @@ class State(enum.Enum):
 
 
 class Ask:
-    """A mailbox entry that expects a reply."""
+    """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
 
-    __slots__ = ("future", "message")
+    A tell is queued bare unless its sender's trace context travels with it (see _telemetry).
+    """
 
-    def __init__(self, message: Any, future: asyncio.Future[Any]) -> None:
+    __slots__ = ("context", "future", "message")
+
+    def __init__(
+        self,
+        message: Any,
+        future: asyncio.Future[Any] | None,
+        context: OtelContext | None = None,
+    ) -> None:
         self.message = message
         self.future = future
+        self.context = context
 
 
 def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
@@ -153,6 +167,7 @@ class Cell:
         "system",
         "task",
         "timers",
+        "tracer",
     )
 
     def __init__(
@@ -197,6 +212,7 @@ class Cell:
         self.drained: asyncio.Future[None] | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
         self.timers = Timers(self)
+        self.tracer: Tracer | None = system._tracer  # None: tracing off, see _telemetry
 
     # --- instance lifecycle ---------------------------------------------------------------
 
@@ -224,7 +240,9 @@ class Cell:
         d.ready.append(self)
         if not d.pending:
             d.pending = True
-            self.loop.call_soon(d.run)
+            # A fresh context: turns must not see the context of whichever sender scheduled
+            # them (a traced message brings its own, see _telemetry).
+            self.loop.call_soon(d.run, context=contextvars.Context())
 
     def enqueue_nowait(self, item: Any) -> None:
         if not self.accepting:
@@ -312,6 +330,10 @@ class Cell:
             budget -= 1
             item = queue.popleft()
             if type(item) is Ask:
+                if item.context is not None:
+                    if handle_traced(self, item):
+                        continue
+                    break
                 message, reply = item.message, item.future
             else:
                 message, reply = item, None
@@ -528,7 +550,7 @@ class Cell:
         while self.queue:
             item = self.queue.popleft()
             discarded += 1
-            if type(item) is Ask and not item.future.done():
+            if type(item) is Ask and item.future is not None and not item.future.done():
                 item.future.set_exception(dead)
         self.dropped += discarded
         if self.task is not None:

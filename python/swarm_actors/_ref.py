@@ -7,9 +7,15 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from opentelemetry import trace
+
+from swarm_actors._cell import Ask
 from swarm_actors._exceptions import ActorDeadError, UnhandledMessageError
+from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+
     from swarm_actors._actor import Actor
     from swarm_actors._cell import Cell
 
@@ -90,6 +96,12 @@ class ActorRef(Generic[A]):
         is stopped. Messages from one sender are handled in the order sent.
         """
         cell = self._cell
+        if cell.tracer is not None:  # inlined sampled_context(): this is the hottest path
+            current = current_context()
+            last = LAST[0]
+            context = last[1] if last[0] is current else sampled_context()
+            if context is not None:
+                message = Ask(message, None, context)
         if cell.accepting and len(cell.queue) < cell.capacity:
             cell.queue.append(message)
             if not cell.scheduled and cell.runnable:
@@ -99,7 +111,10 @@ class ActorRef(Generic[A]):
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` now or raise: ``MailboxFullError`` when full, ``ActorDeadError``."""
-        self._cell.enqueue_nowait(message)
+        cell = self._cell
+        if cell.tracer is not None and (context := sampled_context()) is not None:
+            message = Ask(message, None, context)
+        cell.enqueue_nowait(message)
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send ``message`` and return the handler's result (or raise its exception).
@@ -113,13 +128,27 @@ class ActorRef(Generic[A]):
         cell = self._cell
         if not cell.accepting:
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
+        if cell.tracer is not None and (context := sampled_context()) is not None:
+            return await self._ask_traced(message, timeout, cell.tracer, context)
         if cell.runnable and not cell.queue:
             return await self._ask_inline(message, timeout)
-        from swarm_actors._cell import Ask
-
         future: asyncio.Future[Any] = cell.loop.create_future()
         await cell.put(Ask(message, future))
         return await _wait_reply(cell, future, timeout)
+
+    async def _ask_traced(
+        self, message: Any, timeout: float | None, tracer: trace.Tracer, parent: Context
+    ) -> Any:
+        """An ask from a sampled caller: the same two paths, inside an ``ask <Type>`` span."""
+        cell = self._cell
+        span = start_ask_span(tracer, cell.path, message, parent)
+        # Current here (the inline path runs the handler in this task) and carried otherwise.
+        with trace.use_span(span, end_on_exit=True):
+            if cell.runnable and not cell.queue:
+                return await self._ask_inline(message, timeout)
+            future: asyncio.Future[Any] = cell.loop.create_future()
+            await cell.put(Ask(message, future, current_context()))
+            return await _wait_reply(cell, future, timeout)
 
     async def _ask_inline(self, message: Any, timeout: float | None) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""

@@ -13,8 +13,11 @@ from swarm_actors._cell import Cell, Dispatcher, State
 from swarm_actors._clock import Clock, LoopClock
 from swarm_actors._exceptions import ActorNameError
 from swarm_actors._supervision import OneForOne
+from swarm_actors._telemetry import resolve_tracer
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer, TracerProvider
+
     from swarm_actors._actor import Actor
     from swarm_actors._ref import ActorRef
 
@@ -40,11 +43,26 @@ class ActorSystem:
     ``supervision`` is the strategy applied to top-level actors (default ``OneForOne()``);
     ``clock`` replaces the event loop's clock for timers and backoff (see
     ``swarm_actors.testing.VirtualClock``).
+
+    Tracing (OpenTelemetry): ``tracer_provider`` is where the runtime's spans go (default: the
+    global provider). Tracing is on only if that provider is a real one (an SDK's, not the API's
+    default), as seen when the system starts; call ``refresh_telemetry`` after installing a
+    provider later. ``telemetry=False`` turns it off whatever is installed. See ``tracing``.
     """
 
-    def __init__(self, *, supervision: OneForOne | None = None, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        supervision: OneForOne | None = None,
+        clock: Clock | None = None,
+        tracer_provider: TracerProvider | None = None,
+        telemetry: bool = True,
+    ) -> None:
         self.supervision = supervision or OneForOne()
         self._clock_override = clock
+        self._tracer_provider = tracer_provider
+        self._telemetry = telemetry
+        self._tracer: Tracer | None = resolve_tracer(tracer_provider, telemetry)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: Dispatcher
         self.clock: Clock
@@ -73,6 +91,7 @@ class ActorSystem:
             self._loop = loop
             self._dispatcher = Dispatcher(loop)
             self.clock = self._clock_override or LoopClock(loop)
+            self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
         elif self._loop is not loop:
             raise RuntimeError("an ActorSystem is bound to the event loop it was first used on")
 
@@ -151,6 +170,21 @@ class ActorSystem:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    @property
+    def tracing(self) -> bool:
+        """Whether the runtime makes spans and carries trace context with messages."""
+        return self._tracer is not None
+
+    def refresh_telemetry(self) -> bool:
+        """Decide again whether tracing is on (e.g. after a tracer provider was installed).
+
+        Applies to every running actor at once; returns the new ``tracing``.
+        """
+        self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
+        for cell in self._paths.values():
+            cell.tracer = self._tracer
+        return self._tracer is not None
 
     # --- internals used by cells ------------------------------------------------------------
 
