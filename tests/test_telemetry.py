@@ -432,3 +432,13 @@ async def test_timeout_and_cancellation_of_traced_asks(
     assert "TimeoutError" in (hold_span.status.description or "")
     assert len([s for s in spans if s.name == "ask Work"]) == 2
     assert len([s for s in spans if s.name == "work"]) == 2, "the cancelled ask was handled"
+
+
+async def test_the_fast_context_reader_agrees_with_the_api(tracer: trace.Tracer) -> None:
+    from opentelemetry import context as otel_context
+
+    from swarm_actors._telemetry import current_context
+
+    assert current_context() is otel_context.get_current()
+    with tracer.start_as_current_span("root"):
+        assert current_context() is otel_context.get_current()
