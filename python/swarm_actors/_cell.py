@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from swarm_actors._actor import Actor
     from swarm_actors._ref import ActorRef
     from swarm_actors._system import ActorSystem
+    from swarm_actors._timers import Timers
 
 __all__ = ["Cell", "Dispatcher"]
 
@@ -153,6 +154,7 @@ class Cell:
         "system",
         "task",
         "timers",
+        "virtual_id",
     )
 
     def __init__(
@@ -165,7 +167,6 @@ class Cell:
         parent: Cell | None,
     ) -> None:
         from swarm_actors._ref import ActorRef
-        from swarm_actors._timers import Timers
 
         self.system = system
         self.dispatcher = system._dispatcher
@@ -181,7 +182,7 @@ class Cell:
         self.queue: deque[Any] = deque()
         self.capacity = actor_class.mailbox_size
         self.put_waiters: deque[asyncio.Future[None]] = deque()
-        self.cache: dict[type, Callable[[Any], Coroutine[Any, Any, Any]] | None] = {}
+        self.cache = actor_class._dispatch  # message type -> unbound handler, per class
         self.state = State.STARTING
         self.accepting = True
         self.runnable = False  # may run a turn now: RUNNING and not busy
@@ -196,7 +197,19 @@ class Cell:
         self.stopping: asyncio.Future[int] | None = None
         self.drained: asyncio.Future[None] | None = None
         self.ref: ActorRef[Any] = ActorRef(self)
-        self.timers = Timers(self)
+        self.timers: Timers | None = None  # created on first use: most actors have none
+        self.virtual_id: int | None = None
+
+    def get_timers(self) -> Timers:
+        from swarm_actors._timers import Timers as TimersClass
+
+        if self.timers is None:
+            self.timers = TimersClass(self)
+        return self.timers
+
+    def cancel_timers(self) -> None:
+        if self.timers is not None:
+            self.timers.cancel_all()
 
     # --- instance lifecycle ---------------------------------------------------------------
 
@@ -205,9 +218,7 @@ class Cell:
         actor = self.actor_class(*self.args, **self.kwargs)
         actor.ref = self.ref
         actor.system = self.system
-        actor.timers = self.timers
         self.actor = actor
-        self.cache.clear()
         await actor.on_start()
 
     def set_running(self) -> None:
@@ -269,24 +280,9 @@ class Cell:
                 w.set_result(None)
                 free -= 1
 
-    def resolve(self, message_type: type) -> Callable[[Any], Coroutine[Any, Any, Any]] | None:
-        """The bound handler for a message type (cached), or ``None`` when unhandled."""
-        fn = self.cache.get(message_type, _MISSING)
-        if fn is not _MISSING:
-            return fn  # type: ignore[return-value]
-        actor = self.actor
-        assert actor is not None
-        handlers = self.actor_class._handlers
-        found = None
-        for klass in message_type.__mro__:
-            name = handlers.get(klass)
-            if name is not None:
-                found = getattr(actor, name)
-                break
-        if found is None and not self.actor_class._unhandled():
-            found = actor.on_receive
-        self.cache[message_type] = found
-        return found
+    def resolve(self, message_type: type) -> Callable[..., Coroutine[Any, Any, Any]] | None:
+        """The unbound handler for a message type, or ``None`` when unhandled."""
+        return self.actor_class._resolve(message_type)
 
     def unhandled(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
         error = UnhandledMessageError(
@@ -323,7 +319,7 @@ class Cell:
                 self.unhandled(message, reply)
                 continue
             try:
-                coro = fn(message)  # type: ignore[operator]
+                coro = fn(self.actor, message)  # type: ignore[operator]
                 yielded = coro.send(None)
             except StopIteration as stop:
                 if reply is not None and not reply.done():
@@ -477,7 +473,7 @@ class Cell:
             return
         self.state = State.SUSPENDED
         self.runnable = False
-        self.timers.cancel_all()
+        self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain=False) for c in list(self.children.values())))
         old = self.actor
@@ -536,7 +532,7 @@ class Cell:
             # Wait for the handler to unwind without re-raising its cancellation here (a
             # cancellation of *this* caller still propagates).
             await asyncio.wait([self.task])
-        self.timers.cancel_all()
+        self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
         if self.actor is not None and was is not State.STARTING:
