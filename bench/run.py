@@ -5,7 +5,7 @@ stderr. This runner streams the progress, saves each report to ``bench/out/<name
 concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS.md`` with the
 command that produced them).
 
-Run: python bench/run.py [--only space,tree,hilbert] [--quick]
+Run: python bench/run.py [--only space,tree,hilbert,actors] [--quick]
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "space": ([], ["--sizes", "1000,100000", "--budget", "0.2"]),
     "hilbert": ([], ["--points", "200000", "--repeats", "2"]),
     "tree": ([], ["--agents", "100000", "--seed-agents", "1000"]),
+    "actors": ([], ["--quick"]),
 }
 
 
