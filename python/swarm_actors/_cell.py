@@ -298,12 +298,14 @@ class Cell:
 
     # --- turns ------------------------------------------------------------------------------
 
-    def run_turn(self) -> None:
-        self.scheduled = False
-        if not self.runnable:
-            return
+    def _step(
+        self, budget: int
+    ) -> tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
+        """Handle queued messages; return the handler that suspended, if one did.
+
+        Stops when the budget is spent, the queue is empty, or a handler fails or suspends.
+        """
         queue = self.queue
-        budget = TURN_BUDGET
         while queue and budget:
             budget -= 1
             item = queue.popleft()
@@ -327,12 +329,21 @@ class Cell:
                 continue
             except (Exception, asyncio.CancelledError) as exc:
                 self.fail(exc, reply)
-                break
-            self.finish_in_task(coro, yielded, reply)
-            break
+                return None
+            return coro, yielded, reply
+        return None
+
+    def run_turn(self) -> None:
+        self.scheduled = False
+        if not self.runnable:
+            return
+        suspended = self._step(TURN_BUDGET)
+        if suspended is not None:
+            self.finish_in_task(*suspended)
+            return
         if self.put_waiters:
             self._wake_putters()
-        if queue:
+        if self.queue:
             if self.runnable and not self.scheduled:
                 self.schedule()
         elif self.drained is not None and not self.busy:
@@ -349,26 +360,41 @@ class Cell:
     async def _finish(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
     ) -> None:
-        try:
-            result = await _Resume(coro, yielded)
-        except asyncio.CancelledError as exc:
-            self.busy = False
-            self.task = None
-            if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
-                if reply is not None and not reply.done():
-                    reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
+        # Actors whose handlers keep suspending are served by this one task: after each
+        # handler it goes on with the mailbox (no new task, no dispatcher round trip).
+        while True:
+            try:
+                result = await _Resume(coro, yielded)
+            except asyncio.CancelledError as exc:
+                self.busy = False
+                self.task = None
+                if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
+                    if reply is not None and not reply.done():
+                        reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
+                    return
+                self.fail(exc, reply)
                 return
-            self.fail(exc, reply)
-            return
-        except Exception as exc:
-            self.busy = False
-            self.task = None
-            self.fail(exc, reply)
-            return
+            except Exception as exc:
+                self.busy = False
+                self.task = None
+                self.fail(exc, reply)
+                return
+            if reply is not None and not reply.done():
+                reply.set_result(result)
+            if self.put_waiters:
+                self._wake_putters()
+            if self.state is not State.RUNNING or not self.queue:
+                break
+            suspended = self._step(TURN_BUDGET)
+            if suspended is None:
+                if self.state is not State.RUNNING:  # a handler failed: supervision has it
+                    self.busy = False
+                    self.task = None
+                    return
+                break
+            coro, yielded, reply = suspended
         self.busy = False
         self.task = None
-        if reply is not None and not reply.done():
-            reply.set_result(result)
         self.after_handler()
 
     def after_handler(self) -> None:
