@@ -221,6 +221,10 @@ class Cell:
         self.actor = actor
         await actor.on_start()
 
+    def is_running(self) -> bool:
+        """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
+        return self.state is State.RUNNING
+
     def set_running(self) -> None:
         self.state = State.RUNNING
         self.runnable = not self.busy
@@ -387,7 +391,7 @@ class Cell:
                 break
             suspended = self._step(TURN_BUDGET)
             if suspended is None:
-                if self.state is not State.RUNNING:  # a handler failed: supervision has it
+                if not self.is_running():  # a handler failed: supervision has it
                     self.busy = False
                     self.task = None
                     return
