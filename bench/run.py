@@ -24,6 +24,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "space": ([], ["--sizes", "1000,100000", "--budget", "0.2"]),
     "hilbert": ([], ["--points", "200000", "--repeats", "2"]),
     "tree": ([], ["--agents", "100000", "--seed-agents", "1000"]),
+    "virtual": ([], ["--leaves", "100000", "--max-active", "1000", "--cycles", "20000"]),
     "actors": ([], ["--quick"]),
 }
 

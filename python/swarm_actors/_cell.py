@@ -106,12 +106,22 @@ class _Resume:
 class Dispatcher:
     """Runs the turns of ready actors from one event-loop callback."""
 
-    __slots__ = ("loop", "pending", "ready")
+    __slots__ = ("compact_at", "loop", "pending", "ready")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: deque[Cell] = deque()
         self.pending = False
+        self.compact_at = 4096
+
+    def compact(self) -> None:
+        """Drop entries of cells whose turn already ran out of band.
+
+        A synchronous passivation runs a turn directly; with a sender that never yields, the
+        entries it leaves would otherwise grow ``ready`` forever.
+        """
+        self.ready = deque(c for c in self.ready if c.scheduled)
+        self.compact_at = max(4096, 2 * len(self.ready))
 
     def run(self) -> None:
         self.pending = False
@@ -144,7 +154,6 @@ class Cell:
         "processed",
         "put_waiters",
         "queue",
-        "ref",
         "restart_times",
         "restarts",
         "runnable",
@@ -166,8 +175,6 @@ class Cell:
         name: str,
         parent: Cell | None,
     ) -> None:
-        from swarm_actors._ref import ActorRef
-
         self.system = system
         self.dispatcher = system._dispatcher
         self.loop = self.dispatcher.loop
@@ -196,9 +203,19 @@ class Cell:
         self.restart_times: deque[float] = deque()
         self.stopping: asyncio.Future[int] | None = None
         self.drained: asyncio.Future[None] | None = None
-        self.ref: ActorRef[Any] = ActorRef(self)
         self.timers: Timers | None = None  # created on first use: most actors have none
         self.virtual_id: int | None = None
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        """A ref to this cell, made on demand (refs compare by cell).
+
+        The cell keeps no ref, so a stopped cell is freed by reference counting rather than
+        by the cycle collector.
+        """
+        from swarm_actors._ref import ActorRef
+
+        return ActorRef(self)
 
     def get_timers(self) -> Timers:
         from swarm_actors._timers import Timers as TimersClass
@@ -237,6 +254,8 @@ class Cell:
         self.scheduled = True
         d = self.dispatcher
         d.ready.append(self)
+        if len(d.ready) > d.compact_at:
+            d.compact()
         if not d.pending:
             d.pending = True
             self.loop.call_soon(d.run)

@@ -274,6 +274,7 @@ class VirtualRegistry:
         self.tree.compress(agent, data)
         if self.cells.get(agent) is cell:
             del self.cells[agent]
+        cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
         self.system._signal("passivated", cell.path)
 
