@@ -5,7 +5,7 @@ stderr. This runner streams the progress, saves each report to ``bench/out/<name
 concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS.md`` with the
 command that produced them).
 
-Run: python bench/run.py [--only space,tree,hilbert,telemetry] [--quick]
+Run: python bench/run.py [--only space,tree,hilbert,actors,telemetry] [--quick]
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "space": ([], ["--sizes", "1000,100000", "--budget", "0.2"]),
     "hilbert": ([], ["--points", "200000", "--repeats", "2"]),
     "tree": ([], ["--agents", "100000", "--seed-agents", "1000"]),
+    "virtual": ([], ["--leaves", "100000", "--max-active", "1000", "--cycles", "20000"]),
+    "actors": ([], ["--quick"]),
     "telemetry": ([], ["--tells", "200000", "--asks", "50000", "--rounds", "2"]),
 }
 

@@ -442,3 +442,43 @@ async def test_the_fast_context_reader_agrees_with_the_api(tracer: trace.Tracer)
     assert current_context() is otel_context.get_current()
     with tracer.start_as_current_span("root"):
         assert current_context() is otel_context.get_current()
+
+
+async def test_messages_served_after_a_suspended_inline_ask_do_not_inherit_its_trace(
+    exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
+) -> None:
+    async with ActorSystem(tracer_provider=provider) as system:
+        worker = await system.start(Worker)
+        hold = Hold()
+        with tracer.start_as_current_span("root"):
+            reply = asyncio.ensure_future(worker.ask(hold))  # inline, then suspends
+            await settle()
+        await worker.tell(Work(suspend=True))  # no sender span; served by the same task
+        hold.gate.set()
+        await reply
+        await asyncio.wait_for(worker._cell.actor.done.wait(), 5)  # type: ignore[union-attr]
+        seen = worker._cell.actor.seen_spans  # type: ignore[union-attr]
+    assert len(seen) == 1
+    assert not seen[0].is_valid
+    spans = spans_by_name(exporter)
+    assert spans["work"].parent is None, "the step started its own trace"
+
+
+async def test_virtual_actor_tells_carry_the_senders_context(
+    exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
+) -> None:
+    async with ActorSystem(tracer_provider=provider) as system:
+        ref = system.ref(Worker, "v")
+        with tracer.start_as_current_span("root"):
+            await ref.tell(Work())  # activates the actor
+            await settle()
+            ref.tell_nowait(Work(suspend=True))
+            await ref.ask(Work())
+        await settle()
+    spans = exporter.get_finished_spans()
+    root = next(s for s in spans if s.name == "root")
+    steps = [s for s in spans if s.name == "work"]
+    assert len(steps) == 3
+    ask = next(s for s in spans if s.name == "ask Work")
+    assert sum(is_child(s, root) for s in steps) == 2
+    assert sum(is_child(s, ask) for s in steps) == 1

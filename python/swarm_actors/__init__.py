@@ -43,6 +43,7 @@ from swarm_actors._tuplecore import (
     hilbert_encode_batch,
 )
 from swarm_actors._tuplecore import __version__ as __version__
+from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualStats
 
 __all__ = [
     "ANY",
@@ -80,6 +81,9 @@ __all__ = [
     "TupleSpace",
     "UnhandledMessageError",
     "UnknownAgentError",
+    "VirtualBatch",
+    "VirtualRef",
+    "VirtualStats",
     "handler",
     "hilbert_decode",
     "hilbert_decode_batch",

@@ -102,10 +102,12 @@ class Actor:
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
     supervision: ClassVar[OneForOne] = OneForOne()
     _handlers: ClassVar[dict[type, str]] = {}
+    _dispatch: ClassVar[dict[type, Callable[..., Any] | None]] = {}
 
     ref: ActorRef[Any]
     system: ActorSystem
-    timers: Timers
+    key: Any
+    """For a virtual actor: its key (``system.ref`` key, or agent id of a batch member)."""
     log = ActorLog()
 
     def __init_subclass__(
@@ -130,6 +132,31 @@ class Actor:
                 for message_type in _message_types(cls, name, fn):
                     handlers[message_type] = name
         cls._handlers = handlers
+        cls._dispatch = {}
+
+    @classmethod
+    def _resolve(cls, message_type: type) -> Callable[..., Any] | None:
+        """The (unbound) handler of a message type, or ``None``; cached per class."""
+        try:
+            return cls._dispatch[message_type]
+        except KeyError:
+            pass
+        found: Callable[..., Any] | None = None
+        for klass in message_type.__mro__:
+            name = cls._handlers.get(klass)
+            if name is not None:
+                found = getattr(cls, name)
+                break
+        if found is None and not cls._unhandled():
+            found = cls.on_receive
+        cls._dispatch[message_type] = found
+        return found
+
+    @property
+    def timers(self) -> Timers:
+        """One-shot and periodic messages to this actor (cancelled when it stops)."""
+        timers: Timers = self.ref._cell.get_timers()
+        return timers
 
     async def on_start(self) -> None:
         """Runs once before the first message, and again on each restart (a fresh instance).
@@ -163,6 +190,24 @@ class Actor:
             f"{type(self).__qualname__} has no handler for {type(message).__qualname__}",
             actor=self.ref.path if hasattr(self, "ref") else "",
         )
+
+    def snapshot(self) -> Any:
+        """The state to keep when this virtual actor is passivated (default: none).
+
+        Return any msgspec-encodable value (a ``msgspec.Struct`` is the natural choice); it is
+        encoded with msgpack, compressed into a token held by the Rust agent tree, and passed to
+        ``restore`` on the next activation. Runs after ``on_stop``. Ignored for actors started
+        with ``start``.
+        """
+        return None
+
+    def restore(self, state: Any) -> None:
+        """Take back the state ``snapshot`` returned, before ``on_start`` of a reactivation.
+
+        Annotate ``state`` with its type (for example a ``msgspec.Struct``) and it is decoded
+        into that type; unannotated, it arrives as plain msgpack values (dicts, lists, ...). Not
+        called on a first activation (there is no state yet).
+        """
 
     async def start_child(
         self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any

@@ -31,7 +31,7 @@ from swarm_actors._exceptions import (
     UnhandledMessageError,
 )
 from swarm_actors._supervision import Directive
-from swarm_actors._telemetry import handle_traced
+from swarm_actors._telemetry import InContext, handle_traced
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from swarm_actors._actor import Actor
     from swarm_actors._ref import ActorRef
     from swarm_actors._system import ActorSystem
+    from swarm_actors._timers import Timers
 
 __all__ = ["Cell", "Dispatcher"]
 
@@ -119,12 +120,22 @@ class _Resume:
 class Dispatcher:
     """Runs the turns of ready actors from one event-loop callback."""
 
-    __slots__ = ("loop", "pending", "ready")
+    __slots__ = ("compact_at", "loop", "pending", "ready")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: deque[Cell] = deque()
         self.pending = False
+        self.compact_at = 4096
+
+    def compact(self) -> None:
+        """Drop entries of cells whose turn already ran out of band.
+
+        A synchronous passivation runs a turn directly; with a sender that never yields, the
+        entries it leaves would otherwise grow ``ready`` forever.
+        """
+        self.ready = deque(c for c in self.ready if c.scheduled)
+        self.compact_at = max(4096, 2 * len(self.ready))
 
     def run(self) -> None:
         self.pending = False
@@ -157,7 +168,6 @@ class Cell:
         "processed",
         "put_waiters",
         "queue",
-        "ref",
         "restart_times",
         "restarts",
         "runnable",
@@ -168,6 +178,7 @@ class Cell:
         "task",
         "timers",
         "tracer",
+        "virtual_id",
     )
 
     def __init__(
@@ -179,9 +190,6 @@ class Cell:
         name: str,
         parent: Cell | None,
     ) -> None:
-        from swarm_actors._ref import ActorRef
-        from swarm_actors._timers import Timers
-
         self.system = system
         self.dispatcher = system._dispatcher
         self.loop = self.dispatcher.loop
@@ -196,7 +204,7 @@ class Cell:
         self.queue: deque[Any] = deque()
         self.capacity = actor_class.mailbox_size
         self.put_waiters: deque[asyncio.Future[None]] = deque()
-        self.cache: dict[type, Callable[[Any], Coroutine[Any, Any, Any]] | None] = {}
+        self.cache = actor_class._dispatch  # message type -> unbound handler, per class
         self.state = State.STARTING
         self.accepting = True
         self.runnable = False  # may run a turn now: RUNNING and not busy
@@ -210,9 +218,31 @@ class Cell:
         self.restart_times: deque[float] = deque()
         self.stopping: asyncio.Future[int] | None = None
         self.drained: asyncio.Future[None] | None = None
-        self.ref: ActorRef[Any] = ActorRef(self)
-        self.timers = Timers(self)
+        self.timers: Timers | None = None  # created on first use: most actors have none
+        self.virtual_id: int | None = None
         self.tracer: Tracer | None = system._tracer  # None: tracing off, see _telemetry
+
+    @property
+    def ref(self) -> ActorRef[Any]:
+        """A ref to this cell, made on demand (refs compare by cell).
+
+        The cell keeps no ref, so a stopped cell is freed by reference counting rather than
+        by the cycle collector.
+        """
+        from swarm_actors._ref import ActorRef
+
+        return ActorRef(self)
+
+    def get_timers(self) -> Timers:
+        from swarm_actors._timers import Timers as TimersClass
+
+        if self.timers is None:
+            self.timers = TimersClass(self)
+        return self.timers
+
+    def cancel_timers(self) -> None:
+        if self.timers is not None:
+            self.timers.cancel_all()
 
     # --- instance lifecycle ---------------------------------------------------------------
 
@@ -221,10 +251,12 @@ class Cell:
         actor = self.actor_class(*self.args, **self.kwargs)
         actor.ref = self.ref
         actor.system = self.system
-        actor.timers = self.timers
         self.actor = actor
-        self.cache.clear()
         await actor.on_start()
+
+    def is_running(self) -> bool:
+        """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
+        return self.state is State.RUNNING
 
     def set_running(self) -> None:
         self.state = State.RUNNING
@@ -238,6 +270,8 @@ class Cell:
         self.scheduled = True
         d = self.dispatcher
         d.ready.append(self)
+        if len(d.ready) > d.compact_at:
+            d.compact()
         if not d.pending:
             d.pending = True
             # A fresh context: turns must not see the context of whichever sender scheduled
@@ -287,24 +321,9 @@ class Cell:
                 w.set_result(None)
                 free -= 1
 
-    def resolve(self, message_type: type) -> Callable[[Any], Coroutine[Any, Any, Any]] | None:
-        """The bound handler for a message type (cached), or ``None`` when unhandled."""
-        fn = self.cache.get(message_type, _MISSING)
-        if fn is not _MISSING:
-            return fn  # type: ignore[return-value]
-        actor = self.actor
-        assert actor is not None
-        handlers = self.actor_class._handlers
-        found = None
-        for klass in message_type.__mro__:
-            name = handlers.get(klass)
-            if name is not None:
-                found = getattr(actor, name)
-                break
-        if found is None and not self.actor_class._unhandled():
-            found = actor.on_receive
-        self.cache[message_type] = found
-        return found
+    def resolve(self, message_type: type) -> Callable[..., Coroutine[Any, Any, Any]] | None:
+        """The unbound handler for a message type, or ``None`` when unhandled."""
+        return self.actor_class._resolve(message_type)
 
     def unhandled(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
         error = UnhandledMessageError(
@@ -320,20 +339,23 @@ class Cell:
 
     # --- turns ------------------------------------------------------------------------------
 
-    def run_turn(self) -> None:
-        self.scheduled = False
-        if not self.runnable:
-            return
+    def _step(
+        self, budget: int
+    ) -> tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
+        """Handle queued messages; return the handler that suspended, if one did.
+
+        Stops when the budget is spent, the queue is empty, or a handler fails or suspends.
+        """
         queue = self.queue
-        budget = TURN_BUDGET
         while queue and budget:
             budget -= 1
             item = queue.popleft()
             if type(item) is Ask:
                 if item.context is not None:
-                    if handle_traced(self, item):
+                    outcome = handle_traced(self, item)
+                    if outcome is True:
                         continue
-                    break
+                    return outcome
                 message, reply = item.message, item.future
             else:
                 message, reply = item, None
@@ -345,7 +367,7 @@ class Cell:
                 self.unhandled(message, reply)
                 continue
             try:
-                coro = fn(message)  # type: ignore[operator]
+                coro = fn(self.actor, message)  # type: ignore[operator]
                 yielded = coro.send(None)
             except StopIteration as stop:
                 if reply is not None and not reply.done():
@@ -353,12 +375,21 @@ class Cell:
                 continue
             except (Exception, asyncio.CancelledError) as exc:
                 self.fail(exc, reply)
-                break
-            self.finish_in_task(coro, yielded, reply)
-            break
+                return None
+            return coro, yielded, reply
+        return None
+
+    def run_turn(self) -> None:
+        self.scheduled = False
+        if not self.runnable:
+            return
+        suspended = self._step(TURN_BUDGET)
+        if suspended is not None:
+            self.finish_in_task(*suspended)
+            return
         if self.put_waiters:
             self._wake_putters()
-        if queue:
+        if self.queue:
             if self.runnable and not self.scheduled:
                 self.schedule()
         elif self.drained is not None and not self.busy:
@@ -370,31 +401,51 @@ class Cell:
         """The handler suspended: finish it in a task; the actor is busy until then."""
         self.busy = True
         self.runnable = False
-        self.task = self.loop.create_task(self._finish(coro, yielded, reply))
+        context = None
+        if self.tracer is not None and type(coro) is not InContext:
+            # Tracing: the handler goes on in its own context, the task starts clean, so the
+            # messages it serves next never inherit this one's (or an inline asker's) trace.
+            coro, context = InContext(coro, contextvars.copy_context()), contextvars.Context()
+        self.task = self.loop.create_task(self._finish(coro, yielded, reply), context=context)
 
     async def _finish(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
     ) -> None:
-        try:
-            result = await _Resume(coro, yielded)
-        except asyncio.CancelledError as exc:
-            self.busy = False
-            self.task = None
-            if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
-                if reply is not None and not reply.done():
-                    reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
+        # Actors whose handlers keep suspending are served by this one task: after each
+        # handler it goes on with the mailbox (no new task, no dispatcher round trip).
+        while True:
+            try:
+                result = await _Resume(coro, yielded)
+            except asyncio.CancelledError as exc:
+                self.busy = False
+                self.task = None
+                if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
+                    if reply is not None and not reply.done():
+                        reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
+                    return
+                self.fail(exc, reply)
                 return
-            self.fail(exc, reply)
-            return
-        except Exception as exc:
-            self.busy = False
-            self.task = None
-            self.fail(exc, reply)
-            return
+            except Exception as exc:
+                self.busy = False
+                self.task = None
+                self.fail(exc, reply)
+                return
+            if reply is not None and not reply.done():
+                reply.set_result(result)
+            if self.put_waiters:
+                self._wake_putters()
+            if self.state is not State.RUNNING or not self.queue:
+                break
+            suspended = self._step(TURN_BUDGET)
+            if suspended is None:
+                if not self.is_running():  # a handler failed: supervision has it
+                    self.busy = False
+                    self.task = None
+                    return
+                break
+            coro, yielded, reply = suspended
         self.busy = False
         self.task = None
-        if reply is not None and not reply.done():
-            reply.set_result(result)
         self.after_handler()
 
     def after_handler(self) -> None:
@@ -499,7 +550,7 @@ class Cell:
             return
         self.state = State.SUSPENDED
         self.runnable = False
-        self.timers.cancel_all()
+        self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain=False) for c in list(self.children.values())))
         old = self.actor
@@ -558,7 +609,7 @@ class Cell:
             # Wait for the handler to unwind without re-raising its cancellation here (a
             # cancellation of *this* caller still propagates).
             await asyncio.wait([self.task])
-        self.timers.cancel_all()
+        self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
         if self.actor is not None and was is not State.STARTING:

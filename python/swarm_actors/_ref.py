@@ -164,7 +164,7 @@ class ActorRef(Generic[A]):
         cell.runnable = False
         cell.busy = True
         try:
-            coro = fn(message)
+            coro = fn(cell.actor, message)
             yielded = coro.send(None)
         except StopIteration as stop:
             cell.busy = False

@@ -14,6 +14,7 @@ from swarm_actors._clock import Clock, LoopClock
 from swarm_actors._exceptions import ActorNameError
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import resolve_tracer
+from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualRegistry, VirtualStats
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
@@ -42,7 +43,10 @@ class ActorSystem:
 
     ``supervision`` is the strategy applied to top-level actors (default ``OneForOne()``);
     ``clock`` replaces the event loop's clock for timers and backoff (see
-    ``swarm_actors.testing.VirtualClock``).
+    ``swarm_actors.testing.VirtualClock``). Virtual actors (``ref``, ``batch_spawn``) are
+    passivated when more than ``max_active`` are running (least recently used first) and when
+    one has handled nothing for ``passivate_after`` seconds (checked every ``passivate_after``
+    seconds, so an idle actor goes within one to two periods).
 
     Tracing (OpenTelemetry): ``tracer_provider`` is where the runtime's spans go (default: the
     global provider). Tracing is on only if that provider is a real one (an SDK's, not the API's
@@ -55,10 +59,19 @@ class ActorSystem:
         *,
         supervision: OneForOne | None = None,
         clock: Clock | None = None,
+        max_active: int | None = None,
+        passivate_after: float | None = None,
         tracer_provider: TracerProvider | None = None,
         telemetry: bool = True,
     ) -> None:
+        if max_active is not None and max_active < 1:
+            raise ValueError("max_active must be >= 1 or None")
+        if passivate_after is not None and not passivate_after > 0:
+            raise ValueError("passivate_after must be > 0 seconds or None")
         self.supervision = supervision or OneForOne()
+        self._virtual = VirtualRegistry(
+            self, max_active=max_active, passivate_after=passivate_after
+        )
         self._clock_override = clock
         self._tracer_provider = tracer_provider
         self._telemetry = telemetry
@@ -150,6 +163,33 @@ class ActorSystem:
         self._signal("started", cell.path)
         return cell.ref
 
+    def ref(self, actor_class: type[A], key: str) -> VirtualRef[A]:
+        """A ref to the virtual actor ``actor_class`` / ``key``, running or not.
+
+        Its first message activates it (restoring the state it had when passivated).
+        """
+        self._attach_optional()
+        return self._virtual.ref(actor_class, key)
+
+    def batch_spawn(self, actor_class: type[A], *, depth: int, branching: int) -> VirtualBatch[A]:
+        """Describe ``branching ** depth`` virtual leaves (and their ancestors) at O(1) cost.
+
+        ``batch[i]`` is the ref of leaf ``i``; sending to it activates just that actor.
+        """
+        self._attach_optional()
+        return self._virtual.batch(actor_class, depth, branching)
+
+    def virtual_stats(self) -> VirtualStats:
+        """Counters of virtual actors: active, activations, passivations, known."""
+        return self._virtual.stats()
+
+    def _attach_optional(self) -> None:
+        try:
+            self._attach()
+        except RuntimeError as exc:
+            if "no running event loop" not in str(exc):
+                raise
+
     def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``)."""
         table = self._paths if name_or_path.startswith("/") else self._names
@@ -164,6 +204,7 @@ class ActorSystem:
         """Stop every actor (children before their parents' ``on_stop``)."""
         if self._loop is None:
             return
+        await self._virtual.passivate_all()
         await asyncio.gather(*(c.stop(drain) for c in list(self._top.values())))
         # Supervision still pending (e.g. a backoff delay) has nothing left to restart.
         for task in list(self._tasks):
@@ -189,6 +230,8 @@ class ActorSystem:
     # --- internals used by cells ------------------------------------------------------------
 
     def _unregister(self, cell: Cell) -> None:
+        if cell.virtual_id is not None:
+            self._virtual.forget(cell)
         if self._names.get(cell.name) is cell:
             del self._names[cell.name]
         if self._paths.get(cell.path) is cell:

@@ -22,10 +22,11 @@ costs about 4 µs, several times a whole tell (about 0.6 µs). So:
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator, Mapping
+import contextvars
+from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
 import structlog
 from opentelemetry import context as otel_context
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LAST",
     "ActorLog",
+    "InContext",
     "current_context",
     "handle_traced",
     "resolve_tracer",
@@ -116,11 +118,15 @@ def start_ask_span(tracer: trace.Tracer, path: str, message: Any, parent: Contex
     )
 
 
-def handle_traced(cell: Cell, item: Ask) -> bool:
-    """Handle one entry that carries a context, with it attached; ``False`` ends the turn.
+def handle_traced(
+    cell: Cell, item: Ask
+) -> Literal[True] | tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
+    """Handle one entry that carries a context, with that context attached.
 
-    Mirrors the body of ``Cell.run_turn`` (keep the two in step). A handler that suspends is
-    handed to its task while the context is attached, so the task inherits it.
+    Mirrors one message of ``Cell._step`` (keep the two in step) and answers like it: ``True``
+    to go on with the mailbox, ``None`` when the handler failed, or the suspended handler
+    ``(coro, yielded, reply)``, which is wrapped to keep running in its own context wherever it
+    is resumed (a new task or the task already serving the mailbox).
     """
     message, reply = item.message, item.future
     fn = cell.resolve(type(message))
@@ -131,7 +137,7 @@ def handle_traced(cell: Cell, item: Ask) -> bool:
     token = otel_context.attach(item.context)  # type: ignore[arg-type]  # checked by the caller
     try:
         try:
-            coro = fn(message)
+            coro = fn(cell.actor, message)
             yielded = coro.send(None)
         except StopIteration as stop:
             if reply is not None and not reply.done():
@@ -139,11 +145,37 @@ def handle_traced(cell: Cell, item: Ask) -> bool:
             return True
         except (Exception, asyncio.CancelledError) as exc:
             cell.fail(exc, reply)
-            return False
-        cell.finish_in_task(coro, yielded, reply)
-        return False
+            return None
+        return InContext(coro, contextvars.copy_context()), yielded, reply
     finally:
         otel_context.detach(token)
+
+
+class InContext(Coroutine[Any, Any, Any]):
+    """A started coroutine whose every later step runs in ``context`` (``Context.run``).
+
+    Resuming a suspended handler in another task would otherwise run it in that task's context:
+    a handler must keep its own (trace) context, and must not leave it to the messages that the
+    task goes on to handle. Only ``send``, ``throw`` and ``close`` are used (see ``_resume``).
+    """
+
+    __slots__ = ("context", "coro")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], context: contextvars.Context) -> None:
+        self.coro = coro
+        self.context = context
+
+    def send(self, value: Any) -> Any:
+        return self.context.run(self.coro.send, value)
+
+    def throw(self, *args: Any) -> Any:
+        return self.context.run(self.coro.throw, *args)
+
+    def close(self) -> None:
+        self.context.run(self.coro.close)
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        raise TypeError("InContext is driven by Cell._finish, not awaited")
 
 
 @contextmanager

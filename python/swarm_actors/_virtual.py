@@ -1,0 +1,459 @@
+"""Virtual actors: addressable whether or not they are running.
+
+``system.ref(Session, "user-42")`` returns a ``VirtualRef`` at once. The first message
+*activates* the actor: a fresh instance is built, its last state (if it was ever passivated) is
+decoded and handed to ``restore``, ``on_start`` runs, and the message is delivered. An idle actor
+is *passivated*: it stops (draining its mailbox), its ``snapshot()`` is encoded with msgspec
+msgpack and kept as a compress token in the Rust ``AgentTree``. Passivation happens when the
+number of active virtual actors passes ``max_active`` (least recently used first, through the
+tree's O(1) LRU) or when an actor handled nothing for ``passivate_after`` seconds.
+
+Guarantees: at most one activation per key at any time (concurrent first messages share one
+activation); a message that arrives while its actor is being passivated waits for the
+passivation to finish and then reactivates it: nothing is lost.
+
+``system.batch_spawn(Worker, depth=4, branching=32)`` describes 1,082,400 virtual actors
+(1,048,576 leaves) in constant time; ``batch[i]`` is the ref of leaf ``i``.
+
+Both transitions have a synchronous fast path: when ``on_start`` / ``on_stop`` do not suspend
+and the actor has no queued messages, children or running handler, activation and passivation
+create no task and no future.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import inspect
+import typing
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+import structlog
+
+from swarm_actors._cell import Ask, Cell, State, _Resume
+from swarm_actors._exceptions import ActorDeadError
+from swarm_actors._telemetry import sampled_context
+from swarm_actors._tuplecore import AgentTree, BatchInfo
+
+if TYPE_CHECKING:
+    from swarm_actors._actor import Actor
+    from swarm_actors._system import ActorSystem
+
+__all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
+
+A = TypeVar("A", bound="Actor")
+
+log = structlog.get_logger("swarm_actors")
+
+_STATE_TYPES: dict[type, Any] = {}
+
+
+def _state_type(actor_class: type) -> Any:
+    """The annotation of ``restore``'s parameter (decode target), cached per class."""
+    try:
+        return _STATE_TYPES[actor_class]
+    except KeyError:
+        pass
+    hint: Any = Any
+    fn = actor_class.restore  # type: ignore[attr-defined]
+    params = list(inspect.signature(fn).parameters.values())
+    if len(params) == 2:
+        hint = typing.get_type_hints(fn).get(params[1].name, Any)
+    _STATE_TYPES[actor_class] = hint
+    return hint
+
+
+def _drive(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
+    """Run a coroutine until it first suspends: ``(True, result)`` or ``(False, yielded)``."""
+    try:
+        return False, coro.send(None)
+    except StopIteration as stop:
+        return True, stop.value
+
+
+class VirtualStats(msgspec.Struct, frozen=True):
+    """Counters of the virtual-actor registry."""
+
+    active: int
+    """Virtual actors running now."""
+    activations: int
+    """Activations so far."""
+    passivations: int
+    """Passivations so far."""
+    known: int
+    """Agents in the hierarchy (virtual, active and passivated)."""
+
+
+class VirtualRegistry:
+    """Keeps the ``AgentTree`` and the running cells of an ``ActorSystem``'s virtual actors."""
+
+    def __init__(
+        self, system: ActorSystem, *, max_active: int | None, passivate_after: float | None
+    ) -> None:
+        self.system = system
+        self.tree = AgentTree()
+        self.max_active = max_active
+        self.passivate_after = passivate_after
+        self.cells: dict[int, Cell] = {}
+        self.classes: dict[int, type[Actor]] = {}  # spawned (keyed) agents
+        self.batches: list[tuple[BatchInfo, type[Actor]]] = []
+        self.keys: dict[tuple[type, str], int] = {}
+        self.transitions: dict[int, asyncio.Future[None]] = {}
+        self.activations = 0
+        self.passivations = 0
+        self._sweep_marks: dict[int, int] = {}
+        self._sweeping = False
+        self._queued: set[int] = set()  # passivations handed to a task, not yet started
+
+    # --- addressing -------------------------------------------------------------------------
+
+    def ref(self, actor_class: type[A], key: str) -> VirtualRef[A]:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"a virtual actor key must be a non-empty str, got {key!r}")
+        agent = self.keys.get((actor_class, key))
+        if agent is None:
+            agent = self.tree.spawn(self.tree.root, actor_class.__qualname__)
+            self.keys[(actor_class, key)] = agent
+            self.classes[agent] = actor_class
+            # A spawned agent starts active in the tree; it has no state yet, so record it as
+            # passivated with an empty token until its first message.
+            self.tree.compress(agent, b"")
+        return VirtualRef(self, actor_class, agent, key)
+
+    def batch(self, actor_class: type[A], depth: int, branching: int) -> VirtualBatch[A]:
+        info = self.tree.batch_spawn(self.tree.root, actor_class.__qualname__, depth, branching)
+        self.batches.append((info, actor_class))
+        return VirtualBatch(self, actor_class, info)
+
+    # --- activation -------------------------------------------------------------------------
+
+    async def ensure_active(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
+        while True:
+            cell = self.cells.get(agent)
+            if cell is not None and cell.accepting:
+                return cell
+            pending = self.transitions.get(agent)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            return await self._activate(agent, actor_class, key)
+
+    async def _activate(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
+        system = self.system
+        done: asyncio.Future[None] | None = None
+        data: bytes | None = None
+        try:
+            status = self.tree.status(agent)
+            data = self.tree.restore(agent) if status == "compressed" else None
+            if status == "virtual":
+                self.tree.touch(agent)
+            cell = Cell(system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
+            cell.virtual_id = agent
+            actor = actor_class()
+            actor.ref = cell.ref
+            actor.system = system
+            actor.key = key
+            cell.actor = actor
+            if data:
+                state = msgspec.msgpack.decode(data, type=_state_type(actor_class))
+                actor.restore(state)
+            start = actor.on_start()
+            finished, value = _drive(start)
+            if not finished:
+                # on_start suspends: from here on other messages must wait for this activation.
+                done = system._loop.create_future()  # type: ignore[union-attr]
+                self.transitions[agent] = done
+                await _Resume(start, value)
+        except BaseException:
+            # Keep whatever state it had: put the token back if we took it.
+            if data is not None and self.tree.status(agent) == "active":
+                self.tree.compress(agent, data)
+            raise
+        finally:
+            if done is not None:
+                del self.transitions[agent]
+                done.set_result(None)
+        self.cells[agent] = cell
+        self.activations += 1
+        cell.set_running()
+        system._signal("activated", cell.path)
+        self._enforce_limit()
+        if self.passivate_after is not None and not self._sweeping:
+            self._sweeping = True
+            system.clock.call_later(self.passivate_after, self._sweep)
+        return cell
+
+    def forget(self, cell: Cell) -> None:
+        """A virtual actor's cell stopped (passivation or supervision)."""
+        agent = cell.virtual_id
+        if agent is not None and self.cells.get(agent) is cell:
+            del self.cells[agent]
+
+    # --- passivation ------------------------------------------------------------------------
+
+    def _enforce_limit(self) -> None:
+        if self.max_active is None or len(self.cells) <= self.max_active:
+            return
+        # The tree counts its root as active; ask for max_active + 1 to keep max_active actors.
+        for agent in self.tree.prune(self.max_active + 1):
+            self.passivate_soon(agent)
+
+    def passivate_soon(self, agent: int) -> None:
+        """Passivate now if the actor is idle and simple; otherwise in a task."""
+        if agent in self.transitions or agent in self._queued:
+            return
+        cell = self.cells.get(agent)
+        if cell is None:
+            if self.tree.status(agent) == "active":
+                self.tree.compress(agent, b"")
+            return
+        if not self._passivate_sync(agent, cell):
+            self._queued.add(agent)
+            self.system._spawn(self.passivate(agent))
+
+    def _passivate_sync(self, agent: int, cell: Cell) -> bool:
+        if cell.queue and cell.runnable:
+            # Drain what is queued in one turn under the actor's own guard (handlers that do
+            # not suspend finish here); whatever remains goes the asynchronous way.
+            if cell.tracer is not None:  # not in this sender's (trace) context
+                contextvars.Context().run(cell.run_turn)
+            else:
+                cell.run_turn()
+        if cell.queue or cell.busy or cell.children or cell.state is not State.RUNNING:
+            return False
+        actor = cell.actor
+        assert actor is not None
+        # From here on senders wait for this passivation (and then reactivate): nothing can
+        # slip into a mailbox that is about to be sealed.
+        cell.accepting = False
+        cell.runnable = False
+        cell.state = State.STOPPING
+        coro = actor.on_stop()
+        try:
+            finished, value = _drive(coro)
+        except Exception:
+            log.exception("on_stop raised during passivation", actor=cell.path)
+            finished, value = True, None
+        if not finished:
+            done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
+            self.transitions[agent] = done
+            self.system._spawn(self._finish_passivation(agent, cell, coro, value, done))
+            return True
+        self._seal(agent, cell)
+        return True
+
+    async def _finish_passivation(
+        self,
+        agent: int,
+        cell: Cell,
+        coro: Coroutine[Any, Any, Any],
+        yielded: Any,
+        done: asyncio.Future[None],
+    ) -> None:
+        try:
+            try:
+                await _Resume(coro, yielded)
+            except Exception:
+                log.exception("on_stop raised during passivation", actor=cell.path)
+            self._seal(agent, cell)
+        finally:
+            del self.transitions[agent]
+            done.set_result(None)
+
+    def _seal(self, agent: int, cell: Cell) -> None:
+        """Stop the cell for good and keep its snapshot as a compress token."""
+        cell.accepting = False
+        cell.state = State.STOPPED
+        cell.runnable = False
+        cell.cancel_timers()
+        actor = cell.actor
+        assert actor is not None
+        try:
+            state = actor.snapshot()
+            data = b"" if state is None else msgspec.msgpack.encode(state)
+        except Exception:
+            log.exception("snapshot failed; the actor's state is lost", actor=cell.path)
+            data = b""
+        self.tree.compress(agent, data)
+        if self.cells.get(agent) is cell:
+            del self.cells[agent]
+        cell.actor = None  # the instance is done; without it the cell holds no cycle
+        self.passivations += 1
+        self.system._signal("passivated", cell.path)
+
+    async def passivate(self, agent: int) -> None:
+        """Passivate ``agent`` (draining its mailbox first); no-op if it is not running."""
+        self._queued.discard(agent)
+        while agent in self.transitions:
+            await asyncio.shield(self.transitions[agent])
+        cell = self.cells.get(agent)
+        if cell is None or not cell.accepting:
+            return
+        if self._passivate_sync(agent, cell):
+            while agent in self.transitions:  # on_stop suspended: wait for the seal
+                await asyncio.shield(self.transitions[agent])
+            return
+        done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
+        self.transitions[agent] = done
+        try:
+            await cell.stop(drain=True)  # runs on_stop; new messages wait for `done`
+            self._seal(agent, cell)
+        finally:
+            del self.transitions[agent]
+            done.set_result(None)
+
+    def _sweep(self) -> None:
+        """Passivate actors that handled nothing since the previous sweep."""
+        marks = {}
+        for agent, cell in list(self.cells.items()):
+            if self._sweep_marks.get(agent) == cell.processed and not cell.queue and not cell.busy:
+                self.passivate_soon(agent)
+            else:
+                marks[agent] = cell.processed
+        self._sweep_marks = marks
+        if self.cells and self.passivate_after is not None:
+            self.system.clock.call_later(self.passivate_after, self._sweep)
+        else:
+            self._sweeping = False
+
+    def stats(self) -> VirtualStats:
+        return VirtualStats(
+            active=len(self.cells),
+            activations=self.activations,
+            passivations=self.passivations,
+            known=len(self.tree) - 1,
+        )
+
+    async def passivate_all(self) -> None:
+        for agent in list(self.cells):
+            await self.passivate(agent)
+
+
+class VirtualRef(Generic[A]):
+    """A reference to a virtual actor: messages activate it on demand.
+
+    Same sending API as ``ActorRef``: ``tell``, ``tell_nowait`` (raises ``MailboxFullError`` /
+    ``ActorDeadError``, and refuses to activate: use ``tell`` for a passivated actor), ``ask``.
+    """
+
+    __slots__ = ("_agent", "_class", "_key", "_registry")
+
+    def __init__(self, registry: VirtualRegistry, actor_class: type[A], agent: int, key: Any):
+        self._registry = registry
+        self._class = actor_class
+        self._agent = agent
+        self._key = key
+
+    @property
+    def key(self) -> Any:
+        """The key: the string given to ``system.ref``, or the agent id of a batch member."""
+        return self._key
+
+    @property
+    def agent_id(self) -> int:
+        """Id of the actor in the system's ``AgentTree``."""
+        return self._agent
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the actor is running now."""
+        cell = self._registry.cells.get(self._agent)
+        return cell is not None and cell.accepting
+
+    async def tell(self, message: Any) -> None:
+        """Send ``message``, activating the actor if needed; waits while its mailbox is full."""
+        registry = self._registry
+        if registry.system._tracer is not None and (context := sampled_context()) is not None:
+            message = Ask(message, None, context)
+        cell = registry.cells.get(self._agent)
+        if cell is not None and cell.accepting and len(cell.queue) < cell.capacity:
+            registry.tree.touch(self._agent)
+            cell.queue.append(message)
+            if not cell.scheduled and cell.runnable:
+                cell.schedule()
+            return
+        while True:
+            cell = await registry.ensure_active(self._agent, self._class, self._key)
+            registry.tree.touch(self._agent)
+            try:
+                await cell.put(message)
+                return
+            except ActorDeadError:
+                continue  # passivated between activation and delivery: go round again
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
+        cell = self._registry.cells.get(self._agent)
+        if cell is None:
+            raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
+        self._registry.tree.touch(self._agent)
+        if cell.tracer is not None and (context := sampled_context()) is not None:
+            message = Ask(message, None, context)
+        cell.enqueue_nowait(message)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the reply, activating the actor if needed."""
+        registry = self._registry
+        while True:
+            cell = registry.cells.get(self._agent)
+            if cell is None or not cell.accepting:
+                cell = await registry.ensure_active(self._agent, self._class, self._key)
+            registry.tree.touch(self._agent)
+            try:
+                return await cell.ref.ask(message, timeout=timeout)
+            except ActorDeadError as exc:
+                if exc.actor != cell.path or self._agent in registry.cells:
+                    raise
+                # Refused because it was being passivated: reactivate and ask again.
+
+    async def passivate(self) -> None:
+        """Passivate the actor now (no-op if it is not running)."""
+        await self._registry.passivate(self._agent)
+
+    def __repr__(self) -> str:
+        return f"<VirtualRef {self._class.__qualname__}:{self._key!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VirtualRef) and other._agent == self._agent
+
+    def __hash__(self) -> int:
+        return hash(("virtual", self._agent))
+
+
+class VirtualBatch(Generic[A]):
+    """A lazily described subtree of virtual actors (see ``ActorSystem.batch_spawn``)."""
+
+    __slots__ = ("_class", "_info", "_registry")
+
+    def __init__(self, registry: VirtualRegistry, actor_class: type[A], info: BatchInfo):
+        self._registry = registry
+        self._class = actor_class
+        self._info = info
+
+    @property
+    def info(self) -> BatchInfo:
+        """The batch as the agent tree describes it (ids, depth, branching, counts)."""
+        return self._info
+
+    def __len__(self) -> int:
+        """Number of leaves (``branching ** depth``)."""
+        return self._info.leaves
+
+    def __getitem__(self, index: int) -> VirtualRef[A]:
+        """Ref of leaf ``index`` (0-based, negative counts from the end)."""
+        n = self._info.leaves
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError(f"leaf {index} out of range for a batch of {n} leaves")
+        agent = self._info.leaf_first_id + index
+        return VirtualRef(self._registry, self._class, agent, agent)
+
+    def node(self, agent_id: int) -> VirtualRef[A]:
+        """Ref of any node of the batch (intermediate levels included) by agent id."""
+        first = self._info.first_id
+        if not first <= agent_id < first + self._info.count:
+            raise IndexError(f"agent {agent_id} is not in this batch")
+        return VirtualRef(self._registry, self._class, agent_id, agent_id)

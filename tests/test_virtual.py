@@ -1,0 +1,237 @@
+"""Virtual actors: activation on demand, passivation to compress tokens, batch refs."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, ClassVar
+
+import msgspec
+import pytest
+
+from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors.testing import VirtualClock, settle
+
+pytestmark = pytest.mark.asyncio
+
+
+class State(msgspec.Struct):
+    count: int
+    history: list[str]
+
+
+class Hit(msgspec.Struct):
+    tag: str = ""
+
+
+class Get(msgspec.Struct):
+    pass
+
+
+class Session(Actor):
+    starts: ClassVar[int] = 0
+    stops: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.history: list[str] = []
+        self.restored: State | None = None
+
+    def snapshot(self) -> State:
+        return State(self.count, self.history)
+
+    def restore(self, state: State) -> None:
+        self.restored = state
+        self.count = state.count
+        self.history = state.history
+
+    async def on_start(self) -> None:
+        Session.starts += 1
+
+    async def on_stop(self) -> None:
+        Session.stops += 1
+
+    @handler
+    async def hit(self, msg: Hit) -> int:
+        self.count += 1
+        self.history.append(msg.tag)
+        return self.count
+
+    @handler
+    async def get(self, msg: Get) -> tuple[int, list[str], str]:
+        return self.count, self.history, self.key
+
+
+def active(ref: Any) -> bool:
+    """Read ``is_active`` through a call so type narrowing does not carry across awaits."""
+    return bool(ref.is_active)
+
+
+@pytest.fixture(autouse=True)
+def _reset() -> None:
+    Session.starts = 0
+    Session.stops = 0
+
+
+async def test_first_message_activates_and_state_survives_passivation() -> None:
+    async with ActorSystem(max_active=1) as system:
+        alice = system.ref(Session, "alice")
+        bob = system.ref(Session, "bob")
+        assert not active(alice)
+        assert await alice.ask(Hit("a1")) == 1
+        assert active(alice)
+        await bob.tell(Hit("b1"))  # activating bob passivates alice (least recently used)
+        await settle()
+        assert not active(alice)
+        assert await alice.ask(Hit("a2")) == 2, "state restored from the compress token"
+        assert await alice.ask(Get()) == (2, ["a1", "a2"], "alice")
+        stats = system.virtual_stats()
+        assert stats.activations == 3
+        assert stats.passivations >= 2
+        assert system.ref(Session, "alice") == alice
+
+
+async def test_untyped_restore_gets_plain_values() -> None:
+    class Plain(Actor):
+        def __init__(self) -> None:
+            self.seen: Any = None
+            self.n = 0
+
+        def snapshot(self) -> dict[str, int]:
+            return {"n": self.n}
+
+        def restore(self, state: Any) -> None:
+            self.seen = state
+            self.n = state["n"]
+
+        async def on_receive(self, message: Any) -> Any:
+            self.n += 1
+            return self.n, self.seen
+
+    async with ActorSystem(max_active=1) as system:
+        a, b = system.ref(Plain, "a"), system.ref(Plain, "b")
+        await a.ask("x")
+        await b.ask("x")
+        assert await a.ask("x") == (2, {"n": 1})
+
+
+async def test_idle_actors_are_passivated_on_the_clock() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock, passivate_after=10.0) as system:
+        busy = system.ref(Session, "busy")
+        idle = system.ref(Session, "idle")
+        await busy.tell(Hit())
+        await idle.tell(Hit())
+        for _ in range(4):
+            await clock.advance(6.0)
+            await busy.tell(Hit())
+        assert active(busy)
+        assert not active(idle), "idle for more than two periods"
+        assert await idle.ask(Get()) == (1, [""], "idle")
+
+
+async def test_at_most_one_activation_with_a_slow_on_start() -> None:
+    gate = asyncio.Event()
+
+    class Slow(Session):
+        async def on_start(self) -> None:
+            Session.starts += 1
+            await gate.wait()
+
+    async with ActorSystem() as system:
+        ref = system.ref(Slow, "k")
+        senders = [asyncio.create_task(ref.ask(Hit(str(i)))) for i in range(5)]
+        await settle()
+        assert Session.starts == 1
+        gate.set()
+        results = await asyncio.gather(*senders)
+        assert sorted(results) == [1, 2, 3, 4, 5]
+        assert Session.starts == 1
+        assert system.virtual_stats().activations == 1
+
+
+async def test_messages_sent_during_passivation_are_not_lost() -> None:
+    release = asyncio.Event()
+
+    class SlowStop(Session):
+        async def on_stop(self) -> None:
+            await release.wait()
+
+    async with ActorSystem() as system:
+        ref = system.ref(SlowStop, "k")
+        await ref.ask(Hit("before"))
+        passivating = asyncio.create_task(ref.passivate())
+        await settle()
+        late = [asyncio.create_task(ref.tell(Hit(f"late{i}"))) for i in range(3)]
+        asked = asyncio.create_task(ref.ask(Get()))
+        await settle()
+        assert not asked.done()
+        release.set()
+        await passivating
+        await asyncio.gather(*late)
+        _, history, _ = await asyncio.wait_for(asked, 1.0)
+        assert history[0] == "before"
+        assert await ref.ask(Get()) == (4, ["before", "late0", "late1", "late2"], "k")
+        assert system.virtual_stats().activations == 2
+
+
+async def test_batch_spawn_gives_a_million_addressable_refs() -> None:
+    async with ActorSystem(max_active=100) as system:
+        batch = system.batch_spawn(Session, depth=4, branching=32)
+        assert len(batch) == 1_048_576
+        assert batch.info.count == 1_082_400
+        leaf = batch[-1]
+        assert await leaf.ask(Hit()) == 1
+        assert system.virtual_stats().active == 1, "only the addressed actor exists"
+        assert await batch[0].ask(Get()) == (0, [], batch.info.leaf_first_id)
+        assert batch.node(batch.info.first_id).key == batch.info.first_id
+        with pytest.raises(IndexError):
+            batch[1_048_576]
+        with pytest.raises(IndexError):
+            batch.node(0)
+        for i in range(300):
+            await batch[i].tell(Hit())
+        await settle()
+        stats = system.virtual_stats()
+        assert stats.active <= 100
+        assert stats.activations == 301
+        assert await batch[5].ask(Get()) == (1, [""], batch.info.leaf_first_id + 5)
+
+
+async def test_stop_all_passivates_running_virtual_actors() -> None:
+    async with ActorSystem() as system:
+        await system.ref(Session, "x").ask(Hit())
+        await system.ref(Session, "y").ask(Hit())
+    assert Session.stops == 2
+    assert system.virtual_stats().active == 0
+
+
+async def test_bad_keys_and_options() -> None:
+    with pytest.raises(ValueError, match="max_active"):
+        ActorSystem(max_active=0)
+    with pytest.raises(ValueError, match="passivate_after"):
+        ActorSystem(passivate_after=0)
+    async with ActorSystem() as system:
+        with pytest.raises(TypeError, match="key"):
+            system.ref(Session, "")
+        ref = system.ref(Session, "never-started")
+        with pytest.raises(Exception, match="not active"):
+            ref.tell_nowait(Hit())
+
+
+async def test_tell_right_after_an_lru_passivation_began_is_not_lost() -> None:
+    release = asyncio.Event()
+
+    class SlowStop(Session):
+        async def on_stop(self) -> None:
+            await release.wait()
+
+    async with ActorSystem(max_active=1) as system:
+        a, b = system.ref(SlowStop, "a"), system.ref(SlowStop, "b")
+        await a.ask(Hit("a0"))
+        await b.tell(Hit("b0"))  # passivates `a`; its on_stop is now suspended
+        late = asyncio.create_task(a.tell(Hit("late")))  # no yield in between
+        await settle()
+        assert not late.done(), "the sender waits for the passivation to finish"
+        release.set()
+        await late
+        assert await a.ask(Get()) == (2, ["a0", "late"], "a")
