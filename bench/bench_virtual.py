@@ -17,8 +17,8 @@ import resource
 import time
 
 import msgspec
-from _common import fmt_rate, machine, progress, rss_bytes, table
 
+from _common import fmt_rate, machine, progress, rss_bytes, table
 from swarm_actors import Actor, ActorSystem, handler
 
 
