@@ -3,7 +3,7 @@
 The public API is what ``__all__`` lists; everything else lives in private modules.
 """
 
-from swarm_actors._actor import Actor, handler
+from swarm_actors._actor import Actor, SpaceGrant, handler
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -74,6 +74,7 @@ __all__ = [
     "MailboxStats",
     "OneForOne",
     "SpaceError",
+    "SpaceGrant",
     "SpaceStats",
     "SwarmError",
     "Timers",

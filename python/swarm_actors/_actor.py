@@ -16,6 +16,7 @@ import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from swarm_actors._exceptions import UnhandledMessageError
@@ -27,15 +28,37 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from swarm_actors._ref import ActorRef
+    from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
     from swarm_actors._timers import Timers
 
-__all__ = ["Actor", "handler"]
+__all__ = ["Actor", "SpaceGrant", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 A = TypeVar("A", bound="Actor")
 
 DEFAULT_MAILBOX_SIZE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class SpaceGrant:
+    """What an actor class may do on the system's tuple space (the seed design's hookwall).
+
+    ``lanes`` are the first fields the actor may use (``None``: every lane); ``read``,
+    ``take`` and ``write`` grant those operations. Declared per class:
+    ``class Worker(Actor, space=SpaceGrant(lanes=("jobs", "results"), read=False))``.
+    """
+
+    lanes: tuple[Any, ...] | None = None
+    read: bool = True
+    take: bool = True
+    write: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.lanes, (str, bytes)):
+            raise TypeError('lanes must be a tuple of lane values, e.g. lanes=("jobs",)')
+        if self.lanes is not None:
+            object.__setattr__(self, "lanes", tuple(self.lanes))
 
 
 def handler(fn: F) -> F:
@@ -85,8 +108,9 @@ class Actor:
     ``@handler`` methods or override ``on_receive``, and start it with ``ActorSystem.start`` (or
     ``self.start_child`` from another actor) to get an ``ActorRef``.
 
-    Class keywords: ``mailbox_size`` (pending messages before ``tell`` waits, default 1000) and
-    ``supervision`` (the strategy this actor applies to *its children*, default ``OneForOne()``).
+    Class keywords: ``mailbox_size`` (pending messages before ``tell`` waits, default 1000),
+    ``supervision`` (the strategy this actor applies to *its children*, default ``OneForOne()``)
+    and ``space`` (a ``SpaceGrant``: the lanes and operations ``self.space`` allows).
 
     Set by the runtime before ``on_start`` runs:
 
@@ -100,6 +124,7 @@ class Actor:
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
+    space_grant: ClassVar[SpaceGrant | None] = None
     supervision: ClassVar[OneForOne] = OneForOne()
     _handlers: ClassVar[dict[type, str]] = {}
     _dispatch: ClassVar[dict[type, Callable[..., Any] | None]] = {}
@@ -115,9 +140,14 @@ class Actor:
         *,
         mailbox_size: int | None = None,
         supervision: OneForOne | None = None,
+        space: SpaceGrant | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if space is not None:
+            if not isinstance(space, SpaceGrant):
+                raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")
+            cls.space_grant = space
         if mailbox_size is not None:
             if not isinstance(mailbox_size, int) or mailbox_size < 1:
                 raise ValueError(f"{cls.__qualname__}: mailbox_size must be an int >= 1")
@@ -151,6 +181,15 @@ class Actor:
             found = cls.on_receive
         cls._dispatch[message_type] = found
         return found
+
+    @property
+    def space(self) -> TupleSpace:
+        """The system's tuple space, restricted to this class's ``SpaceGrant`` (if any).
+
+        Use it for Linda-style coordination: ``await self.space.take(("jobs", int, ANY))``.
+        A forbidden lane or operation raises ``CapabilityError`` and changes nothing.
+        """
+        return self.system._space_for(type(self))
 
     @property
     def timers(self) -> Timers:

@@ -12,6 +12,7 @@ import structlog
 from swarm_actors._cell import Cell, Dispatcher, State
 from swarm_actors._clock import Clock, LoopClock
 from swarm_actors._exceptions import ActorNameError
+from swarm_actors._space import TupleSpace
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import resolve_tracer
 from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualRegistry, VirtualStats
@@ -46,7 +47,8 @@ class ActorSystem:
     ``swarm_actors.testing.VirtualClock``). Virtual actors (``ref``, ``batch_spawn``) are
     passivated when more than ``max_active`` are running (least recently used first) and when
     one has handled nothing for ``passivate_after`` seconds (checked every ``passivate_after``
-    seconds, so an idle actor goes within one to two periods).
+    seconds, so an idle actor goes within one to two periods). ``space`` is the tuple space
+    actors reach as ``self.space`` (a new one by default).
 
     Tracing (OpenTelemetry): ``tracer_provider`` is where the runtime's spans go (default: the
     global provider). Tracing is on only if that provider is a real one (an SDK's, not the API's
@@ -63,12 +65,15 @@ class ActorSystem:
         passivate_after: float | None = None,
         tracer_provider: TracerProvider | None = None,
         telemetry: bool = True,
+        space: TupleSpace | None = None,
     ) -> None:
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
         if passivate_after is not None and not passivate_after > 0:
             raise ValueError("passivate_after must be > 0 seconds or None")
         self.supervision = supervision or OneForOne()
+        self._space: TupleSpace | None = space
+        self._space_handles: dict[type, TupleSpace] = {}
         self._virtual = VirtualRegistry(
             self, max_active=max_active, passivate_after=passivate_after
         )
@@ -189,6 +194,25 @@ class ActorSystem:
         except RuntimeError as exc:
             if "no running event loop" not in str(exc):
                 raise
+
+    @property
+    def space(self) -> TupleSpace:
+        """The system's tuple space (unrestricted), created on first use."""
+        if self._space is None:
+            self._space = TupleSpace()
+        return self._space
+
+    def _space_for(self, actor_class: type[Actor]) -> TupleSpace:
+        grant = actor_class.space_grant
+        if grant is None:
+            return self.space
+        handle = self._space_handles.get(actor_class)
+        if handle is None:
+            handle = self.space.restrict(
+                lanes=grant.lanes, read=grant.read, take=grant.take, write=grant.write
+            )
+            self._space_handles[actor_class] = handle
+        return handle
 
     def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``)."""
