@@ -203,7 +203,8 @@ class Cell:
         self.actor: Actor | None = None
         self.queue: deque[Any] = deque()
         self.capacity = actor_class.mailbox_size
-        self.put_waiters: deque[asyncio.Future[None]] = deque()
+        # Senders blocked on a full mailbox; a deque only once one blocks (most never do).
+        self.put_waiters: deque[asyncio.Future[None]] | tuple[()] = ()
         self.cache = actor_class._dispatch  # message type -> unbound handler, per class
         self.state = State.STARTING
         self.accepting = True
@@ -215,7 +216,7 @@ class Cell:
         self.dropped = 0
         self.failures = 0
         self.restarts = 0
-        self.restart_times: deque[float] = deque()
+        self.restart_times: deque[float] | None = None  # created by the first failure
         self.stopping: asyncio.Future[int] | None = None
         self.drained: asyncio.Future[None] | None = None
         self.timers: Timers | None = None  # created on first use: most actors have none
@@ -302,12 +303,15 @@ class Cell:
                     self.schedule()
                 return
             waiter: asyncio.Future[None] = self.loop.create_future()
-            self.put_waiters.append(waiter)
+            waiters = self.put_waiters
+            if not isinstance(waiters, deque):
+                waiters = self.put_waiters = deque()
+            waiters.append(waiter)
             try:
                 await waiter
             except asyncio.CancelledError:
-                if waiter in self.put_waiters:
-                    self.put_waiters.remove(waiter)
+                if waiter in waiters:
+                    waiters.remove(waiter)
                 elif waiter.done() and not waiter.cancelled():
                     self._wake_putters()  # pass the freed slot on
                 raise
@@ -315,6 +319,8 @@ class Cell:
     def _wake_putters(self) -> None:
         free = self.capacity - len(self.queue)
         waiters = self.put_waiters
+        if not isinstance(waiters, deque):
+            return
         while waiters and free > 0:
             w = waiters.popleft()
             if not w.done():
@@ -498,9 +504,12 @@ class Cell:
             log.exception("supervision decider raised; escalating", actor=self.path)
             directive = Directive.ESCALATE
         now = self.system.clock.now()
-        while self.restart_times and now - self.restart_times[0] > strategy.within:
-            self.restart_times.popleft()
-        if directive is Directive.RESTART and len(self.restart_times) >= strategy.max_restarts:
+        if self.restart_times is None:
+            self.restart_times = deque()
+        restart_times = self.restart_times
+        while restart_times and now - restart_times[0] > strategy.within:
+            restart_times.popleft()
+        if directive is Directive.RESTART and len(restart_times) >= strategy.max_restarts:
             directive = Directive.ESCALATE
         log.warning(
             "actor failed",
@@ -516,8 +525,8 @@ class Cell:
             else []
         )
         if directive is Directive.RESTART:
-            delay = strategy.backoff.delay(len(self.restart_times))
-            self.restart_times.append(now)
+            delay = strategy.backoff.delay(len(restart_times))
+            restart_times.append(now)
             for sibling in siblings:
                 sibling.suspend()
             if delay > 0:
@@ -587,8 +596,9 @@ class Cell:
     async def _stop(self, drain: bool) -> int:
         self.accepting = False
         dead = ActorDeadError(f"{self.path} is stopped", actor=self.path)
-        while self.put_waiters:
-            waiter = self.put_waiters.popleft()
+        waiters = self.put_waiters
+        self.put_waiters = ()
+        for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(dead)
         if drain and self.state is State.RUNNING and (self.queue or self.busy):

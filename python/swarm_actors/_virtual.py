@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 import structlog
 
+from swarm_actors._actor import Actor
 from swarm_actors._cell import Ask, Cell, State, _Resume
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
 if TYPE_CHECKING:
-    from swarm_actors._actor import Actor
     from swarm_actors._system import ActorSystem
 
 __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
@@ -48,6 +48,8 @@ A = TypeVar("A", bound="Actor")
 log = structlog.get_logger("swarm_actors")
 
 _STATE_TYPES: dict[type, Any] = {}
+_BASE_ON_START = Actor.on_start
+_BASE_ON_STOP = Actor.on_stop
 
 
 def _state_type(actor_class: type) -> Any:
@@ -159,8 +161,11 @@ class VirtualRegistry:
             if data:
                 state = msgspec.msgpack.decode(data, type=_state_type(actor_class))
                 actor.restore(state)
-            start = actor.on_start()
-            finished, value = _drive(start)
+            # A class that keeps the default on_start does not pay for a coroutine.
+            finished, value = True, None
+            if actor_class.on_start is not _BASE_ON_START:
+                start = actor.on_start()
+                finished, value = _drive(start)
             if not finished:
                 # on_start suspends: from here on other messages must wait for this activation.
                 done = system._loop.create_future()  # type: ignore[union-attr]
@@ -230,13 +235,17 @@ class VirtualRegistry:
         cell.accepting = False
         cell.runnable = False
         cell.state = State.STOPPING
-        coro = actor.on_stop()
-        try:
-            finished, value = _drive(coro)
-        except Exception:
-            log.exception("on_stop raised during passivation", actor=cell.path)
-            finished, value = True, None
+        finished, value = True, None
+        coro = None
+        if cell.actor_class.on_stop is not _BASE_ON_STOP:
+            coro = actor.on_stop()
+            try:
+                finished, value = _drive(coro)
+            except Exception:
+                log.exception("on_stop raised during passivation", actor=cell.path)
+                finished, value = True, None
         if not finished:
+            assert coro is not None
             done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
             self.transitions[agent] = done
             self.system._spawn(self._finish_passivation(agent, cell, coro, value, done))
