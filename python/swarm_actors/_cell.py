@@ -331,12 +331,16 @@ class Cell:
         """The unbound handler for a message type, or ``None`` when unhandled."""
         return self.actor_class._resolve(message_type)
 
-    def unhandled(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
-        error = UnhandledMessageError(
+    def unhandled_error(self, message: Any) -> UnhandledMessageError:
+        """The error an asker gets for a message no handler claims."""
+        return UnhandledMessageError(
             f"{self.actor_class.__qualname__} ({self.path}) has no handler for "
             f"{type(message).__qualname__}",
             actor=self.path,
         )
+
+    def unhandled(self, message: Any, reply: asyncio.Future[Any] | None) -> None:
+        error = self.unhandled_error(message)
         if reply is not None:
             if not reply.done():
                 reply.set_exception(error)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._cell import Ask
-from swarm_actors._exceptions import ActorDeadError, UnhandledMessageError
+from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
 
 if TYPE_CHECKING:
@@ -156,11 +156,7 @@ class ActorRef(Generic[A]):
         fn = cell.resolve(type(message))
         cell.processed += 1
         if fn is None:
-            raise UnhandledMessageError(
-                f"{cell.actor_class.__qualname__} ({cell.path}) has no handler for "
-                f"{type(message).__qualname__}",
-                actor=cell.path,
-            )
+            raise cell.unhandled_error(message)
         cell.runnable = False
         cell.busy = True
         try:
