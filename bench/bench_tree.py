@@ -30,6 +30,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from _common import fmt_rate as rate
 from _common import load_seed_kernel, rss_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -287,14 +288,6 @@ def seed_speed(seed: ModuleType, agents: int, touch_agents: int) -> dict[str, An
 
 
 # --- report -----------------------------------------------------------------------------------
-
-
-def rate(value: float) -> str:
-    if value >= 1e6:
-        return f"{value / 1e6:.2f} M/s"
-    if value >= 1e3:
-        return f"{value / 1e3:.1f} k/s"
-    return f"{value:.0f} /s"
 
 
 def duration(seconds: float) -> str:
