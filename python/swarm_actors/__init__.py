@@ -1,6 +1,8 @@
 """swarm-actors: an asyncio actor framework for agent swarms, with a Rust core.
 
-The public API is what ``__all__`` lists; everything else lives in private modules.
+The public API is what ``__all__`` lists, plus the public submodules ``swarm_actors.events``
+(events, hash chains, the journal) and ``swarm_actors.testing``; everything else lives in
+private modules.
 """
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
@@ -12,13 +14,21 @@ from swarm_actors._exceptions import (
     AgentStateError,
     ArityError,
     CapabilityError,
+    ChainBrokenError,
     CoordinateError,
     CorruptStateError,
     EscalatedError,
+    EventDecodeError,
+    EventError,
     FieldTypeError,
     InvalidArgumentError,
+    JournalClosedError,
+    JournalFullError,
     MailboxFullError,
+    ReplayError,
+    SchemaVersionError,
     SpaceError,
+    SubjectError,
     SwarmError,
     UnhandledMessageError,
     UnknownAgentError,
@@ -64,18 +74,26 @@ __all__ = [
     "BatchInfo",
     "Capability",
     "CapabilityError",
+    "ChainBrokenError",
     "CoordinateError",
     "CorruptStateError",
     "Directive",
     "EscalatedError",
+    "EventDecodeError",
+    "EventError",
     "FieldTypeError",
     "InvalidArgumentError",
+    "JournalClosedError",
+    "JournalFullError",
     "MailboxFullError",
     "MailboxStats",
     "OneForOne",
+    "ReplayError",
+    "SchemaVersionError",
     "SpaceError",
     "SpaceGrant",
     "SpaceStats",
+    "SubjectError",
     "SwarmError",
     "Timers",
     "TreeStats",

@@ -179,7 +179,7 @@ class SystemSignal(_Record, tag=12, frozen=True, kw_only=True):
 Payload = AgentDecision | StateChange | SystemSignal
 """The oneof ``payload``: one of the three kinds."""
 
-_ROLE_PATTERN = "^[A-Za-z0-9_-]{1,64}$"
+_ROLE_PATTERN = r"^[A-Za-z0-9_-]{1,64}\Z"  # \Z, not $: "a\n" is no role
 
 
 class SwarmEvent(_Record, frozen=True, kw_only=True):
