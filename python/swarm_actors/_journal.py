@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 import msgspec
@@ -89,24 +89,26 @@ class Journal(Protocol):
         start_sequence: int | None = None,
         start_time_ns: int | None = None,
         subject: str = ALL_EVENTS,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """The stored entries matching ``subject``, oldest first; finite.
 
         From ``start_sequence``, or the first entry stored at or after ``start_time_ns`` (not
         both: ``InvalidArgumentError``), or the first entry retained; up to the last sequence
         stored when ``read`` was called. Arguments are checked when it is called. A read that
-        is still going when the journal closes raises ``JournalClosedError``.
+        is still going when the journal closes raises ``JournalClosedError``. An async
+        generator: ``contextlib.aclosing`` it to release it at once when leaving early.
         """
         ...
 
     def tail(
         self, *, start_sequence: int | None = None, subject: str = ALL_EVENTS
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Entries matching ``subject`` from ``start_sequence``, then each new one as it is stored.
 
         Without ``start_sequence``, only entries stored after the call. Runs until cancelled
         or until the journal closes (then it ends). A tail that falls behind the journal's
         retention continues from the oldest entry left (the sequence numbers show the gap).
+        ``contextlib.aclosing`` it so that leaving the loop releases it (a subscription) at once.
         """
         ...
 
@@ -311,7 +313,7 @@ class MemoryJournal:
         start_sequence: int | None = None,
         start_time_ns: int | None = None,
         subject: str = ALL_EVENTS,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Stored entries matching ``subject``, oldest first, up to the last one stored now."""
         self._check_open()
         match = _compile(subject)
@@ -319,7 +321,7 @@ class MemoryJournal:
 
     def tail(
         self, *, start_sequence: int | None = None, subject: str = ALL_EVENTS
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Entries matching ``subject`` from ``start_sequence`` (default: new ones), then follow."""
         self._check_open()
         match = _compile(subject)
@@ -328,7 +330,7 @@ class MemoryJournal:
 
     async def _iterate(
         self, seq: int, end: int, match: _Filter | None
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         count = 0
         while True:
             if self._closed:
@@ -343,7 +345,7 @@ class MemoryJournal:
             if count % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
-    async def _follow(self, seq: int, match: _Filter | None) -> AsyncIterator[JournalEntry]:
+    async def _follow(self, seq: int, match: _Filter | None) -> AsyncGenerator[JournalEntry, None]:
         if self._changed is None:
             self._changed = asyncio.Event()
         changed = self._changed

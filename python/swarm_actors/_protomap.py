@@ -144,7 +144,7 @@ def proto_fields(cls: type[msgspec.Struct]) -> tuple[ProtoField, ...]:
                 extra.update(meta.extra)
         if "proto_oneof" in extra:
             members: dict[str, int] = extra["proto_members"]
-            for member in typing.get_args(inner):
+            for member in typing.get_args(inner) or (inner,):  # a union, or one member
                 name = _member_name(member, members)
                 field = ProtoField(
                     attr, name, members[name], "message", False, member, extra["proto_oneof"], name
