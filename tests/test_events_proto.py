@@ -234,8 +234,10 @@ def test_a_drifted_descriptor_is_reported(compiled: tuple[Any, ModuleType]) -> N
     field.number = 9
     field.type = descriptor_pb2.FieldDescriptorProto.TYPE_UINT32
     diffs = schema_diff(proto_schema(drifted), python_schema(SwarmEvent))
-    assert diffs == ["SystemSignal.mailbox_depth: .proto (9, 'uint32', False, None, None) != "
-                     "Python (8, 'uint64', False, None, None)"]  # fmt: skip
+    assert diffs == [
+        "SystemSignal.mailbox_depth: .proto (9, 'uint32', False, None, None) != "
+        "Python (8, 'uint64', False, None, None)"
+    ]
 
 
 class _Kind(enum.IntEnum):  # SignalKind without HEALTH
