@@ -7,9 +7,9 @@ follows new events. The runtime writes lifecycle signals from synchronous code o
 (every virtual-actor activation and passivation), hence ``append_nowait``; everything that
 must know its event is stored awaits ``append``.
 
-``MemoryJournal`` keeps the events as objects (no encoding), in a list indexed by sequence,
-so an append costs a dict lookup for deduplication, a cached subject, one small Struct and a
-clock read (under 1 µs), and a read from any sequence or time starts in O(log n).
+``MemoryJournal`` keeps the events as objects (no encoding), in a list indexed by sequence:
+an append costs two dict lookups and a dict insert (deduplication, the role's cached subjects)
+and two list appends, 0.3-0.5 µs here; a read from any sequence or time starts in O(log n).
 """
 
 from __future__ import annotations
@@ -43,16 +43,18 @@ class JournalEntry(msgspec.Struct, frozen=True, gc=False):
     """The event."""
     stored_ns: int
     """When the journal stored it (Unix ns, never decreasing along the journal): what
-    ``start_time_ns`` seeks by, as JetStream seeks by its message timestamps."""
+    ``start_time_ns`` seeks by. JetStream: the message's stream timestamp; ``MemoryJournal``:
+    the event's ``timestamp_ns``, raised to the previous entry's if lower."""
 
 
 class Journal(Protocol):
     """The journal API: the in-process ``MemoryJournal`` and the JetStream journal implement it.
 
     Sequences are journal sequences (``JournalEntry.sequence``), not agent sequences. Appending
-    an event whose ``event_id`` is already stored stores nothing and answers the original
-    sequence (JetStream: ``Nats-Msg-Id``; ``MemoryJournal``: while the original is retained).
-    A closed journal raises ``JournalClosedError`` from every method but ``close``.
+    an event whose ``event_id`` was stored within the journal's duplicate window stores nothing
+    and answers the original sequence (JetStream: ``Nats-Msg-Id`` and the stream's
+    ``duplicate_window``; ``MemoryJournal``: a count of recent events). A closed journal raises
+    ``JournalClosedError`` from every method but ``close``.
     """
 
     async def append(self, event: SwarmEvent) -> int:
@@ -174,8 +176,10 @@ class MemoryJournal:
     """An in-process ``Journal``: events kept as objects, in append order.
 
     ``max_events`` bounds retention (oldest dropped first). Deduplication remembers the ids of
-    the last ``dedup_window`` to ``2 * dedup_window`` appended events (JetStream's duplicate
-    window is a time; this one is a count, so memory stays bounded). Use it from one event loop.
+    the last ``dedup_window`` to ``2 * dedup_window`` appended events, in two generations of
+    dicts (JetStream's duplicate window is a time; this one is a count: a retry comes soon
+    after the first attempt, and small dicts keep appends fast: an append with a 64k window
+    costs about 150 ns more than with the default). Use it from one event loop.
 
     An entry's ``stored_ns`` is its event's ``timestamp_ns``, raised to the previous entry's
     ``stored_ns`` if lower: in one process an event is appended right after it is made, so that
@@ -186,7 +190,7 @@ class MemoryJournal:
     entries are built when read), so an append costs a few hundred nanoseconds.
     """
 
-    def __init__(self, *, max_events: int | None = None, dedup_window: int = 65_536) -> None:
+    def __init__(self, *, max_events: int | None = None, dedup_window: int = 8192) -> None:
         if max_events is not None and max_events < 1:
             raise InvalidArgumentError(f"max_events must be >= 1, got {max_events}")
         if dedup_window < 1:
