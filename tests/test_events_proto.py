@@ -274,6 +274,25 @@ def test_a_drifted_struct_is_reported(compiled: tuple[Any, ModuleType]) -> None:
     assert "message AgentDecision is in the .proto only" in diffs
 
 
+class _Unnumbered(msgspec.Struct, frozen=True):
+    a: Annotated[str, proto(1, "string")]
+    b: str = ""
+
+
+class _Mistyped(msgspec.Struct, frozen=True):
+    a: Annotated[str, proto(1, "uint64")]
+
+
+def test_every_field_needs_a_number_and_a_fitting_type() -> None:
+    # A field the table left out would escape the drift check, so it is an error.
+    with pytest.raises(TypeError, match=r"_Unnumbered\.b has no proto number"):
+        proto_fields(_Unnumbered)
+    with pytest.raises(TypeError, match="cannot hold a proto uint64"):
+        proto_fields(_Mistyped)
+    with pytest.raises(ValueError, match="unsupported proto type"):
+        proto(1, "sint32")
+
+
 # --- the mapping is real: round trips through the generated code -------------------------------
 
 
