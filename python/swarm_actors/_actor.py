@@ -12,6 +12,7 @@ everything else. Per-class options are class keywords::
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
+from swarm_actors._capability import ENFORCED, MessageGrant, valid_role
 from swarm_actors._exceptions import UnhandledMessageError
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
@@ -108,9 +110,17 @@ class Actor:
     ``@handler`` methods or override ``on_receive``, and start it with ``ActorSystem.start`` (or
     ``self.start_child`` from another actor) to get an ``ActorRef``.
 
-    Class keywords: ``mailbox_size`` (pending messages before ``tell`` waits, default 1000),
-    ``supervision`` (the strategy this actor applies to *its children*, default ``OneForOne()``)
-    and ``space`` (a ``SpaceGrant``: the lanes and operations ``self.space`` allows).
+    Class keywords:
+
+    * ``mailbox_size``: pending messages before ``tell`` waits (default 1000);
+    * ``supervision``: the strategy this actor applies to *its children* (default
+      ``OneForOne()``);
+    * ``role``: the role name in events and capability checks (default: inherited, or the
+      class name in lower case); 1-64 letters, digits, ``_`` or ``-``;
+    * ``space``: a ``SpaceGrant``, the lanes and operations ``self.space`` allows;
+    * ``may_message``: the actors this one may send to, as roles, ``Actor`` classes or
+      ``/path`` patterns (see ``MessageGrant``); a send outside it raises
+      ``MessageCapabilityError`` and enqueues nothing. Default: no restriction.
 
     Set by the runtime before ``on_start`` runs:
 
@@ -125,6 +135,9 @@ class Actor:
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
     space_grant: ClassVar[SpaceGrant | None] = None
+    message_grant: ClassVar[MessageGrant | None] = None
+    role: ClassVar[str] = "actor"
+    _role_explicit: ClassVar[bool] = False
     supervision: ClassVar[OneForOne] = OneForOne()
     _handlers: ClassVar[dict[type, str]] = {}
     _dispatch: ClassVar[dict[type, Callable[..., Any] | None]] = {}
@@ -141,9 +154,23 @@ class Actor:
         mailbox_size: int | None = None,
         supervision: OneForOne | None = None,
         space: SpaceGrant | None = None,
+        role: str | None = None,
+        may_message: Iterable[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if role is not None:
+            if not valid_role(role):
+                raise ValueError(
+                    f"{cls.__qualname__}: role must be 1-64 letters, digits, _ or -, got {role!r}"
+                )
+            cls.role = role
+            cls._role_explicit = True
+        elif not cls._role_explicit:
+            cls.role = re.sub(r"[^A-Za-z0-9_-]", "_", cls.__name__.lower())[:64]
+        if may_message is not None:
+            cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message)
+            ENFORCED[0] = True
         if space is not None:
             if not isinstance(space, SpaceGrant):
                 raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._exceptions import (
     ActorDeadError,
     EscalatedError,
@@ -253,7 +254,19 @@ class Cell:
         actor.ref = self.ref
         actor.system = self.system
         self.actor = actor
-        await actor.on_start()
+        token = CURRENT_SENDER.set(self)
+        try:
+            await actor.on_start()
+        finally:
+            CURRENT_SENDER.reset(token)
+
+    async def run_on_stop(self, actor: Actor) -> None:
+        """Run ``actor.on_stop`` as this actor (sends from it are checked as its own)."""
+        token = CURRENT_SENDER.set(self)
+        try:
+            await actor.on_stop()
+        finally:
+            CURRENT_SENDER.reset(token)
 
     def is_running(self) -> bool:
         """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
@@ -356,6 +369,15 @@ class Cell:
 
         Stops when the budget is spent, the queue is empty, or a handler fails or suspends.
         """
+        token = CURRENT_SENDER.set(self)  # sends made by the handlers come from this actor
+        try:
+            return self._handle_queued(budget)
+        finally:
+            CURRENT_SENDER.reset(token)
+
+    def _handle_queued(
+        self, budget: int
+    ) -> tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
         queue = self.queue
         while queue and budget:
             budget -= 1
@@ -415,7 +437,9 @@ class Cell:
         if self.tracer is not None and type(coro) is not InContext:
             # Tracing: the handler goes on in its own context, the task starts clean, so the
             # messages it serves next never inherit this one's (or an inline asker's) trace.
-            coro, context = InContext(coro, contextvars.copy_context()), contextvars.Context()
+            handler_context = contextvars.copy_context()
+            handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
+            coro, context = InContext(coro, handler_context), contextvars.Context()
         self.task = self.loop.create_task(self._finish(coro, yielded, reply), context=context)
 
     async def _finish(
@@ -423,6 +447,7 @@ class Cell:
     ) -> None:
         # Actors whose handlers keep suspending are served by this one task: after each
         # handler it goes on with the mailbox (no new task, no dispatcher round trip).
+        CURRENT_SENDER.set(self)  # this task's own context: it only ever runs this actor
         while True:
             try:
                 result = await _Resume(coro, yielded)
@@ -569,7 +594,7 @@ class Cell:
         old = self.actor
         if old is not None:
             try:
-                await old.on_stop()
+                await self.run_on_stop(old)
             except Exception:
                 log.exception("on_stop raised during restart", actor=self.path)
         try:
@@ -628,7 +653,7 @@ class Cell:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
         if self.actor is not None and was is not State.STARTING:
             try:
-                await self.actor.on_stop()
+                await self.run_on_stop(self.actor)
             except Exception:
                 log.exception("on_stop raised", actor=self.path)
         self.state = State.STOPPED

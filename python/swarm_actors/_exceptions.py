@@ -16,13 +16,14 @@ One root, grouped by the part of the system that raises them::
     │   ├── MailboxFullError                   ``tell_nowait`` on a full mailbox
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
+    │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path). Timeouts raise the builtin
+target's path) and ``MessageCapabilityError`` also ``sender``. Timeouts raise the builtin
 ``TimeoutError`` and cancellation is never converted into one of these.
 """
 
@@ -42,6 +43,7 @@ __all__ = [
     "FieldTypeError",
     "InvalidArgumentError",
     "MailboxFullError",
+    "MessageCapabilityError",
     "SpaceError",
     "SwarmError",
     "UnhandledMessageError",
@@ -145,3 +147,17 @@ class ActorNameError(ActorError, ValueError):
 
 class EscalatedError(ActorError):
     """A child failed more often than its restart policy allows; ``__cause__`` is its error."""
+
+
+class MessageCapabilityError(ActorError, PermissionError):
+    """The sending actor's class does not grant messages to the target (``may_message``).
+
+    Nothing was enqueued. ``actor`` is the target's path, ``sender`` the sender's.
+    """
+
+    sender: str
+    """Path of the actor that tried to send."""
+
+    def __init__(self, message: str, *, actor: str = "", sender: str = "") -> None:
+        super().__init__(message, actor=actor)
+        self.sender = sender

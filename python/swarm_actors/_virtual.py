@@ -33,6 +33,7 @@ import msgspec
 import structlog
 
 from swarm_actors._actor import Actor
+from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask, Cell, State, _Resume
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import sampled_context
@@ -164,13 +165,17 @@ class VirtualRegistry:
             # A class that keeps the default on_start does not pay for a coroutine.
             finished, value = True, None
             if actor_class.on_start is not _BASE_ON_START:
-                start = actor.on_start()
-                finished, value = _drive(start)
-            if not finished:
-                # on_start suspends: from here on other messages must wait for this activation.
-                done = system._loop.create_future()  # type: ignore[union-attr]
-                self.transitions[agent] = done
-                await _Resume(start, value)
+                token = CURRENT_SENDER.set(cell)  # its sends are checked as its own
+                try:
+                    start = actor.on_start()
+                    finished, value = _drive(start)
+                    if not finished:
+                        # on_start suspends: other messages must wait for this activation.
+                        done = system._loop.create_future()  # type: ignore[union-attr]
+                        self.transitions[agent] = done
+                        await _Resume(start, value)
+                finally:
+                    CURRENT_SENDER.reset(token)
         except BaseException:
             # Keep whatever state it had: put the token back if we took it.
             if data is not None and self.tree.status(agent) == "active":
@@ -239,11 +244,14 @@ class VirtualRegistry:
         coro = None
         if cell.actor_class.on_stop is not _BASE_ON_STOP:
             coro = actor.on_stop()
+            token = CURRENT_SENDER.set(cell)
             try:
                 finished, value = _drive(coro)
             except Exception:
                 log.exception("on_stop raised during passivation", actor=cell.path)
                 finished, value = True, None
+            finally:
+                CURRENT_SENDER.reset(token)
         if not finished:
             assert coro is not None
             done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
@@ -261,6 +269,7 @@ class VirtualRegistry:
         yielded: Any,
         done: asyncio.Future[None],
     ) -> None:
+        CURRENT_SENDER.set(cell)  # a task of its own: its context only ever runs this actor
         try:
             try:
                 await _Resume(coro, yielded)
@@ -372,8 +381,14 @@ class VirtualRef(Generic[A]):
         return cell is not None and cell.accepting
 
     async def tell(self, message: Any) -> None:
-        """Send ``message``, activating the actor if needed; waits while its mailbox is full."""
+        """Send ``message``, activating the actor if needed; waits while its mailbox is full.
+
+        Raises ``MessageCapabilityError`` (sending nothing) if the sending actor's
+        ``may_message`` does not include this one.
+        """
         registry = self._registry
+        if ENFORCED[0]:
+            self._check_send()
         if registry.system._tracer is not None and (context := sampled_context()) is not None:
             message = Ask(message, None, context)
         cell = registry.cells.get(self._agent)
@@ -394,6 +409,8 @@ class VirtualRef(Generic[A]):
 
     def tell_nowait(self, message: Any) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
+        if ENFORCED[0]:
+            self._check_send()
         cell = self._registry.cells.get(self._agent)
         if cell is None:
             raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
@@ -404,6 +421,8 @@ class VirtualRef(Generic[A]):
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send ``message`` and return the reply, activating the actor if needed."""
+        if ENFORCED[0]:
+            self._check_send()
         registry = self._registry
         while True:
             cell = registry.cells.get(self._agent)
@@ -416,6 +435,9 @@ class VirtualRef(Generic[A]):
                 if exc.actor != cell.path or self._agent in registry.cells:
                     raise
                 # Refused because it was being passivated: reactivate and ask again.
+
+    def _check_send(self) -> None:
+        check_send(self._class, f"/{self._class.__qualname__}:{self._key}")
 
     async def passivate(self) -> None:
         """Passivate the actor now (no-op if it is not running)."""
