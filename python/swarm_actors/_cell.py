@@ -612,6 +612,8 @@ class Cell:
     async def stop(self, drain: bool = True) -> int:
         """Stop the actor and its subtree; returns how many queued messages were discarded."""
         if self.stopping is not None:
+            if not drain and self.drained is not None:
+                self._set_drained()  # a discarding stop cuts a draining one short
             return await asyncio.shield(self.stopping)
         self.stopping = self.loop.create_future()
         try:

@@ -199,7 +199,8 @@ class ActorRef(Generic[A]):
         With ``drain=True`` (default) the mailbox is handled first and nothing is discarded;
         with ``drain=False`` queued messages are discarded (pending asks get ``ActorDeadError``)
         and a handler in progress is cancelled. ``on_stop`` runs last. Calling ``stop`` again
-        waits for the first stop.
+        waits for the first stop; ``stop(drain=False)`` during a draining stop discards what
+        is still queued and cancels the handler in progress (use it when draining hangs).
         """
         return await self._cell.stop(drain)
 

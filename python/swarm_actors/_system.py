@@ -132,6 +132,7 @@ class ActorSystem:
         *,
         name: str | None,
         parent: ActorRef[Any] | None,
+        cell_class: type[Cell] = Cell,
     ) -> ActorRef[A]:
         from swarm_actors._actor import Actor
 
@@ -153,7 +154,7 @@ class ActorSystem:
         parent_cell = parent._cell if parent is not None else None
         if parent_cell is not None and parent_cell.state in (State.STOPPING, State.STOPPED):
             raise RuntimeError(f"cannot start a child of {parent_cell.path}: it is stopping")
-        cell = Cell(self, actor_class, args, kwargs, name, parent_cell)
+        cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
         (parent_cell.children if parent_cell else self._top)[name] = cell
