@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
+    from swarm_actors._cell import Cell
     from swarm_actors._ref import ActorRef
     from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
@@ -142,7 +143,7 @@ class Actor:
     _handlers: ClassVar[dict[type, str]] = {}
     _dispatch: ClassVar[dict[type, Callable[..., Any] | None]] = {}
 
-    ref: ActorRef[Any]
+    _cell: Cell
     system: ActorSystem
     key: Any
     """For a virtual actor: its key (``system.ref`` key, or agent id of a batch member)."""
@@ -210,6 +211,11 @@ class Actor:
         return found
 
     @property
+    def ref(self) -> ActorRef[Any]:
+        """The ``ActorRef`` of this actor (set up by the runtime before ``on_start`` runs)."""
+        return self._cell.ref
+
+    @property
     def space(self) -> TupleSpace:
         """The system's tuple space, restricted to this class's ``SpaceGrant`` (if any).
 
@@ -221,7 +227,7 @@ class Actor:
     @property
     def timers(self) -> Timers:
         """One-shot and periodic messages to this actor (cancelled when it stops)."""
-        timers: Timers = self.ref._cell.get_timers()
+        timers: Timers = self._cell.get_timers()
         return timers
 
     async def on_start(self) -> None:
@@ -254,7 +260,7 @@ class Actor:
         """
         raise UnhandledMessageError(
             f"{type(self).__qualname__} has no handler for {type(message).__qualname__}",
-            actor=self.ref.path if hasattr(self, "ref") else "",
+            actor=self._cell.path if hasattr(self, "_cell") else "",
         )
 
     def snapshot(self) -> Any:
@@ -290,7 +296,7 @@ class Actor:
         handled message's); without one, it starts a trace if the sampler says so. When the
         system's tracing is off it costs next to nothing and yields a non-recording span.
         """
-        cell = self.ref._cell
+        cell = self._cell
         return step_span(cell.tracer, name, cell.path, attributes)
 
     @classmethod

@@ -121,28 +121,46 @@ class _Resume:
 class Dispatcher:
     """Runs the turns of ready actors from one event-loop callback."""
 
-    __slots__ = ("compact_at", "loop", "pending", "ready")
+    __slots__ = ("loop", "pending", "ready", "stale")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: deque[Cell] = deque()
         self.pending = False
-        self.compact_at = 4096
+        self.stale = 0
 
-    def compact(self) -> None:
-        """Drop entries of cells whose turn already ran out of band.
+    def ran_out_of_band(self, cell: Cell) -> None:
+        """``cell``'s turn is about to run directly (a synchronous passivation).
 
-        A synchronous passivation runs a turn directly; with a sender that never yields, the
-        entries it leaves would otherwise grow ``ready`` forever.
+        Its entry in ``ready``, if any, goes stale. With a sender that never yields, stale
+        entries would grow ``ready`` forever and keep dead cells alive long enough for the
+        cyclic GC to promote them (costly full collections), so they are swept out once
+        they are a quarter of the queue.
         """
-        self.ready = deque(c for c in self.ready if c.scheduled)
-        self.compact_at = max(4096, 2 * len(self.ready))
+        if cell.scheduled:
+            self.stale += 1
+            if self.stale > 256 and 4 * self.stale > len(self.ready):
+                self.ready = deque(c for c in self.ready if c.scheduled and c is not cell)
+                self.stale = 0
 
     def run(self) -> None:
         self.pending = False
         ready = self.ready
         for _ in range(len(ready)):
             ready.popleft().run_turn()
+
+
+def _ref_class() -> type[ActorRef[Any]]:
+    """``ActorRef`` (imported on first use: ``_ref`` imports this module)."""
+    global _REF_CLASS
+    if _REF_CLASS is None:
+        from swarm_actors._ref import ActorRef
+
+        _REF_CLASS = ActorRef
+    return _REF_CLASS
+
+
+_REF_CLASS: type[ActorRef[Any]] | None = None
 
 
 class Cell:
@@ -231,9 +249,7 @@ class Cell:
         The cell keeps no ref, so a stopped cell is freed by reference counting rather than
         by the cycle collector.
         """
-        from swarm_actors._ref import ActorRef
-
-        return ActorRef(self)
+        return _ref_class()(self)
 
     def get_timers(self) -> Timers:
         from swarm_actors._timers import Timers as TimersClass
@@ -251,7 +267,7 @@ class Cell:
     async def create_instance(self) -> None:
         """Build a fresh instance and run its ``on_start``; errors propagate."""
         actor = self.actor_class(*self.args, **self.kwargs)
-        actor.ref = self.ref
+        actor._cell = self
         actor.system = self.system
         self.actor = actor
         token = CURRENT_SENDER.set(self)
@@ -284,8 +300,6 @@ class Cell:
         self.scheduled = True
         d = self.dispatcher
         d.ready.append(self)
-        if len(d.ready) > d.compact_at:
-            d.compact()
         if not d.pending:
             d.pending = True
             # A fresh context: turns must not see the context of whichever sender scheduled

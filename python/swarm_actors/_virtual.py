@@ -48,15 +48,19 @@ A = TypeVar("A", bound="Actor")
 
 log = structlog.get_logger("swarm_actors")
 
-_STATE_TYPES: dict[type, Any] = {}
+_STATE_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+_STATE_ENCODER = msgspec.msgpack.Encoder()
 _BASE_ON_START = Actor.on_start
 _BASE_ON_STOP = Actor.on_stop
 
+PASSIVATION_BATCH = 256
+"""Most actors passivated at once when ``max_active`` is passed (see ``_enforce_limit``)."""
 
-def _state_type(actor_class: type) -> Any:
-    """The annotation of ``restore``'s parameter (decode target), cached per class."""
+
+def _state_decoder(actor_class: type) -> msgspec.msgpack.Decoder[Any]:
+    """A decoder into the annotation of ``restore``'s parameter, cached per class."""
     try:
-        return _STATE_TYPES[actor_class]
+        return _STATE_DECODERS[actor_class]
     except KeyError:
         pass
     hint: Any = Any
@@ -64,8 +68,8 @@ def _state_type(actor_class: type) -> Any:
     params = list(inspect.signature(fn).parameters.values())
     if len(params) == 2:
         hint = typing.get_type_hints(fn).get(params[1].name, Any)
-    _STATE_TYPES[actor_class] = hint
-    return hint
+    decoder = _STATE_DECODERS[actor_class] = msgspec.msgpack.Decoder(hint)
+    return decoder
 
 
 def _drive(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
@@ -144,52 +148,77 @@ class VirtualRegistry:
             return await self._activate(agent, actor_class, key)
 
     async def _activate(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
-        system = self.system
-        done: asyncio.Future[None] | None = None
-        data: bytes | None = None
+        cell, data = self._build(agent, actor_class, key)
+        if actor_class.on_start is not _BASE_ON_START:
+            done: asyncio.Future[None] | None = None
+            token = CURRENT_SENDER.set(cell)  # its sends are checked as its own
+            try:
+                start = cell.actor.on_start()  # type: ignore[union-attr]
+                finished, value = _drive(start)
+                if not finished:
+                    # on_start suspends: other messages must wait for this activation.
+                    done = self.system._loop.create_future()  # type: ignore[union-attr]
+                    self.transitions[agent] = done
+                    await _Resume(start, value)
+            except BaseException:
+                self._give_back(agent, data)
+                raise
+            finally:
+                CURRENT_SENDER.reset(token)
+                if done is not None:
+                    del self.transitions[agent]
+                    done.set_result(None)
+        return self._activated(agent, cell)
+
+    def activate_now(self, agent: int, actor_class: type[Actor], key: Any) -> Cell | None:
+        """Activate without waiting when possible (default ``on_start``, no transition)."""
+        if agent in self.transitions or actor_class.on_start is not _BASE_ON_START:
+            return None
+        return self._activated(agent, self._build(agent, actor_class, key)[0])
+
+    def _build(
+        self, agent: int, actor_class: type[Actor], key: Any
+    ) -> tuple[Cell, bytes | None]:
+        """Make the cell and instance of ``agent`` with its state restored (not started).
+
+        Also returns the token's data, to give back if ``on_start`` fails.
+        """
+        tree = self.tree
+        status = tree.status(agent)
+        data = tree.restore(agent) if status == "compressed" else None
+        if status == "virtual":
+            tree.touch(agent)
         try:
-            status = self.tree.status(agent)
-            data = self.tree.restore(agent) if status == "compressed" else None
-            if status == "virtual":
-                self.tree.touch(agent)
-            cell = Cell(system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
+            cell = Cell(
+                self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None
+            )
             cell.virtual_id = agent
             actor = actor_class()
-            actor.ref = cell.ref
-            actor.system = system
+            actor._cell = cell
+            actor.system = self.system
             actor.key = key
             cell.actor = actor
             if data:
-                state = msgspec.msgpack.decode(data, type=_state_type(actor_class))
-                actor.restore(state)
-            # A class that keeps the default on_start does not pay for a coroutine.
-            finished, value = True, None
-            if actor_class.on_start is not _BASE_ON_START:
-                token = CURRENT_SENDER.set(cell)  # its sends are checked as its own
-                try:
-                    start = actor.on_start()
-                    finished, value = _drive(start)
-                    if not finished:
-                        # on_start suspends: other messages must wait for this activation.
-                        done = system._loop.create_future()  # type: ignore[union-attr]
-                        self.transitions[agent] = done
-                        await _Resume(start, value)
-                finally:
-                    CURRENT_SENDER.reset(token)
+                actor.restore(_state_decoder(actor_class).decode(data))
         except BaseException:
-            # Keep whatever state it had: put the token back if we took it.
-            if data is not None and self.tree.status(agent) == "active":
-                self.tree.compress(agent, data)
+            self._give_back(agent, data)
             raise
-        finally:
-            if done is not None:
-                del self.transitions[agent]
-                done.set_result(None)
+        return cell, data
+
+    def _give_back(self, agent: int, data: bytes | None) -> None:
+        """Activation failed: the actor keeps the state (token) it was activated from."""
+        if data is not None and self.tree.status(agent) == "active":
+            self.tree.compress(agent, data)
+
+    def _activated(self, agent: int, cell: Cell) -> Cell:
         self.cells[agent] = cell
         self.activations += 1
         cell.set_running()
-        system._signal("activated", cell.path)
-        self._enforce_limit()
+        system = self.system
+        if system._signal_handlers:
+            system._signal("activated", cell.path)
+        if self.max_active is not None and len(self.cells) > self.max_active:
+            self._enforce_limit()
         if self.passivate_after is not None and not self._sweeping:
             self._sweeping = True
             system.clock.call_later(self.passivate_after, self._sweep)
@@ -204,10 +233,17 @@ class VirtualRegistry:
     # --- passivation ------------------------------------------------------------------------
 
     def _enforce_limit(self) -> None:
-        if self.max_active is None or len(self.cells) <= self.max_active:
+        """More than ``max_active`` run: passivate the least recently used.
+
+        A small batch beyond the one that must go (1/64 of ``max_active``, at most
+        ``PASSIVATION_BATCH``) goes at once, so the next activations need not prune at all.
+        """
+        max_active = self.max_active
+        if max_active is None or len(self.cells) <= max_active:
             return
-        # The tree counts its root as active; ask for max_active + 1 to keep max_active actors.
-        for agent in self.tree.prune(self.max_active + 1):
+        keep = max_active - min(max_active // 64, PASSIVATION_BATCH)
+        # The tree counts its root as active; ask for keep + 1 to keep ``keep`` actors.
+        for agent in self.tree.prune(keep + 1):
             self.passivate_soon(agent)
 
     def passivate_soon(self, agent: int) -> None:
@@ -227,6 +263,7 @@ class VirtualRegistry:
         if cell.queue and cell.runnable:
             # Drain what is queued in one turn under the actor's own guard (handlers that do
             # not suspend finish here); whatever remains goes the asynchronous way.
+            cell.dispatcher.ran_out_of_band(cell)
             if cell.tracer is not None:  # not in this sender's (trace) context
                 contextvars.Context().run(cell.run_turn)
             else:
@@ -290,7 +327,7 @@ class VirtualRegistry:
         assert actor is not None
         try:
             state = actor.snapshot()
-            data = b"" if state is None else msgspec.msgpack.encode(state)
+            data = b"" if state is None else _STATE_ENCODER.encode(state)
         except Exception:
             log.exception("snapshot failed; the actor's state is lost", actor=cell.path)
             data = b""
@@ -299,7 +336,8 @@ class VirtualRegistry:
             del self.cells[agent]
         cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
-        self.system._signal("passivated", cell.path)
+        if self.system._signal_handlers:
+            self.system._signal("passivated", cell.path)
 
     async def passivate(self, agent: int) -> None:
         """Passivate ``agent`` (draining its mailbox first); no-op if it is not running."""
@@ -391,10 +429,16 @@ class VirtualRef(Generic[A]):
             self._check_send()
         if registry.system._tracer is not None and (context := sampled_context()) is not None:
             message = Ask(message, None, context)
-        cell = registry.cells.get(self._agent)
+        agent = self._agent
+        cell = registry.cells.get(agent)
         if cell is not None and cell.accepting and len(cell.queue) < cell.capacity:
-            registry.tree.touch(self._agent)
+            registry.tree.touch(agent)
             cell.queue.append(message)
+            if not cell.scheduled and cell.runnable:
+                cell.schedule()
+            return
+        if cell is None and (cell := registry.activate_now(agent, self._class, self._key)):
+            cell.queue.append(message)  # activation made it the most recently used
             if not cell.scheduled and cell.runnable:
                 cell.schedule()
             return
