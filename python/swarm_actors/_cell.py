@@ -63,6 +63,15 @@ class State(enum.Enum):
     STOPPED = "stopped"
 
 
+# Plain module globals: reading ``State.RUNNING`` costs ~70 ns (enum class attribute), a
+# global ~5 ns, and the engine checks states on every turn.
+STARTING = State.STARTING
+RUNNING = State.RUNNING
+SUSPENDED = State.SUSPENDED
+STOPPING = State.STOPPING
+STOPPED = State.STOPPED
+
+
 class Ask:
     """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
 
@@ -225,7 +234,7 @@ class Cell:
         # Senders blocked on a full mailbox; a deque only once one blocks (most never do).
         self.put_waiters: deque[asyncio.Future[None]] | tuple[()] = ()
         self.cache = actor_class._dispatch  # message type -> unbound handler, per class
-        self.state = State.STARTING
+        self.state = STARTING
         self.accepting = True
         self.runnable = False  # may run a turn now: RUNNING and not busy
         self.scheduled = False
@@ -286,10 +295,10 @@ class Cell:
 
     def is_running(self) -> bool:
         """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
-        return self.state is State.RUNNING
+        return self.state is RUNNING
 
     def set_running(self) -> None:
-        self.state = State.RUNNING
+        self.state = RUNNING
         self.runnable = not self.busy
         if self.queue and self.runnable:
             self.schedule()
@@ -468,7 +477,7 @@ class Cell:
             except asyncio.CancelledError as exc:
                 self.busy = False
                 self.task = None
-                if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
+                if self.state is STOPPING:  # stop(drain=False) cancelled the handler
                     if reply is not None and not reply.done():
                         reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
                     return
@@ -483,7 +492,7 @@ class Cell:
                 reply.set_result(result)
             if self.put_waiters:
                 self._wake_putters()
-            if self.state is not State.RUNNING or not self.queue:
+            if self.state is not RUNNING or not self.queue:
                 break
             suspended = self._step(TURN_BUDGET)
             if suspended is None:
@@ -499,7 +508,7 @@ class Cell:
 
     def after_handler(self) -> None:
         """A handler finished (inline or in a task): resume the mailbox."""
-        if self.state is State.RUNNING:
+        if self.state is RUNNING:
             self.runnable = True
             if self.queue:
                 if not self.scheduled:
@@ -524,9 +533,9 @@ class Cell:
             # A stop(drain=True) is waiting: it stops here; what is left is discarded.
             self._set_drained()
             return
-        if self.state in (State.STOPPING, State.STOPPED):
+        if self.state in (STOPPING, STOPPED):
             return
-        self.state = State.SUSPENDED
+        self.state = SUSPENDED
         self.runnable = False
         self.system._spawn(self.supervise(exc))
 
@@ -583,8 +592,8 @@ class Cell:
             await self.escalate(exc)
 
     def suspend(self) -> None:
-        if self.state is State.RUNNING:
-            self.state = State.SUSPENDED
+        if self.state is RUNNING:
+            self.state = SUSPENDED
             self.runnable = False
 
     async def escalate(self, exc: BaseException) -> None:
@@ -598,9 +607,9 @@ class Cell:
         parent.fail(error, None)
 
     async def restart(self) -> None:
-        if self.state in (State.STOPPING, State.STOPPED):
+        if self.state in (STOPPING, STOPPED):
             return
-        self.state = State.SUSPENDED
+        self.state = SUSPENDED
         self.runnable = False
         self.cancel_timers()
         if self.children:
@@ -646,11 +655,11 @@ class Cell:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(dead)
-        if drain and self.state is State.RUNNING and (self.queue or self.busy):
+        if drain and self.state is RUNNING and (self.queue or self.busy):
             self.drained = self.loop.create_future()
             await self.drained
         was = self.state
-        self.state = State.STOPPING
+        self.state = STOPPING
         self.runnable = False
         discarded = 0
         while self.queue:
@@ -667,12 +676,12 @@ class Cell:
         self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
-        if self.actor is not None and was is not State.STARTING:
+        if self.actor is not None and was is not STARTING:
             try:
                 await self.run_on_stop(self.actor)
             except Exception:
                 log.exception("on_stop raised", actor=self.path)
-        self.state = State.STOPPED
+        self.state = STOPPED
         self.system._unregister(self)
         self.system._signal("stopped", self.path, discarded=discarded)
         return discarded

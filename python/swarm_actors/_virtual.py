@@ -34,7 +34,7 @@ import structlog
 
 from swarm_actors._actor import Actor
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._cell import Ask, Cell, State, _Resume
+from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
@@ -268,7 +268,7 @@ class VirtualRegistry:
                 contextvars.Context().run(cell.run_turn)
             else:
                 cell.run_turn()
-        if cell.queue or cell.busy or cell.children or cell.state is not State.RUNNING:
+        if cell.queue or cell.busy or cell.children or cell.state is not RUNNING:
             return False
         actor = cell.actor
         assert actor is not None
@@ -276,7 +276,7 @@ class VirtualRegistry:
         # slip into a mailbox that is about to be sealed.
         cell.accepting = False
         cell.runnable = False
-        cell.state = State.STOPPING
+        cell.state = STOPPING
         finished, value = True, None
         coro = None
         if cell.actor_class.on_stop is not _BASE_ON_STOP:
@@ -320,9 +320,10 @@ class VirtualRegistry:
     def _seal(self, agent: int, cell: Cell) -> None:
         """Stop the cell for good and keep its snapshot as a compress token."""
         cell.accepting = False
-        cell.state = State.STOPPED
+        cell.state = STOPPED
         cell.runnable = False
-        cell.cancel_timers()
+        if cell.timers is not None:
+            cell.timers.cancel_all()
         actor = cell.actor
         assert actor is not None
         try:

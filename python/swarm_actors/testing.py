@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from swarm_actors._cell import Ask, Cell, State
+from swarm_actors._cell import RUNNING, Ask, Cell
 from swarm_actors._system import ActorSystem
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ class _ManualCell(Cell):
         self.allowance = 0
 
     def set_running(self) -> None:
-        self.state = State.RUNNING
+        self.state = RUNNING
         self.runnable = False
 
     def after_handler(self) -> None:
@@ -140,7 +140,7 @@ class _ManualCell(Cell):
     async def step_one(self) -> Any:
         if not self.queue:
             raise LookupError(f"the mailbox of {self.path} is empty: nothing to step")
-        if self.state is not State.RUNNING or self.busy:
+        if self.state is not RUNNING or self.busy:
             raise RuntimeError(
                 f"{self.path} is {self.state.value}{' and busy' if self.busy else ''}; "
                 "let supervision finish first (await probe.settle())"
@@ -162,7 +162,7 @@ class _ManualCell(Cell):
     async def stop(self, drain: bool = True) -> int:
         if drain and self.stopping is None:
             # Stopping with drain handles what is queued first, as a real actor would.
-            while self.state is State.RUNNING and (self.queue or self.task is not None):
+            while self.state is RUNNING and (self.queue or self.task is not None):
                 if self.task is not None:  # a suspended handler is finishing in its task
                     await asyncio.wait([self.task])
                     continue
