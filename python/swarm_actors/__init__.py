@@ -6,6 +6,7 @@ private modules.
 """
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
+from swarm_actors._capability import MessageGrant
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -25,6 +26,7 @@ from swarm_actors._exceptions import (
     JournalClosedError,
     JournalFullError,
     MailboxFullError,
+    MessageCapabilityError,
     ReplayError,
     SchemaVersionError,
     SpaceError,
@@ -87,6 +89,8 @@ __all__ = [
     "JournalFullError",
     "MailboxFullError",
     "MailboxStats",
+    "MessageCapabilityError",
+    "MessageGrant",
     "OneForOne",
     "ReplayError",
     "SchemaVersionError",

@@ -16,6 +16,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── MailboxFullError                   ``tell_nowait`` on a full mailbox
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
+    │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── EventError                     events, their hash chains and the journal
     │   ├── EventDecodeError (ValueError)      bytes or a dict that are not a valid event
@@ -30,8 +31,9 @@ One root, grouped by the part of the system that raises them::
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path); event errors carry what they concern (``ChainBrokenError``: ``agent_id``,
-``sequence``, ``event_id``; ``SchemaVersionError``: ``version``). Timeouts raise the builtin
+target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry
+what they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
+``SchemaVersionError``: ``version``). Timeouts raise the builtin
 ``TimeoutError`` and cancellation is never converted into one of these.
 """
 
@@ -56,6 +58,7 @@ __all__ = [
     "JournalClosedError",
     "JournalFullError",
     "MailboxFullError",
+    "MessageCapabilityError",
     "ReplayError",
     "SchemaVersionError",
     "SpaceError",
@@ -162,6 +165,20 @@ class ActorNameError(ActorError, ValueError):
 
 class EscalatedError(ActorError):
     """A child failed more often than its restart policy allows; ``__cause__`` is its error."""
+
+
+class MessageCapabilityError(ActorError, PermissionError):
+    """The sending actor's class does not grant messages to the target (``may_message``).
+
+    Nothing was enqueued. ``actor`` is the target's path, ``sender`` the sender's.
+    """
+
+    sender: str
+    """Path of the actor that tried to send."""
+
+    def __init__(self, message: str, *, actor: str = "", sender: str = "") -> None:
+        super().__init__(message, actor=actor)
+        self.sender = sender
 
 
 class EventError(SwarmError):
