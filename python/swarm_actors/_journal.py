@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import AsyncGenerator, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import msgspec
 
@@ -47,6 +47,7 @@ class JournalEntry(msgspec.Struct, frozen=True, gc=False):
     the event's ``timestamp_ns``, raised to the previous entry's if lower."""
 
 
+@runtime_checkable
 class Journal(Protocol):
     """The journal API: the in-process ``MemoryJournal`` and the JetStream journal implement it.
 
