@@ -235,6 +235,17 @@ class NatsServer:
             raise InvalidArgumentError("routes need cluster_name and cluster_port")
         if ready_timeout <= 0 or stop_timeout < 0:
             raise InvalidArgumentError("ready_timeout must be > 0 and stop_timeout >= 0")
+        for value, what in [
+            (user, "user"),
+            (password, "password"),
+            (token, "token"),
+            (name, "name"),
+            (cluster_name, "cluster_name"),
+            *((r, "route") for r in routes),
+            *((k, "nkey") for k in nkey_users),
+        ]:
+            if value is not None:
+                _quote(value, what)  # refuse now what the config file cannot hold
         self._store_arg = Path(store_dir) if store_dir is not None else None
         self._jetstream = jetstream
         self._max_file_store = _check_size(max_file_store, "max_file_store")
@@ -682,7 +693,7 @@ class NatsCluster:
         raise InvalidArgumentError(f"no node named {server_name!r} in this cluster")
 
     async def meta_leader(self) -> str | None:
-        """Name of the JetStream meta leader if every running node agrees on one, else None."""
+        """Name of the JetStream meta leader if every running node agrees on a running one."""
         leaders = set()
         for node in self.nodes:
             if not node.running:
@@ -695,9 +706,12 @@ class NatsCluster:
                 return None
             meta = json.loads(body).get("meta_cluster") or {}
             leaders.add(meta.get("leader") or "")
-        if len(leaders) == 1 and "" not in leaders:
-            return leaders.pop()
-        return None
+        if len(leaders) != 1:
+            return None
+        leader = leaders.pop()
+        # A killed leader is still reported until the survivors notice: not a leader then.
+        alive = {node.name for node in self.nodes if node.running}
+        return leader if leader in alive else None
 
     async def wait_meta_leader(self, timeout: float | None = None) -> str:
         """Wait until the running nodes agree on a meta leader; return its server name.
