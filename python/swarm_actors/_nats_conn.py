@@ -299,7 +299,7 @@ async def connect(
     async def on_closed() -> None:
         if state["abandoned"]:
             return
-        log.info("nats.closed")
+        log.debug("nats.closed")
         if closed_cb is not None:
             await closed_cb()
 
