@@ -14,6 +14,9 @@ from swarm_actors import NatsOptions
 from swarm_actors._nats_conn import connect
 from swarm_actors.testing import NatsCluster, NatsServer
 
+# The fixtures users get (actor_system, virtual_clock); our own tests use them too.
+pytest_plugins = ["swarm_actors.pytest_plugin"]
+
 # "ci" explores more; "dev" keeps the local loop fast. Select with HYPOTHESIS_PROFILE.
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.register_profile(

@@ -344,3 +344,32 @@ async def test_handler_definition_errors_are_raised_at_class_creation() -> None:
 
         class BadBox(Actor, mailbox_size=0):
             pass
+
+
+class Hanging(Actor):
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.cancelled = False
+
+    @handler
+    async def wait(self, msg: Get) -> None:
+        try:
+            await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled = True
+            raise
+
+
+async def test_discarding_stop_cuts_a_hanging_draining_stop_short() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Hanging, name="hanging")
+        for _ in range(3):
+            await ref.tell(Get())
+        await settle()
+        draining = asyncio.create_task(ref.stop())
+        await settle()
+        assert not draining.done()  # the first handler never finishes
+        assert await ref.stop(drain=False) == 2
+        assert await draining == 2
+        assert ref.stats().dropped == 2
+        assert not ref.is_alive

@@ -4,6 +4,7 @@ The public API is what ``__all__`` lists; everything else lives in private modul
 """
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
+from swarm_actors._capability import MessageGrant
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -20,6 +21,7 @@ from swarm_actors._exceptions import (
     FieldTypeError,
     InvalidArgumentError,
     MailboxFullError,
+    MessageCapabilityError,
     MessageTooLargeError,
     NatsServerError,
     RemoteError,
@@ -81,6 +83,8 @@ __all__ = [
     "InvalidArgumentError",
     "MailboxFullError",
     "MailboxStats",
+    "MessageCapabilityError",
+    "MessageGrant",
     "MessageTooLargeError",
     "NatsOptions",
     "NatsServerError",

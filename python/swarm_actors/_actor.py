@@ -12,6 +12,7 @@ everything else. Per-class options are class keywords::
 from __future__ import annotations
 
 import inspect
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterable
@@ -19,6 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
+from swarm_actors._capability import ENFORCED, MessageGrant, valid_role
 from swarm_actors._exceptions import UnhandledMessageError
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
+    from swarm_actors._cell import Cell
     from swarm_actors._ref import ActorRef
     from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
@@ -108,9 +111,17 @@ class Actor:
     ``@handler`` methods or override ``on_receive``, and start it with ``ActorSystem.start`` (or
     ``self.start_child`` from another actor) to get an ``ActorRef``.
 
-    Class keywords: ``mailbox_size`` (pending messages before ``tell`` waits, default 1000),
-    ``supervision`` (the strategy this actor applies to *its children*, default ``OneForOne()``)
-    and ``space`` (a ``SpaceGrant``: the lanes and operations ``self.space`` allows).
+    Class keywords:
+
+    * ``mailbox_size``: pending messages before ``tell`` waits (default 1000);
+    * ``supervision``: the strategy this actor applies to *its children* (default
+      ``OneForOne()``);
+    * ``role``: the role name in events and capability checks (default: inherited, or the
+      class name in lower case); 1-64 letters, digits, ``_`` or ``-``;
+    * ``space``: a ``SpaceGrant``, the lanes and operations ``self.space`` allows;
+    * ``may_message``: the actors this one may send to, as roles, ``Actor`` classes or
+      ``/path`` patterns (see ``MessageGrant``); a send outside it raises
+      ``MessageCapabilityError`` and enqueues nothing. Default: no restriction.
 
     Set by the runtime before ``on_start`` runs:
 
@@ -125,11 +136,14 @@ class Actor:
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
     space_grant: ClassVar[SpaceGrant | None] = None
+    message_grant: ClassVar[MessageGrant | None] = None
+    role: ClassVar[str] = "actor"
+    _role_explicit: ClassVar[bool] = False
     supervision: ClassVar[OneForOne] = OneForOne()
     _handlers: ClassVar[dict[type, str]] = {}
     _dispatch: ClassVar[dict[type, Callable[..., Any] | None]] = {}
 
-    ref: ActorRef[Any]
+    _cell: Cell
     system: ActorSystem
     key: Any
     """For a virtual actor: its key (``system.ref`` key, or agent id of a batch member)."""
@@ -141,9 +155,23 @@ class Actor:
         mailbox_size: int | None = None,
         supervision: OneForOne | None = None,
         space: SpaceGrant | None = None,
+        role: str | None = None,
+        may_message: Iterable[Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
+        if role is not None:
+            if not valid_role(role):
+                raise ValueError(
+                    f"{cls.__qualname__}: role must be 1-64 letters, digits, _ or -, got {role!r}"
+                )
+            cls.role = role
+            cls._role_explicit = True
+        elif not cls._role_explicit:
+            cls.role = re.sub(r"[^A-Za-z0-9_-]", "_", cls.__name__.lower())[:64]
+        if may_message is not None:
+            cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message)
+            ENFORCED[0] = True
         if space is not None:
             if not isinstance(space, SpaceGrant):
                 raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")
@@ -183,6 +211,11 @@ class Actor:
         return found
 
     @property
+    def ref(self) -> ActorRef[Any]:
+        """The ``ActorRef`` of this actor (set up by the runtime before ``on_start`` runs)."""
+        return self._cell.ref
+
+    @property
     def space(self) -> TupleSpace:
         """The system's tuple space, restricted to this class's ``SpaceGrant`` (if any).
 
@@ -194,7 +227,7 @@ class Actor:
     @property
     def timers(self) -> Timers:
         """One-shot and periodic messages to this actor (cancelled when it stops)."""
-        timers: Timers = self.ref._cell.get_timers()
+        timers: Timers = self._cell.get_timers()
         return timers
 
     async def on_start(self) -> None:
@@ -227,7 +260,7 @@ class Actor:
         """
         raise UnhandledMessageError(
             f"{type(self).__qualname__} has no handler for {type(message).__qualname__}",
-            actor=self.ref.path if hasattr(self, "ref") else "",
+            actor=self._cell.path if hasattr(self, "_cell") else "",
         )
 
     def snapshot(self) -> Any:
@@ -263,7 +296,7 @@ class Actor:
         handled message's); without one, it starts a trace if the sampler says so. When the
         system's tracing is off it costs next to nothing and yields a non-recording span.
         """
-        cell = self.ref._cell
+        cell = self._cell
         return step_span(cell.tracer, name, cell.path, attributes)
 
     @classmethod

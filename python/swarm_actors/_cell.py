@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._exceptions import (
     ActorDeadError,
     EscalatedError,
@@ -60,6 +61,15 @@ class State(enum.Enum):
     SUSPENDED = "suspended"  # failed; waiting for its supervisor's decision
     STOPPING = "stopping"
     STOPPED = "stopped"
+
+
+# Plain module globals: reading ``State.RUNNING`` costs ~70 ns (enum class attribute), a
+# global ~5 ns, and the engine checks states on every turn.
+STARTING = State.STARTING
+RUNNING = State.RUNNING
+SUSPENDED = State.SUSPENDED
+STOPPING = State.STOPPING
+STOPPED = State.STOPPED
 
 
 class Ask:
@@ -120,28 +130,46 @@ class _Resume:
 class Dispatcher:
     """Runs the turns of ready actors from one event-loop callback."""
 
-    __slots__ = ("compact_at", "loop", "pending", "ready")
+    __slots__ = ("loop", "pending", "ready", "stale")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.ready: deque[Cell] = deque()
         self.pending = False
-        self.compact_at = 4096
+        self.stale = 0
 
-    def compact(self) -> None:
-        """Drop entries of cells whose turn already ran out of band.
+    def ran_out_of_band(self, cell: Cell) -> None:
+        """``cell``'s turn is about to run directly (a synchronous passivation).
 
-        A synchronous passivation runs a turn directly; with a sender that never yields, the
-        entries it leaves would otherwise grow ``ready`` forever.
+        Its entry in ``ready``, if any, goes stale. With a sender that never yields, stale
+        entries would grow ``ready`` forever and keep dead cells alive long enough for the
+        cyclic GC to promote them (costly full collections), so they are swept out once
+        they are a quarter of the queue.
         """
-        self.ready = deque(c for c in self.ready if c.scheduled)
-        self.compact_at = max(4096, 2 * len(self.ready))
+        if cell.scheduled:
+            self.stale += 1
+            if self.stale > 256 and 4 * self.stale > len(self.ready):
+                self.ready = deque(c for c in self.ready if c.scheduled and c is not cell)
+                self.stale = 0
 
     def run(self) -> None:
         self.pending = False
         ready = self.ready
         for _ in range(len(ready)):
             ready.popleft().run_turn()
+
+
+def _ref_class() -> type[ActorRef[Any]]:
+    """``ActorRef`` (imported on first use: ``_ref`` imports this module)."""
+    global _REF_CLASS
+    if _REF_CLASS is None:
+        from swarm_actors._ref import ActorRef
+
+        _REF_CLASS = ActorRef
+    return _REF_CLASS
+
+
+_REF_CLASS: type[ActorRef[Any]] | None = None
 
 
 class Cell:
@@ -206,7 +234,7 @@ class Cell:
         # Senders blocked on a full mailbox; a deque only once one blocks (most never do).
         self.put_waiters: deque[asyncio.Future[None]] | tuple[()] = ()
         self.cache = actor_class._dispatch  # message type -> unbound handler, per class
-        self.state = State.STARTING
+        self.state = STARTING
         self.accepting = True
         self.runnable = False  # may run a turn now: RUNNING and not busy
         self.scheduled = False
@@ -230,9 +258,7 @@ class Cell:
         The cell keeps no ref, so a stopped cell is freed by reference counting rather than
         by the cycle collector.
         """
-        from swarm_actors._ref import ActorRef
-
-        return ActorRef(self)
+        return _ref_class()(self)
 
     def get_timers(self) -> Timers:
         from swarm_actors._timers import Timers as TimersClass
@@ -250,17 +276,29 @@ class Cell:
     async def create_instance(self) -> None:
         """Build a fresh instance and run its ``on_start``; errors propagate."""
         actor = self.actor_class(*self.args, **self.kwargs)
-        actor.ref = self.ref
+        actor._cell = self
         actor.system = self.system
         self.actor = actor
-        await actor.on_start()
+        token = CURRENT_SENDER.set(self)
+        try:
+            await actor.on_start()
+        finally:
+            CURRENT_SENDER.reset(token)
+
+    async def run_on_stop(self, actor: Actor) -> None:
+        """Run ``actor.on_stop`` as this actor (sends from it are checked as its own)."""
+        token = CURRENT_SENDER.set(self)
+        try:
+            await actor.on_stop()
+        finally:
+            CURRENT_SENDER.reset(token)
 
     def is_running(self) -> bool:
         """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
-        return self.state is State.RUNNING
+        return self.state is RUNNING
 
     def set_running(self) -> None:
-        self.state = State.RUNNING
+        self.state = RUNNING
         self.runnable = not self.busy
         if self.queue and self.runnable:
             self.schedule()
@@ -271,8 +309,6 @@ class Cell:
         self.scheduled = True
         d = self.dispatcher
         d.ready.append(self)
-        if len(d.ready) > d.compact_at:
-            d.compact()
         if not d.pending:
             d.pending = True
             # A fresh context: turns must not see the context of whichever sender scheduled
@@ -356,6 +392,15 @@ class Cell:
 
         Stops when the budget is spent, the queue is empty, or a handler fails or suspends.
         """
+        token = CURRENT_SENDER.set(self)  # sends made by the handlers come from this actor
+        try:
+            return self._handle_queued(budget)
+        finally:
+            CURRENT_SENDER.reset(token)
+
+    def _handle_queued(
+        self, budget: int
+    ) -> tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
         queue = self.queue
         while queue and budget:
             budget -= 1
@@ -415,7 +460,9 @@ class Cell:
         if self.tracer is not None and type(coro) is not InContext:
             # Tracing: the handler goes on in its own context, the task starts clean, so the
             # messages it serves next never inherit this one's (or an inline asker's) trace.
-            coro, context = InContext(coro, contextvars.copy_context()), contextvars.Context()
+            handler_context = contextvars.copy_context()
+            handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
+            coro, context = InContext(coro, handler_context), contextvars.Context()
         self.task = self.loop.create_task(self._finish(coro, yielded, reply), context=context)
 
     async def _finish(
@@ -423,13 +470,14 @@ class Cell:
     ) -> None:
         # Actors whose handlers keep suspending are served by this one task: after each
         # handler it goes on with the mailbox (no new task, no dispatcher round trip).
+        CURRENT_SENDER.set(self)  # this task's own context: it only ever runs this actor
         while True:
             try:
                 result = await _Resume(coro, yielded)
             except asyncio.CancelledError as exc:
                 self.busy = False
                 self.task = None
-                if self.state is State.STOPPING:  # stop(drain=False) cancelled the handler
+                if self.state is STOPPING:  # stop(drain=False) cancelled the handler
                     if reply is not None and not reply.done():
                         reply.set_exception(ActorDeadError(f"{self.path} stopped", actor=self.path))
                     return
@@ -444,7 +492,7 @@ class Cell:
                 reply.set_result(result)
             if self.put_waiters:
                 self._wake_putters()
-            if self.state is not State.RUNNING or not self.queue:
+            if self.state is not RUNNING or not self.queue:
                 break
             suspended = self._step(TURN_BUDGET)
             if suspended is None:
@@ -460,7 +508,7 @@ class Cell:
 
     def after_handler(self) -> None:
         """A handler finished (inline or in a task): resume the mailbox."""
-        if self.state is State.RUNNING:
+        if self.state is RUNNING:
             self.runnable = True
             if self.queue:
                 if not self.scheduled:
@@ -485,9 +533,9 @@ class Cell:
             # A stop(drain=True) is waiting: it stops here; what is left is discarded.
             self._set_drained()
             return
-        if self.state in (State.STOPPING, State.STOPPED):
+        if self.state in (STOPPING, STOPPED):
             return
-        self.state = State.SUSPENDED
+        self.state = SUSPENDED
         self.runnable = False
         self.system._spawn(self.supervise(exc))
 
@@ -544,8 +592,8 @@ class Cell:
             await self.escalate(exc)
 
     def suspend(self) -> None:
-        if self.state is State.RUNNING:
-            self.state = State.SUSPENDED
+        if self.state is RUNNING:
+            self.state = SUSPENDED
             self.runnable = False
 
     async def escalate(self, exc: BaseException) -> None:
@@ -559,9 +607,9 @@ class Cell:
         parent.fail(error, None)
 
     async def restart(self) -> None:
-        if self.state in (State.STOPPING, State.STOPPED):
+        if self.state in (STOPPING, STOPPED):
             return
-        self.state = State.SUSPENDED
+        self.state = SUSPENDED
         self.runnable = False
         self.cancel_timers()
         if self.children:
@@ -569,7 +617,7 @@ class Cell:
         old = self.actor
         if old is not None:
             try:
-                await old.on_stop()
+                await self.run_on_stop(old)
             except Exception:
                 log.exception("on_stop raised during restart", actor=self.path)
         try:
@@ -587,6 +635,8 @@ class Cell:
     async def stop(self, drain: bool = True) -> int:
         """Stop the actor and its subtree; returns how many queued messages were discarded."""
         if self.stopping is not None:
+            if not drain and self.drained is not None:
+                self._set_drained()  # a discarding stop cuts a draining one short
             return await asyncio.shield(self.stopping)
         self.stopping = self.loop.create_future()
         try:
@@ -605,11 +655,11 @@ class Cell:
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(dead)
-        if drain and self.state is State.RUNNING and (self.queue or self.busy):
+        if drain and self.state is RUNNING and (self.queue or self.busy):
             self.drained = self.loop.create_future()
             await self.drained
         was = self.state
-        self.state = State.STOPPING
+        self.state = STOPPING
         self.runnable = False
         discarded = 0
         while self.queue:
@@ -626,12 +676,12 @@ class Cell:
         self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
-        if self.actor is not None and was is not State.STARTING:
+        if self.actor is not None and was is not STARTING:
             try:
-                await self.actor.on_stop()
+                await self.run_on_stop(self.actor)
             except Exception:
                 log.exception("on_stop raised", actor=self.path)
-        self.state = State.STOPPED
+        self.state = STOPPED
         self.system._unregister(self)
         self.system._signal("stopped", self.path, discarded=discarded)
         return discarded

@@ -16,6 +16,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── MailboxFullError                   ``tell_nowait`` on a full mailbox
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
+    │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── TransportError                 NATS connections, servers and remote calls
     │   ├── ConnectError                       no server answered within the connect timeout
@@ -28,10 +29,10 @@ One root, grouped by the part of the system that raises them::
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path); ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
-``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's ``log_tail``.
-Timeouts raise the builtin ``TimeoutError`` and cancellation is never converted into one of
-these.
+target's path) and ``MessageCapabilityError`` also ``sender``; ``MessageTooLargeError``
+carries ``size`` and ``limit``; ``RemoteError`` carries ``remote_type`` and
+``remote_message``; ``NatsServerError`` carries the server's ``log_tail``. Timeouts raise
+the builtin ``TimeoutError`` and cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ __all__ = [
     "FieldTypeError",
     "InvalidArgumentError",
     "MailboxFullError",
+    "MessageCapabilityError",
     "MessageTooLargeError",
     "NatsServerError",
     "RemoteError",
@@ -232,3 +234,17 @@ class RemoteError(TransportError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.remote_type, self.remote_message))
+
+
+class MessageCapabilityError(ActorError, PermissionError):
+    """The sending actor's class does not grant messages to the target (``may_message``).
+
+    Nothing was enqueued. ``actor`` is the target's path, ``sender`` the sender's.
+    """
+
+    sender: str
+    """Path of the actor that tried to send."""
+
+    def __init__(self, message: str, *, actor: str = "", sender: str = "") -> None:
+        super().__init__(message, actor=actor)
+        self.sender = sender

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import trace
 
+from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
@@ -93,9 +94,13 @@ class ActorRef(Generic[A]):
         """Send ``message`` without waiting for it to be handled.
 
         Waits while the mailbox is full (backpressure). Raises ``ActorDeadError`` if the actor
-        is stopped. Messages from one sender are handled in the order sent.
+        is stopped, and ``MessageCapabilityError`` (sending nothing) if the sending actor's
+        ``may_message`` does not include this one. Messages from one sender are handled in
+        the order sent.
         """
         cell = self._cell
+        if ENFORCED[0]:
+            check_send(cell.actor_class, cell.path)
         if cell.tracer is not None:  # inlined sampled_context(): this is the hottest path
             current = current_context()
             last = LAST[0]
@@ -110,8 +115,14 @@ class ActorRef(Generic[A]):
         await cell.put(message)
 
     def tell_nowait(self, message: Any) -> None:
-        """Send ``message`` now or raise: ``MailboxFullError`` when full, ``ActorDeadError``."""
+        """Send ``message`` now or raise.
+
+        Raises ``MailboxFullError`` when full, ``ActorDeadError`` when stopped, and
+        ``MessageCapabilityError`` when the sender's ``may_message`` refuses it.
+        """
         cell = self._cell
+        if ENFORCED[0]:
+            check_send(cell.actor_class, cell.path)
         if cell.tracer is not None and (context := sampled_context()) is not None:
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
@@ -121,11 +132,14 @@ class ActorRef(Generic[A]):
 
         Raises the builtin ``TimeoutError`` if no reply comes within ``timeout`` seconds (the
         message may still be handled later), ``ActorDeadError`` if the actor is or becomes
-        stopped, and ``UnhandledMessageError`` if it has no handler for the message's type.
+        stopped, ``UnhandledMessageError`` if it has no handler for the message's type, and
+        ``MessageCapabilityError`` if the sender's ``may_message`` refuses it (nothing is sent).
         Cancelling the caller never disturbs the actor: the message is handled regardless.
         """
         _check_timeout(timeout)
         cell = self._cell
+        if ENFORCED[0]:
+            check_send(cell.actor_class, cell.path)
         if not cell.accepting:
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
         if cell.tracer is not None and (context := sampled_context()) is not None:
@@ -159,6 +173,7 @@ class ActorRef(Generic[A]):
             raise cell.unhandled_error(message)
         cell.runnable = False
         cell.busy = True
+        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor, not us
         try:
             coro = fn(cell.actor, message)
             yielded = coro.send(None)
@@ -170,6 +185,8 @@ class ActorRef(Generic[A]):
             cell.busy = False
             cell.fail(exc, None)
             raise
+        finally:
+            CURRENT_SENDER.reset(token)
         # The handler awaits something: finish it in the actor's own task so that cancelling
         # this caller cannot interrupt the handler halfway.
         future: asyncio.Future[Any] = cell.loop.create_future()
@@ -182,7 +199,8 @@ class ActorRef(Generic[A]):
         With ``drain=True`` (default) the mailbox is handled first and nothing is discarded;
         with ``drain=False`` queued messages are discarded (pending asks get ``ActorDeadError``)
         and a handler in progress is cancelled. ``on_stop`` runs last. Calling ``stop`` again
-        waits for the first stop.
+        waits for the first stop; ``stop(drain=False)`` during a draining stop discards what
+        is still queued and cancels the handler in progress (use it when draining hangs).
         """
         return await self._cell.stop(drain)
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from swarm_actors._cell import Cell, Dispatcher, State
+from swarm_actors._cell import STOPPED, STOPPING, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock
 from swarm_actors._exceptions import ActorNameError
 from swarm_actors._space import TupleSpace
@@ -132,6 +132,7 @@ class ActorSystem:
         *,
         name: str | None,
         parent: ActorRef[Any] | None,
+        cell_class: type[Cell] = Cell,
     ) -> ActorRef[A]:
         from swarm_actors._actor import Actor
 
@@ -151,9 +152,9 @@ class ActorSystem:
         if name in self._names:
             raise ActorNameError(f"an actor named {name!r} already exists", actor=name)
         parent_cell = parent._cell if parent is not None else None
-        if parent_cell is not None and parent_cell.state in (State.STOPPING, State.STOPPED):
+        if parent_cell is not None and parent_cell.state in (STOPPING, STOPPED):
             raise RuntimeError(f"cannot start a child of {parent_cell.path}: it is stopping")
-        cell = Cell(self, actor_class, args, kwargs, name, parent_cell)
+        cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
         (parent_cell.children if parent_cell else self._top)[name] = cell
@@ -161,7 +162,7 @@ class ActorSystem:
             await cell.create_instance()
         except BaseException:
             cell.accepting = False
-            cell.state = State.STOPPED
+            cell.state = STOPPED
             self._unregister(cell)
             raise
         cell.set_running()

@@ -210,11 +210,11 @@ class ActorLog:
         base = state.get("_swarm_log")
         if base is None:
             cls = type(actor)
-            ref = state.get("ref")
-            if ref is None:  # read in __init__, before the runtime set the ref
+            cell = state.get("_cell")
+            if cell is None:  # read in __init__, before the runtime set the actor up
                 return structlog.get_logger(f"{cls.__module__}.{cls.__qualname__}")
             base = structlog.get_logger(
-                f"{cls.__module__}.{cls.__qualname__}", actor=ref.path, actor_name=ref.name
+                f"{cls.__module__}.{cls.__qualname__}", actor=cell.path, actor_name=cell.name
             )
             state["_swarm_log"] = base
         span_context = _get_current_span().get_span_context()

@@ -33,7 +33,8 @@ import msgspec
 import structlog
 
 from swarm_actors._actor import Actor
-from swarm_actors._cell import Ask, Cell, State, _Resume
+from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
@@ -47,15 +48,19 @@ A = TypeVar("A", bound="Actor")
 
 log = structlog.get_logger("swarm_actors")
 
-_STATE_TYPES: dict[type, Any] = {}
+_STATE_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
+_STATE_ENCODER = msgspec.msgpack.Encoder()
 _BASE_ON_START = Actor.on_start
 _BASE_ON_STOP = Actor.on_stop
 
+PASSIVATION_BATCH = 256
+"""Most actors passivated at once when ``max_active`` is passed (see ``_enforce_limit``)."""
 
-def _state_type(actor_class: type) -> Any:
-    """The annotation of ``restore``'s parameter (decode target), cached per class."""
+
+def _state_decoder(actor_class: type) -> msgspec.msgpack.Decoder[Any]:
+    """A decoder into the annotation of ``restore``'s parameter, cached per class."""
     try:
-        return _STATE_TYPES[actor_class]
+        return _STATE_DECODERS[actor_class]
     except KeyError:
         pass
     hint: Any = Any
@@ -63,8 +68,8 @@ def _state_type(actor_class: type) -> Any:
     params = list(inspect.signature(fn).parameters.values())
     if len(params) == 2:
         hint = typing.get_type_hints(fn).get(params[1].name, Any)
-    _STATE_TYPES[actor_class] = hint
-    return hint
+    decoder = _STATE_DECODERS[actor_class] = msgspec.msgpack.Decoder(hint)
+    return decoder
 
 
 def _drive(coro: Coroutine[Any, Any, Any]) -> tuple[bool, Any]:
@@ -143,48 +148,73 @@ class VirtualRegistry:
             return await self._activate(agent, actor_class, key)
 
     async def _activate(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
-        system = self.system
-        done: asyncio.Future[None] | None = None
-        data: bytes | None = None
+        cell, data = self._build(agent, actor_class, key)
+        if actor_class.on_start is not _BASE_ON_START:
+            done: asyncio.Future[None] | None = None
+            token = CURRENT_SENDER.set(cell)  # its sends are checked as its own
+            try:
+                start = cell.actor.on_start()  # type: ignore[union-attr]
+                finished, value = _drive(start)
+                if not finished:
+                    # on_start suspends: other messages must wait for this activation.
+                    done = self.system._loop.create_future()  # type: ignore[union-attr]
+                    self.transitions[agent] = done
+                    await _Resume(start, value)
+            except BaseException:
+                self._give_back(agent, data)
+                raise
+            finally:
+                CURRENT_SENDER.reset(token)
+                if done is not None:
+                    del self.transitions[agent]
+                    done.set_result(None)
+        return self._activated(agent, cell)
+
+    def activate_now(self, agent: int, actor_class: type[Actor], key: Any) -> Cell | None:
+        """Activate without waiting when possible (default ``on_start``, no transition)."""
+        if agent in self.transitions or actor_class.on_start is not _BASE_ON_START:
+            return None
+        return self._activated(agent, self._build(agent, actor_class, key)[0])
+
+    def _build(self, agent: int, actor_class: type[Actor], key: Any) -> tuple[Cell, bytes | None]:
+        """Make the cell and instance of ``agent`` with its state restored (not started).
+
+        Also returns the token's data, to give back if ``on_start`` fails.
+        """
+        tree = self.tree
+        status = tree.status(agent)
+        data = tree.restore(agent) if status == "compressed" else None
+        if status == "virtual":
+            tree.touch(agent)
         try:
-            status = self.tree.status(agent)
-            data = self.tree.restore(agent) if status == "compressed" else None
-            if status == "virtual":
-                self.tree.touch(agent)
-            cell = Cell(system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
+            cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
             cell.virtual_id = agent
             actor = actor_class()
-            actor.ref = cell.ref
-            actor.system = system
+            actor._cell = cell
+            actor.system = self.system
             actor.key = key
             cell.actor = actor
             if data:
-                state = msgspec.msgpack.decode(data, type=_state_type(actor_class))
-                actor.restore(state)
-            # A class that keeps the default on_start does not pay for a coroutine.
-            finished, value = True, None
-            if actor_class.on_start is not _BASE_ON_START:
-                start = actor.on_start()
-                finished, value = _drive(start)
-            if not finished:
-                # on_start suspends: from here on other messages must wait for this activation.
-                done = system._loop.create_future()  # type: ignore[union-attr]
-                self.transitions[agent] = done
-                await _Resume(start, value)
+                actor.restore(_state_decoder(actor_class).decode(data))
         except BaseException:
-            # Keep whatever state it had: put the token back if we took it.
-            if data is not None and self.tree.status(agent) == "active":
-                self.tree.compress(agent, data)
+            self._give_back(agent, data)
             raise
-        finally:
-            if done is not None:
-                del self.transitions[agent]
-                done.set_result(None)
+        return cell, data
+
+    def _give_back(self, agent: int, data: bytes | None) -> None:
+        """Activation failed: the actor keeps the state (token) it was activated from."""
+        if data is not None and self.tree.status(agent) == "active":
+            self.tree.compress(agent, data)
+
+    def _activated(self, agent: int, cell: Cell) -> Cell:
         self.cells[agent] = cell
         self.activations += 1
         cell.set_running()
-        system._signal("activated", cell.path)
-        self._enforce_limit()
+        system = self.system
+        if system._signal_handlers:
+            system._signal("activated", cell.path)
+        if self.max_active is not None and len(self.cells) > self.max_active:
+            self._enforce_limit()
         if self.passivate_after is not None and not self._sweeping:
             self._sweeping = True
             system.clock.call_later(self.passivate_after, self._sweep)
@@ -199,10 +229,17 @@ class VirtualRegistry:
     # --- passivation ------------------------------------------------------------------------
 
     def _enforce_limit(self) -> None:
-        if self.max_active is None or len(self.cells) <= self.max_active:
+        """More than ``max_active`` run: passivate the least recently used.
+
+        A small batch beyond the one that must go (1/64 of ``max_active``, at most
+        ``PASSIVATION_BATCH``) goes at once, so the next activations need not prune at all.
+        """
+        max_active = self.max_active
+        if max_active is None or len(self.cells) <= max_active:
             return
-        # The tree counts its root as active; ask for max_active + 1 to keep max_active actors.
-        for agent in self.tree.prune(self.max_active + 1):
+        keep = max_active - min(max_active // 64, PASSIVATION_BATCH)
+        # The tree counts its root as active; ask for keep + 1 to keep ``keep`` actors.
+        for agent in self.tree.prune(keep + 1):
             self.passivate_soon(agent)
 
     def passivate_soon(self, agent: int) -> None:
@@ -222,11 +259,12 @@ class VirtualRegistry:
         if cell.queue and cell.runnable:
             # Drain what is queued in one turn under the actor's own guard (handlers that do
             # not suspend finish here); whatever remains goes the asynchronous way.
+            cell.dispatcher.ran_out_of_band(cell)
             if cell.tracer is not None:  # not in this sender's (trace) context
                 contextvars.Context().run(cell.run_turn)
             else:
                 cell.run_turn()
-        if cell.queue or cell.busy or cell.children or cell.state is not State.RUNNING:
+        if cell.queue or cell.busy or cell.children or cell.state is not RUNNING:
             return False
         actor = cell.actor
         assert actor is not None
@@ -234,16 +272,19 @@ class VirtualRegistry:
         # slip into a mailbox that is about to be sealed.
         cell.accepting = False
         cell.runnable = False
-        cell.state = State.STOPPING
+        cell.state = STOPPING
         finished, value = True, None
         coro = None
         if cell.actor_class.on_stop is not _BASE_ON_STOP:
             coro = actor.on_stop()
+            token = CURRENT_SENDER.set(cell)
             try:
                 finished, value = _drive(coro)
             except Exception:
                 log.exception("on_stop raised during passivation", actor=cell.path)
                 finished, value = True, None
+            finally:
+                CURRENT_SENDER.reset(token)
         if not finished:
             assert coro is not None
             done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
@@ -261,6 +302,7 @@ class VirtualRegistry:
         yielded: Any,
         done: asyncio.Future[None],
     ) -> None:
+        CURRENT_SENDER.set(cell)  # a task of its own: its context only ever runs this actor
         try:
             try:
                 await _Resume(coro, yielded)
@@ -274,14 +316,15 @@ class VirtualRegistry:
     def _seal(self, agent: int, cell: Cell) -> None:
         """Stop the cell for good and keep its snapshot as a compress token."""
         cell.accepting = False
-        cell.state = State.STOPPED
+        cell.state = STOPPED
         cell.runnable = False
-        cell.cancel_timers()
+        if cell.timers is not None:
+            cell.timers.cancel_all()
         actor = cell.actor
         assert actor is not None
         try:
             state = actor.snapshot()
-            data = b"" if state is None else msgspec.msgpack.encode(state)
+            data = b"" if state is None else _STATE_ENCODER.encode(state)
         except Exception:
             log.exception("snapshot failed; the actor's state is lost", actor=cell.path)
             data = b""
@@ -290,7 +333,8 @@ class VirtualRegistry:
             del self.cells[agent]
         cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
-        self.system._signal("passivated", cell.path)
+        if self.system._signal_handlers:
+            self.system._signal("passivated", cell.path)
 
     async def passivate(self, agent: int) -> None:
         """Passivate ``agent`` (draining its mailbox first); no-op if it is not running."""
@@ -372,14 +416,26 @@ class VirtualRef(Generic[A]):
         return cell is not None and cell.accepting
 
     async def tell(self, message: Any) -> None:
-        """Send ``message``, activating the actor if needed; waits while its mailbox is full."""
+        """Send ``message``, activating the actor if needed; waits while its mailbox is full.
+
+        Raises ``MessageCapabilityError`` (sending nothing) if the sending actor's
+        ``may_message`` does not include this one.
+        """
         registry = self._registry
+        if ENFORCED[0]:
+            self._check_send()
         if registry.system._tracer is not None and (context := sampled_context()) is not None:
             message = Ask(message, None, context)
-        cell = registry.cells.get(self._agent)
+        agent = self._agent
+        cell = registry.cells.get(agent)
         if cell is not None and cell.accepting and len(cell.queue) < cell.capacity:
-            registry.tree.touch(self._agent)
+            registry.tree.touch(agent)
             cell.queue.append(message)
+            if not cell.scheduled and cell.runnable:
+                cell.schedule()
+            return
+        if cell is None and (cell := registry.activate_now(agent, self._class, self._key)):
+            cell.queue.append(message)  # activation made it the most recently used
             if not cell.scheduled and cell.runnable:
                 cell.schedule()
             return
@@ -394,6 +450,8 @@ class VirtualRef(Generic[A]):
 
     def tell_nowait(self, message: Any) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
+        if ENFORCED[0]:
+            self._check_send()
         cell = self._registry.cells.get(self._agent)
         if cell is None:
             raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
@@ -404,6 +462,8 @@ class VirtualRef(Generic[A]):
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send ``message`` and return the reply, activating the actor if needed."""
+        if ENFORCED[0]:
+            self._check_send()
         registry = self._registry
         while True:
             cell = registry.cells.get(self._agent)
@@ -416,6 +476,9 @@ class VirtualRef(Generic[A]):
                 if exc.actor != cell.path or self._agent in registry.cells:
                     raise
                 # Refused because it was being passivated: reactivate and ask again.
+
+    def _check_send(self) -> None:
+        check_send(self._class, f"/{self._class.__qualname__}:{self._key}")
 
     async def passivate(self) -> None:
         """Passivate the actor now (no-op if it is not running)."""

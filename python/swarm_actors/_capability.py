@@ -1,0 +1,116 @@
+"""Message capabilities: which actors an actor class may send to (the seed design's hookwall).
+
+An actor class declares its grant with the ``may_message`` class keyword; every ``tell``,
+``tell_nowait`` and ``ask`` made while one of its handlers (or ``on_start`` / ``on_stop``) runs
+is checked against it *before* anything is enqueued, so a refused send has no effect at all.
+
+The sender is known through a context variable the engine sets while it runs an actor's code
+(``CURRENT_SENDER``). The send paths only look at it once some class has declared a grant
+(``ENFORCED``), so systems that use no message capabilities pay one list lookup per send.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from swarm_actors._exceptions import MessageCapabilityError
+
+if TYPE_CHECKING:
+    from swarm_actors._actor import Actor
+    from swarm_actors._cell import Cell
+
+__all__ = ["CURRENT_SENDER", "ENFORCED", "MessageGrant", "check_send", "valid_role"]
+
+CURRENT_SENDER: ContextVar[Cell | None] = ContextVar("swarm_actors_sender", default=None)
+"""The cell whose code is running (``None`` outside any actor)."""
+
+ENFORCED = [False]
+"""``ENFORCED[0]`` turns true once any actor class declares ``may_message``."""
+
+_ROLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def valid_role(role: object) -> bool:
+    """Whether ``role`` is a usable role name: 1-64 letters, digits, ``_`` or ``-``.
+
+    Roles become NATS subject tokens in event subjects, hence the narrow alphabet.
+    """
+    return isinstance(role, str) and _ROLE.match(role) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class MessageGrant:
+    """The actors one actor class may message: by role, by class, or by path pattern.
+
+    Built from the ``may_message`` class keyword, whose entries are:
+
+    * a role name (``"reviewer"``): any actor whose class has that ``role``;
+    * an ``Actor`` subclass: instances of it and of its subclasses;
+    * a path pattern starting with ``/`` (``"/architect"``, ``"/pool/*"``): actor paths matched
+      with shell-style wildcards (``fnmatch``; ``*`` also crosses ``/``).
+
+    An actor may always message itself (timers, self-tells). An empty grant allows nothing else.
+    """
+
+    roles: frozenset[str]
+    classes: tuple[type[Actor], ...]
+    paths: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, owner: str, spec: Iterable[Any]) -> MessageGrant:
+        """Build a grant from a ``may_message`` value; ``TypeError`` names a bad entry."""
+        from swarm_actors._actor import Actor
+
+        if isinstance(spec, (str, bytes)) or not isinstance(spec, Iterable):
+            raise TypeError(
+                f"{owner}: may_message must be a tuple of roles, Actor classes or '/path' "
+                f'patterns, e.g. may_message=("reviewer",), got {spec!r}'
+            )
+        roles: set[str] = set()
+        classes: list[type[Actor]] = []
+        paths: list[str] = []
+        for entry in spec:
+            if isinstance(entry, type) and issubclass(entry, Actor):
+                classes.append(entry)
+            elif isinstance(entry, str) and entry.startswith("/"):
+                paths.append(entry)
+            elif valid_role(entry):
+                roles.add(entry)
+            else:
+                raise TypeError(
+                    f"{owner}: may_message entry {entry!r} is not a role name "
+                    "(letters, digits, _ or -), an Actor subclass, or a '/path' pattern"
+                )
+        return cls(frozenset(roles), tuple(classes), tuple(paths))
+
+    def allows(self, target_class: type[Actor], target_path: str) -> bool:
+        """Whether the actor of class ``target_class`` at ``target_path`` may be messaged."""
+        if target_class.role in self.roles:
+            return True
+        if self.classes and issubclass(target_class, self.classes):
+            return True
+        return any(fnmatch.fnmatchcase(target_path, pattern) for pattern in self.paths)
+
+
+def check_send(target_class: type[Actor], target_path: str) -> None:
+    """Raise ``MessageCapabilityError`` if the running actor may not message the target.
+
+    Call only when ``ENFORCED[0]`` is true; outside any actor every send is allowed.
+    """
+    sender = CURRENT_SENDER.get()
+    if sender is None:
+        return
+    grant = sender.actor_class.message_grant
+    if grant is None or sender.path == target_path or grant.allows(target_class, target_path):
+        return
+    raise MessageCapabilityError(
+        f"{sender.actor_class.__qualname__} ({sender.path}) may not message {target_path} "
+        f"(role {target_class.role!r}); its may_message grant does not include it",
+        actor=target_path,
+        sender=sender.path,
+    )

@@ -1,0 +1,31 @@
+"""The README's Python examples run as written (a broken quick start is a broken promise)."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pytest
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), re.DOTALL)
+
+
+def test_readme_has_examples() -> None:
+    assert len(BLOCKS) >= 3
+
+
+@pytest.mark.parametrize("index", range(len(BLOCKS)))
+def test_readme_example_runs(index: int) -> None:
+    code = BLOCKS[index]
+    out = io.StringIO()
+    namespace: dict[str, object] = {"__name__": f"readme_example_{index}"}
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, f"README.md[python block {index}]", "exec"), namespace)
+    # A print's comment starts with the expected output (anything after a colon explains it).
+    printed = out.getvalue().splitlines()
+    for comment in re.findall(r"print\(.*\)\s+# (.+)$", code, re.MULTILINE):
+        expected = comment.split(":")[0].strip()
+        assert expected in printed, (expected, printed)
