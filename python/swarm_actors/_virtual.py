@@ -176,7 +176,9 @@ class VirtualRegistry:
             return None
         return self._activated(agent, self._build(agent, actor_class, key)[0])
 
-    def _build(self, agent: int, actor_class: type[Actor], key: Any) -> tuple[Cell, bytes | None]:
+    def _build(
+        self, agent: int, actor_class: type[Actor], key: Any
+    ) -> tuple[Cell, bytes | None]:
         """Make the cell and instance of ``agent`` with its state restored (not started).
 
         Also returns the token's data, to give back if ``on_start`` fails.
@@ -187,7 +189,9 @@ class VirtualRegistry:
         if status == "virtual":
             tree.touch(agent)
         try:
-            cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
+            cell = Cell(
+                self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None
+            )
             cell.virtual_id = agent
             actor = actor_class()
             actor._cell = cell
