@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import swarm_actors
-from swarm_actors import _cli
+from swarm_actors import _cli, events
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -50,3 +50,20 @@ def test_cli_rejects_bad_arguments() -> None:
     )
     assert proc.returncode == 2
     assert "--workers must be >= 1" in proc.stderr
+
+
+def test_events_module_all_is_sorted_and_complete() -> None:
+    exported = events.__all__
+    # isort order, as ruff keeps it: CONSTANTS, then Classes, then functions.
+    assert exported == sorted(exported, key=lambda n: (not n.isupper(), not n[0].isupper(), n))
+    public = {n for n in dir(events) if not n.startswith("_")}
+    modules = {n for n in public if inspect.ismodule(getattr(events, n))}
+    assert public - modules == set(exported)
+
+
+@pytest.mark.parametrize("name", events.__all__)
+def test_every_events_name_has_a_docstring(name: str) -> None:
+    obj = getattr(events, name)
+    if not (inspect.isclass(obj) or inspect.isfunction(obj)):
+        return  # constants and the Payload union are documented in their defining module
+    assert (obj.__doc__ or "").strip(), f"{name} has no docstring"

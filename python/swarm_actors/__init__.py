@@ -1,6 +1,8 @@
 """swarm-actors: an asyncio actor framework for agent swarms, with a Rust core.
 
-The public API is what ``__all__`` lists; everything else lives in private modules.
+The public API is what ``__all__`` lists, plus the public submodules ``swarm_actors.events``
+(events, hash chains, the journal) and ``swarm_actors.testing``; everything else lives in
+private modules.
 """
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
@@ -14,18 +16,26 @@ from swarm_actors._exceptions import (
     ArityError,
     AuthenticationError,
     CapabilityError,
+    ChainBrokenError,
     ConnectError,
     CoordinateError,
     CorruptStateError,
     EscalatedError,
+    EventDecodeError,
+    EventError,
     FieldTypeError,
     InvalidArgumentError,
+    JournalClosedError,
+    JournalFullError,
     MailboxFullError,
     MessageCapabilityError,
     MessageTooLargeError,
     NatsServerError,
     RemoteError,
+    ReplayError,
+    SchemaVersionError,
     SpaceError,
+    SubjectError,
     SwarmError,
     TransportError,
     UnhandledMessageError,
@@ -74,13 +84,18 @@ __all__ = [
     "BatchInfo",
     "Capability",
     "CapabilityError",
+    "ChainBrokenError",
     "ConnectError",
     "CoordinateError",
     "CorruptStateError",
     "Directive",
     "EscalatedError",
+    "EventDecodeError",
+    "EventError",
     "FieldTypeError",
     "InvalidArgumentError",
+    "JournalClosedError",
+    "JournalFullError",
     "MailboxFullError",
     "MailboxStats",
     "MessageCapabilityError",
@@ -90,9 +105,12 @@ __all__ = [
     "NatsServerError",
     "OneForOne",
     "RemoteError",
+    "ReplayError",
+    "SchemaVersionError",
     "SpaceError",
     "SpaceGrant",
     "SpaceStats",
+    "SubjectError",
     "SwarmError",
     "Timers",
     "TransportError",

@@ -18,6 +18,14 @@ One root, grouped by the part of the system that raises them::
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
     │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
+    ├── EventError                     events, their hash chains and the journal
+    │   ├── EventDecodeError (ValueError)      bytes or a dict that are not a valid event
+    │   │   └── SchemaVersionError             written by a schema version this build cannot read
+    │   ├── SubjectError (ValueError)          a role or subject filter unfit for a NATS subject
+    │   ├── ChainBrokenError                   a state-change hash chain does not verify
+    │   ├── ReplayError                        a replay cannot fold a change (a delta, no ``apply``)
+    │   ├── JournalClosedError                 the journal is closed
+    │   └── JournalFullError                   ``append_nowait`` found the journal's buffer full
     ├── TransportError                 NATS connections, servers and remote calls
     │   ├── ConnectError                       no server answered within the connect timeout
     │   ├── AuthenticationError                a server refused the credentials
@@ -29,10 +37,12 @@ One root, grouped by the part of the system that raises them::
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path) and ``MessageCapabilityError`` also ``sender``; ``MessageTooLargeError``
-carries ``size`` and ``limit``; ``RemoteError`` carries ``remote_type`` and
-``remote_message``; ``NatsServerError`` carries the server's ``log_tail``. Timeouts raise
-the builtin ``TimeoutError`` and cancellation is never converted into one of these.
+target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry what
+they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
+``SchemaVersionError``: ``version``); ``MessageTooLargeError`` carries ``size`` and ``limit``;
+``RemoteError`` carries ``remote_type`` and ``remote_message``; ``NatsServerError`` carries
+the server's ``log_tail``. Timeouts raise the builtin ``TimeoutError`` and cancellation is
+never converted into one of these.
 """
 
 from __future__ import annotations
@@ -49,18 +59,26 @@ __all__ = [
     "ArityError",
     "AuthenticationError",
     "CapabilityError",
+    "ChainBrokenError",
     "ConnectError",
     "CoordinateError",
     "CorruptStateError",
     "EscalatedError",
+    "EventDecodeError",
+    "EventError",
     "FieldTypeError",
     "InvalidArgumentError",
+    "JournalClosedError",
+    "JournalFullError",
     "MailboxFullError",
     "MessageCapabilityError",
     "MessageTooLargeError",
     "NatsServerError",
     "RemoteError",
+    "ReplayError",
+    "SchemaVersionError",
     "SpaceError",
+    "SubjectError",
     "SwarmError",
     "TransportError",
     "UnhandledMessageError",
@@ -248,3 +266,91 @@ class MessageCapabilityError(ActorError, PermissionError):
     def __init__(self, message: str, *, actor: str = "", sender: str = "") -> None:
         super().__init__(message, actor=actor)
         self.sender = sender
+
+
+class EventError(SwarmError):
+    """An event could not be decoded, verified or journalled."""
+
+
+class EventDecodeError(EventError, ValueError):
+    """Bytes or a dict are not a valid event: malformed, truncated, of the wrong shape or type.
+
+    Nothing half-built escapes: decoding either returns a whole, validated event or raises this
+    (``__cause__`` is msgspec's error when it found the problem).
+    """
+
+
+class SchemaVersionError(EventDecodeError):
+    """The event was written with a schema version this build cannot read (a newer one)."""
+
+    version: int
+    """The version the event carries."""
+
+    supported: int
+    """The newest version this build reads."""
+
+    def __init__(self, message: str, *, version: int, supported: int) -> None:
+        super().__init__(message)
+        self.version = version
+        self.supported = supported
+
+
+class SubjectError(EventError, ValueError):
+    """A role token or subject filter cannot be used in a NATS subject."""
+
+    token: str
+    """The offending role token or subject filter."""
+
+    def __init__(self, message: str, *, token: str) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+class ChainBrokenError(EventError):
+    """An agent's state-change hash chain does not verify at ``sequence``.
+
+    Either that event was altered (its ``hash`` is not the hash of its content), or its
+    ``prev_hash`` does not name the agent's previous change (a change was dropped, inserted or
+    reordered before it), or its sequence does not increase.
+    """
+
+    agent_id: str
+    """The agent whose chain broke."""
+
+    sequence: int
+    """The agent sequence of the first event that does not verify."""
+
+    event_id: str
+    """That event's id."""
+
+    def __init__(self, message: str, *, agent_id: str, sequence: int, event_id: str) -> None:
+        super().__init__(message)
+        self.agent_id = agent_id
+        self.sequence = sequence
+        self.event_id = event_id
+
+
+class ReplayError(EventError):
+    """A replay met a change it cannot fold (a delta with no ``apply`` function)."""
+
+    sequence: int
+    """The agent sequence of that change."""
+
+    def __init__(self, message: str, *, sequence: int) -> None:
+        super().__init__(message)
+        self.sequence = sequence
+
+
+class JournalClosedError(EventError):
+    """The journal is closed: nothing can be appended or read."""
+
+
+class JournalFullError(EventError):
+    """``append_nowait`` found the journal's pending buffer full; the event was not queued."""
+
+    capacity: int
+    """The buffer's capacity (events)."""
+
+    def __init__(self, message: str, *, capacity: int) -> None:
+        super().__init__(message)
+        self.capacity = capacity

@@ -1,0 +1,75 @@
+"""The swarm's events and their journal: the public face of ``_events``, ``_chain``, ``_journal``.
+
+Every decision ("why"), state change ("what") and lifecycle or health signal is a typed
+``SwarmEvent``, the msgspec mirror of ``proto/swarm/events/v1/events.proto`` (the schema of
+record). Events travel as msgspec msgpack on ``swarm.events.<agent_role>.<kind>`` and are
+stored in a ``Journal``: ``MemoryJournal`` in process, a JetStream stream across processes.
+An agent's state changes form a hash chain that ``verify_chain`` checks and ``replay_state``
+folds to show the agent's state at any earlier point. Errors are the ``EventError`` family
+of ``swarm_actors``.
+"""
+
+from swarm_actors._chain import ReplayedState, replay_journal, replay_state, verify_chain
+from swarm_actors._events import (
+    KINDS,
+    SCHEMA_VERSION,
+    SUBJECT_PREFIX,
+    AgentDecision,
+    ChangeForm,
+    HealthStatus,
+    Payload,
+    SignalKind,
+    StateChange,
+    SwarmEvent,
+    SystemSignal,
+    check_role,
+    decode_event,
+    encode_event,
+    from_proto_dict,
+    new_event,
+    new_event_id,
+    now_ns,
+    state_hash,
+    subject_for,
+    to_proto_dict,
+)
+from swarm_actors._journal import (
+    ALL_EVENTS,
+    Journal,
+    JournalEntry,
+    MemoryJournal,
+    subject_matches,
+)
+
+__all__ = [
+    "ALL_EVENTS",
+    "KINDS",
+    "SCHEMA_VERSION",
+    "SUBJECT_PREFIX",
+    "AgentDecision",
+    "ChangeForm",
+    "HealthStatus",
+    "Journal",
+    "JournalEntry",
+    "MemoryJournal",
+    "Payload",
+    "ReplayedState",
+    "SignalKind",
+    "StateChange",
+    "SwarmEvent",
+    "SystemSignal",
+    "check_role",
+    "decode_event",
+    "encode_event",
+    "from_proto_dict",
+    "new_event",
+    "new_event_id",
+    "now_ns",
+    "replay_journal",
+    "replay_state",
+    "state_hash",
+    "subject_for",
+    "subject_matches",
+    "to_proto_dict",
+    "verify_chain",
+]

@@ -1,0 +1,74 @@
+"""Hypothesis strategies for swarm events (shared by the event, proto and journal tests)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+from swarm_actors._events import (
+    AgentDecision,
+    ChangeForm,
+    HealthStatus,
+    SignalKind,
+    StateChange,
+    SwarmEvent,
+    SystemSignal,
+)
+
+# Any Unicode that UTF-8 (msgpack, protobuf) can carry: no lone surrogates.
+text = st.text(st.characters(exclude_categories=("Cs",)), max_size=12)
+texts = st.lists(text, max_size=3).map(tuple)
+roles = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
+u32 = st.integers(0, 2**32 - 1)
+u64 = st.integers(0, 2**64 - 1)
+# Small and boundary values matter more than the middle of the range.
+u64s = st.one_of(st.integers(0, 300), st.sampled_from([2**32, 2**63, 2**64 - 1]), u64)
+
+decisions = st.builds(
+    AgentDecision,
+    context_hash=text,
+    input_trigger=text,
+    rationale=text,
+    rejected_alternatives=texts,
+    memory_ids=texts,
+    confidence_score=st.floats(0.0, 1.0),
+    choice=text,
+)
+changes = st.builds(
+    StateChange,
+    target_type=text,
+    target_resource=text,
+    prev_hash=st.binary(max_size=32),
+    hash=st.binary(max_size=32),
+    data=st.binary(max_size=40),
+    is_reversible=st.booleans(),
+    form=st.sampled_from(ChangeForm),
+    content_type=text,
+)
+signals = st.builds(
+    SystemSignal,
+    kind=st.sampled_from(SignalKind),
+    detail=text,
+    error_type=text,
+    restart_count=u32,
+    health=st.sampled_from(HealthStatus),
+    cpu_load_percent=st.floats(min_value=0.0, allow_nan=False, allow_infinity=True),
+    memory_bytes=u64s,
+    mailbox_depth=u64s,
+)
+payloads = st.one_of(decisions, changes, signals)
+
+
+def events(payload: st.SearchStrategy[object] = payloads) -> st.SearchStrategy[SwarmEvent]:
+    """Valid events of every payload kind (state changes not sealed: any hash)."""
+    return st.builds(
+        SwarmEvent,
+        event_id=st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=40),
+        timestamp_ns=u64s,
+        trace_id=text,
+        span_id=text,
+        agent_role=roles,
+        agent_id=text,
+        sequence=u64s,
+        causation_id=text,
+        payload=payload,
+    )
