@@ -25,7 +25,9 @@ One root, grouped by the part of the system that raises them::
     │   ├── ChainBrokenError                   a state-change hash chain does not verify
     │   ├── ReplayError                        a replay cannot fold a change (a delta, no ``apply``)
     │   ├── JournalClosedError                 the journal is closed
-    │   └── JournalFullError                   ``append_nowait`` found the journal's buffer full
+    │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
+    │   └── JournalWriteError                  the journal did not confirm storing some events
+    │       └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
     ├── TransportError                 NATS connections, servers and remote calls
     │   ├── ConnectError                       no server answered within the connect timeout
     │   ├── AuthenticationError                a server refused the credentials
@@ -39,10 +41,11 @@ Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carr
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
 target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry what
 they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
-``SchemaVersionError``: ``version``); ``MessageTooLargeError`` carries ``size`` and ``limit``;
-``RemoteError`` carries ``remote_type`` and ``remote_message``; ``NatsServerError`` carries
-the server's ``log_tail``. Timeouts raise the builtin ``TimeoutError`` and cancellation is
-never converted into one of these.
+``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``);
+``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
+``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
+``log_tail``. Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and
+cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ __all__ = [
     "InvalidArgumentError",
     "JournalClosedError",
     "JournalFullError",
+    "JournalTimeoutError",
+    "JournalWriteError",
     "MailboxFullError",
     "MessageCapabilityError",
     "MessageTooLargeError",
@@ -354,3 +359,32 @@ class JournalFullError(EventError):
     def __init__(self, message: str, *, capacity: int) -> None:
         super().__init__(message)
         self.capacity = capacity
+
+
+class JournalWriteError(EventError):
+    """A journal could not confirm that it stored some of the events of an append.
+
+    ``sequences`` has one item per event given, in order: its journal sequence when the server
+    confirmed it, ``None`` when it did not. Unconfirmed events may still have been stored (a
+    lost acknowledgement looks the same as a lost event): appending them again with the same
+    event ids is safe within the journal's duplicate window and answers their sequences.
+    """
+
+    sequences: tuple[int | None, ...]
+    """Per event: its confirmed journal sequence, or ``None``."""
+
+    def __init__(self, message: str, *, sequences: tuple[int | None, ...] = ()) -> None:
+        super().__init__(message)
+        self.sequences = sequences
+
+    @property
+    def unconfirmed(self) -> tuple[int, ...]:
+        """Indices (into the events given) of the events without a confirmed sequence."""
+        return tuple(i for i, seq in enumerate(self.sequences) if seq is None)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, sequences=self.sequences), ())
+
+
+class JournalTimeoutError(JournalWriteError, TimeoutError):
+    """The journal did not confirm every event within the append timeout (a ``TimeoutError``)."""
