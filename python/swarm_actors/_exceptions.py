@@ -25,19 +25,33 @@ One root, grouped by the part of the system that raises them::
     │   ├── ChainBrokenError                   a state-change hash chain does not verify
     │   ├── ReplayError                        a replay cannot fold a change (a delta, no ``apply``)
     │   ├── JournalClosedError                 the journal is closed
-    │   └── JournalFullError                   ``append_nowait`` found the journal's buffer full
+    │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
+    │   └── JournalWriteError                  the journal did not confirm storing some events
+    │       └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
+    ├── TransportError                 NATS connections, servers and remote calls
+    │   ├── ConnectError                       no server answered within the connect timeout
+    │   ├── AuthenticationError                a server refused the credentials
+    │   ├── MessageTooLargeError (ValueError)  a payload over the server's ``max_payload``
+    │   ├── NatsServerError                    a ``nats-server`` process is missing or failed
+    │   └── RemoteError                        a remote handler raised; carries its type and text
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry
-what they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
-``SchemaVersionError``: ``version``). Timeouts raise the builtin
-``TimeoutError`` and cancellation is never converted into one of these.
+target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry what
+they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
+``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``);
+``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
+``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
+``log_tail``. Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and
+cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
+
+from functools import partial
+from typing import Any
 
 __all__ = [
     "ActorDeadError",
@@ -46,8 +60,10 @@ __all__ = [
     "AgentError",
     "AgentStateError",
     "ArityError",
+    "AuthenticationError",
     "CapabilityError",
     "ChainBrokenError",
+    "ConnectError",
     "CoordinateError",
     "CorruptStateError",
     "EscalatedError",
@@ -57,13 +73,19 @@ __all__ = [
     "InvalidArgumentError",
     "JournalClosedError",
     "JournalFullError",
+    "JournalTimeoutError",
+    "JournalWriteError",
     "MailboxFullError",
     "MessageCapabilityError",
+    "MessageTooLargeError",
+    "NatsServerError",
+    "RemoteError",
     "ReplayError",
     "SchemaVersionError",
     "SpaceError",
     "SubjectError",
     "SwarmError",
+    "TransportError",
     "UnhandledMessageError",
     "UnknownAgentError",
 ]
@@ -167,6 +189,76 @@ class EscalatedError(ActorError):
     """A child failed more often than its restart policy allows; ``__cause__`` is its error."""
 
 
+class TransportError(SwarmError):
+    """A NATS connection, server or remote call failed."""
+
+
+class ConnectError(TransportError):
+    """No NATS server accepted a connection within the connect timeout.
+
+    The message names the servers tried and the last error seen.
+    """
+
+
+class AuthenticationError(TransportError):
+    """A NATS server refused the credentials (user/password, token, creds or nkey).
+
+    Raised by the first refusal: a client with wrong credentials never retries them.
+    """
+
+
+class MessageTooLargeError(TransportError, ValueError):
+    """A payload is larger than the server accepts; it was refused before publishing."""
+
+    size: int
+    """Size of the refused payload in bytes (headers included when they count)."""
+    limit: int
+    """The server's ``max_payload`` in bytes."""
+
+    def __init__(self, message: str, *, size: int, limit: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, size=self.size, limit=self.limit), ())
+
+
+class NatsServerError(TransportError):
+    """A ``nats-server`` process could not be found, started, or made ready in time."""
+
+    message: str
+    """What went wrong, without the log."""
+    log_tail: str
+    """The last lines of the server's log (empty when it never started)."""
+
+    def __init__(self, message: str, *, log_tail: str = "") -> None:
+        text = f"{message}\n--- nats-server log (tail) ---\n{log_tail}" if log_tail else message
+        super().__init__(text)
+        self.message = message
+        self.log_tail = log_tail
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), self.message, log_tail=self.log_tail), ())
+
+
+class RemoteError(TransportError):
+    """A handler in another process raised; its exception arrives as type name and message."""
+
+    remote_type: str
+    """Qualified name of the remote exception's type (for example ``builtins.KeyError``)."""
+    remote_message: str
+    """``str()`` of the remote exception."""
+
+    def __init__(self, remote_type: str, remote_message: str) -> None:
+        super().__init__(f"{remote_type}: {remote_message}" if remote_message else remote_type)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.remote_type, self.remote_message))
+
+
 class MessageCapabilityError(ActorError, PermissionError):
     """The sending actor's class does not grant messages to the target (``may_message``).
 
@@ -267,3 +359,32 @@ class JournalFullError(EventError):
     def __init__(self, message: str, *, capacity: int) -> None:
         super().__init__(message)
         self.capacity = capacity
+
+
+class JournalWriteError(EventError):
+    """A journal could not confirm that it stored some of the events of an append.
+
+    ``sequences`` has one item per event given, in order: its journal sequence when the server
+    confirmed it, ``None`` when it did not. Unconfirmed events may still have been stored (a
+    lost acknowledgement looks the same as a lost event): appending them again with the same
+    event ids is safe within the journal's duplicate window and answers their sequences.
+    """
+
+    sequences: tuple[int | None, ...]
+    """Per event: its confirmed journal sequence, or ``None``."""
+
+    def __init__(self, message: str, *, sequences: tuple[int | None, ...] = ()) -> None:
+        super().__init__(message)
+        self.sequences = sequences
+
+    @property
+    def unconfirmed(self) -> tuple[int, ...]:
+        """Indices (into the events given) of the events without a confirmed sequence."""
+        return tuple(i for i, seq in enumerate(self.sequences) if seq is None)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, sequences=self.sequences), ())
+
+
+class JournalTimeoutError(JournalWriteError, TimeoutError):
+    """The journal did not confirm every event within the append timeout (a ``TimeoutError``)."""

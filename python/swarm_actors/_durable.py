@@ -1,0 +1,239 @@
+"""Durable consumers of a JetStream journal: at-least-once delivery that survives crashes.
+
+The server keeps a durable consumer's state under its name: which entries were acknowledged,
+which are out for processing. A process that opens the consumer again (after a crash, a
+restart, on another host) continues after the last acknowledged entry; an entry handed out
+but not acknowledged is handed out again after ``ack_wait``. So every entry is processed at
+least once; acknowledge an entry only once its effects are durable, and make processing
+idempotent (an entry's ``event.event_id`` identifies it) where twice would be wrong.
+
+Acknowledgements are confirmed by the server (``ack`` waits for its answer): once ``ack``
+returns, that entry will not come again. A message that is not a valid event can never be
+processed, so it is terminated (``+TERM``: never redelivered) and logged
+(``journal.undecodable``) instead of being handed out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from swarm_actors._events import decode_event
+from swarm_actors._exceptions import EventDecodeError, InvalidArgumentError, JournalClosedError
+from swarm_actors._journal import JournalEntry, _check_filter
+
+if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js.client import JetStreamContext
+
+    from swarm_actors._jetstream import JetStreamJournal
+
+__all__ = ["Delivery", "DurableConsumer"]
+
+_log = structlog.get_logger("swarm_actors.journal")
+
+
+def _stored_ns(reply: str) -> int:
+    """The storage time (Unix ns) from a JetStream delivery's reply subject."""
+    tokens = reply.split(".")
+    return int(tokens[7] if len(tokens) == 9 else tokens[9])
+
+
+class Delivery:
+    """One journal entry handed out by a :class:`DurableConsumer`; settle it exactly once.
+
+    ``ack`` when processed; ``nak`` to have it again (after ``delay`` seconds); ``term`` to
+    never have it again; ``in_progress`` to extend the ``ack_wait`` of a long job.
+    """
+
+    __slots__ = ("_msg", "_timeout", "delivered", "entry")
+
+    def __init__(self, entry: JournalEntry, msg: Msg, delivered: int, timeout: float) -> None:
+        self.entry = entry
+        """The entry."""
+        self.delivered = delivered
+        """How many times the server has handed this entry out (1 the first time)."""
+        self._msg = msg
+        self._timeout = timeout
+
+    async def ack(self) -> None:
+        """Acknowledge; returns once the server recorded it (it will not come again)."""
+        await self._msg.ack_sync(timeout=self._timeout)
+
+    async def nak(self, delay: float | None = None) -> None:
+        """Hand it out again, after ``delay`` seconds (default: at once)."""
+        await self._msg.nak(delay=delay)
+
+    async def term(self) -> None:
+        """Never hand it out again (without processing it)."""
+        await self._msg.term()
+
+    async def in_progress(self) -> None:
+        """Still working on it: restart its ``ack_wait``."""
+        await self._msg.in_progress()
+
+    def __repr__(self) -> str:
+        return f"<Delivery seq={self.entry.sequence} delivered={self.delivered}>"
+
+
+class DurableConsumer:
+    """A named, server-side position in a :class:`JetStreamJournal` (``journal.durable(name)``).
+
+    Take entries with ``fetch`` or ``async for delivery in consumer``, or let ``consume`` run
+    a handler. ``close`` releases this process's subscription and keeps the position; ``delete``
+    removes it from the server.
+    """
+
+    def __init__(
+        self,
+        journal: JetStreamJournal,
+        name: str,
+        *,
+        subject: str,
+        start_sequence: int | None,
+        ack_wait: float,
+        max_deliver: int,
+    ) -> None:
+        if not name or any(c in name for c in ". *>\t\r\n/\\"):
+            raise InvalidArgumentError(f"invalid durable consumer name {name!r}")
+        _check_filter(subject)
+        if start_sequence is not None and start_sequence < 1:
+            raise InvalidArgumentError(f"start_sequence must be >= 1, got {start_sequence}")
+        if not ack_wait > 0:
+            raise InvalidArgumentError(f"ack_wait must be > 0 seconds, got {ack_wait}")
+        if max_deliver == 0 or max_deliver < -1:
+            raise InvalidArgumentError("max_deliver must be >= 1, or -1 for no limit")
+        self._journal = journal
+        self._name = name
+        self._subject = subject
+        self._start_sequence = start_sequence
+        self._ack_wait = ack_wait
+        self._max_deliver = max_deliver
+        self._js: JetStreamContext = journal.client.jetstream(timeout=journal._api_timeout)
+        self._sub: JetStreamContext.PullSubscription | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def name(self) -> str:
+        """The durable name (the server keeps the position under it)."""
+        return self._name
+
+    async def _subscription(self) -> JetStreamContext.PullSubscription:
+        if self._journal.closed:
+            raise JournalClosedError("the journal is closed")
+        if self._sub is not None:
+            return self._sub
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+        async with self._lock:
+            if self._sub is None:
+                await self._journal.start()
+                config = ConsumerConfig(
+                    durable_name=self._name,
+                    ack_policy=AckPolicy.EXPLICIT,
+                    deliver_policy=(
+                        DeliverPolicy.ALL
+                        if self._start_sequence is None
+                        else DeliverPolicy.BY_START_SEQUENCE
+                    ),
+                    opt_start_seq=self._start_sequence,
+                    ack_wait=self._ack_wait,
+                    max_deliver=self._max_deliver,
+                    filter_subject=self._subject,
+                )
+                self._sub = await self._js.pull_subscribe(
+                    self._subject, durable=self._name, stream=self._journal.stream, config=config
+                )
+        return self._sub
+
+    async def fetch(self, batch: int = 100, timeout: float = 5.0) -> list[Delivery]:
+        """Up to ``batch`` entries, waiting up to ``timeout`` seconds for the first one.
+
+        Returns an empty list when none came in time. Undecodable messages are terminated,
+        logged and left out (so fewer than ``batch`` may come even when more are pending).
+        """
+        from nats.errors import TimeoutError as NatsTimeoutError
+
+        if batch < 1 or not timeout > 0:
+            raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
+        sub = await self._subscription()
+        try:
+            msgs = await sub.fetch(batch, timeout=timeout)
+        except NatsTimeoutError:
+            return []
+        out = []
+        api_timeout = self._journal._api_timeout
+        for msg in msgs:
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            try:
+                event = decode_event(msg.data)
+            except EventDecodeError as e:
+                _log.warning(
+                    "journal.undecodable",
+                    stream=self._journal.stream,
+                    consumer=self._name,
+                    sequence=seq,
+                    subject=msg.subject,
+                    error=str(e),
+                )
+                await msg.term()
+                continue
+            entry = JournalEntry(seq, msg.subject, event, _stored_ns(msg.reply))
+            out.append(Delivery(entry, msg, meta.num_delivered, api_timeout))
+        return out
+
+    async def __aiter__(self) -> AsyncIterator[Delivery]:
+        """Deliveries as they come, until cancelled or the journal closes."""
+        while not self._journal.closed:
+            for delivery in await self.fetch(timeout=1.0):
+                yield delivery
+
+    async def consume(
+        self, handler: Callable[[JournalEntry], Awaitable[None]], *, batch: int = 100
+    ) -> None:
+        """Run ``handler`` on every entry, acknowledging each after it returns.
+
+        An entry whose handler raises is logged and handed out again (``nak``) after a
+        second. Runs until cancelled or the journal closes.
+        """
+        while not self._journal.closed:
+            for delivery in await self.fetch(batch, timeout=1.0):
+                try:
+                    await handler(delivery.entry)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:
+                    _log.warning(
+                        "journal.handler_failed",
+                        consumer=self._name,
+                        sequence=delivery.entry.sequence,
+                        error=f"{type(e).__name__}: {e}",
+                    )
+                    await delivery.nak(delay=1.0)
+                else:
+                    await delivery.ack()
+
+    async def pending(self) -> int:
+        """Entries not yet handed out plus those handed out and not acknowledged."""
+        sub = await self._subscription()
+        info = await sub.consumer_info()
+        return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def close(self) -> None:
+        """Stop consuming here; the server keeps the position (and unacked entries return)."""
+        sub, self._sub = self._sub, None
+        if sub is not None and not self._journal.client.is_closed:
+            from nats.errors import Error as NatsError
+
+            with contextlib.suppress(NatsError):  # already gone with the connection
+                await sub.unsubscribe()
+
+    async def delete(self) -> None:
+        """Remove the durable consumer (and its position) from the server."""
+        await self.close()
+        await self._js.delete_consumer(self._journal.stream, self._name)

