@@ -533,8 +533,9 @@ class Transport:
         for corr, (future, target) in list(self._pending.items()):
             if target == node and not future.done():
                 del self._pending[corr]
+                # Nobody received it: the asker may look the name up again and retry.
                 future.set_exception(
-                    ActorDeadError(f"node {node} is not connected to NATS (no responders)")
+                    NoSuchActorError(f"node {node} is not connected to NATS (no responders)")
                 )
 
     # --- bad input --------------------------------------------------------------------------
