@@ -185,7 +185,7 @@ async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
     first = await b.start(Counter, name=name)
     with pytest.raises(ActorNameError, match="already runs on node"):
         await a.start(Counter, name=name)
-    assert a.lookup(name) is not None  # the failed start left b's registration alone
+    assert await a.resolve(name, timeout=5.0) is not None  # b's registration is intact
     await first.stop()
     for _ in range(100):
         try:
@@ -193,7 +193,7 @@ async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
             break
         except ActorNameError:  # b's release is on its way
             await asyncio.sleep(0.01)
-    assert b.lookup(name) is not None
+    assert isinstance(await b.resolve(name, timeout=5.0), RemoteRef)
     assert not isinstance(a.lookup(name), RemoteRef)
 
 
@@ -396,6 +396,7 @@ async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
     assert {e["log_level"] for e in bad} == {"warning"}
     ref = await remote(a, name)
     await nats_client.publish(subject, good)  # a well-formed frame from a plain client works
+    await nats_client.flush()  # the server routed it to b before a's frames below
     await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 2
 

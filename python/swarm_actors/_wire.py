@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar, get_origin
 
 import msgspec
+import msgspec.inspect
 
 from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
 
@@ -186,9 +187,14 @@ def register_message_type(cls: type[T]) -> type[T]:
     if not isinstance(cls, type):
         raise TypeError(f"register_message_type expects a class, got {cls!r}")
     try:
-        msgspec.msgpack.Decoder(cls)
+        info = msgspec.inspect.type_info(cls)
     except TypeError as exc:
         raise TypeError(f"{cls.__qualname__} cannot be sent between processes: {exc}") from None
+    if isinstance(info, msgspec.inspect.CustomType):  # msgspec would need hooks to decode it
+        raise TypeError(
+            f"{cls.__qualname__} cannot be sent between processes: msgspec cannot decode it "
+            "(use a msgspec.Struct, a dataclass, an enum, ...)"
+        )
     _add(cls)
     return cls
 
