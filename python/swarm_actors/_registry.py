@@ -99,6 +99,8 @@ class Registry:
         self._mirror: dict[str, NameEntry] = {}
         self._revisions: dict[str, int] = {}  # newest revision applied to the mirror, per name
         self._held: dict[str, int] = {}  # names this node holds -> revision of its claim
+        self.version = 0
+        """Bumped on every change of the mirror (refs cache their resolution against it)."""
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -157,7 +159,8 @@ class Registry:
         try:
             entry = await self._names.get(name_key(name))
         except _key_not_found():
-            self._mirror.pop(name, None)
+            if self._mirror.pop(name, None) is not None:
+                self.version += 1
             return None
         self._apply(entry.key, entry.value, None, entry.revision or 0)
         return self._mirror.get(name)
@@ -246,6 +249,7 @@ class Registry:
         revision = self._held.pop(name, None)
         if revision is not None and self._revisions.get(name) == revision:
             self._mirror.pop(name, None)
+            self.version += 1
         return revision
 
     async def delete(self, name: str, revision: int) -> None:
@@ -292,7 +296,8 @@ class Registry:
             return  # older than what this node already applied (its own claim, say)
         if operation is not None or not value:  # DEL or PURGE
             self._revisions[name] = revision
-            self._mirror.pop(name, None)
+            if self._mirror.pop(name, None) is not None:
+                self.version += 1
             return
         entry = _decode(value)
         if entry is None:
@@ -303,6 +308,7 @@ class Registry:
     def _set(self, name: str, entry: NameEntry, revision: int) -> None:
         self._revisions[name] = revision
         self._mirror[name] = entry
+        self.version += 1
         for waiter in self._waiters.pop(name, ()):
             if not waiter.done():
                 waiter.set_result(None)

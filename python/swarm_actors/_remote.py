@@ -45,7 +45,17 @@ class RemoteRef(ActorRef[A]):
     name on both sides (see ``register_message_type``).
     """
 
-    __slots__ = ("_classes", "_name", "_path", "_pinned", "_role", "_transport")
+    __slots__ = (
+        "_classes",
+        "_name",
+        "_path",
+        "_pinned",
+        "_resolved",
+        "_role",
+        "_subject",
+        "_transport",
+        "_version",
+    )
 
     def __init__(
         self,
@@ -64,6 +74,10 @@ class RemoteRef(ActorRef[A]):
         self._path = path or f"/{name}"
         self._role = role
         self._classes = classes
+        # Where messages go, valid while the registry's version is _version (-1: look up).
+        self._version = -1
+        self._resolved = ""
+        self._subject = ""
 
     @property
     def name(self) -> str:
@@ -95,12 +109,22 @@ class RemoteRef(ActorRef[A]):
         return self._transport.registry.get(self._name)
 
     def _node(self) -> str:
+        registry = self._transport.registry
+        if self._version == registry.version:
+            return self._resolved
         if self._pinned is not None:
-            return self._pinned
-        entry = self._transport.registry.get(self._name)
-        if entry is None:
-            raise ActorDeadError(f"no actor named {self._name!r} is registered", actor=self._path)
-        return str(entry.node)
+            node = self._pinned
+        else:
+            entry = registry.get(self._name)
+            if entry is None:
+                raise ActorDeadError(
+                    f"no actor named {self._name!r} is registered", actor=self._path
+                )
+            node = entry.node
+        self._resolved = node
+        self._subject = self._transport.subject_of(node)
+        self._version = registry.version
+        return node
 
     def _capabilities(self) -> tuple[str, tuple[str, ...], str]:
         entry = self._entry()
@@ -129,8 +153,20 @@ class RemoteRef(ActorRef[A]):
         this one, ``MessageTooLargeError`` if it exceeds the server's payload limit, and
         ``TypeError`` if it cannot be encoded. Waits while the NATS client's buffer is full.
         """
-        self.tell_nowait(message)
-        stalled = self._transport.stalled
+        transport = self._transport
+        if self._version != transport.registry.version:
+            self._node()
+        if ENFORCED[0]:
+            self._check_send(self._resolved)
+        sender = CURRENT_SENDER.get()
+        transport.tell(
+            self._subject,
+            self._name,
+            message,
+            "" if transport.system._tracer is None else self._trace(),
+            "" if sender is None else sender.path,
+        )
+        stalled = transport.stalled
         if stalled is not None:
             await stalled
 
@@ -141,7 +177,11 @@ class RemoteRef(ActorRef[A]):
             self._check_send(node)
         sender = CURRENT_SENDER.get()
         self._transport.tell(
-            node, self._name, message, self._trace(), sender.path if sender is not None else ""
+            self._subject,
+            self._name,
+            message,
+            self._trace(),
+            "" if sender is None else sender.path,
         )
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
@@ -176,6 +216,7 @@ class RemoteRef(ActorRef[A]):
                 if attempt or entry is None or entry.node == node:
                     raise
                 self._pinned = None
+                self._version = -1
                 node = entry.node
         raise AssertionError("unreachable")  # pragma: no cover
 

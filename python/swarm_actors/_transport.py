@@ -34,14 +34,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import uuid
 from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
+from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._cell import Ask as Entry
 from swarm_actors._cell import _Resume
 from swarm_actors._exceptions import (
@@ -59,6 +62,7 @@ from swarm_actors._wire import (
     FRAME_HEADER,
     NO_SUCH_ACTOR,
     STOP,
+    TYPE_NAMES,
     Ask,
     AskOut,
     Codec,
@@ -93,6 +97,8 @@ _log = structlog.get_logger("swarm_actors.transport")
 
 FLUSH_BYTES = 64 * 1024
 """A destination's buffer is sent once it holds this much (or a quarter of max_payload)."""
+DIRECT_WRITE_BYTES = 256 * 1024
+"""Up to this much buffered by nats-py is written to the socket directly (see _write_now)."""
 OVERFLOW_LIMIT = 65_536
 """Messages per actor held beyond a full mailbox before remote tells are refused."""
 
@@ -102,6 +108,18 @@ _DEAD = "swarm_actors._exceptions.ActorDeadError"
 def node_subject(node: str) -> str:
     """The subject a node receives frames on."""
     return f"swarm.node.{node}"
+
+
+class _Outgoing:
+    """A frame being filled: encoded envelopes after a 5-byte header, and what to send it with."""
+
+    __slots__ = ("buffer", "count", "node", "trace")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(FRAME_HEADER)
+        self.count = 0
+        self.node: str | None = None  # set when it holds asks: the "no responders" subject
+        self.trace = ""  # traceparent of its first envelope (a header when it is alone)
 
 
 class Transport:
@@ -132,11 +150,8 @@ class Transport:
         self._loop = asyncio.get_running_loop()
         self.max_payload = 1024 * 1024
         self.flush_bytes = FLUSH_BYTES
-        # Outgoing frames, per destination subject: buffer, envelope count, and extras.
-        self._out: dict[str, bytearray] = {}
-        self._counts: dict[str, int] = {}
-        self._asks_to: dict[str, str] = {}  # subject -> its node, for frames holding asks
-        self._trace_of: dict[str, str] = {}  # subject -> traceparent of its one traced envelope
+        self._out: dict[str, _Outgoing] = {}  # frames being filled, per destination subject
+        self._subjects: dict[str, str] = {}
         self._flush_scheduled = False
         self.stalled: asyncio.Future[None] | None = None
         self._corr = itertools.count(1)
@@ -239,10 +254,34 @@ class Transport:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def tell(self, node: str, name: str, message: Any, trace: str, sender: str) -> None:
-        """Buffer a tell to ``name`` on ``node``."""
-        envelope = TellOut(name, type_name(type(message)), message, trace, sender)
-        self._append(node_subject(node), envelope, trace)
+    def subject_of(self, node: str) -> str:
+        """The frame subject of ``node`` (cached: senders ask for it on every message)."""
+        subject = self._subjects.get(node)
+        if subject is None:
+            subject = self._subjects[node] = node_subject(node)
+        return subject
+
+    def tell(self, subject: str, name: str, message: Any, trace: str, sender: str) -> None:
+        """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells)."""
+        out = self._out.get(subject)
+        if out is None:
+            out = self._open(subject)
+        buffer = out.buffer
+        start = len(buffer)
+        cls = type(message)
+        wire_type = TYPE_NAMES.get(cls)
+        if wire_type is None:
+            wire_type = type_name(cls)
+        try:
+            self._encode_into(TellOut(name, wire_type, message, trace, sender), buffer, -1)
+        except BaseException:
+            del buffer[start:]
+            raise
+        out.count += 1
+        if trace and out.count == 1:
+            out.trace = trace
+        if len(buffer) >= self.flush_bytes:
+            self._full(subject, out, start)
 
     async def ask(
         self,
@@ -256,12 +295,10 @@ class Transport:
     ) -> Any:
         """Send an ask and wait for its answer (``TimeoutError`` after ``timeout`` seconds)."""
         corr = next(self._corr)
-        future: asyncio.Future[Any] = self._loop.create_future()
         wire_type = type_name(type(message)) if kind is None else kind
         envelope = AskOut(name, wire_type, message, trace, sender, corr, self.subject)
-        subject = node_subject(node)
-        self._append(subject, envelope, trace)
-        self._asks_to[subject] = node
+        self._append(self.subject_of(node), envelope, trace, node)
+        future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[corr] = (future, node)
         handle = None
         if timeout is not None:
@@ -273,59 +310,106 @@ class Transport:
                 handle.cancel()
             self._pending.pop(corr, None)
 
-    def _append(self, subject: str, envelope: Any, trace: str = "") -> None:
+    def _open(self, subject: str) -> _Outgoing:
+        """A new frame for ``subject``, flushed at the end of this loop iteration."""
         if self.closed:
             raise TransportError(f"node {self.node_id} is closed")
-        buffer = self._out.get(subject)
-        if buffer is None:
-            buffer = self._out[subject] = bytearray(FRAME_HEADER)
-            self._counts[subject] = 0
-            if not self._flush_scheduled:
-                self._flush_scheduled = True
-                self._loop.call_soon(self._flush_all)
+        out = self._out[subject] = _Outgoing()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_all)
+        return out
+
+    def _append(
+        self, subject: str, envelope: Any, trace: str = "", node: str | None = None
+    ) -> None:
+        """Buffer any envelope; ``node``: it is an ask to that node (see ``_flush``)."""
+        out = self._out.get(subject)
+        if out is None:
+            out = self._open(subject)
+        buffer = out.buffer
         start = len(buffer)
         try:
             self._encode_into(envelope, buffer, -1)
         except BaseException:
             del buffer[start:]
             raise
+        out.count += 1
+        if trace and out.count == 1:
+            out.trace = trace
+        if node is not None:
+            out.node = node
+        if len(buffer) >= self.flush_bytes:
+            self._full(subject, out, start)
+
+    def _full(self, subject: str, out: _Outgoing, start: int) -> None:
+        """The frame reached ``flush_bytes`` with the envelope at ``start``: send it.
+
+        An envelope that alone exceeds the payload limit is taken back out and refused; one
+        that does not fit beside the others is sent in a frame of its own.
+        """
+        buffer = out.buffer
         size = len(buffer) - start
         if size + FRAME_HEADER > self.max_payload:
             del buffer[start:]
+            out.count -= 1
             raise MessageTooLargeError(
                 f"message of {size} bytes encoded exceeds the server's max_payload of "
                 f"{self.max_payload} bytes",
                 size=size,
                 limit=self.max_payload,
             )
-        count = self._counts[subject]
-        if len(buffer) > self.max_payload:  # this one does not fit beside the others
+        if len(buffer) > self.max_payload:
             alone = buffer[start:]
             del buffer[start:]
+            out.count -= 1
             self._flush(subject)
-            buffer = self._out[subject] = bytearray(FRAME_HEADER) + alone
-            count = 0
-        if trace and count == 0:
-            self._trace_of[subject] = trace
-        self._counts[subject] = count + 1
-        if len(buffer) >= self.flush_bytes:
-            self._flush(subject)
+            single = self._out[subject] = _Outgoing()
+            single.buffer += alone
+            single.count = 1
+            single.node = out.node  # it may be an ask (a spare reply subject is harmless)
+            out = single
+        self._flush(subject)
 
     def _flush_all(self) -> None:
         self._flush_scheduled = False
         for subject in list(self._out):
             self._flush(subject)
+        self._write_now()
+
+    def _write_now(self) -> None:
+        """Hand what nats-py buffered to the socket now, instead of in its flusher task.
+
+        nats-py's ``publish`` appends to a list that a flusher task writes out on the next
+        event-loop iteration; doing that here saves one iteration on each hop of an ask (its
+        flusher then finds nothing to do). Only small amounts: big ones are left to the
+        flusher, which also waits for the socket to drain. Relies on nats-py internals
+        (like ``_nats_fastpath``); if they change, the flusher just does it, as before.
+        """
+        client = self.client
+        try:
+            transport = client._transport
+            if (
+                not client._pending
+                or client._pending_data_size > DIRECT_WRITE_BYTES
+                or transport is None
+                or not client.is_connected
+            ):
+                return
+            transport.writelines(client._pending)
+            client._pending = []
+            client._pending_data_size = 0
+        except AttributeError:  # pragma: no cover - a nats-py without these internals
+            return
 
     def _flush(self, subject: str) -> None:
-        buffer = self._out.pop(subject, None)
-        count = self._counts.pop(subject, 0)
-        trace = self._trace_of.pop(subject, "")
-        node = self._asks_to.pop(subject, None)
-        if buffer is None or not count:
+        out = self._out.pop(subject, None)
+        if out is None or not out.count:
             return
-        seal(buffer, count)
-        headers = {"traceparent": trace} if trace and count == 1 else None
-        reply = f"{self.subject}.nr.{node}" if node is not None else ""
+        buffer = out.buffer
+        seal(buffer, out.count)
+        headers = {"traceparent": out.trace} if out.trace and out.count == 1 else None
+        reply = f"{self.subject}.nr.{out.node}" if out.node is not None else ""
         self.frames_sent += 1
         self._publish(subject, bytes(buffer), reply, headers)
 
@@ -368,12 +452,15 @@ class Transport:
                 self._bad_frame(subject.decode(), reply.decode(), data)
                 return
             self._dispatch(envelopes)
+            if self._out:  # answers (and sends) of handlers that ran inline: off they go
+                self._flush_all()
         except Exception:  # never into nats-py's read loop
             _log.exception("transport.receive_failed", node=self.node_id)
 
     def _dispatch(self, envelopes: list[Any]) -> None:
         names = self.system._names
-        decode = self.codec.decode_body
+        decoders = self.codec.decoders  # read directly: this loop runs once per remote message
+        overflow = self._overflow
         for envelope in envelopes:
             kind = type(envelope)
             if kind is Tell:
@@ -381,14 +468,26 @@ class Transport:
                 if cell is None:
                     self._dead_letter(envelope, "no such actor")
                     continue
+                decoder = decoders.get(envelope.type)
                 try:
-                    message = decode(envelope.type, envelope.body)
-                except WireFormatError as exc:
+                    if decoder is None:
+                        message = self.codec.decode_body(envelope.type, envelope.body)
+                    else:
+                        message = decoder.decode(envelope.body)
+                except (WireFormatError, msgspec.DecodeError, ValueError) as exc:
+                    if not isinstance(exc, WireFormatError):  # say which type, as decode_body
+                        exc = self.codec.body_error(envelope.type, exc)
                     self._dead_letter(envelope, str(exc))
                     continue
                 if envelope.trace and cell.tracer is not None:
                     message = Entry(message, None, traceparent_context(envelope.trace))
-                self._enqueue(cell, message, envelope)
+                queue = cell.queue
+                if cell.accepting and len(queue) < cell.capacity and not overflow:
+                    queue.append(message)  # as a local tell does
+                    if not cell.scheduled and cell.runnable:
+                        cell.schedule()
+                else:
+                    self._enqueue(cell, message, envelope)
             elif kind is Ask:
                 self._on_ask(envelope)
             elif kind is Reply:
@@ -401,7 +500,19 @@ class Transport:
             cell.queue.append(item)
             if not cell.scheduled and cell.runnable:
                 cell.schedule()
-        elif not cell.accepting:
+            return
+        if cell.accepting and cell.runnable and cell not in self._overflow:
+            # Full, and idle: take a turn right here. Frames arrive faster than the dispatcher
+            # gives the actor turns; handling them in the read loop slows reading down to the
+            # actor's pace (TCP pushes back on the sender) instead of piling messages up.
+            cell.dispatcher.ran_out_of_band(cell)
+            contextvars.Context().run(cell.run_turn)
+            if len(cell.queue) < cell.capacity:
+                cell.queue.append(item)
+                if not cell.scheduled and cell.runnable:
+                    cell.schedule()
+                return
+        if not cell.accepting:
             self._refuse(item, envelope, ActorDeadError(f"{cell.path} is stopped", actor=cell.path))
         else:
             waiting = self._overflow.get(cell)
@@ -464,12 +575,51 @@ class Transport:
             )
             self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
             return
+        if cell.runnable and not cell.queue and not envelope.trace and cell not in self._overflow:
+            self._ask_inline(cell, message, envelope)
+            return
         future: asyncio.Future[Any] = self._loop.create_future()
         future.add_done_callback(partial(self._answer, envelope.reply, envelope.corr, cell.path))
         context = None
         if envelope.trace and cell.tracer is not None:
             context = traceparent_context(envelope.trace)
         self._enqueue(cell, Entry(message, future, context), envelope)
+
+    def _ask_inline(self, cell: Cell, message: Any, envelope: Ask) -> None:
+        """The actor is idle: run the handler now, in the read loop, as a local inline ask does.
+
+        Saves the two event-loop iterations of a mailbox round (the dispatcher's turn, then
+        the reply future's callback) on every remote ask to an idle actor. Nothing is queued
+        before it (the mailbox is empty), so order is kept; a handler that suspends is
+        finished in the actor's own task, and answered from there.
+        """
+        reply, corr = envelope.reply, envelope.corr
+        fn = cell.resolve(type(message))
+        cell.processed += 1
+        if fn is None:
+            self._answer_failure(reply, corr, *describe_exception(cell.unhandled_error(message)))
+            return
+        cell.runnable = False
+        cell.busy = True
+        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor
+        try:
+            coro = fn(cell.actor, message)
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            cell.busy = False
+            cell.after_handler()
+            self._reply(reply, corr, cell.path, stop.value)
+            return
+        except (Exception, asyncio.CancelledError) as exc:
+            cell.busy = False
+            cell.fail(exc, None)
+            self._answer_failure(reply, corr, *describe_exception(exc))
+            return
+        finally:
+            CURRENT_SENDER.reset(token)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(partial(self._answer, reply, corr, cell.path))
+        cell.finish_in_task(coro, yielded, future)
 
     def _stop(self, cell: Cell, envelope: Ask) -> None:
         drain = bytes(envelope.body) != b"\xc2"  # msgpack False
@@ -487,7 +637,9 @@ class Transport:
         if error is not None:
             self._answer_failure(reply, corr, *describe_exception(error))
             return
-        result = future.result()
+        self._reply(reply, corr, path, future.result())
+
+    def _reply(self, reply: str, corr: int, path: str, result: Any) -> None:
         try:
             self._append(reply, ReplyOut(corr, type_name(type(result)), result))
         except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError

@@ -41,6 +41,7 @@ __all__ = [
     "NO_SUCH_ACTOR",
     "REF_EXT",
     "STOP",
+    "TYPE_NAMES",
     "Ask",
     "AskOut",
     "Codec",
@@ -157,15 +158,16 @@ _ENVELOPE = msgspec.msgpack.Decoder(Envelope)
 # --- the message-type registry --------------------------------------------------------------
 
 _PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, list, dict})
-_NAMES: dict[type, str] = dict.fromkeys(_PLAIN, "")
+TYPE_NAMES: dict[type, str] = dict.fromkeys(_PLAIN, "")
+"""Wire names already computed, per class (read directly by the transport's hot path)."""
 _TYPES: dict[str, type] = {}
 
 
 def type_name(cls: type) -> str:
     """The wire name of a message type: ``module:qualname``, or ``""`` for plain msgpack types."""
-    name = _NAMES.get(cls)
+    name = TYPE_NAMES.get(cls)
     if name is None:
-        name = _NAMES[cls] = f"{cls.__module__}:{cls.__qualname__}"
+        name = TYPE_NAMES[cls] = f"{cls.__module__}:{cls.__qualname__}"
     return name
 
 
@@ -260,7 +262,7 @@ class Codec:
     ``ref_type`` is the class whose annotations accept such a ref (``ActorRef``).
     """
 
-    __slots__ = ("_any", "_decoders", "_ext_hook", "_ref_from", "_ref_type", "encoder")
+    __slots__ = ("_any", "_ext_hook", "_ref_from", "_ref_type", "decoders", "encoder")
 
     def __init__(self, ref_to_wire: RefToWire, ref_from_wire: RefFromWire, ref_type: type):
         self._ref_from = ref_from_wire
@@ -279,7 +281,8 @@ class Codec:
         self.encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
         self._ext_hook = self._make_ext_hook()
         self._any: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
-        self._decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {"": self._any}
+        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {"": self._any}
+        """Decoders made so far, per wire type name (``decoder`` makes the others)."""
 
     def _make_ext_hook(self) -> Callable[[int, memoryview], Any]:
         spec_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, str, tuple[str, ...]])
@@ -302,7 +305,7 @@ class Codec:
     def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any]:
         """The decoder of a wire type name; ``WireFormatError`` for a type not registered."""
         try:
-            return self._decoders[name]
+            return self.decoders[name]
         except KeyError:
             pass
         cls = _TYPES.get(name)
@@ -314,7 +317,7 @@ class Codec:
             )
         except TypeError as exc:
             raise WireFormatError(f"message type {name!r} cannot be decoded: {exc}") from None
-        self._decoders[name] = decoder
+        self.decoders[name] = decoder
         return decoder
 
     def decode_body(self, name: str, body: msgspec.Raw) -> Any:
@@ -323,8 +326,14 @@ class Codec:
         try:
             return decoder.decode(body)
         except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
-            what = name or "plain value"
-            raise WireFormatError(f"body is not a valid {what}: {exc}") from exc
+            raise self.body_error(name, exc) from exc
+
+    @staticmethod
+    def body_error(name: str, cause: Exception) -> WireFormatError:
+        """The error for a body msgspec refused (``cause``) as a ``name``."""
+        error = WireFormatError(f"body is not a valid {name or 'plain value'}: {cause}")
+        error.__cause__ = cause
+        return error
 
 
 def decode_frame(data: bytes) -> list[Envelope]:
