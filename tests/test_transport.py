@@ -23,6 +23,7 @@ from swarm_actors import (
     ActorSystem,
     AuthenticationError,
     InvalidArgumentError,
+    MailboxFullError,
     MessageTooLargeError,
     NatsOptions,
     RemoteError,
@@ -31,6 +32,7 @@ from swarm_actors import (
     UnhandledMessageError,
     handler,
 )
+from swarm_actors import _transport as transport_module
 from swarm_actors._registry import NAMES_BUCKET, NameEntry, name_key
 from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
 from swarm_actors.testing import NatsServer
@@ -361,6 +363,81 @@ async def test_full_mailbox_keeps_remote_messages_in_order(
     for i in range(50):
         await ref.tell(Record(i))
     assert await ref.ask(Get(), timeout=5.0) == list(range(50))
+
+
+async def test_full_mailbox_of_an_idle_actor_is_served_from_the_read_loop(nodes: Nodes) -> None:
+    a, b = nodes
+
+    class Tiny(Actor, mailbox_size=2):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @handler
+        async def record(self, msg: Record) -> None:
+            self.seen.append(msg.item)
+
+        @handler
+        async def get(self, msg: Get) -> list[int]:
+            return self.seen
+
+    name = unique()
+    tiny = await b.start(Tiny, name=name)
+    ref = await remote(a, name)
+    for i in range(500):  # one frame: far more than the mailbox holds
+        ref.tell_nowait(Record(i))
+    assert await ref.ask(Get(), timeout=5.0) == list(range(500))
+    assert tiny.stats().dropped == 0
+
+
+async def test_overflow_beyond_its_limit_is_refused_not_buffered(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = nodes
+    monkeypatch.setattr(transport_module, "OVERFLOW_LIMIT", 3)
+    gate = asyncio.Event()
+
+    class Blocked(Actor, mailbox_size=1):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @handler
+        async def record(self, msg: Record) -> None:
+            await gate.wait()
+            self.seen.append(msg.item)
+
+        @handler
+        async def get(self, msg: Get) -> list[int]:
+            return self.seen
+
+    name = unique()
+    await b.start(Blocked, name=name)
+    ref = await remote(a, name)
+    before = b.dead_letters
+    for i in range(10):  # 1 in the handler, 1 in the mailbox, 3 waiting: 5 refused
+        await ref.tell(Record(i))
+    asking = asyncio.ensure_future(ref.ask(Get(), timeout=5.0))  # refused too: mailbox full
+    with pytest.raises(MailboxFullError):
+        await asking
+    assert b.dead_letters - before == 5
+    gate.set()
+    assert await ref.ask(Get(), timeout=5.0) == [0, 1, 2, 3, 4]
+
+
+async def test_tells_to_unregistered_names_raise(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    actor = await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    await actor.stop()
+    for _ in range(100):
+        if not ref.is_alive:
+            break
+        await asyncio.sleep(0.01)
+    assert ref.node is None
+    with pytest.raises(ActorDeadError, match="is registered"):
+        await ref.tell(Add(1))
+    with pytest.raises(ActorDeadError):
+        ref.tell_nowait(Add(1))
 
 
 # --- bad input ----------------------------------------------------------------------------
