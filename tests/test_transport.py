@@ -304,13 +304,13 @@ async def test_frames_are_split_at_the_byte_bound(nodes: Nodes) -> None:
     ref = await remote(a, name)
     transport = a._transport
     assert transport is not None
-    before = transport.frames_sent
+    before = transport.outbox.frames_sent
     chunk = b"x" * 10_000  # no handler takes bytes: a (local) dead letter on b, after travelling
     for i in range(40):  # 400 kB in one loop iteration: several frames of <= ~64 kB
         await ref.tell(Record(i))
         await ref.tell(chunk)
     assert await ref.ask(Get(), timeout=5.0) == 0
-    frames = transport.frames_sent - before
+    frames = transport.outbox.frames_sent - before
     assert 6 <= frames <= 10
 
 
@@ -323,18 +323,18 @@ async def test_oversized_message_is_refused_before_sending(
     ref = await remote(a, name)
     transport = a._transport
     assert transport is not None
-    before = transport.frames_sent
-    big = b"x" * (transport.max_payload + 1)
+    before = transport.outbox.frames_sent
+    big = b"x" * (transport.outbox.max_payload + 1)
     with pytest.raises(MessageTooLargeError) as info:
         await ref.tell(big)
-    assert info.value.limit == transport.max_payload
-    assert info.value.size > transport.max_payload
+    assert info.value.limit == transport.outbox.max_payload
+    assert info.value.size > transport.outbox.max_payload
     with pytest.raises(MessageTooLargeError):
         await ref.ask(big, timeout=1.0)
-    assert transport.frames_sent == before
+    assert transport.outbox.frames_sent == before
     # Just under the limit goes through on its own, between small ones.
     await ref.tell(Add(1))
-    await ref.tell(b"y" * (transport.max_payload - 200))
+    await ref.tell(b"y" * (transport.outbox.max_payload - 200))
     await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 2
 

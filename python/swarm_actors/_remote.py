@@ -122,7 +122,7 @@ class RemoteRef(ActorRef[A]):
                 )
             node = entry.node
         self._resolved = node
-        self._subject = self._transport.subject_of(node)
+        self._subject = self._transport.outbox.subject_of(node)
         self._version = registry.version
         return node
 
@@ -159,14 +159,14 @@ class RemoteRef(ActorRef[A]):
         if ENFORCED[0]:
             self._check_send(self._resolved)
         sender = CURRENT_SENDER.get()
-        transport.tell(
+        transport.outbox.tell(
             self._subject,
             self._name,
             message,
             "" if transport.system._tracer is None else self._trace(),
             "" if sender is None else sender.path,
         )
-        stalled = transport.stalled
+        stalled = transport.outbox.stalled
         if stalled is not None:
             await stalled
 
@@ -176,7 +176,7 @@ class RemoteRef(ActorRef[A]):
         if ENFORCED[0]:
             self._check_send(node)
         sender = CURRENT_SENDER.get()
-        self._transport.tell(
+        self._transport.outbox.tell(
             self._subject,
             self._name,
             message,

@@ -3,14 +3,8 @@
 Each node subscribes (raw-bytes fast path, ``_nats_fastpath``) to ``swarm.node.<id>`` and
 receives *frames* there (``_wire``): tells, asks, and the answers to its own asks.
 
-Sending. Envelopes are encoded straight into a per-destination buffer. All buffers are
-flushed by one ``loop.call_soon`` callback, so everything sent to a node in one event-loop
-iteration travels as one NATS message, and a buffer is flushed at once when it passes
-``flush_bytes`` (well below the server's ``max_payload``). A message that alone exceeds the
-payload limit is refused before anything is sent (``MessageTooLargeError``). Replies to asks
-are batched back the same way. ``publish`` is driven synchronously (nats-py only appends to its
-write buffer); if it has to wait for nats-py to flush, it finishes in a task and ``tell`` waits
-for that task (backpressure).
+Sending: ``_outbox`` batches everything sent to a node in one event-loop iteration into one
+NATS message (and refuses a message over the payload limit before sending anything).
 
 Delivery is at most once, like NATS core: a frame to a node that is gone is lost. Frames with
 asks are published with a reply subject ``swarm.node.<me>.nr.<dest>``, so that the server's
@@ -18,10 +12,14 @@ asks are published with a reply subject ``swarm.node.<me>.nr.<dest>``, so that t
 asks then fail with ``ActorDeadError`` instead of waiting for their timeouts.
 
 Receiving runs in nats-py's read loop: decode, look the target up by name, and enqueue into
-its mailbox (asks with a future whose completion sends the answer). A full mailbox does not
-stall the read loop: the message waits in a per-actor overflow queue (in order) that a task
-feeds into the mailbox as space frees up, up to ``OVERFLOW_LIMIT`` messages per actor beyond
-which tells are dead letters and asks fail with ``MailboxFullError``.
+its mailbox as a local tell does (asks with a future whose completion sends the answer). An ask
+to an idle actor with an empty mailbox runs its handler right there, as a local ask does. The
+answers of a frame are sent as soon as the frame is handled. A full mailbox never makes the
+node drop or block everything: if the actor is idle, it takes a turn at once in the read loop
+(so reading slows to the actor's pace, and TCP pushes back on the sender); if it is busy in a
+suspended handler, the message waits in a per-actor overflow queue (in order) that a task feeds
+into the mailbox as space frees up, up to ``OVERFLOW_LIMIT`` messages, beyond which tells are
+dead letters and asks fail with ``MailboxFullError``.
 
 Bad input (garbage, truncated or wrong-schema bytes, unknown types) never builds a message:
 an ask that can be identified gets a ``Failure`` answer, a NATS message with a reply subject
@@ -46,23 +44,20 @@ import structlog
 
 from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._cell import Ask as Entry
-from swarm_actors._cell import _Resume
 from swarm_actors._exceptions import (
     ActorDeadError,
     MailboxFullError,
-    MessageTooLargeError,
     TransportError,
     WireFormatError,
 )
 from swarm_actors._nats_conn import NatsOptions, connect
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
+from swarm_actors._outbox import Outbox, node_subject
 from swarm_actors._registry import NameEntry, Registry
 from swarm_actors._telemetry import traceparent_context
 from swarm_actors._wire import (
-    FRAME_HEADER,
     NO_SUCH_ACTOR,
     STOP,
-    TYPE_NAMES,
     Ask,
     AskOut,
     Codec,
@@ -71,14 +66,12 @@ from swarm_actors._wire import (
     Reply,
     ReplyOut,
     Tell,
-    TellOut,
     decode_frame,
     decode_frame_leniently,
     describe_exception,
     frame,
     rebuild_exception,
     salvage_ask,
-    seal,
     type_name,
 )
 
@@ -95,31 +88,10 @@ __all__ = ["Transport", "node_subject"]
 
 _log = structlog.get_logger("swarm_actors.transport")
 
-FLUSH_BYTES = 64 * 1024
-"""A destination's buffer is sent once it holds this much (or a quarter of max_payload)."""
-DIRECT_WRITE_BYTES = 256 * 1024
-"""Up to this much buffered by nats-py is written to the socket directly (see _write_now)."""
 OVERFLOW_LIMIT = 65_536
 """Messages per actor held beyond a full mailbox before remote tells are refused."""
 
 _DEAD = "swarm_actors._exceptions.ActorDeadError"
-
-
-def node_subject(node: str) -> str:
-    """The subject a node receives frames on."""
-    return f"swarm.node.{node}"
-
-
-class _Outgoing:
-    """A frame being filled: encoded envelopes after a 5-byte header, and what to send it with."""
-
-    __slots__ = ("buffer", "count", "node", "trace")
-
-    def __init__(self) -> None:
-        self.buffer = bytearray(FRAME_HEADER)
-        self.count = 0
-        self.node: str | None = None  # set when it holds asks: the "no responders" subject
-        self.trace = ""  # traceparent of its first envelope (a header when it is alone)
 
 
 class Transport:
@@ -145,22 +117,14 @@ class Transport:
         self.client: Client
         self.registry: Registry
         self.codec = Codec(self._ref_to_wire, self._ref_from_wire, _ref_class())
-        self._encode_into = self.codec.encoder.encode_into
+        self.outbox: Outbox
         self._subs: list[Subscription] = []
         self._loop = asyncio.get_running_loop()
-        self.max_payload = 1024 * 1024
-        self.flush_bytes = FLUSH_BYTES
-        self._out: dict[str, _Outgoing] = {}  # frames being filled, per destination subject
-        self._subjects: dict[str, str] = {}
-        self._flush_scheduled = False
-        self.stalled: asyncio.Future[None] | None = None
         self._corr = itertools.count(1)
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._overflow: dict[Cell, deque[Any]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # awaited, not cancelled, by close
-        self.frames_sent = 0
-        """NATS messages this node published with frames (for tests and benchmarks)."""
         self.closed = False
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -178,8 +142,9 @@ class Transport:
             if options.name is None:
                 options = _with_name(options, f"swarm-{self.node_id}")
             self.client = await connect(options)
-            self.max_payload = self.client.max_payload
-            self.flush_bytes = min(FLUSH_BYTES, self.max_payload // 4)
+            self.outbox = Outbox(
+                self.client, self.codec.encoder, self.node_id, self.subject, self._tasks
+            )
             for subject in (self.subject, f"{self.subject}.nr.*"):
                 self._subs.append(await fast_subscribe(self.client, subject, self._on_message))
             self.registry = Registry(
@@ -196,7 +161,7 @@ class Transport:
         if self.closed:
             return
         self.closed = True
-        self._flush_all()
+        self.outbox.close()
         await asyncio.gather(*self._releases, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
@@ -254,35 +219,6 @@ class Transport:
 
     # --- sending ----------------------------------------------------------------------------
 
-    def subject_of(self, node: str) -> str:
-        """The frame subject of ``node`` (cached: senders ask for it on every message)."""
-        subject = self._subjects.get(node)
-        if subject is None:
-            subject = self._subjects[node] = node_subject(node)
-        return subject
-
-    def tell(self, subject: str, name: str, message: Any, trace: str, sender: str) -> None:
-        """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells)."""
-        out = self._out.get(subject)
-        if out is None:
-            out = self._open(subject)
-        buffer = out.buffer
-        start = len(buffer)
-        cls = type(message)
-        wire_type = TYPE_NAMES.get(cls)
-        if wire_type is None:
-            wire_type = type_name(cls)
-        try:
-            self._encode_into(TellOut(name, wire_type, message, trace, sender), buffer, -1)
-        except BaseException:
-            del buffer[start:]
-            raise
-        out.count += 1
-        if trace and out.count == 1:
-            out.trace = trace
-        if len(buffer) >= self.flush_bytes:
-            self._full(subject, out, start)
-
     async def ask(
         self,
         node: str,
@@ -297,7 +233,7 @@ class Transport:
         corr = next(self._corr)
         wire_type = type_name(type(message)) if kind is None else kind
         envelope = AskOut(name, wire_type, message, trace, sender, corr, self.subject)
-        self._append(self.subject_of(node), envelope, trace, node)
+        self.outbox.append(self.outbox.subject_of(node), envelope, trace, node)
         future: asyncio.Future[Any] = self._loop.create_future()
         self._pending[corr] = (future, node)
         handle = None
@@ -309,134 +245,6 @@ class Transport:
             if handle is not None:
                 handle.cancel()
             self._pending.pop(corr, None)
-
-    def _open(self, subject: str) -> _Outgoing:
-        """A new frame for ``subject``, flushed at the end of this loop iteration."""
-        if self.closed:
-            raise TransportError(f"node {self.node_id} is closed")
-        out = self._out[subject] = _Outgoing()
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush_all)
-        return out
-
-    def _append(
-        self, subject: str, envelope: Any, trace: str = "", node: str | None = None
-    ) -> None:
-        """Buffer any envelope; ``node``: it is an ask to that node (see ``_flush``)."""
-        out = self._out.get(subject)
-        if out is None:
-            out = self._open(subject)
-        buffer = out.buffer
-        start = len(buffer)
-        try:
-            self._encode_into(envelope, buffer, -1)
-        except BaseException:
-            del buffer[start:]
-            raise
-        out.count += 1
-        if trace and out.count == 1:
-            out.trace = trace
-        if node is not None:
-            out.node = node
-        if len(buffer) >= self.flush_bytes:
-            self._full(subject, out, start)
-
-    def _full(self, subject: str, out: _Outgoing, start: int) -> None:
-        """The frame reached ``flush_bytes`` with the envelope at ``start``: send it.
-
-        An envelope that alone exceeds the payload limit is taken back out and refused; one
-        that does not fit beside the others is sent in a frame of its own.
-        """
-        buffer = out.buffer
-        size = len(buffer) - start
-        if size + FRAME_HEADER > self.max_payload:
-            del buffer[start:]
-            out.count -= 1
-            raise MessageTooLargeError(
-                f"message of {size} bytes encoded exceeds the server's max_payload of "
-                f"{self.max_payload} bytes",
-                size=size,
-                limit=self.max_payload,
-            )
-        if len(buffer) > self.max_payload:
-            alone = buffer[start:]
-            del buffer[start:]
-            out.count -= 1
-            self._flush(subject)
-            single = self._out[subject] = _Outgoing()
-            single.buffer += alone
-            single.count = 1
-            single.node = out.node  # it may be an ask (a spare reply subject is harmless)
-            out = single
-        self._flush(subject)
-
-    def _flush_all(self) -> None:
-        self._flush_scheduled = False
-        for subject in list(self._out):
-            self._flush(subject)
-        self._write_now()
-
-    def _write_now(self) -> None:
-        """Hand what nats-py buffered to the socket now, instead of in its flusher task.
-
-        nats-py's ``publish`` appends to a list that a flusher task writes out on the next
-        event-loop iteration; doing that here saves one iteration on each hop of an ask (its
-        flusher then finds nothing to do). Only small amounts: big ones are left to the
-        flusher, which also waits for the socket to drain. Relies on nats-py internals
-        (like ``_nats_fastpath``); if they change, the flusher just does it, as before.
-        """
-        client = self.client
-        try:
-            transport = client._transport
-            if (
-                not client._pending
-                or client._pending_data_size > DIRECT_WRITE_BYTES
-                or transport is None
-                or not client.is_connected
-            ):
-                return
-            transport.writelines(client._pending)
-            client._pending = []
-            client._pending_data_size = 0
-        except AttributeError:  # pragma: no cover - a nats-py without these internals
-            return
-
-    def _flush(self, subject: str) -> None:
-        out = self._out.pop(subject, None)
-        if out is None or not out.count:
-            return
-        buffer = out.buffer
-        seal(buffer, out.count)
-        headers = {"traceparent": out.trace} if out.trace and out.count == 1 else None
-        reply = f"{self.subject}.nr.{out.node}" if out.node is not None else ""
-        self.frames_sent += 1
-        self._publish(subject, bytes(buffer), reply, headers)
-
-    def _publish(
-        self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
-    ) -> None:
-        """Publish without awaiting: nats-py only buffers, unless its buffer is full."""
-        coro = self.client.publish(subject, payload, reply=reply, headers=headers)
-        try:
-            yielded = coro.send(None)
-        except StopIteration:
-            return
-        except Exception as exc:  # closed connection, bad subject: this frame is lost
-            _log.warning("transport.publish_failed", subject=subject, error=repr(exc))
-            return
-        task = self._loop.create_task(_finish_publish(coro, yielded, subject))
-        self._track(task)
-        self.stalled = task
-        task.add_done_callback(self._unstall)
-
-    def _unstall(self, task: asyncio.Task[None]) -> None:
-        if self.stalled is task:
-            self.stalled = None
-
-    def _track(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -452,8 +260,8 @@ class Transport:
                 self._bad_frame(subject.decode(), reply.decode(), data)
                 return
             self._dispatch(envelopes)
-            if self._out:  # answers (and sends) of handlers that ran inline: off they go
-                self._flush_all()
+            if self.outbox.filling:  # answers (and sends) of handlers that ran inline: off now
+                self.outbox.flush_all()
         except Exception:  # never into nats-py's read loop
             _log.exception("transport.receive_failed", node=self.node_id)
 
@@ -641,7 +449,7 @@ class Transport:
 
     def _reply(self, reply: str, corr: int, path: str, result: Any) -> None:
         try:
-            self._append(reply, ReplyOut(corr, type_name(type(result)), result))
+            self.outbox.append(reply, ReplyOut(corr, type_name(type(result)), result))
         except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError
             error_type, text, _ = describe_exception(exc)
             text = f"the reply of {path} could not be sent: {text}"
@@ -653,7 +461,7 @@ class Transport:
         if not reply:
             return
         with contextlib.suppress(TransportError):  # closing
-            self._append(reply, Failure(corr, error, text, actor))
+            self.outbox.append(reply, Failure(corr, error, text, actor))
 
     def _on_reply(self, envelope: Reply) -> None:
         pending = self._pending.pop(envelope.corr, None)
@@ -720,7 +528,7 @@ class Transport:
         self._publish_dead_letter(data, reason, "", "", "")
         if reply:
             refusal = Failure(0, "swarm_actors._exceptions.WireFormatError", reason, "")
-            self._publish(reply, frame([refusal], self.codec.encoder))
+            self.outbox.publish(reply, frame([refusal], self.codec.encoder))
 
     def _log_bad(self, subject: str, target: str, reason: str, size: int) -> None:
         _log.warning(
@@ -754,7 +562,11 @@ class Transport:
                 headers[key] = value[:200]
         if sender:
             headers["Swarm-Sender"] = sender[:200]
-        self._publish(f"swarm.deadletter.{self.node_id}", data, headers=headers)
+        self.outbox.publish(f"swarm.deadletter.{self.node_id}", data, headers=headers)
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # --- names ------------------------------------------------------------------------------
 
@@ -792,13 +604,6 @@ def _chain(future: asyncio.Future[Any], task: asyncio.Task[Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(task.result())
-
-
-async def _finish_publish(coro: Any, yielded: Any, subject: str) -> None:
-    try:
-        await _Resume(coro, yielded)
-    except Exception as exc:
-        _log.warning("transport.publish_failed", subject=subject, error=repr(exc))
 
 
 def _with_name(options: NatsOptions, name: str) -> NatsOptions:
