@@ -560,6 +560,13 @@ async def test_wrong_credentials_fail_fast() -> None:
             assert system.node is not None
 
 
+async def test_a_server_without_jetstream_is_refused_clearly() -> None:
+    async with NatsServer(jetstream=False) as server:
+        with pytest.raises(TransportError, match="JetStream"):
+            async with ActorSystem(nats=server.url):
+                pass
+
+
 async def test_bad_nats_arguments_are_refused() -> None:
     with pytest.raises(InvalidArgumentError):
         ActorSystem(nats=42)  # type: ignore[arg-type]

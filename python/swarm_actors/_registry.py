@@ -142,10 +142,11 @@ class Registry:
         if self._nodes is not None:
             with contextlib.suppress(Exception):  # best effort: the TTL removes it anyway
                 await self._nodes.delete(self.node)
+        closed = TransportError(f"node {self.node} left NATS while waiting for a name")
         for waiters in self._waiters.values():
             for waiter in waiters:
-                if not waiter.done():
-                    waiter.cancel()
+                if not waiter.done():  # an error, not a cancellation nobody asked for
+                    waiter.set_exception(closed)
 
     # --- reading ----------------------------------------------------------------------------
 

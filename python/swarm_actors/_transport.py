@@ -150,7 +150,15 @@ class Transport:
             self.registry = Registry(
                 self.client.jetstream(), self.node_id, self.incarnation, self._node_ttl
             )
-            await self.registry.open(fresh=self.server is not None)
+            try:
+                await self.registry.open(fresh=self.server is not None)
+            except (TransportError, asyncio.CancelledError):
+                raise
+            except Exception as exc:  # nats-py's JetStream errors, timeouts included
+                raise TransportError(
+                    f"the name registry (JetStream key-value buckets) is unavailable: {exc!r}; "
+                    "the server needs JetStream enabled"
+                ) from exc
             await self.client.flush()
         except BaseException:
             await self._teardown()
