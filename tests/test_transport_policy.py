@@ -207,7 +207,7 @@ async def test_trace_context_travels_with_remote_tells_and_in_headers(
     root_context = root.get_span_context()
     assert actor.contexts[-1].trace_id == root_context.trace_id
     # A frame holding one traced message also carries it as a NATS header.
-    msg = await asyncio.wait_for(seen.get(), 5.0)
+    msg = await asyncio.wait_for(seen.get(), 15.0)
     assert msg.headers is not None
     assert msg.headers["traceparent"].split("-")[1] == format(root_context.trace_id, "032x")
 
@@ -228,7 +228,7 @@ async def test_untraced_senders_carry_no_context(
     assert isinstance(actor, Worker)
     await asyncio.wait_for(actor.done.wait(), 5.0)
     assert not actor.contexts[-1].is_valid
-    assert (await asyncio.wait_for(seen.get(), 5.0)).headers is None
+    assert (await asyncio.wait_for(seen.get(), 15.0)).headers is None
     # The step span is a root of its own: nothing linked it to a sender's trace.
     [step] = exporter.get_finished_spans()
     assert step.name == "remote-step"

@@ -77,6 +77,7 @@ class Outbox:
         self._out: dict[str, _Outgoing] = {}  # frames being filled, per destination subject
         self._subjects: dict[str, str] = {}
         self._flush_scheduled = False
+        self._quiet = True  # nothing was sent in this loop iteration yet
         self.stalled: asyncio.Future[None] | None = None
         """A publish waiting for nats-py to flush (senders wait for it), or ``None``."""
         self.frames_sent = 0
@@ -151,6 +152,12 @@ class Outbox:
             out.node = node
         if len(buffer) >= self.flush_bytes:
             self._full(subject, out, start)
+        elif node is not None and self._quiet and out.count == 1:
+            # The first ask of this loop iteration goes at once (an iteration sooner: a
+            # sequential asker waits on every hop); later ones are batched as usual.
+            self._quiet = False
+            self._flush(subject)
+            self._write_now()
 
     def _full(self, subject: str, out: _Outgoing, start: int) -> None:
         """The frame reached ``flush_bytes`` with the envelope at ``start``: send it.
@@ -183,6 +190,7 @@ class Outbox:
 
     def flush_all(self) -> None:
         self._flush_scheduled = False
+        self._quiet = True
         for subject in list(self._out):
             self._flush(subject)
         self._write_now()
