@@ -26,7 +26,7 @@ from swarm_actors import (
     RemoteRef,
 )
 from swarm_actors._system import default_data_dir
-from swarm_actors.testing import NatsServer
+from swarm_actors.testing import NatsCluster, NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get
 
 PEER = Path(__file__).with_name("transport_peer.py")
@@ -127,6 +127,20 @@ async def test_a_killed_process_loses_its_names_after_its_ttl(nats_server: NatsS
                 await asyncio.sleep(0.2)
         await mine.tell(Add(3))
         assert await ref.ask(Get(), timeout=5.0) == 3  # the ref follows the name to its new home
+
+
+@pytest.mark.asyncio
+async def test_nodes_on_different_servers_of_a_cluster(nats_cluster: NatsCluster) -> None:
+    first, second = nats_cluster.urls[0], nats_cluster.urls[1]
+    name = unique()
+    async with ActorSystem(nats=first) as a, ActorSystem(nats=[second, first]) as b:
+        await b.start(Counter, name=name)
+        ref = await a.resolve(name, timeout=10.0)
+        for _ in range(100):
+            await ref.tell(Add(1))
+        assert await ref.ask(Get(), timeout=10.0) == 100
+        with pytest.raises(ActorNameError):
+            await a.start(Counter, name=name)
 
 
 @pytest.mark.asyncio
