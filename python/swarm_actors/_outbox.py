@@ -35,7 +35,7 @@ _log = structlog.get_logger("swarm_actors.transport")
 FLUSH_BYTES = 64 * 1024
 """A destination's buffer is sent once it holds this much (or a quarter of max_payload)."""
 DIRECT_WRITE_BYTES = 256 * 1024
-"""Up to this much buffered by nats-py is written to the socket directly (see _write_now)."""
+"""Unsent bytes in the socket's buffer beyond which writes go through nats-py's flusher."""
 
 
 def node_subject(node: str) -> str:
@@ -200,24 +200,24 @@ class Outbox:
 
         nats-py's ``publish`` appends to a list that a flusher task writes out on the next
         event-loop iteration; doing that here saves one iteration on each hop of an ask (its
-        flusher then finds nothing to do). Only small amounts: big ones are left to the
-        flusher, which also waits for the socket to drain. Relies on nats-py internals
-        (like ``_nats_fastpath``); if they change, the flusher just does it, as before.
+        flusher then finds nothing to do). Only while the socket keeps up: once the kernel and
+        asyncio hold ``DIRECT_WRITE_BYTES`` unsent, writing is left to the flusher, which waits
+        for the socket to drain, so nats-py's buffer fills and ``publish`` (hence ``tell``)
+        waits. Relies on nats-py internals (as ``_nats_fastpath`` does); with a transport that
+        lacks them (websocket), the flusher does it all, as before.
         """
         client = self.client
         try:
             transport = client._transport
-            if (
-                not client._pending
-                or client._pending_data_size > DIRECT_WRITE_BYTES
-                or transport is None
-                or not client.is_connected
-            ):
+            if not client._pending or transport is None or not client.is_connected:
+                return
+            writer = transport._io_writer  # type: ignore[attr-defined]
+            if writer.transport.get_write_buffer_size() > DIRECT_WRITE_BYTES:
                 return
             transport.writelines(client._pending)
             client._pending = []
             client._pending_data_size = 0
-        except AttributeError:  # pragma: no cover - a nats-py without these internals
+        except AttributeError:  # pragma: no cover - another nats-py transport
             return
 
     def _flush(self, subject: str) -> None:
