@@ -339,6 +339,36 @@ async def test_oversized_message_is_refused_before_sending(
     assert await ref.ask(Get(), timeout=5.0) == 2
 
 
+async def test_tell_waits_when_nats_cannot_keep_up_and_stays_cancellable() -> None:
+    async with (
+        NatsServer() as server,
+        ActorSystem(nats=server.url) as a,
+        ActorSystem(nats=server.url) as b,
+    ):
+        name = unique()
+        await b.start(Counter, name=name)
+        ref = await remote(a, name)
+        server.pause()  # nothing leaves the sockets any more
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            while True:
+                await ref.tell(Record(sent))
+                sent += 1
+
+        with pytest.raises(TimeoutError):  # the cancellation gets through a waiting tell
+            await asyncio.wait_for(flood(), 1.0)
+        transport = a._transport
+        assert transport is not None
+        assert transport.outbox.stalled is not None  # tell was waiting for nats-py
+        assert sent < 2_000_000  # bounded by the buffers, not by the 1 s
+        server.resume()
+        totals = await ref.ask(Totals(0, []), timeout=30.0)
+        # Every message got through, in order (the cancelled tell had buffered its own).
+        assert totals.seen == list(range(sent + 1))
+
+
 async def test_full_mailbox_keeps_remote_messages_in_order(
     nodes: Nodes,
 ) -> None:

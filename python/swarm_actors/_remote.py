@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace
@@ -168,7 +169,9 @@ class RemoteRef(ActorRef[A]):
         )
         stalled = transport.outbox.stalled
         if stalled is not None:
-            await stalled
+            # Shielded: nats-py swallows a cancellation of its publish, which would swallow
+            # this caller's own (a timeout around the tell would never fire).
+            await asyncio.shield(stalled)
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` now (buffered for this event-loop iteration); never waits."""
