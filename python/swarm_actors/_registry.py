@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
 import structlog
@@ -36,9 +37,12 @@ __all__ = ["NAMES_BUCKET", "NODES_BUCKET", "NameEntry", "Registry", "key_name", 
 
 _log = structlog.get_logger("swarm_actors.transport")
 
+T = TypeVar("T")
+
 NAMES_BUCKET = "swarm_names"
 NODES_BUCKET = "swarm_nodes"
 _CLAIM_ATTEMPTS = 5
+_SETTLE_SECONDS = 5.0
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]")
 
 
@@ -115,8 +119,9 @@ class Registry:
         self._nodes = await _bucket(self._js, NODES_BUCKET, memory=True)
         if fresh:
             await self._js.purge_stream(f"KV_{NAMES_BUCKET}")
+        nodes = self._nodes
         with contextlib.suppress(_key_not_found()):
-            entry = await self._nodes.get(self.node)
+            entry = await _settled(lambda: nodes.get(self.node))
             if entry.value and entry.value.decode() != self.incarnation:
                 raise TransportError(
                     f"node id {self.node!r} is in use by a live node (it heartbeated within "
@@ -156,9 +161,10 @@ class Registry:
 
     async def fetch(self, name: str) -> NameEntry | None:
         """The entry of ``name`` as stored now (one KV read); updates the mirror."""
-        assert self._names is not None
+        names = self._names
+        assert names is not None
         try:
-            entry = await self._names.get(name_key(name))
+            entry = await _settled(lambda: names.get(name_key(name)))
         except _key_not_found():
             if self._mirror.pop(name, None) is not None:
                 self.version += 1
@@ -185,9 +191,10 @@ class Registry:
 
     async def is_live(self, node: str, incarnation: str) -> bool:
         """Whether ``node`` heartbeats with ``incarnation`` (within its TTL)."""
-        assert self._nodes is not None
+        nodes = self._nodes
+        assert nodes is not None
         try:
-            entry = await self._nodes.get(node)
+            entry = await _settled(lambda: nodes.get(node))
         except _key_not_found():
             return False
         return entry.value is not None and entry.value.decode() == incarnation
@@ -198,18 +205,19 @@ class Registry:
         """Register ``name`` for this node; ``ActorNameError`` if a live node holds it."""
         from nats.js.errors import KeyWrongLastSequenceError
 
-        assert self._names is not None
+        names = self._names
+        assert names is not None
         key, value = name_key(name), _ENCODER.encode(entry)
         for _ in range(_CLAIM_ATTEMPTS):
             try:
-                revision = await self._names.create(key, value)
+                revision = await _settled(lambda: names.create(key, value))
             except KeyWrongLastSequenceError:
                 pass
             else:
                 self._claimed(name, entry, revision)
                 return
             try:
-                current = await self._names.get(key)
+                current = await _settled(lambda: names.get(key))
             except _key_not_found():
                 continue  # released in between: create again
             holder = _decode(current.value)
@@ -225,7 +233,7 @@ class Registry:
                         actor=holder.path,
                     )
             try:
-                revision = await self._names.update(key, value, last=current.revision)
+                revision = await names.update(key, value, last=current.revision)
             except KeyWrongLastSequenceError:
                 continue  # another node took it over first: look again
             _log.info("transport.name_taken_over", name=name, dead_node=holder and holder.node)
@@ -272,7 +280,8 @@ class Registry:
 
     async def _heartbeat(self) -> None:
         subject = f"$KV.{NODES_BUCKET}.{self.node}"
-        await self._js.publish(subject, self.incarnation.encode(), msg_ttl=self._ttl)
+        value = self.incarnation.encode()
+        await _settled(lambda: self._js.publish(subject, value, msg_ttl=self._ttl))
 
     async def _beat(self) -> None:
         while True:
@@ -313,6 +322,28 @@ class Registry:
         for waiter in self._waiters.pop(name, ()):
             if not waiter.done():
                 waiter.set_result(None)
+
+
+async def _settled(call: Callable[[], Awaitable[T]]) -> T:
+    """``call()``, retried while JetStream has nobody answering for the bucket yet.
+
+    Right after a bucket is created in a cluster, the servers a client is not attached to
+    may not know its subjects for a moment: requests then get "no responders". Retried for
+    up to about ``_SETTLE_SECONDS``, then the error is raised.
+    """
+    from nats.errors import NoRespondersError
+    from nats.js.errors import NoStreamResponseError
+
+    delay, waited = 0.02, 0.0
+    while True:
+        try:
+            return await call()
+        except (NoRespondersError, NoStreamResponseError):
+            if waited >= _SETTLE_SECONDS:
+                raise
+        await asyncio.sleep(delay)
+        waited += delay
+        delay = min(delay * 2, 0.5)
 
 
 def _decode(value: bytes | None) -> NameEntry | None:
