@@ -36,8 +36,8 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Literal, Self
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import msgspec
 import structlog
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["JetStreamJournal"]
 
 _log = structlog.get_logger("swarm_actors.journal")
+T = TypeVar("T")
 
 _MSG_ID = "Nats-Msg-Id"
 _HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
@@ -232,6 +233,19 @@ class _AckPipeline:
         room = self._room
         if room is not None and len(inflight) <= self._window // 2 and not room.done():
             room.set_result(None)
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two subject filters (as tokens) can match a common subject."""
+    for i in range(max(len(a), len(b))):
+        if i == len(a) or i == len(b):
+            return False  # one is longer, and the shorter has no '>' to cover the rest
+        x, y = a[i], b[i]
+        if x == ">" or y == ">":
+            return True
+        if x != y and x != "*" and y != "*":
+            return False
+    return True
 
 
 def _rfc3339(ns: int) -> str:
@@ -405,14 +419,14 @@ class JetStreamJournal:
         from nats.js.api import StorageType
         from nats.js.errors import NotFoundError
 
-        config = self._stream_config()
+        config: Any = self._stream_config()
         try:
-            info = await self._js.stream_info(self._stream)
+            info = await self._api(lambda: self._js.stream_info(self._stream))
         except NotFoundError:
-            info = await self._js.add_stream(config)  # type: ignore[arg-type]
+            info = await self._api(lambda: self._js.add_stream(config))
         else:
             current = info.config
-            if current.storage is not StorageType.FILE:
+            if current.storage != StorageType.FILE:  # (a str, or the str enum)
                 raise InvalidArgumentError(
                     f"stream {self._stream!r} exists with {current.storage} storage; "
                     "the journal needs file storage"
@@ -432,7 +446,7 @@ class JetStreamJournal:
                 float(current.duplicate_window or 0),
             )
             if wanted != have:
-                info = await self._js.update_stream(config)  # type: ignore[arg-type]
+                info = await self._api(lambda: self._js.update_stream(config))
         await self._wait_leader(info.cluster is not None)
         await self._acks.start()
 
@@ -442,7 +456,7 @@ class JetStreamJournal:
             return
         async with asyncio.timeout(self._timeout):
             while True:
-                info = await self._js.stream_info(self._stream)
+                info = await self._api(lambda: self._js.stream_info(self._stream))
                 if info.cluster is None or info.cluster.leader:
                     return
                 await asyncio.sleep(_LEADER_POLL)
@@ -450,6 +464,34 @@ class JetStreamJournal:
     def _check_open(self) -> None:
         if self._closed:
             raise JournalClosedError("the journal is closed")
+
+    async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A JetStream API call, retried while the cluster is between leaders (until timeout).
+
+        Timeouts, "no responders" and 503 answers are what a leader election looks like
+        from here; they are retried with backoff. The last one is raised after ``timeout``.
+        """
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeoutError
+        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        delay = _RETRY_FIRST_DELAY
+        while True:
+            try:
+                return await call()
+            except (
+                NatsTimeoutError,
+                NoRespondersError,
+                NoStreamResponseError,
+                ServiceUnavailableError,
+            ) as e:
+                if loop.time() + delay >= deadline:
+                    raise
+                _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -626,9 +668,8 @@ class JetStreamJournal:
             start.add_done_callback(_consume_outcome)
         return self._follow(start_sequence, start, subject, errors)
 
-    @staticmethod
     def _check_read_args(
-        start_sequence: int | None, start_time_ns: int | None, subject: str, errors: str
+        self, start_sequence: int | None, start_time_ns: int | None, subject: str, errors: str
     ) -> None:
         if start_sequence is not None and start_time_ns is not None:
             raise InvalidArgumentError("give start_sequence or start_time_ns, not both")
@@ -640,7 +681,12 @@ class JetStreamJournal:
             raise InvalidArgumentError(f"start_time_ns must be >= 0, got {start_time_ns!r}")
         if errors not in ("raise", "skip"):
             raise InvalidArgumentError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        _check_filter(subject)
+        if not _overlap(_check_filter(subject), _check_filter(self._subjects)):
+            raise SubjectError(
+                f"subject filter {subject!r} is outside stream {self._stream!r} "
+                f"({self._subjects}): it can match nothing",
+                token=subject,
+            )
 
     async def _follow(
         self,
@@ -772,7 +818,6 @@ class JetStreamJournal:
     ) -> tuple[Subscription, str, int]:
         """A fresh inbox subscription and ephemeral pull consumer: (sub, name, num_pending)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import APIError
 
         if start_seq is not None:
             policy = DeliverPolicy.BY_START_SEQUENCE
@@ -792,16 +837,7 @@ class JetStreamJournal:
         )
         sub = await fast_subscribe(self._client, self._client.new_inbox(), state.on_msg)
         try:
-            info = await self._js.add_consumer(self._stream, config, timeout=self._api_timeout)
-        except APIError as e:
-            await unsubscribe_quietly(self._client, sub)
-            if e.err_code in (10093, 10094, 10095):  # filter not a subset of the stream's
-                raise SubjectError(
-                    f"subject filter {subject!r} is outside stream {self._stream!r} "
-                    f"({self._subjects}): {e.description}",
-                    token=subject,
-                ) from e
-            raise
+            info = await self._api(lambda: self._js.add_consumer(self._stream, config))
         except BaseException:
             await unsubscribe_quietly(self._client, sub)
             raise
@@ -828,7 +864,7 @@ class JetStreamJournal:
         """Sequence of the last stored entry (0 when nothing was ever stored)."""
         self._check_open()
         await self.start()
-        info = await self._js.stream_info(self._stream)
+        info = await self._api(lambda: self._js.stream_info(self._stream))
         return int(info.state.last_seq)
 
     def durable(
