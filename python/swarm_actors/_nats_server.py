@@ -88,6 +88,24 @@ def _kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
     _LIVE.pop(proc.pid, None)
 
 
+def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Wait until every thread of ``pid`` is stopped (Linux ``/proc``; elsewhere a short nap)."""
+    task_dir = Path(f"/proc/{pid}/task")
+    if not task_dir.is_dir():
+        time.sleep(0.05)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for stat in task_dir.glob("*/stat"):
+            with contextlib.suppress(OSError):
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise NatsServerError(f"nats-server (pid {pid}) did not stop within {timeout:g} s")
+
+
 def find_nats_server() -> Path:
     """Path of the ``nats-server`` executable.
 
@@ -487,11 +505,15 @@ class NatsServer:
         await self.start()
 
     def pause(self) -> None:
-        """SIGSTOP the process: it stops answering but keeps its sockets open."""
+        """SIGSTOP the process: it stops answering but keeps its sockets open.
+
+        Returns once the kernel reports every thread stopped (signals are asynchronous).
+        """
         if not self.running or self._proc is None:
             raise NatsServerError("the server is not running")
         self._proc.send_signal(signal.SIGSTOP)
         self._paused = True
+        _wait_stopped(self._proc.pid)
 
     def resume(self) -> None:
         """SIGCONT a paused process."""
