@@ -28,6 +28,7 @@ from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._nats_conn import connect
 from swarm_actors.events import (
     AgentDecision,
+    Journal,
     JournalEntry,
     SignalKind,
     SwarmEvent,
@@ -79,6 +80,15 @@ async def journal(nats_client: Client, unique_name: str) -> AsyncIterator[JetStr
         await nats_client.jetstream().delete_stream(unique_name)
 
 
+def as_journal(journal: JetStreamJournal) -> Journal:
+    return journal  # mypy checks that JetStreamJournal implements the Journal protocol
+
+
+async def test_jetstream_journal_has_the_journal_api(journal: JetStreamJournal) -> None:
+    api = {name for name in vars(Journal) if not name.startswith("_")}
+    assert api <= set(dir(as_journal(journal)))
+
+
 # --- writing --------------------------------------------------------------------------------
 
 
@@ -108,6 +118,32 @@ async def test_append_many_stores_in_order_and_reads_back_equal(
     times = [e.stored_ns for e in entries]
     assert times == sorted(times)
     assert abs(times[0] - time.time_ns()) < 60 * 10**9
+
+
+async def test_concurrent_appends_share_a_small_window_without_stalling(
+    nats_client: Client, unique_name: str
+) -> None:
+    journal = JetStreamJournal(
+        nats_client,
+        stream=unique_name,
+        subjects=f"swarm.events.{unique_name}.>",
+        max_pending=16,
+        ack_timeout=5.0,
+    )
+    try:
+        batches = [[decision(unique_name, 1000 * b + i) for i in range(200)] for b in range(4)]
+        with structlog.testing.capture_logs() as logs:
+            started = time.monotonic()
+            results = await asyncio.gather(*(journal.append_many(b) for b in batches))
+            elapsed = time.monotonic() - started
+        assert not [entry for entry in logs if entry["event"] == "journal.append_retry"]
+        assert elapsed < 4.0  # a sender left waiting for room would stall ack_timeout (5 s)
+        assert sorted(seq for seqs in results for seq in seqs) == list(range(1, 801))
+        for seqs in results:
+            assert seqs == sorted(seqs)
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
 
 
 async def test_bad_events_are_refused_before_anything_is_published(

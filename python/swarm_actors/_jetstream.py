@@ -146,7 +146,7 @@ class _AckPipeline:
         self._prefix = ""
         self._prefix_len = 0
         self._sub: Subscription | None = None
-        self._room: asyncio.Future[None] | None = None
+        self._room: list[asyncio.Future[None]] = []  # senders waiting for the window to drain
 
     async def start(self) -> None:
         self._prefix = self._client.new_inbox() + "."
@@ -184,9 +184,14 @@ class _AckPipeline:
                 elif ack.seq > 0:
                     attempt.seqs[index] = ack.seq
         attempt.answer()
-        room = self._room
-        if room is not None and len(self._inflight) <= self._window // 2 and not room.done():
-            room.set_result(None)
+        if self._room and len(self._inflight) <= self._window // 2:
+            self._wake_senders()
+
+    def _wake_senders(self) -> None:
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def send(
         self, attempt: _Attempt, prepared: Sequence[_Prepared], indices: Sequence[int], stall: float
@@ -218,21 +223,18 @@ class _AckPipeline:
             attempt.close()
 
     async def _wait_room(self, stall: float) -> bool:
-        room = self._room = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait((room,), timeout=stall)
-        finally:
-            self._room = None
-        return room.done()
+        waiter = asyncio.get_running_loop().create_future()
+        self._room.append(waiter)
+        await asyncio.wait((waiter,), timeout=stall)
+        return waiter.done()
 
     def forget(self, attempt: _Attempt) -> None:
         """Drop the round's unanswered publishes (their acks, if they come, are ignored)."""
         inflight = self._inflight
         for token in attempt.tokens:
             inflight.pop(token, None)
-        room = self._room
-        if room is not None and len(inflight) <= self._window // 2 and not room.done():
-            room.set_result(None)
+        if self._room and len(inflight) <= self._window // 2:
+            self._wake_senders()
 
 
 def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
