@@ -213,12 +213,22 @@ async def test_no_ack_means_no_success_and_a_retry_is_deduplicated(unique_name: 
                 assert time.monotonic() - started < 3
                 assert isinstance(info.value, TimeoutError)
                 assert info.value.sequences == (None,)
+                # Enough to fill the socket buffers: publishing itself blocks, yet the
+                # deadline holds.
+                many = [decision(unique_name, i, "z" * 200) for i in range(2, 20_002)]
+                started = time.monotonic()
+                with pytest.raises(JournalTimeoutError) as info:
+                    await journal.append_many(many)
+                assert time.monotonic() - started < 3
+                assert set(info.value.sequences) == {None}
             finally:
                 server.resume()
             # The paused server got the publish (it was in its socket): the retry is a duplicate.
             assert await journal.append(event) == 1
-            assert await journal.append_many([event, decision(unique_name, 2)]) == [1, 2]
-            assert await journal.last_sequence() == 2
+            seqs = await journal.append_many([event, *many])
+            assert seqs[0] == 1
+            assert sorted(seqs[1:]) == list(range(2, 20_002))
+            assert await journal.last_sequence() == 20_001
         finally:
             await journal.close()
             await client.close()
@@ -280,6 +290,7 @@ async def test_invalid_journal_arguments_are_refused() -> None:
         {"replicas": 0},
         {"max_age": 0},
         {"max_bytes": 0},
+        {"max_age": 60.0},  # shorter than the default duplicate window
         {"timeout": 200.0},  # beyond the duplicate window: retries could duplicate
         {"ack_timeout": 0},
         {"max_pending": 0},

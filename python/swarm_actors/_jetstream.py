@@ -322,6 +322,10 @@ class JetStreamJournal:
             raise InvalidArgumentError(f"replicas must be 1-5, got {replicas!r}")
         if not duplicate_window > 0:
             raise InvalidArgumentError("duplicate_window must be > 0 seconds")
+        if max_age is not None and duplicate_window > max_age:
+            raise InvalidArgumentError(
+                f"duplicate_window ({duplicate_window:g} s) must not exceed max_age ({max_age:g} s)"
+            )
         if not 0 < timeout <= duplicate_window:
             raise InvalidArgumentError(
                 f"timeout must be > 0 and <= duplicate_window ({duplicate_window:g} s), "
@@ -547,7 +551,13 @@ class JetStreamJournal:
         while True:
             attempt = _Attempt(seqs, loop.create_future())
             try:
-                await self._acks.send(attempt, prepared, todo, self._ack_timeout)
+                try:
+                    # A paused or unreachable server can block a publish (full socket
+                    # buffers): the deadline bounds sending too.
+                    async with asyncio.timeout_at(deadline):
+                        await self._acks.send(attempt, prepared, todo, self._ack_timeout)
+                except TimeoutError:
+                    pass  # what is unanswered is reported below
                 await self._await_answers(attempt, deadline)
             finally:
                 self._acks.forget(attempt)
