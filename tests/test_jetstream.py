@@ -28,6 +28,7 @@ from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._nats_conn import connect
 from swarm_actors.events import (
     AgentDecision,
+    DurableConsumer,
     Journal,
     JournalEntry,
     SignalKind,
@@ -470,7 +471,15 @@ async def test_consume_acks_after_the_handler_and_retries_failures(
     journal: JetStreamJournal, unique_name: str
 ) -> None:
     await journal.append_many([decision(unique_name, i) for i in range(5)])
-    consumer = journal.durable("handler")
+    async with journal.durable("handler") as consumer:
+        await consume_all(consumer)
+    again = journal.durable("handler")  # the position outlives this process's subscription
+    assert await again.pending() == 0
+    assert await again.fetch(10, timeout=0.2) == []
+    await again.delete()
+
+
+async def consume_all(consumer: DurableConsumer) -> None:
     handled: list[int] = []
     failed_once: set[int] = set()
 
@@ -488,8 +497,8 @@ async def test_consume_acks_after_the_handler_and_retries_failures(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert sorted(handled) == [1, 2, 3, 4, 5]
+    assert failed_once == {3}
     assert await consumer.pending() == 0
-    await consumer.delete()
 
 
 async def test_existing_stream_is_updated_to_the_journal_settings(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import structlog
 
@@ -122,6 +122,13 @@ class DurableConsumer:
         """The durable name (the server keeps the position under it)."""
         return self._name
 
+    async def __aenter__(self) -> Self:
+        await self._subscription()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         if self._journal.closed:
             raise JournalClosedError("the journal is closed")
@@ -145,8 +152,13 @@ class DurableConsumer:
                     max_deliver=self._max_deliver,
                     filter_subject=self._subject,
                 )
-                self._sub = await self._js.pull_subscribe(
-                    self._subject, durable=self._name, stream=self._journal.stream, config=config
+                self._sub = await self._journal._api(
+                    lambda: self._js.pull_subscribe(
+                        self._subject,
+                        durable=self._name,
+                        stream=self._journal.stream,
+                        config=config,
+                    )
                 )
         return self._sub
 
@@ -221,7 +233,7 @@ class DurableConsumer:
     async def pending(self) -> int:
         """Entries not yet handed out plus those handed out and not acknowledged."""
         sub = await self._subscription()
-        info = await sub.consumer_info()
+        info = await self._journal._api(sub.consumer_info)
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
     async def close(self) -> None:
