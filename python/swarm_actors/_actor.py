@@ -15,13 +15,14 @@ import inspect
 import re
 import types
 import typing
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
 from swarm_actors._capability import ENFORCED, MessageGrant, valid_role
 from swarm_actors._exceptions import UnhandledMessageError
+from swarm_actors._recorder import Ledger, decision, record, state_change
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from swarm_actors._cell import Cell
+    from swarm_actors._events import Payload, SwarmEvent
     from swarm_actors._ref import ActorRef
     from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
@@ -286,6 +288,80 @@ class Actor:
     ) -> ActorRef[A]:
         """Start a child actor supervised by this one; it stops when this actor stops."""
         return await self.system._start(actor_class, args, kwargs, name=name, parent=self.ref)
+
+    def decide(
+        self,
+        choice: str,
+        *,
+        rationale: str = "",
+        alternatives: Sequence[str] = (),
+        confidence: float = 0.0,
+        trigger: str = "",
+        context_hash: str = "",
+        memory_ids: Sequence[str] = (),
+        cause: SwarmEvent | str | None = None,
+    ) -> SwarmEvent:
+        """Record a decision (the "why") in the system's journal and return the event.
+
+        ``choice`` is what was decided, ``rationale`` why, ``alternatives`` what was rejected,
+        ``confidence`` in [0, 1], ``trigger`` what prompted it, ``context_hash`` and
+        ``memory_ids`` what it was based on, and ``cause`` the event (or event id) that led to
+        it. The event gets a new id, the time, this actor's role and path, its next sequence,
+        and the current trace and span. Raises ``ValueError`` / ``TypeError`` for bad values
+        and the journal's error if it refuses the event (nothing is recorded then).
+        """
+        payload = decision(
+            choice,
+            rationale=rationale,
+            alternatives=tuple(alternatives),
+            confidence=confidence,
+            trigger=trigger,
+            context_hash=context_hash,
+            memory_ids=tuple(memory_ids),
+        )
+        return self._record(payload, cause)
+
+    def record_change(
+        self,
+        state: Any,
+        *,
+        resource: str = "",
+        target_type: str = "",
+        delta: bool = False,
+        reversible: bool = False,
+        content_type: str | None = None,
+        cause: SwarmEvent | str | None = None,
+    ) -> SwarmEvent:
+        """Record a state change (the "what") in the journal, chained by hash; returns it.
+
+        ``state`` is the new state (or, with ``delta=True``, a delta from the previous one):
+        ``bytes`` as they are, anything else encoded with msgspec msgpack. ``resource`` and
+        ``target_type`` say what changed. Each change carries the hash of this actor's
+        previous change, so ``swarm_actors.events.verify_chain`` finds any gap or tampering
+        and ``replay_state`` rebuilds the state as of any earlier sequence. Raises
+        ``TypeError`` if ``state`` cannot be encoded (nothing is recorded).
+        """
+        payload = state_change(
+            state,
+            resource_name=resource,
+            target_type=target_type,
+            delta=delta,
+            reversible=reversible,
+            content_type=content_type,
+        )
+        return self._record(payload, cause)
+
+    def _record(self, payload: Payload, cause: SwarmEvent | str | None) -> SwarmEvent:
+        cell = self._cell
+        journal = cell.system._journal
+        if journal is None:
+            raise RuntimeError("this ActorSystem keeps no journal (it was made with journal=None)")
+        ledger = cell.ledger
+        if ledger is None:
+            ledger = cell.ledger = Ledger()
+        return record(
+            journal, ledger, payload, role=cell.actor_class.role, agent_id=cell.path, cause=cause
+        )
 
     def step(self, name: str, **attributes: AttributeValue) -> AbstractContextManager[Span]:
         """A tracing span for one role-level step, current until the ``with`` block ends.

@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from swarm_actors._capability import CURRENT_SENDER
+from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import (
     ActorDeadError,
     EscalatedError,
     MailboxFullError,
     UnhandledMessageError,
 )
+from swarm_actors._recorder import Ledger, record_signal
 from swarm_actors._supervision import Directive
 from swarm_actors._telemetry import InContext, handle_traced
 
@@ -189,6 +191,7 @@ class Cell:
         "dropped",
         "failures",
         "kwargs",
+        "ledger",
         "loop",
         "name",
         "parent",
@@ -249,6 +252,7 @@ class Cell:
         self.drained: asyncio.Future[None] | None = None
         self.timers: Timers | None = None  # created on first use: most actors have none
         self.virtual_id: int | None = None
+        self.ledger: Ledger | None = None  # event sequence and chain head, from its first event
         self.tracer: Tracer | None = system._tracer  # None: tracing off, see _telemetry
 
     @property
@@ -570,7 +574,13 @@ class Cell:
             directive=directive.value,
             restarts=self.restarts,
         )
-        self.system._signal("crashed", self.path, error=repr(exc), directive=directive.value)
+        record_signal(
+            self,
+            SignalKind.CRASHED,
+            detail=f"{directive.value}: {exc!r}",
+            error_type=type(exc).__qualname__,
+            restarts=self.restarts,
+        )
         siblings = (
             [c for c in self.parent.children.values() if c is not self]
             if self.parent and strategy.all_for_one
@@ -627,7 +637,7 @@ class Cell:
             self.fail(exc, None)
             return
         self.restarts += 1
-        self.system._signal("restarted", self.path, restarts=self.restarts)
+        record_signal(self, SignalKind.RESTARTED, restarts=self.restarts)
         self.set_running()
 
     # --- stopping ---------------------------------------------------------------------------
@@ -683,5 +693,5 @@ class Cell:
                 log.exception("on_stop raised", actor=self.path)
         self.state = STOPPED
         self.system._unregister(self)
-        self.system._signal("stopped", self.path, discarded=discarded)
+        record_signal(self, SignalKind.STOPPED, detail=f"discarded {discarded} message(s)")
         return discarded

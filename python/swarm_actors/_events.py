@@ -12,13 +12,17 @@ order, which is field-number order; a payload is ``[number, field, ...]``.
 
 Schema versions (``SCHEMA_VERSION``, carried by every event):
 
-* Within a version nothing changes. Any change an older reader could not read (a new field,
-  enum value or payload kind) bumps the version, and new fields are only ever appended (new
-  proto numbers, last positions, with defaults), so a newer decoder reads older arrays as is.
+* Within a version nothing changes. Any change an older reader could not read faithfully (a
+  new field, enum value or payload kind) bumps the version: an older reader would drop a new
+  field, and re-encoding or re-hashing without it would alter the event.
 * ``decode_event`` refuses an event of a newer version with ``SchemaVersionError`` (never a
-  guess at its meaning). An older version is read by its own decoder in ``_LEGACY`` and
-  upgraded; version 1 is the first, so that table is empty. ``tests/test_events.py`` decodes
-  checked-in version-1 bytes, so a change that would make old journals unreadable fails there.
+  guess at its meaning) and reads every older one. New fields are only appended (new proto
+  numbers, last positions, with defaults), so the current Structs read an older event as it
+  is, the new fields at their defaults, which proto3 leaves out of the canonical bytes: the
+  hashes of old state changes still verify. A version whose layout changed otherwise gets an
+  entry in ``_UPGRADES`` (its own Structs and a conversion). Version 1 is the first.
+  ``tests/test_events.py`` decodes checked-in version-1 bytes (and pins a version-1 hash), so
+  a change that would make old journals unreadable fails there.
 """
 
 from __future__ import annotations
@@ -213,8 +217,10 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(SwarmEvent)
 _VERSION_POSITION = 6  # schema_version's index in the envelope array
 
-#: Decoders of older schema versions, each returning the event upgraded to the current one.
-_LEGACY: dict[int, Callable[[bytes], SwarmEvent]] = {}
+#: Older schema versions the current Structs cannot read as they are (a layout changed rather
+#: than grew): version -> a decoder of their bytes returning the event in the current Structs.
+#: Every other version from 1 to ``SCHEMA_VERSION`` decodes directly.
+_UPGRADES: dict[int, Callable[[bytes], SwarmEvent]] = {}
 
 
 def encode_event(event: SwarmEvent) -> bytes:
@@ -230,13 +236,16 @@ def _version_error(version: int) -> SchemaVersionError:
     )
 
 
-def _check_version(event: SwarmEvent, data: bytes | None) -> SwarmEvent:
+def _older(event: SwarmEvent, data: bytes | None) -> SwarmEvent:
+    """An event whose version is not the current one: refused, upgraded or taken as it is."""
     version = event.schema_version
     if version > SCHEMA_VERSION:
         raise _version_error(version)
-    if data is not None and version in _LEGACY:
-        return _LEGACY[version](data)
-    raise EventDecodeError(f"event has schema version {version}, which never existed")
+    if version < 1:
+        raise EventDecodeError(f"event has schema version {version}, which never existed")
+    if data is not None and version in _UPGRADES:
+        return _UPGRADES[version](data)
+    return event
 
 
 def decode_event(data: bytes | bytearray | memoryview) -> SwarmEvent:
@@ -252,11 +261,11 @@ def decode_event(data: bytes | bytearray | memoryview) -> SwarmEvent:
         version = _peek_version(data)
         if version is not None and version > SCHEMA_VERSION:
             raise _version_error(version) from exc
-        if version is not None and version in _LEGACY:
-            return _LEGACY[version](bytes(data))
+        if version in _UPGRADES:
+            return _UPGRADES[version](bytes(data))
         raise EventDecodeError(f"not a valid event: {exc}") from exc
     if event.schema_version != SCHEMA_VERSION:
-        return _check_version(event, bytes(data))
+        return _older(event, bytes(data))
     return event
 
 
@@ -285,7 +294,7 @@ def from_proto_dict(data: Mapping[str, Any]) -> SwarmEvent:
     """
     event = _protomap.from_proto_dict(data, SwarmEvent)
     if event.schema_version != SCHEMA_VERSION:
-        return _check_version(event, None)
+        return _older(event, None)
     return event
 
 

@@ -99,7 +99,7 @@ class ProtoField(NamedTuple):
     attr: str
     """The Struct attribute that holds the value (for a oneof member: the union field)."""
     name: str
-    """The proto field name (for a oneof member: the member's tag)."""
+    """The proto field name (for a oneof member: the member's name)."""
     number: int
     proto_type: str
     """A scalar type name (``"string"``, ``"fixed64"``...), ``"enum"`` or ``"message"``."""
@@ -134,24 +134,25 @@ def _member_name(cls: type, members: dict[str, int]) -> str:
 def proto_fields(cls: type[msgspec.Struct]) -> tuple[ProtoField, ...]:
     """The proto field table of a Struct class, in field-number order."""
     out: list[ProtoField] = []
-    for attr, hint in typing.get_type_hints(cls, include_extras=True).items():
-        if typing.get_origin(hint) is not Annotated:
-            continue
-        inner, *metadata = typing.get_args(hint)
+    hints = typing.get_type_hints(cls, include_extras=True)
+    for attr in cls.__struct_fields__:
+        hint = hints[attr]
+        inner, *metadata = typing.get_args(hint) if typing.get_origin(hint) is Annotated else [hint]
         extra: dict[str, Any] = {}
         for meta in metadata:
             if isinstance(meta, msgspec.Meta) and meta.extra:
                 extra.update(meta.extra)
+        if "proto" not in extra and "proto_oneof" not in extra:
+            # Every field is in the schema: one without a number would escape the drift check.
+            raise TypeError(f"{cls.__name__}.{attr} has no proto number")
         if "proto_oneof" in extra:
             members: dict[str, int] = extra["proto_members"]
-            for member in typing.get_args(inner):
+            for member in typing.get_args(inner) or (inner,):  # a union, or one member
                 name = _member_name(member, members)
                 field = ProtoField(
                     attr, name, members[name], "message", False, member, extra["proto_oneof"], name
                 )
                 out.append(field._replace(json_name=_json_name(name)))
-            continue
-        if "proto" not in extra:
             continue
         repeated = typing.get_origin(inner) is tuple
         if repeated:

@@ -5,13 +5,23 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
 
-from swarm_actors._cell import STOPPED, STOPPING, Cell, Dispatcher
-from swarm_actors._clock import Clock, LoopClock
+from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
+from swarm_actors._clock import Clock, LoopClock, TimerHandle
+from swarm_actors._events import SignalKind, SwarmEvent
 from swarm_actors._exceptions import ActorNameError
+from swarm_actors._journal import Journal, MemoryJournal
+from swarm_actors._recorder import (
+    SYSTEM_AGENT,
+    SYSTEM_ROLE,
+    HealthProbe,
+    Ledger,
+    record,
+    record_signal,
+)
 from swarm_actors._space import TupleSpace
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import resolve_tracer
@@ -28,6 +38,9 @@ __all__ = ["ActorSystem"]
 A = TypeVar("A", bound="Actor")
 
 log = structlog.get_logger("swarm_actors")
+
+DEFAULT_JOURNAL_EVENTS = 100_000
+"""Events the default in-process journal keeps (the oldest are dropped first)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}$")
 
@@ -54,6 +67,14 @@ class ActorSystem:
     global provider). Tracing is on only if that provider is a real one (an SDK's, not the API's
     default), as seen when the system starts; call ``refresh_telemetry`` after installing a
     provider later. ``telemetry=False`` turns it off whatever is installed. See ``tracing``.
+
+    Events (``swarm_actors.events``): the system journals a ``SystemSignal`` when an actor
+    starts, stops, crashes or restarts, and a ``HEALTH`` signal every ``health_interval``
+    seconds; actors record decisions and state changes there (``Actor.decide``,
+    ``Actor.record_change``). ``journal`` is where they go: an in-process ``MemoryJournal`` by
+    default (see ``journal``), any ``Journal``, or ``None`` for none. Activations and
+    passivations of virtual actors are signalled only with ``virtual_signals=True``: a sweep
+    over a million virtual actors makes two million of them.
     """
 
     def __init__(
@@ -66,16 +87,33 @@ class ActorSystem:
         tracer_provider: TracerProvider | None = None,
         telemetry: bool = True,
         space: TupleSpace | None = None,
+        journal: Journal | Literal["memory"] | None = "memory",
+        virtual_signals: bool = False,
+        health_interval: float | None = 10.0,
     ) -> None:
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
         if passivate_after is not None and not passivate_after > 0:
             raise ValueError("passivate_after must be > 0 seconds or None")
+        if health_interval is not None and not health_interval > 0:
+            raise ValueError("health_interval must be > 0 seconds or None")
+        if journal == "memory":
+            journal = MemoryJournal(max_events=DEFAULT_JOURNAL_EVENTS)
+        elif journal is not None and not isinstance(journal, Journal):
+            raise TypeError(f"journal must be a Journal, 'memory' or None, got {journal!r}")
+        self._journal: Journal | None = journal
+        self._ledger = Ledger()  # the system's own events (health)
+        self._health_interval = health_interval
+        self._health_probe: HealthProbe | None = None
+        self._health_timer: TimerHandle | None = None
         self.supervision = supervision or OneForOne()
         self._space: TupleSpace | None = space
         self._space_handles: dict[type, TupleSpace] = {}
         self._virtual = VirtualRegistry(
-            self, max_active=max_active, passivate_after=passivate_after
+            self,
+            max_active=max_active,
+            passivate_after=passivate_after,
+            virtual_signals=virtual_signals,
         )
         self._clock_override = clock
         self._tracer_provider = tracer_provider
@@ -92,7 +130,6 @@ class ActorSystem:
         self.dead_letters = 0
         """Messages nobody handled (unhandled tells)."""
         self._closed = False
-        self._signal_handlers: list[Any] = []
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -110,6 +147,10 @@ class ActorSystem:
             self._dispatcher = Dispatcher(loop)
             self.clock = self._clock_override or LoopClock(loop)
             self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
+            if self._health_interval is not None and self._journal is not None:
+                self._health_probe = HealthProbe()
+                # Real time, even on a virtual clock: the signal reports CPU load and memory.
+                self._health_timer = loop.call_later(self._health_interval, self._health_tick)
         elif self._loop is not loop:
             raise RuntimeError("an ActorSystem is bound to the event loop it was first used on")
 
@@ -166,7 +207,7 @@ class ActorSystem:
             self._unregister(cell)
             raise
         cell.set_running()
-        self._signal("started", cell.path)
+        record_signal(cell, SignalKind.STARTED)
         return cell.ref
 
     def ref(self, actor_class: type[A], key: str) -> VirtualRef[A]:
@@ -215,6 +256,35 @@ class ActorSystem:
             self._space_handles[actor_class] = handle
         return handle
 
+    @property
+    def journal(self) -> Journal | None:
+        """Where the system's events go (``None`` if it was created with ``journal=None``).
+
+        Lifecycle and health signals, and what actors record with ``decide`` and
+        ``record_change``. By default a ``MemoryJournal`` keeping the last
+        ``DEFAULT_JOURNAL_EVENTS`` events.
+        """
+        return self._journal
+
+    def health(self) -> SwarmEvent | None:
+        """Journal a ``HEALTH`` signal about the whole system now and return it.
+
+        It reports CPU load since the previous one, resident memory, the messages waiting in
+        all mailboxes, and a verdict: DEGRADED while a mailbox is full, FAILING while an actor
+        waits for its supervisor. The system also does this every ``health_interval`` seconds.
+        Returns ``None`` when there is no journal.
+        """
+        if self._journal is None:
+            return None
+        if self._health_probe is None:
+            self._health_probe = HealthProbe()
+        cells = list(self._paths.values()) + list(self._virtual.cells.values())
+        depth = sum(len(c.queue) for c in cells)
+        full = sum(1 for c in cells if len(c.queue) >= c.capacity)
+        failing = sum(1 for c in cells if c.state is SUSPENDED)
+        signal = self._health_probe.signal(depth, full, failing)
+        return record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
+
     def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``)."""
         table = self._paths if name_or_path.startswith("/") else self._names
@@ -236,6 +306,11 @@ class ActorSystem:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self._health_timer is not None:
+            self._health_timer.cancel()
+            self._health_timer = None
+        if self._journal is not None:
+            await self._journal.flush()  # every signal of this run is stored
 
     @property
     def tracing(self) -> bool:
@@ -281,7 +356,10 @@ class ActorSystem:
             "dead letter", actor=path, message_type=type(message).__qualname__, reason=reason
         )
 
-    def _signal(self, kind: str, path: str, **details: Any) -> None:
-        """Lifecycle signal (started, stopped, crashed, restarted) to every subscriber."""
-        for handler in self._signal_handlers:
-            handler(kind, path, details)
+    def _health_tick(self) -> None:
+        try:
+            self.health()
+        except Exception:
+            log.exception("health signal failed")
+        if self._health_interval is not None and self._health_timer is not None and self._loop:
+            self._health_timer = self._loop.call_later(self._health_interval, self._health_tick)

@@ -35,7 +35,9 @@ import structlog
 from swarm_actors._actor import Actor
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
+from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import ActorDeadError
+from swarm_actors._recorder import Ledger, record_signal
 from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
@@ -97,7 +99,12 @@ class VirtualRegistry:
     """Keeps the ``AgentTree`` and the running cells of an ``ActorSystem``'s virtual actors."""
 
     def __init__(
-        self, system: ActorSystem, *, max_active: int | None, passivate_after: float | None
+        self,
+        system: ActorSystem,
+        *,
+        max_active: int | None,
+        passivate_after: float | None,
+        virtual_signals: bool = False,
     ) -> None:
         self.system = system
         self.tree = AgentTree()
@@ -113,6 +120,10 @@ class VirtualRegistry:
         self._sweep_marks: dict[int, int] = {}
         self._sweeping = False
         self._queued: set[int] = set()  # passivations handed to a task, not yet started
+        self.virtual_signals = virtual_signals
+        # Event ledgers of passivated agents that recorded events (sequence and chain head
+        # must survive passivation); agents that never record are not in it.
+        self.ledgers: dict[int, Ledger] = {}
 
     # --- addressing -------------------------------------------------------------------------
 
@@ -162,6 +173,8 @@ class VirtualRegistry:
                     await _Resume(start, value)
             except BaseException:
                 self._give_back(agent, data)
+                if cell.ledger is not None:
+                    self.ledgers[agent] = cell.ledger
                 raise
             finally:
                 CURRENT_SENDER.reset(token)
@@ -176,9 +189,7 @@ class VirtualRegistry:
             return None
         return self._activated(agent, self._build(agent, actor_class, key)[0])
 
-    def _build(
-        self, agent: int, actor_class: type[Actor], key: Any
-    ) -> tuple[Cell, bytes | None]:
+    def _build(self, agent: int, actor_class: type[Actor], key: Any) -> tuple[Cell, bytes | None]:
         """Make the cell and instance of ``agent`` with its state restored (not started).
 
         Also returns the token's data, to give back if ``on_start`` fails.
@@ -189,9 +200,7 @@ class VirtualRegistry:
         if status == "virtual":
             tree.touch(agent)
         try:
-            cell = Cell(
-                self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None
-            )
+            cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
             cell.virtual_id = agent
             actor = actor_class()
             actor._cell = cell
@@ -203,6 +212,8 @@ class VirtualRegistry:
         except BaseException:
             self._give_back(agent, data)
             raise
+        if self.ledgers:
+            cell.ledger = self.ledgers.pop(agent, None)
         return cell, data
 
     def _give_back(self, agent: int, data: bytes | None) -> None:
@@ -215,8 +226,8 @@ class VirtualRegistry:
         self.activations += 1
         cell.set_running()
         system = self.system
-        if system._signal_handlers:
-            system._signal("activated", cell.path)
+        if self.virtual_signals:
+            record_signal(cell, SignalKind.ACTIVATED)
         if self.max_active is not None and len(self.cells) > self.max_active:
             self._enforce_limit()
         if self.passivate_after is not None and not self._sweeping:
@@ -337,8 +348,10 @@ class VirtualRegistry:
             del self.cells[agent]
         cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
-        if self.system._signal_handlers:
-            self.system._signal("passivated", cell.path)
+        if self.virtual_signals:
+            record_signal(cell, SignalKind.PASSIVATED)
+        if cell.ledger is not None:
+            self.ledgers[agent] = cell.ledger
 
     async def passivate(self, agent: int) -> None:
         """Passivate ``agent`` (draining its mailbox first); no-op if it is not running."""
