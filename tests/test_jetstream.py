@@ -6,6 +6,7 @@ import asyncio
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
@@ -14,6 +15,8 @@ from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
 from swarm_actors import (
+    Actor,
+    ActorSystem,
     EventDecodeError,
     InvalidArgumentError,
     JournalClosedError,
@@ -23,6 +26,7 @@ from swarm_actors import (
     MessageTooLargeError,
     NatsOptions,
     SubjectError,
+    handler,
 )
 from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._nats_conn import connect
@@ -32,9 +36,11 @@ from swarm_actors.events import (
     Journal,
     JournalEntry,
     SignalKind,
+    StateChange,
     SwarmEvent,
     SystemSignal,
     new_event,
+    verify_chain,
 )
 from swarm_actors.testing import NatsCluster, NatsServer
 
@@ -575,3 +581,47 @@ async def test_acknowledged_events_survive_killing_the_stream_leader(
     finally:
         await journal.close()
         await client.close()
+
+
+# --- the runtime writing into JetStream -----------------------------------------------------
+
+
+@dataclass
+class Set:
+    value: int
+
+
+class Register(Actor, role="register"):
+    def __init__(self) -> None:
+        self.value = 0
+
+    @handler
+    async def set(self, msg: Set) -> None:
+        why = self.decide(f"set {msg.value}", rationale="asked to")
+        self.value = msg.value
+        self.record_change({"value": msg.value}, resource="value", cause=why)
+
+
+async def test_an_actor_system_journals_into_jetstream() -> None:
+    # Its own server: a stream on all of swarm.events.> would overlap the other tests' streams.
+    async with NatsServer() as server:
+        client = await connect(NatsOptions(servers=server.url))
+        journal = JetStreamJournal(client)
+        try:
+            assert isinstance(journal, Journal)
+            async with ActorSystem(journal=journal) as system:
+                ref = await system.start(Register, name="reg")
+                await ref.ask(Set(7), timeout=5)
+            entries = await collect(journal.read())  # the system flushed when it stopped
+            events = [e.event for e in entries]
+            signals = [ev.payload.kind for ev in events if isinstance(ev.payload, SystemSignal)]
+            assert SignalKind.STARTED in signals
+            assert SignalKind.STOPPED in signals
+            mine = [ev for ev in events if ev.agent_role == "register"]
+            recorded = [type(ev.payload) for ev in mine if not isinstance(ev.payload, SystemSignal)]
+            assert recorded == [AgentDecision, StateChange]
+            heads = verify_chain(mine)  # raises ChainBrokenError if the chain was not intact
+            assert list(heads) == [mine[0].agent_id]
+        finally:
+            await journal.close()
+            await client.close()

@@ -36,7 +36,7 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import msgspec
@@ -647,12 +647,13 @@ class JetStreamJournal:
         start_time_ns: int | None = None,
         subject: str = ALL_EVENTS,
         errors: Literal["raise", "skip"] = "raise",
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Stored entries matching ``subject``, oldest first, up to the last one stored now.
 
         From ``start_sequence``, or the first entry stored at or after ``start_time_ns``
         (not both), or the oldest retained. ``errors`` decides what an undecodable message
-        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged).
+        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged). An async generator:
+        ``contextlib.aclosing`` it to release its consumer at once when leaving early.
         """
         self._check_open()
         self._check_read_args(start_sequence, start_time_ns, subject, errors)
@@ -666,11 +667,12 @@ class JetStreamJournal:
         start_sequence: int | None = None,
         subject: str = ALL_EVENTS,
         errors: Literal["raise", "skip"] = "raise",
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Entries matching ``subject`` from ``start_sequence``, then each new one as stored.
 
         Without ``start_sequence``, only entries stored after the call. Ends when the journal
-        closes; cancel it otherwise. ``errors`` as for ``read``.
+        closes; cancel it otherwise. ``errors`` as for ``read``. ``contextlib.aclosing`` it so
+        that leaving the loop releases its consumer at once.
         """
         self._check_open()
         self._check_read_args(start_sequence, None, subject, errors)
@@ -706,7 +708,7 @@ class JetStreamJournal:
         start: asyncio.Future[int] | None,
         subject: str,
         errors: str,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         if start is not None:
             start_sequence = await start + 1
         async for entry in self._replay(start_sequence, None, subject, None, errors):
@@ -719,7 +721,7 @@ class JetStreamJournal:
         subject: str,
         end: asyncio.Future[int] | None,
         errors: str,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         await self.start()
         end_seq: int | None = None
         if end is not None:
