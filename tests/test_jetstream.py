@@ -268,6 +268,22 @@ async def test_append_nowait_refuses_when_its_buffer_is_full(
         await nats_client.jetstream().delete_stream(unique_name)
 
 
+async def test_close_lets_appends_in_flight_finish(nats_client: Client, unique_name: str) -> None:
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", timeout=2.0
+    )
+    try:
+        await journal.start()
+        events = [decision(unique_name, i) for i in range(3000)]
+        appending = asyncio.ensure_future(journal.append_many(events))
+        await asyncio.sleep(0)  # it is publishing, acknowledgements on their way
+        await journal.close()
+        assert await appending == list(range(1, 3001))
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
 async def test_closed_journal_refuses_everything(nats_client: Client, unique_name: str) -> None:
     journal = JetStreamJournal(
         nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>"

@@ -356,6 +356,8 @@ class JetStreamJournal:
         self._drainer: asyncio.Task[None] | None = None
         self._nowait_error: BaseException | None = None
         self._readers: set[_ReaderState] = set()
+        self._storing = 0  # appends waiting for acknowledgements (close lets them finish)
+        self._stored_all: asyncio.Event | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -543,6 +545,15 @@ class JetStreamJournal:
         return await self._store(prepared)
 
     async def _store(self, prepared: Sequence[_Prepared]) -> list[int]:
+        self._storing += 1
+        try:
+            return await self._store_attempts(prepared)
+        finally:
+            self._storing -= 1
+            if not self._storing and self._stored_all is not None:
+                self._stored_all.set()
+
+    async def _store_attempts(self, prepared: Sequence[_Prepared]) -> list[int]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         seqs: list[int | None] = [None] * len(prepared)
@@ -910,7 +921,10 @@ class JetStreamJournal:
         )
 
     async def close(self) -> None:
-        """Flush, then close: reads raise ``JournalClosedError``, tails end; idempotent."""
+        """Flush, then close: reads raise ``JournalClosedError``, tails end; idempotent.
+
+        Appends already waiting for acknowledgements (in other tasks) finish first.
+        """
         if self._closed:
             return
         try:
@@ -919,6 +933,9 @@ class JetStreamJournal:
             self._closed = True
             for state in self._readers:
                 state.wake()
+            if self._storing:  # appends of other tasks: their acks need the subscription
+                self._stored_all = asyncio.Event()
+                await self._stored_all.wait()  # bounded by their timeout
             await self._acks.stop()
             if self._cleanups:
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)
