@@ -37,6 +37,18 @@ __all__ = ["Delivery", "DurableConsumer"]
 _log = structlog.get_logger("swarm_actors.journal")
 
 
+def _raise_lost_cancellation() -> None:
+    """Re-raise a cancellation that nats-py's fetch lost.
+
+    On Python 3.11 ``asyncio.wait_for`` (inside nats-py's ``next_msg``) returns its result and
+    drops a cancellation that arrives as the result does; the task's ``cancelling()`` count
+    still shows it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 def _stored_ns(reply: str) -> int:
     """The storage time (Unix ns) from a JetStream delivery's reply subject."""
     tokens = reply.split(".")
@@ -168,14 +180,15 @@ class DurableConsumer:
         Returns an empty list when none came in time. Undecodable messages are terminated,
         logged and left out (so fewer than ``batch`` may come even when more are pending).
         """
-        from nats.errors import TimeoutError as NatsTimeoutError
-
         if batch < 1 or not timeout > 0:
             raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
         sub = await self._subscription()
         try:
             msgs = await sub.fetch(batch, timeout=timeout)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats-py raises its own subclass, or the builtin itself
+            msgs = []
+        _raise_lost_cancellation()
+        if not msgs:
             return []
         out = []
         api_timeout = self._journal._api_timeout
