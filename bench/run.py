@@ -5,7 +5,8 @@ stderr. This runner streams the progress, saves each report to ``bench/out/<name
 concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS.md`` with the
 command that produced them).
 
-Run: python bench/run.py [--only space,tree,hilbert,virtual,actors,telemetry,events,nats] [--quick]
+Run: python bench/run.py [--quick]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport]
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "telemetry": ([], ["--tells", "200000", "--asks", "50000", "--rounds", "2"]),
     "events": ([], ["--events", "30000", "--repeats", "2"]),
     "nats": ([], ["--quick"]),
+    "transport": ([], ["--quick"]),
 }
 
 

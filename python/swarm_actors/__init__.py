@@ -42,9 +42,11 @@ from swarm_actors._exceptions import (
     TransportError,
     UnhandledMessageError,
     UnknownAgentError,
+    WireFormatError,
 )
 from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._ref import ActorRef, MailboxStats
+from swarm_actors._remote import RemoteRef
 from swarm_actors._space import TupleSpace
 from swarm_actors._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._system import ActorSystem
@@ -65,6 +67,7 @@ from swarm_actors._tuplecore import (
 )
 from swarm_actors._tuplecore import __version__ as __version__
 from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualStats
+from swarm_actors._wire import register_message_type
 
 __all__ = [
     "ANY",
@@ -109,6 +112,7 @@ __all__ = [
     "NatsServerError",
     "OneForOne",
     "RemoteError",
+    "RemoteRef",
     "ReplayError",
     "SchemaVersionError",
     "SpaceError",
@@ -125,9 +129,11 @@ __all__ = [
     "VirtualBatch",
     "VirtualRef",
     "VirtualStats",
+    "WireFormatError",
     "handler",
     "hilbert_decode",
     "hilbert_decode_batch",
     "hilbert_encode",
     "hilbert_encode_batch",
+    "register_message_type",
 ]

@@ -25,6 +25,7 @@ from swarm_actors._exceptions import UnhandledMessageError
 from swarm_actors._recorder import Ledger, decision, record, state_change
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
+from swarm_actors._wire import register_handler_types
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -103,6 +104,17 @@ def _message_types(cls: type, name: str, fn: Callable[..., Any]) -> Iterable[typ
         if not isinstance(origin, type):
             raise TypeError(f"{cls.__qualname__}.{name}: {member!r} is not a class")
         yield origin
+
+
+def _result_types(fn: Callable[..., Any]) -> list[type]:
+    """The classes a handler's return annotation names (what a remote asker may get back)."""
+    annotation = typing.get_type_hints(fn).get("return")
+    members = (
+        get_args(annotation)
+        if get_origin(annotation) in (Union, types.UnionType)
+        else (annotation,)
+    )
+    return [m for m in members if isinstance(m, type) and get_origin(m) is None]
 
 
 class Actor:
@@ -191,6 +203,8 @@ class Actor:
             if getattr(fn, "__swarm_handler__", False):
                 for message_type in _message_types(cls, name, fn):
                     handlers[message_type] = name
+                register_handler_types(_result_types(fn))
+        register_handler_types(list(handlers))
         cls._handlers = handlers
         cls._dispatch = {}
 

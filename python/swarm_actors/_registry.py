@@ -1,0 +1,327 @@
+"""The cluster-wide name registry: which node runs each named actor, and which nodes are alive.
+
+Two JetStream key-value buckets, shared by every node attached to the same NATS:
+
+* ``swarm_names``: actor name -> ``NameEntry`` (node id, node incarnation, path, role, class
+  names). A name is claimed with a create-only write, so two nodes cannot both get it; a name
+  whose holder is dead is taken over with a compare-and-set on the revision read (fencing: of
+  two nodes taking over at once, one wins). Released (compare-and-set delete) when the actor
+  stops.
+* ``swarm_nodes``: node id -> incarnation, rewritten every ``ttl / 4`` seconds with a
+  per-message TTL of ``ttl``. A node is alive while its key holds the incarnation that its
+  names carry: a node that crashed disappears after ``ttl``; a node restarted under the same
+  id has a new incarnation, so its old names count as dead at once.
+
+Every node mirrors ``swarm_names`` through a KV watch, so resolving a name is a dict lookup;
+``fetch`` reads the bucket itself when the mirror may lag (after a "no such actor" answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+from typing import TYPE_CHECKING
+
+import msgspec
+import structlog
+
+from swarm_actors._exceptions import ActorNameError, TransportError
+
+if TYPE_CHECKING:
+    from nats.js.client import JetStreamContext
+    from nats.js.kv import KeyValue
+
+__all__ = ["NAMES_BUCKET", "NODES_BUCKET", "NameEntry", "Registry", "key_name", "name_key"]
+
+_log = structlog.get_logger("swarm_actors.transport")
+
+NAMES_BUCKET = "swarm_names"
+NODES_BUCKET = "swarm_nodes"
+_CLAIM_ATTEMPTS = 5
+_KEY_SAFE = re.compile(r"[A-Za-z0-9_-]")
+
+
+class NameEntry(msgspec.Struct, array_like=True, frozen=True):
+    """Where a named actor runs, and what capability checks need to know about it."""
+
+    node: str
+    incarnation: str
+    path: str
+    role: str
+    classes: tuple[str, ...]
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(NameEntry)
+
+
+def name_key(name: str) -> str:
+    """The KV key of an actor name: characters other than ``[A-Za-z0-9_-]`` as ``=XX`` (hex).
+
+    Actor names may hold ``. : @ + = ~``, which KV keys (and subject tokens) cannot all hold.
+    """
+    return "".join(c if _KEY_SAFE.match(c) else f"={ord(c):02X}" for c in name)
+
+
+def key_name(key: str) -> str:
+    """The actor name of a KV key (inverse of ``name_key``)."""
+    return re.sub(r"=([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), key)
+
+
+async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool) -> KeyValue:
+    from nats.js.api import KeyValueConfig, StorageType
+    from nats.js.errors import BadRequestError, BucketNotFoundError
+
+    try:
+        return await js.key_value(bucket)
+    except BucketNotFoundError:
+        pass
+    config = KeyValueConfig(
+        bucket=bucket, history=1, storage=StorageType.MEMORY if memory else StorageType.FILE
+    )
+    try:
+        return await js.create_key_value(config)
+    except BadRequestError:  # another node created it in the meantime
+        return await js.key_value(bucket)
+
+
+class Registry:
+    """One node's view of, and writes to, the name and node buckets (see the module doc)."""
+
+    def __init__(self, js: JetStreamContext, node: str, incarnation: str, ttl: float) -> None:
+        self._js = js
+        self.node = node
+        self.incarnation = incarnation
+        self._ttl = max(1, round(ttl))  # the server takes whole seconds
+        self._names: KeyValue | None = None
+        self._nodes: KeyValue | None = None
+        self._mirror: dict[str, NameEntry] = {}
+        self._revisions: dict[str, int] = {}  # newest revision applied to the mirror, per name
+        self._held: dict[str, int] = {}  # names this node holds -> revision of its claim
+        self.version = 0
+        """Bumped on every change of the mirror (refs cache their resolution against it)."""
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def open(self, *, fresh: bool = False) -> None:
+        """Create or bind the buckets, announce this node, and fill the mirror.
+
+        ``fresh``: the server was just started for this node alone (embedded), so whatever the
+        buckets hold is left over from earlier runs and is purged. Raises ``TransportError``
+        if a live node already uses this node id.
+        """
+        self._names = await _bucket(self._js, NAMES_BUCKET, memory=False)
+        self._nodes = await _bucket(self._js, NODES_BUCKET, memory=True)
+        if fresh:
+            await self._js.purge_stream(f"KV_{NAMES_BUCKET}")
+        with contextlib.suppress(_key_not_found()):
+            entry = await self._nodes.get(self.node)
+            if entry.value and entry.value.decode() != self.incarnation:
+                raise TransportError(
+                    f"node id {self.node!r} is in use by a live node (it heartbeated within "
+                    f"the last {self._ttl} s); give each ActorSystem its own node="
+                )
+        await self._heartbeat()
+        loop = asyncio.get_running_loop()
+        watcher = await self._names.watchall()
+        first = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]  # the initial state, then None
+        while first is not None:
+            self._apply(first.key, first.value, first.operation, first.revision)
+            first = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
+        self._tasks.append(loop.create_task(self._watch(watcher)))
+        self._tasks.append(loop.create_task(self._beat()))
+
+    async def close(self) -> None:
+        """Release every held name, stop heartbeating and remove this node's key."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        await asyncio.gather(*(self.release(name) for name in list(self._held)))
+        if self._nodes is not None:
+            with contextlib.suppress(Exception):  # best effort: the TTL removes it anyway
+                await self._nodes.delete(self.node)
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.cancel()
+
+    # --- reading ----------------------------------------------------------------------------
+
+    def get(self, name: str) -> NameEntry | None:
+        """The mirrored entry of ``name`` (no I/O)."""
+        return self._mirror.get(name)
+
+    async def fetch(self, name: str) -> NameEntry | None:
+        """The entry of ``name`` as stored now (one KV read); updates the mirror."""
+        assert self._names is not None
+        try:
+            entry = await self._names.get(name_key(name))
+        except _key_not_found():
+            if self._mirror.pop(name, None) is not None:
+                self.version += 1
+            return None
+        self._apply(entry.key, entry.value, None, entry.revision or 0)
+        return self._mirror.get(name)
+
+    async def wait(self, name: str) -> NameEntry:
+        """The entry of ``name``, waiting until some node registers it."""
+        while True:
+            entry = self._mirror.get(name) or await self.fetch(name)
+            if entry is not None:
+                return entry
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.setdefault(name, []).append(waiter)
+            try:
+                await waiter
+            finally:
+                waiters = self._waiters.get(name)
+                if waiters is not None and waiter in waiters:
+                    waiters.remove(waiter)
+                    if not waiters:
+                        del self._waiters[name]
+
+    async def is_live(self, node: str, incarnation: str) -> bool:
+        """Whether ``node`` heartbeats with ``incarnation`` (within its TTL)."""
+        assert self._nodes is not None
+        try:
+            entry = await self._nodes.get(node)
+        except _key_not_found():
+            return False
+        return entry.value is not None and entry.value.decode() == incarnation
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def claim(self, name: str, entry: NameEntry) -> None:
+        """Register ``name`` for this node; ``ActorNameError`` if a live node holds it."""
+        from nats.js.errors import KeyWrongLastSequenceError
+
+        assert self._names is not None
+        key, value = name_key(name), _ENCODER.encode(entry)
+        for _ in range(_CLAIM_ATTEMPTS):
+            try:
+                revision = await self._names.create(key, value)
+            except KeyWrongLastSequenceError:
+                pass
+            else:
+                self._claimed(name, entry, revision)
+                return
+            try:
+                current = await self._names.get(key)
+            except _key_not_found():
+                continue  # released in between: create again
+            holder = _decode(current.value)
+            if holder is not None:
+                mine = holder.node == self.node and holder.incarnation == self.incarnation
+                # An entry of this very node that it no longer holds is being released:
+                # take it over like a dead node's.
+                if (mine and name in self._held) or (
+                    not mine and await self.is_live(holder.node, holder.incarnation)
+                ):
+                    raise ActorNameError(
+                        f"an actor named {name!r} already runs on node {holder.node}",
+                        actor=holder.path,
+                    )
+            try:
+                revision = await self._names.update(key, value, last=current.revision)
+            except KeyWrongLastSequenceError:
+                continue  # another node took it over first: look again
+            _log.info("transport.name_taken_over", name=name, dead_node=holder and holder.node)
+            self._claimed(name, entry, revision)
+            return
+        raise ActorNameError(f"could not register {name!r}: too much contention", actor=name)
+
+    def _claimed(self, name: str, entry: NameEntry, revision: int) -> None:
+        self._held[name] = revision
+        self._set(name, entry, revision)
+
+    def holds(self, name: str) -> bool:
+        """Whether this node registered ``name``."""
+        return name in self._held
+
+    def forget(self, name: str) -> int | None:
+        """Stop holding ``name`` now; returns the revision to ``delete`` (``None``: not held).
+
+        Synchronous, so that a new claim of the same name right after an actor stopped takes
+        over this node's old entry instead of finding it still held.
+        """
+        revision = self._held.pop(name, None)
+        if revision is not None and self._revisions.get(name) == revision:
+            self._mirror.pop(name, None)
+            self.version += 1
+        return revision
+
+    async def delete(self, name: str, revision: int) -> None:
+        """Delete the entry of ``name`` if it is still at ``revision`` (compare-and-set)."""
+        if self._names is None:
+            return
+        try:
+            await self._names.delete(name_key(name), last=revision)
+        except Exception as exc:  # taken over meanwhile, or the connection is gone
+            _log.debug("transport.release_failed", name=name, error=repr(exc))
+
+    async def release(self, name: str) -> None:
+        """Unregister ``name`` if this node still holds it."""
+        revision = self.forget(name)
+        if revision is not None:
+            await self.delete(name, revision)
+
+    # --- internals --------------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        subject = f"$KV.{NODES_BUCKET}.{self.node}"
+        await self._js.publish(subject, self.incarnation.encode(), msg_ttl=self._ttl)
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._ttl / 4)
+            try:
+                await self._heartbeat()
+            except Exception as exc:  # a reconnect in progress: the next beat retries
+                _log.warning("transport.heartbeat_failed", node=self.node, error=repr(exc))
+
+    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
+        try:
+            async for update in watcher:
+                if update is not None:
+                    self._apply(update.key, update.value, update.operation, update.revision)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]
+
+    def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
+        name = key_name(key)
+        if revision < self._revisions.get(name, 0):
+            return  # older than what this node already applied (its own claim, say)
+        if operation is not None or not value:  # DEL or PURGE
+            self._revisions[name] = revision
+            if self._mirror.pop(name, None) is not None:
+                self.version += 1
+            return
+        entry = _decode(value)
+        if entry is None:
+            _log.warning("transport.bad_registry_entry", name=name, revision=revision)
+            return
+        self._set(name, entry, revision)
+
+    def _set(self, name: str, entry: NameEntry, revision: int) -> None:
+        self._revisions[name] = revision
+        self._mirror[name] = entry
+        self.version += 1
+        for waiter in self._waiters.pop(name, ()):
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _decode(value: bytes | None) -> NameEntry | None:
+    try:
+        return _DECODER.decode(value or b"")
+    except msgspec.DecodeError:
+        return None
+
+
+def _key_not_found() -> type[Exception]:
+    from nats.js.errors import KeyNotFoundError
+
+    return KeyNotFoundError

@@ -1,0 +1,247 @@
+"""``RemoteRef``: an ``ActorRef`` to an actor that runs on another node (process or host)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from opentelemetry import trace
+
+from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send_remote
+from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._ref import ActorRef, MailboxStats, _check_timeout
+from swarm_actors._telemetry import sampled_context, start_ask_span, traceparent
+from swarm_actors._wire import STOP, NoSuchActorError
+
+if TYPE_CHECKING:
+    from swarm_actors._actor import Actor
+    from swarm_actors._transport import Transport
+
+__all__ = ["RemoteRef"]
+
+A = TypeVar("A", bound="Actor")
+
+
+class RemoteRef(ActorRef[A]):
+    """A ref to an actor on another node, with the same API as a local ``ActorRef``.
+
+    ``system.lookup(name)`` returns one for an actor registered by another node, and a ref put
+    in a message arrives as one on the other side. A ref from the registry follows the name: if
+    the actor is restarted on another node, the next message goes there. A ref that arrived in
+    a message is pinned to the node it came from (the name alone may mean another actor
+    elsewhere), and follows the registry only once that node answers "no such actor".
+
+    Differences from a local ref:
+
+    * ``tell`` is at most once (like NATS core): it returns once the message is buffered for
+      sending, and a message to a node that vanished is lost; it raises ``ActorDeadError`` only
+      when the name is not registered anywhere;
+    * ``ask`` answers like a local ask (``TimeoutError``, ``ActorDeadError``,
+      ``UnhandledMessageError``), and other exceptions of the remote handler arrive as
+      ``RemoteError`` with the remote type name and message;
+    * ``is_alive`` is what this node knows (the name is registered, or the ref is pinned);
+    * ``stats`` raises ``TransportError``: the counters live on the other node.
+
+    Messages (and replies) must be msgpack-encodable, and their types importable under the same
+    name on both sides (see ``register_message_type``).
+    """
+
+    __slots__ = (
+        "_classes",
+        "_name",
+        "_path",
+        "_pinned",
+        "_resolved",
+        "_role",
+        "_subject",
+        "_transport",
+        "_version",
+    )
+
+    def __init__(
+        self,
+        transport: Transport,
+        name: str,
+        *,
+        node: str | None = None,
+        path: str = "",
+        role: str = "",
+        classes: tuple[str, ...] = (),
+    ) -> None:
+        self._cell = None  # type: ignore[assignment]  # no local cell: never equal to a local ref
+        self._transport = transport
+        self._name = name
+        self._pinned = node
+        self._path = path or f"/{name}"
+        self._role = role
+        self._classes = classes
+        # Where messages go, valid while the registry's version is _version (-1: look up).
+        self._version = -1
+        self._resolved = ""
+        self._subject = ""
+
+    @property
+    def name(self) -> str:
+        """The actor's name on its node."""
+        return self._name
+
+    @property
+    def path(self) -> str:
+        """The actor's path on its node."""
+        entry = self._entry()
+        return entry.path if entry is not None else self._path
+
+    @property
+    def node(self) -> str | None:
+        """Id of the node the actor runs on (``None`` if not registered anywhere now)."""
+        try:
+            return self._node()
+        except ActorDeadError:
+            return None
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether this node believes the actor runs (registered, or pinned to a node)."""
+        return self._pinned is not None or self._entry() is not None
+
+    def _entry(self) -> Any:
+        if self._pinned is not None:
+            return None
+        return self._transport.registry.get(self._name)
+
+    def _node(self) -> str:
+        registry = self._transport.registry
+        if self._version == registry.version:
+            return self._resolved
+        if self._pinned is not None:
+            node = self._pinned
+        else:
+            entry = registry.get(self._name)
+            if entry is None:
+                raise ActorDeadError(
+                    f"no actor named {self._name!r} is registered", actor=self._path
+                )
+            node = entry.node
+        self._resolved = node
+        self._subject = self._transport.subject_of(node)
+        self._version = registry.version
+        return node
+
+    def _capabilities(self) -> tuple[str, tuple[str, ...], str]:
+        entry = self._entry()
+        if entry is not None:
+            return entry.role, entry.classes, entry.path
+        return self._role, self._classes, self._path
+
+    def _check_send(self, node: str) -> None:
+        role, classes, path = self._capabilities()
+        check_send_remote(role, classes, path, node)
+
+    def _wire_spec(self) -> tuple[str, str, str, str, tuple[str, ...]]:
+        role, classes, path = self._capabilities()
+        return (self._node(), self._name, path, role, classes)
+
+    def _trace(self) -> str:
+        if self._transport.system._tracer is None:
+            return ""
+        context = sampled_context()
+        return traceparent(context) if context is not None else ""
+
+    async def tell(self, message: Any) -> None:
+        """Send ``message`` (at most once); see the class docstring.
+
+        Raises ``MessageCapabilityError`` (sending nothing) if the sending actor may not message
+        this one, ``MessageTooLargeError`` if it exceeds the server's payload limit, and
+        ``TypeError`` if it cannot be encoded. Waits while the NATS client's buffer is full.
+        """
+        transport = self._transport
+        if self._version != transport.registry.version:
+            self._node()
+        if ENFORCED[0]:
+            self._check_send(self._resolved)
+        sender = CURRENT_SENDER.get()
+        transport.tell(
+            self._subject,
+            self._name,
+            message,
+            "" if transport.system._tracer is None else self._trace(),
+            "" if sender is None else sender.path,
+        )
+        stalled = transport.stalled
+        if stalled is not None:
+            await stalled
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send ``message`` now (buffered for this event-loop iteration); never waits."""
+        node = self._node()
+        if ENFORCED[0]:
+            self._check_send(node)
+        sender = CURRENT_SENDER.get()
+        self._transport.tell(
+            self._subject,
+            self._name,
+            message,
+            self._trace(),
+            "" if sender is None else sender.path,
+        )
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the remote handler's result; see the class docstring."""
+        _check_timeout(timeout)
+        return await self._ask(message, timeout, None)
+
+    async def _ask(self, message: Any, timeout: float | None, kind: str | None) -> Any:
+        node = self._node()
+        if ENFORCED[0]:
+            self._check_send(node)
+        sender = CURRENT_SENDER.get()
+        sender_path = sender.path if sender is not None else ""
+        transport = self._transport
+        tracer = transport.system._tracer
+        context = sampled_context() if tracer is not None else None
+        for attempt in range(2):
+            try:
+                if tracer is None or context is None:
+                    return await transport.ask(
+                        node, self._name, message, timeout, "", sender_path, kind
+                    )
+                span = start_ask_span(tracer, self.path, message, context)
+                with trace.use_span(span, end_on_exit=True):
+                    parent = trace.set_span_in_context(span, context)
+                    return await transport.ask(
+                        node, self._name, message, timeout, traceparent(parent), sender_path, kind
+                    )
+            except NoSuchActorError:
+                # The registry may have moved on (restarted elsewhere): look once more.
+                entry = await transport.registry.fetch(self._name)
+                if attempt or entry is None or entry.node == node:
+                    raise
+                self._pinned = None
+                self._version = -1
+                node = entry.node
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def stop(self, *, drain: bool = True) -> int:
+        """Stop the remote actor (as ``ActorRef.stop`` does there); returns discarded count."""
+        result = await self._ask(drain, None, STOP)
+        return int(result)
+
+    def stats(self) -> MailboxStats:
+        """Not available for a remote actor: raises ``TransportError``."""
+        raise TransportError(
+            f"stats() of {self._name} are kept on its node; ask the actor for what you need"
+        )
+
+    def __repr__(self) -> str:
+        where = self._pinned or "registry"
+        return f"<RemoteRef {self._name} on {where}>"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, RemoteRef)
+            and other._name == self._name
+            and other._pinned == self._pinned
+            and other._transport is self._transport
+        )
+
+    def __hash__(self) -> int:
+        return hash(("remote", self._name, self._pinned))

@@ -1,0 +1,813 @@
+"""The transport: an ``ActorSystem`` attached to NATS is a *node* that other processes reach.
+
+Each node subscribes (raw-bytes fast path, ``_nats_fastpath``) to ``swarm.node.<id>`` and
+receives *frames* there (``_wire``): tells, asks, and the answers to its own asks.
+
+Sending. Envelopes are encoded straight into a per-destination buffer. All buffers are
+flushed by one ``loop.call_soon`` callback, so everything sent to a node in one event-loop
+iteration travels as one NATS message, and a buffer is flushed at once when it passes
+``flush_bytes`` (well below the server's ``max_payload``). A message that alone exceeds the
+payload limit is refused before anything is sent (``MessageTooLargeError``). Replies to asks
+are batched back the same way. ``publish`` is driven synchronously (nats-py only appends to its
+write buffer); if it has to wait for nats-py to flush, it finishes in a task and ``tell`` waits
+for that task (backpressure).
+
+Delivery is at most once, like NATS core: a frame to a node that is gone is lost. Frames with
+asks are published with a reply subject ``swarm.node.<me>.nr.<dest>``, so that the server's
+"no responders" status tells this node at once that ``dest`` has no subscriber; its pending
+asks then fail with ``ActorDeadError`` instead of waiting for their timeouts.
+
+Receiving runs in nats-py's read loop: decode, look the target up by name, and enqueue into
+its mailbox (asks with a future whose completion sends the answer). A full mailbox does not
+stall the read loop: the message waits in a per-actor overflow queue (in order) that a task
+feeds into the mailbox as space frees up, up to ``OVERFLOW_LIMIT`` messages per actor beyond
+which tells are dead letters and asks fail with ``MailboxFullError``.
+
+Bad input (garbage, truncated or wrong-schema bytes, unknown types) never builds a message:
+an ask that can be identified gets a ``Failure`` answer, a NATS message with a reply subject
+gets a ``Failure`` frame there, tells become dead letters published on
+``swarm.deadletter.<node>`` (the offending bytes, the reason in headers), and each is a
+structured log line (``swarm_actors.transport``). The node keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import itertools
+import uuid
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+import structlog
+
+from swarm_actors._capability import CURRENT_SENDER
+from swarm_actors._cell import Ask as Entry
+from swarm_actors._cell import _Resume
+from swarm_actors._exceptions import (
+    ActorDeadError,
+    MailboxFullError,
+    MessageTooLargeError,
+    TransportError,
+    WireFormatError,
+)
+from swarm_actors._nats_conn import NatsOptions, connect
+from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
+from swarm_actors._registry import NameEntry, Registry
+from swarm_actors._telemetry import traceparent_context
+from swarm_actors._wire import (
+    FRAME_HEADER,
+    NO_SUCH_ACTOR,
+    STOP,
+    TYPE_NAMES,
+    Ask,
+    AskOut,
+    Codec,
+    Failure,
+    NoSuchActorError,
+    Reply,
+    ReplyOut,
+    Tell,
+    TellOut,
+    decode_frame,
+    decode_frame_leniently,
+    describe_exception,
+    frame,
+    rebuild_exception,
+    salvage_ask,
+    seal,
+    type_name,
+)
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.subscription import Subscription
+
+    from swarm_actors._cell import Cell
+    from swarm_actors._nats_server import NatsServer
+    from swarm_actors._ref import ActorRef
+    from swarm_actors._system import ActorSystem
+
+__all__ = ["Transport", "node_subject"]
+
+_log = structlog.get_logger("swarm_actors.transport")
+
+FLUSH_BYTES = 64 * 1024
+"""A destination's buffer is sent once it holds this much (or a quarter of max_payload)."""
+DIRECT_WRITE_BYTES = 256 * 1024
+"""Up to this much buffered by nats-py is written to the socket directly (see _write_now)."""
+OVERFLOW_LIMIT = 65_536
+"""Messages per actor held beyond a full mailbox before remote tells are refused."""
+
+_DEAD = "swarm_actors._exceptions.ActorDeadError"
+
+
+def node_subject(node: str) -> str:
+    """The subject a node receives frames on."""
+    return f"swarm.node.{node}"
+
+
+class _Outgoing:
+    """A frame being filled: encoded envelopes after a 5-byte header, and what to send it with."""
+
+    __slots__ = ("buffer", "count", "node", "trace")
+
+    def __init__(self) -> None:
+        self.buffer = bytearray(FRAME_HEADER)
+        self.count = 0
+        self.node: str | None = None  # set when it holds asks: the "no responders" subject
+        self.trace = ""  # traceparent of its first envelope (a header when it is alone)
+
+
+class Transport:
+    """The NATS side of one ``ActorSystem`` (one node); see the module docstring."""
+
+    def __init__(
+        self,
+        system: ActorSystem,
+        options: NatsOptions | None,
+        *,
+        node: str | None,
+        data_dir: str | None,
+        node_ttl: float,
+    ) -> None:
+        self.system = system
+        self.node_id = node or f"n{uuid.uuid4().hex[:12]}"
+        self.subject = node_subject(self.node_id)
+        self.incarnation = uuid.uuid4().hex
+        self._options = options
+        self._data_dir = data_dir
+        self._node_ttl = node_ttl
+        self.server: NatsServer | None = None
+        self.client: Client
+        self.registry: Registry
+        self.codec = Codec(self._ref_to_wire, self._ref_from_wire, _ref_class())
+        self._encode_into = self.codec.encoder.encode_into
+        self._subs: list[Subscription] = []
+        self._loop = asyncio.get_running_loop()
+        self.max_payload = 1024 * 1024
+        self.flush_bytes = FLUSH_BYTES
+        self._out: dict[str, _Outgoing] = {}  # frames being filled, per destination subject
+        self._subjects: dict[str, str] = {}
+        self._flush_scheduled = False
+        self.stalled: asyncio.Future[None] | None = None
+        self._corr = itertools.count(1)
+        self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
+        self._overflow: dict[Cell, deque[Any]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._releases: set[asyncio.Task[None]] = set()  # awaited, not cancelled, by close
+        self.frames_sent = 0
+        """NATS messages this node published with frames (for tests and benchmarks)."""
+        self.closed = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Start the embedded server if asked, connect, subscribe, join the registry."""
+        try:
+            options = self._options
+            if options is None:
+                from swarm_actors._nats_server import start_embedded
+
+                assert self._data_dir is not None
+                self.server = await start_embedded(self._data_dir)
+                options = NatsOptions(servers=self.server.url)
+            if options.name is None:
+                options = _with_name(options, f"swarm-{self.node_id}")
+            self.client = await connect(options)
+            self.max_payload = self.client.max_payload
+            self.flush_bytes = min(FLUSH_BYTES, self.max_payload // 4)
+            for subject in (self.subject, f"{self.subject}.nr.*"):
+                self._subs.append(await fast_subscribe(self.client, subject, self._on_message))
+            self.registry = Registry(
+                self.client.jetstream(), self.node_id, self.incarnation, self._node_ttl
+            )
+            await self.registry.open(fresh=self.server is not None)
+            await self.client.flush()
+        except BaseException:
+            await self._teardown()
+            raise
+
+    async def close(self) -> None:
+        """Send what is buffered, release the names, disconnect, stop an embedded server."""
+        if self.closed:
+            return
+        self.closed = True
+        self._flush_all()
+        await asyncio.gather(*self._releases, return_exceptions=True)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        gone = TransportError(f"node {self.node_id} closed its NATS connection")
+        for future, _ in self._pending.values():
+            if not future.done():
+                future.set_exception(gone)
+        self._pending.clear()
+        try:
+            await self.registry.close()
+            await self.client.flush()
+        except Exception as exc:  # closing anyway
+            _log.debug("transport.close_error", error=repr(exc))
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        client = getattr(self, "client", None)
+        if client is not None:
+            for sub in self._subs:
+                await unsubscribe_quietly(client, sub)
+            try:
+                await client.close()
+            except Exception as exc:
+                _log.debug("transport.close_error", error=repr(exc))
+        if self.server is not None:
+            await self.server.stop()
+
+    # --- refs on the wire -------------------------------------------------------------------
+
+    def _ref_to_wire(self, obj: Any) -> tuple[str, str, str, str, tuple[str, ...]] | None:
+        from swarm_actors._capability import class_names
+        from swarm_actors._remote import RemoteRef
+
+        if isinstance(obj, RemoteRef):
+            return obj._wire_spec()
+        if isinstance(obj, _ref_class()):
+            cell = obj._cell
+            if cell.virtual_id is not None:
+                raise TypeError("refs to virtual actors cannot be sent to another process yet")
+            cls = cell.actor_class
+            return (self.node_id, cell.name, cell.path, cls.role, class_names(cls))
+        return None
+
+    def _ref_from_wire(
+        self, node: str, name: str, path: str, role: str, classes: tuple[str, ...]
+    ) -> Any:
+        from swarm_actors._remote import RemoteRef
+
+        if node == self.node_id:
+            cell = self.system._names.get(name)
+            if cell is not None and cell.path == path:
+                return cell.ref
+        return RemoteRef(self, name, node=node, path=path, role=role, classes=classes)
+
+    # --- sending ----------------------------------------------------------------------------
+
+    def subject_of(self, node: str) -> str:
+        """The frame subject of ``node`` (cached: senders ask for it on every message)."""
+        subject = self._subjects.get(node)
+        if subject is None:
+            subject = self._subjects[node] = node_subject(node)
+        return subject
+
+    def tell(self, subject: str, name: str, message: Any, trace: str, sender: str) -> None:
+        """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells)."""
+        out = self._out.get(subject)
+        if out is None:
+            out = self._open(subject)
+        buffer = out.buffer
+        start = len(buffer)
+        cls = type(message)
+        wire_type = TYPE_NAMES.get(cls)
+        if wire_type is None:
+            wire_type = type_name(cls)
+        try:
+            self._encode_into(TellOut(name, wire_type, message, trace, sender), buffer, -1)
+        except BaseException:
+            del buffer[start:]
+            raise
+        out.count += 1
+        if trace and out.count == 1:
+            out.trace = trace
+        if len(buffer) >= self.flush_bytes:
+            self._full(subject, out, start)
+
+    async def ask(
+        self,
+        node: str,
+        name: str,
+        message: Any,
+        timeout: float | None,
+        trace: str,
+        sender: str,
+        kind: str | None = None,
+    ) -> Any:
+        """Send an ask and wait for its answer (``TimeoutError`` after ``timeout`` seconds)."""
+        corr = next(self._corr)
+        wire_type = type_name(type(message)) if kind is None else kind
+        envelope = AskOut(name, wire_type, message, trace, sender, corr, self.subject)
+        self._append(self.subject_of(node), envelope, trace, node)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        self._pending[corr] = (future, node)
+        handle = None
+        if timeout is not None:
+            handle = self._loop.call_later(timeout, _expire, future, timeout, name, node)
+        try:
+            return await future
+        finally:
+            if handle is not None:
+                handle.cancel()
+            self._pending.pop(corr, None)
+
+    def _open(self, subject: str) -> _Outgoing:
+        """A new frame for ``subject``, flushed at the end of this loop iteration."""
+        if self.closed:
+            raise TransportError(f"node {self.node_id} is closed")
+        out = self._out[subject] = _Outgoing()
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush_all)
+        return out
+
+    def _append(
+        self, subject: str, envelope: Any, trace: str = "", node: str | None = None
+    ) -> None:
+        """Buffer any envelope; ``node``: it is an ask to that node (see ``_flush``)."""
+        out = self._out.get(subject)
+        if out is None:
+            out = self._open(subject)
+        buffer = out.buffer
+        start = len(buffer)
+        try:
+            self._encode_into(envelope, buffer, -1)
+        except BaseException:
+            del buffer[start:]
+            raise
+        out.count += 1
+        if trace and out.count == 1:
+            out.trace = trace
+        if node is not None:
+            out.node = node
+        if len(buffer) >= self.flush_bytes:
+            self._full(subject, out, start)
+
+    def _full(self, subject: str, out: _Outgoing, start: int) -> None:
+        """The frame reached ``flush_bytes`` with the envelope at ``start``: send it.
+
+        An envelope that alone exceeds the payload limit is taken back out and refused; one
+        that does not fit beside the others is sent in a frame of its own.
+        """
+        buffer = out.buffer
+        size = len(buffer) - start
+        if size + FRAME_HEADER > self.max_payload:
+            del buffer[start:]
+            out.count -= 1
+            raise MessageTooLargeError(
+                f"message of {size} bytes encoded exceeds the server's max_payload of "
+                f"{self.max_payload} bytes",
+                size=size,
+                limit=self.max_payload,
+            )
+        if len(buffer) > self.max_payload:
+            alone = buffer[start:]
+            del buffer[start:]
+            out.count -= 1
+            self._flush(subject)
+            single = self._out[subject] = _Outgoing()
+            single.buffer += alone
+            single.count = 1
+            single.node = out.node  # it may be an ask (a spare reply subject is harmless)
+            out = single
+        self._flush(subject)
+
+    def _flush_all(self) -> None:
+        self._flush_scheduled = False
+        for subject in list(self._out):
+            self._flush(subject)
+        self._write_now()
+
+    def _write_now(self) -> None:
+        """Hand what nats-py buffered to the socket now, instead of in its flusher task.
+
+        nats-py's ``publish`` appends to a list that a flusher task writes out on the next
+        event-loop iteration; doing that here saves one iteration on each hop of an ask (its
+        flusher then finds nothing to do). Only small amounts: big ones are left to the
+        flusher, which also waits for the socket to drain. Relies on nats-py internals
+        (like ``_nats_fastpath``); if they change, the flusher just does it, as before.
+        """
+        client = self.client
+        try:
+            transport = client._transport
+            if (
+                not client._pending
+                or client._pending_data_size > DIRECT_WRITE_BYTES
+                or transport is None
+                or not client.is_connected
+            ):
+                return
+            transport.writelines(client._pending)
+            client._pending = []
+            client._pending_data_size = 0
+        except AttributeError:  # pragma: no cover - a nats-py without these internals
+            return
+
+    def _flush(self, subject: str) -> None:
+        out = self._out.pop(subject, None)
+        if out is None or not out.count:
+            return
+        buffer = out.buffer
+        seal(buffer, out.count)
+        headers = {"traceparent": out.trace} if out.trace and out.count == 1 else None
+        reply = f"{self.subject}.nr.{out.node}" if out.node is not None else ""
+        self.frames_sent += 1
+        self._publish(subject, bytes(buffer), reply, headers)
+
+    def _publish(
+        self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        """Publish without awaiting: nats-py only buffers, unless its buffer is full."""
+        coro = self.client.publish(subject, payload, reply=reply, headers=headers)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            return
+        except Exception as exc:  # closed connection, bad subject: this frame is lost
+            _log.warning("transport.publish_failed", subject=subject, error=repr(exc))
+            return
+        task = self._loop.create_task(_finish_publish(coro, yielded, subject))
+        self._track(task)
+        self.stalled = task
+        task.add_done_callback(self._unstall)
+
+    def _unstall(self, task: asyncio.Task[None]) -> None:
+        if self.stalled is task:
+            self.stalled = None
+
+    def _track(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def _on_message(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+        try:
+            if status is not None:
+                if status == b"503":
+                    self._unreachable(subject.decode().rpartition(".")[2])
+                return
+            try:
+                envelopes = decode_frame(data)
+            except WireFormatError:
+                self._bad_frame(subject.decode(), reply.decode(), data)
+                return
+            self._dispatch(envelopes)
+            if self._out:  # answers (and sends) of handlers that ran inline: off they go
+                self._flush_all()
+        except Exception:  # never into nats-py's read loop
+            _log.exception("transport.receive_failed", node=self.node_id)
+
+    def _dispatch(self, envelopes: list[Any]) -> None:
+        names = self.system._names
+        decoders = self.codec.decoders  # read directly: this loop runs once per remote message
+        overflow = self._overflow
+        for envelope in envelopes:
+            kind = type(envelope)
+            if kind is Tell:
+                cell = names.get(envelope.target)
+                if cell is None:
+                    self._dead_letter(envelope, "no such actor")
+                    continue
+                decoder = decoders.get(envelope.type)
+                try:
+                    if decoder is None:
+                        message = self.codec.decode_body(envelope.type, envelope.body)
+                    else:
+                        message = decoder.decode(envelope.body)
+                except (WireFormatError, msgspec.DecodeError, ValueError) as exc:
+                    if not isinstance(exc, WireFormatError):  # say which type, as decode_body
+                        exc = self.codec.body_error(envelope.type, exc)
+                    self._dead_letter(envelope, str(exc))
+                    continue
+                if envelope.trace and cell.tracer is not None:
+                    message = Entry(message, None, traceparent_context(envelope.trace))
+                queue = cell.queue
+                if cell.accepting and len(queue) < cell.capacity and not overflow:
+                    queue.append(message)  # as a local tell does
+                    if not cell.scheduled and cell.runnable:
+                        cell.schedule()
+                else:
+                    self._enqueue(cell, message, envelope)
+            elif kind is Ask:
+                self._on_ask(envelope)
+            elif kind is Reply:
+                self._on_reply(envelope)
+            else:
+                self._on_failure(envelope)
+
+    def _enqueue(self, cell: Cell, item: Any, envelope: Tell | Ask) -> None:
+        if cell.accepting and len(cell.queue) < cell.capacity and cell not in self._overflow:
+            cell.queue.append(item)
+            if not cell.scheduled and cell.runnable:
+                cell.schedule()
+            return
+        if cell.accepting and cell.runnable and cell not in self._overflow:
+            # Full, and idle: take a turn right here. Frames arrive faster than the dispatcher
+            # gives the actor turns; handling them in the read loop slows reading down to the
+            # actor's pace (TCP pushes back on the sender) instead of piling messages up.
+            cell.dispatcher.ran_out_of_band(cell)
+            contextvars.Context().run(cell.run_turn)
+            if len(cell.queue) < cell.capacity:
+                cell.queue.append(item)
+                if not cell.scheduled and cell.runnable:
+                    cell.schedule()
+                return
+        if not cell.accepting:
+            self._refuse(item, envelope, ActorDeadError(f"{cell.path} is stopped", actor=cell.path))
+        else:
+            waiting = self._overflow.get(cell)
+            if waiting is None:
+                waiting = self._overflow[cell] = deque()
+                self._track(self._loop.create_task(self._feed(cell, waiting)))
+            if len(waiting) >= OVERFLOW_LIMIT:
+                error = MailboxFullError(
+                    f"mailbox of {cell.path} is full and {OVERFLOW_LIMIT} remote messages wait",
+                    actor=cell.path,
+                    capacity=cell.capacity,
+                )
+                self._refuse(item, envelope, error)
+            else:
+                waiting.append((item, envelope))
+
+    async def _feed(self, cell: Cell, waiting: deque[Any]) -> None:
+        """Move overflowed remote messages into ``cell``'s mailbox, in order, as it drains."""
+        try:
+            while waiting:
+                item, envelope = waiting[0]
+                try:
+                    await cell.put(item)
+                except ActorDeadError as exc:
+                    for item, envelope in waiting:
+                        self._refuse(item, envelope, exc)
+                    waiting.clear()
+                    return
+                waiting.popleft()
+        finally:
+            if self._overflow.get(cell) is waiting:
+                del self._overflow[cell]
+
+    def _refuse(self, item: Any, envelope: Tell | Ask, error: Exception) -> None:
+        future = item.future if type(item) is Entry else None
+        if future is not None:
+            if not future.done():
+                future.set_exception(error)
+        else:
+            self._dead_letter(envelope, str(error))
+
+    def _on_ask(self, envelope: Ask) -> None:
+        cell = self.system._names.get(envelope.target)
+        if cell is None:
+            message = f"no actor named {envelope.target!r} on node {self.node_id}"
+            self._answer_failure(envelope.reply, envelope.corr, NO_SUCH_ACTOR, message, "")
+            return
+        if envelope.type == STOP:
+            self._stop(cell, envelope)
+            return
+        try:
+            message = self.codec.decode_body(envelope.type, envelope.body)
+        except WireFormatError as exc:
+            _log.warning(
+                "transport.bad_message",
+                node=self.node_id,
+                target=envelope.target,
+                type=envelope.type,
+                reason=str(exc),
+            )
+            self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
+            return
+        if cell.runnable and not cell.queue and not envelope.trace and cell not in self._overflow:
+            self._ask_inline(cell, message, envelope)
+            return
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(partial(self._answer, envelope.reply, envelope.corr, cell.path))
+        context = None
+        if envelope.trace and cell.tracer is not None:
+            context = traceparent_context(envelope.trace)
+        self._enqueue(cell, Entry(message, future, context), envelope)
+
+    def _ask_inline(self, cell: Cell, message: Any, envelope: Ask) -> None:
+        """The actor is idle: run the handler now, in the read loop, as a local inline ask does.
+
+        Saves the two event-loop iterations of a mailbox round (the dispatcher's turn, then
+        the reply future's callback) on every remote ask to an idle actor. Nothing is queued
+        before it (the mailbox is empty), so order is kept; a handler that suspends is
+        finished in the actor's own task, and answered from there.
+        """
+        reply, corr = envelope.reply, envelope.corr
+        fn = cell.resolve(type(message))
+        cell.processed += 1
+        if fn is None:
+            self._answer_failure(reply, corr, *describe_exception(cell.unhandled_error(message)))
+            return
+        cell.runnable = False
+        cell.busy = True
+        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor
+        try:
+            coro = fn(cell.actor, message)
+            yielded = coro.send(None)
+        except StopIteration as stop:
+            cell.busy = False
+            cell.after_handler()
+            self._reply(reply, corr, cell.path, stop.value)
+            return
+        except (Exception, asyncio.CancelledError) as exc:
+            cell.busy = False
+            cell.fail(exc, None)
+            self._answer_failure(reply, corr, *describe_exception(exc))
+            return
+        finally:
+            CURRENT_SENDER.reset(token)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(partial(self._answer, reply, corr, cell.path))
+        cell.finish_in_task(coro, yielded, future)
+
+    def _stop(self, cell: Cell, envelope: Ask) -> None:
+        drain = bytes(envelope.body) != b"\xc2"  # msgpack False
+        task = self._loop.create_task(cell.stop(drain))
+        self._track(task)
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(partial(self._answer, envelope.reply, envelope.corr, cell.path))
+        task.add_done_callback(partial(_chain, future))
+
+    def _answer(self, reply: str, corr: int, path: str, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            self._answer_failure(reply, corr, _DEAD, f"{path} stopped", path)
+            return
+        error = future.exception()
+        if error is not None:
+            self._answer_failure(reply, corr, *describe_exception(error))
+            return
+        self._reply(reply, corr, path, future.result())
+
+    def _reply(self, reply: str, corr: int, path: str, result: Any) -> None:
+        try:
+            self._append(reply, ReplyOut(corr, type_name(type(result)), result))
+        except (TypeError, ValueError) as exc:  # MessageTooLargeError is a ValueError
+            error_type, text, _ = describe_exception(exc)
+            text = f"the reply of {path} could not be sent: {text}"
+            self._answer_failure(reply, corr, error_type, text, path)
+        except TransportError:
+            pass  # closing
+
+    def _answer_failure(self, reply: str, corr: int, error: str, text: str, actor: str) -> None:
+        if not reply:
+            return
+        with contextlib.suppress(TransportError):  # closing
+            self._append(reply, Failure(corr, error, text, actor))
+
+    def _on_reply(self, envelope: Reply) -> None:
+        pending = self._pending.pop(envelope.corr, None)
+        if pending is None or pending[0].done():
+            return  # the asker timed out or was cancelled: a late answer
+        future = pending[0]
+        try:
+            future.set_result(self.codec.decode_body(envelope.type, envelope.body))
+        except WireFormatError as exc:
+            future.set_exception(exc)
+
+    def _on_failure(self, envelope: Failure) -> None:
+        pending = self._pending.pop(envelope.corr, None)
+        if pending is None:
+            if envelope.corr == 0:  # about a frame this node sent that was unreadable
+                _log.warning("transport.frame_refused", node=self.node_id, reason=envelope.message)
+            return
+        future = pending[0]
+        if future.done():
+            return
+        if envelope.error == NO_SUCH_ACTOR:
+            future.set_exception(NoSuchActorError(envelope.message, actor=envelope.actor))
+        else:
+            error = rebuild_exception(envelope.error, envelope.message, envelope.actor)
+            future.set_exception(error)
+
+    def _unreachable(self, node: str) -> None:
+        """The server says no one listens on ``node``'s subject: fail the asks sent there."""
+        for corr, (future, target) in list(self._pending.items()):
+            if target == node and not future.done():
+                del self._pending[corr]
+                # Nobody received it: the asker may look the name up again and retry.
+                future.set_exception(
+                    NoSuchActorError(f"node {node} is not connected to NATS (no responders)")
+                )
+
+    # --- bad input --------------------------------------------------------------------------
+
+    def _bad_frame(self, subject: str, reply: str, data: bytes) -> None:
+        try:
+            parts = decode_frame_leniently(data)
+        except WireFormatError as exc:
+            self._reject(subject, reply, data, str(exc))
+            return
+        good = []
+        for part in parts:
+            if isinstance(part, tuple):
+                raw, error = part
+                salvaged = salvage_ask(raw)
+                if salvaged is not None:
+                    corr, ask_reply, target = salvaged
+                    self._log_bad(subject, target, str(error), len(raw))
+                    self._answer_failure(ask_reply, corr, *describe_exception(error))
+                else:
+                    self._reject(subject, reply, raw, str(error))
+            else:
+                good.append(part)
+        self._dispatch(good)
+
+    def _reject(self, subject: str, reply: str, data: bytes, reason: str) -> None:
+        """Unreadable bytes: log, publish them as a dead letter, and answer a reply subject."""
+        self._log_bad(subject, "", reason, len(data))
+        self.system.dead_letters += 1
+        self._publish_dead_letter(data, reason, "", "", "")
+        if reply:
+            refusal = Failure(0, "swarm_actors._exceptions.WireFormatError", reason, "")
+            self._publish(reply, frame([refusal], self.codec.encoder))
+
+    def _log_bad(self, subject: str, target: str, reason: str, size: int) -> None:
+        _log.warning(
+            "transport.bad_frame",
+            node=self.node_id,
+            subject=subject,
+            target=target,
+            reason=reason,
+            size=size,
+        )
+
+    def _dead_letter(self, envelope: Tell | Ask, reason: str) -> None:
+        self.system.dead_letters += 1
+        _log.warning(
+            "transport.dead_letter",
+            node=self.node_id,
+            target=envelope.target,
+            type=envelope.type,
+            sender=envelope.sender,
+            reason=reason,
+        )
+        body = bytes(envelope.body)
+        self._publish_dead_letter(body, reason, envelope.target, envelope.type, envelope.sender)
+
+    def _publish_dead_letter(
+        self, data: bytes, reason: str, target: str, wire_type: str, sender: str
+    ) -> None:
+        headers = {"Swarm-Reason": reason[:1000], "Swarm-Node": self.node_id}
+        for key, value in (("Swarm-Target", target), ("Swarm-Type", wire_type)):
+            if value:
+                headers[key] = value[:200]
+        if sender:
+            headers["Swarm-Sender"] = sender[:200]
+        self._publish(f"swarm.deadletter.{self.node_id}", data, headers=headers)
+
+    # --- names ------------------------------------------------------------------------------
+
+    def entry_for(self, cell: Cell) -> NameEntry:
+        """The registry entry of a local actor."""
+        from swarm_actors._capability import class_names
+
+        cls = cell.actor_class
+        return NameEntry(self.node_id, self.incarnation, cell.path, cls.role, class_names(cls))
+
+    def release_soon(self, name: str) -> None:
+        """Unregister ``name`` in the background (an actor stopped)."""
+        if self.closed:
+            return
+        revision = self.registry.forget(name)
+        if revision is not None:
+            task = self._loop.create_task(self.registry.delete(name, revision))
+            self._releases.add(task)
+            task.add_done_callback(self._releases.discard)
+
+
+def _expire(future: asyncio.Future[Any], timeout: float, name: str, node: str) -> None:
+    if not future.done():
+        future.set_exception(
+            TimeoutError(f"ask to {name} on node {node} got no reply within {timeout:g} s")
+        )
+
+
+def _chain(future: asyncio.Future[Any], task: asyncio.Task[Any]) -> None:
+    if future.done():
+        return
+    if task.cancelled():
+        future.cancel()
+    elif (error := task.exception()) is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(task.result())
+
+
+async def _finish_publish(coro: Any, yielded: Any, subject: str) -> None:
+    try:
+        await _Resume(coro, yielded)
+    except Exception as exc:
+        _log.warning("transport.publish_failed", subject=subject, error=repr(exc))
+
+
+def _with_name(options: NatsOptions, name: str) -> NatsOptions:
+    import dataclasses
+
+    return dataclasses.replace(options, name=name)
+
+
+def _ref_class() -> type[ActorRef[Any]]:
+    from swarm_actors._ref import ActorRef
+
+    return ActorRef

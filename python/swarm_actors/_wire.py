@@ -1,0 +1,399 @@
+"""The transport's wire format: msgpack frames of tagged envelopes, and the message-type registry.
+
+A *frame* is one NATS message: a msgpack array of envelopes (always written with a 5-byte
+``array32`` header, so the count can be filled in when the frame is flushed). Envelopes are
+``array_like`` msgspec Structs tagged by an int (the first array element):
+
+* ``Tell(target, type, body, trace, sender)``: a tell to the actor named ``target``;
+* ``Ask(target, type, body, trace, sender, corr, reply)``: an ask; the answer goes to the
+  ``reply`` subject with the same ``corr``;
+* ``Reply(corr, type, body)`` and ``Failure(corr, error, message, actor)``: the answers.
+
+``body`` is the msgpack of the user's message, decoded only once its ``type`` is known:
+``""`` for plain msgpack values (``str``, ``int``, ``float``, ``bool``, ``None``, ``bytes``,
+``list``, ``dict``), otherwise ``module:qualname`` of a class in the registry. The registry
+holds every class an ``Actor`` subclass's ``@handler`` accepts or is annotated to return
+(collected as the class is defined), ``tuple`` / ``set`` / ``frozenset``, and whatever
+``register_message_type`` was given. A body is never decoded into anything else: an unknown
+type, a wrong shape, truncated or garbage bytes raise ``WireFormatError``, never return a
+half-built message. Containers arrive as plain values: a ``list[Point]`` reply comes back as a
+list of whatever a ``Point`` encodes to (wrap such results in a Struct).
+
+Actor refs inside messages travel as msgpack extension ``1`` holding ``[node, name, path,
+role, classes]``; the receiving side turns them back into refs (``Codec``'s hooks).
+
+``trace`` is a W3C ``traceparent`` (``""`` when the sender's span is not sampled) and ``sender``
+the sending actor's path (``""`` outside actors), for logs and dead letters.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any, TypeVar, get_origin
+
+import msgspec
+import msgspec.inspect
+
+from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
+
+__all__ = [
+    "NO_SUCH_ACTOR",
+    "REF_EXT",
+    "STOP",
+    "TYPE_NAMES",
+    "Ask",
+    "AskOut",
+    "Codec",
+    "Failure",
+    "NoSuchActorError",
+    "Reply",
+    "ReplyOut",
+    "Tell",
+    "TellOut",
+    "describe_exception",
+    "rebuild_exception",
+    "register_message_type",
+    "type_name",
+]
+
+T = TypeVar("T")
+
+REF_EXT = 1
+"""msgpack extension code of an actor ref."""
+
+FRAME_HEADER = 5
+"""Bytes reserved at the start of a frame buffer for its ``array32`` header."""
+
+NO_SUCH_ACTOR = "swarm:no-such-actor"
+"""``Failure.error`` of an ask whose target is not running on the receiving node."""
+
+STOP = "swarm:stop"
+"""Wire type of the control ask that stops an actor (``RemoteRef.stop``)."""
+
+
+class NoSuchActorError(ActorDeadError):
+    """The target node runs no actor of that name (the asker may re-resolve and retry)."""
+
+
+class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):
+    """A tell to the actor named ``target`` (as decoded: ``body`` still raw)."""
+
+    target: str
+    type: str
+    body: msgspec.Raw
+    trace: str
+    sender: str
+
+
+class Ask(msgspec.Struct, array_like=True, tag=1, tag_field="k", frozen=True):
+    """An ask; the answer goes to ``reply`` with ``corr`` (as decoded: ``body`` still raw)."""
+
+    target: str
+    type: str
+    body: msgspec.Raw
+    trace: str
+    sender: str
+    corr: int
+    reply: str
+
+
+class Reply(msgspec.Struct, array_like=True, tag=2, tag_field="k", frozen=True):
+    """The result of the ask ``corr`` (as decoded: ``body`` still raw)."""
+
+    corr: int
+    type: str
+    body: msgspec.Raw
+
+
+class Failure(msgspec.Struct, array_like=True, tag=3, tag_field="k", frozen=True):
+    """The ask ``corr`` raised ``error`` (a qualified type name) with ``message``."""
+
+    corr: int
+    error: str
+    message: str
+    actor: str
+
+
+# The encoding side: the same layouts with the message itself as the body, so one encoder call
+# writes a whole envelope (no intermediate bytes for the body).
+
+
+class TellOut(msgspec.Struct, array_like=True, tag=0, tag_field="k"):
+    """``Tell`` as written."""
+
+    target: str
+    type: str
+    body: Any
+    trace: str
+    sender: str
+
+
+class AskOut(msgspec.Struct, array_like=True, tag=1, tag_field="k"):
+    """``Ask`` as written."""
+
+    target: str
+    type: str
+    body: Any
+    trace: str
+    sender: str
+    corr: int
+    reply: str
+
+
+class ReplyOut(msgspec.Struct, array_like=True, tag=2, tag_field="k"):
+    """``Reply`` as written."""
+
+    corr: int
+    type: str
+    body: Any
+
+
+Envelope = Tell | Ask | Reply | Failure
+
+_FRAME = msgspec.msgpack.Decoder(list[Envelope])
+_RAW_FRAME = msgspec.msgpack.Decoder(list[msgspec.Raw])
+_ENVELOPE = msgspec.msgpack.Decoder(Envelope)
+
+# --- the message-type registry --------------------------------------------------------------
+
+_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, list, dict})
+TYPE_NAMES: dict[type, str] = dict.fromkeys(_PLAIN, "")
+"""Wire names already computed, per class (read directly by the transport's hot path)."""
+_TYPES: dict[str, type] = {}
+
+
+def type_name(cls: type) -> str:
+    """The wire name of a message type: ``module:qualname``, or ``""`` for plain msgpack types."""
+    name = TYPE_NAMES.get(cls)
+    if name is None:
+        name = TYPE_NAMES[cls] = f"{cls.__module__}:{cls.__qualname__}"
+    return name
+
+
+def _add(cls: type) -> None:
+    name = type_name(cls)
+    if name:
+        _TYPES[name] = cls
+
+
+def register_message_type(cls: type[T]) -> type[T]:
+    """Let messages (and replies) of type ``cls`` arrive from other processes; returns ``cls``.
+
+    Usable as a class decorator. Types that a ``@handler`` accepts or returns are registered
+    already; register the others a remote actor may receive (inside ``on_receive``, say) or
+    return. ``cls`` must be something msgspec decodes (a ``msgspec.Struct``, dataclass, enum,
+    ...; ``TypeError`` otherwise) and importable under the same ``module:qualname`` in every
+    process: a class defined in a script run as ``__main__`` is a different type elsewhere.
+    """
+    if not isinstance(cls, type):
+        raise TypeError(f"register_message_type expects a class, got {cls!r}")
+    try:
+        info = msgspec.inspect.type_info(cls)
+    except TypeError as exc:
+        raise TypeError(f"{cls.__qualname__} cannot be sent between processes: {exc}") from None
+    if isinstance(info, msgspec.inspect.CustomType):  # msgspec would need hooks to decode it
+        raise TypeError(
+            f"{cls.__qualname__} cannot be sent between processes: msgspec cannot decode it "
+            "(use a msgspec.Struct, a dataclass, an enum, ...)"
+        )
+    _add(cls)
+    return cls
+
+
+def register_handler_types(types: list[type]) -> None:
+    """Register the classes an actor class's handlers accept or return (no validation).
+
+    Called from ``Actor.__init_subclass__``; a class msgspec cannot decode fails only when a
+    remote message of that type arrives (``WireFormatError``).
+    """
+    for cls in types:
+        if cls not in _PLAIN:
+            _add(cls)
+
+
+for _builtin in (tuple, set, frozenset):
+    _add(_builtin)
+
+
+# --- errors across the wire -----------------------------------------------------------------
+
+
+def describe_exception(exc: BaseException) -> tuple[str, str, str]:
+    """``(qualified type name, message, actor path)`` of an exception, for a ``Failure``."""
+    if isinstance(exc, RemoteError):  # passed on from a further node: keep the original
+        return exc.remote_type, exc.remote_message, ""
+    cls = type(exc)
+    actor = exc.actor if isinstance(exc, ActorError) else ""
+    return f"{cls.__module__}.{cls.__qualname__}", str(exc), actor
+
+
+def rebuild_exception(error: str, message: str, actor: str) -> BaseException:
+    """The exception an asker gets for a ``Failure``.
+
+    swarm-actors' actor errors (``ActorDeadError``, ``UnhandledMessageError``, ...) and
+    ``WireFormatError`` are rebuilt as their own types; everything else becomes
+    ``RemoteError(remote_type, remote_message)``.
+    """
+    if error.startswith("swarm_actors."):
+        exceptions = importlib.import_module("swarm_actors._exceptions")
+        cls = getattr(exceptions, error.rpartition(".")[2], None)
+        if isinstance(cls, type) and issubclass(cls, ActorError):
+            try:
+                return cls(message, actor=actor)
+            except TypeError:  # a constructor with other required arguments
+                pass
+        elif cls is WireFormatError:
+            return WireFormatError(message)
+    return RemoteError(error, message)
+
+
+# --- the per-node codec ---------------------------------------------------------------------
+
+RefToWire = Callable[[Any], "tuple[str, str, str, str, tuple[str, ...]] | None"]
+RefFromWire = Callable[[str, str, str, str, tuple[str, ...]], Any]
+
+
+class Codec:
+    """Encodes and decodes frames for one node (refs are node-relative, hence one per node).
+
+    ``ref_to_wire(obj)`` gives ``(node, name, path, role, classes)`` for an actor ref (``None``
+    for anything else); ``ref_from_wire(...)`` builds the ref the receiving code gets;
+    ``ref_type`` is the class whose annotations accept such a ref (``ActorRef``).
+    """
+
+    __slots__ = ("_any", "_ext_hook", "_ref_from", "_ref_type", "decoders", "encoder")
+
+    def __init__(self, ref_to_wire: RefToWire, ref_from_wire: RefFromWire, ref_type: type):
+        self._ref_from = ref_from_wire
+        self._ref_type = ref_type
+        ref_encoder = msgspec.msgpack.Encoder()
+
+        def enc_hook(obj: Any) -> Any:
+            spec = ref_to_wire(obj)
+            if spec is None:
+                raise TypeError(
+                    f"{type(obj).__qualname__} cannot be sent to another process "
+                    "(not msgpack-encodable and not an actor ref)"
+                )
+            return msgspec.msgpack.Ext(REF_EXT, ref_encoder.encode(spec))
+
+        self.encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
+        self._ext_hook = self._make_ext_hook()
+        self._any: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=self._ext_hook)
+        self.decoders: dict[str, msgspec.msgpack.Decoder[Any]] = {"": self._any}
+        """Decoders made so far, per wire type name (``decoder`` makes the others)."""
+
+    def _make_ext_hook(self) -> Callable[[int, memoryview], Any]:
+        spec_decoder = msgspec.msgpack.Decoder(tuple[str, str, str, str, tuple[str, ...]])
+        ref_from = self._ref_from
+
+        def ext_hook(code: int, data: memoryview) -> Any:
+            if code != REF_EXT:
+                raise ValueError(f"unknown msgpack extension {code}")
+            return ref_from(*spec_decoder.decode(data))
+
+        return ext_hook
+
+    def _dec_hook(self, cls: type, obj: Any) -> Any:
+        # A field annotated ``ActorRef[...]`` gets the ref the extension hook built.
+        origin = get_origin(cls) or cls
+        if isinstance(obj, self._ref_type) and isinstance(origin, type) and isinstance(obj, origin):
+            return obj
+        raise NotImplementedError
+
+    def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any]:
+        """The decoder of a wire type name; ``WireFormatError`` for a type not registered."""
+        try:
+            return self.decoders[name]
+        except KeyError:
+            pass
+        cls = _TYPES.get(name)
+        if cls is None:
+            raise WireFormatError(f"unknown message type {name!r} (not registered here)")
+        try:
+            decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(
+                cls, ext_hook=self._ext_hook, dec_hook=self._dec_hook
+            )
+        except TypeError as exc:
+            raise WireFormatError(f"message type {name!r} cannot be decoded: {exc}") from None
+        self.decoders[name] = decoder
+        return decoder
+
+    def decode_body(self, name: str, body: msgspec.Raw) -> Any:
+        """The message a body holds, of the type ``name``; ``WireFormatError`` otherwise."""
+        decoder = self.decoder(name)
+        try:
+            return decoder.decode(body)
+        except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
+            raise self.body_error(name, exc) from exc
+
+    @staticmethod
+    def body_error(name: str, cause: Exception) -> WireFormatError:
+        """The error for a body msgspec refused (``cause``) as a ``name``."""
+        error = WireFormatError(f"body is not a valid {name or 'plain value'}: {cause}")
+        error.__cause__ = cause
+        return error
+
+
+def decode_frame(data: bytes) -> list[Envelope]:
+    """Every envelope of a frame; ``WireFormatError`` if any of them is malformed."""
+    try:
+        return _FRAME.decode(data)
+    except msgspec.DecodeError as exc:
+        raise WireFormatError(f"not a valid frame: {exc}") from exc
+
+
+def decode_frame_leniently(data: bytes) -> list[Envelope | tuple[bytes, WireFormatError]]:
+    """A frame envelope by envelope: each bad one as ``(its bytes, the error)``.
+
+    Used after ``decode_frame`` failed, so that one bad envelope costs only itself. Raises
+    ``WireFormatError`` when the bytes are not even a msgpack array.
+    """
+    try:
+        raws = _RAW_FRAME.decode(data)
+    except msgspec.DecodeError as exc:
+        raise WireFormatError(f"not a valid frame: {exc}") from exc
+    out: list[Envelope | tuple[bytes, WireFormatError]] = []
+    for raw in raws:
+        try:
+            out.append(_ENVELOPE.decode(raw))
+        except msgspec.DecodeError as exc:
+            error = WireFormatError(f"not a valid envelope: {exc}")
+            error.__cause__ = exc
+            out.append((bytes(raw), error))
+    return out
+
+
+def salvage_ask(raw: bytes) -> tuple[int, str, str] | None:
+    """``(corr, reply, target)`` of a malformed envelope that still looks like an ask."""
+    try:
+        items = msgspec.msgpack.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    if (
+        isinstance(items, list)
+        and len(items) >= 8
+        and items[0] == 1
+        and type(items[6]) is int
+        and isinstance(items[7], str)
+        and items[7]
+    ):
+        target = items[1] if isinstance(items[1], str) else ""
+        return items[6], items[7], target
+    return None
+
+
+def frame(envelopes: list[Any], encoder: msgspec.msgpack.Encoder) -> bytes:
+    """A whole frame of ``envelopes`` (for one-off frames; the transport builds its own)."""
+    buffer = bytearray(FRAME_HEADER)
+    for envelope in envelopes:
+        encoder.encode_into(envelope, buffer, -1)
+    seal(buffer, len(envelopes))
+    return bytes(buffer)
+
+
+def seal(buffer: bytearray, count: int) -> None:
+    """Write the ``array32`` header of a frame of ``count`` envelopes into its first 5 bytes."""
+    buffer[0] = 0xDD
+    buffer[1:FRAME_HEADER] = count.to_bytes(4, "big")

@@ -1,0 +1,579 @@
+"""Actors across processes: two nodes (ActorSystems) on one real nats-server, and a subprocess."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+import pytest_asyncio
+import structlog
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+
+from swarm_actors import (
+    Actor,
+    ActorDeadError,
+    ActorNameError,
+    ActorSystem,
+    AuthenticationError,
+    InvalidArgumentError,
+    MailboxFullError,
+    MessageTooLargeError,
+    NatsOptions,
+    RemoteError,
+    RemoteRef,
+    TransportError,
+    UnhandledMessageError,
+    handler,
+)
+from swarm_actors import _transport as transport_module
+from swarm_actors._registry import NAMES_BUCKET, NameEntry, name_key
+from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
+from swarm_actors.testing import NatsServer
+from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
+
+pytestmark = pytest.mark.asyncio
+
+PEER = Path(__file__).with_name("transport_peer.py")
+Nodes = tuple[ActorSystem, ActorSystem]
+
+
+def unique(prefix: str = "a") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest_asyncio.fixture
+async def nodes(nats_server: NatsServer) -> AsyncIterator[tuple[ActorSystem, ActorSystem]]:
+    """Two nodes (a, b) on the shared server."""
+    async with (
+        ActorSystem(nats=nats_server.url, node=unique("na")) as a,
+        ActorSystem(nats=nats_server.url, node=unique("nb")) as b,
+    ):
+        yield a, b
+
+
+async def remote(system: ActorSystem, name: str) -> RemoteRef[Any]:
+    ref = await system.resolve(name, timeout=5.0)
+    assert isinstance(ref, RemoteRef)
+    return ref
+
+
+# --- tell and ask -------------------------------------------------------------------------
+
+
+async def test_tell_and_ask_across_nodes_keep_order(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    assert a.lookup(name) == ref  # once a's mirror of the registry has it
+    assert ref.node == b.node
+    assert ref.path == f"/{name}"
+    for i in range(300):
+        await ref.tell(Record(i))
+    await ref.tell(Add(5))
+    totals = await ref.ask(Totals(0, []), timeout=5.0)
+    assert totals == Totals(5, list(range(300)))  # a Struct reply decodes to its type
+    assert await ref.ask(Get(), timeout=5.0) == 5
+
+
+async def test_ask_timeout_raises_builtin_timeout(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await ref.ask(Sleep(2.0), timeout=0.2)
+    assert time.monotonic() - started < 1.5
+    assert await ref.ask(Sleep(0.0), timeout=5.0) == "slept"
+
+
+async def test_remote_errors_arrive_typed(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    with pytest.raises(RemoteError) as info:
+        await ref.ask(Boom("kaput"), timeout=5.0)
+    assert info.value.remote_type == "builtins.KeyError"
+    assert info.value.remote_message == "'kaput'"
+    with pytest.raises(UnhandledMessageError) as unhandled:
+        await ref.ask("no handler takes a str", timeout=5.0)
+    assert unhandled.value.actor == f"/{name}"
+    assert await ref.ask(Get(), timeout=5.0) == 0  # restarted after Boom, still serving
+
+
+async def test_dead_and_unknown_actors(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    local = await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    assert await ref.stop() == 0  # RemoteRef.stop stops it on its node
+    assert not local.is_alive
+    for _ in range(100):  # the registry entry goes away
+        if a.lookup(name) is None:
+            break
+        await asyncio.sleep(0.01)
+    assert a.lookup(name) is None
+    with pytest.raises(ActorDeadError):
+        await ref.ask(Get(), timeout=5.0)
+    # A ref pinned to b (as one that arrived in a message) asks b, which has no such actor.
+    assert a._transport is not None
+    pinned: RemoteRef[Any] = RemoteRef(a._transport, name, node=b.node)
+    with pytest.raises(ActorDeadError, match="no actor named"):
+        await pinned.ask(Get(), timeout=5.0)
+    with pytest.raises(TransportError):
+        pinned.stats()
+
+
+async def test_ask_to_a_vanished_node_fails_without_waiting(nats_server: NatsServer) -> None:
+    name = unique()
+    async with ActorSystem(nats=nats_server.url) as a:
+        transport = a._transport
+        assert transport is not None
+        # No node ever listened there: the server answers "no responders" at once.
+        ghost: RemoteRef[Any] = RemoteRef(transport, name, node=unique("ghost"))
+        started = time.monotonic()
+        with pytest.raises(ActorDeadError, match="no responders"):
+            await ghost.ask(Get(), timeout=30.0)
+        assert time.monotonic() - started < 2.0
+        # A node that stopped: once the server has seen it go, the same.
+        b = ActorSystem(nats=nats_server.url)
+        await b.start(Counter, name=name)
+        node = (await remote(a, name)).node
+        await b.stop_all()
+        gone: RemoteRef[Any] = RemoteRef(transport, name, node=node)
+        failure: ActorDeadError | None = None
+        for _ in range(50):
+            try:
+                await gone.ask(Get(), timeout=0.2)
+            except TimeoutError:  # the server had not yet noticed b's disconnect
+                continue
+            except ActorDeadError as exc:
+                failure = exc
+                break
+        assert failure is not None
+        assert "no responders" in str(failure)
+
+
+async def test_resolve_waits_for_a_name_registered_later(
+    nodes: Nodes,
+) -> None:
+    a, b = nodes
+    name = unique()
+    waiting = asyncio.ensure_future(a.resolve(name, timeout=5.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await b.start(Counter, name=name)
+    ref = await waiting
+    assert await ref.ask(Get(), timeout=5.0) == 0
+    with pytest.raises(TimeoutError):
+        await a.resolve(unique(), timeout=0.1)
+
+
+# --- names --------------------------------------------------------------------------------
+
+
+async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    first = await b.start(Counter, name=name)
+    with pytest.raises(ActorNameError, match="already runs on node"):
+        await a.start(Counter, name=name)
+    assert await a.resolve(name, timeout=5.0) is not None  # b's registration is intact
+    await first.stop()
+    for _ in range(100):
+        try:
+            await a.start(Counter, name=name)
+            break
+        except ActorNameError:  # b's release is on its way
+            await asyncio.sleep(0.01)
+    assert isinstance(await b.resolve(name, timeout=5.0), RemoteRef)
+    assert not isinstance(a.lookup(name), RemoteRef)
+
+
+async def test_a_name_restarted_on_the_same_node_is_taken_back(
+    nodes: Nodes,
+) -> None:
+    a, _ = nodes
+    name = unique()
+    ref = await a.start(Counter, name=name)
+    await ref.stop()
+    again = await a.start(Counter, name=name)  # no wait for the release to reach the server
+    assert again.is_alive
+
+
+async def test_a_dead_nodes_name_is_taken_over(nodes: Nodes, nats_client: Client) -> None:
+    a, b = nodes
+    name = unique()
+    kv = await nats_client.jetstream().key_value(NAMES_BUCKET)
+    dead = NameEntry("ghost", "x" * 32, f"/{name}", "counter", ())
+    await kv.put(name_key(name), msgspec.msgpack.encode(dead))  # no node heartbeats as ghost
+    ref = await a.start(Counter, name=name)
+    stored = msgspec.msgpack.decode((await kv.get(name_key(name))).value or b"", type=NameEntry)
+    assert stored.node == a.node
+    remote_ref = await remote(b, name)
+    await ref.tell(Add(2))
+    assert await remote_ref.ask(Get(), timeout=5.0) == 2
+
+
+async def test_names_with_unusual_characters(nodes: Nodes) -> None:
+    a, b = nodes
+    name = f"svc:{uuid.uuid4().hex[:6]}@host+x=1.~y"
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    assert ref.name == name
+    assert await ref.ask(Get(), timeout=5.0) == 0
+
+
+async def test_generated_names_stay_local_but_refs_reach_them(
+    nodes: Nodes,
+) -> None:
+    a, b = nodes
+    anonymous = await a.start(Counter)  # "counter-1" on a: not registered cluster-wide
+    await anonymous.tell(Add(7))
+    name = unique()
+    await b.start(Counter, name=name)
+    assert b.lookup(anonymous.name) is None
+    ref = await remote(a, name)
+    # b's actor receives a's ref inside a message and asks it back across the wire.
+    assert await ref.ask(AskBack(anonymous), timeout=5.0) == 7
+
+
+async def test_refs_round_trip_as_refs(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    mine = await a.start(Counter, name=unique())
+
+    class Echo(Actor):
+        @handler
+        async def echo(self, msg: AskBack) -> AskBack:
+            return msg
+
+    echo_name = unique()
+    await b.start(Echo, name=echo_name)
+    echo = await remote(a, echo_name)
+    back = await echo.ask(AskBack(mine), timeout=5.0)
+    assert back.who == mine  # our own ref comes home as the local ref
+    assert type(back.who) is type(mine)
+    other = await echo.ask(AskBack(await remote(a, name)), timeout=5.0)
+    assert isinstance(other.who, RemoteRef)
+    assert other.who.node == b.node
+
+
+# --- batching and sizes -------------------------------------------------------------------
+
+
+async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client: Client) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    seen: list[int] = []
+
+    async def count(msg: Msg) -> None:
+        seen.append(len(decode_frame(msg.data)))
+
+    sub = await nats_client.subscribe(f"swarm.node.{b.node}", cb=count)
+    await nats_client.flush()
+    for _ in range(1000):
+        await ref.tell(Add(1))
+    assert await ref.ask(Get(), timeout=5.0) == 1000
+    await nats_client.flush()
+    for _ in range(100):
+        if sum(seen) >= 1001:
+            break
+        await asyncio.sleep(0.01)
+    await sub.unsubscribe()
+    assert sum(seen) == 1001  # every tell and the ask
+    assert len(seen) <= 3  # in one frame per loop iteration (and per 64 KiB)
+
+
+async def test_frames_are_split_at_the_byte_bound(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    transport = a._transport
+    assert transport is not None
+    before = transport.frames_sent
+    chunk = b"x" * 10_000  # no handler takes bytes: a (local) dead letter on b, after travelling
+    for i in range(40):  # 400 kB in one loop iteration: several frames of <= ~64 kB
+        await ref.tell(Record(i))
+        await ref.tell(chunk)
+    assert await ref.ask(Get(), timeout=5.0) == 0
+    frames = transport.frames_sent - before
+    assert 6 <= frames <= 10
+
+
+async def test_oversized_message_is_refused_before_sending(
+    nodes: Nodes,
+) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    transport = a._transport
+    assert transport is not None
+    before = transport.frames_sent
+    big = b"x" * (transport.max_payload + 1)
+    with pytest.raises(MessageTooLargeError) as info:
+        await ref.tell(big)
+    assert info.value.limit == transport.max_payload
+    assert info.value.size > transport.max_payload
+    with pytest.raises(MessageTooLargeError):
+        await ref.ask(big, timeout=1.0)
+    assert transport.frames_sent == before
+    # Just under the limit goes through on its own, between small ones.
+    await ref.tell(Add(1))
+    await ref.tell(b"y" * (transport.max_payload - 200))
+    await ref.tell(Add(1))
+    assert await ref.ask(Get(), timeout=5.0) == 2
+
+
+async def test_full_mailbox_keeps_remote_messages_in_order(
+    nodes: Nodes,
+) -> None:
+    a, b = nodes
+
+    class Slow(Actor, mailbox_size=2):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @handler
+        async def record(self, msg: Record) -> None:
+            await asyncio.sleep(0)
+            self.seen.append(msg.item)
+
+        @handler
+        async def get(self, msg: Get) -> list[int]:
+            return self.seen
+
+    name = unique()
+    await b.start(Slow, name=name)
+    ref = await remote(a, name)
+    for i in range(50):
+        await ref.tell(Record(i))
+    assert await ref.ask(Get(), timeout=5.0) == list(range(50))
+
+
+async def test_full_mailbox_of_an_idle_actor_is_served_from_the_read_loop(nodes: Nodes) -> None:
+    a, b = nodes
+
+    class Tiny(Actor, mailbox_size=2):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @handler
+        async def record(self, msg: Record) -> None:
+            self.seen.append(msg.item)
+
+        @handler
+        async def get(self, msg: Get) -> list[int]:
+            return self.seen
+
+    name = unique()
+    tiny = await b.start(Tiny, name=name)
+    ref = await remote(a, name)
+    for i in range(500):  # one frame: far more than the mailbox holds
+        ref.tell_nowait(Record(i))
+    assert await ref.ask(Get(), timeout=5.0) == list(range(500))
+    assert tiny.stats().dropped == 0
+
+
+async def test_overflow_beyond_its_limit_is_refused_not_buffered(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = nodes
+    monkeypatch.setattr(transport_module, "OVERFLOW_LIMIT", 3)
+    gate = asyncio.Event()
+
+    class Blocked(Actor, mailbox_size=1):
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        @handler
+        async def record(self, msg: Record) -> None:
+            await gate.wait()
+            self.seen.append(msg.item)
+
+        @handler
+        async def get(self, msg: Get) -> list[int]:
+            return self.seen
+
+    name = unique()
+    await b.start(Blocked, name=name)
+    ref = await remote(a, name)
+    before = b.dead_letters
+    for i in range(10):  # 1 in the handler, 1 in the mailbox, 3 waiting: 5 refused
+        await ref.tell(Record(i))
+    asking = asyncio.ensure_future(ref.ask(Get(), timeout=5.0))  # refused too: mailbox full
+    with pytest.raises(MailboxFullError):
+        await asking
+    assert b.dead_letters - before == 5
+    gate.set()
+    assert await ref.ask(Get(), timeout=5.0) == [0, 1, 2, 3, 4]
+
+
+async def test_tells_to_unregistered_names_raise(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    actor = await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    await actor.stop()
+    for _ in range(100):
+        if not ref.is_alive:
+            break
+        await asyncio.sleep(0.01)
+    assert ref.node is None
+    with pytest.raises(ActorDeadError, match="is registered"):
+        await ref.tell(Add(1))
+    with pytest.raises(ActorDeadError):
+        ref.tell_nowait(Add(1))
+
+
+# --- bad input ----------------------------------------------------------------------------
+
+
+async def dead_letters(client: Client, node: str) -> asyncio.Queue[Msg]:
+    queue: asyncio.Queue[Msg] = asyncio.Queue()
+    await client.subscribe(f"swarm.deadletter.{node}", cb=queue.put)
+    await client.flush()
+    return queue
+
+
+async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
+    nodes: Nodes, nats_client: Client
+) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    letters = await dead_letters(nats_client, b.node or "")
+    subject = f"swarm.node.{b.node}"
+    good = frame([TellOut(name, "transport_peer:Add", Add(1), "", "")], msgspec.msgpack.Encoder())
+    with structlog.testing.capture_logs() as logs:
+        await nats_client.publish(subject, b"\x00garbage\xff")
+        await nats_client.publish(subject, good[:-3])  # truncated
+        letter = await asyncio.wait_for(letters.get(), 5.0)
+        assert letter.data == b"\x00garbage\xff"
+        assert letter.headers is not None
+        assert "not a valid frame" in letter.headers["Swarm-Reason"]
+        truncated = await asyncio.wait_for(letters.get(), 5.0)
+        assert truncated.data == good[:-3]
+    bad = [e for e in logs if e["event"] == "transport.bad_frame"]
+    assert len(bad) == 2
+    assert {e["log_level"] for e in bad} == {"warning"}
+    ref = await remote(a, name)
+    await nats_client.publish(subject, good)  # a well-formed frame from a plain client works
+    await nats_client.flush()  # the server routed it to b before a's frames below
+    await ref.tell(Add(1))
+    assert await ref.ask(Get(), timeout=5.0) == 2
+
+
+async def test_garbage_request_gets_an_error_reply(nodes: Nodes, nats_client: Client) -> None:
+    _, b = nodes
+    reply = await nats_client.request(f"swarm.node.{b.node}", b"\x93not msgpack", timeout=5.0)
+    envelopes = decode_frame(reply.data)
+    assert len(envelopes) == 1
+    failure = envelopes[0]
+    assert isinstance(failure, Failure)
+    assert failure.error.endswith("WireFormatError")
+    assert "not a valid frame" in failure.message
+
+
+async def test_wrong_schema_asks_get_failures_and_tells_dead_letters(
+    nodes: Nodes, nats_client: Client
+) -> None:
+    _, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    letters = await dead_letters(nats_client, b.node or "")
+    inbox = nats_client.new_inbox()
+    answers: asyncio.Queue[Msg] = asyncio.Queue()
+    await nats_client.subscribe(inbox, cb=answers.put)
+    encoder = msgspec.msgpack.Encoder()
+    subject = f"swarm.node.{b.node}"
+
+    async def ask(type_name: str, body: Any, corr: int) -> Failure:
+        envelope = AskOut(name, type_name, body, "", "", corr, inbox)
+        await nats_client.publish(subject, frame([envelope], encoder))
+        answer = decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data)[0]
+        assert isinstance(answer, Failure)
+        assert answer.corr == corr
+        return answer
+
+    unknown = await ask("nowhere:Nothing", {"x": 1}, 1)
+    assert "unknown message type" in unknown.message
+    assert unknown.error.endswith("WireFormatError")
+    wrong_shape = await ask("transport_peer:Add", {"n": "not an int"}, 2)
+    assert "not a valid transport_peer:Add" in wrong_shape.message
+    # An envelope with a wrong field type, still recognisable as an ask, next to a good tell.
+    broken_ask = encoder.encode([1, name, "transport_peer:Get", {}, 5, "", 3, inbox])
+    good_tell = encoder.encode(TellOut(name, "transport_peer:Add", Add(4), "", ""))
+    mixed = b"\xdd\x00\x00\x00\x02" + broken_ask + good_tell
+    await nats_client.publish(subject, mixed)
+    broken = decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data)[0]
+    assert isinstance(broken, Failure)
+    assert broken.corr == 3
+    # Tells: unknown type and unknown actor are dead letters with their reasons.
+    tells = [
+        TellOut(name, "nowhere:Nothing", 1, "", "/someone"),
+        TellOut("nobody-" + name, "transport_peer:Add", Add(1), "", ""),
+    ]
+    await nats_client.publish(subject, frame(tells, encoder))
+    first = await asyncio.wait_for(letters.get(), 5.0)
+    second = await asyncio.wait_for(letters.get(), 5.0)
+    assert first.headers is not None
+    assert second.headers is not None
+    assert "unknown message type" in first.headers["Swarm-Reason"]
+    assert first.headers["Swarm-Sender"] == "/someone"
+    assert second.headers["Swarm-Reason"] == "no such actor"
+    # The good tell of the mixed frame was delivered; the node still serves.
+    await nats_client.publish(
+        subject, frame([AskOut(name, "transport_peer:Get", Get(), "", "", 9, inbox)], encoder)
+    )
+    answer = decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data)[0]
+    assert isinstance(answer, Reply)
+    assert answer.corr == 9
+    assert msgspec.msgpack.decode(answer.body) == 4
+
+
+async def test_wrong_credentials_fail_fast() -> None:
+    async with NatsServer(user="swarm", password="right") as server:
+        started = time.monotonic()
+        with pytest.raises(AuthenticationError):
+            async with ActorSystem(
+                nats=NatsOptions(servers=server.url, user="swarm", password="wrong")
+            ):
+                pass
+        assert time.monotonic() - started < 3.0
+        options = NatsOptions(servers=server.url, user="swarm", password="right")
+        async with ActorSystem(nats=options) as system:
+            assert system.node is not None
+
+
+async def test_bad_nats_arguments_are_refused() -> None:
+    with pytest.raises(InvalidArgumentError):
+        ActorSystem(nats=42)  # type: ignore[arg-type]
+    with pytest.raises(InvalidArgumentError):
+        ActorSystem(nats="nats://127.0.0.1:4222", node="has.dot")
+    with pytest.raises(InvalidArgumentError):
+        ActorSystem(node="n1")
+    with pytest.raises(InvalidArgumentError):
+        ActorSystem(nats="nats://127.0.0.1:4222", data_dir="/tmp/x")
+
+
+async def test_node_ids_are_unique_among_live_nodes(nats_server: NatsServer) -> None:
+    node = unique("dup")
+    async with ActorSystem(nats=nats_server.url, node=node):
+        with pytest.raises(TransportError, match="in use by a live node"):
+            async with ActorSystem(nats=nats_server.url, node=node):
+                pass

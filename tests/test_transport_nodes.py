@@ -1,0 +1,175 @@
+"""Nodes as OS processes: a peer in a subprocess, crashes, name take-over, the embedded server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarm_actors import (
+    ActorDeadError,
+    ActorNameError,
+    ActorRef,
+    ActorSystem,
+    RemoteError,
+    RemoteRef,
+)
+from swarm_actors._system import default_data_dir
+from swarm_actors.testing import NatsServer
+from transport_peer import Add, AskBack, Boom, Counter, Get
+
+PEER = Path(__file__).with_name("transport_peer.py")
+
+
+def unique(prefix: str = "x") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@asynccontextmanager
+async def peer(
+    url: str, node: str, name: str, ttl: float = 10.0
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``transport_peer.py`` in another process, serving ``Counter`` ``name`` on ``node``."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(PEER),
+        url,
+        node,
+        name,
+        str(ttl),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        output = []
+        async with asyncio.timeout(30):
+            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
+                output.append(line)
+        assert line.strip() == b"ready", b"".join(output).decode()
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def asks_fail_fast(ref: ActorRef[Any]) -> None:
+    """Asks to a dead node end in ``ActorDeadError`` (once the server noticed it died)."""
+    for _ in range(50):
+        try:
+            await ref.ask(Get(), timeout=0.2)
+        except TimeoutError:  # the server has not noticed the dead connection yet
+            continue
+        except ActorDeadError:
+            return
+    pytest.fail("asks to a dead node never failed with ActorDeadError")
+
+
+@pytest.mark.asyncio
+async def test_actors_talk_across_os_processes(nats_server: NatsServer) -> None:
+    name, node = unique(), unique("peer")
+    async with ActorSystem(nats=nats_server.url) as system, peer(nats_server.url, node, name) as p:
+        assert p.pid != os.getpid()
+        ref = await system.resolve(name, timeout=10.0)
+        assert isinstance(ref, RemoteRef)
+        assert ref.node == node
+        for _ in range(1000):
+            await ref.tell(Add(1))
+        assert await ref.ask(Get(), timeout=10.0) == 1000
+        with pytest.raises(RemoteError) as info:
+            await ref.ask(Boom("across"), timeout=10.0)
+        assert info.value.remote_type == "builtins.KeyError"
+        # The peer asks back an actor of this process through a ref sent in a message.
+        mine = await system.start(Counter)
+        await mine.tell(Add(42))
+        assert await ref.ask(AskBack(mine), timeout=10.0) == 42
+        with pytest.raises(ActorNameError, match=node):
+            await system.start(Counter, name=name)
+        # A clean exit unregisters the peer's name.
+        assert p.stdin is not None
+        p.stdin.close()
+        assert await asyncio.wait_for(p.wait(), 15.0) == 0
+        await system.start(Counter, name=name)
+
+
+@pytest.mark.asyncio
+async def test_a_killed_process_loses_its_names_after_its_ttl(nats_server: NatsServer) -> None:
+    name, node = unique(), unique("peer")
+    async with ActorSystem(nats=nats_server.url) as system:
+        async with peer(nats_server.url, node, name, ttl=1.0) as p:
+            ref = await system.resolve(name, timeout=10.0)
+            assert await ref.ask(Get(), timeout=10.0) == 0
+            p.send_signal(signal.SIGKILL)
+            await p.wait()
+        with pytest.raises(ActorNameError):  # its heartbeat has not expired yet
+            await system.start(Counter, name=name)
+        await asks_fail_fast(ref)  # nobody listens on its subject any more
+        started = time.monotonic()
+        while True:
+            try:
+                mine = await system.start(Counter, name=name)
+                break
+            except ActorNameError:
+                assert time.monotonic() - started < 10.0
+                await asyncio.sleep(0.2)
+        await mine.tell(Add(3))
+        assert await ref.ask(Get(), timeout=5.0) == 3  # the ref follows the name to its new home
+
+
+@pytest.mark.asyncio
+async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) -> None:
+    data = tmp_path / "nats"
+    name = unique()
+    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+        url = system.nats_url
+        assert url is not None
+        await system.start(Counter, name=name)
+        async with ActorSystem(nats=url) as other:  # another node attaches to it
+            ref = await other.resolve(name, timeout=5.0)
+            await ref.tell(Add(2))
+            assert await ref.ask(Get(), timeout=5.0) == 2
+    assert (data / "jetstream").is_dir()  # JetStream data outlives the server
+    with pytest.raises(ConnectionRefusedError):  # the server is gone: nothing listens there
+        socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2])), timeout=1.0).close()
+    # A new embedded server on the same directory starts clean: the name is free again.
+    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+        await system.start(Counter, name=name)
+
+
+def test_default_data_dir_is_per_node_under_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
+    assert default_data_dir("n1") == Path("/somewhere/swarm-actors/nats/n1")
+    assert default_data_dir(None) == Path("/somewhere/swarm-actors/nats/default")
+
+
+def test_local_systems_never_import_nats() -> None:
+    code = (
+        "import asyncio, sys\n"
+        "from swarm_actors import ActorSystem\n"
+        "from transport_peer import Counter, Add, Get\n"
+        "async def main():\n"
+        "    async with ActorSystem() as s:\n"
+        "        c = await s.start(Counter, name='c')\n"
+        "        await c.tell(Add(1))\n"
+        "        assert await c.ask(Get()) == 1\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(PEER.parent)}
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    )
+    assert proc.stdout.strip().splitlines()[-1] == "[]"

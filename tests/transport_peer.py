@@ -1,0 +1,108 @@
+"""Message types and actors shared by the transport tests, and a node to run in another process.
+
+The types live here (not in the test module) so that both processes know them under the same
+``module:qualname``: ``transport_peer:Add`` and so on.
+
+Run as a script it is a second OS process on NATS::
+
+    python tests/transport_peer.py NATS_URL NODE NAME [NODE_TTL]
+
+It starts a ``Counter`` named NAME on node NODE, prints ``ready`` and serves until its stdin
+closes (then stops cleanly) or it is killed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import msgspec
+import structlog
+
+from swarm_actors import Actor, ActorRef, ActorSystem, handler
+
+
+class Add(msgspec.Struct):
+    n: int
+
+
+class Get(msgspec.Struct):
+    pass
+
+
+class Boom(msgspec.Struct):
+    text: str
+
+
+class Sleep(msgspec.Struct):
+    seconds: float
+
+
+class AskBack(msgspec.Struct):
+    """Ask ``who`` for its total and return it (a ref inside a message)."""
+
+    who: ActorRef[Any]
+
+
+class Record(msgspec.Struct):
+    item: int
+
+
+class Totals(msgspec.Struct):
+    total: int
+    seen: list[int]
+
+
+class Counter(Actor):
+    def __init__(self) -> None:
+        self.total = 0
+        self.seen: list[int] = []
+
+    @handler
+    async def add(self, msg: Add) -> None:
+        self.total += msg.n
+
+    @handler
+    async def record(self, msg: Record) -> None:
+        self.seen.append(msg.item)
+
+    @handler
+    async def get(self, msg: Get) -> int:
+        return self.total
+
+    @handler
+    async def boom(self, msg: Boom) -> None:
+        raise KeyError(msg.text)
+
+    @handler
+    async def sleep(self, msg: Sleep) -> str:
+        await asyncio.sleep(msg.seconds)
+        return "slept"
+
+    @handler
+    async def ask_back(self, msg: AskBack) -> int:
+        result: int = await msg.who.ask(Get(), timeout=5.0)
+        return result
+
+    @handler
+    async def totals(self, msg: Totals) -> Totals:
+        return Totals(self.total, self.seen)
+
+
+async def serve(url: str, node: str, name: str, ttl: float) -> None:
+    async with ActorSystem(nats=url, node=node, node_ttl=ttl) as system:
+        await system.start(Counter, name=name)
+        print("ready", flush=True)
+        # Serve until the parent closes our stdin (or kills us).
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
+if __name__ == "__main__":
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    import transport_peer  # the types under their importable name, not __main__'s
+
+    url, node, name = sys.argv[1:4]
+    ttl = float(sys.argv[4]) if len(sys.argv) > 4 else 10.0
+    asyncio.run(transport_peer.serve(url, node, name, ttl))
