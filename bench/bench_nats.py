@@ -13,6 +13,17 @@ same run (``../shared/MEASUREMENTS.md`` has the figures these machines gave befo
   (nats-py keeps at most 4,000 unacknowledged);
 * *ordered consumer read-back*: a stream holding N messages read by an ordered push consumer.
 
+Beside them, the JetStream journal (``JetStreamJournal``) on the same server, with events of
+about the same size (an ``AgentDecision``, msgpack-encoded, plus the ``Nats-Msg-Id`` header
+every journal message carries):
+
+* *journal append_many*: N events in one ``append_many`` (acks pipelined), against raw
+  ``publish_async`` (target >= 90 %);
+* *journal append, await each*: ``await journal.append(event)`` in a loop, against raw
+  ``js.publish``;
+* *journal read*: ``async for entry in journal.read()`` over N stored events, decoded into
+  ``JournalEntry`` objects (target >= 100k events/s), against the raw ordered consumer.
+
 Every function here is importable (``from bench_nats import raw_publish``) so later benches
 can put their figures beside these baselines in the same run. Each takes the server URL and N
 and returns a :class:`Result` (rate, and whether the run's correctness check passed).
@@ -41,7 +52,9 @@ from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
 from _common import fmt_rate, machine, progress, table
 from swarm_actors import NatsOptions
+from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._nats_conn import connect
+from swarm_actors.events import AgentDecision, SwarmEvent, encode_event, new_event
 from swarm_actors.testing import NatsServer
 
 PAYLOAD = b"x" * 128
@@ -234,6 +247,83 @@ async def raw_ordered_read(url: str, n: int) -> Result:
     return Result(n / elapsed, received == n and in_order)
 
 
+# --- the journal ----------------------------------------------------------------------------
+
+
+def make_events(role: str, n: int) -> list[SwarmEvent]:
+    """N decisions of about 128 bytes encoded (the raw baselines' message size)."""
+    return [
+        new_event(
+            AgentDecision(choice=f"c{i}", rationale="r" * 40),
+            agent_role=role,
+            agent_id="agent-1",
+            sequence=i,
+        )
+        for i in range(n)
+    ]
+
+
+def event_size() -> int:
+    return len(encode_event(make_events("planner", 1)[0]))
+
+
+async def open_journal(url: str) -> tuple[Client, JetStreamJournal, str]:
+    nc = await client(url, "journal")
+    role = unique("r")
+    journal = JetStreamJournal(nc, stream=role.upper(), subjects=f"swarm.events.{role}.>")
+    await journal.start()
+    return nc, journal, role
+
+
+async def close_journal(nc: Client, journal: JetStreamJournal) -> None:
+    await journal.close()
+    await nc.jetstream().delete_stream(journal.stream)
+    await nc.close()
+
+
+async def journal_append_many(url: str, n: int) -> Result:
+    """N events in one ``append_many``: pipelined, each acknowledged before it counts."""
+    nc, journal, role = await open_journal(url)
+    events = make_events(role, n)
+    started = time.perf_counter()
+    seqs = await journal.append_many(events)
+    elapsed = time.perf_counter() - started
+    ok = seqs == list(range(1, n + 1)) and await journal.last_sequence() == n
+    await close_journal(nc, journal)
+    return Result(n / elapsed, ok)
+
+
+async def journal_append_each(url: str, n: int) -> Result:
+    """``await journal.append(event)`` N times."""
+    nc, journal, role = await open_journal(url)
+    events = make_events(role, n)
+    last = 0
+    started = time.perf_counter()
+    for event in events:
+        last = await journal.append(event)
+    elapsed = time.perf_counter() - started
+    ok = last == n and await journal.last_sequence() == n
+    await close_journal(nc, journal)
+    return Result(n / elapsed, ok)
+
+
+async def journal_read(url: str, n: int) -> Result:
+    """Replay N stored events as decoded ``JournalEntry`` objects."""
+    nc, journal, role = await open_journal(url)
+    events = make_events(role, n)
+    await journal.append_many(events)
+    count = 0
+    in_order = True
+    started = time.perf_counter()
+    async for entry in journal.read():
+        count += 1
+        in_order = in_order and entry.sequence == count
+    elapsed = time.perf_counter() - started
+    ok = count == n and in_order and entry.event == events[-1]
+    await close_journal(nc, journal)
+    return Result(n / elapsed, ok)
+
+
 # --- running --------------------------------------------------------------------------------
 
 Bench = Callable[[str, int], Coroutine[Any, Any, Result]]
@@ -256,6 +346,35 @@ BASELINES: list[tuple[str, Bench, int, int]] = [
     ("JetStream ordered consumer read-back", raw_ordered_read, 100_000, 20_000),
 ]
 
+# label, journal function, its raw baseline's label, target ratio (or None), N, N --quick
+JOURNAL: list[tuple[str, Bench, str, float | None, int, int]] = [
+    (
+        "journal append_many (pipelined acks)",
+        journal_append_many,
+        "JetStream publish_async, pipelined acks",
+        0.9,
+        100_000,
+        20_000,
+    ),
+    (
+        "journal append, await each",
+        journal_append_each,
+        "JetStream publish, await each ack",
+        None,
+        10_000,
+        2_000,
+    ),
+    (
+        "journal read (decoded entries)",
+        journal_read,
+        "JetStream ordered consumer read-back",
+        None,
+        100_000,
+        20_000,
+    ),
+]
+READ_TARGET = 100_000.0
+
 
 def quiet_logs() -> None:
     """Connection events are structlog lines on stdout: keep the Markdown report clean."""
@@ -269,15 +388,41 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     rows: list[list[object]] = []
+    journal_rows: list[list[object]] = []
     failures: list[str] = []
+    best_of: dict[str, float] = {}
+    targets: list[str] = []
     with bench_server() as server:
         for label, fn, n_full, n_quick in BASELINES:
             n = n_quick if args.quick else n_full
             progress(f"{label} (N = {n:,})")
             best, median, ok = repeat(server.url, fn, n, args.repeats)
+            best_of[label] = best
             rows.append([label, f"{n:,}", f"**{fmt_rate(best)}** ({fmt_rate(median)})"])
             if not ok:
                 failures.append(label)
+        for label, fn, baseline, target, n_full, n_quick in JOURNAL:
+            n = n_quick if args.quick else n_full
+            progress(f"{label} (N = {n:,})")
+            best, median, ok = repeat(server.url, fn, n, args.repeats)
+            ratio = best / best_of[baseline]
+            journal_rows.append(
+                [
+                    label,
+                    f"{n:,}",
+                    f"**{fmt_rate(best)}** ({fmt_rate(median)})",
+                    f"{baseline}: {fmt_rate(best_of[baseline])}",
+                    f"{ratio:.0%}",
+                ]
+            )
+            if not ok:
+                failures.append(label)
+            if target is not None:
+                verdict = "meets" if ratio >= target else "MISSES"
+                targets.append(f"{label}: {ratio:.0%} of raw, {verdict} {target:.0%}")
+            if fn is journal_read:
+                verdict = "meets" if best >= READ_TARGET else "MISSES"
+                targets.append(f"{label}: {fmt_rate(best)}, {verdict} {fmt_rate(READ_TARGET)}")
 
     command = " ".join(["python bench/bench_nats.py", *sys.argv[1:]])
     print("## NATS baselines (raw nats-py)\n")
@@ -288,13 +433,18 @@ def main() -> None:
     )
     print(table(["measurement (raw nats-py)", "N", "rate"], rows))
     print()
+    print(f"### JetStream journal, same server and run (events of {event_size()} bytes)\n")
+    print(table(["measurement", "N", "rate", "raw baseline", "journal / raw"], journal_rows))
+    print()
+    print("- Targets: " + "; ".join(targets) + ".")
     if failures:
         print("- **Correctness checks FAILED**: " + "; ".join(failures) + ".")
     else:
         print(
             "- Correctness: every run checked (all messages received, every reply equal to its "
-            "request, acks numbered 1..N and N messages stored, read-back in stream order) — "
-            "all passed."
+            "request, acks numbered 1..N and N messages stored, read-back in stream order; "
+            "journal: sequences 1..N returned and stored, entries read in order and equal to "
+            "the events appended) — all passed."
         )
     print()
     if failures:

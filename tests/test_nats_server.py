@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import pickle
+import shutil
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -300,6 +302,51 @@ async def test_nkey_seed_auth(tmp_path: Path) -> None:
             await client.close()
         with pytest.raises(AuthenticationError):
             await connect(NatsOptions(servers=server.url, nkeys_seed=other))
+
+
+def self_signed_cert(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA (made with the openssl CLI)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@asyncio_test
+async def test_tls_with_a_ca_file(tmp_path: Path) -> None:
+    cert, key = await asyncio.to_thread(self_signed_cert, tmp_path)
+    async with NatsServer(tls_cert_file=cert, tls_key_file=key, jetstream=False) as server:
+        url = f"tls://127.0.0.1:{server.port}"
+        client = await connect(NatsOptions(servers=url, tls_ca_file=cert))
+        await client.flush(timeout=2)
+        await client.close()
+        # Without the CA the server's certificate is not trusted: no connection.
+        with pytest.raises(ConnectError, match=r"CERTIFICATE_VERIFY_FAILED|certificate"):
+            await connect(NatsOptions(servers=url, tls_ca_file=None, connect_timeout=0.5))
 
 
 @asyncio_test

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 import structlog
 
@@ -35,6 +35,18 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "DurableConsumer"]
 
 _log = structlog.get_logger("swarm_actors.journal")
+
+
+def _raise_lost_cancellation() -> None:
+    """Re-raise a cancellation that nats-py's fetch lost.
+
+    On Python 3.11 ``asyncio.wait_for`` (inside nats-py's ``next_msg``) returns its result and
+    drops a cancellation that arrives as the result does; the task's ``cancelling()`` count
+    still shows it.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _stored_ns(reply: str) -> int:
@@ -122,6 +134,13 @@ class DurableConsumer:
         """The durable name (the server keeps the position under it)."""
         return self._name
 
+    async def __aenter__(self) -> Self:
+        await self._subscription()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     async def _subscription(self) -> JetStreamContext.PullSubscription:
         if self._journal.closed:
             raise JournalClosedError("the journal is closed")
@@ -145,8 +164,13 @@ class DurableConsumer:
                     max_deliver=self._max_deliver,
                     filter_subject=self._subject,
                 )
-                self._sub = await self._js.pull_subscribe(
-                    self._subject, durable=self._name, stream=self._journal.stream, config=config
+                self._sub = await self._journal._api(
+                    lambda: self._js.pull_subscribe(
+                        self._subject,
+                        durable=self._name,
+                        stream=self._journal.stream,
+                        config=config,
+                    )
                 )
         return self._sub
 
@@ -156,14 +180,15 @@ class DurableConsumer:
         Returns an empty list when none came in time. Undecodable messages are terminated,
         logged and left out (so fewer than ``batch`` may come even when more are pending).
         """
-        from nats.errors import TimeoutError as NatsTimeoutError
-
         if batch < 1 or not timeout > 0:
             raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
         sub = await self._subscription()
         try:
             msgs = await sub.fetch(batch, timeout=timeout)
-        except NatsTimeoutError:
+        except TimeoutError:  # nats-py raises its own subclass, or the builtin itself
+            msgs = []
+        _raise_lost_cancellation()
+        if not msgs:
             return []
         out = []
         api_timeout = self._journal._api_timeout
@@ -221,7 +246,7 @@ class DurableConsumer:
     async def pending(self) -> int:
         """Entries not yet handed out plus those handed out and not acknowledged."""
         sub = await self._subscription()
-        info = await sub.consumer_info()
+        info = await self._journal._api(sub.consumer_info)
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
     async def close(self) -> None:

@@ -36,8 +36,8 @@ import asyncio
 import collections
 import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING, Literal, Self
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import msgspec
 import structlog
@@ -66,6 +66,7 @@ if TYPE_CHECKING:
 __all__ = ["JetStreamJournal"]
 
 _log = structlog.get_logger("swarm_actors.journal")
+T = TypeVar("T")
 
 _MSG_ID = "Nats-Msg-Id"
 _HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
@@ -145,7 +146,7 @@ class _AckPipeline:
         self._prefix = ""
         self._prefix_len = 0
         self._sub: Subscription | None = None
-        self._room: asyncio.Future[None] | None = None
+        self._room: list[asyncio.Future[None]] = []  # senders waiting for the window to drain
 
     async def start(self) -> None:
         self._prefix = self._client.new_inbox() + "."
@@ -183,9 +184,14 @@ class _AckPipeline:
                 elif ack.seq > 0:
                     attempt.seqs[index] = ack.seq
         attempt.answer()
-        room = self._room
-        if room is not None and len(self._inflight) <= self._window // 2 and not room.done():
-            room.set_result(None)
+        if self._room and len(self._inflight) <= self._window // 2:
+            self._wake_senders()
+
+    def _wake_senders(self) -> None:
+        room, self._room = self._room, []
+        for waiter in room:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def send(
         self, attempt: _Attempt, prepared: Sequence[_Prepared], indices: Sequence[int], stall: float
@@ -217,21 +223,31 @@ class _AckPipeline:
             attempt.close()
 
     async def _wait_room(self, stall: float) -> bool:
-        room = self._room = asyncio.get_running_loop().create_future()
-        try:
-            await asyncio.wait((room,), timeout=stall)
-        finally:
-            self._room = None
-        return room.done()
+        waiter = asyncio.get_running_loop().create_future()
+        self._room.append(waiter)
+        await asyncio.wait((waiter,), timeout=stall)
+        return waiter.done()
 
     def forget(self, attempt: _Attempt) -> None:
         """Drop the round's unanswered publishes (their acks, if they come, are ignored)."""
         inflight = self._inflight
         for token in attempt.tokens:
             inflight.pop(token, None)
-        room = self._room
-        if room is not None and len(inflight) <= self._window // 2 and not room.done():
-            room.set_result(None)
+        if self._room and len(inflight) <= self._window // 2:
+            self._wake_senders()
+
+
+def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether two subject filters (as tokens) can match a common subject."""
+    for i in range(max(len(a), len(b))):
+        if i == len(a) or i == len(b):
+            return False  # one is longer, and the shorter has no '>' to cover the rest
+        x, y = a[i], b[i]
+        if x == ">" or y == ">":
+            return True
+        if x != y and x != "*" and y != "*":
+            return False
+    return True
 
 
 def _rfc3339(ns: int) -> str:
@@ -306,6 +322,10 @@ class JetStreamJournal:
             raise InvalidArgumentError(f"replicas must be 1-5, got {replicas!r}")
         if not duplicate_window > 0:
             raise InvalidArgumentError("duplicate_window must be > 0 seconds")
+        if max_age is not None and duplicate_window > max_age:
+            raise InvalidArgumentError(
+                f"duplicate_window ({duplicate_window:g} s) must not exceed max_age ({max_age:g} s)"
+            )
         if not 0 < timeout <= duplicate_window:
             raise InvalidArgumentError(
                 f"timeout must be > 0 and <= duplicate_window ({duplicate_window:g} s), "
@@ -336,6 +356,8 @@ class JetStreamJournal:
         self._drainer: asyncio.Task[None] | None = None
         self._nowait_error: BaseException | None = None
         self._readers: set[_ReaderState] = set()
+        self._storing = 0  # appends waiting for acknowledgements (close lets them finish)
+        self._stored_all: asyncio.Event | None = None
         self._cleanups: set[asyncio.Task[None]] = set()
 
     @classmethod
@@ -405,14 +427,14 @@ class JetStreamJournal:
         from nats.js.api import StorageType
         from nats.js.errors import NotFoundError
 
-        config = self._stream_config()
+        config: Any = self._stream_config()
         try:
-            info = await self._js.stream_info(self._stream)
+            info = await self._api(lambda: self._js.stream_info(self._stream))
         except NotFoundError:
-            info = await self._js.add_stream(config)  # type: ignore[arg-type]
+            info = await self._api(lambda: self._js.add_stream(config))
         else:
             current = info.config
-            if current.storage is not StorageType.FILE:
+            if current.storage != StorageType.FILE:  # (a str, or the str enum)
                 raise InvalidArgumentError(
                     f"stream {self._stream!r} exists with {current.storage} storage; "
                     "the journal needs file storage"
@@ -432,7 +454,7 @@ class JetStreamJournal:
                 float(current.duplicate_window or 0),
             )
             if wanted != have:
-                info = await self._js.update_stream(config)  # type: ignore[arg-type]
+                info = await self._api(lambda: self._js.update_stream(config))
         await self._wait_leader(info.cluster is not None)
         await self._acks.start()
 
@@ -442,7 +464,7 @@ class JetStreamJournal:
             return
         async with asyncio.timeout(self._timeout):
             while True:
-                info = await self._js.stream_info(self._stream)
+                info = await self._api(lambda: self._js.stream_info(self._stream))
                 if info.cluster is None or info.cluster.leader:
                     return
                 await asyncio.sleep(_LEADER_POLL)
@@ -450,6 +472,34 @@ class JetStreamJournal:
     def _check_open(self) -> None:
         if self._closed:
             raise JournalClosedError("the journal is closed")
+
+    async def _api(self, call: Callable[[], Awaitable[T]]) -> T:
+        """A JetStream API call, retried while the cluster is between leaders (until timeout).
+
+        Timeouts, "no responders" and 503 answers are what a leader election looks like
+        from here; they are retried with backoff. The last one is raised after ``timeout``.
+        """
+        from nats.errors import NoRespondersError
+        from nats.errors import TimeoutError as NatsTimeoutError
+        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._timeout
+        delay = _RETRY_FIRST_DELAY
+        while True:
+            try:
+                return await call()
+            except (
+                NatsTimeoutError,
+                NoRespondersError,
+                NoStreamResponseError,
+                ServiceUnavailableError,
+            ) as e:
+                if loop.time() + delay >= deadline:
+                    raise
+                _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX_DELAY)
 
     # --- writing ----------------------------------------------------------------------------
 
@@ -495,6 +545,15 @@ class JetStreamJournal:
         return await self._store(prepared)
 
     async def _store(self, prepared: Sequence[_Prepared]) -> list[int]:
+        self._storing += 1
+        try:
+            return await self._store_attempts(prepared)
+        finally:
+            self._storing -= 1
+            if not self._storing and self._stored_all is not None:
+                self._stored_all.set()
+
+    async def _store_attempts(self, prepared: Sequence[_Prepared]) -> list[int]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
         seqs: list[int | None] = [None] * len(prepared)
@@ -503,7 +562,13 @@ class JetStreamJournal:
         while True:
             attempt = _Attempt(seqs, loop.create_future())
             try:
-                await self._acks.send(attempt, prepared, todo, self._ack_timeout)
+                try:
+                    # A paused or unreachable server can block a publish (full socket
+                    # buffers): the deadline bounds sending too.
+                    async with asyncio.timeout_at(deadline):
+                        await self._acks.send(attempt, prepared, todo, self._ack_timeout)
+                except TimeoutError:
+                    pass  # what is unanswered is reported below
                 await self._await_answers(attempt, deadline)
             finally:
                 self._acks.forget(attempt)
@@ -593,12 +658,13 @@ class JetStreamJournal:
         start_time_ns: int | None = None,
         subject: str = ALL_EVENTS,
         errors: Literal["raise", "skip"] = "raise",
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Stored entries matching ``subject``, oldest first, up to the last one stored now.
 
         From ``start_sequence``, or the first entry stored at or after ``start_time_ns``
         (not both), or the oldest retained. ``errors`` decides what an undecodable message
-        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged).
+        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged). An async generator:
+        ``contextlib.aclosing`` it to release its consumer at once when leaving early.
         """
         self._check_open()
         self._check_read_args(start_sequence, start_time_ns, subject, errors)
@@ -612,11 +678,12 @@ class JetStreamJournal:
         start_sequence: int | None = None,
         subject: str = ALL_EVENTS,
         errors: Literal["raise", "skip"] = "raise",
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         """Entries matching ``subject`` from ``start_sequence``, then each new one as stored.
 
         Without ``start_sequence``, only entries stored after the call. Ends when the journal
-        closes; cancel it otherwise. ``errors`` as for ``read``.
+        closes; cancel it otherwise. ``errors`` as for ``read``. ``contextlib.aclosing`` it so
+        that leaving the loop releases its consumer at once.
         """
         self._check_open()
         self._check_read_args(start_sequence, None, subject, errors)
@@ -626,9 +693,8 @@ class JetStreamJournal:
             start.add_done_callback(_consume_outcome)
         return self._follow(start_sequence, start, subject, errors)
 
-    @staticmethod
     def _check_read_args(
-        start_sequence: int | None, start_time_ns: int | None, subject: str, errors: str
+        self, start_sequence: int | None, start_time_ns: int | None, subject: str, errors: str
     ) -> None:
         if start_sequence is not None and start_time_ns is not None:
             raise InvalidArgumentError("give start_sequence or start_time_ns, not both")
@@ -640,7 +706,12 @@ class JetStreamJournal:
             raise InvalidArgumentError(f"start_time_ns must be >= 0, got {start_time_ns!r}")
         if errors not in ("raise", "skip"):
             raise InvalidArgumentError(f"errors must be 'raise' or 'skip', got {errors!r}")
-        _check_filter(subject)
+        if not _overlap(_check_filter(subject), _check_filter(self._subjects)):
+            raise SubjectError(
+                f"subject filter {subject!r} is outside stream {self._stream!r} "
+                f"({self._subjects}): it can match nothing",
+                token=subject,
+            )
 
     async def _follow(
         self,
@@ -648,7 +719,7 @@ class JetStreamJournal:
         start: asyncio.Future[int] | None,
         subject: str,
         errors: str,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         if start is not None:
             start_sequence = await start + 1
         async for entry in self._replay(start_sequence, None, subject, None, errors):
@@ -661,7 +732,7 @@ class JetStreamJournal:
         subject: str,
         end: asyncio.Future[int] | None,
         errors: str,
-    ) -> AsyncIterator[JournalEntry]:
+    ) -> AsyncGenerator[JournalEntry, None]:
         await self.start()
         end_seq: int | None = None
         if end is not None:
@@ -772,7 +843,6 @@ class JetStreamJournal:
     ) -> tuple[Subscription, str, int]:
         """A fresh inbox subscription and ephemeral pull consumer: (sub, name, num_pending)."""
         from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-        from nats.js.errors import APIError
 
         if start_seq is not None:
             policy = DeliverPolicy.BY_START_SEQUENCE
@@ -792,16 +862,7 @@ class JetStreamJournal:
         )
         sub = await fast_subscribe(self._client, self._client.new_inbox(), state.on_msg)
         try:
-            info = await self._js.add_consumer(self._stream, config, timeout=self._api_timeout)
-        except APIError as e:
-            await unsubscribe_quietly(self._client, sub)
-            if e.err_code in (10093, 10094, 10095):  # filter not a subset of the stream's
-                raise SubjectError(
-                    f"subject filter {subject!r} is outside stream {self._stream!r} "
-                    f"({self._subjects}): {e.description}",
-                    token=subject,
-                ) from e
-            raise
+            info = await self._api(lambda: self._js.add_consumer(self._stream, config))
         except BaseException:
             await unsubscribe_quietly(self._client, sub)
             raise
@@ -828,7 +889,7 @@ class JetStreamJournal:
         """Sequence of the last stored entry (0 when nothing was ever stored)."""
         self._check_open()
         await self.start()
-        info = await self._js.stream_info(self._stream)
+        info = await self._api(lambda: self._js.stream_info(self._stream))
         return int(info.state.last_seq)
 
     def durable(
@@ -860,7 +921,10 @@ class JetStreamJournal:
         )
 
     async def close(self) -> None:
-        """Flush, then close: reads raise ``JournalClosedError``, tails end; idempotent."""
+        """Flush, then close: reads raise ``JournalClosedError``, tails end; idempotent.
+
+        Appends already waiting for acknowledgements (in other tasks) finish first.
+        """
         if self._closed:
             return
         try:
@@ -869,6 +933,9 @@ class JetStreamJournal:
             self._closed = True
             for state in self._readers:
                 state.wake()
+            if self._storing:  # appends of other tasks: their acks need the subscription
+                self._stored_all = asyncio.Event()
+                await self._stored_all.wait()  # bounded by their timeout
             await self._acks.stop()
             if self._cleanups:
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)

@@ -88,6 +88,24 @@ def _kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
     _LIVE.pop(proc.pid, None)
 
 
+def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
+    """Wait until every thread of ``pid`` is stopped (Linux ``/proc``; elsewhere a short nap)."""
+    task_dir = Path(f"/proc/{pid}/task")
+    if not task_dir.is_dir():
+        time.sleep(0.05)
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for stat in task_dir.glob("*/stat"):
+            with contextlib.suppress(OSError):
+                states.append(stat.read_text().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.001)
+    raise NatsServerError(f"nats-server (pid {pid}) did not stop within {timeout:g} s")
+
+
 def find_nats_server() -> Path:
     """Path of the ``nats-server`` executable.
 
@@ -192,6 +210,7 @@ class NatsServer:
     * ``jetstream``, ``max_file_store``, ``max_memory_store``: JetStream and its limits (bytes).
     * ``user`` / ``password``, ``token`` or ``nkey_users`` (public user nkeys, ``U...``):
       client authorization, one scheme at most.
+    * ``tls_cert_file`` / ``tls_key_file``: serve clients over TLS (``tls://`` URLs).
     * ``name``: the server name (required to be unique in a cluster); ``max_payload`` in bytes.
     * ``port``, ``monitor_port``: fixed ports; by default free ones are picked at the first
       start and kept for restarts.
@@ -213,6 +232,8 @@ class NatsServer:
         password: str | None = None,
         token: str | None = None,
         nkey_users: Sequence[str] = (),
+        tls_cert_file: str | os.PathLike[str] | None = None,
+        tls_key_file: str | os.PathLike[str] | None = None,
         name: str | None = None,
         max_payload: int | None = None,
         port: int | None = None,
@@ -229,6 +250,8 @@ class NatsServer:
             raise InvalidArgumentError("user and password must be given together")
         if sum([user is not None, token is not None, bool(nkey_users)]) > 1:
             raise InvalidArgumentError("give one of user/password, token or nkey_users")
+        if (tls_cert_file is None) != (tls_key_file is None):
+            raise InvalidArgumentError("tls_cert_file and tls_key_file must be given together")
         if (cluster_name is None) != (cluster_port is None):
             raise InvalidArgumentError("cluster_name and cluster_port must be given together")
         if routes and cluster_name is None:
@@ -253,6 +276,11 @@ class NatsServer:
         self._max_payload = None if max_payload is None else _check_size(max_payload, "max_payload")
         self._user, self._password, self._token = user, password, token
         self._nkey_users = list(nkey_users)
+        self._tls = (
+            (os.fspath(tls_cert_file), os.fspath(tls_key_file))
+            if tls_cert_file is not None and tls_key_file is not None
+            else None
+        )
         self._name = name
         self._fixed_port = _check_port(port, "port")
         self._fixed_monitor_port = _check_port(monitor_port, "monitor_port")
@@ -487,11 +515,15 @@ class NatsServer:
         await self.start()
 
     def pause(self) -> None:
-        """SIGSTOP the process: it stops answering but keeps its sockets open."""
+        """SIGSTOP the process: it stops answering but keeps its sockets open.
+
+        Returns once the kernel reports every thread stopped (signals are asynchronous).
+        """
         if not self.running or self._proc is None:
             raise NatsServerError("the server is not running")
         self._proc.send_signal(signal.SIGSTOP)
         self._paused = True
+        _wait_stopped(self._proc.pid)
 
     def resume(self) -> None:
         """SIGCONT a paused process."""
@@ -544,6 +576,12 @@ class NatsServer:
         elif self._nkey_users:
             users = ", ".join(f"{{ nkey: {_quote(k, 'nkey')} }}" for k in self._nkey_users)
             lines.append(f"authorization {{ users: [{users}] }}")
+        if self._tls is not None:
+            cert, key = self._tls
+            lines.append(
+                f"tls {{ cert_file: {_quote(cert, 'tls_cert_file')}, "
+                f"key_file: {_quote(key, 'tls_key_file')} }}"
+            )
         if self._cluster_name is not None:
             routes = ", ".join(_quote(r, "route") for r in self._routes)
             lines += [

@@ -3,13 +3,15 @@
 Every decision ("why"), state change ("what") and lifecycle or health signal is a typed
 ``SwarmEvent``, the msgspec mirror of ``proto/swarm/events/v1/events.proto`` (the schema of
 record). Events travel as msgspec msgpack on ``swarm.events.<agent_role>.<kind>`` and are
-stored in a ``Journal``: ``MemoryJournal`` in process, a JetStream stream across processes.
+stored in a ``Journal``: ``MemoryJournal`` in process, ``JetStreamJournal`` (a JetStream stream,
+with ``DurableConsumer`` for at-least-once processing) across processes.
 An agent's state changes form a hash chain that ``verify_chain`` checks and ``replay_state``
 folds to show the agent's state at any earlier point. Errors are the ``EventError`` family
 of ``swarm_actors``.
 """
 
 from swarm_actors._chain import ReplayedState, replay_journal, replay_state, verify_chain
+from swarm_actors._durable import Delivery, DurableConsumer
 from swarm_actors._events import (
     KINDS,
     SCHEMA_VERSION,
@@ -33,6 +35,7 @@ from swarm_actors._events import (
     subject_for,
     to_proto_dict,
 )
+from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._journal import (
     ALL_EVENTS,
     Journal,
@@ -48,7 +51,10 @@ __all__ = [
     "SUBJECT_PREFIX",
     "AgentDecision",
     "ChangeForm",
+    "Delivery",
+    "DurableConsumer",
     "HealthStatus",
+    "JetStreamJournal",
     "Journal",
     "JournalEntry",
     "MemoryJournal",

