@@ -241,3 +241,15 @@ def test_a_million_resident_tuples_stay_indexed() -> None:
     assert space.take_nowait(("needle", int)) == ("needle", -1)
     assert space.take_nowait(("bulk", 199_999)) == ("bulk", 199_999)
     assert space.count(("bulk", int)) == 199_999
+
+
+def test_a_tuple_is_counted_once_whatever_its_fields_hash_to() -> None:
+    # Regression (found by Hypothesis): index keys of position 0 (True) and position 2 (None)
+    # collided, so this tuple was counted and read twice.
+    space = TupleSpace()
+    space.out((True, None, None))
+    for template in [(True, ANY, ANY), (ANY, ANY, None), (True, ANY, None)]:
+        assert space.count(template) == 1
+        assert space.read_all(template) == [(True, None, None)]
+    assert space.take_all((ANY, ANY, ANY)) == [(True, None, None)]
+    assert len(space) == 0

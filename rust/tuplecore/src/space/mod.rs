@@ -35,7 +35,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use rustc_hash::{FxHashMap, FxHasher};
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
 
 pub use capability::{Capability, Operation};
 use posting::Posting;
@@ -158,10 +159,67 @@ fn sig_key(tags: impl Iterator<Item = TypeTag>) -> u128 {
     key | (n << 120)
 }
 
-/// Index key of a value at a position within a signature.
+/// The hasher of index keys. Each word written goes through a folded multiply (the 128-bit
+/// product's halves xor-ed, as foldhash and aHash do), which is non-linear: a purely
+/// multiplicative hash such as Fx keeps its state linear in the small integers written
+/// (signature, position, type tag, bool), and `(True, None, None)` had its position-0 and
+/// position-2 keys collide. Keys are still 64-bit hashes, so postings are not exact; the index
+/// stays correct under a collision (candidates are matched in full, and a tuple is never
+/// listed twice in one posting, see `insert` / `remove_entry`).
+struct KeyHasher(u64);
+
+const KEY_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
+
+#[inline]
+fn fold_mul(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+impl KeyHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = fold_mul(self.0 ^ word, KEY_MUL);
+    }
+}
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            self.add(u64::from_le_bytes(chunk.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        let mut last = [0u8; 8];
+        last[..rest.len()].copy_from_slice(rest);
+        // The length goes in too, so trailing zero bytes still change the key.
+        self.add(u64::from_le_bytes(last) ^ ((bytes.len() as u64) << 56));
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+
+    fn write_i64(&mut self, i: i64) {
+        self.add(i as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        fold_mul(self.0, 0xA076_1D64_78BD_642F)
+    }
+}
+
 #[inline]
 fn field_key(sig: u32, pos: usize, value: &Value) -> u64 {
-    let mut h = FxHasher::default();
+    let mut h = KeyHasher(0x243F_6A88_85A3_08D3);
     h.write_u32(sig);
     h.write_u8(pos as u8);
     value.hash_into(&mut h);
@@ -356,7 +414,12 @@ impl Space {
         for (pos, v) in fields.iter().enumerate() {
             self.postings
                 .entry(field_key(sig, pos, v))
-                .and_modify(|p| p.push(seq))
+                // Two fields of this tuple whose keys collide share a posting: list it once.
+                .and_modify(|p| {
+                    if p.last() != seq {
+                        p.push(seq);
+                    }
+                })
                 .or_insert_with(|| Posting::new(seq));
         }
         match &mut self.sigs[sig as usize].all {
@@ -386,8 +449,13 @@ impl Space {
         let entry = self.entries.remove(&seq)?;
         let entries = &self.entries;
         let is_live = |s: u64| entries.contains_key(&s);
+        let mut done: SmallVec<[u64; 8]> = SmallVec::new();
         for (pos, v) in entry.fields.iter().enumerate() {
             let key = field_key(entry.sig, pos, v);
+            if done.contains(&key) {
+                continue; // a colliding key of this same tuple: listed (and removed) once
+            }
+            done.push(key);
             if let Some(p) = self.postings.get_mut(&key) {
                 if p.remove(seq, is_live) {
                     self.postings.remove(&key);

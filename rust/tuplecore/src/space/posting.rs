@@ -29,6 +29,14 @@ impl Posting {
         Posting::One(seq)
     }
 
+    /// The newest sequence number (live or stale).
+    pub fn last(&self) -> u64 {
+        match self {
+            Posting::One(s) => *s,
+            Posting::Many(m) => m.seqs.back().copied().unwrap_or(0),
+        }
+    }
+
     /// Append a sequence number newer than every one already present.
     pub fn push(&mut self, seq: u64) {
         match self {
