@@ -300,6 +300,8 @@ class Codec:
         origin = get_origin(cls) or cls
         if isinstance(obj, self._ref_type) and isinstance(origin, type) and isinstance(obj, origin):
             return obj
+        # msgspec's dec_hook protocol: NotImplementedError means "not a type this hook
+        # handles", which msgspec turns into its ordinary validation error.
         raise NotImplementedError
 
     def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any]:
