@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_o
 
 from swarm_actors._capability import ENFORCED, MessageGrant, valid_role
 from swarm_actors._exceptions import UnhandledMessageError
-from swarm_actors._recorder import Ledger, decision, record, state_change
+from swarm_actors._recorder import decision, record_for, state_change
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
 from swarm_actors._wire import register_handler_types
@@ -370,12 +370,7 @@ class Actor:
         journal = cell.system._journal
         if journal is None:
             raise RuntimeError("this ActorSystem keeps no journal (it was made with journal=None)")
-        ledger = cell.ledger
-        if ledger is None:
-            ledger = cell.ledger = Ledger()
-        return record(
-            journal, ledger, payload, role=cell.actor_class.role, agent_id=cell.path, cause=cause
-        )
+        return record_for(journal, cell, payload, cause)
 
     def step(self, name: str, **attributes: AttributeValue) -> AbstractContextManager[Span]:
         """A tracing span for one role-level step, current until the ``with`` block ends.

@@ -41,6 +41,7 @@ __all__ = [
     "Ledger",
     "decision",
     "record",
+    "record_for",
     "record_signal",
     "state_change",
 ]
@@ -163,6 +164,18 @@ def state_change(
     )
 
 
+def record_for(
+    journal: Journal, cell: Cell, payload: Payload, cause: SwarmEvent | str | None = None
+) -> SwarmEvent:
+    """Journal ``payload`` as the next event of ``cell``'s agent (its ledger made on first use)."""
+    ledger = cell.ledger
+    if ledger is None:
+        ledger = cell.ledger = Ledger()
+    return record(
+        journal, ledger, payload, role=cell.actor_class.role, agent_id=cell.path, cause=cause
+    )
+
+
 def record_signal(
     cell: Cell, kind: SignalKind, *, detail: str = "", error_type: str = "", restarts: int = 0
 ) -> SwarmEvent | None:
@@ -174,9 +187,6 @@ def record_signal(
     journal = cell.system._journal
     if journal is None:
         return None
-    ledger = cell.ledger
-    if ledger is None:
-        ledger = cell.ledger = Ledger()
     signal = SystemSignal(
         kind=kind,
         detail=detail,
@@ -185,7 +195,7 @@ def record_signal(
         mailbox_depth=len(cell.queue),
     )
     try:
-        return record(journal, ledger, signal, role=cell.actor_class.role, agent_id=cell.path)
+        return record_for(journal, cell, signal)
     except Exception as exc:
         log.warning(
             "lifecycle signal not journaled", actor=cell.path, kind=kind.name, error=repr(exc)
