@@ -33,7 +33,15 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
-__all__ = ["NAMES_BUCKET", "NODES_BUCKET", "NameEntry", "Registry", "key_name", "name_key"]
+__all__ = [
+    "NAMES_BUCKET",
+    "NODES_BUCKET",
+    "NameEntry",
+    "Registry",
+    "cluster_replicas",
+    "key_name",
+    "name_key",
+]
 
 _log = structlog.get_logger("swarm_actors.transport")
 
@@ -73,7 +81,7 @@ def key_name(key: str) -> str:
     return re.sub(r"=([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), key)
 
 
-async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool) -> KeyValue:
+async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool, replicas: int) -> KeyValue:
     from nats.js.api import KeyValueConfig, StorageType
     from nats.js.errors import BadRequestError, BucketNotFoundError
 
@@ -82,7 +90,10 @@ async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool) -> KeyValu
     except BucketNotFoundError:
         pass
     config = KeyValueConfig(
-        bucket=bucket, history=1, storage=StorageType.MEMORY if memory else StorageType.FILE
+        bucket=bucket,
+        history=1,
+        storage=StorageType.MEMORY if memory else StorageType.FILE,
+        replicas=replicas,
     )
     try:
         return await js.create_key_value(config)
@@ -93,8 +104,12 @@ async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool) -> KeyValu
 class Registry:
     """One node's view of, and writes to, the name and node buckets (see the module doc)."""
 
-    def __init__(self, js: JetStreamContext, node: str, incarnation: str, ttl: float) -> None:
+    def __init__(
+        self, js: JetStreamContext, node: str, incarnation: str, ttl: float, *, replicas: int = 1
+    ) -> None:
         self._js = js
+        self.replicas = replicas
+        """Copies the cluster keeps of each bucket (a bucket made by another node keeps its own)."""
         self.node = node
         self.incarnation = incarnation
         self._ttl = max(1, round(ttl))  # the server takes whole seconds
@@ -115,8 +130,8 @@ class Registry:
         buckets hold is left over from earlier runs and is purged. Raises ``TransportError``
         if a live node already uses this node id.
         """
-        self._names = await _bucket(self._js, NAMES_BUCKET, memory=False)
-        self._nodes = await _bucket(self._js, NODES_BUCKET, memory=True)
+        self._names = await _bucket(self._js, NAMES_BUCKET, memory=False, replicas=self.replicas)
+        self._nodes = await _bucket(self._js, NODES_BUCKET, memory=True, replicas=self.replicas)
         if fresh:
             await self._js.purge_stream(f"KV_{NAMES_BUCKET}")
         nodes = self._nodes
@@ -322,6 +337,17 @@ class Registry:
         for waiter in self._waiters.pop(name, ()):
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def cluster_replicas(server_info: dict[str, object]) -> int:
+    """Replicas for the buckets: the servers the cluster advertises (``connect_urls``), at most 3.
+
+    One server alone cannot hold more than one copy; three copies survive the loss of any one
+    server (JetStream needs a majority of a stream's replicas to accept writes).
+    """
+    urls = server_info.get("connect_urls")
+    count = len(urls) if isinstance(urls, list) else 0
+    return max(1, min(3, count))
 
 
 async def _settled(call: Callable[[], Awaitable[T]]) -> T:

@@ -116,7 +116,9 @@ class ActorSystem:
     seconds is taken over); ``lookup`` / ``resolve`` return a ``RemoteRef`` for actors of other
     nodes, and refs sent inside messages arrive as refs. Actors with generated names are not
     registered but can still be reached through refs they send. See ``RemoteRef`` for the
-    delivery semantics (tells are at most once).
+    delivery semantics (tells are at most once). ``replicas`` is how many copies a NATS cluster
+    keeps of the registry's key-value buckets when this node creates them (default: one per
+    server the cluster advertises, at most 3, so that losing a server loses nothing).
     """
 
     def __init__(
@@ -136,6 +138,7 @@ class ActorSystem:
         node: str | None = None,
         data_dir: str | os.PathLike[str] | None = None,
         node_ttl: float = DEFAULT_NODE_TTL,
+        replicas: int | None = None,
     ) -> None:
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
@@ -157,6 +160,8 @@ class ActorSystem:
                 raise InvalidArgumentError('data_dir= is for nats="embedded"')
             if not node_ttl >= 1:
                 raise InvalidArgumentError(f"node_ttl must be >= 1 second, got {node_ttl!r}")
+            if replicas is not None and not (isinstance(replicas, int) and 1 <= replicas <= 5):
+                raise InvalidArgumentError(f"replicas must be 1-5 or None, got {replicas!r}")
         self._nats = nats
         self._node = node
         self._data_dir = (
@@ -165,6 +170,7 @@ class ActorSystem:
             else os.fspath(data_dir if data_dir is not None else default_data_dir(node))
         )
         self._node_ttl = node_ttl
+        self._replicas = replicas
         self._transport: Transport | None = None
         self._connect_lock: asyncio.Lock | None = None
         if journal == "memory":
@@ -229,6 +235,7 @@ class ActorSystem:
                     node=self._node,
                     data_dir=self._data_dir,
                     node_ttl=self._node_ttl,
+                    replicas=self._replicas,
                 )
                 await transport.open()
                 self._transport = transport

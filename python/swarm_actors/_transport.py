@@ -53,7 +53,7 @@ from swarm_actors._exceptions import (
 from swarm_actors._nats_conn import NatsOptions, connect
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
 from swarm_actors._outbox import Outbox, node_subject
-from swarm_actors._registry import NameEntry, Registry
+from swarm_actors._registry import NameEntry, Registry, cluster_replicas
 from swarm_actors._telemetry import traceparent_context
 from swarm_actors._wire import (
     NO_SUCH_ACTOR,
@@ -105,8 +105,10 @@ class Transport:
         node: str | None,
         data_dir: str | None,
         node_ttl: float,
+        replicas: int | None = None,
     ) -> None:
         self.system = system
+        self._replicas = replicas
         self.node_id = node or f"n{uuid.uuid4().hex[:12]}"
         self.subject = node_subject(self.node_id)
         self.incarnation = uuid.uuid4().hex
@@ -147,8 +149,13 @@ class Transport:
             )
             for subject in (self.subject, f"{self.subject}.nr.*"):
                 self._subs.append(await fast_subscribe(self.client, subject, self._on_message))
+            replicas = self._replicas or cluster_replicas(self.client._server_info)
             self.registry = Registry(
-                self.client.jetstream(), self.node_id, self.incarnation, self._node_ttl
+                self.client.jetstream(),
+                self.node_id,
+                self.incarnation,
+                self._node_ttl,
+                replicas=replicas,
             )
             try:
                 await self.registry.open(fresh=self.server is not None)
