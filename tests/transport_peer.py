@@ -91,8 +91,37 @@ class Counter(Actor):
         return Totals(self.total, self.seen)
 
 
+class Tally(Actor):
+    """A virtual actor the cluster places: a total that survives passivation and handover."""
+
+    def __init__(self) -> None:
+        self.total = 0
+
+    @handler
+    async def add(self, msg: Add) -> int:
+        self.total += msg.n
+        return self.total
+
+    @handler
+    async def get(self, msg: Get) -> int:
+        return self.total
+
+    @handler
+    async def where(self, msg: str) -> str:
+        node = self.system.node
+        assert node is not None
+        return node
+
+    def snapshot(self) -> int:
+        return self.total
+
+    def restore(self, state: int) -> None:
+        self.total = state
+
+
 async def serve(url: str, node: str, name: str, ttl: float) -> None:
-    async with ActorSystem(nats=url, node=node, node_ttl=ttl) as system:
+    # Idle virtual actors are passivated (their state written to the cluster) within ~0.4 s.
+    async with ActorSystem(nats=url, node=node, node_ttl=ttl, passivate_after=0.2) as system:
         await system.start(Counter, name=name)
         print("ready", flush=True)
         # Serve until the parent closes our stdin (or kills us).

@@ -7,6 +7,7 @@ private modules.
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
 from swarm_actors._capability import MessageGrant
+from swarm_actors._cluster import PlacedRef
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -45,6 +46,7 @@ from swarm_actors._exceptions import (
     WireFormatError,
 )
 from swarm_actors._nats_conn import NatsOptions
+from swarm_actors._placement import Placement
 from swarm_actors._ref import ActorRef, MailboxStats
 from swarm_actors._remote import RemoteRef
 from swarm_actors._space import TupleSpace
@@ -111,6 +113,8 @@ __all__ = [
     "NatsOptions",
     "NatsServerError",
     "OneForOne",
+    "PlacedRef",
+    "Placement",
     "RemoteError",
     "RemoteRef",
     "ReplayError",

@@ -25,7 +25,7 @@ from swarm_actors._exceptions import UnhandledMessageError
 from swarm_actors._recorder import decision, record_for, state_change
 from swarm_actors._supervision import OneForOne
 from swarm_actors._telemetry import ActorLog, step_span
-from swarm_actors._wire import register_handler_types
+from swarm_actors._wire import register_actor_class, register_handler_types
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -205,6 +205,7 @@ class Actor:
                     handlers[message_type] = name
                 register_handler_types(_result_types(fn))
         register_handler_types(list(handlers))
+        register_actor_class(cls)
         cls._handlers = handlers
         cls._dispatch = {}
 

@@ -41,6 +41,7 @@ __all__ = [
     "cluster_replicas",
     "key_name",
     "name_key",
+    "open_bucket",
 ]
 
 _log = structlog.get_logger("swarm_actors.transport")
@@ -81,7 +82,14 @@ def key_name(key: str) -> str:
     return re.sub(r"=([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), key)
 
 
-async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool, replicas: int) -> KeyValue:
+async def open_bucket(
+    js: JetStreamContext, bucket: str, *, memory: bool, replicas: int, markers: bool = False
+) -> KeyValue:
+    """Bind the key-value bucket ``bucket``, creating it if no node has yet.
+
+    ``markers``: the server writes a delete marker when a key's per-message TTL expires, so
+    watchers see the expiry (leases).
+    """
     from nats.js.api import KeyValueConfig, StorageType
     from nats.js.errors import BadRequestError, BucketNotFoundError
 
@@ -94,6 +102,7 @@ async def _bucket(js: JetStreamContext, bucket: str, *, memory: bool, replicas: 
         history=1,
         storage=StorageType.MEMORY if memory else StorageType.FILE,
         replicas=replicas,
+        limit_marker_ttl=1.0 if markers else None,
     )
     try:
         return await js.create_key_value(config)
@@ -130,8 +139,10 @@ class Registry:
         buckets hold is left over from earlier runs and is purged. Raises ``TransportError``
         if a live node already uses this node id.
         """
-        self._names = await _bucket(self._js, NAMES_BUCKET, memory=False, replicas=self.replicas)
-        self._nodes = await _bucket(self._js, NODES_BUCKET, memory=True, replicas=self.replicas)
+        self._names = await open_bucket(
+            self._js, NAMES_BUCKET, memory=False, replicas=self.replicas
+        )
+        self._nodes = await open_bucket(self._js, NODES_BUCKET, memory=True, replicas=self.replicas)
         if fresh:
             await self._js.purge_stream(f"KV_{NAMES_BUCKET}")
         nodes = self._nodes
@@ -213,6 +224,17 @@ class Registry:
         except _key_not_found():
             return False
         return entry.value is not None and entry.value.decode() == incarnation
+
+    async def live_nodes(self) -> set[str]:
+        """Ids of the nodes that heartbeat now (one bucket listing)."""
+        from nats.js.errors import NoKeysError
+
+        nodes = self._nodes
+        assert nodes is not None
+        try:
+            return set(await _settled(nodes.keys))
+        except NoKeysError:
+            return set()
 
     # --- writing ----------------------------------------------------------------------------
 

@@ -17,6 +17,7 @@ from swarm_actors._events import SignalKind, SwarmEvent
 from swarm_actors._exceptions import ActorDeadError, ActorNameError, InvalidArgumentError
 from swarm_actors._journal import Journal, MemoryJournal
 from swarm_actors._nats_conn import NatsOptions
+from swarm_actors._placement import Placement, check_position
 from swarm_actors._recorder import (
     SYSTEM_AGENT,
     SYSTEM_ROLE,
@@ -139,6 +140,7 @@ class ActorSystem:
         data_dir: str | os.PathLike[str] | None = None,
         node_ttl: float = DEFAULT_NODE_TTL,
         replicas: int | None = None,
+        placement: Placement | None = None,
     ) -> None:
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
@@ -171,6 +173,9 @@ class ActorSystem:
         )
         self._node_ttl = node_ttl
         self._replicas = replicas
+        if placement is not None and not isinstance(placement, Placement):
+            raise InvalidArgumentError(f"placement must be a Placement, got {placement!r}")
+        self._placement = placement
         self._transport: Transport | None = None
         self._connect_lock: asyncio.Lock | None = None
         if journal == "memory":
@@ -236,6 +241,7 @@ class ActorSystem:
                     data_dir=self._data_dir,
                     node_ttl=self._node_ttl,
                     replicas=self._replicas,
+                    placement=self._placement,
                 )
                 await transport.open()
                 self._transport = transport
@@ -333,11 +339,31 @@ class ActorSystem:
         record_signal(cell, SignalKind.STARTED)
         return cell.ref
 
-    def ref(self, actor_class: type[A], key: str) -> VirtualRef[A]:
+    def ref(
+        self, actor_class: type[A], key: str, *, position: Sequence[int] | None = None
+    ) -> VirtualRef[A]:
         """A ref to the virtual actor ``actor_class`` / ``key``, running or not.
 
         Its first message activates it (restoring the state it had when passivated).
+
+        With ``nats=`` the actor belongs to the cluster: this returns a ``PlacedRef`` (a
+        ``VirtualRef``), the same
+        actor from every node, run by the node holding its shard (see ``Placement``).
+        ``position`` (the actor's path in the hierarchy, as child ordinals) places it near its
+        relatives; without one, the key is hashed. The position is part of the identity: the
+        same key with another position is another actor. A local system ignores it. Needs a
+        connected system (``async with``) when ``nats=`` is set.
         """
+        where = check_position(position)
+        if self._nats is not None:
+            if self._transport is None or self._transport.cluster is None:
+                raise RuntimeError(
+                    "a system with nats= places virtual actors once connected: create refs "
+                    "inside `async with ActorSystem(...)`"
+                )
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"a virtual actor key must be a non-empty str, got {key!r}")
+            return self._transport.cluster.ref(actor_class, key, where)
         self._attach_optional()
         return self._virtual.ref(actor_class, key)
 

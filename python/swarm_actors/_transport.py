@@ -53,6 +53,7 @@ from swarm_actors._exceptions import (
 from swarm_actors._nats_conn import NatsOptions, connect
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
 from swarm_actors._outbox import Outbox, node_subject
+from swarm_actors._placement import Placement
 from swarm_actors._registry import NameEntry, Registry, cluster_replicas
 from swarm_actors._telemetry import traceparent_context
 from swarm_actors._wire import (
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from swarm_actors._cell import Cell
+    from swarm_actors._cluster import Cluster
     from swarm_actors._nats_server import NatsServer
     from swarm_actors._ref import ActorRef
     from swarm_actors._system import ActorSystem
@@ -92,6 +94,8 @@ OVERFLOW_LIMIT = 65_536
 """Messages per actor held beyond a full mailbox before remote tells are refused."""
 
 _DEAD = "swarm_actors._exceptions.ActorDeadError"
+VIRTUAL_NODE = "~"
+"""The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
 
 
 class Transport:
@@ -106,9 +110,12 @@ class Transport:
         data_dir: str | None,
         node_ttl: float,
         replicas: int | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.system = system
         self._replicas = replicas
+        self._placement = placement or Placement()
+        self.cluster: Cluster | None = None
         self.node_id = node or f"n{uuid.uuid4().hex[:12]}"
         self.subject = node_subject(self.node_id)
         self.incarnation = uuid.uuid4().hex
@@ -166,6 +173,10 @@ class Transport:
                     f"the name registry (JetStream key-value buckets) is unavailable: {exc!r}; "
                     "the server needs JetStream enabled"
                 ) from exc
+            from swarm_actors._cluster import Cluster
+
+            self.cluster = Cluster(self, self._placement, self._node_ttl)
+            await self.cluster.open()
             await self.client.flush()
         except BaseException:
             await self._teardown()
@@ -176,6 +187,11 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        if self.cluster is not None:
+            try:  # hand the shards over while the connection is still up
+                await self.cluster.close()
+            except Exception as exc:
+                _log.warning("transport.handover_failed", node=self.node_id, error=repr(exc))
         self.outbox.close()
         await asyncio.gather(*self._releases, return_exceptions=True)
         for task in list(self._tasks):
@@ -209,16 +225,29 @@ class Transport:
 
     def _ref_to_wire(self, obj: Any) -> tuple[str, str, str, str, tuple[str, ...]] | None:
         from swarm_actors._capability import class_names
+        from swarm_actors._cluster import PlacedRef
         from swarm_actors._remote import RemoteRef
 
         if isinstance(obj, RemoteRef):
             return obj._wire_spec()
+        if isinstance(obj, PlacedRef):
+            cls = obj._class
+            return (VIRTUAL_NODE, obj._target, obj.path, cls.role, class_names(cls))
         if isinstance(obj, _ref_class()):
             cell = obj._cell
-            if cell.virtual_id is not None:
-                raise TypeError("refs to virtual actors cannot be sent to another process yet")
             cls = cell.actor_class
+            if cell.virtual_id is not None:
+                target = self.cluster.target_of(cell.virtual_id) if self.cluster else None
+                if target is None:
+                    raise TypeError(
+                        "refs to local virtual actors (batch_spawn members) cannot be sent to "
+                        "another process; use system.ref(Cls, key, position=...) for actors "
+                        "the cluster places"
+                    )
+                return (VIRTUAL_NODE, target, cell.path, cls.role, class_names(cls))
             return (self.node_id, cell.name, cell.path, cls.role, class_names(cls))
+        if type(obj).__name__ == "VirtualRef":
+            raise TypeError("refs to local virtual actors cannot be sent to another process")
         return None
 
     def _ref_from_wire(
@@ -226,6 +255,11 @@ class Transport:
     ) -> Any:
         from swarm_actors._remote import RemoteRef
 
+        if node == VIRTUAL_NODE and self.cluster is not None:
+            try:
+                return self.cluster.ref_for(name)
+            except ValueError as exc:
+                raise WireFormatError(f"bad virtual actor ref: {exc}") from None
         if node == self.node_id:
             cell = self.system._names.get(name)
             if cell is not None and cell.path == path:
@@ -289,7 +323,10 @@ class Transport:
             if kind is Tell:
                 cell = names.get(envelope.target)
                 if cell is None:
-                    self._dead_letter(envelope, "no such actor")
+                    if envelope.target[:1] == "~" and self.cluster is not None:
+                        self._virtual_tell(envelope)
+                    else:
+                        self._dead_letter(envelope, "no such actor")
                     continue
                 decoder = decoders.get(envelope.type)
                 try:
@@ -377,8 +414,41 @@ class Transport:
         else:
             self._dead_letter(envelope, str(error))
 
+    def _virtual_tell(self, envelope: Tell) -> None:
+        assert self.cluster is not None
+        try:
+            message = self.codec.decode_body(envelope.type, envelope.body)
+            self.cluster.on_tell(envelope, message)
+        except (WireFormatError, ValueError) as exc:
+            self._dead_letter(envelope, str(exc))
+
+    def _virtual_ask(self, envelope: Ask) -> None:
+        assert self.cluster is not None
+        try:
+            message = self.codec.decode_body(envelope.type, envelope.body)
+        except WireFormatError as exc:
+            self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
+            return
+        future: asyncio.Future[Any] = self._loop.create_future()
+        future.add_done_callback(
+            partial(self._answer, envelope.reply, envelope.corr, envelope.target)
+        )
+        try:
+            self.cluster.on_ask(envelope, message, future)
+        except ValueError as exc:
+            text = f"bad virtual actor target {envelope.target!r}: {exc}"
+            self._answer_failure(envelope.reply, envelope.corr, NO_SUCH_ACTOR, text, "")
+
     def _on_ask(self, envelope: Ask) -> None:
         cell = self.system._names.get(envelope.target)
+        if (
+            cell is None
+            and envelope.target[:1] == "~"
+            and self.cluster is not None
+            and envelope.type != STOP
+        ):
+            self._virtual_ask(envelope)
+            return
         if cell is None:
             message = f"no actor named {envelope.target!r} on node {self.node_id}"
             self._answer_failure(envelope.reply, envelope.corr, NO_SUCH_ACTOR, message, "")
@@ -457,6 +527,9 @@ class Transport:
             self._answer_failure(reply, corr, _DEAD, f"{path} stopped", path)
             return
         error = future.exception()
+        if isinstance(error, NoSuchActorError):  # the asker may look again (a shard moved)
+            self._answer_failure(reply, corr, NO_SUCH_ACTOR, str(error), "")
+            return
         if error is not None:
             self._answer_failure(reply, corr, *describe_exception(error))
             return

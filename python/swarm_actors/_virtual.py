@@ -42,6 +42,7 @@ from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
 if TYPE_CHECKING:
+    from swarm_actors._cluster import Cluster
     from swarm_actors._system import ActorSystem
 
 __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
@@ -124,16 +125,23 @@ class VirtualRegistry:
         # Event ledgers of passivated agents that recorded events (sequence and chain head
         # must survive passivation); agents that never record are not in it.
         self.ledgers: dict[int, Ledger] = {}
+        # Across nodes (``_cluster``): agents placed on shards, and those whose state must be
+        # read from the cluster's store before they next activate.
+        self.cluster: Cluster | None = None
+        self.placed: dict[int, Any] = {}
+        self.fetch_first: set[int] = set()
 
     # --- addressing -------------------------------------------------------------------------
 
-    def ref(self, actor_class: type[A], key: str) -> VirtualRef[A]:
+    def ref(self, actor_class: type[A], key: str, ident: str | None = None) -> VirtualRef[A]:
+        """The ref of ``actor_class`` / ``key``; ``ident`` (default ``key``) tells keys apart."""
         if not isinstance(key, str) or not key:
             raise TypeError(f"a virtual actor key must be a non-empty str, got {key!r}")
-        agent = self.keys.get((actor_class, key))
+        ident = key if ident is None else ident
+        agent = self.keys.get((actor_class, ident))
         if agent is None:
             agent = self.tree.spawn(self.tree.root, actor_class.__qualname__)
-            self.keys[(actor_class, key)] = agent
+            self.keys[(actor_class, ident)] = agent
             self.classes[agent] = actor_class
             # A spawned agent starts active in the tree; it has no state yet, so record it as
             # passivated with an empty token until its first message.
@@ -156,7 +164,28 @@ class VirtualRegistry:
             if pending is not None:
                 await asyncio.shield(pending)
                 continue
+            if self.placed and agent in self.placed:
+                assert self.cluster is not None
+                self.cluster.check_owner(agent)  # NotOwnerError: another node runs it now
+                if agent in self.fetch_first:
+                    await self._fetch(agent)
+                    continue
             return await self._activate(agent, actor_class, key)
+
+    async def _fetch(self, agent: int) -> None:
+        """Load the actor's state from the cluster's store (it may have run on another node)."""
+        assert self.cluster is not None
+        done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
+        self.transitions[agent] = done
+        try:
+            data = await self.cluster.fetch(agent)
+            if self.tree.status(agent) == "compressed":
+                self.tree.restore(agent)  # the local token is stale: replace it
+            self.tree.compress(agent, data or b"")
+            self.fetch_first.discard(agent)
+        finally:
+            del self.transitions[agent]
+            done.set_result(None)
 
     async def _activate(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
         cell, data = self._build(agent, actor_class, key)
@@ -185,7 +214,11 @@ class VirtualRegistry:
 
     def activate_now(self, agent: int, actor_class: type[Actor], key: Any) -> Cell | None:
         """Activate without waiting when possible (default ``on_start``, no transition)."""
-        if agent in self.transitions or actor_class.on_start is not _BASE_ON_START:
+        if (
+            agent in self.transitions
+            or actor_class.on_start is not _BASE_ON_START
+            or (self.placed and agent in self.placed)
+        ):
             return None
         return self._activated(agent, self._build(agent, actor_class, key)[0])
 
@@ -344,6 +377,9 @@ class VirtualRegistry:
             log.exception("snapshot failed; the actor's state is lost", actor=cell.path)
             data = b""
         self.tree.compress(agent, data)
+        if self.placed and agent in self.placed:
+            assert self.cluster is not None
+            self.cluster.on_seal(agent, data)
         if self.cells.get(agent) is cell:
             del self.cells[agent]
         cell.actor = None  # the instance is done; without it the cell holds no cycle

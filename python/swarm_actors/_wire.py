@@ -201,6 +201,19 @@ def register_message_type(cls: type[T]) -> type[T]:
     return cls
 
 
+ACTOR_CLASSES: dict[str, type] = {}
+"""Every ``Actor`` subclass by wire name (virtual actors are addressed by class across nodes)."""
+
+
+def register_actor_class(cls: type) -> None:
+    """Let remote messages activate virtual actors of ``cls`` (from ``Actor.__init_subclass__``).
+
+    Only classes defined in this process are ever looked up: a name on the wire never imports
+    anything.
+    """
+    ACTOR_CLASSES[type_name(cls)] = cls
+
+
 def register_handler_types(types: list[type]) -> None:
     """Register the classes an actor class's handlers accept or return (no validation).
 

@@ -1,0 +1,504 @@
+"""Virtual actors across nodes: placement, shard leases, the shared state store, and routing.
+
+With ``nats=``, ``system.ref(Cls, key, position=...)`` returns a ``PlacedRef``. Its shard
+(``_placement``) decides the node: the one holding the shard's lease (``_shards``). A message
+to a shard this node holds is delivered locally, exactly as a local ``VirtualRef`` does; any
+other goes to the owner's node subject, addressed by a *virtual target* ``~class~position~key``
+(names of named actors never start with ``~``). A node receiving a message for a shard it does
+not hold (the owner moved meanwhile) sends it on to the owner it knows, or, for an ask, answers
+"not here" so that the asker looks again.
+
+State travels with the shard: an actor's snapshot is written to the ``swarm_state`` bucket when
+it is passivated (compare-and-set on the revision this node last read or wrote, so a node whose
+lease was taken cannot overwrite a newer state), and read from there when the actor first
+activates on a node. A node hands a shard over only after every actor of it was passivated and
+its state written; a node that dies loses what its active actors did since they were last
+passivated (state is persisted at passivation, as in Orleans without explicit writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict, deque
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._cell import Ask as Entry
+from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._placement import Placement
+from swarm_actors._ref import _check_timeout
+from swarm_actors._registry import name_key, open_bucket
+from swarm_actors._shards import ShardLeases
+from swarm_actors._telemetry import sampled_context, traceparent, traceparent_context
+from swarm_actors._virtual import VirtualRef
+from swarm_actors._wire import ACTOR_CLASSES, NoSuchActorError, type_name
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue
+
+    from swarm_actors._actor import Actor
+    from swarm_actors._cell import Cell
+    from swarm_actors._transport import Transport
+    from swarm_actors._wire import Ask, Tell
+
+__all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef"]
+
+A = TypeVar("A", bound="Actor")
+
+_log = structlog.get_logger("swarm_actors.placement")
+
+STATE_BUCKET = "swarm_state"
+DEFAULT_HANDOVER_TIMEOUT = 30.0
+"""Seconds a message waits for its shard to get an owner (a dead node's lease must expire)."""
+
+
+class NotOwnerError(NoSuchActorError):
+    """The receiving node does not hold the actor's shard (any more): ask the owner instead."""
+
+
+def virtual_target(class_name: str, key: str, position: tuple[int, ...] | None) -> str:
+    """The wire address of a virtual actor: ``~class~position~key``."""
+    where = "-" if position is None else ".".join(map(str, position))
+    return f"~{class_name}~{where}~{key}"
+
+
+def parse_target(target: str) -> tuple[type[Actor], str, tuple[int, ...] | None]:
+    """Class, key and position of a virtual target; ``ValueError`` if it is not one."""
+    _, class_name, where, key = target.split("~", 3)
+    cls = ACTOR_CLASSES.get(class_name)
+    if cls is None:
+        raise ValueError(f"no actor class {class_name!r} in this process")
+    if not key:
+        raise ValueError("empty key")
+    position = None if where == "-" else tuple(int(p) for p in where.split(".")) if where else ()
+    return cls, key, position
+
+
+class Cluster:
+    """The placement side of one node's transport (see the module docstring)."""
+
+    def __init__(self, transport: Transport, placement: Placement, ttl: float) -> None:
+        self.transport = transport
+        self.system = transport.system
+        self.node = transport.node_id
+        self.placement = placement
+        self._ttl = ttl
+        self.registry = self.system._virtual
+        self.leases: ShardLeases
+        self._store: KeyValue | None = None
+        self._refs: dict[str, PlacedRef[Any]] = {}  # by target
+        self._agents: dict[int, set[int]] = defaultdict(set)  # shard -> placed agents
+        self._revisions: dict[int, int] = {}  # agent -> state revision last read or written
+        self._dirty: dict[int, bytes] = {}  # agent -> state not yet written
+        self._writers: dict[int, asyncio.Task[None]] = {}  # agent -> its write task
+        self._dropping: set[int] = set()  # shards lost without handover: state not written
+        self._backlog: dict[int, deque[tuple[Any, Tell | Ask]]] = {}  # activating, remotely
+        self.handover_timeout = DEFAULT_HANDOVER_TIMEOUT
+        self.local = 0
+        """Messages of placed refs delivered on this node."""
+        self.remote = 0
+        """Messages of placed refs sent to another node."""
+
+    async def open(self) -> None:
+        """Bind the state bucket and join the shard leases."""
+        registry = self.transport.registry
+        self._store = await open_bucket(
+            registry._js, STATE_BUCKET, memory=False, replicas=registry.replicas
+        )
+        self.registry.cluster = self
+        self.leases = ShardLeases(registry._js, registry, self.placement, self._ttl, self._lost)
+        await self.leases.open()
+
+    async def close(self) -> None:
+        """Hand over every shard (passivating and persisting its actors)."""
+        await self.leases.close()
+        await self._flush_writes(list(self._writers))
+
+    # --- refs -------------------------------------------------------------------------------
+
+    def ref(self, actor_class: type[A], key: str, position: tuple[int, ...] | None) -> PlacedRef[A]:
+        target = virtual_target(type_name(actor_class), key, position)
+        ref = self._refs.get(target)
+        if ref is None:
+            shard = self.placement.shard(type_name(actor_class), key, position)
+            ref = self._refs[target] = PlacedRef(self, actor_class, key, position, target, shard)
+        return ref
+
+    def bind(self, ref: PlacedRef[Any]) -> VirtualRef[Any]:
+        """The local ``VirtualRef`` behind a placed ref (created on first use)."""
+        local = self.registry.ref(ref._class, ref._key, ref._target)
+        agent = local.agent_id
+        if agent not in self.registry.placed:
+            self.registry.placed[agent] = ref
+            self.registry.fetch_first.add(agent)
+            self._agents[ref.shard].add(agent)
+        return local
+
+    def target_of(self, agent: int) -> str | None:
+        """The virtual target of a local placed agent (refs to it sent in messages)."""
+        ref = self.registry.placed.get(agent)
+        return ref._target if ref is not None else None
+
+    # --- ownership and state ----------------------------------------------------------------
+
+    def check_owner(self, agent: int) -> None:
+        """Raise ``NotOwnerError`` unless this node may activate ``agent`` now."""
+        ref = self.registry.placed[agent]
+        if not self.leases.valid(ref.shard):
+            raise NotOwnerError(f"shard {ref.shard} of {ref._target} is not held by {self.node}")
+
+    async def fetch(self, agent: int) -> bytes | None:
+        """The stored state of ``agent`` (``None``: never stored)."""
+        from nats.js.errors import KeyNotFoundError
+
+        assert self._store is not None
+        ref = self.registry.placed[agent]
+        while agent in self._writers:  # a write of an earlier tenure is still on its way
+            await asyncio.shield(self._writers[agent])
+        try:
+            entry = await self._store.get(_state_key(ref._target))
+        except KeyNotFoundError:
+            self._revisions[agent] = 0
+            return None
+        self._revisions[agent] = entry.revision or 0
+        return entry.value
+
+    def on_seal(self, agent: int, data: bytes) -> None:
+        """An actor was passivated with state ``data``: write it to the store (in a task)."""
+        ref = self.registry.placed[agent]
+        if ref.shard in self._dropping:
+            _log.error("placement.state_dropped", actor=ref._target, reason="lease lost")
+            return
+        if not data and not self._revisions.get(agent):
+            return  # nothing to keep, and nothing stored to overwrite
+        self._dirty[agent] = data
+        if agent not in self._writers:
+            task = asyncio.get_running_loop().create_task(self._write(agent, ref))
+            self._writers[agent] = task
+
+    async def _write(self, agent: int, ref: PlacedRef[Any]) -> None:
+        assert self._store is not None
+        try:
+            while agent in self._dirty:
+                data = self._dirty.pop(agent)
+                try:
+                    self._revisions[agent] = await self._store.update(
+                        _state_key(ref._target), data, last=self._revisions.get(agent, 0)
+                    )
+                except Exception as exc:  # fenced (another node wrote since), or NATS is gone
+                    _log.error("placement.state_write_failed", actor=ref._target, error=repr(exc))
+                    self._revisions.pop(agent, None)
+        finally:
+            del self._writers[agent]
+
+    async def _flush_writes(self, agents: list[int]) -> None:
+        tasks = [self._writers[a] for a in agents if a in self._writers]
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _lost(self, shards: list[int], graceful: bool) -> None:
+        """Give ``shards`` up: passivate their actors; persist their state if ``graceful``."""
+        if not graceful:
+            self._dropping.update(shards)
+        try:
+            agents = [a for s in shards for a in self._agents.get(s, ())]
+            for _ in range(3):  # an activation may have been under way: look again
+                active = [a for a in agents if a in self.registry.cells]
+                if not active:
+                    break
+                await asyncio.gather(*(self.registry.passivate(a) for a in active))
+            await self._flush_writes(agents)
+            for agent in agents:  # next time, read the state the next owner leaves
+                self.registry.fetch_first.add(agent)
+                self._revisions.pop(agent, None)
+                if self.registry.tree.status(agent) == "compressed":  # drop the stale state
+                    self.registry.tree.restore(agent)
+                    self.registry.tree.compress(agent, b"")
+        finally:
+            self._dropping.difference_update(shards)
+
+    # --- receiving --------------------------------------------------------------------------
+
+    def ref_for(self, target: str) -> PlacedRef[Any]:
+        """The placed ref of a virtual target (``ValueError`` if malformed or unknown class)."""
+        ref = self._refs.get(target)
+        if ref is None:
+            cls, key, position = parse_target(target)
+            ref = self.ref(cls, key, position)
+            if ref._target != target:
+                raise ValueError(f"not a canonical virtual target: {target!r}")
+        return ref
+
+    def on_tell(self, envelope: Tell, message: Any) -> None:
+        """A tell arrived for a virtual target (``message`` decoded)."""
+        ref = self._refs.get(envelope.target) or self.ref_for(envelope.target)
+        if envelope.trace:
+            message = Entry(message, None, traceparent_context(envelope.trace))
+        if self.leases.valid(ref.shard):
+            self.local += 1
+            self._deliver(ref, message, envelope)
+        else:  # the shard moved: send it on (or wait for an owner)
+            self.transport._track(asyncio.get_running_loop().create_task(ref._route(message)))
+
+    def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
+        """An ask arrived for a virtual target; ``future`` answers it."""
+        ref = self._refs.get(envelope.target) or self.ref_for(envelope.target)
+        if not self.leases.valid(ref.shard):
+            future.set_exception(NotOwnerError(f"{self.node} does not hold {envelope.target}"))
+            return
+        context = traceparent_context(envelope.trace) if envelope.trace else None
+        self.local += 1
+        self._deliver(ref, Entry(message, future, context), envelope)
+
+    def _deliver(self, ref: PlacedRef[Any], item: Any, envelope: Tell | Ask) -> None:
+        local = ref._local or ref._bind()
+        agent = local.agent_id
+        cell = self.registry.cells.get(agent)
+        if cell is not None and cell.accepting and agent not in self._backlog:
+            self.registry.tree.touch(agent)
+            self.transport._enqueue(cell, item, envelope)
+            return
+        backlog = self._backlog.get(agent)
+        if backlog is None:
+            backlog = self._backlog[agent] = deque()
+            task = asyncio.get_running_loop().create_task(self._activate(ref, agent, backlog))
+            self.transport._track(task)
+        backlog.append((item, envelope))
+
+    async def _activate(self, ref: PlacedRef[Any], agent: int, backlog: deque[Any]) -> None:
+        """Activate ``agent`` for messages that arrived from other nodes, then deliver them."""
+        cell: Cell | None = None
+        error: Exception | None = None
+        try:
+            cell = await self.registry.ensure_active(agent, ref._class, ref._key)
+        except Exception as exc:
+            error = exc
+        finally:
+            if self._backlog.get(agent) is backlog:
+                del self._backlog[agent]
+        for item, envelope in backlog:
+            if cell is not None:
+                self.transport._enqueue(cell, item, envelope)
+            elif type(item) is Entry and item.future is not None:
+                if not item.future.done():
+                    item.future.set_exception(error or ActorDeadError("activation failed"))
+            elif isinstance(error, NotOwnerError):
+                self.transport._track(asyncio.get_running_loop().create_task(ref._route(item)))
+            else:
+                self.transport._dead_letter(envelope, f"activation failed: {error!r}")
+
+
+class PlacedRef(VirtualRef[A]):
+    """A ref to a virtual actor of the cluster: the same on every node attached to the NATS.
+
+    ``system.ref(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
+    to whichever node holds the actor's shard now (locally if this one does), and the actor is
+    activated there on demand, with the state it was last passivated with on any node. Same API
+    as ``VirtualRef``; ``tell`` is at most once across nodes (like ``RemoteRef``) and, while the
+    shard has no owner (a dead node's lease has not expired yet), waits up to
+    ``handover_timeout`` seconds for one (``TransportError`` after that). ``is_active``,
+    ``agent_id`` and ``passivate`` are about this node's activation of it.
+    """
+
+    __slots__ = ("_cluster", "_local", "_position", "_target", "shard")
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        actor_class: type[A],
+        key: str,
+        position: tuple[int, ...] | None,
+        target: str,
+        shard: int,
+    ) -> None:
+        self._cluster = cluster
+        self._registry = cluster.registry
+        self._class = actor_class
+        self._key = key
+        self._agent = -1  # this node's agent of it: created on first local use
+        self._position = position
+        self._target = target
+        self.shard = shard
+        """The actor's shard (see ``Placement``)."""
+        self._local: VirtualRef[A] | None = None
+
+    @property
+    def key(self) -> str:
+        """The actor's key."""
+        key: str = self._key
+        return key
+
+    @property
+    def position(self) -> tuple[int, ...] | None:
+        """The actor's position in the hierarchy (``None``: placed by hashing its key)."""
+        return self._position
+
+    @property
+    def path(self) -> str:
+        """The actor's path, as its cell has it: ``/Class:key``."""
+        return f"/{self._class.__qualname__}:{self._key}"
+
+    @property
+    def node(self) -> str | None:
+        """The node holding the actor's shard, as this node last heard (``None``: none now)."""
+        return self._cluster.leases.owner(self.shard)
+
+    def _bind(self) -> VirtualRef[A]:
+        local = self._local = self._cluster.bind(self)
+        self._agent = local.agent_id
+        return local
+
+    @property
+    def agent_id(self) -> int:
+        """Id of the actor in this node's ``AgentTree``."""
+        return (self._local or self._bind()).agent_id
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the actor runs on this node now."""
+        return self._local is not None and self._local.is_active
+
+    def tell_nowait(self, message: Any) -> None:
+        """Send without waiting: to the actor running here, or buffered for its node.
+
+        Raises ``ActorDeadError`` when it would have to wait: the actor is not active on this
+        node although this node holds its shard, or its shard has no owner now.
+        """
+        if ENFORCED[0]:
+            check_send(self._class, self.path)
+        cluster = self._cluster
+        if cluster.leases.valid(self.shard):
+            (self._local or self._bind()).tell_nowait(message)
+            cluster.local += 1
+            return
+        owner = cluster.leases.owner(self.shard)
+        if owner is None or owner == cluster.node:
+            raise ActorDeadError(f"shard {self.shard} of {self.path} has no owner now; use tell()")
+        cluster.remote += 1
+        self._send(owner, message)
+
+    async def passivate(self) -> None:
+        """Passivate the actor if it runs on this node (no-op otherwise)."""
+        if self._local is not None:
+            await self._local.passivate()
+
+    async def tell(self, message: Any) -> None:
+        """Send ``message`` to the actor, wherever it runs; see the class docstring."""
+        if ENFORCED[0]:
+            check_send(self._class, self.path)
+        await self._route(message)
+
+    async def _route(self, message: Any) -> None:
+        cluster = self._cluster
+        leases = cluster.leases
+        deadline: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            if leases.valid(self.shard):
+                local = self._local or self._bind()
+                try:
+                    await local.tell(message)
+                    cluster.local += 1
+                    return
+                except NotOwnerError:
+                    pass  # lost the shard while activating: route again
+            else:
+                owner = leases.owner(self.shard)
+                if owner is not None and owner != cluster.node:
+                    cluster.remote += 1
+                    self._send(owner, message)
+                    stalled = cluster.transport.outbox.stalled
+                    if stalled is not None:
+                        await asyncio.shield(stalled)
+                    return
+            if deadline is None:
+                deadline = loop.time() + cluster.handover_timeout
+            await self._wait_owner(deadline)
+
+    def _send(self, node: str, message: Any) -> None:
+        transport = self._cluster.transport
+        trace = ""
+        if type(message) is Entry:  # forwarded with its trace context
+            context, message = message.context, message.message
+            trace = traceparent(context) if context is not None else ""
+        elif transport.system._tracer is not None:
+            context = sampled_context()
+            trace = traceparent(context) if context is not None else ""
+        sender = CURRENT_SENDER.get()
+        transport.outbox.tell(
+            transport.outbox.subject_of(node),
+            self._target,
+            message,
+            trace,
+            "" if sender is None else sender.path,
+        )
+
+    async def _wait_owner(self, deadline: float) -> None:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            raise TransportError(
+                f"shard {self.shard} of {self._target} has had no owner for "
+                f"{self._cluster.handover_timeout:g} s"
+            )
+        try:
+            async with asyncio.timeout(min(remaining, 1.0)):
+                await self._cluster.leases.changed()
+        except TimeoutError:
+            pass  # look again (a lease may have expired without a change reaching us)
+
+    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+        """Send ``message`` and return the reply, wherever the actor runs.
+
+        Raises ``TimeoutError`` after ``timeout`` seconds (waiting for a shard's owner
+        included), and what a local ask raises.
+        """
+        _check_timeout(timeout)
+        if ENFORCED[0]:
+            check_send(self._class, self.path)
+        cluster = self._cluster
+        leases = cluster.leases
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + (timeout if timeout is not None else cluster.handover_timeout)
+        while True:
+            remaining = None if timeout is None else deadline - loop.time()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"ask to {self._target} got no reply within {timeout:g} s")
+            try:
+                if leases.valid(self.shard):
+                    local = self._local or self._bind()
+                    result = await local.ask(message, timeout=remaining)
+                    cluster.local += 1
+                    return result
+                owner = leases.owner(self.shard)
+                if owner is not None and owner != cluster.node:
+                    cluster.remote += 1
+                    sender = CURRENT_SENDER.get()
+                    trace = ""
+                    if cluster.transport.system._tracer is not None:
+                        context = sampled_context()
+                        trace = traceparent(context) if context is not None else ""
+                    return await cluster.transport.ask(
+                        owner,
+                        self._target,
+                        message,
+                        remaining,
+                        trace,
+                        "" if sender is None else sender.path,
+                    )
+            except NoSuchActorError:  # the owner moved or died: look again
+                pass
+            await self._wait_owner(deadline)
+
+    def __repr__(self) -> str:
+        return f"<PlacedRef {self._class.__qualname__}:{self._key!r} shard {self.shard}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PlacedRef) and other._target == self._target
+
+    def __hash__(self) -> int:
+        return hash(("placed", self._target))
+
+
+def _state_key(target: str) -> str:
+    return name_key(target)

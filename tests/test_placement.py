@@ -1,0 +1,356 @@
+"""Placement of virtual actors across nodes: Hilbert shards, leases, handover, node death."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+import uuid
+from collections import Counter as Histogram
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from swarm_actors import (
+    Actor,
+    ActorSystem,
+    InvalidArgumentError,
+    PlacedRef,
+    Placement,
+    TransportError,
+    handler,
+)
+from swarm_actors._cluster import parse_target, virtual_target
+from swarm_actors.testing import NatsServer
+from transport_peer import Add, Get, Tally
+
+PEER = Path(__file__).with_name("transport_peer.py")
+TTL = 2.0  # short leases: rounds every 2/3 s, a dead node's shards free after 2 s
+
+
+def unique(prefix: str = "k") -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+def tree(depth: int, branching: int) -> list[tuple[int, ...]]:
+    """Every path of a full tree, the root included."""
+    paths: list[tuple[int, ...]] = [()]
+    for level in range(1, depth + 1):
+        paths += list(itertools.product(range(branching), repeat=level))
+    return paths
+
+
+def same_shard_share(placement: Placement, paths: list[tuple[int, ...]]) -> float:
+    """Share of (child -> sibling or parent) pairs whose two ends share a shard."""
+    shard = {p: placement.shard("W", "/".join(map(str, p)), p) for p in paths}
+    same = total = 0
+    for path in paths:
+        if not path:
+            continue
+        parent = path[:-1]
+        branching = max(q[-1] for q in paths if len(q) == len(path)) + 1
+        for other in [*[(*parent, i) for i in range(branching) if i != path[-1]], parent]:
+            total += 1
+            same += shard[other] == shard[path]
+    return same / total
+
+
+async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+# --- the placement function ---------------------------------------------------------------
+
+
+def test_placement_rejects_bad_configurations() -> None:
+    for bad in (
+        {"shards": 48},
+        {"shards": 0},
+        {"shards": 8192},
+        {"strategy": "random"},
+        {"dims": 0},
+        {"dims": 3, "bits": 64},
+        {"level_bits": 0},
+        {"shards": 64, "dims": 1, "bits": 4},
+    ):
+        with pytest.raises(InvalidArgumentError):
+            Placement(**bad)
+
+
+def test_hilbert_placement_keeps_families_together_and_hash_does_not() -> None:
+    paths = tree(4, 8)  # 4,681 actors, as in the locality benchmark
+    hilbert = same_shard_share(Placement(shards=64), paths)
+    hashed = same_shard_share(Placement(shards=64, strategy="hash"), paths)
+    assert hilbert > 0.95
+    assert hashed < 0.05  # about 1/64
+    # Every shard gets work: the tree's leaves cover the grid.
+    used = Histogram(Placement(shards=64).shard("W", "", p) for p in paths)
+    assert len(used) == 64
+    assert max(used.values()) < 3 * len(paths) / 64
+
+
+def test_positions_are_subtrees_of_the_grid() -> None:
+    placement = Placement(shards=64)
+    # A node and all its descendants two levels down share the node's top 6 bits = one shard.
+    for top in itertools.product(range(8), repeat=2):
+        shards = {placement.shard("W", "", top + rest) for rest in tree(2, 8)}
+        assert len(shards) == 1
+    # Keys without a position spread by hash, the same in every process (not Python's hash).
+    keys = [placement.shard("W", f"user-{i}") for i in range(6400)]
+    assert keys[:3] == [Placement(shards=64).shard("W", f"user-{i}") for i in range(3)]
+    assert min(Histogram(keys).values()) > 50
+
+
+def test_virtual_targets_round_trip_and_refuse_garbage() -> None:
+    name = "transport_peer:Tally"
+    for position in (None, (), (3, 1, 4)):
+        target = virtual_target(name, "a~b c", position)
+        assert parse_target(target) == (Tally, "a~b c", position)
+    for bad in ("~nope:Cls~-~k", "~transport_peer:Tally~-~", "~transport_peer:Tally~x.1~k", "~"):
+        with pytest.raises(ValueError, match=r"actor class|empty key|invalid literal|not enough"):
+            parse_target(bad)
+
+
+# --- one and two nodes --------------------------------------------------------------------
+
+
+class Where(msgspec.Struct):
+    pass
+
+
+@asynccontextmanager
+async def node(url: str, name: str, **options: Any) -> AsyncIterator[ActorSystem]:
+    async with ActorSystem(nats=url, node=name, node_ttl=TTL, **options) as system:
+        yield system
+
+
+def placed(ref: Any) -> PlacedRef[Any]:
+    assert isinstance(ref, PlacedRef)
+    return ref
+
+
+def leases(system: ActorSystem) -> Any:
+    assert system._transport is not None
+    assert system._transport.cluster is not None
+    return system._transport.cluster.leases
+
+
+@pytest.mark.asyncio
+async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> None:
+    async with NatsServer() as server:
+        async with node(server.url, unique("n"), passivate_after=0.1) as a:
+            with pytest.raises(InvalidArgumentError):
+                a.ref(Tally, "k", position=[1, -1])
+            with pytest.raises(InvalidArgumentError):
+                a.ref(Tally, "k", position="12")  # type: ignore[arg-type]
+            await until(lambda: len(leases(a).held) == 64, 10, "the node to take every shard")
+            ref = a.ref(Tally, "t1", position=(2, 7))
+            assert isinstance(ref, PlacedRef)
+            assert a.ref(Tally, "t1", position=(2, 7)) is ref
+            assert a.ref(Tally, "t1") != ref  # another position: another actor
+            assert await ref.ask(Add(2), timeout=5) == 2
+            await ref.tell(Add(3))
+            assert await ref.ask(Get(), timeout=5) == 5
+            # Passivated when idle: its state is in the cluster's store now.
+            await until(lambda: a.virtual_stats().passivations >= 1, 5, "passivation")
+            assert a.virtual_stats().active == 0
+            assert await ref.ask(Add(1), timeout=5) == 6
+        # A new node on the same server reads the state the first one left.
+        async with node(server.url, unique("n")) as b:
+            await until(lambda: len(leases(b).held) == 64, 10, "the shards")
+            assert await b.ref(Tally, "t1", position=(2, 7)).ask(Get(), timeout=5) == 6
+
+
+@pytest.mark.asyncio
+async def test_a_system_with_nats_makes_placed_refs_only_once_connected() -> None:
+    system = ActorSystem(nats="nats://127.0.0.1:1", node="x")
+    with pytest.raises(RuntimeError, match="async with"):
+        system.ref(Tally, "k")
+
+
+@pytest.mark.asyncio
+async def test_nodes_with_different_placements_refuse_to_mix() -> None:
+    async with NatsServer() as server, node(server.url, unique("n")):
+        with pytest.raises(TransportError, match="placement"):
+            async with node(server.url, unique("n"), placement=Placement(shards=16)):
+                pass
+
+
+@pytest.mark.asyncio
+async def test_two_nodes_split_the_shards_and_serve_the_same_actors() -> None:
+    async with (
+        NatsServer() as server,
+        node(server.url, "na" + unique()) as a,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        await until(
+            lambda: len(leases(a).held) == 32 and len(leases(b).held) == 32,
+            20,
+            "an even split",
+        )
+        # Contiguous ranges, in node-id order.
+        assert set(leases(a).held) == set(range(32))
+        refs_a = [placed(a.ref(Tally, f"key-{i}")) for i in range(40)]
+        refs_b = [placed(b.ref(Tally, f"key-{i}")) for i in range(40)]
+        for i, (ra, rb) in enumerate(zip(refs_a, refs_b, strict=True)):
+            assert ra.shard == rb.shard
+            assert await ra.ask(Add(i), timeout=10) == i
+            assert await rb.ask(Add(1), timeout=10) == i + 1  # the same actor, from b
+            owner = a.node if ra.shard < 32 else b.node
+            assert await rb.ask("where", timeout=10) == owner
+        cluster_a = a._transport.cluster  # type: ignore[union-attr]
+        assert cluster_a is not None
+        assert cluster_a.local > 0
+        assert cluster_a.remote > 0
+
+
+# --- handover: at most one activation per key ---------------------------------------------
+
+ACTIVATIONS: list[tuple[str, str, float, float]] = []  # key, node, started, stopped
+RUNNING: dict[str, str] = {}  # key -> node running it now
+
+
+class Exclusive(Actor):
+    """Records when and where it runs; fails loudly if it runs twice at once."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.started = 0.0
+
+    async def on_start(self) -> None:
+        other = RUNNING.get(self.key)
+        assert other is None, f"{self.key} already runs on {other}"
+        RUNNING[self.key] = self.system.node or ""
+        self.started = time.monotonic()
+
+    async def on_stop(self) -> None:
+        del RUNNING[self.key]
+        ACTIVATIONS.append((self.key, self.system.node or "", self.started, time.monotonic()))
+
+    @handler
+    async def add(self, msg: Add) -> int:
+        await asyncio.sleep(0)  # let handovers interleave with handlers
+        self.total += msg.n
+        return self.total
+
+    def snapshot(self) -> int:
+        return self.total
+
+    def restore(self, state: int) -> None:
+        self.total = state
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_handover_keeps_one_activation_per_key_and_its_state() -> None:
+    ACTIVATIONS.clear()
+    RUNNING.clear()
+    keys = [f"x{i}" for i in range(64)]
+    async with NatsServer() as server, node(server.url, "na" + unique()) as a:
+        await until(lambda: len(leases(a).held) == 64, 10, "a to take every shard")
+        totals = dict.fromkeys(keys, 0)
+        stop = asyncio.Event()
+
+        async def load(system: ActorSystem) -> None:
+            while not stop.is_set():
+                for key in keys:
+                    await system.ref(Exclusive, key).ask(Add(1), timeout=20)
+                    totals[key] += 1
+
+        loaders = [asyncio.ensure_future(load(a))]
+        await until(lambda: sum(totals.values()) >= 200, 20, "load")
+        async with node(server.url, "nb" + unique()) as b:
+            loaders.append(asyncio.ensure_future(load(b)))
+            # b joins: a hands half of the shards over while both keep asking.
+            await until(lambda: len(leases(b).held) == 32, 30, "the handover to b")
+            before = sum(totals.values())
+            await until(lambda: sum(totals.values()) >= before + 200, 20, "load after")
+            stop.set()
+            await asyncio.gather(*loaders)
+            # Every acknowledged increment is in the actor's total, wherever it runs now.
+            for key in keys:
+                assert await b.ref(Exclusive, key).ask(Add(0), timeout=20) == totals[key]
+            moved = {k for k, n, _, _ in ACTIVATIONS if n == a.node} & {
+                k for k in keys if placed(b.ref(Exclusive, k)).shard >= 32
+            }
+            assert moved  # some keys really ran on a, then on b
+    # No two activations of a key overlapped in time (on_start also asserted it live).
+    by_key: dict[str, list[tuple[float, float]]] = {}
+    for key, _, started, stopped in ACTIVATIONS:
+        by_key.setdefault(key, []).append((started, stopped))
+    for key, spans in by_key.items():
+        spans.sort()
+        for (_, end), (start, _) in itertools.pairwise(spans):
+            assert end <= start, f"{key} ran twice at once"
+
+
+# --- node death ---------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_a_dead_nodes_shards_are_taken_over_with_their_persisted_state() -> None:
+    async with NatsServer() as server:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            str(PEER),
+            server.url,
+            "na" + unique(),
+            unique("c"),
+            str(TTL),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            assert proc.stdout is not None
+            async with asyncio.timeout(30):
+                assert (await proc.stdout.readline()).strip() == b"ready"
+            await asyncio.sleep(0.5)  # its first lease round: it takes every shard
+            async with node(server.url, "nb" + unique()) as b:
+                peer_node = leases(b).owner(0)
+                assert peer_node is not None
+                assert peer_node != b.node
+                ref = placed(b.ref(Tally, "survivor", position=(0,)))  # shard 0: the peer's range
+                assert ref.shard == 0
+                assert await ref.ask("where", timeout=10) == peer_node
+                assert await ref.ask(Add(5), timeout=10) == 5
+                # The peer passivates it when idle (passivate_after=0.2) and writes its state.
+                store = await b._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
+                await until_async(lambda: _stored(store), 10)
+                proc.kill()
+                await proc.wait()
+                killed = time.monotonic()
+                # b takes shard 0 once the dead node's lease expires, and restores the state.
+                assert await ref.ask(Add(1), timeout=30) == 6
+                assert await ref.ask("where", timeout=10) == b.node
+                assert time.monotonic() - killed < 15
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
+async def _stored(store: Any) -> bool:
+    try:
+        keys = await store.keys()
+    except Exception:
+        return False
+    return any("survivor" in k for k in keys)
+
+
+async def until_async(predicate: Callable[[], Any], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s")
+        await asyncio.sleep(0.05)
