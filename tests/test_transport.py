@@ -16,6 +16,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from nats_sync import observe, sync
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -283,11 +284,10 @@ async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client:
         seen.append(len(decode_frame(msg.data)))
 
     sub = await nats_client.subscribe(f"swarm.node.{b.node}", cb=count)
-    await nats_client.flush()
+    await sync(nats_client)  # (flush() alone does not make the subscription live: see nats_sync)
     for _ in range(1000):
         await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 1000
-    await nats_client.flush()
     for _ in range(100):
         if sum(seen) >= 1001:
             break
@@ -474,10 +474,7 @@ async def test_tells_to_unregistered_names_raise(nodes: Nodes) -> None:
 
 
 async def dead_letters(client: Client, node: str) -> asyncio.Queue[Msg]:
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
-    await client.subscribe(f"swarm.deadletter.{node}", cb=queue.put)
-    await client.flush()
-    return queue
+    return await observe(client, f"swarm.deadletter.{node}")
 
 
 async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
@@ -503,7 +500,7 @@ async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
     assert {e["log_level"] for e in bad} == {"warning"}
     ref = await remote(a, name)
     await nats_client.publish(subject, good)  # a well-formed frame from a plain client works
-    await nats_client.flush()  # the server routed it to b before a's frames below
+    await sync(nats_client)  # the server routed it to b before a's frames below
     await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 2
 
