@@ -297,6 +297,64 @@ async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client:
     assert len(seen) <= 3  # in one frame per loop iteration (and per 64 KiB)
 
 
+async def test_other_subscribers_see_every_frame_in_publish_order(
+    nodes: Nodes, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames the outbox hands to the socket itself (``_write_now``) and what nats-py sends
+    for the same client (plain publishes, JetStream requests of the registry) reach another
+    subscriber whole, once, and in the order the node published them."""
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    transport = a._transport
+    assert transport is not None
+    outbox, client = transport.outbox, transport.client
+    to_b, probe = f"swarm.node.{b.node}", f"swarm.node.{unique('probe')}"  # nobody serves probe
+    published: list[tuple[str, bytes]] = []  # in the order they enter nats-py's pending list
+    original = outbox.publish
+
+    def publish(
+        subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        if subject == to_b:
+            published.append((subject, payload))
+        original(subject, payload, reply, headers)
+
+    monkeypatch.setattr(outbox, "publish", publish)
+    seen = await observe(nats_client, "swarm.node.*")  # one subscription: one delivery order
+
+    async def plain(data: bytes) -> None:
+        published.append((probe, data))
+        await client.publish(probe, data)
+
+    near = outbox.flush_bytes - 40
+    for i in range(5):
+        await ref.tell(Record(i))  # alone in its frame, written at the end of the iteration
+        await plain(b"after a frame %d" % i)
+        await asyncio.sleep(0)
+        await ref.tell(Add(1))
+        assert await ref.ask(Get(), timeout=5.0) == i + 1  # an ask: written at once
+        await plain(b"after an ask %d" % i)
+        for size in (near, near + 60, 3 * outbox.flush_bytes):  # around and over the bound
+            await ref.tell(Totals(0, [1] * size))
+            await ref.tell(Record(i))
+        await plain(b"after large frames %d" % i)
+        for _ in range(200):
+            await ref.tell(Record(i))
+        await a.start(Counter, name=unique())  # the registry's requests on the same client
+        await plain(b"after a registration %d" % i)
+    assert await ref.ask(Get(), timeout=5.0) == 5
+    observed: list[tuple[str, bytes]] = []
+    async with asyncio.timeout(10.0):
+        while len(observed) < len(published):
+            msg = await seen.get()
+            if msg.subject in (to_b, probe):
+                observed.append((msg.subject, msg.data))
+    assert len(published) > 40
+    assert observed == published
+
+
 async def test_frames_are_split_at_the_byte_bound(nodes: Nodes) -> None:
     a, b = nodes
     name = unique()
