@@ -16,6 +16,7 @@ import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
+from nats_sync import observe, sync
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -283,11 +284,10 @@ async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client:
         seen.append(len(decode_frame(msg.data)))
 
     sub = await nats_client.subscribe(f"swarm.node.{b.node}", cb=count)
-    await nats_client.flush()
+    await sync(nats_client)  # (flush() alone does not make the subscription live: see nats_sync)
     for _ in range(1000):
         await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 1000
-    await nats_client.flush()
     for _ in range(100):
         if sum(seen) >= 1001:
             break
@@ -295,6 +295,64 @@ async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client:
     await sub.unsubscribe()
     assert sum(seen) == 1001  # every tell and the ask
     assert len(seen) <= 3  # in one frame per loop iteration (and per 64 KiB)
+
+
+async def test_other_subscribers_see_every_frame_in_publish_order(
+    nodes: Nodes, nats_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Frames the outbox hands to the socket itself (``_write_now``) and what nats-py sends
+    for the same client (plain publishes, JetStream requests of the registry) reach another
+    subscriber whole, once, and in the order the node published them."""
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    ref = await remote(a, name)
+    transport = a._transport
+    assert transport is not None
+    outbox, client = transport.outbox, transport.client
+    to_b, probe = f"swarm.node.{b.node}", f"swarm.node.{unique('probe')}"  # nobody serves probe
+    published: list[tuple[str, bytes]] = []  # in the order they enter nats-py's pending list
+    original = outbox.publish
+
+    def publish(
+        subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
+    ) -> None:
+        if subject == to_b:
+            published.append((subject, payload))
+        original(subject, payload, reply, headers)
+
+    monkeypatch.setattr(outbox, "publish", publish)
+    seen = await observe(nats_client, "swarm.node.*")  # one subscription: one delivery order
+
+    async def plain(data: bytes) -> None:
+        published.append((probe, data))
+        await client.publish(probe, data)
+
+    near = outbox.flush_bytes - 40
+    for i in range(5):
+        await ref.tell(Record(i))  # alone in its frame, written at the end of the iteration
+        await plain(b"after a frame %d" % i)
+        await asyncio.sleep(0)
+        await ref.tell(Add(1))
+        assert await ref.ask(Get(), timeout=5.0) == i + 1  # an ask: written at once
+        await plain(b"after an ask %d" % i)
+        for size in (near, near + 60, 3 * outbox.flush_bytes):  # around and over the bound
+            await ref.tell(Totals(0, [1] * size))
+            await ref.tell(Record(i))
+        await plain(b"after large frames %d" % i)
+        for _ in range(200):
+            await ref.tell(Record(i))
+        await a.start(Counter, name=unique())  # the registry's requests on the same client
+        await plain(b"after a registration %d" % i)
+    assert await ref.ask(Get(), timeout=5.0) == 5
+    observed: list[tuple[str, bytes]] = []
+    async with asyncio.timeout(10.0):
+        while len(observed) < len(published):
+            msg = await seen.get()
+            if msg.subject in (to_b, probe):
+                observed.append((msg.subject, msg.data))
+    assert len(published) > 40
+    assert observed == published
 
 
 async def test_frames_are_split_at_the_byte_bound(nodes: Nodes) -> None:
@@ -474,10 +532,7 @@ async def test_tells_to_unregistered_names_raise(nodes: Nodes) -> None:
 
 
 async def dead_letters(client: Client, node: str) -> asyncio.Queue[Msg]:
-    queue: asyncio.Queue[Msg] = asyncio.Queue()
-    await client.subscribe(f"swarm.deadletter.{node}", cb=queue.put)
-    await client.flush()
-    return queue
+    return await observe(client, f"swarm.deadletter.{node}")
 
 
 async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
@@ -503,7 +558,7 @@ async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
     assert {e["log_level"] for e in bad} == {"warning"}
     ref = await remote(a, name)
     await nats_client.publish(subject, good)  # a well-formed frame from a plain client works
-    await nats_client.flush()  # the server routed it to b before a's frames below
+    await sync(nats_client)  # the server routed it to b before a's frames below
     await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 2
 
