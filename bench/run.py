@@ -6,7 +6,7 @@ concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS
 command that produced them).
 
 Run: python bench/run.py [--quick]
-    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "events": ([], ["--events", "30000", "--repeats", "2"]),
     "nats": ([], ["--quick"]),
     "transport": ([], ["--quick"]),
+    "placement": ([], ["--quick"]),
 }
 
 

@@ -175,6 +175,8 @@ async def test_a_system_with_nats_makes_placed_refs_only_once_connected() -> Non
     system = ActorSystem(nats="nats://127.0.0.1:1", node="x")
     with pytest.raises(RuntimeError, match="async with"):
         system.ref(Tally, "k")
+    with pytest.raises(TransportError, match="NATS"):
+        system.placement_stats()
 
 
 @pytest.mark.asyncio
@@ -207,10 +209,12 @@ async def test_two_nodes_split_the_shards_and_serve_the_same_actors() -> None:
             assert await rb.ask(Add(1), timeout=10) == i + 1  # the same actor, from b
             owner = a.node if ra.shard < 32 else b.node
             assert await rb.ask("where", timeout=10) == owner
-        cluster_a = a._transport.cluster  # type: ignore[union-attr]
-        assert cluster_a is not None
-        assert cluster_a.local > 0
-        assert cluster_a.remote > 0
+        stats = a.placement_stats()
+        assert stats.shards == tuple(range(32))
+        assert stats.sent_local > 0
+        assert stats.sent_remote > 0
+        assert stats.received > 0
+        assert b.placement_stats().received >= stats.sent_remote
 
 
 # --- handover: at most one activation per key ---------------------------------------------

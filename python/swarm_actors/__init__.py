@@ -7,7 +7,7 @@ private modules.
 
 from swarm_actors._actor import Actor, SpaceGrant, handler
 from swarm_actors._capability import MessageGrant
-from swarm_actors._cluster import PlacedRef
+from swarm_actors._cluster import PlacedRef, PlacementStats
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -115,6 +115,7 @@ __all__ = [
     "OneForOne",
     "PlacedRef",
     "Placement",
+    "PlacementStats",
     "RemoteError",
     "RemoteRef",
     "ReplayError",

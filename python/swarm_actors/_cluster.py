@@ -22,6 +22,7 @@ import asyncio
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import msgspec
 import structlog
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from swarm_actors._transport import Transport
     from swarm_actors._wire import Ask, Tell
 
-__all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef"]
+__all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef", "PlacementStats"]
 
 A = TypeVar("A", bound="Actor")
 
@@ -52,6 +53,19 @@ _log = structlog.get_logger("swarm_actors.placement")
 STATE_BUCKET = "swarm_state"
 DEFAULT_HANDOVER_TIMEOUT = 30.0
 """Seconds a message waits for its shard to get an owner (a dead node's lease must expire)."""
+
+
+class PlacementStats(msgspec.Struct, frozen=True):
+    """What one node did for the cluster's virtual actors (``ActorSystem.placement_stats``)."""
+
+    shards: tuple[int, ...]
+    """The shards this node holds now."""
+    sent_local: int
+    """Messages of this node's placed refs delivered on this node (no NATS hop)."""
+    sent_remote: int
+    """Messages of this node's placed refs sent to the node holding their shard."""
+    received: int
+    """Messages for placed actors that arrived from other nodes and were delivered here."""
 
 
 class NotOwnerError(NoSuchActorError):
@@ -96,10 +110,12 @@ class Cluster:
         self._dropping: set[int] = set()  # shards lost without handover: state not written
         self._backlog: dict[int, deque[tuple[Any, Tell | Ask]]] = {}  # activating, remotely
         self.handover_timeout = DEFAULT_HANDOVER_TIMEOUT
-        self.local = 0
-        """Messages of placed refs delivered on this node."""
-        self.remote = 0
-        """Messages of placed refs sent to another node."""
+        self.sent_local = 0
+        """Messages of this node's placed refs delivered on this node."""
+        self.sent_remote = 0
+        """Messages of this node's placed refs sent to another node."""
+        self.received = 0
+        """Messages for placed actors that arrived from other nodes and were delivered here."""
 
     async def open(self) -> None:
         """Bind the state bucket and join the shard leases."""
@@ -115,6 +131,11 @@ class Cluster:
         """Hand over every shard (passivating and persisting its actors)."""
         await self.leases.close()
         await self._flush_writes(list(self._writers))
+
+    def stats(self) -> PlacementStats:
+        """Counters of this node's placement (see ``PlacementStats``)."""
+        held = tuple(sorted(s for s in self.leases.held if self.leases.valid(s)))
+        return PlacementStats(held, self.sent_local, self.sent_remote, self.received)
 
     # --- refs -------------------------------------------------------------------------------
 
@@ -236,7 +257,7 @@ class Cluster:
         if envelope.trace:
             message = Entry(message, None, traceparent_context(envelope.trace))
         if self.leases.valid(ref.shard):
-            self.local += 1
+            self.received += 1
             self._deliver(ref, message, envelope)
         else:  # the shard moved: send it on (or wait for an owner)
             self.transport._track(asyncio.get_running_loop().create_task(ref._route(message)))
@@ -248,7 +269,7 @@ class Cluster:
             future.set_exception(NotOwnerError(f"{self.node} does not hold {envelope.target}"))
             return
         context = traceparent_context(envelope.trace) if envelope.trace else None
-        self.local += 1
+        self.received += 1
         self._deliver(ref, Entry(message, future, context), envelope)
 
     def _deliver(self, ref: PlacedRef[Any], item: Any, envelope: Tell | Ask) -> None:
@@ -370,12 +391,12 @@ class PlacedRef(VirtualRef[A]):
         cluster = self._cluster
         if cluster.leases.valid(self.shard):
             (self._local or self._bind()).tell_nowait(message)
-            cluster.local += 1
+            cluster.sent_local += 1
             return
         owner = cluster.leases.owner(self.shard)
         if owner is None or owner == cluster.node:
             raise ActorDeadError(f"shard {self.shard} of {self.path} has no owner now; use tell()")
-        cluster.remote += 1
+        cluster.sent_remote += 1
         self._send(owner, message)
 
     async def passivate(self) -> None:
@@ -399,14 +420,14 @@ class PlacedRef(VirtualRef[A]):
                 local = self._local or self._bind()
                 try:
                     await local.tell(message)
-                    cluster.local += 1
+                    cluster.sent_local += 1
                     return
                 except NotOwnerError:
                     pass  # lost the shard while activating: route again
             else:
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
-                    cluster.remote += 1
+                    cluster.sent_remote += 1
                     self._send(owner, message)
                     stalled = cluster.transport.outbox.stalled
                     if stalled is not None:
@@ -468,11 +489,11 @@ class PlacedRef(VirtualRef[A]):
                 if leases.valid(self.shard):
                     local = self._local or self._bind()
                     result = await local.ask(message, timeout=remaining)
-                    cluster.local += 1
+                    cluster.sent_local += 1
                     return result
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
-                    cluster.remote += 1
+                    cluster.sent_remote += 1
                     sender = CURRENT_SENDER.get()
                     trace = ""
                     if cluster.transport.system._tracer is not None:

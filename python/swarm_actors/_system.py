@@ -14,7 +14,12 @@ import structlog
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._events import SignalKind, SwarmEvent
-from swarm_actors._exceptions import ActorDeadError, ActorNameError, InvalidArgumentError
+from swarm_actors._exceptions import (
+    ActorDeadError,
+    ActorNameError,
+    InvalidArgumentError,
+    TransportError,
+)
 from swarm_actors._journal import Journal, MemoryJournal
 from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._placement import Placement, check_position
@@ -35,6 +40,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
     from swarm_actors._actor import Actor
+    from swarm_actors._cluster import PlacementStats
     from swarm_actors._ref import ActorRef
     from swarm_actors._transport import Transport
 
@@ -374,6 +380,13 @@ class ActorSystem:
         """
         self._attach_optional()
         return self._virtual.batch(actor_class, depth, branching)
+
+    def placement_stats(self) -> PlacementStats:
+        """The shards and placed-message counters of this node (``TransportError`` without NATS)."""
+        transport = self._transport
+        if transport is None or transport.cluster is None:
+            raise TransportError("placement needs a system connected to NATS (nats=...)")
+        return transport.cluster.stats()
 
     def virtual_stats(self) -> VirtualStats:
         """Counters of virtual actors: active, activations, passivations, known."""
