@@ -358,3 +358,77 @@ async def until_async(predicate: Callable[[], Any], timeout: float) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s")
         await asyncio.sleep(0.05)
+
+
+# --- refs in messages, and bad virtual targets from a plain client -------------------------
+
+
+class Relay(msgspec.Struct):
+    """Ask ``to`` for its total (a placed ref inside a message)."""
+
+    to: Any
+
+
+class Asker(Actor):
+    @handler
+    async def relay(self, msg: Relay) -> int:
+        total: int = await msg.to.ask(Get(), timeout=10)
+        return total
+
+
+@pytest.mark.asyncio
+async def test_placed_refs_travel_inside_messages() -> None:
+    async with (
+        NatsServer() as server,
+        node(server.url, "na" + unique()) as a,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        await until(lambda: len(leases(b).held) == 32, 20, "an even split")
+        tally = a.ref(Tally, "carried", position=(7, 7))  # shard 63: b's range
+        assert await tally.ask(Add(4), timeout=10) == 4
+        asker = await a.start(Asker, name=unique("asker"))
+        on_b = await b.resolve(asker.name, timeout=5)
+        # b sends a placed ref to the asker on a, which asks the actor through it.
+        assert await on_b.ask(Relay(b.ref(Tally, "carried", position=(7, 7))), timeout=10) == 4
+
+
+@pytest.mark.asyncio
+async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
+    from nats.aio.client import Client
+
+    from swarm_actors._wire import AskOut, Failure, TellOut, decode_frame, frame
+
+    async with NatsServer() as server, node(server.url, "na" + unique()) as a:
+        await until(lambda: len(leases(a).held) == 64, 10, "a to take every shard")
+        client = Client()
+        await client.connect(server.url)
+        try:
+            letters: asyncio.Queue[Any] = asyncio.Queue()
+            await client.subscribe(f"swarm.deadletter.{a.node}", cb=letters.put)
+            inbox = client.new_inbox()
+            answers: asyncio.Queue[Any] = asyncio.Queue()
+            await client.subscribe(inbox, cb=answers.put)
+            await client.flush()
+            encoder = msgspec.msgpack.Encoder()
+            subject = f"swarm.node.{a.node}"
+            for target in ("~no.such:Class~-~k", "~transport_peer:Tally~x~k"):
+                tell = TellOut(target, "transport_peer:Add", Add(1), "", "")
+                await client.publish(subject, frame([tell], encoder))
+                letter = await asyncio.wait_for(letters.get(), 5)
+                assert letter.headers["Swarm-Target"] == target
+                ask = AskOut(target, "transport_peer:Add", Add(1), "", "", 7, inbox)
+                await client.publish(subject, frame([ask], encoder))
+                answer = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
+                assert isinstance(answer, Failure)
+                assert answer.corr == 7
+                assert "bad virtual actor target" in answer.message
+            # A well-formed one from a plain client reaches the actor.
+            good = AskOut(
+                "~transport_peer:Tally~-~plain", "transport_peer:Add", Add(2), "", "", 8, inbox
+            )
+            await client.publish(subject, frame([good], encoder))
+            reply = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
+            assert msgspec.msgpack.decode(reply.body) == 2  # type: ignore[union-attr]
+            assert await a.ref(Tally, "plain").ask(Get(), timeout=5) == 2
+        finally:
+            await client.close()
