@@ -126,6 +126,9 @@ class ActorSystem:
     delivery semantics (tells are at most once). ``replicas`` is how many copies a NATS cluster
     keeps of the registry's key-value buckets when this node creates them (default: one per
     server the cluster advertises, at most 3, so that losing a server loses nothing).
+    Virtual actors (``ref``) then belong to the cluster: ``placement`` (a ``Placement``, the
+    same on every node) spreads them over shards that nodes hold through leases; see
+    ``PlacedRef``. ``batch_spawn`` members stay local to their node.
     """
 
     def __init__(
