@@ -15,6 +15,7 @@ import pytest_asyncio
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from swarm_actors import (
     Actor,
@@ -179,6 +180,30 @@ async def test_resolve_waits_for_a_name_registered_later(
 
 
 # --- names --------------------------------------------------------------------------------
+
+
+async def test_a_node_joining_later_mirrors_the_names_already_there(
+    nats_server: NatsServer, nats_client: Client
+) -> None:
+    kept, released = [unique() for _ in range(200)], unique()
+    async with ActorSystem(nats=nats_server.url, node=unique("na")) as a:
+        names = await nats_client.jetstream().key_value(NAMES_BUCKET)  # a made it
+        for name in kept:
+            await a.start(Counter, name=name)
+        gone = await a.start(Counter, name=released)
+        await gone.stop()
+        for _ in range(500):  # the release is written in the background
+            try:
+                await names.get(name_key(released))
+            except KeyNotFoundError:
+                break
+            await asyncio.sleep(0.01)
+        async with ActorSystem(nats=nats_server.url, node=unique("nb")) as b:
+            # At once: joining fills the mirror with the bucket's entries before it returns.
+            refs = [b.lookup(name) for name in kept]
+            assert all(isinstance(ref, RemoteRef) and ref.node == a.node for ref in refs)
+            assert b.lookup(released) is None
+            assert await b.lookup(kept[-1]).ask(Get(), timeout=5.0) == 0  # type: ignore[union-attr]
 
 
 async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
