@@ -325,9 +325,12 @@ class ActorSystem:
                 await transport.registry.claim(name, transport.entry_for(cell))
             await cell.create_instance()
         except BaseException:
-            cell.accepting = False
+            # Messages sent to it while it was starting (through lookup) are not left waiting.
+            failed = ActorDeadError(f"{cell.path} failed to start", actor=cell.path)
+            cell.refuse_senders(failed)
             cell.state = STOPPED
             self._unregister(cell)
+            cell.discard_queue(failed)
             raise
         cell.set_running()
         record_signal(cell, SignalKind.STARTED)
