@@ -224,6 +224,23 @@ async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
     assert not isinstance(a.lookup(name), RemoteRef)
 
 
+async def test_a_claim_under_way_does_not_hide_the_names_holder(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    held = await remote(a, name)
+    claiming = asyncio.ensure_future(a.start(Counter, name=name))  # b holds it: refused
+    await asyncio.sleep(0)  # the claim is on its way to the registry
+    assert not claiming.done()
+    during = a.lookup(name)  # b's actor, not the cell a may never get to run
+    assert isinstance(during, RemoteRef)
+    assert during.node == b.node
+    assert await during.ask(Get(), timeout=5.0) == 0
+    with pytest.raises(ActorNameError):
+        await claiming
+    assert a.lookup(name) == held
+
+
 async def test_a_name_restarted_on_the_same_node_is_taken_back(
     nodes: Nodes,
 ) -> None:
