@@ -24,6 +24,7 @@ from swarm_actors import (
     ActorSystem,
     AuthenticationError,
     InvalidArgumentError,
+    JournalTimeoutError,
     MailboxFullError,
     MessageTooLargeError,
     NatsOptions,
@@ -34,6 +35,7 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors import _transport as transport_module
+from swarm_actors._journal import MemoryJournal
 from swarm_actors._registry import NAMES_BUCKET, NameEntry, name_key
 from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
 from swarm_actors.testing import NatsServer
@@ -656,3 +658,27 @@ async def test_node_ids_are_unique_among_live_nodes(nats_server: NatsServer) -> 
         with pytest.raises(TransportError, match="in use by a live node"):
             async with ActorSystem(nats=nats_server.url, node=node):
                 pass
+
+
+class Unstorable(MemoryJournal):
+    """A journal whose server could not store what it was given (flush reports it)."""
+
+    async def flush(self) -> None:
+        raise JournalTimeoutError("1 of 1 events not confirmed within 30 s", sequences=(None,))
+
+
+async def test_a_node_leaves_nats_even_when_its_journal_cannot_flush(
+    nats_server: NatsServer, nats_client: Client
+) -> None:
+    name = unique()
+    system = ActorSystem(nats=nats_server.url, node=unique("nj"), journal=Unstorable())
+    await system.__aenter__()
+    await system.start(Counter, name=name)
+    transport = system._transport
+    assert transport is not None
+    with pytest.raises(JournalTimeoutError):  # the failure is reported...
+        await system.stop_all()
+    assert transport.client.is_closed  # ...and the node left NATS all the same
+    names = await nats_client.jetstream().key_value(NAMES_BUCKET)
+    with pytest.raises(KeyNotFoundError):
+        await names.get(name_key(name))  # its names released

@@ -482,11 +482,14 @@ class ActorSystem:
         if self._health_timer is not None:
             self._health_timer.cancel()
             self._health_timer = None
-        if self._journal is not None:
-            await self._journal.flush()  # every signal of this run is stored
-        if self._transport is not None:
-            transport, self._transport = self._transport, None
-            await transport.close()
+        try:
+            if self._journal is not None:
+                await self._journal.flush()  # every signal of this run is stored
+        finally:
+            # Even when the journal could not store everything: the node leaves NATS.
+            if self._transport is not None:
+                transport, self._transport = self._transport, None
+                await transport.close()
 
     @property
     def tracing(self) -> bool:
