@@ -36,7 +36,7 @@ from swarm_actors import (
 )
 from swarm_actors import _transport as transport_module
 from swarm_actors._journal import MemoryJournal
-from swarm_actors._registry import NAMES_BUCKET, NameEntry, name_key
+from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, name_key
 from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
@@ -682,3 +682,21 @@ async def test_a_node_leaves_nats_even_when_its_journal_cannot_flush(
     names = await nats_client.jetstream().key_value(NAMES_BUCKET)
     with pytest.raises(KeyNotFoundError):
         await names.get(name_key(name))  # its names released
+
+
+async def test_a_live_nodes_names_are_not_taken_when_its_heartbeat_is_missing(
+    nodes: Nodes, nats_client: Client
+) -> None:
+    a, b = nodes
+    name = unique()
+    await a.start(Counter, name=name)
+    await remote(b, name)
+    # As after the node bucket elected a new leader: keys whose TTL ran out while nobody could
+    # heartbeat are gone, though their nodes are fine. a answers b's probe: the name stays.
+    heartbeats = await nats_client.jetstream().key_value(NODES_BUCKET)
+    assert a.node is not None
+    await heartbeats.delete(a.node)
+    with pytest.raises(ActorNameError, match=f"runs on node {a.node}"):
+        await b.start(Counter, name=name)
+    assert a.lookup(name) is not None
+    assert isinstance(b.lookup(name), RemoteRef)

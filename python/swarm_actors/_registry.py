@@ -10,7 +10,11 @@ Two JetStream key-value buckets, shared by every node attached to the same NATS:
 * ``swarm_nodes``: node id -> incarnation, rewritten every ``ttl / 4`` seconds with a
   per-message TTL of ``ttl``. A node is alive while its key holds the incarnation that its
   names carry: a node that crashed disappears after ``ttl``; a node restarted under the same
-  id has a new incarnation, so its old names count as dead at once.
+  id has a new incarnation, so its old names count as dead at once. The bucket can also lose
+  a live node's key: while it elects a new leader nobody can heartbeat, and the keys whose TTL
+  ran out meanwhile are removed. So a node missing from it is asked directly (``probe``: the
+  transport's request to ``swarm.node.<id>.live``, answered with the incarnation) before its
+  names are taken over.
 
 Every node mirrors ``swarm_names`` through a KV watch, so resolving a name is a dict lookup;
 ``fetch`` reads the bucket itself when the mirror may lag (after a "no such actor" answer).
@@ -71,6 +75,9 @@ class NameEntry(msgspec.Struct, array_like=True, frozen=True):
     classes: tuple[str, ...]
 
 
+Probe = Callable[[str], Awaitable[str | None]]
+"""``probe(node)``: the incarnation a node answers when asked directly (``None``: no answer)."""
+
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(NameEntry)
 
@@ -112,9 +119,17 @@ class Registry:
     """One node's view of, and writes to, the name and node buckets (see the module doc)."""
 
     def __init__(
-        self, js: JetStreamContext, node: str, incarnation: str, ttl: float, *, replicas: int = 1
+        self,
+        js: JetStreamContext,
+        node: str,
+        incarnation: str,
+        ttl: float,
+        *,
+        replicas: int = 1,
+        probe: Probe | None = None,
     ) -> None:
         self._js = js
+        self._probe = probe
         self.replicas = replicas
         """Copies the cluster keeps of each bucket (a bucket made by another node keeps its own)."""
         self.node = node
@@ -211,14 +226,22 @@ class Registry:
                         del self._waiters[name]
 
     async def is_live(self, node: str, incarnation: str) -> bool:
-        """Whether ``node`` heartbeats with ``incarnation`` (within its TTL)."""
+        """Whether ``node`` runs with ``incarnation``.
+
+        It does if it heartbeats with it (within its TTL), or, when the node bucket says
+        otherwise, if it answers the probe with it (see the module docstring: the bucket
+        drops live nodes' keys when it fails over).
+        """
         nodes = self._nodes
         assert nodes is not None
         try:
             entry = await _settled(lambda: nodes.get(node))
         except _key_not_found():
-            return False
-        return entry.value is not None and entry.value.decode() == incarnation
+            pass
+        else:
+            if entry.value is not None and entry.value.decode() == incarnation:
+                return True
+        return self._probe is not None and await self._probe(node) == incarnation
 
     # --- writing ----------------------------------------------------------------------------
 
