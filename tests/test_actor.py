@@ -313,6 +313,35 @@ async def test_failing_on_start_is_raised_and_not_registered() -> None:
         assert await ok.ask(1) == 1
 
 
+async def test_asks_sent_while_an_actor_starts_fail_if_its_start_fails() -> None:
+    release = asyncio.Event()
+
+    class Doomed(Actor):
+        async def on_start(self) -> None:
+            await release.wait()
+            raise RuntimeError("no")
+
+        @handler
+        async def get(self, msg: Get) -> int:
+            return 0
+
+    async with ActorSystem() as system:
+        starting = asyncio.ensure_future(system.start(Doomed, name="doomed"))
+        await settle()
+        ref = system.lookup("doomed")  # found while on_start runs: messages wait for it
+        assert ref is not None
+        asking = asyncio.ensure_future(ref.ask(Get()))  # no timeout: it must not hang
+        await settle()
+        assert not asking.done()
+        release.set()
+        with pytest.raises(RuntimeError, match="no"):
+            await starting
+        with pytest.raises(ActorDeadError, match="failed to start"):
+            await asyncio.wait_for(asking, 5)
+        with pytest.raises(ActorDeadError):
+            await ref.tell(Get())
+
+
 async def test_stop_all_on_exit_stops_everything() -> None:
     system = ActorSystem()
     async with system:

@@ -250,6 +250,40 @@ async def test_append_nowait_and_flush(journal: JetStreamJournal, unique_name: s
     assert [e.event for e in await collect(journal.read())] == events
 
 
+async def test_flush_returns_under_a_steady_stream_of_events(
+    journal: JetStreamJournal, unique_name: str
+) -> None:
+    # A producer that hands over an event on every loop iteration keeps the background
+    # publisher's buffer from ever running dry: a flush must wait for the events handed over
+    # before it was called, not for the producer to stop.
+    total = 50_000  # bounded: the session's server is shared (64 MB of file store)
+    handed = 0
+
+    async def produce() -> None:
+        nonlocal handed
+        while handed < total:
+            try:
+                journal.append_nowait(decision(unique_name, handed))
+            except JournalFullError:  # faster than the server: let the buffer drain
+                await asyncio.sleep(0.01)
+                continue
+            handed += 1
+            await asyncio.sleep(0)
+
+    producer = asyncio.ensure_future(produce())
+    try:
+        await until(lambda: handed >= 1000, 10)
+        for _ in range(3):
+            before = handed
+            await asyncio.wait_for(journal.flush(), 10)
+            assert not producer.done()  # it returned while events kept coming
+            assert await journal.last_sequence() >= before  # a fresh stream: seq == count
+    finally:
+        await producer
+    await journal.flush()
+    assert await journal.last_sequence() == total
+
+
 async def test_append_nowait_refuses_when_its_buffer_is_full(
     nats_client: Client, unique_name: str
 ) -> None:

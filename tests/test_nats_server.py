@@ -497,3 +497,37 @@ async def test_cluster_forms_and_holds_a_replicated_stream(nats_cluster: NatsClu
         assert nats_cluster.nodes[victim].running
     finally:
         await client.close()
+
+
+@asyncio_test
+async def test_servers_are_tried_in_the_given_order_when_not_randomized(
+    nats_cluster: NatsCluster,
+) -> None:
+    assert NatsOptions().randomize  # nats-py's default: clients spread over the cluster
+    urls = nats_cluster.urls
+    order = [2, 0, 1]
+    # Shuffled, the first connection would land elsewhere one time in three: five tries in
+    # order all landing on the first server means the order is kept (1 in 243 by chance).
+    for _ in range(5):
+        client = await connect(NatsOptions(servers=[urls[i] for i in order], randomize=False))
+        try:
+            assert client.connected_url is not None
+            assert client.connected_url.port == nats_cluster.nodes[order[0]].port
+        finally:
+            await client.close()
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    client = await connect(
+        NatsOptions(servers=[urls[i] for i in order], randomize=False, reconnect_wait=0.05),
+        reconnected_cb=on_reconnect,
+    )
+    try:
+        await nats_cluster.kill(order[0])
+        await asyncio.wait_for(reconnected.wait(), 10)
+        assert client.connected_url is not None
+        assert client.connected_url.port == nats_cluster.nodes[order[1]].port  # the next one
+    finally:
+        await client.close()

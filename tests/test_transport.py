@@ -15,6 +15,7 @@ import pytest_asyncio
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js.errors import KeyNotFoundError
 
 from nats_sync import observe, sync
 from swarm_actors import (
@@ -24,6 +25,7 @@ from swarm_actors import (
     ActorSystem,
     AuthenticationError,
     InvalidArgumentError,
+    JournalTimeoutError,
     MailboxFullError,
     MessageTooLargeError,
     NatsOptions,
@@ -34,7 +36,8 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors import _transport as transport_module
-from swarm_actors._registry import NAMES_BUCKET, NameEntry, name_key
+from swarm_actors._journal import MemoryJournal
+from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, name_key
 from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
@@ -182,6 +185,30 @@ async def test_resolve_waits_for_a_name_registered_later(
 # --- names --------------------------------------------------------------------------------
 
 
+async def test_a_node_joining_later_mirrors_the_names_already_there(
+    nats_server: NatsServer, nats_client: Client
+) -> None:
+    kept, released = [unique() for _ in range(200)], unique()
+    async with ActorSystem(nats=nats_server.url, node=unique("na")) as a:
+        names = await nats_client.jetstream().key_value(NAMES_BUCKET)  # a made it
+        for name in kept:
+            await a.start(Counter, name=name)
+        gone = await a.start(Counter, name=released)
+        await gone.stop()
+        for _ in range(500):  # the release is written in the background
+            try:
+                await names.get(name_key(released))
+            except KeyNotFoundError:
+                break
+            await asyncio.sleep(0.01)
+        async with ActorSystem(nats=nats_server.url, node=unique("nb")) as b:
+            # At once: joining fills the mirror with the bucket's entries before it returns.
+            refs = [b.lookup(name) for name in kept]
+            assert all(isinstance(ref, RemoteRef) and ref.node == a.node for ref in refs)
+            assert b.lookup(released) is None
+            assert await b.lookup(kept[-1]).ask(Get(), timeout=5.0) == 0  # type: ignore[union-attr]
+
+
 async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
     a, b = nodes
     name = unique()
@@ -198,6 +225,23 @@ async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
             await asyncio.sleep(0.01)
     assert isinstance(await b.resolve(name, timeout=5.0), RemoteRef)
     assert not isinstance(a.lookup(name), RemoteRef)
+
+
+async def test_a_claim_under_way_does_not_hide_the_names_holder(nodes: Nodes) -> None:
+    a, b = nodes
+    name = unique()
+    await b.start(Counter, name=name)
+    held = await remote(a, name)
+    claiming = asyncio.ensure_future(a.start(Counter, name=name))  # b holds it: refused
+    await asyncio.sleep(0)  # the claim is on its way to the registry
+    assert not claiming.done()
+    during = a.lookup(name)  # b's actor, not the cell a may never get to run
+    assert isinstance(during, RemoteRef)
+    assert during.node == b.node
+    assert await during.ask(Get(), timeout=5.0) == 0
+    with pytest.raises(ActorNameError):
+        await claiming
+    assert a.lookup(name) == held
 
 
 async def test_a_name_restarted_on_the_same_node_is_taken_back(
@@ -669,3 +713,45 @@ async def test_node_ids_are_unique_among_live_nodes(nats_server: NatsServer) -> 
         with pytest.raises(TransportError, match="in use by a live node"):
             async with ActorSystem(nats=nats_server.url, node=node):
                 pass
+
+
+class Unstorable(MemoryJournal):
+    """A journal whose server could not store what it was given (flush reports it)."""
+
+    async def flush(self) -> None:
+        raise JournalTimeoutError("1 of 1 events not confirmed within 30 s", sequences=(None,))
+
+
+async def test_a_node_leaves_nats_even_when_its_journal_cannot_flush(
+    nats_server: NatsServer, nats_client: Client
+) -> None:
+    name = unique()
+    system = ActorSystem(nats=nats_server.url, node=unique("nj"), journal=Unstorable())
+    await system.__aenter__()
+    await system.start(Counter, name=name)
+    transport = system._transport
+    assert transport is not None
+    with pytest.raises(JournalTimeoutError):  # the failure is reported...
+        await system.stop_all()
+    assert transport.client.is_closed  # ...and the node left NATS all the same
+    names = await nats_client.jetstream().key_value(NAMES_BUCKET)
+    with pytest.raises(KeyNotFoundError):
+        await names.get(name_key(name))  # its names released
+
+
+async def test_a_live_nodes_names_are_not_taken_when_its_heartbeat_is_missing(
+    nodes: Nodes, nats_client: Client
+) -> None:
+    a, b = nodes
+    name = unique()
+    await a.start(Counter, name=name)
+    await remote(b, name)
+    # As after the node bucket elected a new leader: keys whose TTL ran out while nobody could
+    # heartbeat are gone, though their nodes are fine. a answers b's probe: the name stays.
+    heartbeats = await nats_client.jetstream().key_value(NODES_BUCKET)
+    assert a.node is not None
+    await heartbeats.delete(a.node)
+    with pytest.raises(ActorNameError, match=f"runs on node {a.node}"):
+        await b.start(Counter, name=name)
+    assert a.lookup(name) is not None
+    assert isinstance(b.lookup(name), RemoteRef)

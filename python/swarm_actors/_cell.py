@@ -657,27 +657,36 @@ class Cell:
         self.stopping.set_result(discarded)
         return discarded
 
-    async def _stop(self, drain: bool) -> int:
+    def refuse_senders(self, error: ActorDeadError) -> None:
+        """Take no more messages: senders waiting for room in the mailbox get ``error``."""
         self.accepting = False
-        dead = ActorDeadError(f"{self.path} is stopped", actor=self.path)
         waiters = self.put_waiters
         self.put_waiters = ()
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_exception(dead)
+                waiter.set_exception(error)
+
+    def discard_queue(self, error: ActorDeadError) -> int:
+        """Drop every queued message, failing the asks among them with ``error``; the count."""
+        discarded = 0
+        while self.queue:
+            item = self.queue.popleft()
+            discarded += 1
+            if type(item) is Ask and item.future is not None and not item.future.done():
+                item.future.set_exception(error)
+        self.dropped += discarded
+        return discarded
+
+    async def _stop(self, drain: bool) -> int:
+        dead = ActorDeadError(f"{self.path} is stopped", actor=self.path)
+        self.refuse_senders(dead)
         if drain and self.state is RUNNING and (self.queue or self.busy):
             self.drained = self.loop.create_future()
             await self.drained
         was = self.state
         self.state = STOPPING
         self.runnable = False
-        discarded = 0
-        while self.queue:
-            item = self.queue.popleft()
-            discarded += 1
-            if type(item) is Ask and item.future is not None and not item.future.done():
-                item.future.set_exception(dead)
-        self.dropped += discarded
+        discarded = self.discard_queue(dead)
         if self.task is not None:
             self.task.cancel()
             # Wait for the handler to unwind without re-raising its cancellation here (a

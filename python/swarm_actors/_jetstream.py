@@ -355,6 +355,11 @@ class JetStreamJournal:
         self._queue: collections.deque[_Prepared] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
         self._nowait_error: BaseException | None = None
+        # append_nowait events handed over, and how many of them were stored or failed (in
+        # queue order): a flush waits for the count handed over when it was called.
+        self._handed = 0
+        self._settled = 0
+        self._flushers: list[tuple[int, asyncio.Future[None]]] = []
         self._readers: set[_ReaderState] = set()
         self._storing = 0  # appends waiting for acknowledgements (close lets them finish)
         self._stored_all: asyncio.Event | None = None
@@ -616,8 +621,14 @@ class JetStreamJournal:
                 f"{len(self._queue)} events are waiting to be stored", capacity=self._buffer_size
             )
         self._queue.append(self._prepare(event))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        self._handed += 1
+        self._ensure_drainer()
+
+    def _ensure_drainer(self) -> asyncio.Task[None]:
+        drainer = self._drainer
+        if drainer is None or drainer.done():
+            drainer = self._drainer = asyncio.get_running_loop().create_task(self._drain())
+        return drainer
 
     async def _drain(self) -> None:
         queue = self._queue
@@ -633,18 +644,50 @@ class JetStreamJournal:
                 _log.error("journal.append_failed", events=len(chunk), error=str(e))
                 if self._nowait_error is None:
                     self._nowait_error = e
+            # Set after the error, so that a flush woken here sees it.
+            self._settled += len(chunk)
+            self._wake_flushers()
+
+    def _wake_flushers(self) -> None:
+        settled, waiting = self._settled, []
+        for target, waiter in self._flushers:
+            if target <= settled:
+                if not waiter.done():
+                    waiter.set_result(None)
+            elif not waiter.done():  # (a cancelled flush leaves its waiter cancelled)
+                waiting.append((target, waiter))
+        self._flushers = waiting
 
     async def flush(self) -> None:
-        """Wait until every event given to ``append_nowait`` is stored.
+        """Wait until every event given to ``append_nowait`` before this call is stored.
 
-        Raises the first error met storing one of them since the last ``flush``.
+        Raises the first error met storing one of them (or a later one) since the last
+        ``flush``. Events handed over while it waits are not waited for: under a steady stream
+        of events it still returns, once the earlier ones are settled.
         """
         self._check_open()
-        await self._flush()
+        await self._flush(self._handed)
 
-    async def _flush(self) -> None:
-        while self._drainer is not None and not self._drainer.done():
-            await asyncio.wait((self._drainer,))  # our cancellation does not cancel the drainer
+    async def _flush(self, target: int | None = None) -> None:
+        """Wait until ``target`` events were settled (``None``: until the queue is empty)."""
+        if target is None:
+            while self._drainer is not None and not self._drainer.done():
+                await asyncio.wait((self._drainer,))  # our cancellation does not cancel it
+        else:
+            loop = asyncio.get_running_loop()
+            while self._settled < target:
+                drainer = self._drainer
+                if drainer is None or drainer.done():
+                    if not self._queue:
+                        break  # (not seen: what is handed over stays queued until settled)
+                    # A cancelled drainer put its chunk back in the queue: store it anyway.
+                    drainer = self._ensure_drainer()
+                waiter = loop.create_future()
+                self._flushers.append((target, waiter))
+                try:
+                    await asyncio.wait((waiter, drainer), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()  # (a no-op once woken)
         error, self._nowait_error = self._nowait_error, None
         if error is not None:
             raise error

@@ -80,9 +80,10 @@ class Journal(Protocol):
         ...
 
     async def flush(self) -> None:
-        """Wait until every event handed to ``append_nowait`` is stored.
+        """Wait until every event handed to ``append_nowait`` before this call is stored.
 
-        Raises the first error met storing one of them since the last ``flush``.
+        Raises the first error met storing one of them since the last ``flush``. Events handed
+        over meanwhile are not waited for (a steady stream of them cannot hold it up).
         """
         ...
 

@@ -89,6 +89,9 @@ class NatsOptions:
     ``connect_timeout`` bounds the whole initial connection (all servers, all attempts).
     Afterwards a lost connection is re-established when ``reconnect`` is true: up to
     ``max_reconnect_attempts`` per server (``-1``: forever), ``reconnect_wait`` seconds apart.
+    Servers are tried in a random order (as nats-py does by default: a cluster's clients spread
+    over its servers); with ``randomize=False`` in the order given, on connecting and on each
+    reconnect (the next one after the server that was lost), e.g. the local server first.
     """
 
     servers: str | Sequence[str] = "nats://127.0.0.1:4222"
@@ -131,6 +134,8 @@ class NatsOptions:
     """Seconds between client pings (a dead connection is noticed after a few)."""
     max_outstanding_pings: int = 3
     """Unanswered pings before the connection is declared dead."""
+    randomize: bool = True
+    """Try the servers in a random order; ``False``: in the order of ``servers``."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", _norm_servers(self.servers))
@@ -195,6 +200,7 @@ def _client_kwargs(options: NatsOptions) -> dict[str, Any]:
         "reconnect_time_wait": options.reconnect_wait,
         "ping_interval": options.ping_interval,
         "max_outstanding_pings": options.max_outstanding_pings,
+        "dont_randomize": not options.randomize,
         "user": options.user,
         "password": options.password,
         "token": options.token,

@@ -10,7 +10,11 @@ Two JetStream key-value buckets, shared by every node attached to the same NATS:
 * ``swarm_nodes``: node id -> incarnation, rewritten every ``ttl / 4`` seconds with a
   per-message TTL of ``ttl``. A node is alive while its key holds the incarnation that its
   names carry: a node that crashed disappears after ``ttl``; a node restarted under the same
-  id has a new incarnation, so its old names count as dead at once.
+  id has a new incarnation, so its old names count as dead at once. The bucket can also lose
+  a live node's key: while it elects a new leader nobody can heartbeat, and the keys whose TTL
+  ran out meanwhile are removed. So a node missing from it is asked directly (``probe``: the
+  transport's request to ``swarm.node.<id>.live``, answered with the incarnation) before its
+  names are taken over.
 
 Every node mirrors ``swarm_names`` through a KV watch, so resolving a name is a dict lookup;
 ``fetch`` reads the bucket itself when the mirror may lag (after a "no such actor" answer).
@@ -30,6 +34,7 @@ import structlog
 from swarm_actors._exceptions import ActorNameError, TransportError
 
 if TYPE_CHECKING:
+    from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
     from nats.js.kv import KeyValue
 
@@ -51,6 +56,12 @@ T = TypeVar("T")
 NAMES_BUCKET = "swarm_names"
 NODES_BUCKET = "swarm_nodes"
 _CLAIM_ATTEMPTS = 5
+WATCH_HEARTBEAT = 1.0
+"""Seconds between idle heartbeats of a node's watch of the names bucket. Its consumer lives
+on one server; two heartbeats missed and nats-py recreates it on a live one. With nats-py's
+5 s default, a node whose watch died with its server missed every change for 10-20 s."""
+WATCH_INACTIVE = 300.0
+"""Seconds after which the server removes the watch consumer of a node that went away."""
 _SETTLE_SECONDS = 5.0
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]")
 
@@ -64,6 +75,9 @@ class NameEntry(msgspec.Struct, array_like=True, frozen=True):
     role: str
     classes: tuple[str, ...]
 
+
+Probe = Callable[[str], Awaitable[str | None]]
+"""``probe(node)``: the incarnation a node answers when asked directly (``None``: no answer)."""
 
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(NameEntry)
@@ -114,9 +128,17 @@ class Registry:
     """One node's view of, and writes to, the name and node buckets (see the module doc)."""
 
     def __init__(
-        self, js: JetStreamContext, node: str, incarnation: str, ttl: float, *, replicas: int = 1
+        self,
+        js: JetStreamContext,
+        node: str,
+        incarnation: str,
+        ttl: float,
+        *,
+        replicas: int = 1,
+        probe: Probe | None = None,
     ) -> None:
         self._js = js
+        self._probe = probe
         self.replicas = replicas
         """Copies the cluster keeps of each bucket (a bucket made by another node keeps its own)."""
         self.node = node
@@ -131,6 +153,7 @@ class Registry:
         """Bumped on every change of the mirror (refs cache their resolution against it)."""
         self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._watch_sub: JetStreamContext.PushSubscription | None = None
 
     async def open(self, *, fresh: bool = False) -> None:
         """Create or bind the buckets, announce this node, and fill the mirror.
@@ -154,14 +177,8 @@ class Registry:
                     f"the last {self._ttl} s); give each ActorSystem its own node="
                 )
         await self._heartbeat()
-        loop = asyncio.get_running_loop()
-        watcher = await self._names.watchall()
-        first = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]  # the initial state, then None
-        while first is not None:
-            self._apply(first.key, first.value, first.operation, first.revision)
-            first = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-        self._tasks.append(loop.create_task(self._watch(watcher)))
-        self._tasks.append(loop.create_task(self._beat()))
+        await self._watch_names()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._beat()))
 
     async def close(self) -> None:
         """Release every held name, stop heartbeating and remove this node's key."""
@@ -169,6 +186,10 @@ class Registry:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._watch_sub is not None:
+            watch, self._watch_sub = self._watch_sub, None
+            with contextlib.suppress(Exception):  # a closed connection: gone anyway
+                await watch.unsubscribe()
         await asyncio.gather(*(self.release(name) for name in list(self._held)))
         if self._nodes is not None:
             with contextlib.suppress(Exception):  # best effort: the TTL removes it anyway
@@ -216,14 +237,22 @@ class Registry:
                         del self._waiters[name]
 
     async def is_live(self, node: str, incarnation: str) -> bool:
-        """Whether ``node`` heartbeats with ``incarnation`` (within its TTL)."""
+        """Whether ``node`` runs with ``incarnation``.
+
+        It does if it heartbeats with it (within its TTL), or, when the node bucket says
+        otherwise, if it answers the probe with it (see the module docstring: the bucket
+        drops live nodes' keys when it fails over).
+        """
         nodes = self._nodes
         assert nodes is not None
         try:
             entry = await _settled(lambda: nodes.get(node))
         except _key_not_found():
-            return False
-        return entry.value is not None and entry.value.decode() == incarnation
+            pass
+        else:
+            if entry.value is not None and entry.value.decode() == incarnation:
+                return True
+        return self._probe is not None and await self._probe(node) == incarnation
 
     async def live_nodes(self) -> set[str]:
         """Ids of the nodes that heartbeat now (one bucket listing)."""
@@ -328,14 +357,42 @@ class Registry:
             except Exception as exc:  # a reconnect in progress: the next beat retries
                 _log.warning("transport.heartbeat_failed", node=self.node, error=repr(exc))
 
-    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for update in watcher:
-                if update is not None:
-                    self._apply(update.key, update.value, update.operation, update.revision)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
+    async def _watch_names(self) -> None:
+        """Mirror the names bucket: its entries now (before returning), then every change.
+
+        What nats-py's ``KeyValue.watchall`` does (an ordered push consumer delivering the last
+        entry of each key, then new ones), with a short idle heartbeat: the consumer is held
+        by one server, and when that server dies nats-py recreates it only after two
+        heartbeats went missing.
+        """
+        from nats.js.api import DeliverPolicy
+
+        loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        prefix = f"$KV.{NAMES_BUCKET}."
+
+        async def on_update(msg: Msg) -> None:
+            meta = msg.metadata
+            headers = msg.headers or {}
+            # A delete or purge says so; a marker the server left (TTL, purge) has no value.
+            operation = headers.get("KV-Operation") or headers.get("Nats-Marker-Reason")
+            self._apply(msg.subject[len(prefix) :], msg.data, operation, meta.sequence.stream)
+            if meta.num_pending == 0 and not loaded.done():
+                loaded.set_result(None)  # the entries as they were when the watch began
+
+        self._watch_sub = await self._js.subscribe(
+            f"{prefix}>",
+            stream=f"KV_{NAMES_BUCKET}",
+            cb=on_update,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+            idle_heartbeat=WATCH_HEARTBEAT,
+            inactive_threshold=WATCH_INACTIVE,
+        )
+        info = await self._watch_sub.consumer_info()
+        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+        if not info.num_pending and not delivered and not loaded.done():
+            loaded.set_result(None)  # an empty bucket: nothing will be delivered
+        await loaded
 
     def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
         name = key_name(key)

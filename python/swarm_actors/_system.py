@@ -213,6 +213,7 @@ class ActorSystem:
         self._dispatcher: Dispatcher
         self.clock: Clock
         self._names: dict[str, Cell] = {}
+        self._claiming: set[Cell] = set()  # named cells whose cluster-wide claim is under way
         self._paths: dict[str, Cell] = {}
         self._top: dict[str, Cell] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -337,12 +338,22 @@ class ActorSystem:
         (parent_cell.children if parent_cell else self._top)[name] = cell
         try:
             if transport is not None:
-                await transport.registry.claim(name, transport.entry_for(cell))
+                # Until the cluster grants the name, lookup() does not offer this cell: another
+                # node may hold the name (this claim then fails), and its actor is the one to
+                # reach meanwhile; a message sent here would only be refused.
+                self._claiming.add(cell)
+                try:
+                    await transport.registry.claim(name, transport.entry_for(cell))
+                finally:
+                    self._claiming.discard(cell)
             await cell.create_instance()
         except BaseException:
-            cell.accepting = False
+            # Messages sent to it while it was starting (through lookup) are not left waiting.
+            failed = ActorDeadError(f"{cell.path} failed to start", actor=cell.path)
+            cell.refuse_senders(failed)
             cell.state = STOPPED
             self._unregister(cell)
+            cell.discard_queue(failed)
             raise
         cell.set_running()
         record_signal(cell, SignalKind.STARTED)
@@ -455,11 +466,13 @@ class ActorSystem:
 
         With NATS, a name registered by another node gives a ``RemoteRef`` (from this node's
         mirror of the registry, which follows other nodes within milliseconds; ``resolve``
-        waits for a name that is not registered yet). Paths are looked up locally only.
+        waits for a name that is not registered yet). Paths are looked up locally only. An
+        actor of this node whose name is still being claimed cluster-wide is not offered yet
+        (the name may belong to another node's actor, which is then the one returned).
         """
         table = self._paths if name_or_path.startswith("/") else self._names
         cell = table.get(name_or_path)
-        if cell is not None:
+        if cell is not None and cell not in self._claiming:
             return cell.ref
         transport = self._transport
         if transport is None or table is self._paths:
@@ -511,11 +524,14 @@ class ActorSystem:
         if self._health_timer is not None:
             self._health_timer.cancel()
             self._health_timer = None
-        if self._journal is not None:
-            await self._journal.flush()  # every signal of this run is stored
-        if self._transport is not None:
-            transport, self._transport = self._transport, None
-            await transport.close()
+        try:
+            if self._journal is not None:
+                await self._journal.flush()  # every signal of this run is stored
+        finally:
+            # Even when the journal could not store everything: the node leaves NATS.
+            if self._transport is not None:
+                transport, self._transport = self._transport, None
+                await transport.close()
 
     @property
     def tracing(self) -> bool:

@@ -1,7 +1,9 @@
 """The transport: an ``ActorSystem`` attached to NATS is a *node* that other processes reach.
 
 Each node subscribes (raw-bytes fast path, ``_nats_fastpath``) to ``swarm.node.<id>`` and
-receives *frames* there (``_wire``): tells, asks, and the answers to its own asks.
+receives *frames* there (``_wire``): tells, asks, and the answers to its own asks. It answers
+requests on ``swarm.node.<id>.live`` with its incarnation: the registry asks a node directly
+before taking over its names when its heartbeat is missing (see ``_registry``).
 
 Sending: ``_outbox`` batches everything sent to a node in one event-loop iteration into one
 NATS message (and refuses a message over the payload limit before sending anything).
@@ -90,6 +92,9 @@ __all__ = ["Transport", "node_subject"]
 
 _log = structlog.get_logger("swarm_actors.transport")
 
+PROBE_TIMEOUT = 2.0
+"""Seconds a node waits for another to answer a liveness probe before counting it as gone."""
+
 OVERFLOW_LIMIT = 65_536
 """Messages per actor held beyond a full mailbox before remote tells are refused."""
 
@@ -156,6 +161,9 @@ class Transport:
             )
             for subject in (self.subject, f"{self.subject}.nr.*"):
                 self._subs.append(await fast_subscribe(self.client, subject, self._on_message))
+            self._subs.append(
+                await fast_subscribe(self.client, live_subject(self.node_id), self._on_probe)
+            )
             replicas = self._replicas or cluster_replicas(self.client._server_info)
             self.registry = Registry(
                 self.client.jetstream(),
@@ -163,6 +171,7 @@ class Transport:
                 self.incarnation,
                 self._node_ttl,
                 replicas=replicas,
+                probe=self.probe,
             )
             try:
                 await self.registry.open(fresh=self.server is not None)
@@ -656,6 +665,27 @@ class Transport:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # --- liveness ---------------------------------------------------------------------------
+
+    def _on_probe(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+        """Another node asks whether this one is alive: answer with the incarnation."""
+        if reply and status is None:
+            self.outbox.publish(reply.decode(), self.incarnation.encode())
+
+    async def probe(self, node: str) -> str | None:
+        """The incarnation ``node`` answers with (``None``: not connected, or no answer in time).
+
+        Asked only when the registry's node bucket has no heartbeat of a node whose name is
+        to be taken over: a live node answers from its read loop, whatever JetStream is doing.
+        """
+        from nats.errors import Error as NatsError
+
+        try:
+            answer = await self.client.request(live_subject(node), b"", timeout=PROBE_TIMEOUT)
+        except (NatsError, TimeoutError):  # no responders, no answer in time, disconnected
+            return None
+        return answer.data.decode(errors="replace")
+
     # --- names ------------------------------------------------------------------------------
 
     def entry_for(self, cell: Cell) -> NameEntry:
@@ -692,6 +722,11 @@ def _chain(future: asyncio.Future[Any], task: asyncio.Task[Any]) -> None:
         future.set_exception(error)
     else:
         future.set_result(task.result())
+
+
+def live_subject(node: str) -> str:
+    """Where node ``node`` answers liveness probes with its incarnation."""
+    return f"{node_subject(node)}.live"
 
 
 def _with_name(options: NatsOptions, name: str) -> NatsOptions:
