@@ -47,6 +47,7 @@ __all__ = [
     "key_name",
     "name_key",
     "open_bucket",
+    "watch_bucket",
 ]
 
 _log = structlog.get_logger("swarm_actors.transport")
@@ -358,41 +359,8 @@ class Registry:
                 _log.warning("transport.heartbeat_failed", node=self.node, error=repr(exc))
 
     async def _watch_names(self) -> None:
-        """Mirror the names bucket: its entries now (before returning), then every change.
-
-        What nats-py's ``KeyValue.watchall`` does (an ordered push consumer delivering the last
-        entry of each key, then new ones), with a short idle heartbeat: the consumer is held
-        by one server, and when that server dies nats-py recreates it only after two
-        heartbeats went missing.
-        """
-        from nats.js.api import DeliverPolicy
-
-        loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        prefix = f"$KV.{NAMES_BUCKET}."
-
-        async def on_update(msg: Msg) -> None:
-            meta = msg.metadata
-            headers = msg.headers or {}
-            # A delete or purge says so; a marker the server left (TTL, purge) has no value.
-            operation = headers.get("KV-Operation") or headers.get("Nats-Marker-Reason")
-            self._apply(msg.subject[len(prefix) :], msg.data, operation, meta.sequence.stream)
-            if meta.num_pending == 0 and not loaded.done():
-                loaded.set_result(None)  # the entries as they were when the watch began
-
-        self._watch_sub = await self._js.subscribe(
-            f"{prefix}>",
-            stream=f"KV_{NAMES_BUCKET}",
-            cb=on_update,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
-            idle_heartbeat=WATCH_HEARTBEAT,
-            inactive_threshold=WATCH_INACTIVE,
-        )
-        info = await self._watch_sub.consumer_info()
-        delivered = info.delivered.consumer_seq if info.delivered is not None else 0
-        if not info.num_pending and not delivered and not loaded.done():
-            loaded.set_result(None)  # an empty bucket: nothing will be delivered
-        await loaded
+        """Mirror the names bucket: its entries now (before returning), then every change."""
+        self._watch_sub = await watch_bucket(self._js, NAMES_BUCKET, self._apply)
 
     def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
         name = key_name(key)
@@ -427,6 +395,47 @@ def cluster_replicas(server_info: dict[str, object]) -> int:
     urls = server_info.get("connect_urls")
     count = len(urls) if isinstance(urls, list) else 0
     return max(1, min(3, count))
+
+
+async def watch_bucket(
+    js: JetStreamContext, bucket: str, apply: Callable[[str, bytes, str | None, int], None]
+) -> JetStreamContext.PushSubscription:
+    """Apply every entry of ``bucket``, then every change; return once the present ones are.
+
+    ``apply(key, value, operation, revision)`` is called for each. This is what nats-py's ``KeyValue.watchall`` does (an ordered push consumer delivering the last
+    entry of each key, then new ones), with a short idle heartbeat: the consumer is held by one
+    server, and when that server dies nats-py recreates it only after two heartbeats went
+    missing. ``operation`` is ``None`` for a value, else why the key went (delete, purge, or a
+    marker the server left when a TTL expired).
+    """
+    from nats.js.api import DeliverPolicy
+
+    loaded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    prefix = f"$KV.{bucket}."
+
+    async def on_update(msg: Msg) -> None:
+        meta = msg.metadata
+        headers = msg.headers or {}
+        operation = headers.get("KV-Operation") or headers.get("Nats-Marker-Reason")
+        apply(msg.subject[len(prefix) :], msg.data, operation, meta.sequence.stream)
+        if meta.num_pending == 0 and not loaded.done():
+            loaded.set_result(None)  # the entries as they were when the watch began
+
+    sub = await js.subscribe(
+        f"{prefix}>",
+        stream=f"KV_{bucket}",
+        cb=on_update,
+        ordered_consumer=True,
+        deliver_policy=DeliverPolicy.LAST_PER_SUBJECT,
+        idle_heartbeat=WATCH_HEARTBEAT,
+        inactive_threshold=WATCH_INACTIVE,
+    )
+    info = await sub.consumer_info()
+    delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+    if not info.num_pending and not delivered and not loaded.done():
+        loaded.set_result(None)  # an empty bucket: nothing will be delivered
+    await loaded
+    return sub
 
 
 async def _settled(call: Callable[[], Awaitable[T]]) -> T:

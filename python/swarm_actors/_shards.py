@@ -35,7 +35,7 @@ import structlog
 
 from swarm_actors._exceptions import TransportError
 from swarm_actors._placement import Placement
-from swarm_actors._registry import Registry, open_bucket
+from swarm_actors._registry import Registry, open_bucket, watch_bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -98,6 +98,7 @@ class ShardLeases:
         self._on_lost = on_lost
         self._value = _ENCODE(_Owner(registry.node, registry.incarnation))
         self._kv: KeyValue | None = None
+        self._watch_sub: JetStreamContext.PushSubscription | None = None
         self.held: dict[int, _Lease] = {}
         self.owners: dict[int, str] = {}
         self.version = 0
@@ -119,14 +120,8 @@ class ShardLeases:
             self._js, SHARDS_BUCKET, memory=False, replicas=self._registry.replicas, markers=True
         )
         await self._agree_on_placement(kv)
-        watcher = await kv.watchall()
-        update = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-        while update is not None:
-            self._apply(update.key, update.value, update.operation)
-            update = await watcher.updates(timeout=None)  # type: ignore[no-untyped-call]
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._watch(watcher)))
-        self._tasks.append(loop.create_task(self._run()))
+        self._watch_sub = await watch_bucket(self._js, SHARDS_BUCKET, self._apply)
+        self._tasks.append(asyncio.get_running_loop().create_task(self._run()))
 
     async def _agree_on_placement(self, kv: KeyValue) -> None:
         from nats.js.errors import KeyWrongLastSequenceError
@@ -156,6 +151,10 @@ class ShardLeases:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._watch_sub is not None:
+            watch, self._watch_sub = self._watch_sub, None
+            with contextlib.suppress(Exception):  # a closed connection: gone anyway
+                await watch.unsubscribe()
         held = [s for s, lease in self.held.items() if not lease.leaving]
         if held:
             await self._release(held)
@@ -318,16 +317,7 @@ class ShardLeases:
 
     # --- the mirror -------------------------------------------------------------------------
 
-    async def _watch(self, watcher: KeyValue.KeyWatcher) -> None:
-        try:
-            async for update in watcher:
-                if update is not None:
-                    self._apply(update.key, update.value, update.operation)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()  # type: ignore[no-untyped-call]
-
-    def _apply(self, key: str, value: bytes | None, operation: str | None) -> None:
+    def _apply(self, key: str, value: bytes, operation: str | None, revision: int) -> None:
         if not key.startswith("s") or not key[1:].isdigit():
             return
         shard = int(key[1:])
