@@ -402,11 +402,12 @@ async def watch_bucket(
 ) -> JetStreamContext.PushSubscription:
     """Apply every entry of ``bucket``, then every change; return once the present ones are.
 
-    ``apply(key, value, operation, revision)`` is called for each. This is what nats-py's ``KeyValue.watchall`` does (an ordered push consumer delivering the last
-    entry of each key, then new ones), with a short idle heartbeat: the consumer is held by one
-    server, and when that server dies nats-py recreates it only after two heartbeats went
-    missing. ``operation`` is ``None`` for a value, else why the key went (delete, purge, or a
-    marker the server left when a TTL expired).
+    ``apply(key, value, operation, revision)`` is called for each; ``operation`` is ``None``
+    for a value, else why the key went (delete, purge, or a marker the server left when a TTL
+    expired). This is what nats-py's ``KeyValue.watchall`` does (an ordered push consumer
+    delivering the last entry of each key, then new ones), with a short idle heartbeat: the
+    consumer is held by one server, and when that server dies nats-py recreates it only after
+    two heartbeats went missing.
     """
     from nats.js.api import DeliverPolicy
 
