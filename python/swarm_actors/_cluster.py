@@ -30,7 +30,7 @@ from swarm_actors._cell import Ask as Entry
 from swarm_actors._exceptions import ActorDeadError, TransportError
 from swarm_actors._placement import Placement
 from swarm_actors._ref import _check_timeout
-from swarm_actors._registry import name_key, open_bucket
+from swarm_actors._registry import name_key, open_bucket, settled
 from swarm_actors._shards import ShardLeases
 from swarm_actors._telemetry import sampled_context, traceparent, traceparent_context
 from swarm_actors._virtual import VirtualRef
@@ -179,7 +179,8 @@ class Cluster:
         while agent in self._writers:  # a write of an earlier tenure is still on its way
             await asyncio.shield(self._writers[agent])
         try:
-            entry = await self._store.get(_state_key(ref._target))
+            store, key = self._store, _state_key(ref._target)
+            entry = await settled(lambda: store.get(key))
         except KeyNotFoundError:
             self._revisions[agent] = 0
             return None

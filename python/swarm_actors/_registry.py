@@ -47,6 +47,7 @@ __all__ = [
     "key_name",
     "name_key",
     "open_bucket",
+    "settled",
     "watch_bucket",
 ]
 
@@ -459,6 +460,9 @@ async def _settled(call: Callable[[], Awaitable[T]]) -> T:
         await asyncio.sleep(delay)
         waited += delay
         delay = min(delay * 2, 0.5)
+
+
+settled = _settled
 
 
 def _decode(value: bytes | None) -> NameEntry | None:

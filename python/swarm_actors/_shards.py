@@ -35,7 +35,7 @@ import structlog
 
 from swarm_actors._exceptions import TransportError
 from swarm_actors._placement import Placement
-from swarm_actors._registry import Registry, open_bucket, watch_bucket
+from swarm_actors._registry import Registry, open_bucket, settled, watch_bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -127,10 +127,11 @@ class ShardLeases:
         from nats.js.errors import KeyWrongLastSequenceError
 
         mine = msgspec.msgpack.encode(self.placement)
+        # Retried while the bucket, just created, has no server answering for it yet.
         with contextlib.suppress(KeyWrongLastSequenceError):
-            await kv.create(_PLACEMENT_KEY, mine)
+            await settled(lambda: kv.create(_PLACEMENT_KEY, mine))
             return
-        theirs = await kv.get(_PLACEMENT_KEY)
+        theirs = await settled(lambda: kv.get(_PLACEMENT_KEY))
         try:
             placement = _DECODE_PLACEMENT(theirs.value or b"")
         except (msgspec.DecodeError, Exception) as exc:
