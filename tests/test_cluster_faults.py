@@ -43,6 +43,7 @@ from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET
 from swarm_actors._transport import Transport
 from swarm_actors.testing import NatsCluster
+from transport_peer import Add, Tally
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -428,6 +429,15 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
         )
     with pytest.raises(ActorNameError):
         await survivors[0].system.start(Worker, survivors[0].confirmations, name="late0")
+
+    # --- virtual actors the cluster places: the same actor from every node, still served --
+    for key in ("p-alpha", "p-beta", "p-gamma"):
+        totals = [
+            await node.system.ref(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT) for node in nodes
+        ]
+        assert totals == [1, 2, 3], (key, totals)  # one actor, whichever node holds its shard
+    held = [set(node.system.placement_stats().shards) for node in nodes]
+    assert sum(map(len, held)) == len(set.union(*held))  # no shard held by two nodes
 
     # The journal's failover: from the kill to the first confirmation of an event recorded
     # after it (the stream had a leader again).
