@@ -254,7 +254,7 @@ class Cluster:
 
     def on_tell(self, envelope: Tell, message: Any) -> None:
         """A tell arrived for a virtual target (``message`` decoded)."""
-        ref = self._refs.get(envelope.target) or self.ref_for(envelope.target)
+        ref = self.ref_for(envelope.target)
         if envelope.trace:
             message = Entry(message, None, traceparent_context(envelope.trace))
         if self.leases.valid(ref.shard):
@@ -265,7 +265,7 @@ class Cluster:
 
     def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
         """An ask arrived for a virtual target; ``future`` answers it."""
-        ref = self._refs.get(envelope.target) or self.ref_for(envelope.target)
+        ref = self.ref_for(envelope.target)
         if not self.leases.valid(ref.shard):
             future.set_exception(NotOwnerError(f"{self.node} does not hold {envelope.target}"))
             return
@@ -440,13 +440,11 @@ class PlacedRef(VirtualRef[A]):
 
     def _send(self, node: str, message: Any) -> None:
         transport = self._cluster.transport
-        trace = ""
         if type(message) is Entry:  # forwarded with its trace context
             context, message = message.context, message.message
             trace = traceparent(context) if context is not None else ""
-        elif transport.system._tracer is not None:
-            context = sampled_context()
-            trace = traceparent(context) if context is not None else ""
+        else:
+            trace = self._trace()
         sender = CURRENT_SENDER.get()
         transport.outbox.tell(
             transport.outbox.subject_of(node),
@@ -455,6 +453,13 @@ class PlacedRef(VirtualRef[A]):
             trace,
             "" if sender is None else sender.path,
         )
+
+    def _trace(self) -> str:
+        """The ``traceparent`` of the sender's sampled span (``""``: none, or tracing is off)."""
+        if self._cluster.transport.system._tracer is None:
+            return ""
+        context = sampled_context()
+        return traceparent(context) if context is not None else ""
 
     async def _wait_owner(self, deadline: float) -> None:
         remaining = deadline - asyncio.get_running_loop().time()
@@ -496,16 +501,12 @@ class PlacedRef(VirtualRef[A]):
                 if owner is not None and owner != cluster.node:
                     cluster.sent_remote += 1
                     sender = CURRENT_SENDER.get()
-                    trace = ""
-                    if cluster.transport.system._tracer is not None:
-                        context = sampled_context()
-                        trace = traceparent(context) if context is not None else ""
                     return await cluster.transport.ask(
                         owner,
                         self._target,
                         message,
                         remaining,
-                        trace,
+                        self._trace(),
                         "" if sender is None else sender.path,
                     )
             except NoSuchActorError:  # the owner moved or died: look again

@@ -289,30 +289,28 @@ class ShardLeases:
         _log.debug("placement.acquired", node=self.node, shard=shard)
 
     async def _release(self, shards: list[int]) -> None:
-        for shard in shards:
-            self.held[shard].leaving = True
-        self._notify()
-        await self._on_lost(shards, True)
-        assert self._kv is not None
-        for shard in shards:
-            lease = self.held.pop(shard)
-            try:
-                await self._kv.delete(f"s{shard}", last=lease.revision)
-            except Exception as exc:  # expired or taken meanwhile: the TTL cleans up
-                _log.debug("placement.release_failed", shard=shard, error=repr(exc))
-            if self.owners.get(shard) == self.node:
-                self._set_owner(shard, None)
+        """Hand ``shards`` over: passivate and persist their actors, then delete the leases."""
+        await self._give_up(shards, handover=True)
         _log.info("placement.handed_over", node=self.node, shards=shards)
 
     async def _drop(self, shards: list[int], *, graceful: bool) -> None:
+        """The leases of ``shards`` are lost (taken, or not renewed in time): stop serving."""
+        await self._give_up(shards, handover=graceful)
+
+    async def _give_up(self, shards: list[int], *, handover: bool) -> None:
         for shard in shards:
-            self.held[shard].leaving = True
+            self.held[shard].leaving = True  # valid() is false from here on
         self._notify()
         try:
-            await self._on_lost(shards, graceful)
+            await self._on_lost(shards, handover)
         finally:
             for shard in shards:
-                self.held.pop(shard, None)
+                lease = self.held.pop(shard, None)
+                if handover and lease is not None and self._kv is not None:
+                    try:
+                        await self._kv.delete(f"s{shard}", last=lease.revision)
+                    except Exception as exc:  # expired or taken meanwhile: the TTL cleans up
+                        _log.debug("placement.release_failed", shard=shard, error=repr(exc))
                 if self.owners.get(shard) == self.node:
                     self._set_owner(shard, None)
 

@@ -236,6 +236,7 @@ class Transport:
         from swarm_actors._capability import class_names
         from swarm_actors._cluster import PlacedRef
         from swarm_actors._remote import RemoteRef
+        from swarm_actors._virtual import VirtualRef
 
         if isinstance(obj, RemoteRef):
             return obj._wire_spec()
@@ -255,7 +256,7 @@ class Transport:
                     )
                 return (VIRTUAL_NODE, target, cell.path, cls.role, class_names(cls))
             return (self.node_id, cell.name, cell.path, cls.role, class_names(cls))
-        if type(obj).__name__ == "VirtualRef":
+        if isinstance(obj, VirtualRef):
             raise TypeError("refs to local virtual actors cannot be sent to another process")
         return None
 
