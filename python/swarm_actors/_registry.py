@@ -58,6 +58,7 @@ T = TypeVar("T")
 NAMES_BUCKET = "swarm_names"
 NODES_BUCKET = "swarm_nodes"
 _CLAIM_ATTEMPTS = 5
+_CREATE_ATTEMPTS = 3
 WATCH_HEARTBEAT = 1.0
 """Seconds between idle heartbeats of a node's watch of the names bucket. Its consumer lives
 on one server; two heartbeats missed and nats-py recreates it on a live one. With nats-py's
@@ -120,10 +121,21 @@ async def open_bucket(
         replicas=replicas,
         limit_marker_ttl=1.0 if markers else None,
     )
-    try:
-        return await js.create_key_value(config)
-    except BadRequestError:  # another node created it in the meantime
-        return await js.key_value(bucket)
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    for attempt in range(_CREATE_ATTEMPTS):
+        try:
+            return await js.create_key_value(config)
+        except BadRequestError:  # another node created it in the meantime
+            return await js.key_value(bucket)
+        except NatsTimeoutError:
+            # A cluster that just formed may not answer stream creation until its meta group
+            # has a leader; creating the same bucket again is harmless.
+            if attempt == _CREATE_ATTEMPTS - 1:
+                raise
+            with contextlib.suppress(BucketNotFoundError):
+                return await js.key_value(bucket)  # the first attempt did create it
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 class Registry:
