@@ -462,25 +462,32 @@ async def stream_leader(js: JetStreamContext, stream: str) -> str | None:
     return info.cluster.leader if info.cluster is not None else None
 
 
-async def step_down(js: JetStreamContext, stream: str, to: str) -> None:
-    """Have ``stream``'s leader hand over to server ``to``, and wait until it has."""
+async def step_down(js: JetStreamContext, stream: str, *to: str) -> None:
+    """Have ``stream``'s leader hand over to one of the servers ``to``, and wait until it has.
+
+    The preferred server rotates through ``to`` when the cluster refuses one ("preferred
+    server not known", as the cluster forms).
+    """
     subject = f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}"
-    request = json.dumps({"placement": {"preferred": to}}).encode()
     replies = []
+    attempt = 0
     try:
         async with asyncio.timeout(SERVE_TIMEOUT):
-            while await stream_leader(js, stream) != to:
+            while await stream_leader(js, stream) not in to:
+                preferred = to[attempt % len(to)]
+                attempt += 1
+                request = json.dumps({"placement": {"preferred": preferred}}).encode()
                 reply = json.loads((await js._nc.request(subject, request, timeout=5)).data)
                 replies.append(reply)
-                if not reply.get("success"):  # "preferred server not known" as the cluster forms
+                if not reply.get("success"):
                     await asyncio.sleep(0.2)
                     continue
                 with contextlib.suppress(TimeoutError):  # an election that went elsewhere
                     async with asyncio.timeout(5):
-                        while await stream_leader(js, stream) != to:  # noqa: ASYNC110 (polled)
+                        while await stream_leader(js, stream) not in to:  # noqa: ASYNC110
                             await asyncio.sleep(0.05)
     except TimeoutError:
-        pytest.fail(f"{stream} is not led by {to} after step-downs: {replies[-3:]}")
+        pytest.fail(f"{stream} is not led by any of {to} after step-downs: {replies[-3:]}")
 
 
 @pytest.mark.timeout(90)
@@ -551,7 +558,8 @@ async def test_no_node_takes_a_live_nodes_name_while_the_node_bucket_fails_over(
     assert victim_name is not None
     victim = nats_cluster.index_of(victim_name)
     if await stream_leader(js, names_stream) == victim_name:
-        await step_down(js, names_stream, f"n{(victim + 1) % NODES}")
+        others = [f"n{i}" for i in range(NODES) if i != victim]
+        await step_down(js, names_stream, *others)
     for node in nodes:
         await node.system.start(Worker, node.confirmations, name=f"worker{node.index}")
     for node in nodes:
