@@ -597,6 +597,85 @@ async def test_existing_stream_is_updated_to_the_journal_settings(
         await nats_client.jetstream().delete_stream(unique_name)
 
 
+# --- stream creation while a peer is not yet known online --------------------------------
+
+
+def refuse_placement(
+    monkeypatch: pytest.MonkeyPatch, stream: str, times: int, description: str
+) -> list[float]:
+    """Make the server's first ``times`` creations of ``stream`` fail with "no suitable peers".
+
+    What a replicated stream gets from a cluster whose meta leader has not yet heard from a
+    peer (seen on CI moments after the cluster formed). Returns the times of the attempts.
+    """
+    from nats.js.errors import BadRequestError
+    from nats.js.manager import JetStreamManager
+
+    real = JetStreamManager.add_stream
+    attempts: list[float] = []
+
+    async def add_stream(self: JetStreamManager, config: StreamConfig, **params: object) -> object:
+        if config.name == stream:
+            attempts.append(time.monotonic())
+            if len(attempts) <= times:
+                raise BadRequestError(code=400, err_code=10005, description=description)
+        return await real(self, config, **params)
+
+    monkeypatch.setattr(JetStreamManager, "add_stream", add_stream)
+    return attempts
+
+
+PEER_OFFLINE = "no suitable peers for placement, peer offline"
+
+
+async def test_the_journal_waits_out_a_peer_not_yet_known_online(
+    nats_client: Client, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    attempts = refuse_placement(monkeypatch, unique_name, 3, PEER_OFFLINE)
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", timeout=10
+    )
+    try:
+        await journal.append(decision(unique_name, 1))
+        assert len(attempts) == 4
+        assert await stored_count(nats_client, unique_name) == 1
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
+async def test_a_placement_that_waiting_cannot_fix_is_raised_at_once(
+    nats_client: Client, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nats.js.errors import BadRequestError
+
+    no_room = "no suitable peers for placement, insufficient storage"
+    attempts = refuse_placement(monkeypatch, unique_name, 1, no_room)
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", timeout=10
+    )
+    with pytest.raises(BadRequestError, match="insufficient storage"):
+        await journal.start()
+    assert len(attempts) == 1
+    await journal.close()
+
+
+async def test_a_bucket_waits_out_a_peer_not_yet_known_online(
+    nats_client: Client, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from swarm_actors._registry import open_bucket
+
+    attempts = refuse_placement(monkeypatch, f"KV_{unique_name}", 3, PEER_OFFLINE)
+    js = nats_client.jetstream()
+    kv = await open_bucket(js, unique_name, memory=True, replicas=1)
+    try:
+        await kv.put("k", b"v")
+        assert len(attempts) == 4
+        assert (await kv.get("k")).value == b"v"
+    finally:
+        await js.delete_key_value(unique_name)
+
+
 # --- cluster failover -----------------------------------------------------------------------
 
 

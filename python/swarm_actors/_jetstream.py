@@ -53,7 +53,7 @@ from swarm_actors._exceptions import (
     SubjectError,
 )
 from swarm_actors._journal import ALL_EVENTS, JournalEntry, _check_filter, _compile
-from swarm_actors._nats_conn import NatsOptions, check_payload_size, connect
+from swarm_actors._nats_conn import NatsOptions, check_payload_size, connect, placement_pending
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
 
 if TYPE_CHECKING:
@@ -482,11 +482,12 @@ class JetStreamJournal:
         """A JetStream API call, retried while the cluster is between leaders (until timeout).
 
         Timeouts, "no responders" and 503 answers are what a leader election looks like
-        from here; they are retried with backoff. The last one is raised after ``timeout``.
+        from here, and "no suitable peers: peer offline" what a cluster that formed moments
+        ago answers; they are retried with backoff. The last one is raised after ``timeout``.
         """
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeoutError
-        from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+        from nats.js.errors import APIError, NoStreamResponseError, ServiceUnavailableError
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._timeout
@@ -501,6 +502,10 @@ class JetStreamJournal:
                 ServiceUnavailableError,
             ) as e:
                 if loop.time() + delay >= deadline:
+                    raise
+                _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
+            except APIError as e:
+                if not placement_pending(e) or loop.time() + delay >= deadline:
                     raise
                 _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
             await asyncio.sleep(delay)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     # nats-py costs ~40 ms to import: only code that connects pays for it.
     from nats.aio.client import Client
 
-__all__ = ["NatsOptions", "check_payload_size", "connect"]
+__all__ = ["NatsOptions", "check_payload_size", "connect", "placement_pending"]
 
 _log = structlog.get_logger("swarm_actors.nats")
 
@@ -385,3 +385,21 @@ def check_payload_size(client: Client, size: int) -> None:
             size=size,
             limit=limit,
         )
+
+
+# JetStream's "no suitable peers for placement" (err_code 10005). Only the "peer offline"
+# variant is retried: a cluster formed moments ago, or one electing after a node died, has
+# peers its meta leader has not heard from yet. Other variants (not enough servers, no
+# storage left) do not heal by waiting.
+_NO_PEERS_ERR_CODE = 10005
+
+
+def placement_pending(error: BaseException) -> bool:
+    """True when JetStream refused a stream only because a peer is not yet known online."""
+    from nats.js.errors import APIError
+
+    return (
+        isinstance(error, APIError)
+        and error.err_code == _NO_PEERS_ERR_CODE
+        and "peer offline" in (error.description or "")
+    )

@@ -601,8 +601,9 @@ class NatsCluster:
 
     Each node has its own store directory under ``base_dir`` (a temporary directory removed by
     :meth:`stop` when not given). :meth:`start` returns once every node is healthy and agrees
-    on a JetStream meta leader. Nodes can be killed and restarted (same ports, same store) to
-    test failover. The other arguments are passed to every :class:`NatsServer`.
+    on a JetStream meta leader that sees every other node current. Nodes can be killed and
+    restarted (same ports, same store) to test failover. The other arguments are passed to
+    every :class:`NatsServer`.
     """
 
     def __init__(
@@ -685,7 +686,7 @@ class NatsCluster:
             for node in self.nodes:
                 node.spawn()
             await asyncio.gather(*(node.wait_ready() for node in self.nodes))
-            await self.wait_meta_leader()
+            await self._wait_peers_current()
         except BaseException:
             await self.stop()
             raise
@@ -763,6 +764,36 @@ class NatsCluster:
                 if leader is not None:
                     return leader
                 await asyncio.sleep(0.05)
+
+    async def _wait_peers_current(self) -> None:
+        """Wait for a meta leader that sees every other node current and online.
+
+        A leader alone is not enough: until it has heard from a peer it refuses replicated
+        streams with "no suitable peers for placement, peer offline".
+        """
+        async with asyncio.timeout(self._ready_timeout):
+            while True:
+                leader = await self.meta_leader()
+                if leader is not None and await self._sees_all(leader):
+                    return
+                await asyncio.sleep(0.05)
+
+    async def _sees_all(self, leader: str) -> bool:
+        try:
+            status, body = await _http_get(
+                self.nodes[self.index_of(leader)].monitor_port, "/jsz", 1.0
+            )
+        except (OSError, TimeoutError):
+            return False
+        if status != 200:
+            return False
+        meta = json.loads(body).get("meta_cluster") or {}
+        seen = {
+            r.get("name")
+            for r in meta.get("replicas") or ()
+            if r.get("current") and not r.get("offline")
+        }
+        return seen >= {node.name for node in self.nodes} - {leader}
 
     def _node(self, index: int) -> NatsServer:
         if not self.nodes:

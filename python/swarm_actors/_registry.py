@@ -32,6 +32,7 @@ import msgspec
 import structlog
 
 from swarm_actors._exceptions import ActorNameError, TransportError
+from swarm_actors._nats_conn import placement_pending
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -59,6 +60,7 @@ NAMES_BUCKET = "swarm_names"
 NODES_BUCKET = "swarm_nodes"
 _CLAIM_ATTEMPTS = 5
 _CREATE_ATTEMPTS = 3
+_PEERS_WAIT = 20.0  # how long bucket creation waits for a peer the meta leader sees offline
 WATCH_HEARTBEAT = 1.0
 """Seconds between idle heartbeats of a node's watch of the names bucket. Its consumer lives
 on one server; two heartbeats missed and nats-py recreates it on a live one. With nats-py's
@@ -123,19 +125,29 @@ async def open_bucket(
     )
     from nats.errors import TimeoutError as NatsTimeoutError
 
-    for attempt in range(_CREATE_ATTEMPTS):
+    loop = asyncio.get_running_loop()
+    peers_deadline = loop.time() + _PEERS_WAIT
+    delay = 0.05
+    timeouts = 0
+    while True:
         try:
             return await js.create_key_value(config)
-        except BadRequestError:  # another node created it in the meantime
-            return await js.key_value(bucket)
         except NatsTimeoutError:
             # A cluster that just formed may not answer stream creation until its meta group
             # has a leader; creating the same bucket again is harmless.
-            if attempt == _CREATE_ATTEMPTS - 1:
+            timeouts += 1
+            if timeouts == _CREATE_ATTEMPTS:
                 raise
             with contextlib.suppress(BucketNotFoundError):
                 return await js.key_value(bucket)  # the first attempt did create it
-    raise AssertionError("unreachable")  # pragma: no cover
+        except BadRequestError as e:
+            if not placement_pending(e):  # another node created it in the meantime
+                return await js.key_value(bucket)
+            if loop.time() + delay >= peers_deadline:
+                raise
+            _log.info("registry.bucket_retry", bucket=bucket, error=str(e))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 class Registry:
