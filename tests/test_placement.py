@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import sys
 import time
 import uuid
 from collections import Counter as Histogram
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -27,9 +25,8 @@ from swarm_actors import (
 )
 from swarm_actors._cluster import parse_target, virtual_target
 from swarm_actors.testing import NatsServer
-from transport_peer import Add, Get, Tally
+from transport_peer import Add, Get, Tally, peer
 
-PEER = Path(__file__).with_name("transport_peer.py")
 TTL = 2.0  # short leases: rounds every 2/3 s, a dead node's shards free after 2 s
 
 
@@ -303,45 +300,28 @@ async def test_handover_keeps_one_activation_per_key_and_its_state() -> None:
 @pytest.mark.asyncio
 @pytest.mark.timeout(120)
 async def test_a_dead_nodes_shards_are_taken_over_with_their_persisted_state() -> None:
-    async with NatsServer() as server:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(PEER),
-            server.url,
-            "na" + unique(),
-            unique("c"),
-            str(TTL),
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-        try:
-            assert proc.stdout is not None
-            async with asyncio.timeout(30):
-                assert (await proc.stdout.readline()).strip() == b"ready"
-            await asyncio.sleep(0.5)  # its first lease round: it takes every shard
-            async with node(server.url, "nb" + unique()) as b:
-                peer_node = leases(b).owner(0)
-                assert peer_node is not None
-                assert peer_node != b.node
-                ref = placed(b.ref(Tally, "survivor", position=(0,)))  # shard 0: the peer's range
-                assert ref.shard == 0
-                assert await ref.ask("where", timeout=10) == peer_node
-                assert await ref.ask(Add(5), timeout=10) == 5
-                # The peer passivates it when idle (passivate_after=0.2) and writes its state.
-                store = await b._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
-                await until_async(lambda: _stored(store), 10)
-                proc.kill()
-                await proc.wait()
-                killed = time.monotonic()
-                # b takes shard 0 once the dead node's lease expires, and restores the state.
-                assert await ref.ask(Add(1), timeout=30) == 6
-                assert await ref.ask("where", timeout=10) == b.node
-                assert time.monotonic() - killed < 15
-        finally:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
+    async with (
+        NatsServer() as server,
+        peer(server.url, "na" + unique(), unique("c"), TTL) as proc,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        # The peer, first to start and first in name order, keeps shard 0.
+        await until(lambda: leases(b).owner(0) not in (None, b.node), 10, "the peer holds shard 0")
+        peer_node = leases(b).owner(0)
+        ref = placed(b.ref(Tally, "survivor", position=(0,)))  # shard 0: the peer's range
+        assert ref.shard == 0
+        assert await ref.ask("where", timeout=10) == peer_node
+        assert await ref.ask(Add(5), timeout=10) == 5
+        # The peer passivates it when idle (passivate_after=0.2) and writes its state.
+        store = await b._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
+        await until_async(lambda: _stored(store), 10)
+        proc.kill()
+        await proc.wait()
+        killed = time.monotonic()
+        # b takes shard 0 once the dead node's lease expires, and restores the state.
+        assert await ref.ask(Add(1), timeout=30) == 6
+        assert await ref.ask("where", timeout=10) == b.node
+        assert time.monotonic() - killed < 15
 
 
 async def _stored(store: Any) -> bool:

@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,43 +25,13 @@ from swarm_actors import (
 )
 from swarm_actors._system import default_data_dir
 from swarm_actors.testing import NatsCluster, NatsServer
-from transport_peer import Add, AskBack, Boom, Counter, Get
+from transport_peer import Add, AskBack, Boom, Counter, Get, peer
 
 PEER = Path(__file__).with_name("transport_peer.py")
 
 
 def unique(prefix: str = "x") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-@asynccontextmanager
-async def peer(
-    url: str, node: str, name: str, ttl: float = 10.0
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    """``transport_peer.py`` in another process, serving ``Counter`` ``name`` on ``node``."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(PEER),
-        url,
-        node,
-        name,
-        str(ttl),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        assert proc.stdout is not None
-        output = []
-        async with asyncio.timeout(30):
-            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-                output.append(line)
-        assert line.strip() == b"ready", b"".join(output).decode()
-        yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def asks_fail_fast(ref: ActorRef[Any]) -> None:

@@ -8,7 +8,7 @@ Run as a script it is a second OS process on NATS::
     python tests/transport_peer.py NATS_URL NODE NAME [NODE_TTL]
 
 It starts a ``Counter`` named NAME on node NODE, prints ``ready`` and serves until its stdin
-closes (then stops cleanly) or it is killed.
+closes (then stops cleanly) or it is killed. Tests start it with :func:`peer`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -117,6 +120,36 @@ class Tally(Actor):
 
     def restore(self, state: int) -> None:
         self.total = state
+
+
+@asynccontextmanager
+async def peer(
+    url: str, node: str, name: str, ttl: float = 10.0
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """This script in another process, serving ``Counter`` ``name`` on ``node``; killed after."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(Path(__file__)),
+        url,
+        node,
+        name,
+        str(ttl),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        output = []
+        async with asyncio.timeout(30):
+            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
+                output.append(line)
+        assert line.strip() == b"ready", b"".join(output).decode()
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
 
 
 async def serve(url: str, node: str, name: str, ttl: float) -> None:
