@@ -135,6 +135,10 @@ def placed(ref: Any) -> PlacedRef[Any]:
     return ref
 
 
+def place(system: ActorSystem, key: str) -> PlacedRef[Any]:
+    return placed(system.ref(Tally, key))
+
+
 def leases(system: ActorSystem) -> Any:
     assert system._transport is not None
     assert system._transport.cluster is not None
@@ -412,3 +416,66 @@ async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
             assert await a.ref(Tally, "plain").ask(Get(), timeout=5) == 2
         finally:
             await client.close()
+
+
+# --- owners that disagree -----------------------------------------------------------------
+
+
+def disagree(
+    monkeypatch: pytest.MonkeyPatch, system: ActorSystem, shard: int, other: str | None
+) -> None:
+    """Make ``system`` believe that ``other`` holds ``shard``, and that it does not."""
+    mirror = leases(system)
+    valid, owner = mirror.valid, mirror.owner
+    monkeypatch.setattr(mirror, "valid", lambda s: False if s == shard else valid(s))
+    monkeypatch.setattr(mirror, "owner", lambda s: other if s == shard else owner(s))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("converge", [False, True], ids=["forever", "after-a-while"])
+async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_lettered(
+    converge: bool,
+) -> None:
+    from nats.aio.client import Client
+
+    async with (
+        NatsServer() as server,
+        node(server.url, "na" + unique()) as a,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        await until(lambda: len(leases(b).held) == 32, 15, "the two nodes to split the shards")
+        held = leases(b).held
+        key = next(k for k in (unique() for _ in range(1000)) if place(b, k).shard in held)
+        ref = placed(a.ref(Tally, key))
+        client = Client()
+        await client.connect(server.url)
+        letters: asyncio.Queue[Any] = asyncio.Queue()
+        await client.subscribe("swarm.deadletter.*", cb=letters.put)
+        await client.flush()
+        try:
+            with pytest.MonkeyPatch.context() as patch:
+                disagree(patch, a, ref.shard, b.node)  # (a does not hold it anyway)
+                disagree(patch, b, ref.shard, a.node)
+                await ref.tell(Add(1))
+                started = time.monotonic()
+                if converge:
+                    await asyncio.sleep(0.2)  # let it bounce a few times first
+                else:
+                    letter = await asyncio.wait_for(letters.get(), 15)
+                    reason = letter.headers["Swarm-Reason"]
+                    assert "forwarded 16 times" in reason, reason
+                    assert letter.headers["Swarm-Target"] == ref._target
+                    # It backed off: 16 hops took seconds, not the milliseconds of a spin.
+                    assert time.monotonic() - started > 1.0
+            # b's view is right again: the tell (if not dead-lettered) reaches the actor.
+            expected = 1 if converge else 0
+            await until_async(lambda: _total_is(b.ref(Tally, key), expected), 10)
+            await asyncio.sleep(0.5)  # nothing else arrives late
+            assert await b.ref(Tally, key).ask(Get(), timeout=5) == expected
+            assert letters.empty()
+        finally:
+            await client.close()
+
+
+async def _total_is(ref: Any, total: int) -> bool:
+    return bool(await ref.ask(Get(), timeout=5) == total)

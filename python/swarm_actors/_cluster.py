@@ -68,6 +68,12 @@ class PlacementStats(msgspec.Struct, frozen=True):
     """Messages for placed actors that arrived from other nodes and were delivered here."""
 
 
+MAX_HOPS = 16
+"""A tell forwarded this often (owners' views disagree that long) becomes a dead letter."""
+_FORWARD_BACKOFF = 0.005  # the wait before a tell's second forward; doubles each hop after
+_FORWARD_BACKOFF_MAX = 0.5
+
+
 class NotOwnerError(NoSuchActorError):
     """The receiving node does not hold the actor's shard (any more): ask the owner instead."""
 
@@ -260,8 +266,15 @@ class Cluster:
         if self.leases.valid(ref.shard):
             self.received += 1
             self._deliver(ref, message, envelope)
+        elif envelope.hops >= MAX_HOPS:
+            self.transport._dead_letter(
+                envelope,
+                f"forwarded {envelope.hops} times: the nodes' views of the owner of shard "
+                f"{ref.shard} disagree",
+            )
         else:  # the shard moved: send it on (or wait for an owner)
-            self.transport._track(asyncio.get_running_loop().create_task(ref._route(message)))
+            task = ref._forward(message, envelope.hops + 1)
+            self.transport._track(asyncio.get_running_loop().create_task(task))
 
     def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
         """An ask arrived for a virtual target; ``future`` answers it."""
@@ -306,7 +319,8 @@ class Cluster:
                 if not item.future.done():
                     item.future.set_exception(error or ActorDeadError("activation failed"))
             elif isinstance(error, NotOwnerError):
-                self.transport._track(asyncio.get_running_loop().create_task(ref._route(item)))
+                task = ref._forward(item, (envelope.hops if type(envelope) is Tell else 0) + 1)
+                self.transport._track(asyncio.get_running_loop().create_task(task))
             else:
                 self.transport._dead_letter(envelope, f"activation failed: {error!r}")
 
@@ -411,7 +425,18 @@ class PlacedRef(VirtualRef[A]):
             check_send(self._class, self.path)
         await self._route(message)
 
-    async def _route(self, message: Any) -> None:
+    async def _forward(self, message: Any, hops: int) -> None:
+        """Send on a tell that arrived here after its shard left (its ``hops``-th forward).
+
+        From the second forward on, wait a little longer each time before sending: a tell that
+        bounces between nodes whose lease mirrors disagree lets them catch up instead of
+        spinning, and is dead-lettered by the node that sees it arrive ``MAX_HOPS`` times.
+        """
+        if hops > 1:
+            await asyncio.sleep(min(_FORWARD_BACKOFF * 2 ** (hops - 2), _FORWARD_BACKOFF_MAX))
+        await self._route(message, hops)
+
+    async def _route(self, message: Any, hops: int = 0) -> None:
         cluster = self._cluster
         leases = cluster.leases
         deadline: float | None = None
@@ -429,7 +454,7 @@ class PlacedRef(VirtualRef[A]):
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
                     cluster.sent_remote += 1
-                    self._send(owner, message)
+                    self._send(owner, message, hops)
                     stalled = cluster.transport.outbox.stalled
                     if stalled is not None:
                         await asyncio.shield(stalled)
@@ -438,7 +463,7 @@ class PlacedRef(VirtualRef[A]):
                 deadline = loop.time() + cluster.handover_timeout
             await self._wait_owner(deadline)
 
-    def _send(self, node: str, message: Any) -> None:
+    def _send(self, node: str, message: Any, hops: int = 0) -> None:
         transport = self._cluster.transport
         if type(message) is Entry:  # forwarded with its trace context
             context, message = message.context, message.message
@@ -452,6 +477,7 @@ class PlacedRef(VirtualRef[A]):
             message,
             trace,
             "" if sender is None else sender.path,
+            hops,
         )
 
     def _trace(self) -> str:

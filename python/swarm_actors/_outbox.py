@@ -101,8 +101,13 @@ class Outbox:
             subject = self._subjects[node] = node_subject(node)
         return subject
 
-    def tell(self, subject: str, name: str, message: Any, trace: str, sender: str) -> None:
-        """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells)."""
+    def tell(
+        self, subject: str, name: str, message: Any, trace: str, sender: str, hops: int = 0
+    ) -> None:
+        """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells).
+
+        ``hops``: how many nodes forwarded it already (placed actors whose shard moved).
+        """
         out = self._out.get(subject)
         if out is None:
             out = self._open(subject)
@@ -113,7 +118,7 @@ class Outbox:
         if wire_type is None:
             wire_type = type_name(cls)
         try:
-            self._encode_into(TellOut(name, wire_type, message, trace, sender), buffer, -1)
+            self._encode_into(TellOut(name, wire_type, message, trace, sender, hops), buffer, -1)
         except BaseException:
             del buffer[start:]
             raise

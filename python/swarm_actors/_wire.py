@@ -4,7 +4,8 @@ A *frame* is one NATS message: a msgpack array of envelopes (always written with
 ``array32`` header, so the count can be filled in when the frame is flushed). Envelopes are
 ``array_like`` msgspec Structs tagged by an int (the first array element):
 
-* ``Tell(target, type, body, trace, sender)``: a tell to the actor named ``target``;
+* ``Tell(target, type, body, trace, sender[, hops])``: a tell to the actor named ``target``;
+  ``hops`` counts how often nodes forwarded it to a placed actor's new owner;
 * ``Ask(target, type, body, trace, sender, corr, reply)``: an ask; the answer goes to the
   ``reply`` subject with the same ``corr``;
 * ``Reply(corr, type, body)`` and ``Failure(corr, error, message, actor)``: the answers.
@@ -84,6 +85,7 @@ class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):
     body: msgspec.Raw
     trace: str
     sender: str
+    hops: int = 0
 
 
 class Ask(msgspec.Struct, array_like=True, tag=1, tag_field="k", frozen=True):
@@ -127,6 +129,7 @@ class TellOut(msgspec.Struct, array_like=True, tag=0, tag_field="k"):
     body: Any
     trace: str
     sender: str
+    hops: int = 0
 
 
 class AskOut(msgspec.Struct, array_like=True, tag=1, tag_field="k"):
