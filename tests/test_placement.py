@@ -24,6 +24,7 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors._cluster import parse_target, virtual_target
+from swarm_actors._registry import name_key
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, Get, Tally, peer
 
@@ -165,6 +166,20 @@ async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> No
             await until(lambda: a.virtual_stats().passivations >= 1, 5, "passivation")
             assert a.virtual_stats().active == 0
             assert await ref.ask(Add(1), timeout=5) == 6
+            # Passivating it unchanged writes nothing; a change is written again.
+            store = await a._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
+            key = name_key(placed(ref)._target)
+            await until(lambda: a.virtual_stats().passivations >= 2, 5, "passivation")
+            written = (await store.get(key)).revision
+            assert written is not None
+            assert await ref.ask(Get(), timeout=5) == 6
+            await until(lambda: a.virtual_stats().passivations >= 3, 5, "passivation")
+            assert await ref.ask(Add(1), timeout=5) == 7
+            await until(lambda: a.virtual_stats().passivations >= 4, 5, "passivation")
+            await until_async(lambda: _revision_above(store, key, written), 5)
+            # One write since: the bucket (only this key in it) counts revisions over all keys.
+            assert (await store.get(key)).revision == written + 1
+            assert await ref.ask(Add(-1), timeout=5) == 6
         # A new node on the same server reads the state the first one left.
         async with node(server.url, unique("n")) as b:
             await until(lambda: len(leases(b).held) == 64, 10, "the shards")
@@ -475,6 +490,10 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
             assert letters.empty()
         finally:
             await client.close()
+
+
+async def _revision_above(store: Any, key: str, revision: int) -> bool:
+    return bool((await store.get(key)).revision > revision)
 
 
 async def _total_is(ref: Any, total: int) -> bool:

@@ -19,6 +19,7 @@ passivated (state is persisted at passivation, as in Orleans without explicit wr
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -111,6 +112,7 @@ class Cluster:
         self._refs: dict[str, PlacedRef[Any]] = {}  # by target
         self._agents: dict[int, set[int]] = defaultdict(set)  # shard -> placed agents
         self._revisions: dict[int, int] = {}  # agent -> state revision last read or written
+        self._digests: dict[int, bytes] = {}  # agent -> digest of the state at that revision
         self._dirty: dict[int, bytes] = {}  # agent -> state not yet written
         self._writers: dict[int, asyncio.Task[None]] = {}  # agent -> its write task
         self._dropping: set[int] = set()  # shards lost without handover: state not written
@@ -189,8 +191,10 @@ class Cluster:
             entry = await settled(lambda: store.get(key))
         except KeyNotFoundError:
             self._revisions[agent] = 0
+            self._digests[agent] = _digest(b"")
             return None
         self._revisions[agent] = entry.revision or 0
+        self._digests[agent] = _digest(entry.value or b"")
         return entry.value
 
     def on_seal(self, agent: int, data: bytes) -> None:
@@ -201,6 +205,8 @@ class Cluster:
             return
         if not data and not self._revisions.get(agent):
             return  # nothing to keep, and nothing stored to overwrite
+        if agent not in self._writers and self._digests.get(agent) == _digest(data):
+            return  # unchanged since this node read or wrote it: no write per passivation
         self._dirty[agent] = data
         if agent not in self._writers:
             task = asyncio.get_running_loop().create_task(self._write(agent, ref))
@@ -215,9 +221,11 @@ class Cluster:
                     self._revisions[agent] = await self._store.update(
                         _state_key(ref._target), data, last=self._revisions.get(agent, 0)
                     )
+                    self._digests[agent] = _digest(data)
                 except Exception as exc:  # fenced (another node wrote since), or NATS is gone
                     _log.error("placement.state_write_failed", actor=ref._target, error=repr(exc))
                     self._revisions.pop(agent, None)
+                    self._digests.pop(agent, None)
         finally:
             del self._writers[agent]
 
@@ -240,6 +248,7 @@ class Cluster:
             for agent in agents:  # next time, read the state the next owner leaves
                 self.registry.fetch_first.add(agent)
                 self._revisions.pop(agent, None)
+                self._digests.pop(agent, None)
                 if self.registry.tree.status(agent) == "compressed":  # drop the stale state
                     self.registry.tree.restore(agent)
                     self.registry.tree.compress(agent, b"")
@@ -547,6 +556,10 @@ class PlacedRef(VirtualRef[A]):
 
     def __hash__(self) -> int:
         return hash(("placed", self._target))
+
+
+def _digest(state: bytes) -> bytes:
+    return hashlib.blake2b(state, digest_size=16).digest()
 
 
 def _state_key(target: str) -> str:
