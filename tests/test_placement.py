@@ -313,6 +313,36 @@ async def test_handover_keeps_one_activation_per_key_and_its_state() -> None:
             assert end <= start, f"{key} ran twice at once"
 
 
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_a_handover_frees_a_shard_only_after_its_state_is_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With slow state writes, the next owner still reads what the last one left."""
+    keys = [f"slow{i}" for i in range(16)]
+    async with NatsServer() as server, node(server.url, "na" + unique()) as a:
+        await until(lambda: len(leases(a).held) == 64, 10, "a to take every shard")
+        for key in keys:
+            assert await a.ref(Tally, key).ask(Add(5), timeout=10) == 5
+        cluster = a._transport.cluster  # type: ignore[union-attr]
+        assert cluster is not None
+        store = cluster._store
+        assert store is not None
+        write = store.update
+
+        async def slow_update(*args: Any, **kwargs: Any) -> int:
+            await asyncio.sleep(0.3)  # a busy server: the write lands long after the request
+            return int(await write(*args, **kwargs))
+
+        monkeypatch.setattr(store, "update", slow_update)
+        async with node(server.url, "nb" + unique()) as b:
+            await until(lambda: len(leases(b).held) == 32, 30, "the handover to b")
+            moved = [k for k in keys if place(b, k).shard in leases(b).held]
+            assert moved, "some of the keys moved to b"
+            for key in moved:
+                assert await b.ref(Tally, key).ask(Add(1), timeout=10) == 6, key
+
+
 # --- node death ---------------------------------------------------------------------------
 
 
