@@ -35,7 +35,7 @@ from swarm_actors._registry import name_key, open_bucket, settled
 from swarm_actors._shards import ShardLeases
 from swarm_actors._telemetry import sampled_context, traceparent, traceparent_context
 from swarm_actors._virtual import VirtualRef
-from swarm_actors._wire import ACTOR_CLASSES, NoSuchActorError, type_name
+from swarm_actors._wire import ACTOR_CLASSES, NoSuchActorError, Tell, type_name
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from swarm_actors._actor import Actor
     from swarm_actors._cell import Cell
     from swarm_actors._transport import Transport
-    from swarm_actors._wire import Ask, Tell
+    from swarm_actors._wire import Ask
 
 __all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef", "PlacementStats"]
 
@@ -441,6 +441,7 @@ class PlacedRef(VirtualRef[A]):
         bounces between nodes whose lease mirrors disagree lets them catch up instead of
         spinning, and is dead-lettered by the node that sees it arrive ``MAX_HOPS`` times.
         """
+        _log.debug("placement.forward", target=self._target, shard=self.shard, hops=hops)
         if hops > 1:
             await asyncio.sleep(min(_FORWARD_BACKOFF * 2 ** (hops - 2), _FORWARD_BACKOFF_MAX))
         await self._route(message, hops)
