@@ -524,3 +524,35 @@ async def _revision_above(store: Any, key: str, revision: int) -> bool:
 
 async def _total_is(ref: Any, total: int) -> bool:
     return bool(await ref.ask(Get(), timeout=5) == total)
+
+
+@pytest.mark.asyncio
+async def test_tells_waiting_on_an_activation_that_lost_its_shard_are_sent_on() -> None:
+    from swarm_actors._cluster import NotOwnerError
+
+    async with (
+        NatsServer() as server,
+        node(server.url, "na" + unique()) as a,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        await until(lambda: len(leases(b).held) == 32, 15, "the two nodes to split the shards")
+        held = leases(b).held
+        key = next(k for k in (unique() for _ in range(1000)) if place(b, k).shard in held)
+        cluster = b._transport.cluster  # type: ignore[union-attr]
+        assert cluster is not None
+        check_owner = cluster.check_owner
+        refused: list[int] = []
+
+        def lose_once(agent: int) -> None:
+            # The shard is lost while the first activation is under way (once).
+            if not refused:
+                refused.append(agent)
+                raise NotOwnerError("lost while activating")
+            check_owner(agent)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(cluster, "check_owner", lose_once)
+            for _ in range(3):
+                await a.ref(Tally, key).tell(Add(1))  # from a: they wait on b's activation
+            await until(lambda: bool(refused), 10, "the tells to reach b")
+            await until_async(lambda: _total_is(b.ref(Tally, key), 3), 10)
