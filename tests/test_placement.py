@@ -464,6 +464,10 @@ async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
 # --- owners that disagree -----------------------------------------------------------------
 
 
+def forwarded(system: ActorSystem) -> int:
+    return system.placement_stats().forwarded
+
+
 def disagree(
     monkeypatch: pytest.MonkeyPatch, system: ActorSystem, shard: int, other: str | None
 ) -> None:
@@ -499,8 +503,8 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
                 disagree(patch, b, ref.shard, a.node)
                 await ref.tell(Add(1))
                 started = time.monotonic()
-                if converge:
-                    await asyncio.sleep(0.2)  # let it bounce a few times first
+                if converge:  # after a few bounces
+                    await until(lambda: forwarded(a) + forwarded(b) >= 4, 10, "the tell to bounce")
                 else:
                     letter = await asyncio.wait_for(letters.get(), 15)
                     headers = letter.headers or {}
@@ -508,10 +512,10 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
                     assert headers.get("Swarm-Target") == ref._target
                     # It backed off: 16 hops took seconds, not the milliseconds of a spin.
                     assert time.monotonic() - started > 1.0
+                    assert forwarded(a) + forwarded(b) == 16
             # b's view is right again: the tell (if not dead-lettered) reaches the actor.
             expected = 1 if converge else 0
             await until_async(lambda: _total_is(b.ref(Tally, key), expected), 10)
-            await asyncio.sleep(0.5)  # nothing else arrives late
             assert await b.ref(Tally, key).ask(Get(), timeout=5) == expected
             assert letters.empty()
         finally:

@@ -67,6 +67,8 @@ class PlacementStats(msgspec.Struct, frozen=True):
     """Messages of this node's placed refs sent to the node holding their shard."""
     received: int
     """Messages for placed actors that arrived from other nodes and were delivered here."""
+    forwarded: int
+    """Tells that arrived after their shard had left this node, sent on to its new owner."""
 
 
 MAX_HOPS = 16
@@ -124,6 +126,8 @@ class Cluster:
         """Messages of this node's placed refs sent to another node."""
         self.received = 0
         """Messages for placed actors that arrived from other nodes and were delivered here."""
+        self.forwarded = 0
+        """Tells that arrived for a shard this node no longer holds, sent on."""
 
     async def open(self) -> None:
         """Bind the state bucket and join the shard leases."""
@@ -143,7 +147,9 @@ class Cluster:
     def stats(self) -> PlacementStats:
         """Counters of this node's placement (see ``PlacementStats``)."""
         held = tuple(sorted(s for s in self.leases.held if self.leases.valid(s)))
-        return PlacementStats(held, self.sent_local, self.sent_remote, self.received)
+        return PlacementStats(
+            held, self.sent_local, self.sent_remote, self.received, self.forwarded
+        )
 
     # --- refs -------------------------------------------------------------------------------
 
@@ -441,6 +447,7 @@ class PlacedRef(VirtualRef[A]):
         bounces between nodes whose lease mirrors disagree lets them catch up instead of
         spinning, and is dead-lettered by the node that sees it arrive ``MAX_HOPS`` times.
         """
+        self._cluster.forwarded += 1
         _log.debug("placement.forward", target=self._target, shard=self.shard, hops=hops)
         if hops > 1:
             await asyncio.sleep(min(_FORWARD_BACKOFF * 2 ** (hops - 2), _FORWARD_BACKOFF_MAX))
