@@ -402,3 +402,40 @@ async def test_discarding_stop_cuts_a_hanging_draining_stop_short() -> None:
         assert await draining == 2
         assert ref.stats().dropped == 2
         assert not ref.is_alive
+
+
+async def test_a_loop_of_inline_asks_lets_other_tasks_run() -> None:
+    """Asks answered inline never suspend; every INLINE_CHECKPOINT of them yields once."""
+    from swarm_actors._ref import INLINE_CHECKPOINT
+
+    class Echo(Actor):
+        @handler
+        async def echo(self, msg: int) -> int:
+            return msg
+
+    async with ActorSystem() as system:
+        ref = await system.start(Echo)
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        start = ticks
+        asks = 10 * INLINE_CHECKPOINT
+        for i in range(asks):
+            assert await ref.ask(i) == i
+        assert ticks - start >= asks // INLINE_CHECKPOINT - 1
+
+        async def ask_forever() -> None:
+            while True:
+                await ref.ask(0)
+
+        # So a timeout around such a loop fires.
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ask_forever(), 0.01)
+        task.cancel()
