@@ -147,6 +147,30 @@ def leases(system: ActorSystem) -> Any:
     return system._transport.cluster.leases
 
 
+@asynccontextmanager
+async def two_nodes() -> AsyncIterator[tuple[NatsServer, ActorSystem, ActorSystem]]:
+    """A server and nodes ``a`` and ``b``, once they hold shards 0-31 and 32-63 (name order)."""
+    async with (
+        NatsServer() as server,
+        node(server.url, "na" + unique()) as a,
+        node(server.url, "nb" + unique()) as b,
+    ):
+        await until(
+            lambda: set(leases(a).held) == set(range(32)) and set(leases(b).held) >= B_RANGE,
+            20,
+            "an even split into contiguous ranges",
+        )
+        yield server, a, b
+
+
+B_RANGE = set(range(32, 64))
+
+
+def key_of(system: ActorSystem) -> str:
+    """A fresh key whose shard is in ``B_RANGE``."""
+    return next(k for k in (unique() for _ in range(1000)) if place(system, k).shard in B_RANGE)
+
+
 @pytest.mark.asyncio
 async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> None:
     async with NatsServer() as server:
@@ -206,18 +230,7 @@ async def test_nodes_with_different_placements_refuse_to_mix() -> None:
 
 @pytest.mark.asyncio
 async def test_two_nodes_split_the_shards_and_serve_the_same_actors() -> None:
-    async with (
-        NatsServer() as server,
-        node(server.url, "na" + unique()) as a,
-        node(server.url, "nb" + unique()) as b,
-    ):
-        await until(
-            lambda: len(leases(a).held) == 32 and len(leases(b).held) == 32,
-            20,
-            "an even split",
-        )
-        # Contiguous ranges, in node-id order.
-        assert set(leases(a).held) == set(range(32))
+    async with two_nodes() as (_server, a, b):  # contiguous ranges, in node-id order
         refs_a = [placed(a.ref(Tally, f"key-{i}")) for i in range(40)]
         refs_b = [placed(b.ref(Tally, f"key-{i}")) for i in range(40)]
         for i, (ra, rb) in enumerate(zip(refs_a, refs_b, strict=True)):
@@ -408,12 +421,7 @@ class Asker(Actor):
 
 @pytest.mark.asyncio
 async def test_placed_refs_travel_inside_messages() -> None:
-    async with (
-        NatsServer() as server,
-        node(server.url, "na" + unique()) as a,
-        node(server.url, "nb" + unique()) as b,
-    ):
-        await until(lambda: len(leases(b).held) == 32, 20, "an even split")
+    async with two_nodes() as (_server, a, b):
         tally = a.ref(Tally, "carried", position=(7, 7))  # shard 63: b's range
         assert await tally.ask(Add(4), timeout=10) == 4
         asker = await a.start(Asker, name=unique("asker"))
@@ -485,14 +493,8 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
 ) -> None:
     from nats.aio.client import Client
 
-    async with (
-        NatsServer() as server,
-        node(server.url, "na" + unique()) as a,
-        node(server.url, "nb" + unique()) as b,
-    ):
-        await until(lambda: len(leases(b).held) == 32, 15, "the two nodes to split the shards")
-        held = leases(b).held
-        key = next(k for k in (unique() for _ in range(1000)) if place(b, k).shard in held)
+    async with two_nodes() as (server, a, b):
+        key = key_of(b)
         ref = placed(a.ref(Tally, key))
         client = Client()
         await client.connect(server.url)
@@ -534,14 +536,8 @@ async def _total_is(ref: Any, total: int) -> bool:
 async def test_tells_waiting_on_an_activation_that_lost_its_shard_are_sent_on() -> None:
     from swarm_actors._cluster import NotOwnerError
 
-    async with (
-        NatsServer() as server,
-        node(server.url, "na" + unique()) as a,
-        node(server.url, "nb" + unique()) as b,
-    ):
-        await until(lambda: len(leases(b).held) == 32, 15, "the two nodes to split the shards")
-        held = leases(b).held
-        key = next(k for k in (unique() for _ in range(1000)) if place(b, k).shard in held)
+    async with two_nodes() as (_server, a, b):
+        key = key_of(b)
         cluster = b._transport.cluster  # type: ignore[union-attr]
         assert cluster is not None
         check_owner = cluster.check_owner
