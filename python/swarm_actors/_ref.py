@@ -29,8 +29,9 @@ INLINE_CHECKPOINT = 128
 
 An ask to an idle actor whose handler does not suspend completes without an event-loop
 iteration. A loop of such asks would otherwise starve every other task: timers (its own
-``asyncio.timeout`` included), NATS heartbeats, lease renewals. One ``sleep(0)`` per 128 asks
-costs about 2% of the inline ask rate (``bench/bench_actors.py``).
+``asyncio.timeout`` included), NATS heartbeats, lease renewals. In ``bench/bench_actors.py``
+one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802k/s) and cost
+64 concurrent inline askers 5% (811k/s, 773k/s: they now interleave).
 """
 _INLINE_LEFT = [INLINE_CHECKPOINT]  # asks answered inline until the next checkpoint
 
