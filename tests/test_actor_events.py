@@ -239,6 +239,48 @@ async def test_a_refusing_journal_fails_the_recorder_not_the_runtime() -> None:
         assert ref.is_alive  # restarted by its supervisor, as for any handler error
 
 
+class RefusesOnce(MemoryJournal):
+    """A journal whose buffer is full exactly once: the event after ``refuse_after`` events."""
+
+    def __init__(self, refuse_after: int) -> None:
+        super().__init__()
+        self.left = refuse_after
+        self.refused: list[SwarmEvent] = []
+
+    def append_nowait(self, event: SwarmEvent) -> int:
+        self.left -= 1
+        if self.left == -1:
+            self.refused.append(event)
+            raise JournalFullError("full", capacity=0)
+        return super().append_nowait(event)
+
+
+@pytest.mark.parametrize(
+    "refuse_after",
+    [3, 4],  # STARTED, Set(1)'s decision and change, then Set(2)'s decision (3) or change (4)
+)
+async def test_a_refused_event_leaves_no_gap_in_sequence_or_chain(refuse_after: int) -> None:
+    journal = RefusesOnce(refuse_after)
+    async with ActorSystem(journal=journal) as system:
+        ref = await system.start(Register, name="reg")
+        await ref.ask(Set(1))
+        with pytest.raises(JournalFullError):
+            await ref.ask(Set(2))
+        await settle()
+        await ref.ask(Set(3))
+        await settle()
+        assert len(journal.refused) == 1
+        mine = events(system, "/reg")
+        sequences = [e.sequence for e in mine]
+        assert sequences == list(range(1, len(mine) + 1)), sequences
+        changes = [e for e in mine if isinstance(e.payload, StateChange)]
+        # The refused event moved neither the sequence nor the chain's head: Set(3)'s change
+        # links to Set(1)'s, and the whole chain verifies.
+        assert len(changes) == 2
+        assert changes[1].payload.prev_hash == changes[0].payload.hash
+        verify_chain(mine)
+
+
 async def test_without_a_journal() -> None:
     async with ActorSystem(journal=None) as system:
         assert system.journal is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -231,3 +232,90 @@ async def test_restart_cancels_and_on_start_rearms_timers() -> None:
         assert clock.pending == 2, "old timers cancelled, new instance armed its own"
         with pytest.raises(ValueError, match="interval"):
             instance(ref).timers.start_periodic("bad", Tick(), 0)
+
+
+class Cancelling(Worker):
+    @handler
+    async def tick(self, msg: Tick) -> None:
+        # Not a cancellation of this task: a handler that raises CancelledError itself (e.g. a
+        # sub-task it awaited was cancelled). It is no ordinary error to restart from.
+        raise asyncio.CancelledError("sub-task cancelled")
+
+
+class CancellingParent(Actor):
+    async def on_start(self) -> None:
+        await self.start_child(Cancelling, name="canceller")
+
+
+async def test_default_decider_restarts_errors_and_escalates_the_rest() -> None:
+    decide = OneForOne().decider
+    assert decide(RuntimeError("x")) is Directive.RESTART
+    assert decide(asyncio.CancelledError()) is Directive.ESCALATE
+    assert decide(KeyboardInterrupt()) is Directive.ESCALATE
+    assert AllForOne().decider(asyncio.CancelledError()) is Directive.ESCALATE
+
+
+async def test_a_handler_raising_cancelled_error_is_escalated_not_restarted() -> None:
+    failures: list[BaseException] = []
+
+    def decide(exc: BaseException) -> Directive:
+        failures.append(exc)
+        return Directive.STOP
+
+    async with ActorSystem(supervision=OneForOne(decider=decide)) as system:
+        parent = await system.start(CancellingParent, name="parent")
+        child = system.lookup("canceller")
+        assert child is not None
+        await child.tell(Tick())
+        await settle()
+        # The child's default strategy (its parent's class default) escalated: the parent
+        # failed with EscalatedError caused by the CancelledError, and no restart happened.
+        assert child.stats().restarts == 0
+        assert len(failures) == 1
+        assert isinstance(failures[0], EscalatedError)
+        assert isinstance(failures[0].__cause__, asyncio.CancelledError)
+        assert not parent.is_alive
+
+    async with ActorSystem() as system:
+        top = await system.start(Cancelling, name="top")
+        await top.tell(Tick())
+        await settle()
+        # Top level: escalation reaches the system, which stops the actor.
+        assert top.stats().restarts == 0
+        assert not top.is_alive
+
+
+async def test_a_fired_single_timer_is_forgotten() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Worker, name="w")
+        timers = instance(ref).timers
+        timers.start_single("once", Work(1), 1.0)
+        assert "once" in timers
+        assert len(timers) == 1
+        await clock.advance(1.5)
+        assert instance(ref).done == [1]
+        # Fired: no longer running, so "start it unless it is running" starts it again.
+        assert "once" not in timers
+        assert len(timers) == 0
+        assert timers.cancel("once") is False
+        if "once" not in timers:
+            timers.start_single("once", Work(2), 1.0)
+        await clock.advance(1.5)
+        assert instance(ref).done == [1, 2]
+        assert clock.pending == 0
+
+
+async def test_a_periodic_timer_stays_registered_until_cancelled() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Worker, name="w")
+        timers = instance(ref).timers
+        timers.start_periodic("p", Tick(), 1.0)
+        await clock.advance(2.5)
+        assert EVENTS.count(("tick", "w")) == 2
+        assert "p" in timers
+        assert len(timers) == 1
+        assert timers.cancel("p") is True
+        assert "p" not in timers
+        assert clock.pending == 0
