@@ -273,11 +273,11 @@ async def test_a_refused_event_leaves_no_gap_in_sequence_or_chain(refuse_after: 
         mine = events(system, "/reg")
         sequences = [e.sequence for e in mine]
         assert sequences == list(range(1, len(mine) + 1)), sequences
-        changes = [e for e in mine if isinstance(e.payload, StateChange)]
+        changes = [e.payload for e in mine if isinstance(e.payload, StateChange)]
         # The refused event moved neither the sequence nor the chain's head: Set(3)'s change
         # links to Set(1)'s, and the whole chain verifies.
         assert len(changes) == 2
-        assert changes[1].payload.prev_hash == changes[0].payload.hash
+        assert changes[1].prev_hash == changes[0].hash
         verify_chain(mine)
 
 
