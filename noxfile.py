@@ -47,8 +47,8 @@ def tests(session: nox.Session) -> None:
 def lint(session: nox.Session) -> None:
     """ruff (check + format), rustfmt and clippy with warnings denied."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
-    session.run("ruff", "check", "python", "tests", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "python", "tests", "bench", "noxfile.py")
+    session.run("ruff", "check", "python", "tests", "bench", "dev", "noxfile.py")
+    session.run("ruff", "format", "--check", "python", "tests", "bench", "dev", "noxfile.py")
     session.run("cargo", "fmt", "--all", "--", "--check", external=True)
     session.run(
         "cargo",
@@ -85,3 +85,25 @@ def bench(session: nox.Session) -> None:
     session.run("cargo", "bench", "--workspace", "--locked", external=True)
     install_project(session, "bench")
     session.run("python", "bench/run.py", *session.posargs)
+
+
+@nox.session(default=False)
+def mutation(session: nox.Session) -> None:
+    """Mutation testing (mutmut) of the engine and the NATS layer's decision code. Opt-in.
+
+    ``dev/mutation.py`` lists the modules and their tests; the score and every survivor go to
+    ``bench/out/mutation.md`` (record the score in bench/RESULTS.md).
+    """
+    install_project(session, "test")
+    session.install("mutmut>=3.8,<4")
+    stage = Path(session.create_tmp()) / "mutation"
+    session.run("python", str(ROOT / "dev" / "mutation.py"), "stage", str(stage))
+    session.chdir(stage)
+    session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2))
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "mutation.md").open("w") as report:
+        session.run(
+            "python", str(ROOT / "dev" / "mutation.py"), "report", str(stage), stdout=report
+        )
+    session.log(f"mutation score and survivors: {out / 'mutation.md'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from dataclasses import dataclass
 from typing import Any
 
@@ -319,3 +320,146 @@ async def test_a_periodic_timer_stays_registered_until_cancelled() -> None:
         assert timers.cancel("p") is True
         assert "p" not in timers
         assert clock.pending == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"initial": -0.1}, "Backoff delays must be >= 0"),
+        ({"maximum": -1.0}, "Backoff delays must be >= 0"),
+        ({"factor": 0.99}, "Backoff factor must be >= 1"),
+        ({"jitter": -0.01}, r"Backoff jitter must be within \[0, 1\]"),
+        ({"jitter": 1.01}, r"Backoff jitter must be within \[0, 1\]"),
+    ],
+)
+async def test_backoff_refuses_bad_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        Backoff(**kwargs)
+
+
+async def test_backoff_accepts_its_boundaries() -> None:
+    edge = Backoff(initial=0.0, maximum=0.0, factor=1.0, jitter=1.0)
+    assert edge.delay(3) == 0.0
+    assert Backoff(initial=0.5, factor=1.0, maximum=0.0, jitter=0.0).delay(2) == 0.0
+    # factor 1: every restart waits the same.
+    assert Backoff(initial=0.5, factor=1.0, jitter=0.0).delay(7) == 0.5
+    # jitter 1: anywhere from no wait to twice the base.
+    rng = random.Random(7)
+    spread = [Backoff(initial=1.0, jitter=1.0).delay(0, rng) for _ in range(200)]
+    assert 0.0 <= min(spread) < 0.2
+    assert 1.8 < max(spread) <= 2.0
+
+
+async def test_backoff_jitter_spreads_on_both_sides() -> None:
+    rng = random.Random(3)
+    b = Backoff(initial=1.0, factor=3.0, maximum=100.0, jitter=0.25)
+    delays = [b.delay(1, rng) for _ in range(400)]  # base 3.0
+    assert min(delays) < 2.9
+    assert max(delays) > 3.1
+    assert all(2.25 <= d <= 3.75 for d in delays)
+    # With initial 1.0 (not 0), the first restart is not immediate.
+    assert Backoff(initial=1.0, jitter=0.0).delay(0) == 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"max_restarts": -1}, "max_restarts must be >= 0"),
+        ({"within": 0.0}, "within must be > 0 seconds"),
+        ({"within": -5.0}, "within must be > 0 seconds"),
+    ],
+)
+async def test_strategy_refuses_bad_settings(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        OneForOne(**kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        AllForOne(**kwargs)  # type: ignore[arg-type]
+
+
+async def test_strategy_accepts_its_boundaries() -> None:
+    assert OneForOne(max_restarts=0, within=0.5).within == 0.5
+    assert not OneForOne().all_for_one
+    assert AllForOne().all_for_one
+
+
+@dataclass
+class Hold:
+    pass
+
+
+class Blocked(Worker, mailbox_size=1):
+    """Holds its turn on a gate, so timer messages meet a full mailbox."""
+
+    gate: asyncio.Event
+
+    @handler
+    async def hold(self, msg: Hold) -> None:
+        await self.gate.wait()
+
+
+async def test_timer_messages_meeting_a_full_mailbox_are_dropped_and_counted() -> None:
+    clock = VirtualClock()
+    Blocked.gate = asyncio.Event()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Blocked, name="b")
+        await ref.tell(Hold())
+        await settle()  # the handler is holding its turn; the mailbox is empty
+        await ref.tell(Work(1))  # now the mailbox (size 1) is full
+        timers = instance(ref).timers
+        assert timers.dropped == 0
+        timers.start_periodic("p", Tick(), 1.0)
+        await clock.advance(3.5)
+        assert timers.dropped == 3
+        assert "p" in timers, "a dropped tick does not stop a periodic timer"
+        Blocked.gate.set()
+        await settle()
+        assert instance(ref).done == [1]
+
+
+async def test_restarting_a_running_timer_replaces_it() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Worker, name="w")
+        timers = instance(ref).timers
+        timers.start_single("k", Work(1), 1.0)
+        timers.start_single("k", Work(2), 2.0)
+        assert len(timers) == 1
+        assert clock.pending == 1, "the first timer was cancelled, not left to fire"
+        timers.start_periodic("p", Work(3), 1.0)
+        timers.start_periodic("p", Work(4), 5.0, initial_delay=0.5)
+        assert clock.pending == 2
+        await clock.advance(2.5)
+        assert instance(ref).done == [4, 2]
+        await clock.advance(5.0)
+        assert instance(ref).done == [4, 2, 4]
+
+
+@pytest.mark.parametrize(
+    ("start", "message"),
+    [
+        (lambda t: t.start_single("k", Tick(), -1.0), "delay must be a number of seconds >= 0"),
+        (lambda t: t.start_single("k", Tick(), float("nan")), "delay must be a number"),
+        (lambda t: t.start_single("k", Tick(), "1"), "delay must be a number"),
+        (lambda t: t.start_periodic("k", Tick(), -1.0), "interval must be a number"),
+        (lambda t: t.start_periodic("k", Tick(), 0.0), "interval must be > 0 seconds"),
+        (
+            lambda t: t.start_periodic("k", Tick(), 1.0, initial_delay=-1.0),
+            "initial_delay must be a number of seconds >= 0",
+        ),
+    ],
+)
+async def test_timers_refuse_bad_delays(start: Any, message: str) -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        ref = await system.start(Worker)
+        timers = instance(ref).timers
+        with pytest.raises(ValueError, match=f"^{message}"):
+            start(timers)
+        assert len(timers) == 0
+        assert clock.pending == 0
+        # The boundaries are accepted: a zero delay fires at once, a zero initial delay too.
+        timers.start_single("zero", Work(5), 0.0)
+        timers.start_periodic("p", Work(6), 10.0, initial_delay=0.0)
+        await clock.advance(0.0)
+        await settle()
+        assert sorted(instance(ref).done) == [5, 6]
