@@ -19,6 +19,7 @@ from swarm_actors import (
     VirtualRef,
     handler,
 )
+from swarm_actors._capability import class_names
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -289,3 +290,25 @@ async def test_roles_default_to_the_class_name_and_inherit_when_explicit() -> No
     assert grant.allows(Coder, "/zzz")
     assert grant.allows(PlainWorker, "/a/b/c")
     assert not grant.allows(PlainWorker, "/b")
+
+
+async def test_remote_targets_are_allowed_by_role_class_name_or_path() -> None:
+    """``allows_remote``: a target on another node, known by role, class names and path."""
+
+    class SeniorCoder(Coder):
+        pass
+
+    by_class = MessageGrant.parse("X", (Coder,))
+    # A class grant covers the class and its subclasses, by name, whatever their role.
+    assert by_class.allows_remote("other", class_names(Coder), "/zzz")
+    assert by_class.allows_remote("other", class_names(SeniorCoder), "/zzz")
+    assert not by_class.allows_remote("coder", class_names(Reviewer), "/zzz")
+    assert not by_class.allows_remote("other", (), "/zzz")
+    by_role = MessageGrant.parse("X", ("reviewer",))
+    assert by_role.allows_remote("reviewer", (), "/zzz")
+    assert not by_role.allows_remote("coder", class_names(Coder), "/zzz")
+    by_path = MessageGrant.parse("X", ("/pool-*",))
+    assert by_path.allows_remote("other", (), "/pool-7")
+    assert not by_path.allows_remote("other", class_names(Coder), "/coder-1")
+    nothing = MessageGrant.parse("X", ())
+    assert not nothing.allows_remote("coder", class_names(Coder), "/pool-7")

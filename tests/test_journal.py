@@ -27,7 +27,7 @@ from swarm_actors._events import (
     SystemSignal,
     new_event,
 )
-from swarm_actors._journal import Journal, JournalEntry, MemoryJournal
+from swarm_actors._journal import Journal, JournalEntry, MemoryJournal, subject_matches
 
 pytestmark = pytest.mark.asyncio
 
@@ -128,6 +128,46 @@ async def test_subject_filters() -> None:
     assert seqs(journal.entries("swarm.events.*.decision")) == [2, 3]
     with pytest.raises(SubjectError):
         journal.read(subject="swarm.events.>.decision")
+
+
+async def test_a_full_wildcard_matches_one_or_more_tokens_and_a_star_exactly_one() -> None:
+    # ``>``: the rest of the subject, at least one token (never none).
+    assert not subject_matches("swarm.events.>", "swarm.events")
+    assert subject_matches("swarm.events.>", "swarm.events.a")
+    assert subject_matches("swarm.events.>", "swarm.events.a.b")
+    assert not subject_matches("swarm.events.>", "swarm.other.a")
+    assert not subject_matches("swarm.events.>", "swarm")
+    assert subject_matches(">", "a")
+    assert subject_matches(">", "a.b.c")
+    assert not subject_matches("a.*.>", "a.b")
+    assert subject_matches("a.*.>", "a.b.c")
+    # ``*``: exactly one token, anywhere.
+    assert subject_matches("swarm.*", "swarm.a")
+    assert not subject_matches("swarm.*", "swarm")
+    assert not subject_matches("swarm.*", "swarm.a.b")
+    assert subject_matches("*.events", "swarm.events")
+    assert subject_matches("swarm.*.decision", "swarm.a.decision")
+    assert not subject_matches("swarm.*.decision", "swarm.a.b.decision")
+    # No wildcard: the same tokens, as many.
+    assert subject_matches("a.b", "a.b")
+    assert not subject_matches("a.b", "a.b.c")
+    assert not subject_matches("a.b", "a")
+    assert not subject_matches("a.b", "a.bc")
+    # The same verdicts where reads filter entries (a compiled filter, cached per subject).
+    journal = MemoryJournal()
+    await journal.append_many([signal(role="worker"), decision("worker"), signal(role="coder")])
+    for subject, expected in (
+        ("swarm.events.worker.>", [1, 2]),
+        ("swarm.events.worker.system_signal.>", []),
+        ("*.*.*.*.>", []),
+        ("swarm.*.>", [1, 2, 3]),
+        ("swarm.events.worker.*", [1, 2]),
+        ("swarm.events.*.system_signal", [1, 3]),
+        ("swarm.events.*", []),
+        ("swarm.events.worker.system_signal", [1]),
+    ):
+        assert seqs(await collect(journal.read(subject=subject))) == expected, subject
+        assert seqs(journal.entries(subject)) == expected, subject
 
 
 async def test_an_invalid_role_is_not_stored() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 import uuid
@@ -26,6 +27,7 @@ from swarm_actors import (
 )
 from swarm_actors._cluster import parse_target, virtual_target
 from swarm_actors._registry import name_key
+from swarm_actors._shards import SHARDS_BUCKET
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, Get, Tally, peer
 
@@ -127,8 +129,10 @@ class Where(msgspec.Struct):
 
 
 @asynccontextmanager
-async def node(url: str, name: str, **options: Any) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(nats=url, node=name, node_ttl=TTL, **options) as system:
+async def node(
+    url: str, name: str, *, ttl: float = TTL, **options: Any
+) -> AsyncIterator[ActorSystem]:
+    async with ActorSystem(nats=url, node=name, node_ttl=ttl, **options) as system:
         yield system
 
 
@@ -148,12 +152,14 @@ def leases(system: ActorSystem) -> Any:
 
 
 @asynccontextmanager
-async def two_nodes() -> AsyncIterator[tuple[NatsServer, ActorSystem, ActorSystem]]:
+async def two_nodes(
+    ttl: float = TTL,
+) -> AsyncIterator[tuple[NatsServer, ActorSystem, ActorSystem]]:
     """A server and nodes ``a`` and ``b``, once they hold shards 0-31 and 32-63 (name order)."""
     async with (
         NatsServer() as server,
-        node(server.url, "na" + unique()) as a,
-        node(server.url, "nb" + unique()) as b,
+        node(server.url, "na" + unique(), ttl=ttl) as a,
+        node(server.url, "nb" + unique(), ttl=ttl) as b,
     ):
         await until(
             lambda: set(leases(a).held) == set(range(32)) and set(leases(b).held) >= B_RANGE,
@@ -556,3 +562,73 @@ async def test_tells_waiting_on_an_activation_that_lost_its_shard_are_sent_on() 
                 await a.ref(Tally, key).tell(Add(1))  # from a: they wait on b's activation
             await until(lambda: bool(refused), 10, "the tells to reach b")
             await until_async(lambda: _total_is(b.ref(Tally, key), 3), 10)
+
+
+# --- self-fencing -------------------------------------------------------------------------
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(60)
+async def test_a_node_whose_lease_writes_stall_stops_serving_before_another_can_take_over() -> None:
+    """A live node that cannot renew its leases fences itself before the server frees them.
+
+    The server measures a lease's TTL from when it *received* the last renewal, so it cannot
+    free a shard before ``sent + ttl`` (``sent``: when the node sent that renewal). The node
+    must stop serving the shard before then, and so before any other node can acquire it.
+    """
+    from nats.errors import TimeoutError as NatsTimeoutError
+
+    ttl = 1  # whole seconds (the server's unit): a 0.2 s margin, rounds every 1/3 s
+    async with two_nodes(ttl=ttl) as (_server, a, b):
+        mine = set(range(32))
+        js = leases(a)._js
+        publish = js.publish
+        prefix = f"$KV.{SHARDS_BUCKET}.s"
+        sent: dict[int, float] = {}  # shard -> when a sent its last lease write that succeeded
+        stalled = False
+
+        async def slow_kv(
+            subject: str, payload: bytes = b"", timeout: float | None = None, **kwargs: Any
+        ) -> Any:
+            if stalled and subject.startswith("$KV."):
+                # The server never answers a's key-value writes and never applies them: each
+                # times out (nats-py's default: 5 s), as over a paused connection. Its
+                # heartbeats stall too: b sees it gone, and takes its shards once they are free.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(timeout or 5.0):
+                        await asyncio.get_running_loop().create_future()
+                raise NatsTimeoutError
+            started = time.monotonic()
+            ack = await publish(subject, payload, timeout=timeout, **kwargs)
+            if subject.startswith(prefix):
+                sent[int(subject[len(prefix) :])] = started
+            return ack
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(js, "publish", slow_kv)
+            await until(lambda: mine <= sent.keys(), 10, "a renewal of each of a's leases")
+            stalled = True
+            stopped: dict[int, float] = {}  # shard -> when a was first seen not serving it
+            taken: dict[int, float] = {}  # shard -> when b was first seen serving it
+
+            def fenced_then_taken() -> bool:
+                now = time.monotonic()
+                held = leases(a).held
+                for shard in held.keys() & mine:
+                    # The deadline a keeps (deterministic), and what it serves by it (polled).
+                    assert held[shard].until < sent[shard] + ttl, f"a's deadline for {shard}"
+                serving = set(a.placement_stats().shards)
+                for shard in serving:
+                    assert now < sent[shard] + ttl, f"a serves {shard} after it may expire"
+                both = serving & set(b.placement_stats().shards)
+                assert not both, f"a and b both serve shards {sorted(both)}"
+                for shard in mine - serving:
+                    stopped.setdefault(shard, now)
+                for shard in mine & set(b.placement_stats().shards):
+                    taken.setdefault(shard, now)
+                return mine <= taken.keys()
+
+            await until(fenced_then_taken, 15, "b to take a's shards")
+            assert all(stopped[shard] <= taken[shard] for shard in mine)
+            # a lets them go (passivating their actors) on its own, still cut off.
+            await until(lambda: not leases(a).held.keys() & mine, 10, "a to drop its leases")

@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -37,7 +37,7 @@ from swarm_actors import (
 )
 from swarm_actors import _transport as transport_module
 from swarm_actors._journal import MemoryJournal
-from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, name_key
+from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, Registry, name_key
 from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
@@ -267,6 +267,36 @@ async def test_a_dead_nodes_name_is_taken_over(nodes: Nodes, nats_client: Client
     remote_ref = await remote(b, name)
     await ref.tell(Add(2))
     assert await remote_ref.ask(Get(), timeout=5.0) == 2
+
+
+async def test_the_name_mirror_never_goes_back_to_an_older_revision() -> None:
+    """A watch update that arrives late never rolls a name back (no NATS: the mirror alone).
+
+    This node took a dead node's name over (revision 7) before its watch delivered the dead
+    node's entry (revision 3): the mirror keeps the takeover, and later a release.
+    """
+    registry = Registry(cast(Any, None), "live", "inc-live", 1)
+    name = "team.lead@1"  # stored as a key with escapes
+    key = name_key(name)
+    dead = NameEntry("dead", "inc-dead", "/team.lead@1", "lead", ("m:Lead",))
+    live = NameEntry("live", "inc-live", "/team.lead@1", "lead", ("m:Lead",))
+    registry._claimed(name, live, 7)  # the compare-and-set over the dead node's revision 3
+    version = registry.version
+    registry._apply(key, msgspec.msgpack.encode(dead), None, 3)  # the watch catches up late
+    assert registry.get(name) == live
+    registry._apply(key, b"", "DEL", 5)  # the dead node's release, older than the takeover
+    assert registry.get(name) == live
+    assert registry.version == version  # nothing changed: cached resolutions stay valid
+    registry._apply(key, msgspec.msgpack.encode(live), None, 7)  # the takeover itself
+    assert registry.get(name) == live
+    registry._apply(key, b"", "DEL", 8)  # released since
+    assert registry.get(name) is None
+    registry._apply(key, msgspec.msgpack.encode(live), None, 7)  # older than the release
+    registry._apply(key, msgspec.msgpack.encode(dead), None, 3)
+    assert registry.get(name) is None
+    other = NameEntry("other", "inc-other", "/team.lead@1", "lead", ("m:Lead",))
+    registry._apply(key, msgspec.msgpack.encode(other), None, 9)  # a newer claim: applied
+    assert registry.get(name) == other
 
 
 async def test_names_with_unusual_characters(nodes: Nodes) -> None:
