@@ -27,6 +27,10 @@ class Get(msgspec.Struct):
     pass
 
 
+class Hold(msgspec.Struct):
+    """Handled only by the test actors that hold it on an event."""
+
+
 class Session(Actor):
     starts: ClassVar[int] = 0
     stops: ClassVar[int] = 0
@@ -235,3 +239,32 @@ async def test_tell_right_after_an_lru_passivation_began_is_not_lost() -> None:
         release.set()
         await late
         assert await a.ask(Get()) == (2, ["a0", "late"], "a")
+
+
+async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:
+    """A passivation drains: a handler in progress finishes and its asker gets the answer."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+    async with ActorSystem() as system:
+        ref = system.ref(Held, "k")
+        assert await ref.ask(Hit("a")) == 1
+        asking = asyncio.create_task(ref.ask(Hold()))
+        await entered.wait()  # the handler awaits its gate; the mailbox is empty
+        # A callback runs only once this task suspends: the gate opens after the passivation
+        # below has stopped the actor taking messages and decided whether to wait for it.
+        asyncio.get_running_loop().call_soon(gate.set)
+        await ref.passivate()
+        assert not active(ref)
+        assert await asyncio.wait_for(asking, 1.0) == 2
+        assert Session.stops == 1
+        assert await ref.ask(Get()) == (2, ["a", "held"], "k"), "its snapshot came after it"
+        assert system.virtual_stats().activations == 2
