@@ -268,3 +268,31 @@ async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:
         assert Session.stops == 1
         assert await ref.ask(Get()) == (2, ["a", "held"], "k"), "its snapshot came after it"
         assert system.virtual_stats().activations == 2
+
+
+async def test_a_failed_reactivation_keeps_the_passivated_state() -> None:
+    """``on_start`` failing on reactivation fails that message only: the state the actor was
+    passivated with is still there for the next activation."""
+
+    class Flaky(Session):
+        fail_next_start: ClassVar[bool] = False
+
+        async def on_start(self) -> None:
+            if Flaky.fail_next_start:
+                Flaky.fail_next_start = False
+                raise RuntimeError("on_start failed")
+
+    async with ActorSystem() as system:
+        ref = system.ref(Flaky, "k")
+        for tag in ("a", "b", "c"):
+            await ref.tell(Hit(tag))
+        assert await ref.ask(Get()) == (3, ["a", "b", "c"], "k")
+        await ref.passivate()
+        Flaky.fail_next_start = True
+        with pytest.raises(RuntimeError, match="on_start failed"):
+            await ref.ask(Hit("refused"))
+        assert not active(ref)
+        assert await ref.ask(Get()) == (3, ["a", "b", "c"], "k"), "the saved state is kept"
+        assert await ref.ask(Hit("d")) == 4
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)
