@@ -296,3 +296,54 @@ async def test_a_failed_reactivation_keeps_the_passivated_state() -> None:
         assert await ref.ask(Hit("d")) == 4
         stats = system.virtual_stats()
         assert (stats.activations, stats.passivations) == (2, 1)
+
+
+async def test_messages_arriving_while_a_busy_actor_passivates_are_not_lost() -> None:
+    """Tells and asks that arrive while the passivation waits for a handler in progress, or for
+    ``on_stop``, wait for it to finish and are each handled once, by the next activation."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    stopping, release = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+        async def on_stop(self) -> None:
+            stopping.set()
+            await release.wait()
+
+    async with ActorSystem() as system:
+        loop = asyncio.get_running_loop()
+        ref = system.ref(Held, "k")
+        holding = asyncio.create_task(ref.ask(Hold()))
+        await entered.wait()
+        # Tasks take their first steps in the order they were created: the passivation begins
+        # (waiting for the handler), then the two messages arrive, then the handler finishes.
+        passivating = asyncio.create_task(ref.passivate())
+        draining = [
+            asyncio.create_task(ref.tell(Hit("told while draining"))),
+            asyncio.create_task(ref.ask(Hit("asked while draining"))),
+        ]
+        loop.call_soon(gate.set)
+        await stopping.wait()
+        in_on_stop = [
+            asyncio.create_task(ref.tell(Hit("told in on_stop"))),
+            asyncio.create_task(ref.ask(Hit("asked in on_stop"))),
+        ]
+        loop.call_soon(release.set)  # after both arrived
+        assert await asyncio.wait_for(holding, 1.0) == 1
+        await passivating
+        await asyncio.wait_for(asyncio.gather(*draining, *in_on_stop), 1.0)
+        count, history, _ = await ref.ask(Get())
+        assert history[0] == "held", "the old activation handled only its own message"
+        assert sorted(history[1:]) == sorted(
+            ["told while draining", "asked while draining", "told in on_stop", "asked in on_stop"]
+        )
+        assert count == 5
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)
