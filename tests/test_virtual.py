@@ -347,3 +347,56 @@ async def test_messages_arriving_while_a_busy_actor_passivates_are_not_lost() ->
         assert count == 5
         stats = system.virtual_stats()
         assert (stats.activations, stats.passivations) == (2, 1)
+
+
+@pytest.mark.parametrize("busy", [True, False], ids=["handler-in-progress", "idle"])
+async def test_senders_waiting_for_room_when_a_passivation_begins_are_not_lost(
+    busy: bool,
+) -> None:
+    """A tell and an ask blocked on a full mailbox when a passivation begins: each is handled
+    once, by the next activation, and neither gets ``ActorDeadError``.
+
+    Busy, the passivation stops the actor after its handler in progress (refusing the waiting
+    senders). Idle, it handles what is queued and seals the mailbox in one go, having woken
+    only the one sender it made room for.
+    """
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Box(Session, mailbox_size=1):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+    async with ActorSystem() as system:
+        ref = system.ref(Box, "k")
+        old = ["queued"]
+        if busy:
+            holding = asyncio.create_task(ref.ask(Hold()))
+            await entered.wait()
+            old.insert(0, "held")
+        else:
+            await ref.ask(Get())  # activates it
+        # Tasks take their first steps in the order they were created: both senders find the
+        # mailbox full (filled below, before any of them runs) and wait for room; then the
+        # passivation begins; then (busy) the handler finishes.
+        told = asyncio.create_task(ref.tell(Hit("told")))
+        asked = asyncio.create_task(ref.ask(Hit("asked")))
+        passivating = asyncio.create_task(ref.passivate())
+        ref.tell_nowait(Hit("queued"))
+        asyncio.get_running_loop().call_soon(gate.set)
+        if busy:
+            assert await asyncio.wait_for(holding, 1.0) == 1
+        await passivating
+        await asyncio.wait_for(told, 1.0)
+        answer = await asyncio.wait_for(asked, 1.0)
+        count, history, _ = await ref.ask(Get())
+        assert history[: len(old)] == old, "the old activation handled what it had queued"
+        assert sorted(history[len(old) :]) == ["asked", "told"]
+        assert count == len(history)
+        assert answer == history.index("asked") + 1
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)
