@@ -377,16 +377,38 @@ async def test_handler_definition_errors_are_raised_at_class_creation() -> None:
 
 class Hanging(Actor):
     def __init__(self) -> None:
+        self.entered = asyncio.Event()
         self.gate = asyncio.Event()
         self.cancelled = False
 
     @handler
-    async def wait(self, msg: Get) -> None:
+    async def wait(self, msg: Get) -> str:
+        self.entered.set()
         try:
             await self.gate.wait()
         except asyncio.CancelledError:
             self.cancelled = True
             raise
+        return "released"
+
+
+async def test_a_draining_stop_lets_the_handler_in_progress_finish() -> None:
+    """``stop()`` waits for a handler that is mid-await, even with nothing queued.
+
+    Only ``stop(drain=False)`` cancels a handler in progress; here its asker gets the answer.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Hanging, name="hanging")
+        hanging: Hanging = ref._cell.actor  # type: ignore[assignment]
+        asking = asyncio.create_task(ref.ask(Get()))
+        await hanging.entered.wait()  # the handler awaits its gate; the mailbox is empty
+        # A callback runs only once this task suspends: the gate opens after the stop below has
+        # stopped taking messages and decided whether to wait for the handler.
+        asyncio.get_running_loop().call_soon(hanging.gate.set)
+        assert await ref.stop() == 0
+        assert not hanging.cancelled
+        assert await asyncio.wait_for(asking, 1.0) == "released"
+        assert not ref.is_alive
 
 
 async def test_discarding_stop_cuts_a_hanging_draining_stop_short() -> None:

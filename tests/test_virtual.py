@@ -27,6 +27,10 @@ class Get(msgspec.Struct):
     pass
 
 
+class Hold(msgspec.Struct):
+    """Handled only by the test actors that hold it on an event."""
+
+
 class Session(Actor):
     starts: ClassVar[int] = 0
     stops: ClassVar[int] = 0
@@ -235,3 +239,164 @@ async def test_tell_right_after_an_lru_passivation_began_is_not_lost() -> None:
         release.set()
         await late
         assert await a.ask(Get()) == (2, ["a0", "late"], "a")
+
+
+async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:
+    """A passivation drains: a handler in progress finishes and its asker gets the answer."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+    async with ActorSystem() as system:
+        ref = system.ref(Held, "k")
+        assert await ref.ask(Hit("a")) == 1
+        asking = asyncio.create_task(ref.ask(Hold()))
+        await entered.wait()  # the handler awaits its gate; the mailbox is empty
+        # A callback runs only once this task suspends: the gate opens after the passivation
+        # below has stopped the actor taking messages and decided whether to wait for it.
+        asyncio.get_running_loop().call_soon(gate.set)
+        await ref.passivate()
+        assert not active(ref)
+        assert await asyncio.wait_for(asking, 1.0) == 2
+        assert Session.stops == 1
+        assert await ref.ask(Get()) == (2, ["a", "held"], "k"), "its snapshot came after it"
+        assert system.virtual_stats().activations == 2
+
+
+async def test_a_failed_reactivation_keeps_the_passivated_state() -> None:
+    """``on_start`` failing on reactivation fails that message only: the state the actor was
+    passivated with is still there for the next activation."""
+
+    class Flaky(Session):
+        fail_next_start: ClassVar[bool] = False
+
+        async def on_start(self) -> None:
+            if Flaky.fail_next_start:
+                Flaky.fail_next_start = False
+                raise RuntimeError("on_start failed")
+
+    async with ActorSystem() as system:
+        ref = system.ref(Flaky, "k")
+        for tag in ("a", "b", "c"):
+            await ref.tell(Hit(tag))
+        assert await ref.ask(Get()) == (3, ["a", "b", "c"], "k")
+        await ref.passivate()
+        Flaky.fail_next_start = True
+        with pytest.raises(RuntimeError, match="on_start failed"):
+            await ref.ask(Hit("refused"))
+        assert not active(ref)
+        assert await ref.ask(Get()) == (3, ["a", "b", "c"], "k"), "the saved state is kept"
+        assert await ref.ask(Hit("d")) == 4
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)
+
+
+async def test_messages_arriving_while_a_busy_actor_passivates_are_not_lost() -> None:
+    """Tells and asks that arrive while the passivation waits for a handler in progress, or for
+    ``on_stop``, wait for it to finish and are each handled once, by the next activation."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    stopping, release = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+        async def on_stop(self) -> None:
+            stopping.set()
+            await release.wait()
+
+    async with ActorSystem() as system:
+        loop = asyncio.get_running_loop()
+        ref = system.ref(Held, "k")
+        holding = asyncio.create_task(ref.ask(Hold()))
+        await entered.wait()
+        # Tasks take their first steps in the order they were created: the passivation begins
+        # (waiting for the handler), then the two messages arrive, then the handler finishes.
+        passivating = asyncio.create_task(ref.passivate())
+        draining = [
+            asyncio.create_task(ref.tell(Hit("told while draining"))),
+            asyncio.create_task(ref.ask(Hit("asked while draining"))),
+        ]
+        loop.call_soon(gate.set)
+        await stopping.wait()
+        in_on_stop = [
+            asyncio.create_task(ref.tell(Hit("told in on_stop"))),
+            asyncio.create_task(ref.ask(Hit("asked in on_stop"))),
+        ]
+        loop.call_soon(release.set)  # after both arrived
+        assert await asyncio.wait_for(holding, 1.0) == 1
+        await passivating
+        await asyncio.wait_for(asyncio.gather(*draining, *in_on_stop), 1.0)
+        count, history, _ = await ref.ask(Get())
+        assert history[0] == "held", "the old activation handled only its own message"
+        assert sorted(history[1:]) == sorted(
+            ["told while draining", "asked while draining", "told in on_stop", "asked in on_stop"]
+        )
+        assert count == 5
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)
+
+
+@pytest.mark.parametrize("busy", [True, False], ids=["handler-in-progress", "idle"])
+async def test_senders_waiting_for_room_when_a_passivation_begins_are_not_lost(
+    busy: bool,
+) -> None:
+    """A tell and an ask blocked on a full mailbox when a passivation begins: each is handled
+    once, by the next activation, and neither gets ``ActorDeadError``.
+
+    Busy, the passivation stops the actor after its handler in progress (refusing the waiting
+    senders). Idle, it handles what is queued and seals the mailbox in one go, having woken
+    only the one sender it made room for.
+    """
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Box(Session, mailbox_size=1):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            self.count += 1
+            self.history.append("held")
+            return self.count
+
+    async with ActorSystem() as system:
+        ref = system.ref(Box, "k")
+        old = ["queued"]
+        if busy:
+            holding = asyncio.create_task(ref.ask(Hold()))
+            await entered.wait()
+            old.insert(0, "held")
+        else:
+            await ref.ask(Get())  # activates it
+        # Tasks take their first steps in the order they were created: both senders find the
+        # mailbox full (filled below, before any of them runs) and wait for room; then the
+        # passivation begins; then (busy) the handler finishes.
+        told = asyncio.create_task(ref.tell(Hit("told")))
+        asked = asyncio.create_task(ref.ask(Hit("asked")))
+        passivating = asyncio.create_task(ref.passivate())
+        ref.tell_nowait(Hit("queued"))
+        asyncio.get_running_loop().call_soon(gate.set)
+        if busy:
+            assert await asyncio.wait_for(holding, 1.0) == 1
+        await passivating
+        await asyncio.wait_for(told, 1.0)
+        answer = await asyncio.wait_for(asked, 1.0)
+        count, history, _ = await ref.ask(Get())
+        assert history[: len(old)] == old, "the old activation handled what it had queued"
+        assert sorted(history[len(old) :]) == ["asked", "told"]
+        assert count == len(history)
+        assert answer == history.index("asked") + 1
+        stats = system.virtual_stats()
+        assert (stats.activations, stats.passivations) == (2, 1)

@@ -334,13 +334,23 @@ class Cell:
 
     async def put(self, item: Any) -> None:
         """Enqueue, waiting while the mailbox is full (backpressure)."""
+        if not self.accepting or len(self.queue) >= self.capacity:
+            await self.room()
+        self.queue.append(item)
+        if not self.scheduled and self.runnable:
+            self.schedule()
+
+    async def room(self) -> None:
+        """Wait until the mailbox has room for a message (return at once if it has).
+
+        Raises ``ActorDeadError`` if the actor takes no more messages, now or while waiting: a
+        sender that gets it has enqueued nothing. It returns only when there is room, so a
+        caller that enqueues before it next awaits is neither refused nor made to wait.
+        """
         while True:
             if not self.accepting:
                 raise ActorDeadError(f"{self.path} is stopped", actor=self.path)
             if len(self.queue) < self.capacity:
-                self.queue.append(item)
-                if not self.scheduled and self.runnable:
-                    self.schedule()
                 return
             waiter: asyncio.Future[None] = self.loop.create_future()
             waiters = self.put_waiters
@@ -657,11 +667,19 @@ class Cell:
         self.stopping.set_result(discarded)
         return discarded
 
-    def refuse_senders(self, error: ActorDeadError) -> None:
-        """Take no more messages: senders waiting for room in the mailbox get ``error``."""
+    def refuse_senders(self, error: ActorDeadError | None = None) -> None:
+        """Take no more messages: senders waiting for room in the mailbox get ``error``.
+
+        ``error`` defaults to an ``ActorDeadError``, made only if a sender waits. A cell must
+        stop accepting through here: a sender left waiting would never be woken.
+        """
         self.accepting = False
         waiters = self.put_waiters
+        if not waiters:
+            return
         self.put_waiters = ()
+        if error is None:
+            error = ActorDeadError(f"{self.path} is stopped", actor=self.path)
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_exception(error)

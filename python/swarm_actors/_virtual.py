@@ -9,8 +9,9 @@ number of active virtual actors passes ``max_active`` (least recently used first
 tree's O(1) LRU) or when an actor handled nothing for ``passivate_after`` seconds.
 
 Guarantees: at most one activation per key at any time (concurrent first messages share one
-activation); a message that arrives while its actor is being passivated waits for the
-passivation to finish and then reactivates it: nothing is lost.
+activation); a message that arrives while its actor is being passivated, or whose sender was
+waiting for room in the mailbox when the passivation began, waits for the passivation to
+finish and then reactivates it: nothing is lost.
 
 ``system.batch_spawn(Worker, depth=4, branching=32)`` describes 1,082,400 virtual actors
 (1,048,576 leaves) in constant time; ``batch[i]`` is the ref of leaf ``i``.
@@ -23,6 +24,7 @@ create no task and no future.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
 import typing
@@ -38,6 +40,7 @@ from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._recorder import Ledger, record_signal
+from swarm_actors._ref import _check_timeout
 from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
@@ -317,8 +320,10 @@ class VirtualRegistry:
         actor = cell.actor
         assert actor is not None
         # From here on senders wait for this passivation (and then reactivate): nothing can
-        # slip into a mailbox that is about to be sealed.
-        cell.accepting = False
+        # slip into a mailbox that is about to be sealed. Senders already waiting for room are
+        # refused and go round the same way: the turn above woke only as many of them as it
+        # made room for, and no later turn would wake the others.
+        cell.refuse_senders()
         cell.runnable = False
         cell.state = STOPPING
         finished, value = True, None
@@ -515,20 +520,29 @@ class VirtualRef(Generic[A]):
 
     async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
         """Send ``message`` and return the reply, activating the actor if needed."""
+        _check_timeout(timeout)
         if ENFORCED[0]:
             self._check_send()
         registry = self._registry
+        agent = self._agent
         while True:
-            cell = registry.cells.get(self._agent)
+            cell = registry.cells.get(agent)
             if cell is None or not cell.accepting:
-                cell = await registry.ensure_active(self._agent, self._class, self._key)
-            registry.tree.touch(self._agent)
-            try:
-                return await cell.ref.ask(message, timeout=timeout)
-            except ActorDeadError as exc:
-                if exc.actor != cell.path or self._agent in registry.cells:
-                    raise
-                # Refused because it was being passivated: reactivate and ask again.
+                cell = await registry.ensure_active(agent, self._class, self._key)
+            if len(cell.queue) >= cell.capacity:
+                # Wait for room here, not inside the ask, where a refusal could not be told
+                # from a reply: if a passivation begins meanwhile, the mailbox refuses the
+                # message before it is enqueued, and it goes round to the next activation (as
+                # in ``tell``).
+                with contextlib.suppress(ActorDeadError):
+                    await cell.room()
+                continue
+            registry.tree.touch(agent)
+            # With room, the ask enqueues the message (or runs its handler inline) before it
+            # first suspends, so nothing can refuse it: an ``ActorDeadError`` from here on means
+            # the delivered message was dropped or its handler cancelled (a stop that did not
+            # drain). It is not resent: it may have been partly handled.
+            return await cell.ref.ask(message, timeout=timeout)
 
     def _check_send(self) -> None:
         check_send(self._class, f"/{self._class.__qualname__}:{self._key}")
