@@ -14,10 +14,10 @@ from pathlib import Path
 
 import nkeys
 import pytest
-import structlog
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
+from log_capture import capture_logs
 from swarm_actors import (
     AuthenticationError,
     ConnectError,
@@ -384,7 +384,7 @@ async def test_connection_events_are_logged_without_tracebacks(
         reconnected.set()
 
     async with NatsServer(jetstream=False) as server:
-        with structlog.testing.capture_logs() as logs:
+        with capture_logs() as logs:
             client = await connect(
                 NatsOptions(servers=server.url, name="watched", reconnect_wait=0.05),
                 reconnected_cb=on_reconnect,

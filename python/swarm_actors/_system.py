@@ -9,8 +9,6 @@ from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import structlog
-
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._events import SignalKind, SwarmEvent
@@ -21,6 +19,7 @@ from swarm_actors._exceptions import (
     TransportError,
 )
 from swarm_actors._journal import Journal, MemoryJournal
+from swarm_actors._log import get_logger
 from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._placement import Placement, check_position
 from swarm_actors._recorder import (
@@ -48,7 +47,7 @@ __all__ = ["ActorSystem"]
 
 A = TypeVar("A", bound="Actor")
 
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 
 DEFAULT_JOURNAL_EVENTS = 100_000
 """Events the default in-process journal keeps (the oldest are dropped first)."""
