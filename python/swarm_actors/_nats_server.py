@@ -20,6 +20,8 @@ Processes are managed by PID with :class:`subprocess.Popen` (no event-loop child
   running when the interpreter exits.
 * ``kill`` (SIGKILL), ``pause`` / ``resume`` (SIGSTOP / SIGCONT) and ``restart`` are there for
   fault tests; a restart keeps the ports and the store, so JetStream data survives it.
+* A server never outlives the process that started it, whatever kills that process: see
+  ``_nats_guard`` and :meth:`NatsServer.spawn`.
 
 The store directory is the caller's when given (data then survives any number of servers run
 on it, see :func:`start_embedded`); otherwise it is a temporary directory removed by ``stop``.
@@ -69,6 +71,9 @@ _INSTALL_HINT = (
 
 # Processes started by this interpreter and not yet reaped: killed at exit if still running.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
+# Write ends of the guard pipes (by server PID; see NatsServer.spawn), closed once it is reaped.
+_GUARDS: dict[int, int] = {}
+_GUARD_SCRIPT = Path(__file__).with_name("_nats_guard.py")
 
 
 def _kill_leftovers() -> None:
@@ -79,13 +84,36 @@ def _kill_leftovers() -> None:
 atexit.register(_kill_leftovers)
 
 
+def _forget_in_child() -> None:
+    """In a child forked from this process: its servers and guard pipes are not the child's.
+
+    An inherited guard pipe would keep a server alive as long as the child lives, and the
+    child's exit must not kill the parent's servers.
+    """
+    for fd in _GUARDS.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _GUARDS.clear()
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL (waking a paused process first is unnecessary for SIGKILL) and reap."""
+    """SIGKILL (waking a paused process first is unnecessary for SIGKILL) and reap.
+
+    Then the guard pipe is closed: its guardian finds the server gone and just exits.
+    """
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
     _LIVE.pop(proc.pid, None)
+    guard = _GUARDS.pop(proc.pid, None)
+    if guard is not None:
+        os.close(guard)
 
 
 def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
@@ -404,6 +432,18 @@ class NatsServer:
         """Launch the process without waiting for it; follow with :meth:`wait_ready`.
 
         Used to start the nodes of a cluster together. Does nothing when already running.
+
+        The server must not outlive this process, however it ends: ``atexit`` covers a clean
+        exit only, and a SIGKILL leaves no chance to clean up. So (on POSIX) the server is
+        started through ``_nats_guard``, which forks a guardian and then execs nats-server
+        (the PID held here is the server's own, for signals, pause and reaping). The guardian
+        reads a pipe whose only write end this process holds; the kernel closes it when this
+        process dies, and the guardian then SIGKILLs the server and removes the work
+        directory. After a normal stop the pipe is closed once the server is reaped, and the
+        guardian just exits. Not ``prctl(PR_SET_PDEATHSIG)``: Linux only, it needs a
+        ``preexec_fn`` (unsafe in a threaded process) and fires when the *thread* that
+        spawned the server exits, so a server started from an event loop in a worker thread
+        would die with that thread. The cost is one small Python process per server.
         """
         if self.running:
             return
@@ -419,18 +459,36 @@ class NatsServer:
             self._monitor_port = self._monitor_port or monitor
         config = self._workdir / "nats-server.conf"
         config.write_text(self._render_config())
+        command = [str(binary), "-c", str(config)]
+        guarded = os.name == "posix" and bool(sys.executable)
+        if guarded:
+            cleanup = str(self._workdir)
+            command = [sys.executable, "-I", "-S", str(_GUARD_SCRIPT), cleanup, *command]
+            stdin, guard = os.pipe()  # both ends close-on-exec: no other child inherits them
+        else:  # pragma: no cover - Windows: atexit only
+            stdin, guard = subprocess.DEVNULL, -1
         log: IO[bytes]
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            self._proc = subprocess.Popen(
-                [str(binary), "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-            )
+        try:
+            with self.log_path.open("ab") as log:
+                self._log_offset = log.tell()
+                self._proc = subprocess.Popen(
+                    command,
+                    stdin=stdin,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                )
+        except BaseException:
+            if guarded:
+                os.close(guard)
+            raise
+        finally:
+            if guarded:
+                os.close(stdin)
         self._paused = False
         _LIVE[self._proc.pid] = self._proc
+        if guarded:
+            _GUARDS[self._proc.pid] = guard
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the running server greets clients and, with JetStream, is healthy.
