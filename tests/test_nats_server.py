@@ -297,6 +297,20 @@ def test_the_server_dies_with_its_owner_killed_by_a_signal(
             os.kill(pid, signal.SIGKILL)
 
 
+@asyncio_test
+async def test_a_store_directory_serves_one_server_at_a_time(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    async with NatsServer(store_dir=store):
+        second = NatsServer(store_dir=store, ready_timeout=5.0)
+        with pytest.raises(NatsServerError, match="in use") as info:
+            await second.start()
+        assert str(store) in str(info.value)
+        assert not second.running
+        await second.stop()
+    async with NatsServer(store_dir=store) as again:  # free once the first one stopped
+        assert again.running
+
+
 # --- JetStream persistence ------------------------------------------------------------------
 
 

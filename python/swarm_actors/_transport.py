@@ -150,7 +150,6 @@ class Transport:
             if options is None:
                 from swarm_actors._nats_server import start_embedded
 
-                assert self._data_dir is not None
                 self.server = await start_embedded(self._data_dir)
                 options = NatsOptions(servers=self.server.url)
             if options.name is None:
