@@ -302,11 +302,13 @@ async def test_a_store_directory_serves_one_server_at_a_time(tmp_path: Path) -> 
     store = tmp_path / "store"
     async with NatsServer(store_dir=store):
         second = NatsServer(store_dir=store, ready_timeout=5.0)
-        with pytest.raises(NatsServerError, match="in use") as info:
-            await second.start()
-        assert str(store) in str(info.value)
-        assert not second.running
-        await second.stop()
+        try:
+            with pytest.raises(NatsServerError, match="in use") as info:
+                await second.start()
+            assert str(store) in str(info.value)
+            assert not second.running
+        finally:
+            await second.stop()
     async with NatsServer(store_dir=store) as again:  # free once the first one stopped
         assert again.running
 
