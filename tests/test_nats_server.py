@@ -272,7 +272,7 @@ def test_the_server_dies_with_its_owner_killed_by_a_signal(
     )
     assert proc.stdout is not None
     assert proc.stderr is not None
-    pid = 0
+    pid, workdir = 0, ""
     try:
         line = proc.stdout.readline()  # the owner prints it, or exits (EOF)
         assert line, proc.stderr.read()
@@ -293,8 +293,10 @@ def test_the_server_dies_with_its_owner_killed_by_a_signal(
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
-        if pid and not exited(pid):  # the orphan of a failed run
+        if pid and not exited(pid):  # the orphan of a failed run, and its files
             os.kill(pid, signal.SIGKILL)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 @asyncio_test
