@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
 
-import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
@@ -377,8 +376,8 @@ READ_TARGET = 100_000.0
 
 
 def quiet_logs() -> None:
-    """Connection events are structlog lines on stdout: keep the Markdown report clean."""
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    """Warnings to stderr; connection events (info, debug) stay out of the Markdown report."""
+    logging.basicConfig(level=logging.WARNING)
 
 
 def main() -> None:

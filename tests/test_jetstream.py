@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
-import structlog
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from log_capture import capture_logs
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -140,7 +140,7 @@ async def test_concurrent_appends_share_a_small_window_without_stalling(
     )
     try:
         batches = [[decision(unique_name, 1000 * b + i) for i in range(200)] for b in range(4)]
-        with structlog.testing.capture_logs() as logs:
+        with capture_logs() as logs:
             started = time.monotonic()
             results = await asyncio.gather(*(journal.append_many(b) for b in batches))
             elapsed = time.monotonic() - started
@@ -445,12 +445,12 @@ async def test_garbage_in_the_stream_is_a_typed_error_or_skipped(
     await journal.append(decision(unique_name, 3))
     with pytest.raises(EventDecodeError, match="sequence 2"):
         await collect(journal.read())
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         entries = await collect(journal.read(errors="skip"))
     assert [e.sequence for e in entries] == [1, 3]
     assert [entry["sequence"] for entry in logs if entry["event"] == "journal.undecodable"] == [2]
     consumer = journal.durable("reader")
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         deliveries = await consumer.fetch(10, timeout=2)
     assert [d.entry.sequence for d in deliveries] == [1, 3]
     assert any(entry["event"] == "journal.undecodable" for entry in logs)
@@ -463,13 +463,10 @@ async def test_garbage_in_the_stream_is_a_typed_error_or_skipped(
 # --- durable consumers ----------------------------------------------------------------------
 
 CRASHING_CONSUMER = """
-import asyncio, logging, sys
-import structlog
+import asyncio, sys
 from swarm_actors import NatsOptions
 from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._nats_conn import connect
-
-structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
 
 async def main():
     url, stream, subjects = sys.argv[1:4]

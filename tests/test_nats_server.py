@@ -6,18 +6,20 @@ import asyncio
 import os
 import pickle
 import shutil
+import signal
 import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import nkeys
 import pytest
-import structlog
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
+from log_capture import capture_logs
 from swarm_actors import (
     AuthenticationError,
     ConnectError,
@@ -210,6 +212,109 @@ def test_invalid_server_arguments_are_refused() -> None:
         NatsCluster(0)
 
 
+# --- an owner that dies ---------------------------------------------------------------------
+
+OWNERS = {
+    "embedded": """
+import asyncio, sys
+from swarm_actors import ActorSystem
+
+async def main() -> None:
+    async with ActorSystem(nats="embedded", data_dir=sys.argv[1]) as system:
+        server = system._transport.server
+        print(server.pid, server.log_path.parent, flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+""",
+    "NatsServer": """
+import asyncio
+from swarm_actors.testing import NatsServer
+
+async def main() -> None:
+    async with NatsServer() as server:
+        print(server.pid, server.log_path.parent, flush=True)
+        await asyncio.sleep(3600)
+
+asyncio.run(main())
+""",
+}
+
+
+def exited(pid: int) -> bool:
+    """The process is gone or a zombie: it exited (whoever inherited it may reap it later)."""
+    stat = Path(f"/proc/{pid}/stat")
+    if not Path("/proc/self/stat").exists():
+        return process_gone(pid)
+    try:
+        return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("owner", sorted(OWNERS))
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
+def test_the_server_dies_with_its_owner_killed_by_a_signal(
+    tmp_path: Path, owner: str, signum: signal.Signals
+) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", OWNERS[owner], str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    pid, workdir = 0, ""
+    try:
+        line = proc.stdout.readline()  # the owner prints it, or exits (EOF)
+        assert line, proc.stderr.read()
+        pid_text, workdir = line.split()
+        pid = int(pid_text)
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        if cmdline.exists():
+            assert b"nats-server" in cmdline.read_bytes()
+        assert not exited(pid)
+        proc.send_signal(signum)  # no clean-up in the owner (SIGTERM: Python's default action)
+        proc.wait()
+        wait_until(lambda: exited(pid), 10, f"nats-server {pid} outlived its owner")
+        # Its temporary work directory (config, log) goes with it; a data_dir would stay.
+        wait_until(lambda: not Path(workdir).exists(), 10, f"{workdir} outlived its server")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        if pid and not exited(pid):  # the orphan of a failed run, and its files
+            os.kill(pid, signal.SIGKILL)
+        if workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+@asyncio_test
+async def test_a_store_directory_serves_one_server_at_a_time(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    async with NatsServer(store_dir=store):
+        second = NatsServer(store_dir=store, ready_timeout=5.0)
+        try:
+            with pytest.raises(NatsServerError, match="in use") as info:
+                await second.start()
+            assert str(store) in str(info.value)
+            assert not second.running
+        finally:
+            await second.stop()
+    async with NatsServer(store_dir=store) as again:  # free once the first one stopped
+        assert again.running
+
+
 # --- JetStream persistence ------------------------------------------------------------------
 
 
@@ -384,7 +489,7 @@ async def test_connection_events_are_logged_without_tracebacks(
         reconnected.set()
 
     async with NatsServer(jetstream=False) as server:
-        with structlog.testing.capture_logs() as logs:
+        with capture_logs() as logs:
             client = await connect(
                 NatsOptions(servers=server.url, name="watched", reconnect_wait=0.05),
                 reconnected_cb=on_reconnect,

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import structlog
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -20,6 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import StatusCode
 
+from log_capture import capture_logs
 from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, handler
 from swarm_actors._cell import Ask
 from swarm_actors.testing import settle
@@ -355,7 +355,7 @@ async def test_log_is_bound_with_the_actor_and_the_handled_messages_trace(
 ) -> None:
     async with ActorSystem(tracer_provider=provider) as system:
         worker = await system.start(Worker, name="logger")
-        with structlog.testing.capture_logs() as logs:
+        with capture_logs(Worker.__module__) as logs:
             with tracer.start_as_current_span("root") as root:
                 await worker.tell(Work(suspend=True))
             await asyncio.wait_for(worker._cell.actor.done.wait(), 5)  # type: ignore[union-attr]

@@ -12,11 +12,11 @@ from typing import Any, cast
 import msgspec
 import pytest
 import pytest_asyncio
-import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
+from log_capture import capture_logs
 from nats_sync import observe, sync
 from swarm_actors import (
     Actor,
@@ -623,7 +623,7 @@ async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
     letters = await dead_letters(nats_client, b.node or "")
     subject = f"swarm.node.{b.node}"
     good = frame([TellOut(name, "transport_peer:Add", Add(1), "", "")], msgspec.msgpack.Encoder())
-    with structlog.testing.capture_logs() as logs:
+    with capture_logs() as logs:
         await nats_client.publish(subject, b"\x00garbage\xff")
         await nats_client.publish(subject, good[:-3])  # truncated
         letter = await asyncio.wait_for(letters.get(), 5.0)

@@ -20,10 +20,10 @@ from swarm_actors import (
     ActorNameError,
     ActorRef,
     ActorSystem,
+    NatsServerError,
     RemoteError,
     RemoteRef,
 )
-from swarm_actors._system import default_data_dir
 from swarm_actors.testing import NatsCluster, NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, peer
 
@@ -131,10 +131,80 @@ async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) ->
         await system.start(Counter, name=name)
 
 
-def test_default_data_dir_is_per_node_under_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
-    assert default_data_dir("n1") == Path("/somewhere/swarm-actors/nats/n1")
-    assert default_data_dir(None) == Path("/somewhere/swarm-actors/nats/default")
+NO_DATA_DIR = """
+import asyncio, sys
+import msgspec
+from swarm_actors import Actor, ActorSystem, handler
+
+class Ping(msgspec.Struct):
+    pass
+
+class Ponger(Actor):
+    @handler
+    async def ping(self, msg: Ping) -> str:
+        return "pong"
+
+async def main() -> None:
+    async with ActorSystem(nats="embedded") as system:
+        ref = await system.start(Ponger, name="ponger")  # a name in the JetStream registry
+        print(system._transport.server.store_dir, await ref.ask(Ping(), timeout=10.0), flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    print("done")
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_embed_a_server_without_a_data_dir_at_once(tmp_path: Path) -> None:
+    # Wherever a default store could be looked for is under tmp_path, and checked afterwards.
+    home, tmp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmp.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XDG_")}
+    env.update(HOME=str(home), TMPDIR=str(tmp))
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", NO_DATA_DIR],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
+    try:
+        stores = []
+        for proc in procs:  # both are running now, each holding its server
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            assert line.endswith(" pong\n"), (line, proc.communicate()[1])
+            stores.append(line.split()[0])
+        outputs = [proc.communicate("", timeout=30) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0, 0], outputs
+        assert [out for out, _ in outputs] == ["done\n", "done\n"]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert stores[0] != stores[1]  # a store of its own each
+    assert not any(Path(store).exists() for store in stores)  # removed when the server stopped
+    assert list(home.iterdir()) == []
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.asyncio
+async def test_a_data_dir_in_use_by_another_embedded_server_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "nats"
+    async with ActorSystem(nats="embedded", data_dir=data):
+        with pytest.raises(NatsServerError, match="in use") as info:
+            async with ActorSystem(nats="embedded", data_dir=data):
+                pass
+        assert str(data) in str(info.value)
+        assert "data_dir" in str(info.value)
+    async with ActorSystem(nats="embedded", data_dir=data):  # free again
+        pass
 
 
 def test_local_systems_never_import_nats() -> None:

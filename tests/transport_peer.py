@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import structlog
 
 from swarm_actors import Actor, ActorRef, ActorSystem, handler
 
@@ -162,7 +161,7 @@ async def serve(url: str, node: str, name: str, ttl: float) -> None:
 
 
 if __name__ == "__main__":
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    logging.basicConfig(level=logging.WARNING)  # shown with the output if the peer fails
     import transport_peer  # the types under their importable name, not __main__'s
 
     url, node, name = sys.argv[1:4]

@@ -145,7 +145,9 @@ class Actor:
 
     Always available: ``self.log``, a structlog logger bound with the actor's path (``actor``),
     name (``actor_name``) and the trace and span ids of the message being handled
-    (``trace_id``, ``span_id``, when it is traced); and ``self.step(name)``, a tracing span.
+    (``trace_id``, ``span_id``, when it is traced), whose records go to the standard
+    ``logging`` logger named after the actor's class (``<module>.<qualname>``); and
+    ``self.step(name)``, a tracing span.
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE

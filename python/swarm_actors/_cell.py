@@ -22,8 +22,6 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import (
@@ -32,6 +30,7 @@ from swarm_actors._exceptions import (
     MailboxFullError,
     UnhandledMessageError,
 )
+from swarm_actors._log import get_logger
 from swarm_actors._recorder import Ledger, record_signal
 from swarm_actors._supervision import Directive
 from swarm_actors._telemetry import InContext, handle_traced
@@ -47,7 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Cell", "Dispatcher"]
 
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 
 TURN_BUDGET = 256
 """Messages one actor handles per turn before the dispatcher moves on (fairness)."""

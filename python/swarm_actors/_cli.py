@@ -3,12 +3,17 @@
 ``swarm-actors demo`` runs a short, self-checking tour of the Rust core: a bag-of-tasks on the
 tuple space with blocking workers, a restricted handle, Hilbert placement, and a million-agent
 hierarchy that is materialized, pruned, compressed and restored.
+
+Logs go to stderr, warnings and errors only by default: ``-v`` adds info, ``-vv`` debug, ``-q``
+keeps errors only. (The library itself configures no logging; this command, an application,
+does.)
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -116,20 +121,58 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``swarm-actors`` command."""
+def _add_verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "-v",
+        "--verbose",
+        action="count",
+        default=default,
+        help="log more to stderr: -v info, -vv debug (default: warnings)",
+    )
+    group.add_argument(
+        "-q", "--quiet", action="store_true", default=default, help="log errors only"
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``swarm-actors`` command."""
     parser = argparse.ArgumentParser(prog="swarm-actors", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"swarm-actors {__version__}")
+    _add_verbosity(parser, default=None)
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="run a short self-checking tour of the core")
+    # Also accepted after the command; SUPPRESS keeps the subcommand from resetting them.
+    _add_verbosity(p_demo, default=argparse.SUPPRESS)
     p_demo.add_argument("--tasks", type=int, default=10_000, help="bag-of-tasks size")
     p_demo.add_argument("--workers", type=int, default=8, help="concurrent workers")
     p_demo.add_argument("--active", type=int, default=200_000, help="agents to materialize")
     p_demo.set_defaults(func=demo)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The ``logging`` level the ``-v`` / ``-q`` flags of ``args`` ask for."""
+    if args.quiet:
+        return logging.ERROR
+    verbose = args.verbose or 0
+    return logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``swarm-actors`` command."""
+    cli = parser()
+    args = cli.parse_args(argv)
+    if args.verbose and args.quiet:  # one before the command, the other after it
+        cli.error("-v/--verbose and -q/--quiet exclude each other")
     for name in ("tasks", "workers", "active"):
         if getattr(args, name, 1) < 1:
-            parser.error(f"--{name} must be >= 1")
+            cli.error(f"--{name} must be >= 1")
+    logging.basicConfig(
+        level=log_level(args),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     result: int = args.func(args)
     return result
 

@@ -24,11 +24,11 @@ from collections import defaultdict, deque
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
-import structlog
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask as Entry
 from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._log import get_logger
 from swarm_actors._placement import Placement
 from swarm_actors._ref import _check_timeout
 from swarm_actors._registry import name_key, open_bucket, settled
@@ -49,7 +49,7 @@ __all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef", "PlacementSt
 
 A = TypeVar("A", bound="Actor")
 
-_log = structlog.get_logger("swarm_actors.placement")
+_log = get_logger("swarm_actors.placement")
 
 STATE_BUCKET = "swarm_state"
 DEFAULT_HANDOVER_TIMEOUT = 30.0

@@ -20,11 +20,10 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Self
 
-import structlog
-
 from swarm_actors._events import decode_event
 from swarm_actors._exceptions import EventDecodeError, InvalidArgumentError, JournalClosedError
 from swarm_actors._journal import JournalEntry, _check_filter
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Delivery", "DurableConsumer"]
 
-_log = structlog.get_logger("swarm_actors.journal")
+_log = get_logger("swarm_actors.journal")
 
 
 def _raise_lost_cancellation() -> None:

@@ -40,7 +40,6 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import msgspec
-import structlog
 
 from swarm_actors._events import SwarmEvent, decode_event, encode_event, subject_for
 from swarm_actors._exceptions import (
@@ -53,6 +52,7 @@ from swarm_actors._exceptions import (
     SubjectError,
 )
 from swarm_actors._journal import ALL_EVENTS, JournalEntry, _check_filter, _compile
+from swarm_actors._log import get_logger
 from swarm_actors._nats_conn import NatsOptions, check_payload_size, connect, placement_pending
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
 
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
 
 __all__ = ["JetStreamJournal"]
 
-_log = structlog.get_logger("swarm_actors.journal")
+_log = get_logger("swarm_actors.journal")
 T = TypeVar("T")
 
 _MSG_ID = "Nats-Msg-Id"

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import structlog
-
 from swarm_actors._exceptions import (
     AuthenticationError,
     ConnectError,
     InvalidArgumentError,
     MessageTooLargeError,
 )
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     # nats-py costs ~40 ms to import: only code that connects pays for it.
@@ -44,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NatsOptions", "check_payload_size", "connect", "placement_pending"]
 
-_log = structlog.get_logger("swarm_actors.nats")
+_log = get_logger("swarm_actors.nats")
 
 _SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 _AUTH_MARKERS = ("authorization violation", "authentication")
@@ -256,7 +255,7 @@ async def connect(
     reconnected_cb: EventCallback | None = None,
     closed_cb: EventCallback | None = None,
 ) -> Client:
-    """A connected nats-py client, with its callbacks logged through structlog.
+    """A connected nats-py client, with its callbacks logged (``swarm_actors.nats`` logger).
 
     The optional callbacks run after the logging, for code that must react to connection
     changes (they must be ``async def``). Raises :class:`AuthenticationError` when a server

@@ -20,9 +20,12 @@ Processes are managed by PID with :class:`subprocess.Popen` (no event-loop child
   running when the interpreter exits.
 * ``kill`` (SIGKILL), ``pause`` / ``resume`` (SIGSTOP / SIGCONT) and ``restart`` are there for
   fault tests; a restart keeps the ports and the store, so JetStream data survives it.
+* A server never outlives the process that started it, whatever kills that process: see
+  ``_nats_guard`` and :meth:`NatsServer.spawn`.
 
 The store directory is the caller's when given (data then survives any number of servers run
-on it, see :func:`start_embedded`); otherwise it is a temporary directory removed by ``stop``.
+on it, one at a time: a second server on a directory in use is refused, see
+:class:`NatsServer`); otherwise it is a temporary directory removed by ``stop``.
 """
 
 from __future__ import annotations
@@ -69,6 +72,12 @@ _INSTALL_HINT = (
 
 # Processes started by this interpreter and not yet reaped: killed at exit if still running.
 _LIVE: dict[int, subprocess.Popen[bytes]] = {}
+# Write ends of the guard pipes (by server PID; see NatsServer.spawn), closed once it is reaped.
+_GUARDS: dict[int, int] = {}
+# Descriptors of held store locks (see _lock_store).
+_LOCKS: set[int] = set()
+_GUARD_SCRIPT = Path(__file__).with_name("_nats_guard.py")
+_LOCK_FILE = "swarm-nats.lock"
 
 
 def _kill_leftovers() -> None:
@@ -79,13 +88,70 @@ def _kill_leftovers() -> None:
 atexit.register(_kill_leftovers)
 
 
+def _forget_in_child() -> None:
+    """In a child forked from this process: its servers, pipes and locks are not the child's.
+
+    An inherited guard pipe would keep a server alive as long as the child lives, an inherited
+    lock would keep its store locked, and the child's exit must not kill the parent's servers.
+    """
+    for fd in [*_GUARDS.values(), *_LOCKS]:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _GUARDS.clear()
+    _LOCKS.clear()
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_in_child)
+
+
 def _kill_and_reap(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL (waking a paused process first is unnecessary for SIGKILL) and reap."""
+    """SIGKILL (waking a paused process first is unnecessary for SIGKILL) and reap.
+
+    Then the guard pipe is closed: its guardian finds the server gone and just exits.
+    """
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
     _LIVE.pop(proc.pid, None)
+    guard = _GUARDS.pop(proc.pid, None)
+    if guard is not None:
+        os.close(guard)
+
+
+def _lock_store(store: Path) -> int | None:
+    """Lock ``store`` for one server (an open descriptor), or raise if another one has it.
+
+    Two servers on one JetStream store corrupt it, or one of them fails later with errors
+    that say nothing of the cause. ``flock`` on a file in the store: the server process
+    inherits the descriptor, so the lock lasts as long as the server or its owner holds it,
+    and the kernel releases it when both are gone, however they died. Not on Windows.
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    fd = os.open(store / _LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise NatsServerError(
+            f"the store directory {store} is in use by another nats-server (two servers on one "
+            "store would corrupt it): give each running server a directory of its own "
+            "(ActorSystem(data_dir=...), NatsServer(store_dir=...)), or none for a temporary "
+            "one"
+        ) from None
+    _LOCKS.add(fd)
+    return fd
+
+
+def _unlock_store(fd: int | None) -> None:
+    if fd is not None:
+        _LOCKS.discard(fd)
+        os.close(fd)
 
 
 def _wait_stopped(pid: int, timeout: float = 2.0) -> None:
@@ -206,7 +272,9 @@ class NatsServer:
 
     * ``store_dir``: JetStream store directory (the server keeps its files in
       ``store_dir/jetstream``). Given, it is never deleted and its data survives restarts and
-      new servers on the same directory; omitted, a temporary one is removed by :meth:`stop`.
+      new servers on the same directory, one at a time (it is locked from the first start to
+      :meth:`stop`; starting a second server on it raises :class:`NatsServerError`); omitted,
+      a temporary one is removed by :meth:`stop`.
     * ``jetstream``, ``max_file_store``, ``max_memory_store``: JetStream and its limits (bytes).
     * ``user`` / ``password``, ``token`` or ``nkey_users`` (public user nkeys, ``U...``):
       client authorization, one scheme at most.
@@ -297,6 +365,7 @@ class NatsServer:
         self._workdir: Path | None = None
         self._store: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._lock: int | None = None
         self._log_offset = 0
         self._paused = False
 
@@ -367,7 +436,11 @@ class NatsServer:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        await self.start()
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()  # no __aexit__ follows: release the store and the files now
+            raise
         return self
 
     async def __aexit__(
@@ -404,6 +477,19 @@ class NatsServer:
         """Launch the process without waiting for it; follow with :meth:`wait_ready`.
 
         Used to start the nodes of a cluster together. Does nothing when already running.
+        Raises :class:`NatsServerError` when the store directory is in use by another server.
+
+        The server must not outlive this process, however it ends: ``atexit`` covers a clean
+        exit only, and a SIGKILL leaves no chance to clean up. So (on POSIX) the server is
+        started through ``_nats_guard``, which forks a guardian and then execs nats-server
+        (the PID held here is the server's own, for signals, pause and reaping). The guardian
+        reads a pipe whose only write end this process holds; the kernel closes it when this
+        process dies, and the guardian then SIGKILLs the server and removes the work
+        directory. After a normal stop the pipe is closed once the server is reaped, and the
+        guardian just exits. Not ``prctl(PR_SET_PDEATHSIG)``: Linux only, it needs a
+        ``preexec_fn`` (unsafe in a threaded process) and fires when the *thread* that
+        spawned the server exits, so a server started from an event loop in a worker thread
+        would die with that thread. The cost is one small Python process per server.
         """
         if self.running:
             return
@@ -413,24 +499,45 @@ class NatsServer:
         if self._store is None:
             self._store = self._store_arg or self._workdir / "store"
         self._store.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = _lock_store(self._store)
         if self._port is None or self._monitor_port is None:
             port, monitor = free_ports(2)
             self._port = self._port or port
             self._monitor_port = self._monitor_port or monitor
         config = self._workdir / "nats-server.conf"
         config.write_text(self._render_config())
+        command = [str(binary), "-c", str(config)]
+        guarded = os.name == "posix" and bool(sys.executable)
+        if guarded:
+            cleanup = str(self._workdir)
+            command = [sys.executable, "-I", "-S", str(_GUARD_SCRIPT), cleanup, *command]
+            stdin, guard = os.pipe()  # both ends close-on-exec: no other child inherits them
+        else:  # pragma: no cover - Windows: atexit only
+            stdin, guard = subprocess.DEVNULL, -1
         log: IO[bytes]
-        with self.log_path.open("ab") as log:
-            self._log_offset = log.tell()
-            self._proc = subprocess.Popen(
-                [str(binary), "-c", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                close_fds=True,
-            )
+        try:
+            with self.log_path.open("ab") as log:
+                self._log_offset = log.tell()
+                self._proc = subprocess.Popen(
+                    command,
+                    stdin=stdin,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    close_fds=True,
+                    pass_fds=() if self._lock is None else (self._lock,),
+                )
+        except BaseException:
+            if guarded:
+                os.close(guard)
+            raise
+        finally:
+            if guarded:
+                os.close(stdin)
         self._paused = False
         _LIVE[self._proc.pid] = self._proc
+        if guarded:
+            _GUARDS[self._proc.pid] = guard
 
     async def wait_ready(self, timeout: float | None = None) -> None:
         """Wait until the running server greets clients and, with JetStream, is healthy.
@@ -489,6 +596,8 @@ class NatsServer:
         try:
             await self._terminate()
         finally:
+            _unlock_store(self._lock)
+            self._lock = None
             if self._workdir is not None:
                 shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -804,18 +913,20 @@ class NatsCluster:
 
 
 async def start_embedded(
-    data_dir: str | os.PathLike[str],
+    data_dir: str | os.PathLike[str] | None = None,
     *,
     max_file_store: int = 1024 * 1024 * 1024,
     max_memory_store: int = DEFAULT_MAX_MEMORY_STORE,
     ready_timeout: float = 10.0,
 ) -> NatsServer:
-    """Start a private JetStream server whose data lives in ``data_dir`` (created if needed).
+    """Start a private JetStream server, its data in ``data_dir`` (created if needed).
 
     This is what ``ActorSystem(nats="embedded")`` runs: a started :class:`NatsServer` on a free
-    loopback port, its JetStream store in ``data_dir`` so journals survive process restarts
-    (the same directory must not be used by two servers at once). The caller stops it with
-    ``await server.stop()``, which leaves ``data_dir`` in place.
+    loopback port. With ``data_dir`` its JetStream store is there, so journals survive process
+    restarts; one server at a time may use it (a second one raises :class:`NatsServerError`
+    naming the directory). Without, the store is a temporary directory of this server's own,
+    so any number of processes can each embed a server at once. The caller stops it with
+    ``await server.stop()``, which leaves ``data_dir`` in place and removes a temporary store.
     """
     server = NatsServer(
         store_dir=data_dir,
@@ -824,5 +935,9 @@ async def start_embedded(
         max_memory_store=max_memory_store,
         ready_timeout=ready_timeout,
     )
-    await server.start()
+    try:
+        await server.start()
+    except BaseException:
+        await server.stop()  # the store lock and the work directory
+        raise
     return server

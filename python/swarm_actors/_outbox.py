@@ -19,10 +19,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from swarm_actors._cell import _Resume
 from swarm_actors._exceptions import MessageTooLargeError, TransportError
+from swarm_actors._log import get_logger
 from swarm_actors._wire import FRAME_HEADER, TYPE_NAMES, TellOut, seal, type_name
 
 if TYPE_CHECKING:
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DIRECT_WRITE_BYTES", "FLUSH_BYTES", "Outbox", "node_subject"]
 
-_log = structlog.get_logger("swarm_actors.transport")
+_log = get_logger("swarm_actors.transport")
 
 FLUSH_BYTES = 64 * 1024
 """A destination's buffer is sent once it holds this much (or a quarter of max_payload)."""

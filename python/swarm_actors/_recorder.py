@@ -15,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 from opentelemetry import trace
 
 from swarm_actors._events import (
@@ -29,6 +28,7 @@ from swarm_actors._events import (
     SystemSignal,
     new_event,
 )
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from swarm_actors._cell import Cell
@@ -52,7 +52,7 @@ SYSTEM_AGENT = "/"
 """``agent_id`` of the events about the system as a whole."""
 
 _ENCODER = msgspec.msgpack.Encoder()
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 _get_current_span = trace.get_current_span
 
 

@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
-import structlog
 
 from swarm_actors._exceptions import ActorNameError, TransportError
+from swarm_actors._log import get_logger
 from swarm_actors._nats_conn import placement_pending
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ __all__ = [
     "watch_bucket",
 ]
 
-_log = structlog.get_logger("swarm_actors.transport")
+_log = get_logger("swarm_actors.transport")
 
 T = TypeVar("T")
 

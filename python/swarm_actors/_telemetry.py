@@ -28,12 +28,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
-import structlog
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.util.types import AttributeValue
+
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from swarm_actors._actor import Actor
@@ -220,9 +221,12 @@ def step_span(
 class ActorLog:
     """``Actor.log``: a structlog logger bound with the actor's path, name and current trace.
 
-    The trace and span ids are read from the current span at each read of ``self.log``, so they
-    are those of the message being handled; nothing is paid unless something logs. An actor may
-    assign its own ``log`` attribute: the instance attribute then wins.
+    Its records go to ``logging.getLogger("<module>.<qualname>")`` of the actor's class (see
+    ``swarm_actors._log``): the application's ``logging`` configuration decides what is shown
+    and where, as for its other loggers. The trace and span ids are read from the current span
+    at each read of ``self.log``, so they are those of the message being handled; nothing is
+    paid unless something logs. An actor may assign its own ``log`` attribute: the instance
+    attribute then wins.
     """
 
     @overload
@@ -238,8 +242,8 @@ class ActorLog:
             cls = type(actor)
             cell = state.get("_cell")
             if cell is None:  # read in __init__, before the runtime set the actor up
-                return structlog.get_logger(f"{cls.__module__}.{cls.__qualname__}")
-            base = structlog.get_logger(
+                return get_logger(f"{cls.__module__}.{cls.__qualname__}")
+            base = get_logger(
                 f"{cls.__module__}.{cls.__qualname__}", actor=cell.path, actor_name=cell.name
             )
             state["_swarm_log"] = base

@@ -10,9 +10,8 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from swarm_actors._exceptions import ActorDeadError, MailboxFullError
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from swarm_actors._cell import Cell
@@ -20,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Timers"]
 
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 
 
 class Timers:

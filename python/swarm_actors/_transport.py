@@ -42,7 +42,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import structlog
 
 from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._cell import Ask as Entry
@@ -52,6 +51,7 @@ from swarm_actors._exceptions import (
     TransportError,
     WireFormatError,
 )
+from swarm_actors._log import get_logger
 from swarm_actors._nats_conn import NatsOptions, connect
 from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
 from swarm_actors._outbox import Outbox, node_subject
@@ -90,7 +90,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Transport", "node_subject"]
 
-_log = structlog.get_logger("swarm_actors.transport")
+_log = get_logger("swarm_actors.transport")
 
 PROBE_TIMEOUT = 2.0
 """Seconds a node waits for another to answer a liveness probe before counting it as gone."""
@@ -150,7 +150,6 @@ class Transport:
             if options is None:
                 from swarm_actors._nats_server import start_embedded
 
-                assert self._data_dir is not None
                 self.server = await start_embedded(self._data_dir)
                 options = NatsOptions(servers=self.server.url)
             if options.name is None:

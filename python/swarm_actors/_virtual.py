@@ -32,13 +32,13 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
-import structlog
 
 from swarm_actors._actor import Actor
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import ActorDeadError
+from swarm_actors._log import get_logger
 from swarm_actors._recorder import Ledger, record_signal
 from swarm_actors._ref import _check_timeout
 from swarm_actors._telemetry import sampled_context
@@ -52,7 +52,7 @@ __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
 
 A = TypeVar("A", bound="Actor")
 
-log = structlog.get_logger("swarm_actors")
+log = get_logger("swarm_actors")
 
 _STATE_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _STATE_ENCODER = msgspec.msgpack.Encoder()

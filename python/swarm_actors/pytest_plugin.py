@@ -23,8 +23,8 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
-import structlog
 
+from swarm_actors._log import get_logger
 from swarm_actors._system import ActorSystem
 from swarm_actors.testing import NatsCluster, NatsServer, VirtualClock
 
@@ -47,7 +47,7 @@ the disk)."""
 NATS_TEST_MEMORY_STORE = 16 * 1024 * 1024
 """JetStream memory storage limit of the NATS fixtures' servers."""
 
-log = structlog.get_logger("swarm_actors.testing")
+log = get_logger("swarm_actors.testing")
 
 
 def pytest_configure(config: pytest.Config) -> None:
