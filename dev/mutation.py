@@ -5,7 +5,7 @@ maturin's ``python/``), so this script stages a copy of the project with the pac
 ``src/``, the compiled extension beside it, and a ``[tool.mutmut]`` table naming the modules
 below. Then it runs mutmut and writes a per-module score with every survivor's diff.
 
-    python dev/mutation.py stage DIR     # copy the project into DIR, ready for `mutmut run`
+    python dev/mutation.py stage DIR [MODULE ...]  # copy the project into DIR for `mutmut run`
     python dev/mutation.py report DIR    # after `mutmut run` in DIR: score + survivors (Markdown)
 
 Survivors that are equivalent mutants (no behaviour can tell them apart) are listed in
@@ -37,7 +37,7 @@ TARGETS: dict[str, list[str]] = {
     # The NATS layer's decisions: where a key lives, who holds a shard, which name wins.
     "_placement.py": ["test_placement.py"],
     "_shards.py": ["test_placement.py"],
-    "_registry.py": ["test_registry.py", "test_transport.py"],
+    "_registry.py": ["test_registry.py"],
 }
 
 # Lines that are diagnostics, not behaviour: log calls (their text and level).
@@ -50,8 +50,15 @@ KILLED = {"killed", "timeout", "segfault", "caught by type check"}
 EQUIVALENT: dict[str, str] = {}
 
 
-def stage(dest: Path) -> None:
-    """Copy the project into ``dest`` with the package under ``src/`` and mutmut configured."""
+def stage(dest: Path, modules: list[str]) -> None:
+    """Copy the project into ``dest`` with the package under ``src/`` and mutmut configured.
+
+    ``modules`` (default: all of ``TARGETS``) limits the run to some of the modules.
+    """
+    unknown = set(modules) - set(TARGETS)
+    if unknown:
+        sys.exit(f"not a mutation target: {sorted(unknown)}; targets: {sorted(TARGETS)}")
+    targets = {m: TARGETS[m] for m in modules or TARGETS}
     import swarm_actors._tuplecore as core  # the installed (release) build of the extension
 
     if dest.exists():
@@ -65,11 +72,11 @@ def stage(dest: Path) -> None:
     shutil.copy2(core.__file__, dest / "src" / "swarm_actors" / Path(core.__file__).name)
     shutil.copytree(ROOT / "tests", dest / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     tests = sorted(
-        {f"tests/{t}" for files in TARGETS.values() for t in files if (ROOT / "tests" / t).exists()}
+        {f"tests/{t}" for files in targets.values() for t in files if (ROOT / "tests" / t).exists()}
     )
     table = {
         "source_paths": ["src/swarm_actors"],
-        "only_mutate": [f"src/swarm_actors/{m}" for m in TARGETS],
+        "only_mutate": [f"src/swarm_actors/{m}" for m in targets],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"],
         "do_not_mutate_patterns": IGNORED_PATTERNS,
@@ -125,7 +132,7 @@ def report(where: Path) -> int:
 if __name__ == "__main__":
     command, target = sys.argv[1], Path(sys.argv[2])
     if command == "stage":
-        stage(target)
+        stage(target, sys.argv[3:])
     elif command == "report":
         sys.exit(report(target))
     else:
