@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -12,6 +14,7 @@ from swarm_actors import (
     Actor,
     ActorDeadError,
     ActorNameError,
+    ActorRef,
     ActorSystem,
     MailboxFullError,
     UnhandledMessageError,
@@ -409,6 +412,74 @@ async def test_a_draining_stop_lets_the_handler_in_progress_finish() -> None:
         assert not hanging.cancelled
         assert await asyncio.wait_for(asking, 1.0) == "released"
         assert not ref.is_alive
+
+
+def _unstarted(ref: ActorRef[Any]) -> bool:
+    """Whether ``ref``'s actor handed a suspended handler to a task that has not started yet."""
+    task = ref._cell.task
+    if task is None:
+        return False
+    coro = cast("Coroutine[Any, Any, None]", task.get_coro())
+    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+
+
+async def test_a_discarding_stop_before_the_handlers_task_starts_fails_the_inline_asker() -> None:
+    """``stop(drain=False)`` just after an inline ask's handler suspended.
+
+    The ask runs the handler in the asker's task up to its first await, then hands it to a task
+    of the actor's own; the stop comes in the same loop iteration, before that task's first
+    step. The handler must still be cancelled and its asker answered with ``ActorDeadError``.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Hanging, name="hanging")
+        hanging: Hanging = ref._cell.actor  # type: ignore[assignment]
+
+        async def stop_now() -> int:
+            assert hanging.entered.is_set()  # the case under test
+            assert _unstarted(ref)
+            return await ref.stop(drain=False)
+
+        # Tasks take their first step in the order they were made, in the next loop iteration.
+        asking = asyncio.create_task(ref.ask(Get()))
+        stopping = asyncio.create_task(stop_now())
+        assert await asyncio.wait_for(stopping, 2.0) == 0
+        with pytest.raises(ActorDeadError):
+            await asyncio.wait_for(asking, 2.0)
+        assert hanging.cancelled
+        assert not ref.is_alive
+        assert ref._cell.task is None
+        assert not ref._cell.busy
+
+
+async def test_a_discarding_stop_cuts_a_draining_one_before_the_handlers_task_starts() -> None:
+    """The draining stop resumes after the handler suspended, before its task's first step.
+
+    The draining stop waits for the queued message; ``stop(drain=False)`` cuts it short; the
+    dispatcher's turn then starts the handler, which suspends and is handed to a task; the
+    draining stop resumes before that task's first step, and must still cancel the handler.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Hanging, name="hanging")
+        hanging: Hanging = ref._cell.actor  # type: ignore[assignment]
+        seen: list[bool] = []
+
+        def check() -> None:  # runs after the dispatcher's turn, before the draining stop resumes
+            drained = ref._cell.drained
+            seen.append(hanging.entered.is_set() and _unstarted(ref))  # the case under test
+            seen.append(drained is not None and drained.done())
+
+        # Each of these runs, in this order, in the next loop iteration.
+        draining = asyncio.create_task(ref.stop())  # waits for the queued message
+        cutting = asyncio.create_task(ref.stop(drain=False))
+        ref.tell_nowait(Get())  # schedules the dispatcher's turn
+        asyncio.get_running_loop().call_soon(check)
+        assert await asyncio.wait_for(draining, 2.0) == 0
+        assert await asyncio.wait_for(cutting, 2.0) == 0
+        assert seen == [True, True]
+        assert hanging.cancelled
+        assert not ref.is_alive
+        assert ref._cell.task is None
+        assert not ref._cell.busy
 
 
 async def test_discarding_stop_cuts_a_hanging_draining_stop_short() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import typing
+from collections.abc import Coroutine
 from typing import Any, ClassVar
 
 import msgspec
@@ -239,6 +242,44 @@ async def test_tell_right_after_an_lru_passivation_began_is_not_lost() -> None:
         release.set()
         await late
         assert await a.ask(Get()) == (2, ["a0", "late"], "a")
+
+
+@pytest.mark.parametrize("started", [False, True])
+async def test_a_passivation_cancelled_by_stop_all_still_ends_sealed(started: bool) -> None:
+    """``stop_all`` cancels the system's pending tasks, the task finishing a passivation among
+    them, whether it has taken its first step or not (a task cancelled before then never runs
+    at all). The passivation must still end with the actor sealed: otherwise every later
+    message to it (and the next ``stop_all``) waits forever, or its state is lost."""
+    release = asyncio.Event()
+    unwound: list[str] = []
+
+    class SlowStop(Session):
+        async def on_stop(self) -> None:
+            try:
+                await release.wait()
+            finally:
+                unwound.append(self.key)
+
+    system = ActorSystem(max_active=1)
+    try:
+        a, b = system.ref(SlowStop, "a"), system.ref(SlowStop, "b")
+        await a.ask(Hit("a0"))
+        await b.tell(Hit("b0"))  # passivates `a`: its on_stop suspends, finished in a task
+        (task,) = system._tasks
+        if started:
+            await settle()
+        coro = typing.cast("Coroutine[Any, Any, None]", task.get_coro())
+        state = inspect.CORO_SUSPENDED if started else inspect.CORO_CREATED
+        assert inspect.getcoroutinestate(coro) == state  # the case under test
+        task.cancel()  # as stop_all does
+        release.set()  # later passivations (of `b`, below and at the end) finish on their own
+        assert await asyncio.wait_for(a.ask(Get()), 2.0) == (1, ["a0"], "a")
+        # `a`'s on_stop was unwound, then `b` passivated (normally) to make room for the ask.
+        assert unwound == ["a", "b"]
+        assert system.virtual_stats().passivations == 2
+    finally:
+        # Not ``async with``: its exit would wait for the passivation forever, past any guard.
+        await asyncio.wait_for(system.stop_all(), 2.0)
 
 
 async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:

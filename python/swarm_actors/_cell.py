@@ -18,9 +18,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import inspect
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._events import SignalKind
@@ -484,6 +485,12 @@ class Cell:
         # Actors whose handlers keep suspending are served by this one task: after each
         # handler it goes on with the mailbox (no new task, no dispatcher round trip).
         CURRENT_SENDER.set(self)  # this task's own context: it only ever runs this actor
+        if self.state is STOPPING:
+            # stop(drain=False) came before this first step and left the cancelling to this
+            # task (see _stop): cancelled at its first await, the handler unwinds below.
+            this = asyncio.current_task()
+            assert this is not None
+            this.cancel()
         while True:
             try:
                 result = await _Resume(coro, yielded)
@@ -704,11 +711,18 @@ class Cell:
         self.state = STOPPING
         self.runnable = False
         discarded = self.discard_queue(dead)
-        if self.task is not None:
-            self.task.cancel()
+        task = self.task
+        if task is not None:
+            # Cancel the handler in progress; its task answers the asker (ActorDeadError). A
+            # task not yet started (the handler suspended in this loop iteration) is left to
+            # cancel itself when it starts: cancelled now, it would never run _finish at all,
+            # and the handler would stay suspended and its asker unanswered forever.
+            coro = cast("Coroutine[Any, Any, None]", task.get_coro())  # _finish's
+            if inspect.getcoroutinestate(coro) != inspect.CORO_CREATED:
+                task.cancel()
             # Wait for the handler to unwind without re-raising its cancellation here (a
             # cancellation of *this* caller still propagates).
-            await asyncio.wait([self.task])
+            await asyncio.wait([task])
         self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))

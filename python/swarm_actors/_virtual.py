@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import inspect
 import typing
 from collections.abc import Coroutine
@@ -342,7 +343,8 @@ class VirtualRegistry:
             assert coro is not None
             done: asyncio.Future[None] = self.system._loop.create_future()  # type: ignore[union-attr]
             self.transitions[agent] = done
-            self.system._spawn(self._finish_passivation(agent, cell, coro, value, done))
+            task = self.system._spawn(self._finish_passivation(agent, cell, coro, value, done))
+            task.add_done_callback(functools.partial(self._abandoned, agent, cell, coro, done))
             return True
         self._seal(agent, cell)
         return True
@@ -361,6 +363,40 @@ class VirtualRegistry:
                 await _Resume(coro, yielded)
             except Exception:
                 log.exception("on_stop raised during passivation", actor=cell.path)
+            finally:
+                # Cancelled too (stop_all cancels pending tasks): on_stop is cut short, but the
+                # actor is sealed all the same. Unsealed, it would lose its state and its agent
+                # would stay active in the tree with no running actor.
+                self._seal(agent, cell)
+        finally:
+            del self.transitions[agent]
+            done.set_result(None)
+
+    def _abandoned(
+        self,
+        agent: int,
+        cell: Cell,
+        coro: Coroutine[Any, Any, Any],
+        done: asyncio.Future[None],
+        task: asyncio.Task[None],
+    ) -> None:
+        """End a passivation whose ``_finish_passivation`` task never ran.
+
+        ``stop_all`` cancels pending tasks, and a task cancelled before its first step never
+        runs its coroutine: without this, the transition would never end and every message to
+        the actor (and ``passivate``) would wait for it forever. Ends it as a cancelled
+        ``_finish_passivation`` does: on_stop cut short, the actor sealed.
+        """
+        if done.done():  # _finish_passivation ran and ended the transition
+            return
+        token = CURRENT_SENDER.set(cell)
+        try:
+            coro.close()  # on_stop never resumed: unwind it now (its finally blocks run)
+        except Exception:
+            log.exception("on_stop raised during passivation", actor=cell.path)
+        finally:
+            CURRENT_SENDER.reset(token)
+        try:
             self._seal(agent, cell)
         finally:
             del self.transitions[agent]
