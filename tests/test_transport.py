@@ -38,7 +38,15 @@ from swarm_actors import (
 from swarm_actors import _transport as transport_module
 from swarm_actors._journal import MemoryJournal
 from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, Registry, name_key
-from swarm_actors._wire import AskOut, Failure, Reply, TellOut, decode_frame, frame
+from swarm_actors._wire import (
+    AskOut,
+    Failure,
+    Reply,
+    TellOut,
+    decode_frame,
+    frame,
+    type_name,
+)
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
 
@@ -173,13 +181,20 @@ async def test_resolve_waits_for_a_name_registered_later(
     a, b = nodes
     name = unique()
     waiting = asyncio.ensure_future(a.resolve(name, timeout=5.0))
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0)  # the resolve is under way before the name exists
     assert not waiting.done()
     await b.start(Counter, name=name)
     ref = await waiting
     assert await ref.ask(Get(), timeout=5.0) == 0
-    with pytest.raises(TimeoutError):
-        await a.resolve(unique(), timeout=0.1)
+    missing = unique()
+    # The same error as without NATS: typed, naming the actor.
+    with pytest.raises(ActorDeadError, match=f"no actor named '{missing}' on any node") as info:
+        await a.resolve(missing, timeout=0.1)
+    assert info.value.actor == missing
+    async with ActorSystem() as local:
+        with pytest.raises(ActorDeadError, match=f"no actor named '{missing}'") as info:
+            await local.resolve(missing)
+        assert info.value.actor == missing
 
 
 # --- names --------------------------------------------------------------------------------
@@ -297,6 +312,28 @@ async def test_the_name_mirror_never_goes_back_to_an_older_revision() -> None:
     other = NameEntry("other", "inc-other", "/team.lead@1", "lead", ("m:Lead",))
     registry._apply(key, msgspec.msgpack.encode(other), None, 9)  # a newer claim: applied
     assert registry.get(name) == other
+
+
+async def test_waiting_for_a_name_sees_a_registration_made_while_it_reads() -> None:
+    """The watch delivers a name while ``wait``'s read is under way (answered before it)."""
+    registry = Registry(cast(Any, None), "here", "inc-here", 1)
+    name = "late"
+    entry = NameEntry("there", "inc-there", "/late", "", ())
+    reading = asyncio.Event()
+    answer = asyncio.Event()
+
+    class Bucket:
+        async def get(self, key: str) -> Any:
+            reading.set()
+            await answer.wait()
+            raise KeyNotFoundError  # the read saw the bucket before the registration
+
+    registry._names = cast(Any, Bucket())
+    waiting = asyncio.ensure_future(registry.wait(name))
+    await reading.wait()
+    registry._apply(name_key(name), msgspec.msgpack.encode(entry), None, 4)  # the watch
+    answer.set()
+    assert await asyncio.wait_for(waiting, 2.0) == entry
 
 
 async def test_names_with_unusual_characters(nodes: Nodes) -> None:
@@ -708,6 +745,99 @@ async def test_wrong_schema_asks_get_failures_and_tells_dead_letters(
     assert isinstance(answer, Reply)
     assert answer.corr == 9
     assert msgspec.msgpack.decode(answer.body) == 4
+
+
+class Opaque:
+    """A field type msgspec cannot decode: the wire's decode hook refuses it."""
+
+
+class Loose(msgspec.Struct):
+    anything: object  # annotated ``object``, not ``Any``: holds whatever was sent
+
+
+class Strict(msgspec.Struct):
+    thing: Opaque
+
+
+class Picky(msgspec.Struct):
+    n: int
+
+    def __post_init__(self) -> None:
+        if self.n < 0:
+            raise LookupError(f"n must not be negative, got {self.n}")  # not a ValueError
+
+
+class Nested(msgspec.Struct):
+    deep: Any
+
+
+class Taker(Actor):
+    @handler
+    async def loose(self, msg: Loose) -> object:
+        return msg.anything
+
+    @handler
+    async def strict(self, msg: Strict) -> str:
+        return "never"
+
+    @handler
+    async def picky(self, msg: Picky) -> int:
+        return msg.n
+
+    @handler
+    async def nested(self, msg: Nested) -> str:
+        return "shallow enough"
+
+
+async def test_every_decoder_stage_failing_answers_each_ask_and_dead_letters_each_tell(
+    nodes: Nodes, nats_client: Client
+) -> None:
+    _, b = nodes
+    name = unique()
+    await b.start(Taker, name=name)
+    letters = await dead_letters(nats_client, b.node or "")
+    inbox = nats_client.new_inbox()
+    answers: asyncio.Queue[Msg] = asyncio.Queue()
+    await nats_client.subscribe(inbox, cb=answers.put)
+    encoder = msgspec.msgpack.Encoder()
+    deep = msgspec.Raw(b"\x81\xa4deep" + b"\x91" * 1000 + b"\xc0")  # {"deep": [[[...]]]}
+    bad_bodies: list[tuple[str, Any, str]] = [
+        (type_name(Strict), {"thing": 1}, "Opaque"),  # the decode hook refuses the field type
+        (type_name(Picky), {"n": -1}, "must not be negative"),  # __post_init__ raises
+        (type_name(Nested), deep, "not a valid"),  # deeper than the stack
+        (type_name(Picky), msgspec.Raw(b"\xa3abc"), "not a valid"),  # a str, not a Picky
+    ]
+    envelopes: list[Any] = []
+    for corr, (kind, body, _) in enumerate(bad_bodies, start=1):
+        envelopes.append(AskOut(name, kind, body, "", "", corr, inbox))
+        envelopes.append(TellOut(name, kind, body, "", "/sprayer"))
+    envelopes.append(AskOut(name, type_name(Loose), Loose([1, "x"]), "", "", 99, inbox))
+    # One frame: each bad message costs only itself; the good ask at its end is answered.
+    await nats_client.publish(f"swarm.node.{b.node}", frame(envelopes, encoder))
+    got: dict[int, Any] = {}
+    while len(got) < len(bad_bodies) + 1:
+        for answer in decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data):
+            assert isinstance(answer, Failure | Reply)
+            got[answer.corr] = answer
+    for corr, (_, _, reason) in enumerate(bad_bodies, start=1):
+        failure = got[corr]
+        assert isinstance(failure, Failure), failure
+        assert failure.error.endswith("WireFormatError")
+        assert reason in failure.message
+    good = got[99]
+    assert isinstance(good, Reply)
+    assert msgspec.msgpack.decode(good.body) == [1, "x"]
+    reasons = []
+    for _ in bad_bodies:
+        letter = await asyncio.wait_for(letters.get(), 5.0)
+        assert letter.headers is not None
+        assert letter.headers["Swarm-Sender"] == "/sprayer"
+        reasons.append(letter.headers["Swarm-Reason"])
+    for reason, (_, _, expected) in zip(reasons, bad_bodies, strict=True):
+        assert expected in reason
+    # The node still serves the actor.
+    ref = await remote(nodes[0], name)
+    assert await ref.ask(Picky(3), timeout=5.0) == 3
 
 
 async def test_wrong_credentials_fail_fast() -> None:

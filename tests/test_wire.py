@@ -39,6 +39,7 @@ from swarm_actors._wire import (
     frame,
     rebuild_exception,
     salvage_ask,
+    split_array,
     type_name,
 )
 
@@ -262,3 +263,44 @@ def test_name_keys_are_valid_kv_keys_and_reversible(name: str) -> None:
     key = name_key(name)
     assert re.fullmatch(r"[-_=A-Za-z0-9]+", key)
     assert key_name(key) == name
+
+
+# --- splitting a frame without recursion --------------------------------------------------
+
+msgpack_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=300)
+    | st.binary(max_size=300),
+    lambda inner: (
+        st.lists(inner, max_size=20) | st.dictionaries(st.text(max_size=10), inner, max_size=20)
+    ),
+    max_leaves=60,
+)
+
+
+@given(st.lists(msgpack_values, max_size=20))
+def test_split_array_finds_each_item_as_msgspec_encodes_it(items: list[Any]) -> None:
+    encoded = [msgspec.msgpack.encode(item) for item in items]
+    assert split_array(msgspec.msgpack.encode(items)) == encoded
+    # A frame as the transport writes it: an array32 header whatever the count.
+    framed = b"\xdd" + len(items).to_bytes(4, "big") + b"".join(encoded)
+    assert split_array(framed) == encoded
+
+
+def test_split_array_walks_any_depth_and_refuses_what_is_not_one_array() -> None:
+    deep = b"\x91" * 100_000 + b"\xc0"  # far deeper than any recursive decoder goes
+    assert split_array(b"\x92" + deep + b"\x01") == [deep, b"\x01"]
+    for bad, reason in [
+        (b"", "empty"),
+        (b"\x01", "not a msgpack array"),
+        (b"\x92\x01", "truncated"),
+        (b"\x91\xc1", "byte 0xc1"),
+        (b"\x91\x01\x02", "1 bytes after the array"),
+        (b"\x91\xdb\xff\xff\xff\xff", "truncated"),  # a str32 longer than the data
+        (b"\x91\xdd\xff\xff\xff\xff", "truncated"),  # an array32 of 4 G items in 6 bytes
+    ]:
+        with pytest.raises(WireFormatError, match=reason):
+            split_array(bad)

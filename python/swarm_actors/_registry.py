@@ -236,24 +236,32 @@ class Registry:
         """The entry of ``name`` as stored now (one KV read); updates the mirror."""
         names = self._names
         assert names is not None
+        version = self.version
         try:
             entry = await _settled(lambda: names.get(name_key(name)))
         except _key_not_found():
-            if self._mirror.pop(name, None) is not None:
+            # The read may have been answered before an update the watch applied meanwhile:
+            # then the mirror is newer than "not found" and keeps what it has.
+            if self.version == version and self._mirror.pop(name, None) is not None:
                 self.version += 1
-            return None
+            return self._mirror.get(name)
         self._apply(entry.key, entry.value, None, entry.revision or 0)
         return self._mirror.get(name)
 
     async def wait(self, name: str) -> NameEntry:
         """The entry of ``name``, waiting until some node registers it."""
         while True:
-            entry = self._mirror.get(name) or await self.fetch(name)
+            entry = self._mirror.get(name)
             if entry is not None:
                 return entry
+            # Wait before reading: a registration the watch delivers while the read is under
+            # way (the read answered before it) still wakes this waiter.
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._waiters.setdefault(name, []).append(waiter)
             try:
+                entry = await self.fetch(name)
+                if entry is not None:
+                    return entry
                 await waiter
             finally:
                 waiters = self._waiters.get(name)

@@ -478,9 +478,9 @@ class ActorSystem:
     async def resolve(self, name: str, *, timeout: float | None = None) -> ActorRef[Any]:
         """The ref of the actor named ``name``, wherever it runs.
 
-        With NATS, a name no node has registered yet is waited for (another process may be
-        starting it), up to ``timeout`` seconds: then the builtin ``TimeoutError``. Without
-        NATS, an unknown name raises ``ActorDeadError`` at once.
+        An unknown name raises ``ActorDeadError`` naming it: without NATS at once; with
+        NATS once no node has registered it within ``timeout`` seconds (another process may
+        be starting it, so the name is waited for).
         """
         ref = self.lookup(name)
         if ref is not None:
@@ -489,13 +489,21 @@ class ActorSystem:
             raise ActorDeadError(f"no actor named {name!r}", actor=name)
         self._attach()
         transport = await self._connect()
-        async with asyncio.timeout(timeout):
-            while True:
-                await transport.registry.wait(name)
-                ref = self.lookup(name)
-                if ref is not None:
-                    return ref
-                await asyncio.sleep(0.01)  # our own entry, of an actor still stopping
+        waiting = asyncio.timeout(timeout)
+        try:
+            async with waiting:
+                while True:
+                    await transport.registry.wait(name)
+                    ref = self.lookup(name)
+                    if ref is not None:
+                        return ref
+                    await asyncio.sleep(0.01)  # our own entry, of an actor still stopping
+        except TimeoutError:
+            if not waiting.expired():
+                raise  # not our wait: the cluster did not answer in time
+            raise ActorDeadError(
+                f"no actor named {name!r} on any node (waited {timeout} s)", actor=name
+            ) from None
 
     def actors(self) -> list[ActorRef[Any]]:
         """Refs of every running actor, parents before children."""

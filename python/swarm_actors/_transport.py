@@ -41,8 +41,6 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-import msgspec
-
 from swarm_actors._capability import CURRENT_SENDER
 from swarm_actors._cell import Ask as Entry
 from swarm_actors._exceptions import (
@@ -328,41 +326,59 @@ class Transport:
         decoders = self.codec.decoders  # read directly: this loop runs once per remote message
         overflow = self._overflow
         for envelope in envelopes:
-            kind = type(envelope)
-            if kind is Tell:
-                cell = names.get(envelope.target)
-                if cell is None:
-                    if envelope.target[:1] == "~" and self.cluster is not None:
-                        self._virtual_tell(envelope)
+            # One envelope's failure costs only that envelope: the rest of its frame is still
+            # delivered (a try costs nothing until it catches, since Python 3.11).
+            try:
+                kind = type(envelope)
+                if kind is Tell:
+                    cell = names.get(envelope.target)
+                    if cell is None:
+                        if envelope.target[:1] == "~" and self.cluster is not None:
+                            self._virtual_tell(envelope)
+                        else:
+                            self._dead_letter(envelope, "no such actor")
+                        continue
+                    decoder = decoders.get(envelope.type)
+                    try:
+                        if decoder is None:
+                            message = self.codec.decode_body(envelope.type, envelope.body)
+                        else:
+                            message = decoder.decode(envelope.body)
+                    except Exception as exc:  # see Codec.decode_body: any failure is a bad body
+                        if not isinstance(exc, WireFormatError):  # say which type, as decode_body
+                            exc = self.codec.body_error(envelope.type, exc)
+                        self._dead_letter(envelope, str(exc))
+                        continue
+                    if envelope.trace and cell.tracer is not None:
+                        message = Entry(message, None, traceparent_context(envelope.trace))
+                    queue = cell.queue
+                    if cell.accepting and len(queue) < cell.capacity and not overflow:
+                        queue.append(message)  # as a local tell does
+                        if not cell.scheduled and cell.runnable:
+                            cell.schedule()
                     else:
-                        self._dead_letter(envelope, "no such actor")
-                    continue
-                decoder = decoders.get(envelope.type)
-                try:
-                    if decoder is None:
-                        message = self.codec.decode_body(envelope.type, envelope.body)
-                    else:
-                        message = decoder.decode(envelope.body)
-                except (WireFormatError, msgspec.DecodeError, ValueError) as exc:
-                    if not isinstance(exc, WireFormatError):  # say which type, as decode_body
-                        exc = self.codec.body_error(envelope.type, exc)
-                    self._dead_letter(envelope, str(exc))
-                    continue
-                if envelope.trace and cell.tracer is not None:
-                    message = Entry(message, None, traceparent_context(envelope.trace))
-                queue = cell.queue
-                if cell.accepting and len(queue) < cell.capacity and not overflow:
-                    queue.append(message)  # as a local tell does
-                    if not cell.scheduled and cell.runnable:
-                        cell.schedule()
+                        self._enqueue(cell, message, envelope)
+                elif kind is Ask:
+                    self._on_ask(envelope)
+                elif kind is Reply:
+                    self._on_reply(envelope)
                 else:
-                    self._enqueue(cell, message, envelope)
-            elif kind is Ask:
-                self._on_ask(envelope)
-            elif kind is Reply:
-                self._on_reply(envelope)
-            else:
-                self._on_failure(envelope)
+                    self._on_failure(envelope)
+            except Exception as exc:
+                self._undeliverable(envelope, exc)
+
+    def _undeliverable(self, envelope: Any, exc: Exception) -> None:
+        """An envelope whose delivery failed unexpectedly: answer it or dead-letter it."""
+        _log.error("transport.deliver_failed", node=self.node_id, error=repr(exc), exc_info=exc)
+        reason = f"could not be delivered: {exc!r}"
+        if type(envelope) is Ask:
+            self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
+        elif type(envelope) is Tell:
+            self._dead_letter(envelope, reason)
+        else:  # an answer this node could not read: its asker must not wait for another
+            pending = self._pending.pop(envelope.corr, None)
+            if pending is not None and not pending[0].done():
+                pending[0].set_exception(WireFormatError(f"the answer {reason}"))
 
     def _enqueue(self, cell: Cell, item: Any, envelope: Tell | Ask) -> None:
         if cell.accepting and len(cell.queue) < cell.capacity and cell not in self._overflow:

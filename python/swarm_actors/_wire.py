@@ -55,6 +55,7 @@ __all__ = [
     "describe_exception",
     "rebuild_exception",
     "register_message_type",
+    "split_array",
     "type_name",
 ]
 
@@ -155,7 +156,6 @@ class ReplyOut(msgspec.Struct, array_like=True, tag=2, tag_field="k"):
 Envelope = Tell | Ask | Reply | Failure
 
 _FRAME = msgspec.msgpack.Decoder(list[Envelope])
-_RAW_FRAME = msgspec.msgpack.Decoder(list[msgspec.Raw])
 _ENVELOPE = msgspec.msgpack.Decoder(Envelope)
 
 # --- the message-type registry --------------------------------------------------------------
@@ -316,9 +316,11 @@ class Codec:
         origin = get_origin(cls) or cls
         if isinstance(obj, self._ref_type) and isinstance(origin, type) and isinstance(obj, origin):
             return obj
-        # msgspec's dec_hook protocol: NotImplementedError means "not a type this hook
-        # handles", which msgspec turns into its ordinary validation error.
-        raise NotImplementedError
+        if cls is object:  # ``x: object`` holds anything, as msgspec reads it without a hook
+            return obj
+        # msgspec turns a TypeError raised here into its ValidationError (naming the field);
+        # anything else (NotImplementedError included) would escape the decoder as it is.
+        raise TypeError(f"expected {getattr(cls, '__qualname__', cls)}, got {type(obj).__name__}")
 
     def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any]:
         """The decoder of a wire type name; ``WireFormatError`` for a type not registered."""
@@ -343,7 +345,11 @@ class Codec:
         decoder = self.decoder(name)
         try:
             return decoder.decode(body)
-        except (msgspec.DecodeError, ValueError) as exc:  # ValidationError is a DecodeError
+        except Exception as exc:
+            # DecodeError and ValidationError mostly; but a message class's __post_init__ may
+            # raise anything, deep nesting raises RecursionError, and a body that cannot be
+            # read is a bad message whatever the reason: an asker gets an answer, a tell
+            # becomes a dead letter.
             raise self.body_error(name, exc) from exc
 
     @staticmethod
@@ -360,46 +366,188 @@ def decode_frame(data: bytes) -> list[Envelope]:
         return _FRAME.decode(data)
     except msgspec.DecodeError as exc:
         raise WireFormatError(f"not a valid frame: {exc}") from exc
+    except RecursionError as exc:  # msgspec recurses per nesting level, even to skip a Raw
+        raise WireFormatError(f"not a valid frame: {exc}") from exc
 
 
 def decode_frame_leniently(data: bytes) -> list[Envelope | tuple[bytes, WireFormatError]]:
     """A frame envelope by envelope: each bad one as ``(its bytes, the error)``.
 
     Used after ``decode_frame`` failed, so that one bad envelope costs only itself. Raises
-    ``WireFormatError`` when the bytes are not even a msgpack array.
+    ``WireFormatError`` when the bytes are not even a msgpack array. The frame is split
+    without recursion (``split_array``), so an envelope nested deeper than the interpreter's
+    stack costs only itself too.
     """
-    try:
-        raws = _RAW_FRAME.decode(data)
-    except msgspec.DecodeError as exc:
-        raise WireFormatError(f"not a valid frame: {exc}") from exc
     out: list[Envelope | tuple[bytes, WireFormatError]] = []
-    for raw in raws:
+    items, rest = _split(data)
+    if rest is not None and (not items or rest[1].args[0].endswith("after the array")):
+        raise rest[1]  # nothing could be delimited, or the frame's own bounds are wrong
+    for raw in items:
         try:
             out.append(_ENVELOPE.decode(raw))
+        except RecursionError as exc:
+            envelope = _shallow(raw)  # only the body is deep: deliver it, its decode fails
+            out.append(envelope if envelope is not None else (raw, _envelope_error(exc)))
         except msgspec.DecodeError as exc:
-            error = WireFormatError(f"not a valid envelope: {exc}")
-            error.__cause__ = exc
-            out.append((bytes(raw), error))
+            out.append((raw, _envelope_error(exc)))
+    if rest is not None:  # bytes past a point no envelope can be delimited from: one bad part
+        out.append(rest)
     return out
+
+
+def _envelope_error(cause: Exception) -> WireFormatError:
+    error = WireFormatError(f"not a valid envelope: {cause}")
+    error.__cause__ = cause
+    return error
+
+
+_BODY = 3
+"""Index of ``body`` in the tells, asks and replies on the wire (after the kind tag)."""
+
+
+def _shallow(raw: bytes) -> Envelope | None:
+    """The envelope ``raw``, decoded with its body left raw and never recursed into.
+
+    msgspec recurses even to skip a ``Raw`` field, so a body nested deeper than the stack
+    fails the whole envelope. Decoded this way, the envelope still reaches its target, whose
+    decoding of the body fails on its own: the asker gets an answer, a tell a dead letter
+    with its sender.
+    """
+    try:
+        items = split_array(raw)
+        if len(items) <= _BODY:
+            return None
+        shallow = [msgspec.Raw(item) for item in items]
+        shallow[_BODY] = msgspec.Raw(b"\xc0")
+        envelope = _ENVELOPE.decode(msgspec.msgpack.encode(shallow))
+    except (WireFormatError, msgspec.DecodeError, RecursionError):
+        return None
+    if not hasattr(envelope, "body"):
+        return None
+    return msgspec.structs.replace(envelope, body=msgspec.Raw(items[_BODY]))
 
 
 def salvage_ask(raw: bytes) -> tuple[int, str, str] | None:
     """``(corr, reply, target)`` of a malformed envelope that still looks like an ask."""
     try:
-        items = msgspec.msgpack.decode(raw)
-    except msgspec.DecodeError:
+        items = split_array(raw)
+    except WireFormatError:
         return None
-    if (
-        isinstance(items, list)
-        and len(items) >= 8
-        and items[0] == 1
-        and type(items[6]) is int
-        and isinstance(items[7], str)
-        and items[7]
-    ):
-        target = items[1] if isinstance(items[1], str) else ""
-        return items[6], items[7], target
+    if len(items) < 8:
+        return None
+
+    def scalar(item: bytes) -> object:
+        if 0x80 <= item[0] <= 0x9F or 0xDC <= item[0] <= 0xDF:
+            return None  # a container: not the field an ask has there (and never decoded)
+        try:
+            return msgspec.msgpack.decode(item)
+        except msgspec.DecodeError:
+            return None
+
+    kind, target, corr, reply = (scalar(items[i]) for i in (0, 1, 6, 7))
+    if kind == 1 and type(corr) is int and isinstance(reply, str) and reply:
+        return corr, reply, target if isinstance(target, str) else ""
     return None
+
+
+# The length of each msgpack header byte's fixed-size formats: (bytes after the type byte).
+_FIXED = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4, 0xCF: 8}
+_FIXED |= {0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8, 0xD4: 2, 0xD5: 3, 0xD6: 5, 0xD7: 9, 0xD8: 17}
+# Formats with a length prefix: (size of the length, extra bytes after it: an ext's type).
+_SIZED = {0xC4: (1, 0), 0xC5: (2, 0), 0xC6: (4, 0), 0xC7: (1, 1), 0xC8: (2, 1), 0xC9: (4, 1)}
+_SIZED |= {0xD9: (1, 0), 0xDA: (2, 0), 0xDB: (4, 0)}
+# Containers: (size of the count, values per entry).
+_CONTAINERS = {0xDC: (2, 1), 0xDD: (4, 1), 0xDE: (2, 2), 0xDF: (4, 2)}
+
+
+def split_array(data: bytes) -> list[bytes]:
+    """The encoded items of a msgpack array, found without recursion.
+
+    msgspec (and any recursive decoder) fails on nesting deeper than the interpreter's stack,
+    even to skip a value; this walks the bytes with a counter instead, so a hostile message
+    nested a million levels deep is one bad item, not a lost frame. ``WireFormatError`` when
+    ``data`` is not exactly one msgpack array.
+    """
+    items, rest = _split(data)
+    if rest is not None:
+        raise rest[1]
+    return items
+
+
+def _split(data: bytes) -> tuple[list[bytes], tuple[bytes, WireFormatError] | None]:
+    """The items of the array ``data`` up to the first that cannot be delimited, and the rest.
+
+    ``WireFormatError`` when ``data`` does not even start as a msgpack array.
+    """
+    view = memoryview(data)
+    size = len(view)
+    if size == 0:
+        raise WireFormatError("not a valid frame: empty")
+    count, pos = _container(view, 0, size)
+    if count is None:
+        raise WireFormatError("not a valid frame: not a msgpack array")
+    items: list[bytes] = []
+    for _ in range(count):
+        try:
+            end = _skip(view, pos, size)
+        except WireFormatError as exc:
+            return items, (bytes(view[pos:]), exc)
+        items.append(bytes(view[pos:end]))
+        pos = end
+    if pos != size:
+        error = WireFormatError(f"not a valid frame: {size - pos} bytes after the array")
+        return items, (bytes(view[pos:]), error)
+    return items, None
+
+
+def _container(view: memoryview, pos: int, size: int) -> tuple[int | None, int]:
+    """``(number of values, position after the header)`` of an array at ``pos``, else None."""
+    head = view[pos]
+    if 0x90 <= head <= 0x9F:
+        return head & 0x0F, pos + 1
+    if head in (0xDC, 0xDD):
+        width = _CONTAINERS[head][0]
+        if pos + 1 + width > size:
+            raise WireFormatError("not a valid frame: truncated")
+        return int.from_bytes(view[pos + 1 : pos + 1 + width], "big"), pos + 1 + width
+    return None, pos
+
+
+def _skip(view: memoryview, pos: int, size: int) -> int:
+    """The position after the one msgpack value at ``pos`` (containers included), iteratively."""
+    pending = 1  # values still to skip: each container adds its own
+    while pending:
+        if pos >= size:
+            raise WireFormatError("not a valid frame: truncated")
+        head = view[pos]
+        pending -= 1
+        pos += 1
+        if head <= 0x7F or head >= 0xE0:  # fixint
+            continue
+        if head <= 0x8F:  # fixmap
+            pending += 2 * (head & 0x0F)
+        elif head <= 0x9F:  # fixarray
+            pending += head & 0x0F
+        elif head <= 0xBF:  # fixstr
+            pos += head & 0x1F
+        elif head in _FIXED:
+            pos += _FIXED[head]
+        elif head in _SIZED:
+            width, extra = _SIZED[head]
+            if pos + width > size:
+                raise WireFormatError("not a valid frame: truncated")
+            pos += width + extra + int.from_bytes(view[pos : pos + width], "big")
+        elif head in _CONTAINERS:
+            width, per_entry = _CONTAINERS[head]
+            if pos + width > size:
+                raise WireFormatError("not a valid frame: truncated")
+            pending += per_entry * int.from_bytes(view[pos : pos + width], "big")
+            pos += width
+        else:  # 0xC1: never used
+            raise WireFormatError(f"not a valid frame: byte 0x{head:02x} at {pos - 1}")
+    if pos > size:
+        raise WireFormatError("not a valid frame: truncated")
+    return pos
 
 
 def frame(envelopes: list[Any], encoder: msgspec.msgpack.Encoder) -> bytes:
