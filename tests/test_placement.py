@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import random
 import time
 import uuid
 from collections import Counter as Histogram
@@ -24,8 +25,10 @@ from swarm_actors import (
     Placement,
     TransportError,
     handler,
+    hilbert_encode,
 )
 from swarm_actors._cluster import parse_target, virtual_target
+from swarm_actors._placement import check_position
 from swarm_actors._registry import name_key
 from swarm_actors._shards import SHARDS_BUCKET
 from swarm_actors.testing import NatsServer
@@ -85,6 +88,93 @@ def test_placement_rejects_bad_configurations() -> None:
     ):
         with pytest.raises(InvalidArgumentError):
             Placement(**bad)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"shards": 48}, "shards must be a power of two, 1-4096, got 48"),
+        ({"shards": 4097}, "shards must be a power of two"),
+        ({"shards": True}, "shards must be a power of two"),
+        ({"strategy": "random"}, 'strategy must be "hilbert" or "hash", got \'random\''),
+        ({"dims": 2.0}, "dims, bits and level_bits must be ints"),
+        ({"bits": 8.0}, "dims, bits and level_bits must be ints"),
+        ({"level_bits": 3.0}, "dims, bits and level_bits must be ints"),
+        ({"bits": 0}, "need dims >= 1, 1 <= bits <= 64 and dims \\* bits <= 128, got 3, 0"),
+        ({"bits": 65, "dims": 1}, "need dims >= 1"),
+        ({"dims": 3, "bits": 43}, "need dims >= 1"),
+        ({"level_bits": 25}, "level_bits must be 1 to dims \\* bits, got 25"),
+        ({"shards": 16, "dims": 1, "bits": 3}, "more shards than cells of the Hilbert grid"),
+    ],
+)
+def test_placement_names_what_is_wrong(settings: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgumentError, match=f"^{message}"):
+        Placement(**settings)
+
+
+def test_placement_accepts_its_boundaries() -> None:
+    for settings in (
+        {"shards": 1},
+        {"shards": 4096},
+        {"dims": 1, "bits": 64},
+        {"dims": 2, "bits": 64},  # dims * bits = 128
+        {"level_bits": 24},  # dims * bits
+        {"level_bits": 1},
+        {"shards": 8, "dims": 1, "bits": 3},  # as many shards as cells
+    ):
+        Placement(**settings)
+
+
+def spec_point(placement: Placement, position: tuple[int, ...]) -> tuple[int, ...]:
+    """The module docstring's rule, written out: path bits dealt round-robin to the axes."""
+    total = placement.dims * placement.bits
+    level = placement.level_bits
+    path = "".join(format(o % (1 << level), f"0{level}b") for o in position)
+    path = path[:total].ljust(total, "0")
+    coords = [0] * placement.dims
+    for j, bit in enumerate(path):
+        if bit == "1":
+            coords[j % placement.dims] |= 1 << (placement.bits - 1 - j // placement.dims)
+    return tuple(coords)
+
+
+@pytest.mark.parametrize(
+    "placement",
+    [Placement(), Placement(level_bits=2), Placement(dims=2, bits=5, level_bits=4, shards=16)],
+)
+def test_a_position_maps_to_the_grid_point_its_path_spells(placement: Placement) -> None:
+    rng = random.Random(11)
+    for _ in range(300):
+        position = tuple(rng.randrange(40) for _ in range(rng.randrange(12)))
+        point = placement.point(position)
+        assert point == spec_point(placement, position), position
+        top = placement.dims * placement.bits - (placement.shards.bit_length() - 1)
+        assert placement.shard("W", "k", position) == hilbert_encode(point, placement.bits) >> top
+    assert Placement().point((3, 1)) == (0, 128, 192)
+    assert Placement().point((7,) * 9) == (255, 255, 255)  # deeper levels share the cell
+    assert Placement(level_bits=2).point((3, 1, 2)) == (192, 192, 0)  # 3 wraps to 2 bits
+
+
+def test_shards_are_the_same_in_every_process() -> None:
+    placement = Placement()
+    # Pinned values: a change here moves every stored actor to another shard.
+    assert [placement.shard("W", f"user-{i}") for i in range(4)] == [4, 51, 60, 7]
+    assert placement.shard("transport_peer:Tally", "team-3", (3, 1)) == 17
+    assert Placement(strategy="hash").shard("W", "user-1", (3, 1)) == 51  # position ignored
+    assert Placement(shards=1).shard("W", "x", (5,)) == 0
+    assert Placement(shards=4096).shard("W", "x", (7, 7, 7, 7)) == 2925
+
+
+def test_positions_are_checked() -> None:
+    assert check_position(None) is None
+    assert check_position([1, 0, 2]) == (1, 0, 2)
+    assert check_position(()) == ()
+    for bad in ("12", b"12", 12, {1: 2}):
+        with pytest.raises(InvalidArgumentError, match="^position must be a sequence"):
+            check_position(bad)
+    for bad in ([1, -1], [1, 2.0], [True]):
+        with pytest.raises(InvalidArgumentError, match="^position must hold non-negative ints"):
+            check_position(bad)
 
 
 def test_hilbert_placement_keeps_families_together_and_hash_does_not() -> None:
