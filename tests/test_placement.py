@@ -113,6 +113,7 @@ def test_placement_names_what_is_wrong(settings: dict[str, Any], message: str) -
 
 
 def test_placement_accepts_its_boundaries() -> None:
+    settings: dict[str, Any]
     for settings in (
         {"shards": 1},
         {"shards": 4096},
@@ -169,11 +170,12 @@ def test_positions_are_checked() -> None:
     assert check_position(None) is None
     assert check_position([1, 0, 2]) == (1, 0, 2)
     assert check_position(()) == ()
+    bad: object
     for bad in ("12", b"12", 12, {1: 2}):
-        with pytest.raises(InvalidArgumentError, match="^position must be a sequence"):
+        with pytest.raises(InvalidArgumentError, match=r"^position must be a sequence"):
             check_position(bad)
     for bad in ([1, -1], [1, 2.0], [True]):
-        with pytest.raises(InvalidArgumentError, match="^position must hold non-negative ints"):
+        with pytest.raises(InvalidArgumentError, match=r"^position must hold non-negative ints"):
             check_position(bad)
 
 
