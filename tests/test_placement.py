@@ -11,7 +11,7 @@ import uuid
 from collections import Counter as Histogram
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -113,7 +113,6 @@ def test_placement_names_what_is_wrong(settings: dict[str, Any], message: str) -
 
 
 def test_placement_accepts_its_boundaries() -> None:
-    settings: dict[str, Any]
     for settings in (
         {"shards": 1},
         {"shards": 4096},
@@ -123,7 +122,7 @@ def test_placement_accepts_its_boundaries() -> None:
         {"level_bits": 1},
         {"shards": 8, "dims": 1, "bits": 3},  # as many shards as cells
     ):
-        Placement(**settings)
+        Placement(**cast(dict[str, Any], settings))
 
 
 def spec_point(placement: Placement, position: tuple[int, ...]) -> tuple[int, ...]:
