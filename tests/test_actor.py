@@ -16,6 +16,7 @@ from swarm_actors import (
     ActorNameError,
     ActorRef,
     ActorSystem,
+    AskCycleError,
     MailboxFullError,
     UnhandledMessageError,
     handler,
@@ -532,3 +533,88 @@ async def test_a_loop_of_inline_asks_lets_other_tasks_run() -> None:
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ask_forever(), 0.01)
         task.cancel()
+
+
+# --- asks that would wait for themselves -----------------------------------------------------
+
+
+@dataclass
+class AskSelf:
+    pass
+
+
+@dataclass
+class Relay:
+    """Ask ``to`` for ``Relay(rest)``; at the end of the chain, answer ``"done"``."""
+
+    chain: tuple[str, ...]
+    pause: bool = False  # suspend before asking on: the next ask is not inline
+
+
+class Asker(Actor):
+    @handler
+    async def ask_self(self, msg: AskSelf) -> Any:
+        return await self.ref.ask(Get(), timeout=5.0)
+
+    @handler
+    async def relay(self, msg: Relay) -> Any:
+        if msg.pause:
+            await asyncio.sleep(0)
+        if not msg.chain:
+            return "done"
+        target = self.system.lookup(msg.chain[0])
+        assert target is not None
+        return await target.ask(Relay(msg.chain[1:], msg.pause), timeout=5.0)
+
+    @handler
+    async def get(self, msg: Get) -> int:
+        return 1
+
+
+async def test_an_actor_asking_itself_gets_a_typed_error_at_once() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Asker, name="me")
+        with pytest.raises(AskCycleError, match=r"^ask cycle: /me -> /me ") as info:
+            await asyncio.wait_for(ref.ask(AskSelf()), 1.0)
+        assert info.value.cycle == ("/me", "/me")
+        assert info.value.actor == "/me"
+        assert await ref.ask(Get()) == 1  # the actor still serves
+
+
+@pytest.mark.parametrize("pause", [False, True], ids=["inline", "in-tasks"])
+async def test_a_chain_of_asks_back_to_an_asker_is_refused_naming_the_cycle(pause: bool) -> None:
+    async with ActorSystem() as system:
+        a = await system.start(Asker, name="a")
+        for name in ("b", "c"):
+            await system.start(Asker, name=name)
+        # a asks b, b asks c, c asks a: a is waiting for b, so a can never answer c.
+        with pytest.raises(AskCycleError) as info:
+            await asyncio.wait_for(a.ask(Relay(("b", "c", "a"), pause)), 1.0)
+        assert info.value.cycle == ("/c", "/a", "/b", "/c")
+        assert "ask cycle: /c -> /a -> /b -> /c" in str(info.value)
+        # A chain without a cycle is answered, and nobody is left waiting.
+        assert await asyncio.wait_for(a.ask(Relay(("b", "c"), pause)), 1.0) == "done"
+        with pytest.raises(AskCycleError, match="ask cycle: /c -> /b -> /c "):
+            await asyncio.wait_for(a.ask(Relay(("b", "c", "b"), pause)), 1.0)
+
+
+async def test_asking_a_busy_actor_that_waits_for_someone_else_is_no_cycle() -> None:
+    gate = asyncio.Event()
+
+    class Waiter(Actor):
+        @handler
+        async def relay(self, msg: Relay) -> int:
+            await gate.wait()
+            return 2
+
+    async with ActorSystem() as system:
+        waiter = await system.start(Waiter, name="w")
+        asker = await system.start(Asker, name="x")
+        first = asyncio.ensure_future(waiter.ask(Relay(())))
+        await settle()  # w is busy, waiting on the gate (not on x)
+        second = asyncio.ensure_future(asker.ask(Relay(("w",))))
+        await settle()
+        assert not second.done()
+        gate.set()
+        assert await first == 2
+        assert await second == 2

@@ -182,6 +182,7 @@ class Cell:
         "actor",
         "actor_class",
         "args",
+        "awaiting",
         "busy",
         "cache",
         "capacity",
@@ -242,6 +243,9 @@ class Cell:
         self.runnable = False  # may run a turn now: RUNNING and not busy
         self.scheduled = False
         self.busy = False
+        # The actor whose answer this one's handler is waiting for (an ask in progress), so
+        # that an ask closing a cycle of waits is refused instead of deadlocking.
+        self.awaiting: Cell | None = None
         self.task: asyncio.Task[None] | None = None
         self.processed = 0
         self.dropped = 0

@@ -17,6 +17,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
     │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
+    │   ├── AskCycleError                      an ask that would wait for its own asker
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── EventError                     events, their hash chains and the journal
     │   ├── EventDecodeError (ValueError)      bytes or a dict that are not a valid event
@@ -40,7 +41,8 @@ One root, grouped by the part of the system that raises them::
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
-target's path) and ``MessageCapabilityError`` also ``sender``; event errors carry what
+target's path), ``MessageCapabilityError`` also ``sender`` and ``AskCycleError`` the
+``cycle`` of paths; event errors carry what
 they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
 ``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``);
 ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
@@ -61,6 +63,7 @@ __all__ = [
     "AgentError",
     "AgentStateError",
     "ArityError",
+    "AskCycleError",
     "AuthenticationError",
     "CapabilityError",
     "ChainBrokenError",
@@ -185,6 +188,22 @@ class UnhandledMessageError(ActorError, TypeError):
 
 class ActorNameError(ActorError, ValueError):
     """An actor name is already taken in the system, or is not a valid name."""
+
+
+class AskCycleError(ActorError):
+    """An ask whose target is (through a chain of asks) waiting for the asker: a deadlock.
+
+    An actor handles one message at a time, so an actor that asks itself, or asks an actor
+    that is waiting for an answer from it, would wait forever. The ask is refused at once
+    (nothing is sent); ``cycle`` names the actors, asker first, ending with the asker again.
+    """
+
+    cycle: tuple[str, ...]
+    """Paths of the actors in the cycle: the asker, whom it asks, ..., the asker."""
+
+    def __init__(self, message: str, *, actor: str = "", cycle: tuple[str, ...] = ()) -> None:
+        super().__init__(message, actor=actor)
+        self.cycle = cycle
 
 
 class EscalatedError(ActorError):

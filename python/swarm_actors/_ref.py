@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -11,7 +12,7 @@ from opentelemetry import trace
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask
-from swarm_actors._exceptions import ActorDeadError
+from swarm_actors._exceptions import ActorDeadError, AskCycleError
 from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
 
 if TYPE_CHECKING:
@@ -67,6 +68,30 @@ async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: float | 
         return await future
     finally:
         handle.cancel()
+
+
+async def _ask_waiting(asker: Cell, cell: Cell, entry: Ask, timeout: float | None) -> Any:
+    """An ask from ``asker``'s handler to a busy ``cell``: refused if it closes a cycle."""
+    cycle = [asker.path, cell.path]
+    waiter: Cell | None = cell
+    while waiter is not None and len(cycle) <= 1000:
+        if waiter is asker:
+            raise AskCycleError(
+                f"ask cycle: {' -> '.join(cycle)} (each waits for the next; an actor handles "
+                "one message at a time, so this ask would never be answered)",
+                actor=cell.path,
+                cycle=tuple(cycle),
+            )
+        waiter = waiter.awaiting
+        if waiter is not None:
+            cycle.append(waiter.path)
+    assert entry.future is not None
+    asker.awaiting = cell
+    try:
+        await cell.put(entry)
+        return await _wait_reply(cell, entry.future, timeout)
+    finally:
+        asker.awaiting = None
 
 
 def _check_timeout(timeout: float | None) -> None:
@@ -158,8 +183,11 @@ class ActorRef(Generic[A]):
         if cell.runnable and not cell.queue:
             return await self._ask_inline(message, timeout)
         future: asyncio.Future[Any] = cell.loop.create_future()
-        await cell.put(Ask(message, future))
-        return await _wait_reply(cell, future, timeout)
+        asker = CURRENT_SENDER.get()
+        if asker is None:  # not from a handler: nobody can be waiting for this caller
+            await cell.put(Ask(message, future))
+            return await _wait_reply(cell, future, timeout)
+        return await _ask_waiting(asker, cell, Ask(message, future), timeout)
 
     async def _ask_traced(
         self, message: Any, timeout: float | None, tracer: trace.Tracer, parent: Context
@@ -172,8 +200,11 @@ class ActorRef(Generic[A]):
             if cell.runnable and not cell.queue:
                 return await self._ask_inline(message, timeout)
             future: asyncio.Future[Any] = cell.loop.create_future()
-            await cell.put(Ask(message, future, current_context()))
-            return await _wait_reply(cell, future, timeout)
+            asker = CURRENT_SENDER.get()
+            if asker is None:
+                await cell.put(Ask(message, future, current_context()))
+                return await _wait_reply(cell, future, timeout)
+            return await _ask_waiting(asker, cell, Ask(message, future, current_context()), timeout)
 
     async def _ask_inline(self, message: Any, timeout: float | None) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""
@@ -185,6 +216,9 @@ class ActorRef(Generic[A]):
         cell.runnable = False
         cell.busy = True
         token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor, not us
+        asker = token.old_value
+        if asker is not Token.MISSING and asker is not None:
+            asker.awaiting = cell  # the handler, run here, may ask the asker back
         try:
             coro = fn(cell.actor, message)
             yielded = coro.send(None)
@@ -204,11 +238,19 @@ class ActorRef(Generic[A]):
             raise
         finally:
             CURRENT_SENDER.reset(token)
+            if asker is not Token.MISSING and asker is not None:
+                asker.awaiting = None
         # The handler awaits something: finish it in the actor's own task so that cancelling
         # this caller cannot interrupt the handler halfway.
         future: asyncio.Future[Any] = cell.loop.create_future()
         cell.finish_in_task(coro, yielded, future)
-        return await _wait_reply(cell, future, timeout)
+        if asker is Token.MISSING or asker is None:
+            return await _wait_reply(cell, future, timeout)
+        asker.awaiting = cell
+        try:
+            return await _wait_reply(cell, future, timeout)
+        finally:
+            asker.awaiting = None
 
     async def stop(self, *, drain: bool = True) -> int:
         """Stop the actor and its children; returns the number of discarded messages.
