@@ -18,7 +18,9 @@ from swarm_actors import (
     ActorSystem,
     AskCycleError,
     MailboxFullError,
+    SystemStoppedError,
     UnhandledMessageError,
+    WrongLoopError,
     handler,
 )
 from swarm_actors.testing import settle
@@ -618,3 +620,47 @@ async def test_asking_a_busy_actor_that_waits_for_someone_else_is_no_cycle() -> 
         gate.set()
         assert await first == 2
         assert await second == 2
+
+
+# --- a stopped system, and calls from elsewhere ------------------------------------------------
+
+
+async def test_a_stopped_system_refuses_new_work_with_a_typed_error() -> None:
+    system = ActorSystem()
+    async with system:
+        counter = await system.start(Counter, name="c")
+        session = system.ref(Counter, "kept")
+        await session.tell(Add(1))
+        running = system.stopped
+    assert not running
+    assert system.stopped
+    with pytest.raises(SystemStoppedError, match="stopped"):
+        await system.start(Counter)
+    with pytest.raises(SystemStoppedError):
+        system.ref(Counter, "new")
+    with pytest.raises(SystemStoppedError):
+        await session.ask(Get())  # a virtual ref made before: no activation now
+    with pytest.raises(SystemStoppedError):
+        await system.resolve("c")
+    with pytest.raises(SystemStoppedError):
+        async with system:
+            pass
+    with pytest.raises(ActorDeadError):
+        await counter.ask(Get())  # its actors are stopped, as before
+    assert isinstance(SystemStoppedError("x"), RuntimeError)
+
+
+async def test_a_system_called_from_another_thread_and_loop_gets_a_typed_error() -> None:
+    async def elsewhere(system: ActorSystem) -> None:
+        with pytest.raises(WrongLoopError, match="another event loop"):
+            await system.start(Counter)
+        with pytest.raises(WrongLoopError):
+            await system.resolve("c")
+        with pytest.raises(WrongLoopError):
+            async with system:
+                pass
+
+    async with ActorSystem() as system:
+        counter = await system.start(Counter, name="c")
+        await asyncio.to_thread(asyncio.run, elsewhere(system))
+        assert await counter.ask(Get()) == 0  # untouched

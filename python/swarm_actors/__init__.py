@@ -41,10 +41,12 @@ from swarm_actors._exceptions import (
     SpaceError,
     SubjectError,
     SwarmError,
+    SystemStoppedError,
     TransportError,
     UnhandledMessageError,
     UnknownAgentError,
     WireFormatError,
+    WrongLoopError,
 )
 from swarm_actors._nats_conn import NatsOptions
 from swarm_actors._placement import Placement
@@ -127,6 +129,7 @@ __all__ = [
     "SpaceStats",
     "SubjectError",
     "SwarmError",
+    "SystemStoppedError",
     "Timers",
     "TransportError",
     "TreeStats",
@@ -137,6 +140,7 @@ __all__ = [
     "VirtualRef",
     "VirtualStats",
     "WireFormatError",
+    "WrongLoopError",
     "handler",
     "hilbert_decode",
     "hilbert_decode_batch",

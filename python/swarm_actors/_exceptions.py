@@ -18,6 +18,8 @@ One root, grouped by the part of the system that raises them::
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
     │   ├── MessageCapabilityError (PermissionError)  the sender's ``may_message`` refused it
     │   ├── AskCycleError                      an ask that would wait for its own asker
+    │   ├── SystemStoppedError (RuntimeError)  the ActorSystem is stopped: it takes no more work
+    │   ├── WrongLoopError (RuntimeError)      the ActorSystem was called from another event loop
     │   └── EscalatedError                     a child exhausted its restarts; carries the cause
     ├── EventError                     events, their hash chains and the journal
     │   ├── EventDecodeError (ValueError)      bytes or a dict that are not a valid event
@@ -89,10 +91,12 @@ __all__ = [
     "SpaceError",
     "SubjectError",
     "SwarmError",
+    "SystemStoppedError",
     "TransportError",
     "UnhandledMessageError",
     "UnknownAgentError",
     "WireFormatError",
+    "WrongLoopError",
 ]
 
 
@@ -204,6 +208,22 @@ class AskCycleError(ActorError):
     def __init__(self, message: str, *, actor: str = "", cycle: tuple[str, ...] = ()) -> None:
         super().__init__(message, actor=actor)
         self.cycle = cycle
+
+
+class SystemStoppedError(ActorError, RuntimeError):
+    """The ``ActorSystem`` is stopped (its ``async with`` block has exited): nothing was done.
+
+    A stopped system starts no actor, activates no virtual actor and resolves no name; make a
+    new ``ActorSystem`` instead.
+    """
+
+
+class WrongLoopError(ActorError, RuntimeError):
+    """The ``ActorSystem`` was called from an event loop (or thread) other than its own.
+
+    A system belongs to the event loop it was first used on; its actors run there. From
+    another thread, hand work over with ``asyncio.run_coroutine_threadsafe(coro, loop)``.
+    """
 
 
 class EscalatedError(ActorError):

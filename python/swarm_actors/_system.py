@@ -15,7 +15,9 @@ from swarm_actors._exceptions import (
     ActorDeadError,
     ActorNameError,
     InvalidArgumentError,
+    SystemStoppedError,
     TransportError,
+    WrongLoopError,
 )
 from swarm_actors._journal import Journal, MemoryJournal
 from swarm_actors._log import get_logger
@@ -216,7 +218,7 @@ class ActorSystem:
     # --- lifecycle --------------------------------------------------------------------------
 
     async def __aenter__(self) -> ActorSystem:
-        self._attach()
+        self._attach()  # SystemStoppedError once stopped: a system runs once
         if self._nats is not None:
             try:
                 await self._connect()
@@ -265,8 +267,18 @@ class ActorSystem:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop_all()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether the system is stopped (or stopping): it then refuses all new work."""
+        return self._closed
+
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
+        if self._closed:
+            raise SystemStoppedError(
+                "this ActorSystem is stopped (its `async with` block has exited): "
+                "create a new ActorSystem"
+            )
         if self._loop is None:
             self._loop = loop
             self._dispatcher = Dispatcher(loop)
@@ -277,7 +289,10 @@ class ActorSystem:
                 # Real time, even on a virtual clock: the signal reports CPU load and memory.
                 self._health_timer = loop.call_later(self._health_interval, self._health_tick)
         elif self._loop is not loop:
-            raise RuntimeError("an ActorSystem is bound to the event loop it was first used on")
+            raise WrongLoopError(
+                "this ActorSystem belongs to another event loop (the one it was first used "
+                "on); from another thread, use asyncio.run_coroutine_threadsafe(..., loop)"
+            )
 
     async def start(
         self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
@@ -303,8 +318,6 @@ class ActorSystem:
         from swarm_actors._actor import Actor
 
         self._attach()
-        if self._closed:
-            raise RuntimeError("this ActorSystem is stopped")
         if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
             raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
         transport = None
@@ -365,6 +378,8 @@ class ActorSystem:
         same key with another position is another actor. A local system ignores it. Needs a
         connected system (``async with``) when ``nats=`` is set.
         """
+        if self._closed:
+            self._attach()  # raises SystemStoppedError
         where = check_position(position)
         if self._nats is not None:
             if self._transport is None or self._transport.cluster is None:
@@ -482,12 +497,12 @@ class ActorSystem:
         NATS once no node has registered it within ``timeout`` seconds (another process may
         be starting it, so the name is waited for).
         """
+        self._attach()
         ref = self.lookup(name)
         if ref is not None:
             return ref
         if self._nats is None:
             raise ActorDeadError(f"no actor named {name!r}", actor=name)
-        self._attach()
         transport = await self._connect()
         waiting = asyncio.timeout(timeout)
         try:
@@ -510,7 +525,11 @@ class ActorSystem:
         return [c.ref for c in sorted(self._paths.values(), key=lambda c: c.path.count("/"))]
 
     async def stop_all(self, *, drain: bool = True) -> None:
-        """Stop every actor (children before their parents' ``on_stop``)."""
+        """Stop every actor (children before their parents' ``on_stop``).
+
+        The system is then stopped for good: it refuses new work with ``SystemStoppedError``.
+        """
+        self._closed = True
         if self._loop is None:
             return
         await self._virtual.passivate_all()

@@ -38,7 +38,7 @@ from swarm_actors._actor import Actor
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._events import SignalKind
-from swarm_actors._exceptions import ActorDeadError
+from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
 from swarm_actors._recorder import Ledger, record_signal
 from swarm_actors._ref import _check_timeout
@@ -231,6 +231,10 @@ class VirtualRegistry:
 
         Also returns the token's data, to give back if ``on_start`` fails.
         """
+        if self.system.stopped:  # shutting down or done: no new activations
+            raise SystemStoppedError(
+                f"cannot activate {actor_class.__qualname__}:{key}: the ActorSystem is stopped"
+            )
         tree = self.tree
         status = tree.status(agent)
         data = tree.restore(agent) if status == "compressed" else None
