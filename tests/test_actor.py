@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from log_capture import capture_logs
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -17,12 +18,15 @@ from swarm_actors import (
     ActorRef,
     ActorSystem,
     AskCycleError,
+    InvalidArgumentError,
     MailboxFullError,
     SystemStoppedError,
+    Timeouts,
     UnhandledMessageError,
     WrongLoopError,
     handler,
 )
+from swarm_actors.events import MemoryJournal, SignalKind, SystemSignal
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -664,3 +668,94 @@ async def test_a_system_called_from_another_thread_and_loop_gets_a_typed_error()
         counter = await system.start(Counter, name="c")
         await asyncio.to_thread(asyncio.run, elsewhere(system))
         assert await counter.ask(Get()) == 0  # untouched
+
+
+# --- nothing hangs by default: ask timeouts and the drain deadline ------------------------------
+
+
+async def test_an_ask_times_out_by_default_and_none_waits_without_limit() -> None:
+    assert Timeouts() == Timeouts(ask=30.0, drain=5.0)
+    async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
+        assert system.timeouts.ask == 0.05
+        ref = await system.start(Hanging)
+        with pytest.raises(TimeoutError, match=r"got no reply within 0\.05 s"):
+            await asyncio.wait_for(ref.ask(Get()), 2.0)  # the guard would say TimeoutError()
+        # timeout=None is an explicit choice: it outlasts the system's 0.05 s.
+        waiting = asyncio.ensure_future(ref.ask(Get(), timeout=None))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(waiting), 0.2)
+        assert not waiting.done()
+        instance = cast(Hanging, ref._cell.actor)
+        instance.gate.set()
+        assert await waiting == "released"
+
+
+@pytest.mark.parametrize("timeout", [0.0, -1.0, float("nan"), "1", True])
+async def test_bad_timeouts_are_refused(timeout: Any) -> None:
+    with pytest.raises(InvalidArgumentError, match="must be"):
+        Timeouts(ask=timeout)
+    with pytest.raises(InvalidArgumentError, match="must be"):
+        Timeouts(drain=timeout)
+    with pytest.raises(InvalidArgumentError, match="timeouts must be a Timeouts"):
+        ActorSystem(timeouts=30.0)  # type: ignore[arg-type]
+    async with ActorSystem() as system:
+        ref = await system.start(Counter)
+        with pytest.raises(InvalidArgumentError, match="timeout must be"):
+            await ref.ask(Get(), timeout=timeout)
+
+
+async def test_an_ask_timeout_covers_the_wait_for_room_in_a_full_mailbox() -> None:
+    class Held(Hanging, mailbox_size=1):
+        pass
+
+    async with ActorSystem() as system:
+        ref = await system.start(Held)
+        busy = asyncio.ensure_future(ref.ask(Get(), timeout=None))
+        await cast(Held, ref._cell.actor).entered.wait()
+        await ref.tell(Get())  # the mailbox (1) is full
+        with pytest.raises(TimeoutError, match=r"found the mailbox full for 0\.05 s"):
+            await asyncio.wait_for(ref.ask(Get(), timeout=0.05), 2.0)
+        assert ref.stats().pending == 1, "nothing was sent"
+        cast(Held, ref._cell.actor).gate.set()
+        assert await busy == "released"
+
+
+async def test_leaving_the_system_cancels_handlers_still_running_at_the_drain_deadline() -> None:
+    system = ActorSystem(timeouts=Timeouts(drain=0.1))
+    with capture_logs() as logs:
+        async with system:
+            ref = await system.start(Hanging, name="stuck")
+            asking = asyncio.ensure_future(ref.ask(Get(), timeout=None))
+            await cast(Hanging, ref._cell.actor).entered.wait()
+            instance = cast(Hanging, ref._cell.actor)
+        # The block was left: within the deadline, not never.
+    assert instance.cancelled
+    with pytest.raises(ActorDeadError):
+        await asking
+    cancelled = [e for e in logs if e["event"] == "actor.handler_cancelled"]
+    assert len(cancelled) == 1
+    assert cancelled[0]["actor"] == "/stuck"
+    assert cancelled[0]["handler"] == "Hanging.wait"
+    assert cancelled[0]["log_level"] == "error"
+    journal = system.journal
+    assert isinstance(journal, MemoryJournal)
+    stopped = [
+        e.event.payload
+        for e in journal.entries()
+        if e.event.agent_id == "/stuck"
+        and isinstance(e.event.payload, SystemSignal)
+        and e.event.payload.kind is SignalKind.STOPPED
+    ]
+    assert len(stopped) == 1
+    assert "cancelled its handler Hanging.wait in progress" in stopped[0].detail
+
+
+async def test_a_drain_within_the_deadline_cancels_nothing() -> None:
+    async with ActorSystem(timeouts=Timeouts(drain=5.0)) as system:
+        ref = await system.start(Hanging)
+        asking = asyncio.ensure_future(ref.ask(Get()))
+        instance = cast(Hanging, ref._cell.actor)
+        await instance.entered.wait()
+        system.clock.call_later(0.0, instance.gate.set)  # released while the system drains
+    assert await asking == "released"
+    assert not instance.cancelled

@@ -8,6 +8,7 @@ private modules.
 from swarm_actors._actor import Actor, SpaceGrant, handler
 from swarm_actors._capability import MessageGrant
 from swarm_actors._cluster import PlacedRef, PlacementStats
+from swarm_actors._config import Timeouts
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -130,6 +131,7 @@ __all__ = [
     "SubjectError",
     "SwarmError",
     "SystemStoppedError",
+    "Timeouts",
     "Timers",
     "TransportError",
     "TreeStats",

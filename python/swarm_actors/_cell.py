@@ -205,6 +205,7 @@ class Cell:
         "runnable",
         "scheduled",
         "state",
+        "stop_note",
         "stopping",
         "system",
         "task",
@@ -243,6 +244,7 @@ class Cell:
         self.runnable = False  # may run a turn now: RUNNING and not busy
         self.scheduled = False
         self.busy = False
+        self.stop_note = ""  # why a stop went further than asked (for its STOPPED signal)
         # The actor whose answer this one's handler is waiting for (an ask in progress), so
         # that an ask closing a cycle of waits is refused instead of deadlocking.
         self.awaiting: Cell | None = None
@@ -705,6 +707,30 @@ class Cell:
         self.dropped += discarded
         return discarded
 
+    async def cut_short(self, reason: str) -> None:
+        """A draining stop ran out of time: cancel the handler in progress, discard the rest.
+
+        The handler is reported (an error log and the actor's STOPPED signal) with ``reason``.
+        """
+        if self.state is STOPPED:
+            return
+        if self.busy:
+            handler = self.handler_in_progress()
+            log.error("actor.handler_cancelled", actor=self.path, handler=handler, reason=reason)
+            self.stop_note = f"cancelled its handler {handler} in progress: {reason}"
+        await self.stop(drain=False)
+
+    def handler_in_progress(self) -> str:
+        """The qualified name of the handler this actor is running, or ``"?"``."""
+        task = self.task
+        if task is None:  # running inline, in an asker's task
+            return "?"
+        frame = getattr(task.get_coro(), "cr_frame", None)  # _finish's frame
+        coro = frame.f_locals.get("coro") if frame is not None else None
+        if isinstance(coro, InContext):
+            coro = coro.coro
+        return getattr(coro, "__qualname__", "?")
+
     async def _stop(self, drain: bool) -> int:
         dead = ActorDeadError(f"{self.path} is stopped", actor=self.path)
         self.refuse_senders(dead)
@@ -737,5 +763,8 @@ class Cell:
                 log.exception("on_stop raised", actor=self.path)
         self.state = STOPPED
         self.system._unregister(self)
-        record_signal(self, SignalKind.STOPPED, detail=f"discarded {discarded} message(s)")
+        detail = f"discarded {discarded} message(s)"
+        if self.stop_note:
+            detail = f"{detail}; {self.stop_note}"
+        record_signal(self, SignalKind.STOPPED, detail=detail)
         return discarded

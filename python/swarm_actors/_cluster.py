@@ -27,10 +27,11 @@ import msgspec
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask as Entry
+from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._exceptions import ActorDeadError, TransportError
 from swarm_actors._log import get_logger
 from swarm_actors._placement import Placement
-from swarm_actors._ref import _check_timeout
+from swarm_actors._ref import resolve_timeout
 from swarm_actors._registry import name_key, open_bucket, settled
 from swarm_actors._shards import ShardLeases
 from swarm_actors._telemetry import sampled_context, traceparent, traceparent_context
@@ -517,13 +518,14 @@ class PlacedRef(VirtualRef[A]):
         except TimeoutError:
             pass  # look again (a lease may have expired without a change reaching us)
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+    async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
         """Send ``message`` and return the reply, wherever the actor runs.
 
         Raises ``TimeoutError`` after ``timeout`` seconds (waiting for a shard's owner
-        included), and what a local ask raises.
+        included; default: the system's ``Timeouts.ask``, ``None`` for no limit), and what a
+        local ask raises.
         """
-        _check_timeout(timeout)
+        timeout = resolve_timeout(timeout, self._cluster.system)
         if ENFORCED[0]:
             check_send(self._class, self.path)
         cluster = self._cluster

@@ -12,7 +12,8 @@ from opentelemetry import trace
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import Ask
-from swarm_actors._exceptions import ActorDeadError, AskCycleError
+from swarm_actors._config import DEFAULT, Timeout
+from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
 
 if TYPE_CHECKING:
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._actor import Actor
     from swarm_actors._cell import Cell
+    from swarm_actors._system import ActorSystem
 
 __all__ = ["ActorRef", "MailboxStats"]
 
@@ -60,7 +62,9 @@ def _expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
         future.set_exception(TimeoutError(f"ask to {path} got no reply within {timeout:g} s"))
 
 
-async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: float | None) -> Any:
+async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: Timeout) -> Any:
+    if timeout is DEFAULT:
+        timeout = cell.system.timeouts.ask
     if timeout is None:
         return await future
     handle = cell.loop.call_later(timeout, _expire, future, timeout, cell.path)
@@ -70,8 +74,43 @@ async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: float | 
         handle.cancel()
 
 
-async def _ask_waiting(asker: Cell, cell: Cell, entry: Ask, timeout: float | None) -> Any:
-    """An ask from ``asker``'s handler to a busy ``cell``: refused if it closes a cycle."""
+async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None) -> Any:
+    """Put an ask into a mailbox that is busy or full, and wait for the answer.
+
+    ``timeout`` covers both: a full mailbox's wait for room and the wait for the answer. An
+    ask from ``asker``'s handler is refused if it closes a cycle of waits.
+    """
+    if asker is not None:
+        _refuse_cycle(asker, cell)
+        asker.awaiting = cell
+    future = entry.future
+    assert future is not None
+    try:
+        if timeout is DEFAULT:
+            timeout = cell.system.timeouts.ask
+        if timeout is None or (cell.accepting and len(cell.queue) < cell.capacity):
+            await cell.put(entry)  # room now: enqueued without waiting
+            return await _wait_reply(cell, future, timeout)
+        started = cell.loop.time()
+        try:
+            async with asyncio.timeout(timeout):
+                await cell.put(entry)
+        except TimeoutError:
+            raise TimeoutError(
+                f"ask to {cell.path} found the mailbox full for {timeout:g} s (nothing was sent)"
+            ) from None
+        left = timeout - (cell.loop.time() - started)
+        if left <= 0:
+            future.cancel()  # enqueued: its handler may still run; nobody waits for the answer
+            raise TimeoutError(f"ask to {cell.path} got no reply within {timeout:g} s")
+        return await _wait_reply(cell, future, left)
+    finally:
+        if asker is not None:
+            asker.awaiting = None
+
+
+def _refuse_cycle(asker: Cell, cell: Cell) -> None:
+    """``AskCycleError`` if ``cell`` is, through a chain of asks, waiting for ``asker``."""
     cycle = [asker.path, cell.path]
     waiter: Cell | None = cell
     while waiter is not None and len(cycle) <= 1000:
@@ -85,18 +124,25 @@ async def _ask_waiting(asker: Cell, cell: Cell, entry: Ask, timeout: float | Non
         waiter = waiter.awaiting
         if waiter is not None:
             cycle.append(waiter.path)
-    assert entry.future is not None
-    asker.awaiting = cell
-    try:
-        await cell.put(entry)
-        return await _wait_reply(cell, entry.future, timeout)
-    finally:
-        asker.awaiting = None
 
 
-def _check_timeout(timeout: float | None) -> None:
-    if timeout is not None and (math.isnan(timeout) or timeout <= 0):
-        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+def _check_timeout(timeout: Timeout) -> None:
+    if timeout is DEFAULT or timeout is None:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise InvalidArgumentError(
+            f"timeout must be a number of seconds > 0, None (no limit) or DEFAULT, got {timeout!r}"
+        )
+    if math.isnan(timeout) or timeout <= 0:
+        raise InvalidArgumentError(
+            f"timeout must be a number of seconds > 0 or None, got {timeout!r}"
+        )
+
+
+def resolve_timeout(timeout: Timeout, system: ActorSystem) -> float | None:
+    """``timeout`` checked, with ``DEFAULT`` replaced by the system's ``Timeouts.ask``."""
+    _check_timeout(timeout)
+    return system.timeouts.ask if timeout is DEFAULT else timeout
 
 
 class ActorRef(Generic[A]):
@@ -163,11 +209,13 @@ class ActorRef(Generic[A]):
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
+    async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
         """Send ``message`` and return the handler's result (or raise its exception).
 
         Raises the builtin ``TimeoutError`` if no reply comes within ``timeout`` seconds (the
-        message may still be handled later), ``ActorDeadError`` if the actor is or becomes
+        message may still be handled later; the wait for room in a full mailbox counts too).
+        ``timeout`` defaults to the system's ``Timeouts.ask`` (30 s); ``None`` waits without
+        limit. Also raises ``ActorDeadError`` if the actor is or becomes
         stopped, ``UnhandledMessageError`` if it has no handler for the message's type, and
         ``MessageCapabilityError`` if the sender's ``may_message`` refuses it (nothing is sent).
         Cancelling the caller never disturbs the actor: the message is handled regardless.
@@ -183,14 +231,10 @@ class ActorRef(Generic[A]):
         if cell.runnable and not cell.queue:
             return await self._ask_inline(message, timeout)
         future: asyncio.Future[Any] = cell.loop.create_future()
-        asker = CURRENT_SENDER.get()
-        if asker is None:  # not from a handler: nobody can be waiting for this caller
-            await cell.put(Ask(message, future))
-            return await _wait_reply(cell, future, timeout)
-        return await _ask_waiting(asker, cell, Ask(message, future), timeout)
+        return await _deliver(cell, Ask(message, future), timeout, CURRENT_SENDER.get())
 
     async def _ask_traced(
-        self, message: Any, timeout: float | None, tracer: trace.Tracer, parent: Context
+        self, message: Any, timeout: Timeout, tracer: trace.Tracer, parent: Context
     ) -> Any:
         """An ask from a sampled caller: the same two paths, inside an ``ask <Type>`` span."""
         cell = self._cell
@@ -200,13 +244,10 @@ class ActorRef(Generic[A]):
             if cell.runnable and not cell.queue:
                 return await self._ask_inline(message, timeout)
             future: asyncio.Future[Any] = cell.loop.create_future()
-            asker = CURRENT_SENDER.get()
-            if asker is None:
-                await cell.put(Ask(message, future, current_context()))
-                return await _wait_reply(cell, future, timeout)
-            return await _ask_waiting(asker, cell, Ask(message, future, current_context()), timeout)
+            entry = Ask(message, future, current_context())
+            return await _deliver(cell, entry, timeout, CURRENT_SENDER.get())
 
-    async def _ask_inline(self, message: Any, timeout: float | None) -> Any:
+    async def _ask_inline(self, message: Any, timeout: Timeout) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""
         cell = self._cell
         fn = cell.resolve(type(message))

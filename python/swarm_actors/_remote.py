@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send_remote
+from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._exceptions import ActorDeadError, TransportError
-from swarm_actors._ref import ActorRef, MailboxStats, _check_timeout
+from swarm_actors._ref import ActorRef, MailboxStats, resolve_timeout
 from swarm_actors._telemetry import sampled_context, start_ask_span, traceparent
 from swarm_actors._wire import STOP, NoSuchActorError
 
@@ -187,10 +188,13 @@ class RemoteRef(ActorRef[A]):
             "" if sender is None else sender.path,
         )
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Send ``message`` and return the remote handler's result; see the class docstring."""
-        _check_timeout(timeout)
-        return await self._ask(message, timeout, None)
+    async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
+        """Send ``message`` and return the remote handler's result; see the class docstring.
+
+        ``timeout`` defaults to the system's ``Timeouts.ask``; ``None`` waits without limit.
+        """
+        seconds = resolve_timeout(timeout, self._transport.system)
+        return await self._ask(message, seconds, None)
 
     async def _ask(self, message: Any, timeout: float | None, kind: str | None) -> Any:
         node = self._node()

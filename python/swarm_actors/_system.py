@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._clock import Clock, LoopClock, TimerHandle
+from swarm_actors._config import Timeouts
 from swarm_actors._events import SignalKind, SwarmEvent
 from swarm_actors._exceptions import (
     ActorDeadError,
@@ -145,7 +146,13 @@ class ActorSystem:
         node_ttl: float = DEFAULT_NODE_TTL,
         replicas: int | None = None,
         placement: Placement | None = None,
+        timeouts: Timeouts | None = None,
     ) -> None:
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise InvalidArgumentError(
+                f"timeouts must be a Timeouts(ask=..., drain=...), got {timeouts!r}"
+            )
+        self._timeouts = timeouts or Timeouts()
         if max_active is not None and max_active < 1:
             raise ValueError("max_active must be >= 1 or None")
         if passivate_after is not None and not passivate_after > 0:
@@ -266,6 +273,11 @@ class ActorSystem:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop_all()
+
+    @property
+    def timeouts(self) -> Timeouts:
+        """How long this system waits for answers and for actors to finish (``Timeouts``)."""
+        return self._timeouts
 
     @property
     def stopped(self) -> bool:
@@ -524,16 +536,29 @@ class ActorSystem:
         """Refs of every running actor, parents before children."""
         return [c.ref for c in sorted(self._paths.values(), key=lambda c: c.path.count("/"))]
 
+    async def _stop_actors(self, drain: bool) -> None:
+        await self._virtual.passivate_all()
+        await asyncio.gather(*(c.stop(drain) for c in list(self._top.values())))
+
     async def stop_all(self, *, drain: bool = True) -> None:
         """Stop every actor (children before their parents' ``on_stop``).
 
-        The system is then stopped for good: it refuses new work with ``SystemStoppedError``.
+        With ``drain`` (the default), actors first handle what they have queued, for up to
+        ``Timeouts.drain`` seconds; then the handlers still running are cancelled (see
+        ``Timeouts``). The system is then stopped for good: it refuses new work with
+        ``SystemStoppedError``.
         """
         self._closed = True
         if self._loop is None:
             return
-        await self._virtual.passivate_all()
-        await asyncio.gather(*(c.stop(drain) for c in list(self._top.values())))
+        stopping = asyncio.ensure_future(self._stop_actors(drain))
+        deadline = self._timeouts.drain
+        if drain and deadline is not None:
+            done, _ = await asyncio.wait([stopping], timeout=deadline)
+            if not done:  # the drain deadline: what still runs is cancelled, and reported
+                reason = f"still running {deadline:g} s after the system began to stop"
+                await asyncio.gather(*(c.cut_short(reason) for c in list(self._paths.values())))
+        await stopping
         # Supervision still pending (e.g. a backoff delay) has nothing left to restart.
         for task in list(self._tasks):
             task.cancel()

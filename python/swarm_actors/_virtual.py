@@ -24,7 +24,6 @@ create no task and no future.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import functools
 import inspect
@@ -37,6 +36,7 @@ import msgspec
 from swarm_actors._actor import Actor
 from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
 from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
+from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._events import SignalKind
 from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
@@ -558,13 +558,18 @@ class VirtualRef(Generic[A]):
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
-    async def ask(self, message: Any, *, timeout: float | None = None) -> Any:
-        """Send ``message`` and return the reply, activating the actor if needed."""
+    async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
+        """Send ``message`` and return the reply, activating the actor if needed.
+
+        ``timeout`` defaults to the system's ``Timeouts.ask``; ``None`` waits without limit.
+        It covers everything: an activation, the wait for room in a full mailbox, the answer.
+        """
         _check_timeout(timeout)
         if ENFORCED[0]:
             self._check_send()
         registry = self._registry
         agent = self._agent
+        deadline: float | None = None
         while True:
             cell = registry.cells.get(agent)
             if cell is None or not cell.accepting:
@@ -574,9 +579,23 @@ class VirtualRef(Generic[A]):
                 # from a reply: if a passivation begins meanwhile, the mailbox refuses the
                 # message before it is enqueued, and it goes round to the next activation (as
                 # in ``tell``).
-                with contextlib.suppress(ActorDeadError):
-                    await cell.room()
+                if timeout is DEFAULT:
+                    timeout = registry.system.timeouts.ask
+                if deadline is None and timeout is not None:
+                    deadline = cell.loop.time() + timeout
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await cell.room()
+                except ActorDeadError:
+                    pass  # passivating: the next activation gets it
+                except TimeoutError:
+                    raise TimeoutError(
+                        f"ask to {cell.path} found the mailbox full for {timeout:g} s "
+                        "(nothing was sent)"
+                    ) from None
                 continue
+            if deadline is not None:  # waited for room: the rest of the time for the answer
+                timeout = max(deadline - cell.loop.time(), 1e-9)
             registry.tree.touch(agent)
             # With room, the ask enqueues the message (or runs its handler inline) before it
             # first suspends, so nothing can refuse it: an ``ActorDeadError`` from here on means
