@@ -463,3 +463,71 @@ async def test_timers_refuse_bad_delays(start: Any, message: str) -> None:
         await clock.advance(0.0)
         await settle()
         assert sorted(instance(ref).done) == [5, 6]
+
+
+@dataclass
+class Count:
+    n: int
+
+
+class Tally(Actor):
+    def __init__(self) -> None:
+        self.total = 0
+
+    @handler
+    async def count(self, msg: Count) -> int:
+        if msg.n < 0:
+            raise ValueError(f"cannot count {msg.n}")  # rejects bad input
+        self.total += msg.n
+        return self.total
+
+    @handler
+    async def work(self, msg: Work) -> int:
+        await asyncio.sleep(0)  # suspends: the handler finishes in the actor's task
+        if msg.fail:
+            raise ValueError("suspended, then failed")
+        return self.total
+
+
+async def test_an_ask_handler_that_raises_answers_the_asker_and_keeps_the_actor() -> None:
+    strategy = OneForOne(decider=lambda exc: pytest.fail(f"supervised: {exc!r}"))
+    async with ActorSystem(supervision=strategy) as system:
+        ref = await system.start(Tally)
+        first = instance(ref)
+        assert await ref.ask(Count(5)) == 5
+        with pytest.raises(ValueError, match="cannot count -1"):
+            await ref.ask(Count(-1))  # inline
+        with pytest.raises(ValueError, match="suspended, then failed"):
+            await ref.ask(Work(0, fail=True))  # in the actor's task
+        ref.tell_nowait(Count(1))
+        queued = asyncio.ensure_future(ref.ask(Count(-2)))  # from the mailbox, in a turn
+        ref.tell_nowait(Count(1))
+        with pytest.raises(ValueError, match="cannot count -2"):
+            await queued
+        assert await ref.ask(Count(0)) == 7  # state kept: 5 + 1 + 1
+        assert instance(ref) is first
+        assert ref.stats().restarts == 0
+        assert ref.stats().failures == 3
+
+
+async def test_a_tell_handler_that_raises_goes_to_the_supervisor() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Tally)
+        await ref.ask(Count(5))
+        await ref.tell(Count(-1))  # nobody receives this error: the actor failed
+        await settle()
+        assert ref.stats().restarts == 1
+        assert await ref.ask(Count(0)) == 0  # a fresh instance
+
+
+async def test_the_resume_directive_keeps_instance_and_state() -> None:
+    async with ActorSystem(supervision=OneForOne(decider=lambda exc: Directive.RESUME)) as system:
+        ref = await system.start(Tally)
+        first = instance(ref)
+        await ref.ask(Count(5))
+        ref.tell_nowait(Count(-1))
+        ref.tell_nowait(Count(2))  # queued behind the failure: handled after the resume
+        await settle()
+        assert instance(ref) is first
+        assert ref.stats().restarts == 0
+        assert await ref.ask(Count(0)) == 7

@@ -512,7 +512,8 @@ class Cell:
             except Exception as exc:
                 self.busy = False
                 self.task = None
-                self.fail(exc, reply)
+                if self.fail(exc, reply):
+                    self.after_handler()  # an ask's error was its answer: go on
                 return
             if reply is not None and not reply.done():
                 reply.set_result(result)
@@ -550,20 +551,34 @@ class Cell:
 
     # --- failures and supervision -----------------------------------------------------------
 
-    def fail(self, exc: BaseException, reply: asyncio.Future[Any] | None) -> None:
-        """A handler raised: answer the asker, suspend, and let the supervisor decide."""
+    def fail(
+        self, exc: BaseException, reply: asyncio.Future[Any] | None, *, asked: bool = False
+    ) -> bool:
+        """A handler raised. Returns whether the actor goes on (the caller resumes its mailbox).
+
+        An ``Exception`` from an ask's handler (``reply`` set, or ``asked`` when the asker gets
+        it by other means) is that asker's answer, and the actor goes on as it was: its state is
+        kept (the ``Resume`` rule, see the supervision module). Anything else suspends the actor
+        and lets its supervisor decide.
+        """
         self.failures += 1
-        if reply is not None and not reply.done():
-            reply.set_exception(exc)
+        if reply is not None:
+            asked = True
+            if not reply.done():
+                reply.set_exception(exc)
+        if asked and isinstance(exc, Exception) and self.state is RUNNING:
+            log.debug("actor.ask_failed", actor=self.path, error=repr(exc))
+            return True
         if self.drained is not None:
             # A stop(drain=True) is waiting: it stops here; what is left is discarded.
             self._set_drained()
-            return
+            return False
         if self.state in (STOPPING, STOPPED):
-            return
+            return False
         self.state = SUSPENDED
         self.runnable = False
         self.system._spawn(self.supervise(exc))
+        return False
 
     def strategy(self) -> Any:
         return self.parent.actor_class.supervision if self.parent else self.system.supervision
@@ -617,11 +632,19 @@ class Cell:
                 await self.system.clock.sleep(delay)
             for cell in (self, *siblings):
                 await cell.restart()
+        elif directive is Directive.RESUME:
+            self.resume()
         elif directive is Directive.STOP:
             for cell in (self, *siblings):
                 await cell.stop(drain=False)
         else:
             await self.escalate(exc)
+
+    def resume(self) -> None:
+        """Go on after a failure, with the same instance and state (``Directive.RESUME``)."""
+        if self.state is SUSPENDED:
+            self.state = RUNNING
+            self.after_handler()
 
     def suspend(self) -> None:
         if self.state is RUNNING:

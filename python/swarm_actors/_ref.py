@@ -275,7 +275,8 @@ class ActorRef(Generic[A]):
             return result
         except (Exception, asyncio.CancelledError) as exc:
             cell.busy = False
-            cell.fail(exc, None)
+            if cell.fail(exc, None, asked=True):
+                cell.after_handler()  # the error is this caller's answer: the actor goes on
             raise
         finally:
             CURRENT_SENDER.reset(token)

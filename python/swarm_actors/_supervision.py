@@ -1,7 +1,16 @@
 """Supervision policies: what a parent does when one of its children fails.
 
-A handler that raises is a *failure*. The failing actor stops taking messages (its mailbox is
-kept), its ``on_failure`` hook runs, and its parent's strategy decides:
+An exception raised by the handler of an *ask* is that ask's answer: the asker gets it, and the
+actor goes on with the next message, its state as it was. That is how every actor framework a
+Python user knows treats a handler that rejects bad input (pykka, Ray, Orleans, Dapr): the
+caller learns what went wrong, and nothing that was right is thrown away. (A ``CancelledError``
+or other ``BaseException`` is no answer: it goes to the supervisor.)
+
+A failure nobody receives (a tell's handler, ``on_start``, a timer's message, a child's
+escalation) is a *failure* of the actor. The failing actor stops taking messages (its mailbox
+is kept), its ``on_failure`` hook runs, and its parent's strategy decides:
+
+* ``Directive.RESUME``: go on with the next message, same instance, state kept.
 
 * ``Directive.RESTART``: after a backoff delay, replace the instance with a fresh one (its
   children are stopped first; the new instance's ``on_start`` recreates what it needs) and
@@ -30,6 +39,7 @@ class Directive(enum.Enum):
     """What a supervisor does with a failed child."""
 
     RESTART = "restart"
+    RESUME = "resume"
     STOP = "stop"
     ESCALATE = "escalate"
 

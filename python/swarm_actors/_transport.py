@@ -530,7 +530,8 @@ class Transport:
             return
         except (Exception, asyncio.CancelledError) as exc:
             cell.busy = False
-            cell.fail(exc, None)
+            if cell.fail(exc, None, asked=True):
+                cell.after_handler()  # the error is the asker's answer: the actor goes on
             self._answer_failure(reply, corr, *describe_exception(exc))
             return
         finally:

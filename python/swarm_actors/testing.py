@@ -118,11 +118,23 @@ class _ManualCell(Cell):
     ever scheduled; ``allowance`` is how many messages the engine may still take.
     """
 
-    __slots__ = ("allowance",)
+    __slots__ = ("allowance", "told")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.allowance = 0
+        self.told: asyncio.Future[Any] | None = None  # the reply slot given to a stepped tell
+
+    def fail(
+        self, exc: BaseException, reply: asyncio.Future[Any] | None, *, asked: bool = False
+    ) -> bool:
+        if reply is not None and reply is self.told:
+            # A tell given a reply slot only so that step() can raise its error: still a tell's
+            # failure, which goes to the supervisor.
+            if not reply.done():
+                reply.set_exception(exc)
+            return super().fail(exc, None)
+        return super().fail(exc, reply, asked=asked)
 
     def set_running(self) -> None:
         self.state = RUNNING
@@ -155,7 +167,7 @@ class _ManualCell(Cell):
         if item.future is None:
             # A tell: give it a reply slot so the test sees its outcome (an unhandled tell
             # then raises UnhandledMessageError here instead of becoming a dead letter).
-            item.future = self.loop.create_future()
+            item.future = self.told = self.loop.create_future()
         future = item.future
         self.allowance = 1
         suspended = self._step(1)
