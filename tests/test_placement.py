@@ -13,6 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.js.errors import KeyNotFoundError
 
 from nats_sync import observe
 from swarm_actors import (
@@ -195,6 +196,9 @@ async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> No
             store = await a._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
             key = name_key(placed(ref)._target)
             await until(lambda: a.virtual_stats().passivations >= 2, 5, "passivation")
+            # The count goes up when the actor is sealed; its state is written after that, in a
+            # task of its own: wait for the write itself, not just the passivation.
+            await until_async(lambda: _holds(store, key, 6), 5)
             written = (await store.get(key)).revision
             assert written is not None
             assert await ref.ask(Get(), timeout=5) == 6
@@ -522,6 +526,14 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
             assert letters.empty()
         finally:
             await client.close()
+
+
+async def _holds(store: Any, key: str, state: int) -> bool:
+    try:
+        entry = await store.get(key)
+    except KeyNotFoundError:  # not even the first write has landed
+        return False
+    return bool(entry.value == msgspec.msgpack.encode(state))
 
 
 async def _revision_above(store: Any, key: str, revision: int) -> bool:
