@@ -13,6 +13,8 @@ from typing import Any
 
 import msgspec
 import pytest
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js.errors import KeyNotFoundError
 
 from nats_sync import observe
@@ -27,6 +29,7 @@ from swarm_actors import (
 )
 from swarm_actors._cluster import parse_target, virtual_target
 from swarm_actors._registry import name_key
+from swarm_actors._transport import live_subject
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, Get, Tally, peer
 
@@ -385,10 +388,26 @@ async def test_a_dead_nodes_shards_are_taken_over_with_their_persisted_state() -
         proc.kill()
         await proc.wait()
         killed = time.monotonic()
+        # An ask published before the server has seen the dead connection close is delivered
+        # to it and lost: nothing answers it, not even "no responders" (asks are at most
+        # once: the asker cannot know it was not handled), and it times out. Ask once the
+        # server says that nobody listens there any more.
+        client = b._transport.client  # type: ignore[union-attr]
+        await until_async(lambda: _nobody_listens(client, live_subject(peer_node)), 10)
         # b takes shard 0 once the dead node's lease expires, and restores the state.
         assert await ref.ask(Add(1), timeout=30) == 6
         assert await ref.ask("where", timeout=10) == b.node
         assert time.monotonic() - killed < 15
+
+
+async def _nobody_listens(client: Client, subject: str) -> bool:
+    try:
+        await client.request(subject, b"", timeout=0.5)
+    except NoRespondersError:
+        return True
+    except TimeoutError:  # still subscribed: the server has not noticed the death yet
+        return False
+    return False
 
 
 async def _stored(store: Any) -> bool:
