@@ -759,3 +759,41 @@ async def test_a_drain_within_the_deadline_cancels_nothing() -> None:
         system.clock.call_later(0.0, instance.gate.set)  # released while the system drains
     assert await asking == "released"
     assert not instance.cancelled
+
+
+@dataclass
+class RelayTo:
+    to: ActorRef[Any]
+
+
+class Mirror(Actor):
+    @handler
+    async def mirror(self, msg: int) -> int:
+        return msg
+
+
+class Relayer(Actor):
+    @handler
+    async def relay(self, msg: RelayTo) -> int:
+        return int(await msg.to.ask(7)) + 1
+
+
+async def test_the_inline_checkpoint_inside_a_handler_run_inline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler run inline asks another idle actor inline, and that ask is the checkpoint.
+
+    The checkpoint suspends the outer handler, which then goes on in the actor's own task (in
+    another context): the inner ask must not be holding its sender token across it (once in
+    128 nested inline asks this failed with "ValueError: <Token ...> was created in a
+    different Context").
+    """
+    from swarm_actors import _ref
+
+    async with ActorSystem() as system:
+        mirror, relayer = await system.start(Mirror), await system.start(Relayer)
+        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # the next inline ask is the checkpoint
+        assert await relayer.ask(RelayTo(mirror)) == 8
+        assert _ref._INLINE_LEFT[0] == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
+        assert relayer.stats().failures == 0
+        assert await relayer.ask(RelayTo(mirror)) == 8  # and the actor serves on

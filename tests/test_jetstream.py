@@ -424,7 +424,10 @@ async def test_tail_follows_new_entries_and_ends_when_the_journal_closes(
             asyncio.ensure_future(follow(from_start, got)),
             asyncio.ensure_future(follow(new_only, got_new)),
         ]
-        await asyncio.sleep(0.3)
+        # Both tails are reading: new_only has fixed its start (the last sequence at the
+        # call, 3) and registered its reader; from_start has already read 2 and 3.
+        await until(lambda: len(journal._readers) == 2 and len(got) == 2, 10)
+        assert got_new == []
         await journal.append_many([decision(unique_name, i) for i in range(3, 6)])
         await until(lambda: len(got) >= 5 and len(got_new) >= 3, 10)
         await journal.close()

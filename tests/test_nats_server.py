@@ -147,7 +147,11 @@ async def test_cancelled_stop_still_kills_and_reaps(tmp_path: Path) -> None:
     pid = server.pid
     assert pid is not None
     stopping = asyncio.ensure_future(server.stop())
-    await asyncio.sleep(0.05)
+    # stop()'s first step sends SIGTERM (ignored) and starts waiting out the grace period;
+    # the task runs it before this one resumes.
+    await asyncio.sleep(0)
+    assert not stopping.done()
+    assert server.running  # still there: the cancellation comes during the grace period
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
@@ -468,10 +472,19 @@ async def test_unreachable_server_is_a_connect_error_within_the_timeout() -> Non
 @asyncio_test
 async def test_cancelling_a_connect_leaves_nothing_running() -> None:
     before = asyncio.all_tasks()
+    refused = asyncio.Event()
+
+    async def on_error(e: Exception) -> None:
+        refused.set()
+
     attempt = asyncio.ensure_future(
-        connect(NatsOptions(servers="nats://127.0.0.1:9", connect_timeout=10, reconnect_wait=0.05))
+        connect(
+            NatsOptions(servers="nats://127.0.0.1:9", connect_timeout=10, reconnect_wait=0.05),
+            error_cb=on_error,
+        )
     )
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(refused.wait(), 5)  # an attempt failed: it is retrying now
+    assert not attempt.done()
     attempt.cancel()
     with pytest.raises(asyncio.CancelledError):
         await attempt

@@ -15,6 +15,9 @@ from typing import Any, cast
 
 import msgspec
 import pytest
+from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.js.errors import KeyNotFoundError
 
 from nats_sync import observe
 from swarm_actors import (
@@ -31,6 +34,7 @@ from swarm_actors._cluster import parse_target, virtual_target
 from swarm_actors._placement import check_position
 from swarm_actors._registry import name_key
 from swarm_actors._shards import SHARDS_BUCKET
+from swarm_actors._transport import live_subject
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, Get, Tally, peer
 
@@ -292,6 +296,9 @@ async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> No
             store = await a._transport.client.jetstream().key_value("swarm_state")  # type: ignore[union-attr]
             key = name_key(placed(ref)._target)
             await until(lambda: a.virtual_stats().passivations >= 2, 5, "passivation")
+            # The count goes up when the actor is sealed; its state is written after that, in a
+            # task of its own: wait for the write itself, not just the passivation.
+            await until_async(lambda: _holds(store, key, 6), 5)
             written = (await store.get(key)).revision
             assert written is not None
             assert await ref.ask(Get(), timeout=5) == 6
@@ -478,10 +485,26 @@ async def test_a_dead_nodes_shards_are_taken_over_with_their_persisted_state() -
         proc.kill()
         await proc.wait()
         killed = time.monotonic()
+        # An ask published before the server has seen the dead connection close is delivered
+        # to it and lost: nothing answers it, not even "no responders" (asks are at most
+        # once: the asker cannot know it was not handled), and it times out. Ask once the
+        # server says that nobody listens there any more.
+        client = b._transport.client  # type: ignore[union-attr]
+        await until_async(lambda: _nobody_listens(client, live_subject(peer_node)), 10)
         # b takes shard 0 once the dead node's lease expires, and restores the state.
         assert await ref.ask(Add(1), timeout=30) == 6
         assert await ref.ask("where", timeout=10) == b.node
         assert time.monotonic() - killed < 15
+
+
+async def _nobody_listens(client: Client, subject: str) -> bool:
+    try:
+        await client.request(subject, b"", timeout=0.5)
+    except NoRespondersError:
+        return True
+    except TimeoutError:  # still subscribed: the server has not noticed the death yet
+        return False
+    return False
 
 
 async def _stored(store: Any) -> bool:
@@ -619,6 +642,14 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
             assert letters.empty()
         finally:
             await client.close()
+
+
+async def _holds(store: Any, key: str, state: int) -> bool:
+    try:
+        entry = await store.get(key)
+    except KeyNotFoundError:  # not even the first write has landed
+        return False
+    return bool(entry.value == msgspec.msgpack.encode(state))
 
 
 async def _revision_above(store: Any, key: str, revision: int) -> bool:

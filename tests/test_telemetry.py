@@ -7,6 +7,7 @@ global provider is never set, so nothing leaks between tests.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -255,6 +256,35 @@ async def test_two_hops_a_asks_b_which_tells_c(
     assert is_child(step, ask_b)
     assert step.attributes is not None
     assert step.attributes["swarm.actor.path"] == "/c"
+
+
+async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
+    exporter: InMemorySpanExporter,
+    provider: TracerProvider,
+    tracer: trace.Tracer,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """As above, with b's inline ask the one in INLINE_CHECKPOINT that yields to the loop.
+
+    That suspends a's handler, which goes on in a's own task and context: b's ask must have
+    reset its sender token and left its span before (the suite failed on this once in a few
+    runs, depending on how many inline asks earlier tests made).
+    """
+    from swarm_actors import _ref
+
+    async with ActorSystem(tracer_provider=provider) as system:
+        a, b, c = [await system.start(Worker, name=n) for n in "abc"]
+        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # b's ask, done first: the checkpoint
+        with tracer.start_as_current_span("root"):
+            assert await a.ask(Relay(to=b, then=c)) == "forwarded"
+        await asyncio.wait_for(c._cell.actor.done.wait(), 5)  # type: ignore[union-attr]
+        assert a.stats().failures == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    spans = spans_by_name(exporter)
+    assert is_child(spans["ask Relay"], spans["root"])
+    assert is_child(spans["ask Forward"], spans["ask Relay"])
+    assert is_child(spans["work"], spans["ask Forward"])
 
 
 @pytest.mark.parametrize("queued", [False, True])

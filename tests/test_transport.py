@@ -180,8 +180,12 @@ async def test_resolve_waits_for_a_name_registered_later(
 ) -> None:
     a, b = nodes
     name = unique()
+    assert a._transport is not None
+    registry = a._transport.registry
     waiting = asyncio.ensure_future(a.resolve(name, timeout=5.0))
-    await asyncio.sleep(0)  # the resolve is under way before the name exists
+    async with asyncio.timeout(5):  # until the resolve waits on the registry for the name
+        while name not in registry._waiters:  # noqa: ASYNC110 (no event marks it)
+            await asyncio.sleep(0.005)
     assert not waiting.done()
     await b.start(Counter, name=name)
     ref = await waiting

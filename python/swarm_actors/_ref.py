@@ -227,11 +227,20 @@ class ActorRef(Generic[A]):
         if not cell.accepting:
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
         if cell.tracer is not None and (context := sampled_context()) is not None:
-            return await self._ask_traced(message, timeout, cell.tracer, context)
-        if cell.runnable and not cell.queue:
-            return await self._ask_inline(message, timeout)
-        future: asyncio.Future[Any] = cell.loop.create_future()
-        return await _deliver(cell, Ask(message, future), timeout, CURRENT_SENDER.get())
+            result = await self._ask_traced(message, timeout, cell.tracer, context)
+        elif cell.runnable and not cell.queue:
+            result = await self._ask_inline(message, timeout)
+        else:
+            future: asyncio.Future[Any] = cell.loop.create_future()
+            return await _deliver(cell, Ask(message, future), timeout, CURRENT_SENDER.get())
+        if _INLINE_LEFT[0] <= 0:
+            # The checkpoint is taken here, where this ask holds no context-variable token
+            # (its sender's, its span's): if the caller is a handler that was itself run
+            # inline, this suspension moves the rest of it to a task of its own, in another
+            # context, where such a token can no longer be reset.
+            _INLINE_LEFT[0] = INLINE_CHECKPOINT
+            await asyncio.sleep(0)  # a checkpoint: let the rest of the loop run
+        return result
 
     async def _ask_traced(
         self, message: Any, timeout: Timeout, tracer: trace.Tracer, parent: Context
@@ -266,13 +275,8 @@ class ActorRef(Generic[A]):
         except StopIteration as stop:
             cell.busy = False
             cell.after_handler()
-            if _INLINE_LEFT[0] > 1:
-                _INLINE_LEFT[0] -= 1
-                return stop.value
-            _INLINE_LEFT[0] = INLINE_CHECKPOINT
-            result = stop.value
-            await asyncio.sleep(0)  # a checkpoint: let the rest of the loop run
-            return result
+            _INLINE_LEFT[0] -= 1  # at 0, ``ask`` takes the checkpoint once the token is reset
+            return stop.value
         except (Exception, asyncio.CancelledError) as exc:
             cell.busy = False
             if cell.fail(exc, None, asked=True):
