@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,16 +105,43 @@ async def test_an_ask_to_a_stopped_actor_names_it() -> None:
         assert info.value.actor == "/gone"
 
 
-async def test_an_ask_queued_behind_a_busy_handler_times_out() -> None:
-    async with ActorSystem() as system:
+def caller_span(provider: TracerProvider | None) -> AbstractContextManager[Any]:
+    """A sampled span around the caller when tracing (asks then take the traced path)."""
+    if provider is None:
+        return contextlib.nullcontext()
+    return provider.get_tracer("test").start_as_current_span("caller")
+
+
+@pytest.mark.parametrize("traced", [False, True])
+async def test_an_ask_queued_behind_a_busy_handler_times_out(traced: bool) -> None:
+    provider = TracerProvider() if traced else None
+    async with ActorSystem(tracer_provider=provider) as system:
         ref = await system.start(Echo, name="busy")
         entered, gate = asyncio.Event(), asyncio.Event()
         await ref.tell(Block(entered, gate))
         await entered.wait()
-        with pytest.raises(TimeoutError, match=r"^ask to /busy got no reply within 0\.01 s$"):
-            await ref.ask(Ping(1), timeout=0.01)
-        gate.set()
-        assert await ref.ask(Ping(2), timeout=5) == 2
+        try:
+            with (
+                caller_span(provider),
+                pytest.raises(TimeoutError, match=r"^ask to /busy got no reply within 0\.01 s$"),
+            ):
+                # Bounded, so that an ask that never times out fails rather than hangs.
+                await asyncio.wait_for(ref.ask(Ping(1), timeout=0.01), 5)
+        finally:
+            gate.set()  # even when the test fails: the system's draining stop waits for it
+        with caller_span(provider):
+            assert await ref.ask(Ping(2), timeout=5) == 2
+
+
+@pytest.mark.parametrize("traced", [False, True])
+async def test_an_ask_is_handled_after_the_tells_sent_before_it(traced: bool) -> None:
+    provider = TracerProvider() if traced else None
+    async with ActorSystem(tracer_provider=provider) as system:
+        ref = await system.start(Echo)
+        with caller_span(provider):
+            await ref.tell(Ping(1))  # queued: the actor's turn has not run yet
+            assert await ref.ask(Ping(2)) == 2
+        assert ref._cell.actor.seen == [1, 2]  # type: ignore[union-attr]
 
 
 class Sender(Actor, may_message=("/pool-*",)):
@@ -142,11 +171,13 @@ async def test_sends_are_checked_against_the_targets_path() -> None:
         assert outside.stats().processed == 0
 
 
-async def test_inline_asks_do_not_yield_to_the_event_loop() -> None:
+@pytest.mark.parametrize("traced", [False, True])
+async def test_inline_asks_do_not_yield_to_the_event_loop(traced: bool) -> None:
     """An ask to an idle actor whose handler does not suspend runs the handler in the caller's
     task and returns without an event-loop iteration (only every INLINE_CHECKPOINT-th yields).
     """
-    async with ActorSystem() as system:
+    provider = TracerProvider() if traced else None
+    async with ActorSystem(tracer_provider=provider) as system:
         ref = await system.start(Echo)
         ticks = 0
 
@@ -159,8 +190,9 @@ async def test_inline_asks_do_not_yield_to_the_event_loop() -> None:
         task = asyncio.ensure_future(ticker())
         await asyncio.sleep(0)
         start = ticks
-        for i in range(10):
-            assert await ref.ask(Ping(i)) == i
+        with caller_span(provider):
+            for i in range(10):
+                assert await ref.ask(Ping(i)) == i
         assert ticks - start <= 1  # at most one checkpoint among ten asks
         task.cancel()
 
