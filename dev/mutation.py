@@ -30,7 +30,13 @@ TARGETS: dict[str, list[str]] = {
     "_timers.py": ["test_supervision.py", "test_testing_kit.py"],
     "_capability.py": ["test_capabilities.py", "test_transport_policy.py"],
     "_cell.py": ["test_actor.py", "test_supervision.py", "test_testing_kit.py", "test_virtual.py"],
-    "_ref.py": ["test_actor.py", "test_virtual.py"],
+    "_ref.py": [
+        "test_ref.py",
+        "test_actor.py",
+        "test_virtual.py",
+        "test_telemetry.py",
+        "test_capabilities.py",
+    ],
     "_virtual.py": ["test_virtual.py"],
     "_actor.py": ["test_actor.py", "test_supervision.py", "test_actor_events.py"],
     # The NATS layer's decisions: where a key lives, who holds a shard, which name wins.

@@ -264,10 +264,16 @@ async def test_bad_declarations_are_refused_at_class_definition() -> None:
         class BadEntry(Actor, may_message=("a role",)):
             pass
 
-    with pytest.raises(TypeError, match="not a role name"):
+    with pytest.raises(TypeError) as info:
 
         class NotActor(Actor, may_message=(int,)):
             pass
+
+    assert str(info.value) == (
+        "test_bad_declarations_are_refused_at_class_definition.<locals>.NotActor: may_message "
+        "entry <class 'int'> is not a role name (letters, digits, _ or -), an Actor subclass, "
+        "or a '/path' pattern"
+    )
 
     with pytest.raises(ValueError, match="role must be"):
 
@@ -298,6 +304,15 @@ async def test_remote_targets_are_allowed_by_role_class_name_or_path() -> None:
     class SeniorCoder(Coder):
         pass
 
+    # Named by module:qualname, the class first, down to (not including) Actor itself.
+    assert class_names(SeniorCoder) == tuple(
+        f"{__name__}:{name}"
+        for name in (
+            SeniorCoder.__qualname__,
+            Coder.__qualname__,
+            Sink.__qualname__,
+        )
+    )
     by_class = MessageGrant.parse("X", (Coder,))
     # A class grant covers the class and its subclasses, by name, whatever their role.
     assert by_class.allows_remote("other", class_names(Coder), "/zzz")
@@ -310,5 +325,10 @@ async def test_remote_targets_are_allowed_by_role_class_name_or_path() -> None:
     by_path = MessageGrant.parse("X", ("/pool-*",))
     assert by_path.allows_remote("other", (), "/pool-7")
     assert not by_path.allows_remote("other", class_names(Coder), "/coder-1")
+    # Every actor class derives from Actor: naming it grants everything, here as locally.
+    anyone = MessageGrant.parse("X", (Actor,))
+    assert anyone.allows(Coder, "/zzz")
+    assert anyone.allows_remote("other", class_names(Coder), "/zzz")
+    assert anyone.allows_remote("other", (), "/zzz")
     nothing = MessageGrant.parse("X", ())
     assert not nothing.allows_remote("coder", class_names(Coder), "/pool-7")

@@ -122,6 +122,11 @@ async def test_may_message_applies_to_remote_refs(
     for sender in (by_role, by_class, by_path):
         with pytest.raises(MessageCapabilityError) as info:
             await sender.ask(Relay(refs[bystander]))
+        assert str(info.value) == (
+            f"{sender._cell.actor_class.__qualname__} ({sender.path}) may not message "
+            f"/{bystander} on node {b.node} (role 'bystander'); its may_message grant does "
+            "not include it"
+        )
         assert info.value.actor == f"/{bystander}"
         assert info.value.sender == sender.path
         with pytest.raises(MessageCapabilityError):

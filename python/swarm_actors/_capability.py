@@ -108,12 +108,18 @@ class MessageGrant:
         """``allows`` for an actor on another node, known by its role, class names and path.
 
         ``classes`` are the ``module:qualname`` of the target's class and its ``Actor``
-        ancestors, so a grant naming a class also covers remote instances of its subclasses.
+        ancestors, so a grant naming a class also covers remote instances of its subclasses
+        (``Actor`` itself, which ``classes`` leaves out, covers every actor, as ``allows`` does).
         """
         if role in self.roles:
             return True
-        if self.classes and not {class_name(c) for c in self.classes}.isdisjoint(classes):
-            return True
+        if self.classes:
+            from swarm_actors._actor import Actor
+
+            if Actor in self.classes:
+                return True
+            if not {class_name(c) for c in self.classes}.isdisjoint(classes):
+                return True
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.paths)
 
 
