@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -43,9 +43,30 @@ from swarm_actors.events import (
     new_event,
     verify_chain,
 )
+from swarm_actors.pytest_plugin import NATS_TEST_FILE_STORE, NATS_TEST_MEMORY_STORE
 from swarm_actors.testing import NatsCluster, NatsServer
 
 pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[NatsServer]:
+    """This module's own JetStream server (``nats_client`` connects to it).
+
+    Its journals' streams are on ``swarm.events.<unique>.>``: on the session's shared server
+    they would overlap ``SWARM_EVENTS`` (on ``swarm.events.>``), the stream that the systems
+    of other tests journal to by default, and JetStream refuses overlapping streams.
+    """
+    server = NatsServer(
+        name="swarm-test-journal",
+        max_file_store=NATS_TEST_FILE_STORE,
+        max_memory_store=NATS_TEST_MEMORY_STORE,
+    )
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        asyncio.run(server.stop())
 
 
 def decision(role: str, i: int, text: str = "") -> SwarmEvent:
@@ -593,6 +614,30 @@ async def test_existing_stream_is_updated_to_the_journal_settings(
         assert info.config.max_age == 3600
         assert info.state.messages == 1  # updated, not recreated
     finally:
+        await second.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
+async def test_configure_false_uses_an_existing_stream_as_it_is(
+    nats_client: Client, unique_name: str
+) -> None:
+    subjects = f"swarm.events.{unique_name}.>"
+    first = JetStreamJournal(nats_client, stream=unique_name, subjects=subjects, max_age=3600)
+    await first.append(decision(unique_name, 1))
+    await first.close()
+    second = JetStreamJournal(nats_client, stream=unique_name, subjects=subjects, configure=False)
+    wrong = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"{subjects[:-2]}.x.>", configure=False
+    )
+    try:
+        await second.append(decision(unique_name, 2))
+        info = await nats_client.jetstream().stream_info(unique_name)
+        assert info.config.max_age == 3600  # not brought to second's settings (no limit)
+        assert info.state.messages == 2
+        with pytest.raises(InvalidArgumentError, match="would not be stored"):
+            await wrong.start()  # the stream is not on its subjects
+    finally:
+        await wrong.close()
         await second.close()
         await nats_client.jetstream().delete_stream(unique_name)
 

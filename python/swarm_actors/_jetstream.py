@@ -286,7 +286,12 @@ class JetStreamJournal:
 
     * ``stream``, ``subjects``: the stream's name and subject filter.
     * ``max_age`` (seconds, ``None``: no limit), ``max_bytes`` (``None``: no limit),
-      ``replicas``: the stream's retention and replication; applied to an existing stream too.
+      ``replicas``: the stream's retention and replication; applied to an existing stream too,
+      unless ``configure=False``.
+    * ``configure``: whether to bring an existing stream to these settings (the default), or
+      to use it as it is configured (``False``: they only apply when the journal creates it).
+      ``False`` suits journals that many processes open with settings they do not agree on
+      (replicas each computes from what it sees, say) or a stream an operator configured.
     * ``duplicate_window``: seconds during which an event id is stored once (default 120).
     * ``timeout``: how long an append may take, retries included, before
       ``JournalTimeoutError``; at most ``duplicate_window`` (retries must stay deduplicated).
@@ -310,6 +315,7 @@ class JetStreamJournal:
         max_pending: int = 8192,
         buffer_size: int = 65_536,
         api_timeout: float = 5.0,
+        configure: bool = True,
     ) -> None:
         if not stream or any(c in stream for c in ". *>\t\r\n/\\"):
             raise InvalidArgumentError(f"invalid stream name {stream!r}")
@@ -348,6 +354,7 @@ class JetStreamJournal:
         self._ack_timeout = ack_timeout
         self._api_timeout = api_timeout
         self._buffer_size = buffer_size
+        self._configure = configure
         self._acks = _AckPipeline(client, max_pending)
         self._setup: asyncio.Task[None] | None = None
         self._closed = False
@@ -444,6 +451,11 @@ class JetStreamJournal:
                     f"stream {self._stream!r} exists with {current.storage} storage; "
                     "the journal needs file storage"
                 )
+            if not self._configure and self._subjects not in (current.subjects or ()):
+                raise InvalidArgumentError(
+                    f"stream {self._stream!r} exists on subjects {current.subjects}, "
+                    f"not on {self._subjects!r}: the journal's events would not be stored"
+                )
             wanted = (
                 [self._subjects],
                 float(self._max_age or 0),
@@ -458,7 +470,7 @@ class JetStreamJournal:
                 current.num_replicas or 1,
                 float(current.duplicate_window or 0),
             )
-            if wanted != have:
+            if self._configure and wanted != have:
                 info = await self._api(lambda: self._js.update_stream(config))
         await self._wait_leader(info.cluster is not None)
         await self._acks.start()

@@ -100,8 +100,12 @@ class ActorSystem:
     Events (``swarm_actors.events``): the system journals a ``SystemSignal`` when an actor
     starts, stops, crashes or restarts, and a ``HEALTH`` signal every ``health_interval``
     seconds; actors record decisions and state changes there (``Actor.decide``,
-    ``Actor.record_change``). ``journal`` is where they go: an in-process ``MemoryJournal`` by
-    default (see ``journal``), any ``Journal``, or ``None`` for none. Activations and
+    ``Actor.record_change``). ``journal`` is where they go. By default (``"auto"``): without
+    ``nats=`` an in-process ``MemoryJournal``; with ``nats=`` a durable ``JetStreamJournal``,
+    the stream ``SWARM_EVENTS`` on ``swarm.events.>`` that every node of the cluster shares,
+    on the node's own connection (see ``journal``). Or ``"memory"`` (a ``MemoryJournal`` even
+    with NATS), any ``Journal`` (e.g. a ``JetStreamJournal`` with other settings), or
+    ``None`` for none. Activations and
     passivations of virtual actors are signalled only with ``virtual_signals=True``: a sweep
     over a million virtual actors makes two million of them.
 
@@ -137,7 +141,7 @@ class ActorSystem:
         tracer_provider: TracerProvider | None = None,
         telemetry: bool = True,
         space: TupleSpace | None = None,
-        journal: Journal | Literal["memory"] | None = "memory",
+        journal: Journal | Literal["auto", "memory"] | None = "auto",
         virtual_signals: bool = False,
         health_interval: float | None = 10.0,
         nats: str | Sequence[str] | NatsOptions | None = None,
@@ -187,10 +191,15 @@ class ActorSystem:
         self._placement = placement
         self._transport: Transport | None = None
         self._connect_lock: asyncio.Lock | None = None
-        if journal == "memory":
+        # "auto" with nats=: a JetStreamJournal made by _connect, on the node's connection.
+        self._journal_pending = journal == "auto" and nats is not None
+        self._own_journal: Journal | None = None  # the one this system made, and closes
+        if journal == "memory" or (journal == "auto" and nats is None):
             journal = MemoryJournal(max_events=DEFAULT_JOURNAL_EVENTS)
+        elif journal == "auto":
+            journal = None
         elif journal is not None and not isinstance(journal, Journal):
-            raise TypeError(f"journal must be a Journal, 'memory' or None, got {journal!r}")
+            raise TypeError(f"journal must be a Journal, 'auto', 'memory' or None, got {journal!r}")
         self._journal: Journal | None = journal
         self._ledger = Ledger()  # the system's own events (health)
         self._health_interval = health_interval
@@ -254,8 +263,50 @@ class ActorSystem:
                     placement=self._placement,
                 )
                 await transport.open()
+                if self._journal_pending:
+                    try:
+                        await self._open_journal(transport)
+                    except BaseException:
+                        await transport.close()
+                        raise
                 self._transport = transport
             return self._transport
+
+    async def _open_journal(self, transport: Transport) -> None:
+        """Make the default journal of a system with ``nats=``: ``SWARM_EVENTS`` on JetStream.
+
+        On the node's own connection; replicas as the registry's buckets. An existing stream
+        is used as it is configured (``configure=False``): every node of a cluster opens it,
+        and they need not agree on its settings.
+        """
+        from swarm_actors._jetstream import JetStreamJournal
+
+        journal = JetStreamJournal(
+            transport.client, replicas=transport.registry.replicas, configure=False
+        )
+        try:
+            await journal.start()
+        except BaseException as exc:
+            await journal.close()
+            if not isinstance(exc, Exception):
+                raise
+            raise TransportError(
+                f"the default journal (JetStream stream {journal.stream!r} on "
+                f"swarm.events.>) is unavailable: {exc!r}; a server cannot hold it beside other "
+                "streams on swarm.events subjects: pass journal= (a JetStreamJournal, "
+                "'memory' or None) to choose another"
+            ) from exc
+        self._journal = self._own_journal = journal
+        self._journal_pending = False
+        loop = self._loop
+        if (
+            self._health_interval is not None
+            and loop is not None
+            and self._health_timer is None
+            and not self._closed
+        ):
+            self._health_probe = HealthProbe()
+            self._health_timer = loop.call_later(self._health_interval, self._health_tick)
 
     @property
     def node(self) -> str | None:
@@ -335,6 +386,8 @@ class ActorSystem:
         transport = None
         if self._nats is not None and name is not None:
             transport = self._transport or await self._connect()  # explicit names go cluster-wide
+        elif self._journal_pending:
+            await self._connect()  # its journal first: the STARTED signal goes there
         if name is None:
             self._counter += 1
             name = f"{actor_class.__name__.lower()}-{self._counter}"
@@ -410,6 +463,11 @@ class ActorSystem:
 
         ``batch[i]`` is the ref of leaf ``i``; sending to it activates just that actor.
         """
+        if self._journal_pending:
+            raise RuntimeError(
+                "a system with nats= journals once connected: call batch_spawn inside "
+                "`async with ActorSystem(...)` (or pass journal=)"
+            )
         self._attach_optional()
         return self._virtual.batch(actor_class, depth, branching)
 
@@ -455,8 +513,19 @@ class ActorSystem:
         """Where the system's events go (``None`` if it was created with ``journal=None``).
 
         Lifecycle and health signals, and what actors record with ``decide`` and
-        ``record_change``. By default a ``MemoryJournal`` keeping the last
-        ``DEFAULT_JOURNAL_EVENTS`` events.
+        ``record_change``. By default, without ``nats=``, a ``MemoryJournal`` keeping the last
+        ``DEFAULT_JOURNAL_EVENTS`` events. With ``nats=``, a ``JetStreamJournal`` on the
+        stream ``SWARM_EVENTS`` (subjects ``swarm.events.>``, file storage, no age or size
+        limit, as many replicas as the registry's buckets), shared by every node attached to
+        the same NATS: it is made when the system connects (``async with`` or the first
+        ``start``), so before that this is ``None``, and nothing is recorded before that
+        (``start`` connects first; ``ref`` and ``batch_spawn`` need a connected system). An
+        existing stream is used as it is configured (see ``JetStreamJournal``'s
+        ``configure``). The system closes that journal in ``stop_all``, after the last flush,
+        before it leaves NATS; read the events afterwards through a ``JetStreamJournal`` of
+        your own. Events of all nodes are in the stream: filter by ``agent_id`` (an actor's
+        path; named actors' are unique in the cluster, generated names and the system's
+        ``"/"`` are not).
         """
         return self._journal
 
@@ -466,7 +535,7 @@ class ActorSystem:
         It reports CPU load since the previous one, resident memory, the messages waiting in
         all mailboxes, and a verdict: DEGRADED while a mailbox is full, FAILING while an actor
         waits for its supervisor. The system also does this every ``health_interval`` seconds.
-        Returns ``None`` when there is no journal.
+        Returns ``None`` when there is no journal (or none yet: see ``journal``).
         """
         if self._journal is None:
             return None
@@ -568,8 +637,15 @@ class ActorSystem:
             self._health_timer.cancel()
             self._health_timer = None
         try:
-            if self._journal is not None:
-                await self._journal.flush()  # every signal of this run is stored
+            try:
+                if self._journal is not None:
+                    await self._journal.flush()  # every signal of this run is stored
+            finally:
+                # The journal this system made: closed (flushing again: signals of actors
+                # cut short meanwhile) before the connection it uses goes.
+                own, self._own_journal = self._own_journal, None
+                if own is not None:
+                    await own.close()
         finally:
             # Even when the journal could not store everything: the node leaves NATS.
             if self._transport is not None:
