@@ -17,6 +17,7 @@ from swarm_actors import (
     ActorDeadError,
     ActorRef,
     ActorSystem,
+    AskCycleError,
     MessageCapabilityError,
     OneForOne,
     handler,
@@ -88,10 +89,14 @@ async def test_stats_report_capacity_failures_and_restarts() -> None:
         ref = await system.start(Echo, name="echo")
         assert ref.stats().capacity == 7
         with pytest.raises(ValueError, match="boom"):
-            await ref.ask(Boom())
+            await ref.ask(Boom())  # the asker's answer: counted, no restart
         await settle()
         stats = ref.stats()
-        assert (stats.failures, stats.restarts, stats.processed) == (1, 1, 1)
+        assert (stats.failures, stats.restarts, stats.processed) == (1, 0, 1)
+        await ref.tell(Boom())  # a tell's failure goes to the supervisor: a restart
+        await settle()
+        stats = ref.stats()
+        assert (stats.failures, stats.restarts, stats.processed) == (2, 1, 2)
         assert await ref.ask(Ping(1)) == 1
         assert ref.stats().capacity == 7
 
@@ -206,7 +211,7 @@ async def test_inline_checkpoints_do_not_stall_the_asker() -> None:
 
 
 async def test_an_actor_handles_one_message_at_a_time_even_inline() -> None:
-    """A handler run inline that asks its own actor waits for itself: never re-entered."""
+    """A handler run inline that asks its own actor is refused: never re-entered."""
 
     class Reentrant(Actor):
         def __init__(self) -> None:
@@ -226,7 +231,7 @@ async def test_an_actor_handles_one_message_at_a_time_even_inline() -> None:
 
     async with ActorSystem() as system:
         ref = await system.start(Reentrant)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(AskCycleError):
             await ref.ask(Ping(1))
         await settle()
         assert ref._cell.actor.deepest == 1  # type: ignore[union-attr]
