@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -592,3 +593,47 @@ async def test_a_restart_whose_on_start_fails_is_supervised_again() -> None:
         assert Flaky.starts == 3
         assert ref.stats().failures == 2
         assert await within(ref.ask(Note("ok"))) == "ok"
+
+
+REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("REQUEST", default=None)
+
+
+@dataclass
+class Peek:
+    pass
+
+
+class Peeker(Recorder):
+    @handler
+    async def peek(self, msg: Peek) -> str | None:
+        return REQUEST.get()
+
+    @handler
+    async def hold_and_peek(self, msg: Hold) -> tuple[str | None, str | None]:
+        before = REQUEST.get()
+        await msg.gate.wait()
+        return before, REQUEST.get()
+
+
+async def test_an_inline_askers_context_stays_with_its_own_handler() -> None:
+    """Context variables an asker bound (say a request id for its logs) are its own.
+
+    The handler of its ask sees them even after it suspends (it runs in the asker's task at
+    first); the messages of other senders the actor handles next do not.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Peeker, name="peeker")
+        gate = asyncio.Event()
+
+        async def asker() -> tuple[str | None, str | None]:
+            REQUEST.set("request-1")
+            result: tuple[str | None, str | None] = await ref.ask(Hold(gate))
+            return result
+
+        asked = asyncio.create_task(asker())
+        await settle()
+        other = asyncio.create_task(ref.ask(Peek()))  # queued behind the held handler
+        await settle()
+        gate.set()
+        assert await within(asked) == ("request-1", "request-1")
+        assert await within(other) is None
