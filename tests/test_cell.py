@@ -274,6 +274,44 @@ async def test_freed_slots_wake_as_many_waiting_senders() -> None:
         assert instance(ref).seen == [1, 2, 3, 4, 5, 6]
 
 
+async def test_a_cancelled_waiting_sender_leaves_the_queue() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        ref.tell_nowait(Note(1))
+        quitter = asyncio.create_task(ref.tell(Note("quitter")))
+        stayer = asyncio.create_task(ref.tell(Note("stayer")))
+        await settle()
+        quitter.cancel()
+        await asyncio.wait([quitter])
+        assert quitter.cancelled(), "cancellation propagates as such"
+        gate.set()
+        await within(stayer)
+        await settle()
+        assert instance(ref).seen == [1, "stayer"]
+
+
+async def test_a_sender_cancelled_as_it_is_woken_passes_the_slot_on() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        ref.tell_nowait(Note(1))
+        first = asyncio.create_task(ref.tell(Note("first")))
+        second = asyncio.create_task(ref.tell(Note("second")))
+        await settle()
+        gate.set()  # the handler's task resumes next, handles Note(1) and wakes `first`
+        asyncio.get_running_loop().call_soon(first.cancel)  # before `first` runs again
+        await asyncio.wait([first])
+        assert first.cancelled()
+        await within(second)
+        await settle()
+        assert instance(ref).seen == [1, "second"]
+
+
 # --- stopping -------------------------------------------------------------------------------
 
 
@@ -335,7 +373,7 @@ async def test_failures_are_counted() -> None:
         assert ref.stats().restarts == 3
 
 
-async def test_crash_signals_carry_the_restart_count() -> None:
+async def test_crash_and_restart_signals_describe_the_failure() -> None:
     async with ActorSystem() as system:
         ref = await system.start(Recorder, name="rec")
         for _ in range(2):
@@ -351,6 +389,16 @@ async def test_crash_signals_carry_the_restart_count() -> None:
             and e.event.payload.kind is SignalKind.CRASHED
         ]
         assert [c.restart_count for c in crashes] == [0, 1]
+        assert [c.error_type for c in crashes] == ["RuntimeError", "RuntimeError"]
+        assert [c.detail for c in crashes] == ["restart: RuntimeError('rec failed')"] * 2
+        restarted = [
+            e.event.payload
+            for e in journal.entries()
+            if e.event.agent_id == "/rec"
+            and isinstance(e.event.payload, SystemSignal)
+            and e.event.payload.kind is SignalKind.RESTARTED
+        ]
+        assert [r.restart_count for r in restarted] == [1, 2]
 
 
 async def test_a_raising_decider_escalates() -> None:
