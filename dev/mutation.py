@@ -35,6 +35,8 @@ TARGETS: dict[str, list[str]] = {
         "test_supervision.py",
         "test_testing_kit.py",
         "test_virtual.py",
+        "test_telemetry.py",  # trace contexts carried through mailboxes and suspended handlers
+        "test_actor_events.py",  # lifecycle signals and the health verdict
     ],
     "_ref.py": ["test_actor.py", "test_virtual.py"],
     "_virtual.py": ["test_virtual.py"],
