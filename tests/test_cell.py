@@ -201,6 +201,35 @@ async def test_a_busy_actor_gives_others_a_turn() -> None:
         assert order.index("x") == 256, "the other actor ran right after the hog's first turn"
 
 
+class Hog(Recorder, mailbox_size=1000):
+    pass
+
+
+async def test_a_sender_that_waited_for_room_gives_no_extra_turn() -> None:
+    async with ActorSystem() as system:
+        hog = await system.start(Hog, name="hog")
+        other = await system.start(Recorder, name="other")
+        gate = asyncio.Event()
+        hog.tell_nowait(Hold(gate))
+        await settle()
+        for i in range(1000):
+            hog.tell_nowait(Note(i))
+
+        async def sender() -> None:
+            await hog.tell(Note("late"))  # waits for room, then enqueues while hog is ready
+            other.tell_nowait(Note("other"))
+
+        sending = asyncio.create_task(sender())
+        await settle()
+        assert not sending.done()
+        gate.set()
+        await within(sending)
+        await settle()
+        order = [tag for name, tag in LOG if name in ("hog", "other")]
+        assert len(order) == 1002
+        assert order.index("other") < order.index("late"), "other ran before the hog's backlog"
+
+
 async def test_a_message_sent_to_self_during_an_inline_ask_is_handled() -> None:
     class Relay(Recorder):
         @handler
@@ -257,8 +286,8 @@ async def test_a_freed_slot_wakes_the_waiting_sender() -> None:
     async with ActorSystem() as system:
         ref = await system.start(Small, name="tiny")
         ref.tell_nowait(Note(1))
-        blocked = asyncio.create_task(ref.tell(Note(2)))
-        await within(blocked)
+        async with asyncio.timeout(1.0):
+            await ref.tell(Note(2))  # waits: the turn that handles Note(1) wakes it
         await settle()
         assert instance(ref).seen == [1, 2]
 
@@ -266,9 +295,15 @@ async def test_a_freed_slot_wakes_the_waiting_sender() -> None:
 async def test_freed_slots_wake_as_many_waiting_senders() -> None:
     async with ActorSystem() as system:
         ref = await system.start(Two, name="two")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
         ref.tell_nowait(Note(1))
         ref.tell_nowait(Note(2))
         blocked = [asyncio.create_task(ref.tell(Note(i))) for i in (3, 4, 5, 6)]
+        await settle()
+        assert not any(task.done() for task in blocked)
+        gate.set()
         await within(asyncio.gather(*blocked))
         await settle()
         assert instance(ref).seen == [1, 2, 3, 4, 5, 6]
@@ -310,6 +345,23 @@ async def test_a_sender_cancelled_as_it_is_woken_passes_the_slot_on() -> None:
         await within(second)
         await settle()
         assert instance(ref).seen == [1, "second"]
+
+
+async def test_waking_fewer_senders_than_free_slots_raises_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with ActorSystem() as system:
+            ref = await system.start(Two, name="two")
+            ref.tell_nowait(Note(1))
+            ref.tell_nowait(Note(2))
+            await ref.tell(Note(3))  # it waits; the turn frees two slots and wakes it
+            await settle()
+            assert instance(ref).seen == [1, 2, 3]
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == [], "nothing escaped into the event loop"
 
 
 # --- stopping -------------------------------------------------------------------------------
