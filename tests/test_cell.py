@@ -19,6 +19,7 @@ from swarm_actors import (
     Directive,
     EscalatedError,
     MailboxFullError,
+    MessageCapabilityError,
     OneForOne,
     UnhandledMessageError,
     handler,
@@ -737,3 +738,29 @@ async def test_an_inline_askers_context_stays_with_its_own_handler() -> None:
         gate.set()
         assert await within(asked) == ("request-1", "request-1")
         assert await within(other) is None
+
+
+@dataclass
+class Forward:
+    to: Any
+
+
+class Mute(Actor, may_message=()):
+    """May message no one; forwards after suspending."""
+
+    @handler
+    async def forward(self, msg: Forward) -> None:
+        await asyncio.sleep(0)
+        await msg.to.tell(Note("forwarded"))
+
+
+async def test_sends_after_a_handler_suspends_are_still_checked_as_the_actors() -> None:
+    async with ActorSystem() as system:
+        mute = await system.start(Mute, name="mute")
+        target = await system.start(Recorder, name="target")
+        with pytest.raises(MessageCapabilityError):
+            await within(mute.ask(Forward(target)))  # inline ask, finished in a task
+        await mute.tell(Forward(target))  # through the mailbox
+        await settle()
+        assert mute.stats().failures == 2
+        assert instance(target).seen == []
