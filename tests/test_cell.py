@@ -745,8 +745,17 @@ class Forward:
     to: Any
 
 
+@dataclass
+class Pause:
+    pass
+
+
 class Mute(Actor, may_message=()):
     """May message no one; forwards after suspending."""
+
+    @handler
+    async def pause(self, msg: Pause) -> None:
+        await asyncio.sleep(0)
 
     @handler
     async def forward(self, msg: Forward) -> None:
@@ -762,5 +771,54 @@ async def test_sends_after_a_handler_suspends_are_still_checked_as_the_actors() 
             await within(mute.ask(Forward(target)))  # inline ask, finished in a task
         await mute.tell(Forward(target))  # through the mailbox
         await settle()
-        assert mute.stats().failures == 2
+        mute.tell_nowait(Pause())  # suspends: its task goes on with the Forward after it
+        mute.tell_nowait(Forward(target))
+        await settle()
+        assert mute.stats().failures == 3
         assert instance(target).seen == []
+
+
+class Tidy(Recorder):
+    @handler
+    async def hold(self, msg: Hold) -> str:
+        try:
+            await msg.gate.wait()
+        finally:
+            LOG.append(("cleanup", msg.tag))
+        return msg.tag
+
+
+async def test_a_discarding_stop_cancels_the_handler_and_fails_its_asker() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Tidy, name="tidy")
+        ref.tell_nowait(Note(0))  # the ask below goes through the mailbox
+        asked = asyncio.create_task(ref.ask(Hold(asyncio.Event(), "h")))
+        await settle()
+        assert await within(ref.stop(drain=False)) == 0
+        assert ("cleanup", "h") in LOG, "the handler saw its cancellation"
+        with pytest.raises(ActorDeadError) as dead:
+            await within(asked)
+        assert dead.value.actor == "/tidy"
+        assert str(dead.value) == "/tidy stopped"
+
+
+async def test_a_sibling_suspended_mid_handler_takes_nothing_more_until_restarted() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        await system.start(Siblings, name="family")
+        a, b = system.lookup("a"), system.lookup("b")
+        assert a is not None
+        assert b is not None
+        before = instance(b)
+        gate = asyncio.Event()
+        b.tell_nowait(Hold(gate, "held"))
+        b.tell_nowait(Note("queued"))
+        await settle()
+        await a.tell(Fail())  # suspends b during the backoff, its handler still running
+        await settle()
+        gate.set()
+        await settle()
+        assert ("end", "held") in LOG
+        assert before.seen == [], "the old instance handles nothing after its suspension"
+        await clock.advance(2.1)
+        assert instance(b).seen == ["queued"]
