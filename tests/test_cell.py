@@ -783,8 +783,10 @@ class Tidy(Recorder):
     async def hold(self, msg: Hold) -> str:
         try:
             await msg.gate.wait()
-        finally:
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # an asynchronous clean-up runs to its end
             LOG.append(("cleanup", msg.tag))
+            raise
         return msg.tag
 
 
