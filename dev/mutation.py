@@ -29,7 +29,15 @@ TARGETS: dict[str, list[str]] = {
     "_supervision.py": ["test_supervision.py", "test_testing_kit.py"],
     "_timers.py": ["test_supervision.py", "test_testing_kit.py"],
     "_capability.py": ["test_capabilities.py", "test_transport_policy.py"],
-    "_cell.py": ["test_actor.py", "test_supervision.py", "test_testing_kit.py", "test_virtual.py"],
+    "_cell.py": [
+        "test_cell.py",
+        "test_actor.py",
+        "test_supervision.py",
+        "test_testing_kit.py",
+        "test_virtual.py",
+        "test_telemetry.py",  # trace contexts carried through mailboxes and suspended handlers
+        "test_actor_events.py",  # lifecycle signals and the health verdict
+    ],
     "_ref.py": [
         "test_ref.py",
         "test_actor.py",
@@ -94,7 +102,8 @@ def stage(dest: Path, modules: list[str]) -> None:
         "source_paths": ["src/swarm_actors"],
         "only_mutate": [f"src/swarm_actors/{m}" for m in targets],
         "pytest_add_cli_args_test_selection": tests,
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q"],
+        # A mutant that hangs a test costs 10 s, not the suite's 120 s timeout.
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-x", "-q", "-o", "timeout=10"],
         "do_not_mutate_patterns": IGNORED_PATTERNS,
     }
     pyproject = (ROOT / "pyproject.toml").read_text()

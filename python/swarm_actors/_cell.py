@@ -476,14 +476,16 @@ class Cell:
         """The handler suspended: finish it in a task; the actor is busy until then."""
         self.busy = True
         self.runnable = False
-        context = None
-        if self.tracer is not None and type(coro) is not InContext:
-            # Tracing: the handler goes on in its own context, the task starts clean, so the
-            # messages it serves next never inherit this one's (or an inline asker's) trace.
+        if type(coro) is not InContext:  # a traced message's handler has its own already
+            # The handler goes on in its own context and the task starts clean, so the messages
+            # the task serves next never see this one's context variables, nor an inline
+            # asker's (its trace, or whatever it bound, e.g. a request id for its logs).
             handler_context = contextvars.copy_context()
             handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
-            coro, context = InContext(coro, handler_context), contextvars.Context()
-        self.task = self.loop.create_task(self._finish(coro, yielded, reply), context=context)
+            coro = InContext(coro, handler_context)
+        self.task = self.loop.create_task(
+            self._finish(coro, yielded, reply), context=contextvars.Context()
+        )
 
     async def _finish(
         self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None

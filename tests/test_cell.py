@@ -1,0 +1,826 @@
+"""The engine's cell: errors senders read, counters in stats(), fairness, stopping, supervision."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pytest
+
+from log_capture import capture_logs
+from swarm_actors import (
+    Actor,
+    ActorDeadError,
+    ActorSystem,
+    AllForOne,
+    Backoff,
+    Directive,
+    EscalatedError,
+    MailboxFullError,
+    MessageCapabilityError,
+    OneForOne,
+    UnhandledMessageError,
+    handler,
+)
+from swarm_actors.events import HealthStatus, MemoryJournal, SignalKind, SystemSignal
+from swarm_actors.testing import VirtualClock, settle
+
+pytestmark = pytest.mark.asyncio
+
+LOG: list[Any] = []
+
+
+@dataclass
+class Note:
+    tag: Any
+
+
+@dataclass
+class Fail:
+    pass
+
+
+@dataclass
+class Hold:
+    gate: asyncio.Event
+    tag: str = ""
+
+
+@dataclass
+class Unknown:
+    pass
+
+
+@dataclass
+class Echo:
+    value: int
+
+
+class Recorder(Actor):
+    """Logs what it handles (and its lifecycle) into ``LOG``."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    async def on_stop(self) -> None:
+        LOG.append(("stop", self.ref.name, id(self)))
+
+    @handler
+    async def note(self, msg: Note) -> Any:
+        self.seen.append(msg.tag)
+        LOG.append((self.ref.name, msg.tag))
+        return msg.tag
+
+    @handler
+    async def fail(self, msg: Fail) -> None:
+        raise RuntimeError(f"{self.ref.name} failed")
+
+    @handler
+    async def hold(self, msg: Hold) -> str:
+        LOG.append(("start", msg.tag))
+        await msg.gate.wait()
+        LOG.append(("end", msg.tag))
+        return msg.tag
+
+
+class Small(Recorder, mailbox_size=1):
+    pass
+
+
+class Two(Recorder, mailbox_size=2):
+    pass
+
+
+@pytest.fixture(autouse=True)
+def _clear() -> None:
+    LOG.clear()
+
+
+def instance(ref: Any) -> Any:
+    return ref._cell.actor
+
+
+async def within(awaitable: Any, seconds: float = 1.0) -> Any:
+    """Await with an upper bound, so a hang fails the test instead of stalling it."""
+    return await asyncio.wait_for(awaitable, seconds)
+
+
+# --- errors a sender reads ------------------------------------------------------------------
+
+
+async def test_errors_name_the_actor_and_the_reason() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        ref.tell_nowait(Note(1))  # queued: the dispatcher has not run yet
+        with pytest.raises(MailboxFullError) as full:
+            ref.tell_nowait(Note(2))
+        assert full.value.actor == "/tiny"
+        assert full.value.capacity == 1
+        assert str(full.value) == "mailbox of /tiny is full (1 messages)"
+        await ref.stop()
+        with pytest.raises(ActorDeadError) as dead:
+            ref.tell_nowait(Note(3))
+        assert dead.value.actor == "/tiny"
+        assert str(dead.value) == "/tiny is stopped"
+        with pytest.raises(ActorDeadError) as dead_tell:
+            await ref.tell(Note(4))
+        assert dead_tell.value.actor == "/tiny"
+        assert str(dead_tell.value) == "/tiny is stopped"
+
+
+async def test_a_sender_waiting_for_room_learns_the_actor_stopped() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()  # the handler holds; the mailbox is empty again
+        ref.tell_nowait(Note(1))
+        blocked = asyncio.create_task(ref.tell(Note(2)))
+        await settle()
+        assert not blocked.done()
+        stopping = asyncio.create_task(ref.stop(drain=False))
+        with pytest.raises(ActorDeadError) as dead:
+            await within(blocked)
+        assert dead.value.actor == "/tiny"
+        assert str(dead.value) == "/tiny is stopped"
+        assert await within(stopping) == 1
+
+
+async def test_an_unhandled_queued_ask_names_the_message_type() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        asked = asyncio.create_task(ref.ask(Unknown()))  # queued behind the held handler
+        await settle()
+        gate.set()
+        with pytest.raises(UnhandledMessageError) as err:
+            await within(asked)
+        assert str(err.value) == "Recorder (/rec) has no handler for Unknown"
+        assert err.value.actor == "/rec"
+        assert ref.stats().failures == 0, "refusing a message is not a failure"
+
+
+async def test_an_unhandled_tell_is_a_logged_dead_letter() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        with capture_logs() as logs:
+            await ref.tell(Unknown())
+            await settle()
+        letters = [e for e in logs if e.get("event") == "dead letter"]
+        assert letters == [
+            {
+                "event": "dead letter",
+                "actor": "/rec",
+                "message_type": "Unknown",
+                "reason": "unhandled",
+                "log_level": "warning",
+                "logger": letters[0]["logger"],
+            }
+        ]
+        assert system.dead_letters == 1
+        assert ref.stats().processed == 1
+
+
+# --- scheduling -----------------------------------------------------------------------------
+
+
+async def test_a_busy_actor_gives_others_a_turn() -> None:
+    """After TURN_BUDGET (256) messages the dispatcher moves on to the next ready actor."""
+    async with ActorSystem() as system:
+        hog = await system.start(Recorder, name="hog")
+        other = await system.start(Recorder, name="other")
+        for i in range(1000):
+            hog.tell_nowait(Note(i))
+        other.tell_nowait(Note("x"))
+        await settle()
+        order = [tag for name, tag in LOG if name in ("hog", "other")]
+        assert len(order) == 1001
+        assert order.index("x") == 256, "the other actor ran right after the hog's first turn"
+
+
+class Hog(Recorder, mailbox_size=1000):
+    pass
+
+
+async def test_a_sender_that_waited_for_room_gives_no_extra_turn() -> None:
+    async with ActorSystem() as system:
+        hog = await system.start(Hog, name="hog")
+        other = await system.start(Recorder, name="other")
+        gate = asyncio.Event()
+        hog.tell_nowait(Hold(gate))
+        await settle()
+        for i in range(1000):
+            hog.tell_nowait(Note(i))
+
+        async def sender() -> None:
+            await hog.tell(Note("late"))  # waits for room, then enqueues while hog is ready
+            other.tell_nowait(Note("other"))
+
+        sending = asyncio.create_task(sender())
+        await settle()
+        assert not sending.done()
+        gate.set()
+        await within(sending)
+        await settle()
+        order = [tag for name, tag in LOG if name in ("hog", "other")]
+        assert len(order) == 1002
+        assert order.index("other") < order.index("late"), "other ran before the hog's backlog"
+
+
+async def test_a_message_sent_to_self_during_an_inline_ask_is_handled() -> None:
+    class Relay(Recorder):
+        @handler
+        async def echo(self, msg: Echo) -> int:
+            self.ref.tell_nowait(Note(msg.value))  # to itself, while it is busy
+            return msg.value
+
+    async with ActorSystem() as system:
+        ref = await system.start(Relay, name="relay")
+        assert await ref.ask(Echo(7)) == 7
+        await settle()
+        assert instance(ref).seen == [7]
+
+
+class Session(Actor):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def snapshot(self) -> int:
+        return self.count
+
+    def restore(self, state: int) -> None:
+        self.count = state
+
+    @handler
+    async def note(self, msg: Note) -> int:
+        self.count += 1
+        return self.count
+
+
+async def test_sync_passivations_keep_other_actors_scheduled() -> None:
+    """A sender that never yields passivates hundreds of virtual actors with queued messages.
+
+    Each passivation runs that actor's turn at once; actors made ready earlier still get
+    their turn, and every message is handled.
+    """
+    async with ActorSystem(max_active=1) as system:
+        plain = await system.start(Recorder, name="plain")
+        plain.tell_nowait(Note("before"))
+        refs = [system.ref(Session, f"s{i}") for i in range(700)]
+        for ref in refs:
+            await ref.tell(Note(0))
+        plain.tell_nowait(Note("after"))
+        await settle()
+        assert instance(plain).seen == ["before", "after"]
+        for ref in (refs[0], refs[300], refs[699]):
+            assert await within(ref.ask(Note(0))) == 2
+
+
+# --- backpressure ---------------------------------------------------------------------------
+
+
+async def test_a_freed_slot_wakes_the_waiting_sender() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        ref.tell_nowait(Note(1))
+        async with asyncio.timeout(1.0):
+            await ref.tell(Note(2))  # waits: the turn that handles Note(1) wakes it
+        await settle()
+        assert instance(ref).seen == [1, 2]
+
+
+async def test_freed_slots_wake_as_many_waiting_senders() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Two, name="two")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        ref.tell_nowait(Note(1))
+        ref.tell_nowait(Note(2))
+        blocked = [asyncio.create_task(ref.tell(Note(i))) for i in (3, 4, 5, 6)]
+        await settle()
+        assert not any(task.done() for task in blocked)
+        gate.set()
+        await within(asyncio.gather(*blocked))
+        await settle()
+        assert instance(ref).seen == [1, 2, 3, 4, 5, 6]
+
+
+async def test_a_cancelled_waiting_sender_leaves_the_queue() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        ref.tell_nowait(Note(1))
+        quitter = asyncio.create_task(ref.tell(Note("quitter")))
+        stayer = asyncio.create_task(ref.tell(Note("stayer")))
+        await settle()
+        quitter.cancel()
+        await asyncio.wait([quitter])
+        assert quitter.cancelled(), "cancellation propagates as such"
+        gate.set()
+        await within(stayer)
+        await settle()
+        assert instance(ref).seen == [1, "stayer"]
+
+
+async def test_a_sender_cancelled_as_it_is_woken_passes_the_slot_on() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Small, name="tiny")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        await settle()
+        ref.tell_nowait(Note(1))
+        first = asyncio.create_task(ref.tell(Note("first")))
+        second = asyncio.create_task(ref.tell(Note("second")))
+        await settle()
+        gate.set()  # the handler's task resumes next, handles Note(1) and wakes `first`
+        asyncio.get_running_loop().call_soon(first.cancel)  # before `first` runs again
+        await asyncio.wait([first])
+        assert first.cancelled()
+        await within(second)
+        await settle()
+        assert instance(ref).seen == [1, "second"]
+
+
+async def test_waking_fewer_senders_than_free_slots_raises_nothing() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with ActorSystem() as system:
+            ref = await system.start(Two, name="two")
+            ref.tell_nowait(Note(1))
+            ref.tell_nowait(Note(2))
+            await ref.tell(Note(3))  # it waits; the turn frees two slots and wakes it
+            await settle()
+            assert instance(ref).seen == [1, 2, 3]
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == [], "nothing escaped into the event loop"
+
+
+# --- stopping -------------------------------------------------------------------------------
+
+
+async def test_a_draining_stop_waits_for_the_handler_in_progress() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate, "h"))
+        await settle()
+        stopping = asyncio.create_task(ref.stop())
+        await settle()
+        assert not stopping.done()
+        gate.set()
+        assert await within(stopping) == 0
+        assert ("end", "h") in LOG
+
+
+async def test_a_draining_stop_after_an_inline_ask_suspends() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        asked = asyncio.create_task(ref.ask(Hold(gate, "h")))
+        await settle()
+        stopping = asyncio.create_task(ref.stop())
+        await settle()
+        assert not stopping.done()
+        gate.set()
+        assert await within(asked) == "h"
+        assert await within(stopping) == 0
+
+
+async def test_stop_calls_after_a_cut_short_drain_agree() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        ref.tell_nowait(Note(1))
+        ref.tell_nowait(Note(2))
+        await settle()
+        draining = asyncio.create_task(ref.stop())
+        await settle()
+        assert await within(ref.stop(drain=False)) == 2
+        assert await within(draining) == 2
+        assert await within(ref.stop(drain=False)) == 2
+        assert await within(ref.stop()) == 2
+        assert ref.stats().dropped == 2
+
+
+# --- failures and supervision ---------------------------------------------------------------
+
+
+async def test_failures_are_counted() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        for _ in range(3):
+            await ref.tell(Fail())
+            await settle()
+        assert ref.stats().failures == 3
+        assert ref.stats().restarts == 3
+
+
+async def test_crash_and_restart_signals_describe_the_failure() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        for _ in range(2):
+            await ref.tell(Fail())
+            await settle()
+        journal = system.journal
+        assert isinstance(journal, MemoryJournal)
+        crashes = [
+            e.event.payload
+            for e in journal.entries()
+            if e.event.agent_id == "/rec"
+            and isinstance(e.event.payload, SystemSignal)
+            and e.event.payload.kind is SignalKind.CRASHED
+        ]
+        assert [c.restart_count for c in crashes] == [0, 1]
+        assert [c.error_type for c in crashes] == ["RuntimeError", "RuntimeError"]
+        assert [c.detail for c in crashes] == ["restart: RuntimeError('rec failed')"] * 2
+        restarted = [
+            e.event.payload
+            for e in journal.entries()
+            if e.event.agent_id == "/rec"
+            and isinstance(e.event.payload, SystemSignal)
+            and e.event.payload.kind is SignalKind.RESTARTED
+        ]
+        assert [r.restart_count for r in restarted] == [1, 2]
+
+
+async def test_a_raising_decider_escalates() -> None:
+    def decide(exc: BaseException) -> Directive:
+        raise LookupError("no idea")
+
+    async with ActorSystem(supervision=OneForOne(decider=decide)) as system:
+        ref = await system.start(Recorder, name="rec")
+        await ref.tell(Fail())
+        await settle()
+        assert not ref.is_alive, "escalated from the top level: the actor is stopped"
+        assert system.lookup("rec") is None
+
+
+async def test_the_restart_window_includes_its_end() -> None:
+    """A restart exactly ``within`` seconds ago still counts against ``max_restarts``."""
+    clock = VirtualClock()
+    strategy = OneForOne(max_restarts=1, within=10.0)
+    async with ActorSystem(supervision=strategy, clock=clock) as system:
+        ref = await system.start(Recorder, name="rec")
+        await ref.tell(Fail())
+        await settle()
+        assert ref.stats().restarts == 1
+        await clock.advance(10.0)
+        await ref.tell(Fail())
+        await settle()
+        assert not ref.is_alive, "the second failure escalated"
+
+
+async def test_the_restart_window_forgets_older_restarts() -> None:
+    clock = VirtualClock()
+    strategy = OneForOne(max_restarts=1, within=10.0)
+    async with ActorSystem(supervision=strategy, clock=clock) as system:
+        ref = await system.start(Recorder, name="rec")
+        await ref.tell(Fail())
+        await settle()
+        await clock.advance(10.5)
+        await ref.tell(Fail())
+        await settle()
+        assert ref.is_alive
+        assert ref.stats().restarts == 2
+
+
+async def test_a_short_backoff_still_delays_the_restart() -> None:
+    clock = VirtualClock()
+    strategy = OneForOne(backoff=Backoff(initial=0.5, jitter=0.0))
+    async with ActorSystem(supervision=strategy, clock=clock) as system:
+        ref = await system.start(Recorder, name="rec")
+        await ref.tell(Fail())
+        await ref.tell(Note(1))
+        await settle()
+        await clock.advance(0.4)
+        assert ref.stats().restarts == 0
+        assert ref.stats().pending == 1
+        await clock.advance(0.2)
+        assert ref.stats().restarts == 1
+        assert instance(ref).seen == [1]
+
+
+class Family(Actor):
+    """A parent of two ``Recorder`` children, ``a`` and ``b``; fails on ``Fail``."""
+
+    async def on_start(self) -> None:
+        await self.start_child(Recorder, name="a")
+        await self.start_child(Recorder, name="b")
+
+    @handler
+    async def fail(self, msg: Fail) -> None:
+        raise RuntimeError("family failed")
+
+
+async def test_one_for_one_leaves_the_siblings_alone() -> None:
+    async with ActorSystem() as system:
+        await system.start(Family, name="family")
+        a, b = system.lookup("a"), system.lookup("b")
+        assert a is not None
+        assert b is not None
+        before = instance(b)
+        await a.tell(Fail())
+        await settle()
+        assert a.stats().restarts == 1
+        assert instance(b) is before
+        assert b.stats().restarts == 0
+
+
+class Siblings(Family, supervision=AllForOne(backoff=Backoff(initial=2.0, jitter=0.0))):
+    pass
+
+
+async def test_all_for_one_siblings_wait_for_the_restart() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock, health_interval=None) as system:
+        await system.start(Siblings, name="family")
+        a, b = system.lookup("a"), system.lookup("b")
+        assert a is not None
+        assert b is not None
+        before = instance(b)
+        await a.tell(Fail())
+        await settle()
+        await b.tell(Note("during"))
+        await settle()
+        assert before.seen == [], "a suspended sibling handles nothing during the backoff"
+        health = system.health()
+        assert health is not None
+        assert health.payload.health is HealthStatus.FAILING  # type: ignore[union-attr]
+        assert "2 actor(s)" in health.payload.detail  # type: ignore[union-attr]
+        await clock.advance(2.1)
+        assert instance(b) is not before
+        assert instance(b).seen == ["during"]
+
+
+class Holder(Actor):
+    """A parent whose child ``kid`` is held in a handler with messages queued behind it."""
+
+    async def on_start(self) -> None:
+        await self.start_child(Recorder, name="kid")
+
+    @handler
+    async def fail(self, msg: Fail) -> None:
+        raise RuntimeError("holder failed")
+
+
+async def _fail_parent_of_held_child(system: ActorSystem) -> tuple[Any, asyncio.Event]:
+    parent = await system.start(Holder, name="holder")
+    kid = system.lookup("kid")
+    assert kid is not None
+    gate = asyncio.Event()
+    kid.tell_nowait(Hold(gate, "held"))
+    kid.tell_nowait(Note(1))
+    kid.tell_nowait(Note(2))
+    await settle()
+    await parent.tell(Fail())
+    return kid, gate
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        OneForOne(decider=lambda exc: Directive.STOP),
+        OneForOne(max_restarts=0),  # escalated from the top level: stopped
+        OneForOne(),  # restarted: the old children are stopped
+    ],
+    ids=["stop", "escalate", "restart"],
+)
+async def test_a_failed_parent_discards_its_childrens_mailboxes(strategy: OneForOne) -> None:
+    async with ActorSystem(supervision=strategy) as system:
+        kid, gate = await _fail_parent_of_held_child(system)
+        await settle()
+        assert not kid.is_alive
+        assert kid.stats().dropped == 2
+        assert ("end", "held") not in LOG, "the child's handler was cancelled"
+        gate.set()
+
+
+async def test_escalation_names_the_child_and_its_error() -> None:
+    seen: list[BaseException] = []
+
+    def decide(exc: BaseException) -> Directive:
+        seen.append(exc)
+        return Directive.ESCALATE if isinstance(exc, RuntimeError) else Directive.STOP
+
+    class Parent(Family, supervision=OneForOne(decider=decide)):
+        pass
+
+    async with ActorSystem(supervision=OneForOne(decider=decide)) as system:
+        await system.start(Parent, name="parent")
+        a = system.lookup("a")
+        assert a is not None
+        await a.tell(Fail())
+        await settle()
+        escalated = [e for e in seen if isinstance(e, EscalatedError)]
+        assert len(escalated) == 1
+        error = escalated[0]
+        assert error.actor == "/parent"
+        assert str(error) == "child /parent/a escalated RuntimeError('a failed')"
+        assert isinstance(error.__cause__, RuntimeError)
+
+
+class Slow(Recorder):
+    """``on_stop`` waits for ``gate`` (when set up); counts instances."""
+
+    gate: ClassVar[asyncio.Event | None] = None
+    made: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        Slow.made += 1
+        self.number = Slow.made
+
+    async def on_stop(self) -> None:
+        LOG.append(("stop", self.number))
+        if Slow.gate is not None:
+            await Slow.gate.wait()
+
+
+async def test_a_restart_stops_the_old_instance_before_taking_messages() -> None:
+    Slow.made = 0
+    Slow.gate = asyncio.Event()
+    async with ActorSystem(health_interval=None) as system:
+        ref = await system.start(Slow, name="slow")
+        await ref.tell(Fail())
+        await settle()
+        assert LOG == [("stop", 1)], "the old instance's on_stop runs on restart"
+        await ref.tell(Note("during"))
+        await settle()
+        health = system.health()
+        assert health is not None
+        assert health.payload.health is HealthStatus.FAILING  # type: ignore[union-attr]
+        assert instance(ref).number == 1
+        assert instance(ref).seen == [], "nothing is handled while the restart is under way"
+        Slow.gate.set()
+        await settle()
+        assert instance(ref).number == 2
+        assert instance(ref).seen == ["during"]
+        Slow.gate = None
+
+
+class Flaky(Recorder):
+    starts: ClassVar[int] = 0
+
+    async def on_start(self) -> None:
+        Flaky.starts += 1
+        if Flaky.starts == 2:
+            raise ValueError("second start failed")
+
+    async def on_failure(self, exc: BaseException) -> None:
+        LOG.append(("failure", repr(exc)))
+
+
+async def test_a_restart_whose_on_start_fails_is_supervised_again() -> None:
+    Flaky.starts = 0
+    async with ActorSystem() as system:
+        ref = await system.start(Flaky, name="flaky")
+        await ref.tell(Fail())
+        await settle()
+        assert [e for e in LOG if e[0] == "failure"] == [
+            ("failure", "RuntimeError('flaky failed')"),
+            ("failure", "ValueError('second start failed')"),
+        ]
+        assert Flaky.starts == 3
+        assert ref.stats().failures == 2
+        assert await within(ref.ask(Note("ok"))) == "ok"
+
+
+REQUEST: contextvars.ContextVar[str | None] = contextvars.ContextVar("REQUEST", default=None)
+
+
+@dataclass
+class Peek:
+    pass
+
+
+class Peeker(Recorder):
+    @handler
+    async def peek(self, msg: Peek) -> str | None:
+        return REQUEST.get()
+
+    @handler
+    async def hold_and_peek(self, msg: Hold) -> tuple[str | None, str | None]:
+        before = REQUEST.get()
+        await msg.gate.wait()
+        return before, REQUEST.get()
+
+
+async def test_an_inline_askers_context_stays_with_its_own_handler() -> None:
+    """Context variables an asker bound (say a request id for its logs) are its own.
+
+    The handler of its ask sees them even after it suspends (it runs in the asker's task at
+    first); the messages of other senders the actor handles next do not.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Peeker, name="peeker")
+        gate = asyncio.Event()
+
+        async def asker() -> tuple[str | None, str | None]:
+            REQUEST.set("request-1")
+            result: tuple[str | None, str | None] = await ref.ask(Hold(gate))
+            return result
+
+        asked = asyncio.create_task(asker())
+        await settle()
+        other = asyncio.create_task(ref.ask(Peek()))  # queued behind the held handler
+        await settle()
+        gate.set()
+        assert await within(asked) == ("request-1", "request-1")
+        assert await within(other) is None
+
+
+@dataclass
+class Forward:
+    to: Any
+
+
+@dataclass
+class Pause:
+    pass
+
+
+class Mute(Actor, may_message=()):
+    """May message no one; forwards after suspending."""
+
+    @handler
+    async def pause(self, msg: Pause) -> None:
+        await asyncio.sleep(0)
+
+    @handler
+    async def forward(self, msg: Forward) -> None:
+        await asyncio.sleep(0)
+        await msg.to.tell(Note("forwarded"))
+
+
+async def test_sends_after_a_handler_suspends_are_still_checked_as_the_actors() -> None:
+    async with ActorSystem() as system:
+        mute = await system.start(Mute, name="mute")
+        target = await system.start(Recorder, name="target")
+        with pytest.raises(MessageCapabilityError):
+            await within(mute.ask(Forward(target)))  # inline ask, finished in a task
+        await mute.tell(Forward(target))  # through the mailbox
+        await settle()
+        mute.tell_nowait(Pause())  # suspends: its task goes on with the Forward after it
+        mute.tell_nowait(Forward(target))
+        await settle()
+        assert mute.stats().failures == 3
+        assert instance(target).seen == []
+
+
+class Tidy(Recorder):
+    @handler
+    async def hold(self, msg: Hold) -> str:
+        try:
+            await msg.gate.wait()
+        except asyncio.CancelledError:
+            await asyncio.sleep(0)  # an asynchronous clean-up runs to its end
+            LOG.append(("cleanup", msg.tag))
+            raise
+        return msg.tag
+
+
+async def test_a_discarding_stop_cancels_the_handler_and_fails_its_asker() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Tidy, name="tidy")
+        ref.tell_nowait(Note(0))  # the ask below goes through the mailbox
+        asked = asyncio.create_task(ref.ask(Hold(asyncio.Event(), "h")))
+        await settle()
+        assert await within(ref.stop(drain=False)) == 0
+        assert ("cleanup", "h") in LOG, "the handler saw its cancellation"
+        with pytest.raises(ActorDeadError) as dead:
+            await within(asked)
+        assert dead.value.actor == "/tidy"
+        assert str(dead.value) == "/tidy stopped"
+
+
+async def test_a_sibling_suspended_mid_handler_takes_nothing_more_until_restarted() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock) as system:
+        await system.start(Siblings, name="family")
+        a, b = system.lookup("a"), system.lookup("b")
+        assert a is not None
+        assert b is not None
+        before = instance(b)
+        gate = asyncio.Event()
+        b.tell_nowait(Hold(gate, "held"))
+        b.tell_nowait(Note("queued"))
+        await settle()
+        await a.tell(Fail())  # suspends b during the backoff, its handler still running
+        await settle()
+        gate.set()
+        await settle()
+        assert ("end", "held") in LOG
+        assert before.seen == [], "the old instance handles nothing after its suspension"
+        await clock.advance(2.1)
+        assert instance(b).seen == ["queued"]
