@@ -8,8 +8,11 @@ from typing import Any, ClassVar
 import msgspec
 import pytest
 
-from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors import Actor, ActorSystem, Directive, OneForOne, handler
+from swarm_actors.events import MemoryJournal
 from swarm_actors.testing import VirtualClock, settle
+
+from log_capture import capture_logs
 
 pytestmark = pytest.mark.asyncio
 
@@ -400,3 +403,176 @@ async def test_senders_waiting_for_room_when_a_passivation_begins_are_not_lost(
         assert answer == history.index("asked") + 1
         stats = system.virtual_stats()
         assert (stats.activations, stats.passivations) == (2, 1)
+
+
+# --- state: what is kept and what is restored ---------------------------------------------------
+
+
+async def test_restore_without_an_annotation_or_with_more_parameters_gets_plain_values() -> None:
+    """The state decoder follows ``restore``'s annotation; without one, plain values."""
+
+    class Bare(Actor):
+        def __init__(self) -> None:
+            self.n = 0
+            self.seen: list[Any] = []
+
+        def snapshot(self) -> dict[str, int]:
+            return {"n": self.n}
+
+        def restore(self, state, strict=True):  # type: ignore[no-untyped-def]  # noqa: ANN001
+            self.seen.append(state)
+            self.n = state["n"]
+
+        async def on_receive(self, message: Any) -> Any:
+            self.n += 1
+            return self.n, self.seen
+
+    class Unannotated(Bare):
+        def restore(self, state):  # type: ignore[no-untyped-def]  # noqa: ANN001
+            self.seen.append(state)
+            self.n = state["n"]
+
+    for cls in (Bare, Unannotated):
+        async with ActorSystem() as system:
+            ref = system.ref(cls, "k")
+            await ref.ask("x")
+            await ref.passivate()
+            assert await ref.ask("x") == (2, [{"n": 1}]), cls.__name__
+
+
+async def test_restore_is_called_only_when_a_snapshot_was_kept() -> None:
+    """A ``snapshot`` of ``None`` keeps nothing: the next activation starts fresh, without
+    ``restore``; a ``snapshot`` that raises loses the state (logged) and nothing else."""
+
+    class Optional(Session):
+        keep: ClassVar[str] = "none"
+
+        def snapshot(self) -> State:
+            if Optional.keep == "raise":
+                raise RuntimeError("cannot snapshot")
+            return None if Optional.keep == "none" else super().snapshot()  # type: ignore[return-value]
+
+    async with ActorSystem() as system:
+        ref = system.ref(Optional, "k")
+        for keep in ("none", "raise"):
+            Optional.keep = keep
+            await ref.ask(Hit("a"))
+            await ref.passivate()
+            assert await ref.ask(Get()) == (0, [], "k"), keep
+            await ref.passivate()
+        Optional.keep = "state"
+        await ref.ask(Hit("kept"))
+        await ref.passivate()
+        assert await ref.ask(Get()) == (1, ["kept"], "k")
+        assert system.virtual_stats().passivations == 5
+
+
+async def test_a_restarted_virtual_actor_keeps_its_key() -> None:
+    """Supervision restarts a failed virtual actor with a fresh instance: same key, and it
+    keeps taking messages."""
+
+    class Fragile(Session):
+        @handler
+        async def hold(self, msg: Hold) -> None:
+            raise RuntimeError("handler failed")
+
+    async with ActorSystem() as system:
+        ref = system.ref(Fragile, "k")
+        assert await ref.ask(Hit("a")) == 1
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await ref.ask(Hold())
+        assert await ref.ask(Get()) == (0, [], "k"), "a restart starts from a fresh instance"
+        assert await ref.ask(Hit("b")) == 1
+        assert system.virtual_stats().activations == 1
+
+
+async def test_an_actor_stopped_by_its_supervisor_is_activated_again() -> None:
+    """A virtual actor whose failure stops it is no longer active; its next message activates
+    it again."""
+
+    class Fragile(Session):
+        @handler
+        async def hold(self, msg: Hold) -> None:
+            raise RuntimeError("handler failed")
+
+    stop = OneForOne(decider=lambda exc: Directive.STOP)
+    async with ActorSystem(supervision=stop) as system:
+        ref = system.ref(Fragile, "k")
+        await ref.ask(Hit("a"))
+        with pytest.raises(RuntimeError, match="handler failed"):
+            await ref.ask(Hold())
+        await settle()
+        assert not active(ref)
+        assert system.virtual_stats().active == 0
+        assert await ref.ask(Get()) == (0, [], "k")
+        assert active(ref)
+        assert system.virtual_stats().active == 1
+
+
+async def test_on_stop_raising_still_passivates_with_the_state() -> None:
+    class Raising(Session):
+        async def on_stop(self) -> None:
+            Session.stops += 1
+            raise RuntimeError("on_stop failed")
+
+    class RaisingLater(Raising):
+        async def on_stop(self) -> None:
+            await asyncio.sleep(0)
+            await super().on_stop()
+
+    for cls in (Raising, RaisingLater):
+        with capture_logs() as logs:
+            async with ActorSystem() as system:
+                ref = system.ref(cls, "k")
+                await ref.ask(Hit("a"))
+                await ref.passivate()
+                assert not active(ref)
+                assert await ref.ask(Get()) == (1, ["a"], "k"), cls.__name__
+                await ref.passivate()
+        failures = [e for e in logs if e["event"] == "on_stop raised during passivation"]
+        assert len(failures) == 2, cls.__name__
+    assert Session.stops == 4
+
+
+async def test_on_stop_that_suspends_runs_to_its_end() -> None:
+    class Slow(Session):
+        async def on_stop(self) -> None:
+            await asyncio.sleep(0)
+            Session.stops += 1
+
+    async with ActorSystem(max_active=1) as system:
+        a, b = system.ref(Slow, "a"), system.ref(Slow, "b")
+        await a.ask(Hit("a"))
+        await b.ask(Hit("b"))  # passivates `a` (its on_stop in a task)
+        await a.ask(Hit("a"))  # waits for that passivation, then passivates `b`
+        await settle()
+        assert Session.stops == 2
+        assert await a.ask(Get()) == (2, ["a", "a"], "a")
+
+
+async def test_event_sequence_survives_passivation_and_a_failed_activation() -> None:
+    """An actor's events keep one sequence across activations, even when an ``on_start`` that
+    recorded an event failed; actors that never recorded anything are unaffected."""
+
+    class Recording(Session):
+        fail: ClassVar[bool] = False
+
+        async def on_start(self) -> None:
+            self.decide("starting")
+            if Recording.fail:
+                Recording.fail = False
+                raise RuntimeError("on_start failed")
+
+    async with ActorSystem() as system:
+        ref = system.ref(Recording, "k")
+        await ref.ask(Hit())
+        await ref.passivate()
+        Recording.fail = True
+        with pytest.raises(RuntimeError, match="on_start failed"):
+            await ref.ask(Hit())
+        await system.ref(Session, "quiet").ask(Hit())  # never recorded: no ledger
+        await ref.ask(Hit())
+        journal = system.journal
+        assert isinstance(journal, MemoryJournal)
+        mine = [e.event for e in journal.entries() if e.event.agent_id.endswith("Recording:k")]
+        assert [e.sequence for e in mine] == [1, 2, 3]
