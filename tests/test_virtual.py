@@ -576,3 +576,196 @@ async def test_event_sequence_survives_passivation_and_a_failed_activation() -> 
         assert isinstance(journal, MemoryJournal)
         mine = [e.event for e in journal.entries() if e.event.agent_id.endswith("Recording:k")]
         assert [e.sequence for e in mine] == [1, 2, 3]
+
+
+# --- addressing ----------------------------------------------------------------------------------
+
+
+async def test_refs_compare_by_actor_and_batch_refs_check_their_range() -> None:
+    async with ActorSystem() as system:
+        a = system.ref(Session, "a")
+        assert a == system.ref(Session, "a")
+        assert hash(a) == hash(system.ref(Session, "a"))
+        assert a != system.ref(Session, "b")
+        assert a != "a" and a != object()
+        assert repr(a) == "<VirtualRef Session:'a'>"
+        assert a.key == "a"
+        batch = system.batch_spawn(Session, depth=2, branching=3)
+        info = batch.info
+        assert len({batch[i] for i in range(9)} | {batch[-9], batch[8]}) == 9
+        with pytest.raises(IndexError, match="leaf 9 out of range for a batch of 9 leaves"):
+            batch[9]
+        with pytest.raises(IndexError, match="leaf -1 out of range"):
+            batch[-10]
+        last = info.first_id + info.count - 1
+        assert batch.node(last) == batch[8]
+        with pytest.raises(IndexError, match=f"agent {last + 1} is not in this batch"):
+            batch.node(last + 1)
+        top = batch.node(info.first_id)
+        assert top.agent_id == top.key == info.first_id
+        assert await top.ask(Hit()) == 1, "an intermediate node is an actor too"
+        assert await top.ask(Get()) == (1, [""], info.first_id)
+        stats = system.virtual_stats()
+        assert stats.known == 2 + info.count, "two keyed refs and the batch"
+        assert stats.active == 1
+
+
+# --- the LRU bound -------------------------------------------------------------------------------
+
+
+async def test_passing_max_active_passivates_a_batch_of_a_64th() -> None:
+    """Going over ``max_active`` passivates the least recently used and 1/64 more at once."""
+    async with ActorSystem(max_active=128) as system:
+        refs = [system.ref(Session, f"k{i}") for i in range(129)]
+        for ref in refs:
+            await ref.tell(Hit())
+        await settle()
+        assert system.virtual_stats().active == 126
+        assert not active(refs[0]) and not active(refs[1]) and not active(refs[2])
+        assert active(refs[3]) and active(refs[128])
+
+
+async def test_the_lru_passivates_a_busy_actor_once_its_handler_finishes() -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            return self.count
+
+    async with ActorSystem(max_active=1) as system:
+        a, b, c = system.ref(Held, "a"), system.ref(Held, "b"), system.ref(Held, "c")
+        holding = asyncio.create_task(a.ask(Hold()))
+        await entered.wait()
+        await b.ask(Hit())  # `a` is the least recently used, but busy
+        await c.ask(Hit())  # picks `a` again (and `b`)
+        gate.set()
+        assert await holding == 0
+        await settle()
+        assert not active(a)
+        assert system.virtual_stats().active == 1
+        # Passivated by a task once: it is picked again the next time it is least recently used.
+        await a.ask(Hit())
+        await settle()
+        assert active(a) and not active(c)
+        entered.clear()
+        gate.clear()
+        holding = asyncio.create_task(a.ask(Hold()))
+        await entered.wait()
+        await b.ask(Hit())
+        gate.set()
+        await holding
+        await settle()
+        assert not active(a) and active(b)
+        assert await a.ask(Get()) == (1, [""], "a")
+
+
+async def test_a_queued_message_waits_for_the_handler_in_progress_when_the_lru_picks_it() -> None:
+    """An actor handles one message at a time, also while the LRU passivates it."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+    overlaps: list[str] = []
+
+    class Held(Session):
+        running = False
+
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            self.running = True
+            await gate.wait()
+            self.running = False
+            return self.count
+
+        @handler
+        async def hit(self, msg: Hit) -> int:
+            if self.running:
+                overlaps.append(msg.tag)
+            return await super().hit(msg)
+
+    async with ActorSystem(max_active=1) as system:
+        a, b = system.ref(Held, "a"), system.ref(Held, "b")
+        holding = asyncio.create_task(a.ask(Hold()))
+        await entered.wait()
+        await a.tell(Hit("queued"))
+        await b.tell(Hit())  # `a` is the least recently used: busy, with a queued message
+        gate.set()
+        await holding
+        await settle()
+        assert overlaps == []
+        assert await a.ask(Get()) == (1, ["queued"], "a")
+
+
+async def test_an_activation_in_progress_is_not_passivated_by_the_lru() -> None:
+    gate = asyncio.Event()
+
+    class SlowStart(Session):
+        async def on_start(self) -> None:
+            if self.key == "a" and self.restored is not None:
+                await gate.wait()
+
+    async with ActorSystem(max_active=1) as system:
+        a, b = system.ref(SlowStart, "a"), system.ref(SlowStart, "b")
+        await a.ask(Hit("a1"))
+        await b.ask(Hit("b1"))  # passivates `a`
+        reactivating = asyncio.create_task(a.ask(Hit("a2")))
+        await settle()
+        await b.ask(Hit("b2"))  # `a` is restored but not started: the LRU leaves it alone
+        gate.set()
+        assert await reactivating == 2
+        await b.ask(Hit("b3"))
+        await settle()
+        assert await a.ask(Get()) == (2, ["a1", "a2"], "a")
+
+
+async def test_an_actor_whose_first_activation_failed_is_used_again_in_lru_order() -> None:
+    class Flaky(Session):
+        failed: ClassVar[bool] = False
+
+        async def on_start(self) -> None:
+            if not Flaky.failed:
+                Flaky.failed = True
+                raise RuntimeError("on_start failed")
+
+    async with ActorSystem(max_active=2) as system:
+        batch = system.batch_spawn(Flaky, depth=1, branching=8)
+        with pytest.raises(RuntimeError, match="on_start failed"):
+            await batch[0].ask(Hit())
+        for i in (1, 2, 3):
+            await batch[i].ask(Hit())
+        await settle()
+        assert await batch[0].ask(Hit()) == 1
+        await settle()
+        assert active(batch[0]) and active(batch[3])
+        await batch[4].ask(Hit())
+        await settle()
+        assert active(batch[0]) and not active(batch[3]), "`3` is now the least recently used"
+        assert system.virtual_stats().active == 2
+
+
+# --- passivation on the clock --------------------------------------------------------------------
+
+
+async def test_the_sweep_passivates_only_actors_idle_for_a_whole_period() -> None:
+    clock = VirtualClock()
+    async with ActorSystem(clock=clock, passivate_after=10.0, health_interval=None) as system:
+        a, b = system.ref(Session, "a"), system.ref(Session, "b")
+        await a.tell(Hit())  # the sweep runs at 10, 20, ...
+        await clock.advance(5.0)
+        await b.tell(Hit())  # activated mid-period: no sweep of its own
+        await clock.advance(7.0)
+        await a.tell(Hit())  # t=12
+        await clock.advance(3.5)  # t=15.5: one sweep so far
+        assert active(a) and active(b)
+        await clock.advance(5.0)  # t=20.5
+        assert active(a), "a handled a message between the sweeps at 10 and 20"
+        assert not active(b), "b handled nothing between the sweeps at 10 and 20"
+        await clock.advance(10.0)  # t=30.5
+        assert not active(a)
+        assert clock.pending == 0, "nothing active: no sweep left on the clock"
+        # A later activation starts the sweeps again.
+        await a.tell(Hit())
+        await clock.advance(20.5)
+        assert not active(a)
+        assert await a.ask(Get()) == (3, ["", "", ""], "a")

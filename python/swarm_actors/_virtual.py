@@ -233,8 +233,6 @@ class VirtualRegistry:
         tree = self.tree
         status = tree.status(agent)
         data = tree.restore(agent) if status == "compressed" else None
-        if status == "virtual":
-            tree.touch(agent)
         try:
             cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
             cell.virtual_id = agent
@@ -258,6 +256,9 @@ class VirtualRegistry:
             self.tree.compress(agent, data)
 
     def _activated(self, agent: int, cell: Cell) -> Cell:
+        # The most recently used now, not when its state was restored (``on_start`` may have
+        # waited since): the limit below must not pick the actor being activated.
+        self.tree.touch(agent)
         self.cells[agent] = cell
         self.activations += 1
         cell.set_running()
