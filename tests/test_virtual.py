@@ -7,12 +7,23 @@ from typing import Any, ClassVar
 
 import msgspec
 import pytest
-
-from swarm_actors import Actor, ActorSystem, Directive, OneForOne, handler
-from swarm_actors.events import MemoryJournal
-from swarm_actors.testing import VirtualClock, settle
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from log_capture import capture_logs
+from swarm_actors import (
+    Actor,
+    ActorDeadError,
+    ActorSystem,
+    Directive,
+    MessageCapabilityError,
+    OneForOne,
+    handler,
+)
+from swarm_actors._cluster import NotOwnerError
+from swarm_actors.events import MemoryJournal
+from swarm_actors.testing import VirtualClock, settle
 
 pytestmark = pytest.mark.asyncio
 
@@ -419,7 +430,7 @@ async def test_restore_without_an_annotation_or_with_more_parameters_gets_plain_
         def snapshot(self) -> dict[str, int]:
             return {"n": self.n}
 
-        def restore(self, state, strict=True):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        def restore(self, state, strict=True):  # type: ignore[no-untyped-def]
             self.seen.append(state)
             self.n = state["n"]
 
@@ -428,7 +439,7 @@ async def test_restore_without_an_annotation_or_with_more_parameters_gets_plain_
             return self.n, self.seen
 
     class Unannotated(Bare):
-        def restore(self, state):  # type: ignore[no-untyped-def]  # noqa: ANN001
+        def restore(self, state):  # type: ignore[no-untyped-def,override]
             self.seen.append(state)
             self.n = state["n"]
 
@@ -587,7 +598,8 @@ async def test_refs_compare_by_actor_and_batch_refs_check_their_range() -> None:
         assert a == system.ref(Session, "a")
         assert hash(a) == hash(system.ref(Session, "a"))
         assert a != system.ref(Session, "b")
-        assert a != "a" and a != object()
+        assert a != "a"
+        assert a != object()
         assert repr(a) == "<VirtualRef Session:'a'>"
         assert a.key == "a"
         batch = system.batch_spawn(Session, depth=2, branching=3)
@@ -621,8 +633,11 @@ async def test_passing_max_active_passivates_a_batch_of_a_64th() -> None:
             await ref.tell(Hit())
         await settle()
         assert system.virtual_stats().active == 126
-        assert not active(refs[0]) and not active(refs[1]) and not active(refs[2])
-        assert active(refs[3]) and active(refs[128])
+        assert not active(refs[0])
+        assert not active(refs[1])
+        assert not active(refs[2])
+        assert active(refs[3])
+        assert active(refs[128])
 
 
 async def test_the_lru_passivates_a_busy_actor_once_its_handler_finishes() -> None:
@@ -649,7 +664,8 @@ async def test_the_lru_passivates_a_busy_actor_once_its_handler_finishes() -> No
         # Passivated by a task once: it is picked again the next time it is least recently used.
         await a.ask(Hit())
         await settle()
-        assert active(a) and not active(c)
+        assert active(a)
+        assert not active(c)
         entered.clear()
         gate.clear()
         holding = asyncio.create_task(a.ask(Hold()))
@@ -658,7 +674,8 @@ async def test_the_lru_passivates_a_busy_actor_once_its_handler_finishes() -> No
         gate.set()
         await holding
         await settle()
-        assert not active(a) and active(b)
+        assert not active(a)
+        assert active(b)
         assert await a.ask(Get()) == (1, [""], "a")
 
 
@@ -737,10 +754,12 @@ async def test_an_actor_whose_first_activation_failed_is_used_again_in_lru_order
         await settle()
         assert await batch[0].ask(Hit()) == 1
         await settle()
-        assert active(batch[0]) and active(batch[3])
+        assert active(batch[0])
+        assert active(batch[3])
         await batch[4].ask(Hit())
         await settle()
-        assert active(batch[0]) and not active(batch[3]), "`3` is now the least recently used"
+        assert active(batch[0])
+        assert not active(batch[3]), "`3` is now the least recently used"
         assert system.virtual_stats().active == 2
 
 
@@ -757,7 +776,8 @@ async def test_the_sweep_passivates_only_actors_idle_for_a_whole_period() -> Non
         await clock.advance(7.0)
         await a.tell(Hit())  # t=12
         await clock.advance(3.5)  # t=15.5: one sweep so far
-        assert active(a) and active(b)
+        assert active(a)
+        assert active(b)
         await clock.advance(5.0)  # t=20.5
         assert active(a), "a handled a message between the sweeps at 10 and 20"
         assert not active(b), "b handled nothing between the sweeps at 10 and 20"
@@ -769,3 +789,255 @@ async def test_the_sweep_passivates_only_actors_idle_for_a_whole_period() -> Non
         await clock.advance(20.5)
         assert not active(a)
         assert await a.ask(Get()) == (3, ["", "", ""], "a")
+
+
+# --- sends -------------------------------------------------------------------------------------
+
+
+async def test_tell_to_a_full_mailbox_waits_and_activates_nothing_more() -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+    handled = asyncio.Event()
+
+    class Box(Session, mailbox_size=1):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            return self.count
+
+        @handler
+        async def hit(self, msg: Hit) -> int:
+            handled.set()
+            return await super().hit(msg)
+
+    async with ActorSystem() as system:
+        ref = system.ref(Box, "k")
+        holding = asyncio.create_task(ref.ask(Hold()))
+        await entered.wait()
+        await ref.tell(Hit("queued"))  # fills the mailbox
+        waiting = asyncio.create_task(ref.tell(Hit("waiting")))
+        await settle()
+        assert not waiting.done(), "a full mailbox takes nothing more"
+        gate.set()
+        await holding
+        await waiting
+        assert await ref.ask(Get()) == (2, ["queued", "waiting"], "k")
+        assert system.virtual_stats().activations == 1
+        # A tell to a running, idle actor is handled without another message behind it.
+        handled.clear()
+        await ref.tell(Hit("alone"))
+        await asyncio.wait_for(handled.wait(), 1.0)
+
+
+async def test_passivate_is_a_no_op_unless_running_and_waits_for_one_in_progress() -> None:
+    release = asyncio.Event()
+
+    class SlowStop(Session):
+        async def on_stop(self) -> None:
+            await release.wait()
+            Session.stops += 1
+
+    async with ActorSystem() as system:
+        ref = system.ref(SlowStop, "k")
+        await ref.passivate()  # never activated
+        assert system.virtual_stats().passivations == 0
+        await ref.ask(Hit("a"))
+        first = asyncio.create_task(ref.passivate())
+        second = asyncio.create_task(ref.passivate())
+        await settle()
+        assert not first.done()
+        assert not second.done()
+        release.set()
+        await asyncio.wait_for(asyncio.gather(first, second), 1.0)
+        assert Session.stops == 1
+        assert system.virtual_stats().passivations == 1
+        assert await ref.ask(Get()) == (1, ["a"], "k")
+
+
+async def test_the_actor_ref_of_a_passivated_activation_refuses_messages() -> None:
+    """A handler's ``self.ref`` addresses that activation: once it is passivated, sends to it
+    fail with ``ActorDeadError`` rather than vanish."""
+
+    class Own(Session):
+        @handler
+        async def hold(self, msg: Hold) -> Any:
+            return self.ref
+
+    async with ActorSystem() as system:
+        ref = system.ref(Own, "k")
+        own = await ref.ask(Hold())
+        await ref.passivate()
+        with pytest.raises(ActorDeadError):
+            await own.tell(Hit("lost?"))
+        with pytest.raises(ActorDeadError):
+            own.tell_nowait(Hit("lost?"))
+        assert await ref.ask(Get()) == (0, [], "k")
+
+
+async def test_passivation_stops_the_actors_children() -> None:
+    class Child(Actor):
+        async def on_stop(self) -> None:
+            Session.stops += 10
+
+    class Parent(Session):
+        @handler
+        async def hold(self, msg: Hold) -> None:
+            await self.start_child(Child, name="child")
+
+    async with ActorSystem() as system:
+        ref = system.ref(Parent, "k")
+        await ref.ask(Hold())
+        await ref.passivate()
+        assert Session.stops == 11, "the child stopped with its parent"
+        assert await ref.ask(Get()) == (0, [], "k")
+
+
+async def test_sends_from_on_start_and_on_stop_are_checked_as_the_actors_own() -> None:
+    """``may_message`` applies to ``on_start`` and ``on_stop`` of a virtual actor, also when
+    ``on_stop`` suspends and ends in a task of the passivation."""
+
+    class Sealed(Session, may_message=()):
+        mode: ClassVar[str] = ""
+
+        async def on_start(self) -> None:
+            if Sealed.mode == "start":
+                await self.system.ref(Session, "other").tell(Hit("from on_start"))
+
+        async def on_stop(self) -> None:
+            if Sealed.mode == "stop-later":
+                await asyncio.sleep(0)
+            if Sealed.mode.startswith("stop"):
+                await self.system.ref(Session, "other").tell(Hit("from on_stop"))
+
+    async with ActorSystem() as system:
+        ref = system.ref(Sealed, "k")
+        Sealed.mode = "start"
+        with pytest.raises(MessageCapabilityError):
+            await ref.ask(Hit())
+        for mode in ("stop", "stop-later"):
+            Sealed.mode = ""
+            await ref.ask(Hit())
+            Sealed.mode = mode
+            with capture_logs() as logs:
+                await ref.passivate()
+            assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+                "on_stop raised during passivation"
+            ], mode
+        assert not active(system.ref(Session, "other"))
+        assert system.virtual_stats().known == 2
+
+
+async def test_a_turn_run_by_a_passivation_is_not_traced_in_the_senders_context() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    class Traced(Session):
+        @handler
+        async def hit(self, msg: Hit) -> int:
+            with self.step(f"step {msg.tag}"):
+                return await super().hit(msg)
+
+    async with ActorSystem(max_active=1, tracer_provider=provider) as system:
+        a, b = system.ref(Traced, "a"), system.ref(Traced, "b")
+        await a.ask(Hit("first"))
+        await a.tell(Hit("queued"))  # not yet handled: a is not scheduled until we yield
+        with provider.get_tracer("tests").start_as_current_span("root"):
+            await b.tell(Hit("b"))  # passivates a, which handles "queued" first
+        await settle()
+    provider.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    root, queued = spans["root"], spans["step queued"]
+    assert root.context is not None
+    assert queued.context is not None
+    assert queued.context.trace_id != root.context.trace_id
+
+
+# --- across nodes: what the registry asks of the cluster layer ------------------------------------
+
+
+class StoreCluster:
+    """Stands in for ``_cluster.Cluster`` in front of a system's registry: it places agents
+    (as ``Cluster.bind`` does), owns them or not, keeps their state in a dict and counts reads.
+
+    Like the real one, it knows only the agents placed on it (``KeyError`` for others).
+    """
+
+    def __init__(self, system: ActorSystem) -> None:
+        self.registry = system._virtual
+        self.registry.cluster = self  # type: ignore[assignment]
+        self.store: dict[str, bytes] = {}
+        self.reads: list[str] = []
+        self.owner = True
+        self.gate: asyncio.Event | None = None
+
+    def place(self, actor_class: type[Session], key: str, target: str) -> Any:
+        local = self.registry.ref(actor_class, key, target)
+        self.registry.placed[local.agent_id] = target
+        self.registry.fetch_first.add(local.agent_id)
+        return local
+
+    def check_owner(self, agent: int) -> None:
+        target = self.registry.placed[agent]
+        if not self.owner:
+            raise NotOwnerError(f"{target} is not held here")
+
+    async def fetch(self, agent: int) -> bytes | None:
+        target = self.registry.placed[agent]
+        self.reads.append(target)
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.store.get(target)
+
+    def on_seal(self, agent: int, data: bytes) -> None:
+        self.store[self.registry.placed[agent]] = data
+
+
+class Plain(Session):
+    """Default ``on_start`` and ``on_stop``: the activation and passivation fast paths."""
+
+    on_start = Actor.on_start
+    on_stop = Actor.on_stop
+
+
+@pytest.mark.parametrize("cls", [Session, Plain], ids=["on_start", "fast-path"])
+async def test_a_placed_actor_starts_from_the_stored_state_and_stores_it_back(
+    cls: type[Session],
+) -> None:
+    encode = msgspec.msgpack.encode
+    async with ActorSystem() as system:
+        cluster = StoreCluster(system)
+        ref = cluster.place(cls, "k", "t1")
+        empty = cluster.place(cls, "k", "t2")  # same key, another target: another actor
+        local = system.ref(cls, "k")  # not placed: never asks the cluster
+        assert len({ref.agent_id, empty.agent_id, local.agent_id}) == 3
+        cluster.store["t1"] = encode(State(5, ["elsewhere"]))
+        assert await ref.ask(Hit("here")) == 6
+        assert await empty.ask(Hit("here")) == 1, "nothing stored: a fresh actor"
+        assert await local.ask(Hit("local")) == 1
+        await ref.passivate()
+        await local.passivate()
+        assert msgspec.msgpack.decode(cluster.store["t1"], type=State) == State(
+            6, ["elsewhere", "here"]
+        )
+        assert await ref.ask(Get()) == (6, ["elsewhere", "here"], "k")
+        assert cluster.reads == ["t1", "t2"], "read once, before the first activation"
+        cluster.owner = False
+        await ref.passivate()
+        with pytest.raises(NotOwnerError):
+            await ref.ask(Get())
+        assert await local.ask(Get()) == (1, ["local"], "k")
+
+
+async def test_senders_arriving_while_a_placed_actor_loads_its_state_share_one_load() -> None:
+    async with ActorSystem() as system:
+        cluster = StoreCluster(system)
+        cluster.gate = asyncio.Event()
+        ref = cluster.place(Session, "k", "t")
+        cluster.store["t"] = msgspec.msgpack.encode(State(1, ["stored"]))
+        senders = [asyncio.create_task(ref.ask(Hit(str(i)))) for i in range(3)]
+        await settle()
+        assert cluster.reads == ["t"]
+        cluster.gate.set()
+        assert sorted(await asyncio.gather(*senders)) == [2, 3, 4]
+        assert system.virtual_stats().activations == 1
