@@ -629,8 +629,11 @@ async def test_passing_max_active_passivates_a_batch_of_a_64th() -> None:
     """Going over ``max_active`` passivates the least recently used and 1/64 more at once."""
     async with ActorSystem(max_active=128) as system:
         refs = [system.ref(Session, f"k{i}") for i in range(129)]
-        for ref in refs:
+        for ref in refs[:128]:
             await ref.tell(Hit())
+        await settle()
+        assert system.virtual_stats().active == 128, "up to max_active, all stay active"
+        await refs[128].tell(Hit())
         await settle()
         assert system.virtual_stats().active == 126
         assert not active(refs[0])
@@ -1041,3 +1044,59 @@ async def test_senders_arriving_while_a_placed_actor_loads_its_state_share_one_l
         cluster.gate.set()
         assert sorted(await asyncio.gather(*senders)) == [2, 3, 4]
         assert system.virtual_stats().activations == 1
+
+
+@pytest.mark.parametrize("send", ["tell", "ask", "tell_nowait"])
+async def test_every_send_to_a_running_actor_makes_it_the_most_recently_used(send: str) -> None:
+    async with ActorSystem(max_active=2) as system:
+        a, b, c = (system.ref(Session, k) for k in "abc")
+        await a.ask(Hit())
+        await b.ask(Hit())
+        if send == "tell":
+            await a.tell(Hit())
+        elif send == "ask":
+            await a.ask(Hit())
+        else:
+            a.tell_nowait(Hit())
+        await c.ask(Hit())  # passivates the least recently used: `b`
+        await settle()
+        assert active(a)
+        assert not active(b)
+        assert await a.ask(Get()) == (2, ["", ""], "a")
+
+
+async def test_ask_timeouts_are_checked_and_applied() -> None:
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Stuck(Session):
+        @handler
+        async def hold(self, msg: Hold) -> None:
+            entered.set()
+            await gate.wait()
+
+    async with ActorSystem() as system:
+        ref = system.ref(Stuck, "k")
+        with pytest.raises(ValueError, match="timeout must be"):
+            await ref.ask(Hit(), timeout=0)
+        assert not active(ref), "a bad timeout sends nothing"
+        with pytest.raises(TimeoutError):
+            await ref.ask(Hold(), timeout=0.01)
+        assert entered.is_set()
+        gate.set()
+
+
+async def test_a_virtual_actor_may_message_itself_and_the_paths_its_grant_names() -> None:
+    class Self(Session, may_message=("/Session:allowed",)):
+        @handler
+        async def hold(self, msg: Hold) -> None:
+            await self.system.ref(Session, "allowed").tell(Hit("from k"))
+            await self.system.ref(Self, self.key).tell(Hit("to myself"))
+            await self.system.ref(Session, "denied").tell(Hit("from k"))
+
+    async with ActorSystem() as system:
+        ref = system.ref(Self, "k")
+        with pytest.raises(MessageCapabilityError, match="may not message /Session:denied"):
+            await ref.ask(Hold())
+        assert await ref.ask(Get()) == (1, ["to myself"], "k")
+        assert await system.ref(Session, "allowed").ask(Get()) == (1, ["from k"], "allowed")
+        assert not active(system.ref(Session, "denied"))

@@ -265,7 +265,7 @@ class VirtualRegistry:
         system = self.system
         if self.virtual_signals:
             record_signal(cell, SignalKind.ACTIVATED)
-        if self.max_active is not None and len(self.cells) > self.max_active:
+        if self.max_active is not None:
             self._enforce_limit()
         if self.passivate_after is not None and not self._sweeping:
             self._sweeping = True
