@@ -22,7 +22,7 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors._cluster import NotOwnerError
-from swarm_actors.events import MemoryJournal
+from swarm_actors.events import MemoryJournal, SignalKind, SystemSignal
 from swarm_actors.testing import VirtualClock, settle
 
 pytestmark = pytest.mark.asyncio
@@ -502,22 +502,39 @@ async def test_an_actor_stopped_by_its_supervisor_is_activated_again() -> None:
     it again."""
 
     class Fragile(Session):
+        fail_start: ClassVar[bool] = False
+
+        async def on_start(self) -> None:
+            if Fragile.fail_start:
+                Fragile.fail_start = False
+                raise RuntimeError("on_start failed")
+
         @handler
         async def hold(self, msg: Hold) -> None:
             raise RuntimeError("handler failed")
 
     stop = OneForOne(decider=lambda exc: Directive.STOP)
-    async with ActorSystem(supervision=stop) as system:
+    async with ActorSystem(supervision=stop, max_active=1) as system:
         ref = system.ref(Fragile, "k")
-        await ref.ask(Hit("a"))
-        with pytest.raises(RuntimeError, match="handler failed"):
-            await ref.ask(Hold())
-        await settle()
-        assert not active(ref)
-        assert system.virtual_stats().active == 0
-        assert await ref.ask(Get()) == (0, [], "k")
-        assert active(ref)
-        assert system.virtual_stats().active == 1
+        for fail_start in (False, True):
+            await ref.ask(Hit("a"))
+            with pytest.raises(RuntimeError, match="handler failed"):
+                await ref.ask(Hold())
+            await settle()
+            assert not active(ref)
+            assert system.virtual_stats().active == 0
+            Fragile.fail_start = fail_start
+            if fail_start:
+                with pytest.raises(RuntimeError, match="on_start failed"):
+                    await ref.ask(Get())
+            else:  # the LRU, over the limit, counts it no more
+                await system.ref(Session, "other").ask(Hit())
+                await settle()
+                assert system.virtual_stats().active == 1
+            assert await ref.ask(Get()) == (0, [], "k")
+            assert active(ref)
+            await settle()
+            assert system.virtual_stats().active == 1
 
 
 async def test_on_stop_raising_still_passivates_with_the_state() -> None:
@@ -1100,3 +1117,70 @@ async def test_a_virtual_actor_may_message_itself_and_the_paths_its_grant_names(
         assert await ref.ask(Get()) == (1, ["to myself"], "k")
         assert await system.ref(Session, "allowed").ask(Get()) == (1, ["from k"], "allowed")
         assert not active(system.ref(Session, "denied"))
+
+
+async def test_tells_carry_the_senders_trace_context() -> None:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+
+    class Traced(Session):
+        @handler
+        async def hit(self, msg: Hit) -> int:
+            with self.step(f"step {msg.tag}"):
+                return await super().hit(msg)
+
+    async with ActorSystem(tracer_provider=provider) as system:
+        ref = system.ref(Traced, "k")
+        with provider.get_tracer("tests").start_as_current_span("root"):
+            await ref.tell(Hit("activating"))
+            await ref.tell(Hit("running"))
+            ref.tell_nowait(Hit("nowait"))
+        await ref.tell(Hit("untraced"))
+        assert await ref.ask(Get()) == (4, ["activating", "running", "nowait", "untraced"], "k")
+    provider.shutdown()
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    trace_of = {name: span.context.trace_id for name, span in spans.items() if span.context}
+    root = trace_of["root"]
+    assert [trace_of[f"step {tag}"] == root for tag in ("activating", "running", "nowait")] == [
+        True,
+        True,
+        True,
+    ]
+    assert trace_of["step untraced"] != root
+
+
+async def test_activations_and_passivations_are_signalled_when_asked_for() -> None:
+    for asked in (True, False):
+        async with ActorSystem(virtual_signals=asked) as system:
+            ref = system.ref(Session, "k")
+            await ref.ask(Hit())
+            await ref.passivate()
+            journal = system.journal
+            assert isinstance(journal, MemoryJournal)
+            kinds = [
+                e.event.payload.kind
+                for e in journal.entries()
+                if e.event.agent_id == "/Session:k" and isinstance(e.event.payload, SystemSignal)
+            ]
+        assert kinds == ([SignalKind.ACTIVATED, SignalKind.PASSIVATED] if asked else [])
+
+
+async def test_a_state_that_fails_to_restore_is_kept_for_the_next_activation() -> None:
+    class Picky(Session):
+        refuse: ClassVar[bool] = False
+
+        def restore(self, state: State) -> None:
+            if Picky.refuse:
+                raise ValueError("cannot restore")
+            super().restore(state)
+
+    async with ActorSystem() as system:
+        ref = system.ref(Picky, "k")
+        await ref.ask(Hit("a"))
+        await ref.passivate()
+        Picky.refuse = True
+        with pytest.raises(ValueError, match="cannot restore"):
+            await ref.ask(Hit("b"))
+        Picky.refuse = False
+        assert await ref.ask(Get()) == (1, ["a"], "k")
