@@ -1184,3 +1184,38 @@ async def test_a_state_that_fails_to_restore_is_kept_for_the_next_activation() -
             await ref.ask(Hit("b"))
         Picky.refuse = False
         assert await ref.ask(Get()) == (1, ["a"], "k")
+
+
+async def test_an_actor_being_or_having_been_passivated_starts_no_children() -> None:
+    """``start_child`` from ``on_stop`` (at once or after suspending), or from a task that
+    outlived the activation, fails: no child outlives its passivated parent."""
+
+    class Child(Actor):
+        pass
+
+    class Parent(Session):
+        late: ClassVar[bool] = False
+
+        async def on_stop(self) -> None:
+            if Parent.late:
+                await asyncio.sleep(0)
+            await self.start_child(Child, name="child")
+
+        @handler
+        async def hold(self, msg: Hold) -> Any:
+            return self
+
+    async with ActorSystem() as system:
+        ref = system.ref(Parent, "k")
+        for late in (False, True):
+            Parent.late = late
+            instance = await ref.ask(Hold())
+            with capture_logs() as logs:
+                await ref.passivate()
+            assert [e["event"] for e in logs if e["log_level"] == "error"] == [
+                "on_stop raised during passivation"
+            ]
+            assert system.lookup("/Parent:k/child") is None
+            with pytest.raises(RuntimeError, match="it is stopping"):
+                await instance.start_child(Child, name="child")
+            assert system.lookup("/Parent:k/child") is None
