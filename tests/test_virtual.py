@@ -1219,3 +1219,31 @@ async def test_an_actor_being_or_having_been_passivated_starts_no_children() -> 
             with pytest.raises(RuntimeError, match="it is stopping"):
                 await instance.start_child(Child, name="child")
             assert system.lookup("/Parent:k/child") is None
+
+
+async def test_an_actor_picked_twice_by_the_lru_is_passivated_once() -> None:
+    """The LRU picks a busy actor, then picks it again before its passivation began; a message
+    sent in between reactivates it afterwards, and that activation stays."""
+    entered, gate = asyncio.Event(), asyncio.Event()
+
+    class Held(Session):
+        @handler
+        async def hold(self, msg: Hold) -> int:
+            entered.set()
+            await gate.wait()
+            return self.count
+
+    async with ActorSystem(max_active=1) as system:
+        a = system.ref(Held, "a")
+        holding = asyncio.create_task(a.ask(Hold()))
+        await entered.wait()
+        await system.ref(Plain, "b").tell(Hit())  # picks `a`, busy: a task will passivate it
+        late = asyncio.create_task(a.ask(Hit("late")))  # will wait for that passivation
+        await system.ref(Plain, "c").tell(Hit())  # picks `a` again (and `b`)
+        gate.set()
+        assert await holding == 0
+        assert await late == 1
+        await settle()
+        assert active(a), "reactivated by `late`, and the most recently used"
+        stats = system.virtual_stats()
+        assert (stats.active, stats.passivations) == (1, 3)
