@@ -79,6 +79,13 @@ class Session(Actor):
         return self.count, self.history, self.key
 
 
+class Plain(Session):
+    """Default ``on_start`` and ``on_stop``: the activation and passivation fast paths."""
+
+    on_start = Actor.on_start
+    on_stop = Actor.on_stop
+
+
 def active(ref: Any) -> bool:
     """Read ``is_active`` through a call so type narrowing does not carry across awaits."""
     return bool(ref.is_active)
@@ -814,21 +821,24 @@ async def test_the_sweep_passivates_only_actors_idle_for_a_whole_period() -> Non
 # --- sends -------------------------------------------------------------------------------------
 
 
-async def test_tell_to_a_full_mailbox_waits_and_activates_nothing_more() -> None:
+@pytest.mark.parametrize("cls", [Session, Plain], ids=["on_start", "fast-path"])
+async def test_tell_to_a_full_mailbox_waits_and_activates_nothing_more(
+    cls: type[Session],
+) -> None:
     entered, gate = asyncio.Event(), asyncio.Event()
     handled = asyncio.Event()
 
-    class Box(Session, mailbox_size=1):
+    class Box(cls, mailbox_size=1):  # type: ignore[valid-type,misc,call-arg]
         @handler
         async def hold(self, msg: Hold) -> int:
             entered.set()
             await gate.wait()
-            return self.count
+            return int(self.count)
 
         @handler
         async def hit(self, msg: Hit) -> int:
             handled.set()
-            return await super().hit(msg)
+            return int(await super().hit(msg))
 
     async with ActorSystem() as system:
         ref = system.ref(Box, "k")
@@ -1013,13 +1023,6 @@ class StoreCluster:
         self.store[self.registry.placed[agent]] = data
 
 
-class Plain(Session):
-    """Default ``on_start`` and ``on_stop``: the activation and passivation fast paths."""
-
-    on_start = Actor.on_start
-    on_stop = Actor.on_stop
-
-
 @pytest.mark.parametrize("cls", [Session, Plain], ids=["on_start", "fast-path"])
 async def test_a_placed_actor_starts_from_the_stored_state_and_stores_it_back(
     cls: type[Session],
@@ -1032,7 +1035,8 @@ async def test_a_placed_actor_starts_from_the_stored_state_and_stores_it_back(
         local = system.ref(cls, "k")  # not placed: never asks the cluster
         assert len({ref.agent_id, empty.agent_id, local.agent_id}) == 3
         cluster.store["t1"] = encode(State(5, ["elsewhere"]))
-        assert await ref.ask(Hit("here")) == 6
+        await ref.tell(Hit("here"))  # the fast path of tell, for default on_start
+        assert await ref.ask(Get()) == (6, ["elsewhere", "here"], "k")
         assert await empty.ask(Hit("here")) == 1, "nothing stored: a fresh actor"
         assert await local.ask(Hit("local")) == 1
         await ref.passivate()
@@ -1247,3 +1251,22 @@ async def test_an_actor_picked_twice_by_the_lru_is_passivated_once() -> None:
         assert active(a), "reactivated by `late`, and the most recently used"
         stats = system.virtual_stats()
         assert (stats.active, stats.passivations) == (1, 3)
+
+
+@pytest.mark.parametrize("cls", [Session, Plain], ids=["on_start", "fast-path"])
+async def test_a_tell_activates_the_actor_fully_and_is_handled(cls: type[Session]) -> None:
+    handled = asyncio.Event()
+
+    class Told(cls):  # type: ignore[valid-type,misc]
+        @handler
+        async def hit(self, msg: Hit) -> int:
+            handled.set()
+            return int(await super().hit(msg))
+
+    async with ActorSystem() as system:
+        ref = system.ref(Told, "k")
+        await ref.tell(Hit("first"))
+        await asyncio.wait_for(handled.wait(), 1.0)
+        assert Session.starts == (1 if cls is Session else 0)
+        assert await ref.ask(Get()) == (1, ["first"], "k")
+        assert system.virtual_stats().activations == 1
