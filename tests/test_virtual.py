@@ -534,8 +534,9 @@ async def test_an_actor_stopped_by_its_supervisor_is_activated_again() -> None:
             if fail_start:
                 with pytest.raises(RuntimeError, match="on_start failed"):
                     await ref.ask(Get())
-            else:  # the LRU, over the limit, counts it no more
-                await system.ref(Session, "other").ask(Hit())
+            else:  # over the limit, the LRU counts it no more
+                await system.ref(Session, "b").ask(Hit())
+                await system.ref(Session, "c").ask(Hit())
                 await settle()
                 assert system.virtual_stats().active == 1
             assert await ref.ask(Get()) == (0, [], "k")
