@@ -1101,9 +1101,13 @@ async def test_ask_timeouts_are_checked_and_applied() -> None:
         with pytest.raises(ValueError, match="timeout must be"):
             await ref.ask(Hit(), timeout=0)
         assert not active(ref), "a bad timeout sends nothing"
+        # Should the timeout be lost, the handler still ends (and the test fails) in a second.
+        release = asyncio.get_running_loop().call_later(1.0, gate.set)
         with pytest.raises(TimeoutError):
             await ref.ask(Hold(), timeout=0.01)
         assert entered.is_set()
+        assert not gate.is_set()
+        release.cancel()
         gate.set()
 
 
