@@ -288,6 +288,9 @@ class Cell:
         actor = self.actor_class(*self.args, **self.kwargs)
         actor._cell = self
         actor.system = self.system
+        if self.virtual_id is not None and self.actor is not None:
+            # A virtual actor restarted by its supervisor: the new instance keeps its key.
+            actor.key = self.actor.key
         self.actor = actor
         token = CURRENT_SENDER.set(self)
         try:

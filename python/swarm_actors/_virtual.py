@@ -238,8 +238,6 @@ class VirtualRegistry:
         tree = self.tree
         status = tree.status(agent)
         data = tree.restore(agent) if status == "compressed" else None
-        if status == "virtual":
-            tree.touch(agent)
         try:
             cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
             cell.virtual_id = agent
@@ -263,13 +261,16 @@ class VirtualRegistry:
             self.tree.compress(agent, data)
 
     def _activated(self, agent: int, cell: Cell) -> Cell:
+        # The most recently used now, not when its state was restored (``on_start`` may have
+        # waited since): the limit below must not pick the actor being activated.
+        self.tree.touch(agent)
         self.cells[agent] = cell
         self.activations += 1
         cell.set_running()
         system = self.system
         if self.virtual_signals:
             record_signal(cell, SignalKind.ACTIVATED)
-        if self.max_active is not None and len(self.cells) > self.max_active:
+        if self.max_active is not None:
             self._enforce_limit()
         if self.passivate_after is not None and not self._sweeping:
             self._sweeping = True
