@@ -203,6 +203,7 @@ class Cell:
         "restart_times",
         "restarts",
         "runnable",
+        "running",
         "scheduled",
         "state",
         "stop_note",
@@ -245,6 +246,8 @@ class Cell:
         self.scheduled = False
         self.busy = False
         self.stop_note = ""  # why a stop went further than asked (for its STOPPED signal)
+        # The handler coroutine finishing in ``task`` (read only while busy, to report it).
+        self.running: Coroutine[Any, Any, Any] | None = None
         # The actor whose answer this one's handler is waiting for (an ask in progress), so
         # that an ask closing a cycle of waits is refused instead of deadlocking.
         self.awaiting: Cell | None = None
@@ -486,6 +489,7 @@ class Cell:
             handler_context = contextvars.copy_context()
             handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
             coro = InContext(coro, handler_context)
+        self.running = coro
         self.task = self.loop.create_task(
             self._finish(coro, yielded, reply), context=contextvars.Context()
         )
@@ -534,6 +538,7 @@ class Cell:
                     return
                 break
             coro, yielded, reply = suspended
+            self.running = coro
         self.busy = False
         self.task = None
         self.after_handler()
@@ -750,11 +755,7 @@ class Cell:
 
     def handler_in_progress(self) -> str:
         """The qualified name of the handler this actor is running, or ``"?"``."""
-        task = self.task
-        if task is None:  # running inline, in an asker's task
-            return "?"
-        frame = getattr(task.get_coro(), "cr_frame", None)  # _finish's frame
-        coro = frame.f_locals.get("coro") if frame is not None else None
+        coro = self.running if self.task is not None else None  # None: inline, in an asker
         if isinstance(coro, InContext):
             coro = coro.coro
         return getattr(coro, "__qualname__", "?")
