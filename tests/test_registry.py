@@ -198,6 +198,12 @@ async def until(condition: Callable[[], bool]) -> None:
             await asyncio.sleep(0)
 
 
+def events(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """The fields of the records of ``event`` (without the logger's own)."""
+    own = {"event", "log_level", "logger", "timestamp"}
+    return [{k: v for k, v in e.items() if k not in own} for e in logs if e.get("event") == event]
+
+
 # --- name keys ----------------------------------------------------------------------------
 
 
@@ -423,7 +429,7 @@ async def test_a_takeover_is_logged_with_the_dead_node() -> None:
     registry = make_registry(names)
     with capture_logs() as logs:
         await registry.claim("svc", entry_of(HERE, INC, "svc"))
-    assert any(e.get("event") == "transport.name_taken_over" for e in logs)
+    assert events(logs, "transport.name_taken_over") == [{"name": "svc", "dead_node": "dead"}]
 
 
 # --- liveness -----------------------------------------------------------------------------
@@ -508,7 +514,7 @@ async def test_an_unreadable_entry_leaves_the_mirror_as_it_was() -> None:
         registry._apply("a", b"\xc1", None, 2)
     assert registry.get("a") == entry_of("n", "i")
     assert registry.version == version
-    assert any(e.get("event") == "transport.bad_registry_entry" for e in logs)
+    assert events(logs, "transport.bad_registry_entry") == [{"name": "a", "revision": 2}]
     registry._apply("a", encode(entry_of("m", "j")), None, 2)  # the same revision, readable
     assert registry.get("a") == entry_of("m", "j")
 
@@ -547,6 +553,17 @@ async def test_forgetting_a_name_drops_it_from_the_mirror_unless_someone_took_it
 
 
 @pytest.mark.asyncio
+async def test_a_name_that_vanished_from_the_bucket_can_still_be_let_go() -> None:
+    names = Bucket()
+    registry = make_registry(names)
+    await registry.claim("a", entry_of(HERE, INC, "a"))
+    names.remove("a")  # purged behind this node's back
+    assert await registry.fetch("a") is None
+    assert registry.forget("a") == 1
+    assert registry.get("a") is None
+
+
+@pytest.mark.asyncio
 async def test_a_release_deletes_only_the_entry_this_node_wrote() -> None:
     names = Bucket()
     registry = make_registry(names)
@@ -554,7 +571,11 @@ async def test_a_release_deletes_only_the_entry_this_node_wrote() -> None:
     await registry.claim("b", entry_of(HERE, INC, "b"))
     names.write("b", encode(entry_of("there", "inc-there", "b")))  # taken over since
     await registry.release("a.x")
-    await registry.release("b")  # the compare-and-set fails quietly
+    with capture_logs() as logs:
+        await registry.release("b")  # the compare-and-set fails quietly
+    assert events(logs, "transport.release_failed") == [
+        {"name": "b", "error": "KeyWrongLastSequenceError('wrong last sequence')"}
+    ]
     assert "a=2Ex" not in names.data
     assert decode(names.data["b"][0]).node == "there"
     assert not registry.holds("a.x")
@@ -566,7 +587,9 @@ async def test_a_release_deletes_only_the_entry_this_node_wrote() -> None:
 @pytest.mark.asyncio
 async def test_delete_without_buckets_does_nothing() -> None:
     registry = Registry(cast(Any, None), HERE, INC, 1)
-    await registry.delete("a", 1)  # not opened, or closed: no error
+    with capture_logs() as logs:
+        await registry.delete("a", 1)  # not opened, or closed: no error, nothing to report
+    assert logs == []
 
 
 @pytest.mark.asyncio
@@ -604,6 +627,19 @@ async def test_fetch_of_an_entry_older_than_the_mirror_keeps_the_mirror() -> Non
     names.write("a", encode(entry_of("old", "inc-old", "a")))
     registry._apply("a", encode(entry_of("new", "inc-new", "a")), None, 5)
     assert await registry.fetch("a") == entry_of("new", "inc-new", "a")
+
+
+@pytest.mark.asyncio
+async def test_fetch_of_an_entry_newer_than_the_mirror_updates_it() -> None:
+    names = Bucket()
+    registry = make_registry(names)
+    registry._apply("a", encode(entry_of("old", "inc-old", "a")), None, 1)
+    names.write("a", encode(entry_of("old", "inc-old", "a")))
+    names.write("a", encode(entry_of("new", "inc-new", "a")))  # the watch lags behind
+    assert await registry.fetch("a") == entry_of("new", "inc-new", "a")
+    assert registry.get("a") == entry_of("new", "inc-new", "a")
+    registry._apply("a", encode(entry_of("old", "inc-old", "a")), None, 1)  # it catches up
+    assert registry.get("a") == entry_of("new", "inc-new", "a")
 
 
 @pytest.mark.asyncio
@@ -735,7 +771,11 @@ class JetStream:
             self.buckets[NODES_BUCKET].write(subject.split(".", 2)[2], value)
 
     async def subscribe(self, subject: str, **options: Any) -> Subscription:
+        """Delivers the names bucket's entries (the watch's first batch) before returning."""
         self.subscribed.append({"subject": subject, **options})
+        entries = sorted(self.buckets[NAMES_BUCKET].data.items(), key=lambda kv: kv[1][1])
+        for left, (key, (value, revision)) in reversed(list(enumerate(reversed(entries)))):
+            await options["cb"](message(f"$KV.{NAMES_BUCKET}.{key}", value or b"", revision, left))
         return self.subscription
 
 
@@ -766,6 +806,27 @@ async def test_opening_announces_the_node_and_mirrors_the_names(clock: Clock) ->
         assert set(js.published) == {(f"$KV.{NODES_BUCKET}.{HERE}", INC.encode(), 3)}
     finally:
         await registry.close()
+
+
+@pytest.mark.asyncio
+async def test_buckets_a_registry_creates_keep_one_copy_unless_told(clock: Clock) -> None:
+    js = JetStream(NAMES_BUCKET, NODES_BUCKET)
+    registry = Registry(cast(Any, js), HERE, INC, 1)
+    await registry.open()
+    await registry.close()
+    assert [config.replicas for config in js.created] == [1, 1]
+
+
+@pytest.mark.asyncio
+async def test_opening_mirrors_the_names_already_registered(clock: Clock) -> None:
+    js = JetStream()
+    js.buckets[NAMES_BUCKET].write("a=2Eb", encode(entry_of("there", "inc-there", "a.b")))
+    js.buckets[NAMES_BUCKET].write("c", encode(entry_of("there", "inc-there", "c")))
+    registry = Registry(cast(Any, js), HERE, INC, 1)
+    await registry.open()
+    assert registry.get("a.b") == entry_of("there", "inc-there", "a.b")
+    assert registry.get("c") == entry_of("there", "inc-there", "c")
+    await registry.close()
 
 
 @pytest.mark.asyncio
@@ -807,7 +868,9 @@ async def test_a_failed_heartbeat_is_retried_at_the_next_beat(clock: Clock) -> N
     with capture_logs() as logs:
         await until(lambda: len(js.published) >= 2)
     assert clock.sleeps[:2] == [1.0, 1.0]
-    assert any(e.get("event") == "transport.heartbeat_failed" for e in logs)
+    assert events(logs, "transport.heartbeat_failed") == [
+        {"node": HERE, "error": "RuntimeError('reconnecting')"}
+    ]
     await registry.close()
 
 
@@ -840,6 +903,17 @@ async def test_closing_releases_names_removes_the_node_and_fails_waiters(clock: 
     assert len(js.published) == published  # no more heartbeats
     await registry.close()  # twice: nothing left to do
     assert js.subscription.unsubscribed == 1
+
+
+@pytest.mark.asyncio
+async def test_closing_stops_the_heartbeat_before_it_returns(clock: Clock) -> None:
+    js = JetStream()
+    registry = Registry(cast(Any, js), HERE, INC, 1)
+    await registry.open()
+    beats = registry._tasks[:]
+    await registry.close()
+    assert beats
+    assert all(task.done() for task in beats)
 
 
 @pytest.mark.asyncio
@@ -964,8 +1038,13 @@ async def test_a_bucket_another_node_created_meanwhile_is_bound(clock: Clock) ->
 @pytest.mark.asyncio
 async def test_creation_waits_with_backoff_for_offline_peers(clock: Clock) -> None:
     js = Creating([placement_error()] * 3)
-    await open_bucket(cast(Any, js), "b", memory=True, replicas=3)
+    with capture_logs() as logs:
+        await open_bucket(cast(Any, js), "b", memory=True, replicas=3)
     assert js.attempts == 4
+    assert (
+        events(logs, "registry.bucket_retry")
+        == [{"bucket": "b", "error": str(placement_error())}] * 3
+    )
     assert clock.sleeps == pytest.approx([0.05, 0.1, 0.2])
 
 
@@ -1111,6 +1190,8 @@ async def test_a_watch_returns_once_the_present_entries_are_applied() -> None:
             await asyncio.sleep(0)
         assert not watching.done()
         await js.cb(message("$KV.bkt.a=2Eb", b"one", 4, 1))
+        for _ in range(3):
+            await asyncio.sleep(0)
         assert not watching.done()
         await js.cb(message("$KV.bkt.c", b"", 6, 0, {"KV-Operation": "DEL"}))
         await asyncio.wait_for(watching, 2.0)
