@@ -46,7 +46,12 @@ TARGETS: dict[str, list[str]] = {
         "test_capabilities.py",
     ],
     "_virtual.py": ["test_virtual.py"],
-    "_actor.py": ["test_actor.py", "test_supervision.py", "test_actor_events.py"],
+    "_actor.py": [
+        "test_actor_class.py",
+        "test_actor.py",
+        "test_supervision.py",
+        "test_actor_events.py",
+    ],
     # The NATS layer's decisions: where a key lives, who holds a shard, which name wins.
     "_placement.py": ["test_placement.py"],
     "_shards.py": ["test_placement.py"],

@@ -101,6 +101,11 @@ def _message_types(cls: type, name: str, fn: Callable[..., Any]) -> Iterable[typ
     )
     for member in members:
         origin = get_origin(member) or member
+        if origin is Any:  # a class since Python 3.11, but no message is an instance of it
+            raise TypeError(
+                f"{cls.__qualname__}.{name}: a @handler cannot take Any; "
+                "override on_receive to handle every message"
+            )
         if not isinstance(origin, type):
             raise TypeError(f"{cls.__qualname__}.{name}: {member!r} is not a class")
         yield origin
