@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import typing
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Generic, TypeVar, Union
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -30,6 +30,9 @@ from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEve
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -221,6 +224,16 @@ class WireOut2:
     pass
 
 
+@dataclass
+class WireSingle:
+    pass
+
+
+@dataclass
+class Box(Generic[T]):
+    item: T
+
+
 async def test_handled_and_returned_types_are_registered_for_the_wire() -> None:
     class Wired(Actor):
         @handler
@@ -230,6 +243,26 @@ async def test_handled_and_returned_types_are_registered_for_the_wire() -> None:
     for cls in (WireIn, WireOut, WireOut2):
         assert _TYPES[type_name(cls)] is cls
     assert ACTOR_CLASSES[type_name(Wired)] is Wired
+
+    class Single(Actor):
+        @handler
+        async def h(self, msg: WireIn) -> WireSingle:
+            return WireSingle()
+
+    assert _TYPES[type_name(WireSingle)] is WireSingle
+
+
+class Echo(Actor):
+    @handler
+    async def echo(self, msg: Box[T]) -> T:  # a return annotation that names no class
+        return msg.item
+
+
+async def test_a_generic_handler_is_declared_and_dispatched() -> None:
+    assert Echo._handlers == {Box: "echo"}
+    async with ActorSystem() as system:
+        ref = await system.start(Echo)
+        assert await ref.ask(Box(5)) == 5
 
 
 # --- class keywords ---------------------------------------------------------------------------
