@@ -22,10 +22,10 @@ from swarm_actors import (
     OneForOne,
     SpaceGrant,
     UnhandledMessageError,
+    _wire,
     handler,
 )
 from swarm_actors._capability import ENFORCED
-from swarm_actors._wire import _TYPES, ACTOR_CLASSES, type_name
 from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEvent
 from swarm_actors.testing import settle
 
@@ -71,10 +71,9 @@ async def test_space_grant_defaults_allow_everything() -> None:
 
 @pytest.mark.parametrize("lanes", ["jobs", b"jobs"])
 async def test_space_grant_refuses_a_string_for_lanes(lanes: Any) -> None:
-    with pytest.raises(
-        TypeError, match=r'lanes must be a tuple of lane values, e.g. lanes=\("jobs'
-    ):
+    with pytest.raises(TypeError, match="lanes must be") as info:
         SpaceGrant(lanes=lanes)
+    assert str(info.value) == 'lanes must be a tuple of lane values, e.g. lanes=("jobs",)'
 
 
 async def test_space_grant_lanes_become_a_tuple() -> None:
@@ -178,21 +177,21 @@ async def test_a_handler_taking_any_is_refused_pointing_to_on_receive() -> None:
             async def h(self, msg: Msg | Any) -> None: ...
 
 
-class Unions(Actor):
-    @handler
-    async def pipe(self, msg: Msg | Other) -> str:
-        return "pipe"
-
-    @handler
-    async def old(self, msg: Union[int, str]) -> str:  # noqa: UP007
-        return "old"
-
-    @handler
-    async def generic(self, msg: list[int]) -> str:
-        return "generic"
-
-
 async def test_unions_register_every_member_and_generics_their_origin() -> None:
+    # Classes made in the test: the handler tables are built when the class is.
+    class Unions(Actor):
+        @handler
+        async def pipe(self, msg: Msg | Other) -> str:
+            return "pipe"
+
+        @handler
+        async def old(self, msg: Union[int, str]) -> str:  # noqa: UP007
+            return "old"
+
+        @handler
+        async def generic(self, msg: list[int]) -> str:
+            return "generic"
+
     assert Unions._handlers == {
         Msg: "pipe",
         Other: "pipe",
@@ -225,40 +224,45 @@ class WireOut2:
 
 
 @dataclass
-class WireSingle:
-    pass
-
-
-@dataclass
 class Box(Generic[T]):
     item: T
 
 
-async def test_handled_and_returned_types_are_registered_for_the_wire() -> None:
+async def test_handled_and_returned_types_are_registered_for_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry: dict[str, type] = {}
+    actor_classes: dict[str, type] = {}
+    monkeypatch.setattr(_wire, "_TYPES", registry)
+    monkeypatch.setattr(_wire, "ACTOR_CLASSES", actor_classes)
+
     class Wired(Actor):
         @handler
         async def h(self, msg: WireIn) -> WireOut | WireOut2 | list[int] | None:
             return None
 
-    for cls in (WireIn, WireOut, WireOut2):
-        assert _TYPES[type_name(cls)] is cls
-    assert ACTOR_CLASSES[type_name(Wired)] is Wired
+        @handler
+        async def single(self, msg: Msg) -> WireOut2:
+            return WireOut2()
+
+    assert registry == {_wire.type_name(c): c for c in (WireIn, WireOut, WireOut2, Msg)}
+    assert actor_classes == {_wire.type_name(Wired): Wired}
+    registry.clear()
 
     class Single(Actor):
         @handler
-        async def h(self, msg: WireIn) -> WireSingle:
-            return WireSingle()
+        async def h(self, msg: int) -> WireOut:
+            return WireOut()
 
-    assert _TYPES[type_name(WireSingle)] is WireSingle
-
-
-class Echo(Actor):
-    @handler
-    async def echo(self, msg: Box[T]) -> T:  # a return annotation that names no class
-        return msg.item
+    assert registry == {_wire.type_name(WireOut): WireOut}
 
 
 async def test_a_generic_handler_is_declared_and_dispatched() -> None:
+    class Echo(Actor):
+        @handler
+        async def echo(self, msg: Box[T]) -> T:  # a return annotation that names no class
+            return msg.item
+
     assert Echo._handlers == {Box: "echo"}
     async with ActorSystem() as system:
         ref = await system.start(Echo)
@@ -480,69 +484,78 @@ async def test_other_class_keywords_are_passed_on() -> None:
 # --- handler tables and dispatch --------------------------------------------------------------
 
 
-class BaseHandlers(Actor):
-    @handler
-    async def on_msg(self, msg: Msg) -> str:
-        return "base-msg"
+def handler_classes() -> tuple[Any, Any, Any]:
+    """Fresh classes: each caches its dispatch, so a test must see it built and resolved."""
 
-    @handler
-    async def on_other(self, msg: Other) -> str:
-        return "base-other"
+    class BaseHandlers(Actor):
+        @handler
+        async def on_msg(self, msg: Msg) -> str:
+            return "base-msg"
 
+        @handler
+        async def on_other(self, msg: Other) -> str:
+            return "base-other"
 
-class Derived(BaseHandlers):
-    @handler
-    async def on_sub(self, msg: SubMsg) -> str:
-        return "derived-sub"
+    class Derived(BaseHandlers):
+        @handler
+        async def on_sub(self, msg: SubMsg) -> str:
+            return "derived-sub"
 
-    async def on_other(self, msg: Other) -> str:  # overrides the method, keeps the entry
-        return "derived-other"
+        async def on_other(self, msg: Other) -> str:  # overrides the method, keeps the entry
+            return "derived-other"
 
+    class Catchall(Derived):
+        async def on_receive(self, message: Any) -> Any:
+            return ("catchall", message)
 
-class Catchall(Derived):
-    async def on_receive(self, message: Any) -> Any:
-        return ("catchall", message)
+    return BaseHandlers, Derived, Catchall
 
 
 async def test_handlers_are_inherited_and_extended_per_class() -> None:
-    assert BaseHandlers._handlers == {Msg: "on_msg", Other: "on_other"}
-    assert Derived._handlers == {Msg: "on_msg", Other: "on_other", SubMsg: "on_sub"}
+    base_class, derived_class, catchall_class = handler_classes()
+    assert base_class._handlers == {Msg: "on_msg", Other: "on_other"}
+    assert derived_class._handlers == {Msg: "on_msg", Other: "on_other", SubMsg: "on_sub"}
     async with ActorSystem() as system:
-        base = await system.start(BaseHandlers)
-        derived = await system.start(Derived)
+        base = await system.start(base_class)
+        derived = await system.start(derived_class)
         assert await base.ask(SubMsg()) == "base-msg"  # the nearest base class's handler
         assert await derived.ask(SubMsg()) == "derived-sub"
         assert await derived.ask(Msg()) == "base-msg"
         assert await derived.ask(Other()) == "derived-other"
         with pytest.raises(UnhandledMessageError) as info:
             await derived.ask(3)
-        assert str(info.value) == f"Derived ({derived.path}) has no handler for int"
+        assert str(info.value) == (
+            f"{derived_class.__qualname__} ({derived.path}) has no handler for int"
+        )
         assert info.value.actor == derived.path
-        catchall = await system.start(Catchall)
+        catchall = await system.start(catchall_class)
         assert await catchall.ask(3) == ("catchall", 3)
         assert await catchall.ask(SubMsg()) == "derived-sub"
+        assert await catchall.ask(Other()) == "derived-other"
 
 
 async def test_resolve_caches_per_class_and_a_later_subclass_starts_empty() -> None:
-    class Cached(BaseHandlers):
+    base_class, _, catchall_class = handler_classes()
+
+    class Cached(base_class):  # type: ignore[valid-type,misc]
         pass
 
     assert Cached._dispatch == {}
-    found = Cached._resolve(SubMsg)
-    assert found is BaseHandlers.on_msg
-    assert Cached._dispatch == {SubMsg: BaseHandlers.on_msg}
+    assert Cached._resolve(SubMsg) is base_class.on_msg
+    assert Cached._dispatch == {SubMsg: base_class.on_msg}
     assert Cached._resolve(int) is None
     assert Cached._dispatch[int] is None
-    Cached._dispatch[Other] = Catchall.on_receive  # a cached entry wins over the table
-    assert Cached._resolve(Other) is Catchall.on_receive
+    Cached._dispatch[Other] = catchall_class.on_receive  # a cached entry wins over the table
+    assert Cached._resolve(Other) is catchall_class.on_receive
 
     class Later(Cached):
         pass
 
     assert Later._dispatch == {}
-    assert Later._resolve(Other) is BaseHandlers.on_other
-    assert Catchall._resolve(float) is Catchall.on_receive
-    assert Catchall._unhandled() is False
+    assert Later._resolve(Other) is base_class.on_other
+    assert catchall_class._resolve(float) is catchall_class.on_receive
+    assert catchall_class._resolve(SubMsg) is catchall_class.on_sub
+    assert catchall_class._unhandled() is False
     assert Later._unhandled() is True
 
 
@@ -564,6 +577,22 @@ async def test_on_receive_without_a_cell_names_no_actor() -> None:
         await Actor().on_receive(Msg())
     assert str(info.value) == "Actor has no handler for Msg"
     assert info.value.actor == ""
+
+
+async def test_an_on_receive_may_pass_a_message_on_to_the_refusing_default() -> None:
+    class Picky(Actor):
+        async def on_receive(self, message: Any) -> Any:
+            if isinstance(message, int):
+                return message * 2
+            return await super().on_receive(message)
+
+    async with ActorSystem() as system:
+        ref = await system.start(Picky, name="picky")
+        assert await ref.ask(4) == 8
+        with pytest.raises(UnhandledMessageError) as info:
+            await ref.ask("x")
+        assert str(info.value) == f"{Picky.__qualname__} has no handler for str"
+        assert info.value.actor == "/picky"
 
 
 # --- runtime attributes and hooks -------------------------------------------------------------
