@@ -39,6 +39,7 @@ import pytest
 import pytest_asyncio
 
 from swarm_actors import Actor, ActorNameError, ActorSystem, NatsOptions, RemoteRef, handler
+from swarm_actors._cluster import STATE_BUCKET
 from swarm_actors._jetstream import JetStreamJournal
 from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET
 from swarm_actors._transport import Transport
@@ -431,6 +432,13 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
         await survivors[0].system.start(Worker, survivors[0].confirmations, name="late0")
 
     # --- virtual actors the cluster places: the same actor from every node, still served --
+    # Activating one reads its state from the state bucket. Nothing above waited for that
+    # bucket's stream: if its leader was on the killed server, it may still be electing a new
+    # one (5-10 s here), and a read sent meanwhile is never answered (a 5 s timeout).
+    state_stream = f"KV_{STATE_BUCKET}"
+    await until_async(
+        lambda: has_leader(js, state_stream), FAILOVER_TIMEOUT, f"{state_stream} has a leader"
+    )
     for key in ("p-alpha", "p-beta", "p-gamma"):
         totals = [
             await node.system.ref(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT) for node in nodes
@@ -460,6 +468,10 @@ async def stream_leader(js: JetStreamContext, stream: str) -> str | None:
     except Exception:  # timeouts, no responders: no leader to speak of
         return None
     return info.cluster.leader if info.cluster is not None else None
+
+
+async def has_leader(js: JetStreamContext, stream: str) -> bool:
+    return await stream_leader(js, stream) is not None
 
 
 async def step_down(js: JetStreamContext, stream: str, *to: str) -> None:

@@ -31,7 +31,7 @@ from swarm_actors import (
     TransportError,
 )
 from swarm_actors._nats_conn import check_payload_size, connect
-from swarm_actors._nats_server import find_nats_server, free_ports, start_embedded
+from swarm_actors._nats_server import _connect_urls, find_nats_server, free_ports, start_embedded
 from swarm_actors.testing import NatsCluster, NatsServer
 
 asyncio_test = pytest.mark.asyncio
@@ -587,6 +587,10 @@ def test_transport_errors_carry_their_details_and_pickle() -> None:
 @asyncio_test
 async def test_cluster_forms_and_holds_a_replicated_stream(nats_cluster: NatsCluster) -> None:
     assert len(nats_cluster.urls) == 3
+    # A full mesh: every node has routes to the others, and tells its clients about all three.
+    every = {url.removeprefix("nats://") for url in nats_cluster.urls}
+    for node in nats_cluster.nodes:
+        assert await _connect_urls(node.port, 5.0) == every
     leader = await nats_cluster.meta_leader()
     assert leader in {"n0", "n1", "n2"}
     client = await connect(NatsOptions(servers=nats_cluster.urls))

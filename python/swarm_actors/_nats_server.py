@@ -248,20 +248,37 @@ async def _http_get(port: int, path: str, timeout: float) -> tuple[int, bytes]:
     return status, body
 
 
-async def _answers_info(port: int, timeout: float) -> bool:
-    """Whether the client port accepts a connection and greets it with ``INFO``."""
+async def _info_line(port: int, timeout: float) -> bytes:
+    """The first line the client port sends a new connection (``b""``: none)."""
     try:
         async with asyncio.timeout(timeout):
             reader, writer = await asyncio.open_connection(HOST, port)
             try:
-                line = await reader.readline()
+                return await reader.readline()
             finally:
                 writer.close()
                 with contextlib.suppress(OSError):
                     await writer.wait_closed()
     except (OSError, TimeoutError):
-        return False
-    return line.startswith(b"INFO ")
+        return b""
+
+
+async def _answers_info(port: int, timeout: float) -> bool:
+    """Whether the client port accepts a connection and greets it with ``INFO``."""
+    return (await _info_line(port, timeout)).startswith(b"INFO ")
+
+
+async def _connect_urls(port: int, timeout: float) -> set[str]:
+    """The client URLs (``host:port``) of the cluster that the server tells a new client."""
+    line = await _info_line(port, timeout)
+    if not line.startswith(b"INFO "):
+        return set()
+    try:
+        info = json.loads(line[5:])
+    except ValueError:
+        return set()
+    urls = info.get("connect_urls") if isinstance(info, dict) else None
+    return {u for u in urls if isinstance(u, str)} if isinstance(urls, list) else set()
 
 
 class NatsServer:
@@ -709,10 +726,11 @@ class NatsCluster:
     """``size`` nats-server nodes on 127.0.0.1, routed to each other, JetStream clustered.
 
     Each node has its own store directory under ``base_dir`` (a temporary directory removed by
-    :meth:`stop` when not given). :meth:`start` returns once every node is healthy and agrees
-    on a JetStream meta leader that sees every other node current. Nodes can be killed and
-    restarted (same ports, same store) to test failover. The other arguments are passed to
-    every :class:`NatsServer`.
+    :meth:`stop` when not given). :meth:`start` returns once every node is healthy, agrees on
+    a JetStream meta leader that sees every other node current, and tells new clients about
+    every node (its ``INFO``'s ``connect_urls``, by which swarm_actors sizes its buckets).
+    Nodes can be killed and restarted (same ports, same store) to test failover. The other
+    arguments are passed to every :class:`NatsServer`.
     """
 
     def __init__(
@@ -771,7 +789,10 @@ class NatsCluster:
         await self.stop()
 
     async def start(self) -> None:
-        """Start every node together; return once all are healthy and share a meta leader."""
+        """Start every node together; return once all are healthy and share a meta leader.
+
+        And once every node advertises every node's client URL to the clients connecting to it.
+        """
         if self.nodes:
             raise NatsServerError("the cluster is already started")
         self._base = self._base_arg or Path(tempfile.mkdtemp(prefix="swarm-nats-cluster-"))
@@ -878,14 +899,29 @@ class NatsCluster:
         """Wait for a meta leader that sees every other node current and online.
 
         A leader alone is not enough: until it has heard from a peer it refuses replicated
-        streams with "no suitable peers for placement, peer offline".
+        streams with "no suitable peers for placement, peer offline". Nor is that: the nodes
+        learn each other's client URLs from their routes separately, and a client connecting
+        before its server has sizes the registry's buckets by the shorter ``connect_urls`` of
+        its ``INFO`` (``cluster_replicas``): two copies in a three-node cluster.
         """
         async with asyncio.timeout(self._ready_timeout):
             while True:
                 leader = await self.meta_leader()
-                if leader is not None and await self._sees_all(leader):
+                if (
+                    leader is not None
+                    and await self._sees_all(leader)
+                    and await self._advertise_all()
+                ):
                     return
                 await asyncio.sleep(0.05)
+
+    async def _advertise_all(self) -> bool:
+        """Whether every node's ``INFO`` lists the client URL of every node."""
+        every = {f"{HOST}:{node.port}" for node in self.nodes}
+        for node in self.nodes:
+            if not every <= await _connect_urls(node.port, 1.0):
+                return False
+        return True
 
     async def _sees_all(self, leader: str) -> bool:
         try:
