@@ -797,3 +797,41 @@ async def test_the_inline_checkpoint_inside_a_handler_run_inline(
         assert _ref._INLINE_LEFT[0] == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
         assert relayer.stats().failures == 0
         assert await relayer.ask(RelayTo(mirror)) == 8  # and the actor serves on
+
+
+class SlowHooks(Actor):
+    """An actor whose on_start and on_stop suspend."""
+
+    async def on_start(self) -> None:
+        await asyncio.sleep(0)
+
+    async def on_stop(self) -> None:
+        await asyncio.sleep(0)
+
+
+class Starter(Actor):
+    @handler
+    async def add(self, msg: Add) -> str:
+        child = await self.system.start(SlowHooks)  # on_start suspends this handler, run inline
+        await child.stop()  # so does on_stop
+        return "done"
+
+
+async def test_a_handler_run_inline_may_start_and_stop_actors_whose_hooks_suspend() -> None:
+    async with ActorSystem() as system:
+        starter = await system.start(Starter)
+        # The ask runs the handler inline; it suspends in the child's on_start and goes on in
+        # its own task: "Token was created in a different Context" before.
+        assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
+        assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
+        assert starter.stats().failures == 0
+        session = system.ref(SlowHooks, "v")
+
+        class Toucher(Actor):
+            @handler
+            async def add(self, msg: Add) -> str:
+                await session.tell(Add(1))  # activates it: its on_start suspends
+                return "touched"
+
+        toucher = await system.start(Toucher)
+        assert await asyncio.wait_for(toucher.ask(Add(1)), 2.0) == "touched"

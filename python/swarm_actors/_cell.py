@@ -295,19 +295,24 @@ class Cell:
             # A virtual actor restarted by its supervisor: the new instance keeps its key.
             actor.key = self.actor.key
         self.actor = actor
-        token = CURRENT_SENDER.set(self)
+        # Set and set back, not reset(token): the caller may be a handler run inline whose
+        # rest moves to its actor's own task (another context) while on_start awaits, and a
+        # token can only be reset in the context it was made in.
+        previous = CURRENT_SENDER.get()
+        CURRENT_SENDER.set(self)
         try:
             await actor.on_start()
         finally:
-            CURRENT_SENDER.reset(token)
+            CURRENT_SENDER.set(previous)
 
     async def run_on_stop(self, actor: Actor) -> None:
         """Run ``actor.on_stop`` as this actor (sends from it are checked as its own)."""
-        token = CURRENT_SENDER.set(self)
+        previous = CURRENT_SENDER.get()  # set back, not reset: see create_instance
+        CURRENT_SENDER.set(self)
         try:
             await actor.on_stop()
         finally:
-            CURRENT_SENDER.reset(token)
+            CURRENT_SENDER.set(previous)
 
     def is_running(self) -> bool:
         """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""

@@ -195,7 +195,8 @@ class VirtualRegistry:
         cell, data = self._build(agent, actor_class, key)
         if actor_class.on_start is not _BASE_ON_START:
             done: asyncio.Future[None] | None = None
-            token = CURRENT_SENDER.set(cell)  # its sends are checked as its own
+            previous = CURRENT_SENDER.get()  # set back, not reset: see Cell.create_instance
+            CURRENT_SENDER.set(cell)  # its sends are checked as its own
             try:
                 start = cell.actor.on_start()  # type: ignore[union-attr]
                 finished, value = _drive(start)
@@ -210,7 +211,7 @@ class VirtualRegistry:
                     self.ledgers[agent] = cell.ledger
                 raise
             finally:
-                CURRENT_SENDER.reset(token)
+                CURRENT_SENDER.set(previous)
                 if done is not None:
                     del self.transitions[agent]
                     done.set_result(None)
