@@ -49,7 +49,7 @@ TARGETS: dict[str, list[str]] = {
     "_actor.py": ["test_actor.py", "test_supervision.py", "test_actor_events.py"],
     # The NATS layer's decisions: where a key lives, who holds a shard, which name wins.
     "_placement.py": ["test_placement.py"],
-    "_shards.py": ["test_placement.py"],
+    "_shards.py": ["test_shards.py", "test_placement.py"],
     "_registry.py": ["test_registry.py"],
 }
 
