@@ -10,6 +10,7 @@ is deterministic. ``test_placement`` runs the same code against a real nats-serv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -332,6 +333,26 @@ async def test_a_shard_acquired_while_closing_is_given_back(clock: Clock) -> Non
     assert bucket.entries == {}
     assert bucket.calls == [("create", "s0", 3), ("delete", "s0", 1)]
     assert a.leases.owner(0) is None
+
+
+@pytest.mark.asyncio
+async def test_giving_back_a_shard_acquired_while_closing_may_fail(clock: Clock) -> None:
+    bucket = Bucket(clock)
+    a = Node("a", bucket, shards=1)
+    create = bucket.create
+
+    async def create_then_close(key: str, value: bytes, msg_ttl: float | None = None) -> int:
+        revision = await create(key, value, msg_ttl)
+        a.leases._closing = True
+        return revision
+
+    async def disconnected(key: str, last: int | None = None) -> bool:
+        raise ConnectionError("closed")  # the TTL frees the shard
+
+    bucket.create = create_then_close  # type: ignore[method-assign]
+    bucket.delete = disconnected  # type: ignore[method-assign]
+    await a.leases._balance()
+    assert a.held == set()
 
 
 @pytest.mark.asyncio
@@ -688,10 +709,12 @@ def served(monkeypatch: pytest.MonkeyPatch, clock: Clock) -> OpenedBucket:
     async def open_bucket(
         js: Any, name: str, *, memory: bool, replicas: int, markers: bool = False
     ) -> Bucket:
+        assert isinstance(js, JetStream)  # the node's own connection
         bucket.opened.append((name, memory, replicas, markers))
         return bucket
 
     async def watch_bucket(js: Any, name: str, apply: Apply) -> Any:
+        assert isinstance(js, JetStream)
         assert name == SHARDS_BUCKET
         bucket.watchers.append(apply)
         for key, (value, revision) in bucket.entries.items():
@@ -775,7 +798,7 @@ async def test_a_node_with_another_placement_is_refused(served: OpenedBucket) ->
     assert other._tasks == []
 
 
-@pytest.mark.parametrize("value", [b"\xc1", msgspec.msgpack.encode({"shards": 16, "x": 1}), b""])
+@pytest.mark.parametrize("value", [b"\xc1", msgspec.msgpack.encode({"shards": 16, "x": 1})])
 @pytest.mark.asyncio
 async def test_an_unreadable_placement_record_is_refused(
     served: OpenedBucket, value: bytes
@@ -787,6 +810,16 @@ async def test_an_unreadable_placement_record_is_refused(
         await unopened("a", served, Placement())._agree_on_placement(cast(Any, served))
     assert refused.value.__cause__ is None
     assert refused.value.__suppress_context__
+
+
+@pytest.mark.asyncio
+async def test_an_empty_placement_record_is_refused(served: OpenedBucket) -> None:
+    served.write("placement", b"")
+    with pytest.raises(TransportError) as refused:
+        await unopened("a", served, Placement())._agree_on_placement(cast(Any, served))
+    assert str(refused.value) == (
+        "the cluster's placement record is unreadable: Input data was truncated"
+    )
 
 
 # --- the loop ---------------------------------------------------------------------------
@@ -813,3 +846,83 @@ async def test_a_round_that_fails_still_fences_and_counts(clock: Clock) -> None:
         a.leases._closing = True
         a.leases._stop.set()
         await asyncio.wait_for(task, 5)
+
+
+@pytest.mark.asyncio
+async def test_close_stops_the_loop_even_if_a_step_swallows_the_cancellation(
+    served: OpenedBucket,
+) -> None:
+    leases = unopened("a", served, Placement(shards=2))
+    await leases.open()
+    await asyncio.wait_for(leases.next_round(), 5)
+    assert set(leases.held) == {0, 1}
+    js = cast(JetStream, leases._js)
+    publish = js.publish
+    renewing = asyncio.Event()
+
+    async def deaf(subject: str, payload: bytes, **kwargs: Any) -> Any:
+        # nats-py's publish can swallow a cancellation: it awaits futures of its own.
+        renewing.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(30)
+        return await publish(subject, payload, **kwargs)
+
+    js.publish = deaf  # type: ignore[method-assign]
+    await asyncio.wait_for(renewing.wait(), 5)
+    loop = leases._tasks[0]
+    await asyncio.wait_for(leases.close(), 5)
+    # The loop ended before the handover began: no round runs beside it.
+    assert loop.done()
+    assert set(served.entries) == {"placement"}
+
+
+class RecordingAsyncio:
+    """Stands in for ``asyncio`` in ``_shards``: records the loop's waits, and shortens them."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(asyncio, name)
+
+    def timeout(self, delay: float) -> Any:
+        self.waits.append(delay)
+        return asyncio.timeout(0.001)
+
+
+@pytest.mark.parametrize(
+    ("ttl", "round_takes", "wait"),
+    [
+        (3.0, 0.25, 0.75),  # a round every ttl / 3, from the start of the last one
+        (1.0, 0.0, 1 / 3),
+        (3.0, 1.5, 0.05),  # a round slower than that: the next starts soon after
+    ],
+)
+@pytest.mark.asyncio
+async def test_rounds_start_every_third_of_the_ttl(
+    clock: Clock,
+    monkeypatch: pytest.MonkeyPatch,
+    ttl: float,
+    round_takes: float,
+    wait: float,
+) -> None:
+    recorder = RecordingAsyncio()
+    monkeypatch.setattr(_shards, "asyncio", recorder)
+    a = Node("a", Bucket(clock), ttl=ttl, shards=1)
+    live_nodes = a.registry.live_nodes
+
+    async def slow_live_nodes() -> set[str]:
+        clock.now += round_takes
+        return await live_nodes()
+
+    a.registry.live_nodes = slow_live_nodes  # type: ignore[method-assign]
+    task = asyncio.ensure_future(a.leases._run())
+    try:
+        for _ in range(3):
+            await asyncio.wait_for(a.leases.next_round(), 5)
+    finally:
+        a.leases._closing = True
+        a.leases._stop.set()
+        await asyncio.wait_for(task, 5)
+    assert a.leases.rounds == len(recorder.waits) >= 3
+    assert recorder.waits == [pytest.approx(wait)] * len(recorder.waits)
