@@ -10,7 +10,6 @@ is deterministic. ``test_placement`` runs the same code against a real nats-serv
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any, cast
@@ -852,27 +851,40 @@ async def test_a_round_that_fails_still_fences_and_counts(clock: Clock) -> None:
 async def test_close_stops_the_loop_even_if_a_step_swallows_the_cancellation(
     served: OpenedBucket,
 ) -> None:
-    leases = unopened("a", served, Placement(shards=2))
+    loop: list[asyncio.Task[None]] = []
+    loop_done: list[bool] = []  # whether the loop had ended, at each handover
+
+    async def on_lost(shards: list[int], graceful: bool) -> None:
+        loop_done.append(loop[0].done())
+
+    leases = unopened("a", served, Placement(shards=2), on_lost)
     await leases.open()
+    loop.append(leases._tasks[0])
     await asyncio.wait_for(leases.next_round(), 5)
     assert set(leases.held) == {0, 1}
-    js = cast(JetStream, leases._js)
-    publish = js.publish
+    registry = cast(Registry, leases._registry)
+    live_nodes = registry.live_nodes
     renewing = asyncio.Event()
 
-    async def deaf(subject: str, payload: bytes, **kwargs: Any) -> Any:
-        # nats-py's publish can swallow a cancellation: it awaits futures of its own.
-        renewing.set()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.sleep(30)
-        return await publish(subject, payload, **kwargs)
+    swallowed: list[bool] = []
 
-    js.publish = deaf  # type: ignore[method-assign]
+    async def deaf() -> set[str]:
+        # nats-py can swallow a cancellation (it awaits futures of its own): the node listing
+        # of a round (awaited by the loop's task itself) here, once.
+        renewing.set()
+        if not swallowed:
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                swallowed.append(True)
+        return await live_nodes()
+
+    registry.live_nodes = deaf  # type: ignore[method-assign]
     await asyncio.wait_for(renewing.wait(), 5)
-    loop = leases._tasks[0]
     await asyncio.wait_for(leases.close(), 5)
     # The loop ended before the handover began: no round runs beside it.
-    assert loop.done()
+    assert loop_done == [True]
+    assert swallowed
     assert set(served.entries) == {"placement"}
 
 
