@@ -125,6 +125,8 @@ def test_placement_accepts_its_boundaries() -> None:
         {"level_bits": 24},  # dims * bits
         {"level_bits": 1},
         {"shards": 8, "dims": 1, "bits": 3},  # as many shards as cells
+        {"shards": 2, "dims": 1, "bits": 1, "level_bits": 1},  # the coarsest grid: one bit
+        {"shards": 8, "dims": 3, "bits": 1, "level_bits": 3},
     ):
         Placement(**cast(dict[str, Any], settings))
 

@@ -99,12 +99,11 @@ class Placement(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         dims, bits, level_bits = self.dims, self.bits, self.level_bits
         total = dims * bits
         coords = [0] * dims
-        mask = (1 << level_bits) - 1
         j = 0  # the next bit of the path, counted from the most significant
         for ordinal in position:
             if j >= total:
                 break
-            ordinal &= mask
+            # Only the ordinal's low ``level_bits`` bits are read: wider ones wrap around.
             for k in range(level_bits - 1, -1, -1):
                 if j >= total:
                     break
