@@ -1068,3 +1068,92 @@ async def test_the_first_ref_made_in_a_process_is_an_actor_ref(
         assert type(ref) is ActorRef
         assert type(instance(ref).ref) is ActorRef
         assert await within(ref.ask(Note(1))) == 1
+
+
+class SlowStart(Recorder):
+    def __init__(self, gate: asyncio.Event, *, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = gate
+        self.fail_start = fail
+
+    async def on_start(self) -> None:
+        await self.gate.wait()
+        if self.fail_start:
+            raise RuntimeError("could not start")
+
+
+async def test_an_actor_stopped_while_starting_never_runs_on_stop() -> None:
+    async with ActorSystem() as system:
+        gate = asyncio.Event()
+        starting = asyncio.create_task(system.start(SlowStart, gate, name="slow"))
+        await settle()
+        ref = system.lookup("slow")
+        assert ref is not None
+        stopping = asyncio.create_task(ref.stop())
+        await settle()
+        gate.set()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+        assert [e for e in LOG if e[0] == "stop"] == []
+
+
+async def test_a_failed_start_counts_the_messages_it_dropped_even_after_a_stop() -> None:
+    async with ActorSystem() as system:
+        gate = asyncio.Event()
+        starting = asyncio.create_task(system.start(SlowStart, gate, name="slow", fail=True))
+        await settle()
+        ref = system.lookup("slow")
+        assert ref is not None
+        ref.tell_nowait(Note(1))
+        ref.tell_nowait(Note(2))
+        gate.set()
+        with pytest.raises(RuntimeError, match="could not start"):
+            await within(starting)
+        assert await within(ref.stop()) == 0
+        assert ref.stats().dropped == 2
+
+
+class Parent(Recorder):
+    pass
+
+
+async def test_a_stopped_actor_starts_no_children() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Parent, name="parent")
+        parent = instance(ref)
+        await within(ref.stop())
+        with pytest.raises(RuntimeError, match="it is stopping"):
+            await parent.start_child(Recorder, name="orphan")
+
+
+async def test_a_failure_ends_a_draining_stop_and_the_rest_is_discarded() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Brittle, name="brittle")
+        other = await system.start(Recorder, name="other")
+        gate = asyncio.Event()
+        ref.tell_nowait(Fragile(gate))
+        await settle()
+        ref.tell_nowait(Note("left"))
+        draining = asyncio.create_task(ref.stop())
+        await settle()
+        gate.set()  # Fragile fails now: the drain ends there
+        other.tell_nowait(Note("other"))  # a dispatcher run is pending as it fails
+        assert await within(draining) == 1
+        assert instance(ref).seen == []
+
+
+class NoneToo(Actor):
+    @handler
+    async def nothing(self, msg: None) -> str:
+        return "none"
+
+    @handler
+    async def number(self, msg: int) -> str:
+        return "int"
+
+
+async def test_each_queued_message_goes_to_its_own_types_handler() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(NoneToo)
+        ref.tell_nowait(0)  # the asks below go through the mailbox
+        first, second = ref.ask(None), ref.ask(5)
+        assert await within(asyncio.gather(first, second)) == ["none", "int"]
