@@ -1157,3 +1157,24 @@ async def test_each_queued_message_goes_to_its_own_types_handler() -> None:
         ref.tell_nowait(0)  # the asks below go through the mailbox
         first, second = ref.ask(None), ref.ask(5)
         assert await within(asyncio.gather(first, second)) == ["none", "int"]
+
+
+class Family(Recorder):
+    async def on_start(self) -> None:
+        await self.start_child(Recorder, name="kid")
+
+
+async def test_a_draining_stop_drains_the_children_too() -> None:
+    async with ActorSystem() as system:
+        parent = await system.start(Family, name="family")
+        kid = system.lookup("kid")
+        assert kid is not None
+        gate = asyncio.Event()
+        kid.tell_nowait(Hold(gate, "h"))
+        kid.tell_nowait(Note("queued"))
+        await settle()
+        stopping = asyncio.create_task(parent.stop())
+        await settle()
+        gate.set()
+        assert await within(stopping) == 0
+        assert ("kid", "queued") in LOG
