@@ -1159,14 +1159,14 @@ async def test_each_queued_message_goes_to_its_own_types_handler() -> None:
         assert await within(asyncio.gather(first, second)) == ["none", "int"]
 
 
-class Family(Recorder):
+class Household(Recorder):
     async def on_start(self) -> None:
         await self.start_child(Recorder, name="kid")
 
 
 async def test_a_draining_stop_drains_the_children_too() -> None:
     async with ActorSystem() as system:
-        parent = await system.start(Family, name="family")
+        parent = await system.start(Household, name="household")
         kid = system.lookup("kid")
         assert kid is not None
         gate = asyncio.Event()
