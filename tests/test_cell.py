@@ -1183,3 +1183,18 @@ async def test_a_draining_stop_drains_the_children_too() -> None:
         gate.set()
         assert await within(stopping) == 0
         assert ("kid", "queued") in LOG
+
+
+async def test_a_discarding_stop_cancels_a_handler_whose_wait_just_ended() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Tidy, name="tidy")
+        ref.tell_nowait(Note(0))  # the ask below goes through the mailbox
+        gate = asyncio.Event()
+        asked = asyncio.create_task(ref.ask(Hold(gate, "h")))
+        await settle()
+        gate.set()  # the handler's wait is over, but it has not run on yet
+        # Awaited directly (not in a task, as within() would): the stop comes first.
+        assert await ref.stop(drain=False) == 0
+        assert ("cleanup", "h") in LOG, "the cancellation reached the handler"
+        with pytest.raises(ActorDeadError):
+            await within(asked)
