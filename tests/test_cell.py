@@ -21,6 +21,7 @@ from swarm_actors import (
     MailboxFullError,
     MessageCapabilityError,
     OneForOne,
+    Timeouts,
     UnhandledMessageError,
     handler,
 )
@@ -824,3 +825,376 @@ async def test_a_sibling_suspended_mid_handler_takes_nothing_more_until_restarte
         assert before.seen == [], "the old instance handles nothing after its suspension"
         await clock.advance(2.1)
         assert instance(b).seen == ["queued"]
+
+
+# --- the drain deadline, second stops, handlers cancelled from elsewhere ----------------------
+
+
+def stopped_details(system: ActorSystem, path: str) -> list[str]:
+    """The details of ``path``'s STOPPED signals in the system's journal."""
+    journal = system.journal
+    assert isinstance(journal, MemoryJournal)
+    return [
+        e.event.payload.detail
+        for e in journal.entries()
+        if e.event.agent_id == path
+        and isinstance(e.event.payload, SystemSignal)
+        and e.event.payload.kind is SignalKind.STOPPED
+    ]
+
+
+class Keyed(Actor):
+    def __init__(self, *, label: str) -> None:
+        self.label = label
+
+    @handler
+    async def note(self, msg: Note) -> str:
+        return self.label
+
+
+async def test_keyword_arguments_reach_the_constructor() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Keyed, label="kw")
+        assert await within(ref.ask(Note(0))) == "kw"
+
+
+async def test_a_plain_stop_reports_what_it_discarded() -> None:
+    system = ActorSystem()
+    async with system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate))
+        ref.tell_nowait(Note(1))
+        await settle()
+        assert await within(ref.stop(drain=False)) == 1
+        assert stopped_details(system, "/rec") == ["discarded 1 message(s)"]
+
+
+async def test_a_second_draining_stop_does_not_cut_the_first_short() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate, "h"))
+        ref.tell_nowait(Note(1))
+        await settle()
+        first = asyncio.create_task(ref.stop())
+        second = asyncio.create_task(ref.stop())
+        await settle()
+        assert not first.done()
+        assert not second.done()
+        gate.set()
+        assert await within(first) == 0
+        assert await within(second) == 0
+        assert ("end", "h") in LOG
+        assert ("rec", 1) in LOG
+
+
+async def test_the_drain_deadline_names_each_handler_a_task_went_on_to() -> None:
+    system = ActorSystem(timeouts=Timeouts(drain=0.05))
+    with capture_logs() as logs:
+        async with system:
+            ref = await system.start(Recorder, name="rec")
+            first, second = asyncio.Event(), asyncio.Event()
+            ref.tell_nowait(Hold(first, "a"))
+            ref.tell_nowait(Hold(second, "b"))  # the same task goes on to it, and it hangs
+            await settle()
+            first.set()
+            await settle()
+            assert ("start", "b") in LOG
+    cancelled = [e for e in logs if e["event"] == "actor.handler_cancelled"]
+    assert [e["handler"] for e in cancelled] == ["Recorder.hold"]
+    (detail,) = stopped_details(system, "/rec")
+    assert detail.startswith("discarded 0 message(s); cancelled its handler Recorder.hold")
+
+
+class Patient(Recorder):
+    @handler
+    async def hold(self, msg: Hold) -> str:
+        try:
+            await msg.gate.wait()
+        except asyncio.CancelledError:
+            cleaned = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            loop.call_soon(loop.call_soon, cleaned.set)  # set two callbacks from now
+            await cleaned.wait()  # a clean-up that really waits for something
+            LOG.append(("cleanup", msg.tag))
+            raise
+        return msg.tag
+
+
+async def test_a_cancelled_handler_may_wait_while_it_cleans_up() -> None:
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        async with ActorSystem() as system:
+            ref = await system.start(Patient, name="patient")
+            ref.tell_nowait(Hold(asyncio.Event(), "h"))
+            await settle()
+            assert await within(ref.stop(drain=False)) == 0
+            assert ("cleanup", "h") in LOG
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == [], "nothing escaped into the event loop"
+
+
+class Awaiter(Recorder):
+    @handler
+    async def wait_on(self, msg: Echo) -> int:
+        self.pending: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        return await self.pending
+
+
+async def test_a_handler_whose_awaited_future_is_cancelled_fails_its_asker_and_escalates() -> None:
+    system = ActorSystem()
+    async with system:
+        ref = await system.start(Awaiter, name="aw")
+        ref.tell_nowait(Note(0))  # the ask goes through the mailbox, its handler to a task
+        asked = asyncio.ensure_future(ref.ask(Echo(1)))
+        await settle()
+        instance(ref).pending.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await within(asked)
+        await settle()
+        assert ref.stats().failures == 1
+    journal = system.journal
+    assert isinstance(journal, MemoryJournal)
+    crashed = [
+        e.event.payload
+        for e in journal.entries()
+        if isinstance(e.event.payload, SystemSignal) and e.event.payload.kind is SignalKind.CRASHED
+    ]
+    assert [(c.error_type, c.detail) for c in crashed] == [
+        ("CancelledError", "escalate: CancelledError()")  # not an Exception: not resumed
+    ]
+
+
+async def test_an_actor_restarted_after_a_failure_in_its_task_takes_messages_again() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        gate = asyncio.Event()
+        ref.tell_nowait(Hold(gate, "h"))
+        ref.tell_nowait(Fail())  # the handler's task goes on to this one, which fails
+        await settle()
+        gate.set()
+        await settle()
+        assert ref.stats().failures == 1
+        assert await within(ref.ask(Note("again"))) == "again"
+
+
+@dataclass
+class Blurt:
+    to: Any
+
+
+class Blurter(Actor, may_message=()):
+    """May message no one; sends without suspending."""
+
+    @handler
+    async def blurt(self, msg: Blurt) -> None:
+        msg.to.tell_nowait(Note("blurted"))
+
+
+async def test_sends_from_a_dispatcher_turn_are_checked_as_the_actors() -> None:
+    async with ActorSystem() as system:
+        blurter = await system.start(Blurter, name="blurter")
+        target = await system.start(Recorder, name="target")
+        blurter.tell_nowait(Blurt(target))  # handled in a dispatcher turn
+        await settle()
+        assert blurter.stats().failures == 1
+        assert instance(target).seen == []
+
+
+class Farewell(Actor, may_message=()):
+    """May message no one, not even on its way out."""
+
+    def __init__(self, to: Any) -> None:
+        self.to = to
+
+    async def on_stop(self) -> None:
+        try:
+            self.to.tell_nowait(Note("bye"))
+        except MessageCapabilityError:
+            LOG.append("refused")
+
+
+async def test_sends_from_on_stop_are_checked_as_the_actors() -> None:
+    async with ActorSystem() as system:
+        target = await system.start(Recorder, name="target")
+        leaving = await system.start(Farewell, target, name="leaving")
+        await within(leaving.stop())
+        await settle()
+        assert LOG == ["refused"]
+        assert instance(target).seen == []
+
+
+@dataclass
+class Fragile:
+    gate: asyncio.Event
+
+
+class Brittle(Recorder, mailbox_size=1):
+    @handler
+    async def fragile(self, msg: Fragile) -> None:
+        await msg.gate.wait()
+        raise RuntimeError("broke after waiting")
+
+
+async def test_a_sender_waiting_for_room_is_let_in_after_a_restart() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Brittle, name="brittle")
+        first, second = asyncio.Event(), asyncio.Event()
+        ref.tell_nowait(Hold(first))
+        await settle()
+        ref.tell_nowait(Fragile(second))  # the mailbox (1) is full
+        waiting = asyncio.create_task(ref.tell(Note("next")))
+        await settle()
+        assert not waiting.done()
+        first.set()  # the task goes on to Fragile, which waits in turn
+        await settle()
+        second.set()  # Fragile fails; the actor is restarted with an empty mailbox
+        await within(waiting)
+        await settle()
+        assert instance(ref).seen == ["next"]
+
+
+async def test_the_first_ref_made_in_a_process_is_an_actor_ref(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from swarm_actors import ActorRef, _cell
+
+    monkeypatch.setattr(_cell, "_REF_CLASS", None)  # as in a fresh process (refs made lazily)
+    async with ActorSystem() as system:
+        ref = await system.start(Recorder, name="rec")
+        assert type(ref) is ActorRef
+        assert type(instance(ref).ref) is ActorRef
+        assert await within(ref.ask(Note(1))) == 1
+
+
+class SlowStart(Recorder):
+    def __init__(self, gate: asyncio.Event, *, fail: bool = False) -> None:
+        super().__init__()
+        self.gate = gate
+        self.fail_start = fail
+
+    async def on_start(self) -> None:
+        await self.gate.wait()
+        if self.fail_start:
+            raise RuntimeError("could not start")
+
+
+async def test_an_actor_stopped_while_starting_never_runs_on_stop() -> None:
+    async with ActorSystem() as system:
+        gate = asyncio.Event()
+        starting = asyncio.create_task(system.start(SlowStart, gate, name="slow"))
+        await settle()
+        ref = system.lookup("slow")
+        assert ref is not None
+        stopping = asyncio.create_task(ref.stop())
+        await settle()
+        gate.set()
+        await asyncio.gather(starting, stopping, return_exceptions=True)
+        assert [e for e in LOG if e[0] == "stop"] == []
+
+
+async def test_a_failed_start_counts_the_messages_it_dropped_even_after_a_stop() -> None:
+    async with ActorSystem() as system:
+        gate = asyncio.Event()
+        starting = asyncio.create_task(system.start(SlowStart, gate, name="slow", fail=True))
+        await settle()
+        ref = system.lookup("slow")
+        assert ref is not None
+        ref.tell_nowait(Note(1))
+        ref.tell_nowait(Note(2))
+        gate.set()
+        with pytest.raises(RuntimeError, match="could not start"):
+            await within(starting)
+        assert await within(ref.stop()) == 0
+        assert ref.stats().dropped == 2
+
+
+class Parent(Recorder):
+    pass
+
+
+async def test_a_stopped_actor_starts_no_children() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Parent, name="parent")
+        parent = instance(ref)
+        await within(ref.stop())
+        with pytest.raises(RuntimeError, match="it is stopping"):
+            await parent.start_child(Recorder, name="orphan")
+
+
+async def test_a_failure_ends_a_draining_stop_and_the_rest_is_discarded() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Brittle, name="brittle")
+        other = await system.start(Recorder, name="other")
+        gate = asyncio.Event()
+        ref.tell_nowait(Fragile(gate))
+        await settle()
+        ref.tell_nowait(Note("left"))
+        draining = asyncio.create_task(ref.stop())
+        await settle()
+        gate.set()  # Fragile fails now: the drain ends there
+        other.tell_nowait(Note("other"))  # a dispatcher run is pending as it fails
+        assert await within(draining) == 1
+        assert instance(ref).seen == []
+
+
+class NoneToo(Actor):
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    @handler
+    async def nothing(self, msg: None) -> None:
+        self.seen.append("none")
+
+    @handler
+    async def number(self, msg: int) -> None:
+        self.seen.append("int")
+
+
+async def test_each_queued_message_goes_to_its_own_types_handler() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(NoneToo)
+        for message in (None, 5, None, 6):
+            ref.tell_nowait(message)
+        await settle()
+        assert instance(ref).seen == ["none", "int", "none", "int"]
+
+
+class Household(Recorder):
+    async def on_start(self) -> None:
+        await self.start_child(Recorder, name="kid")
+
+
+async def test_a_draining_stop_drains_the_children_too() -> None:
+    async with ActorSystem() as system:
+        parent = await system.start(Household, name="household")
+        kid = system.lookup("kid")
+        assert kid is not None
+        gate = asyncio.Event()
+        kid.tell_nowait(Hold(gate, "h"))
+        kid.tell_nowait(Note("queued"))
+        await settle()
+        stopping = asyncio.create_task(parent.stop())
+        await settle()
+        gate.set()
+        assert await within(stopping) == 0
+        assert ("kid", "queued") in LOG
+
+
+async def test_a_discarding_stop_cancels_a_handler_whose_wait_just_ended() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Tidy, name="tidy")
+        ref.tell_nowait(Note(0))  # the ask below goes through the mailbox
+        gate = asyncio.Event()
+        asked = asyncio.create_task(ref.ask(Hold(gate, "h")))
+        await settle()
+        gate.set()  # the handler's wait is over, but it has not run on yet
+        # Awaited directly (not in a task, as within() would): the stop comes first.
+        assert await ref.stop(drain=False) == 0
+        assert ("cleanup", "h") in LOG, "the cancellation reached the handler"
+        with pytest.raises(ActorDeadError):
+            await within(asked)

@@ -470,11 +470,11 @@ class Cell:
         if not self.runnable:
             return
         suspended = self._step(TURN_BUDGET)
+        if self.put_waiters:  # the turn made room, even if its last handler suspended
+            self._wake_putters()
         if suspended is not None:
             self.finish_in_task(*suspended)
             return
-        if self.put_waiters:
-            self._wake_putters()
         if self.queue:
             if self.runnable and not self.scheduled:
                 self.schedule()
@@ -531,11 +531,11 @@ class Cell:
                 return
             if reply is not None and not reply.done():
                 reply.set_result(result)
-            if self.put_waiters:
-                self._wake_putters()
             if self.state is not RUNNING or not self.queue:
                 break
             suspended = self._step(TURN_BUDGET)
+            if self.put_waiters:  # room for them, whether a handler suspended or failed
+                self._wake_putters()
             if suspended is None:
                 if not self.is_running():  # a handler failed: supervision has it
                     self.busy = False
