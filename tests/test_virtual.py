@@ -1337,7 +1337,7 @@ def holding_box(gates: list[asyncio.Event]) -> type[Session]:
 
 async def fill_box(ref: Any) -> asyncio.Future[Any]:
     """Activate ``ref``, hold it busy and fill its mailbox (1) with a ``Hit``."""
-    held = asyncio.ensure_future(ref.ask(Hold(), timeout=None))
+    held: asyncio.Future[Any] = asyncio.ensure_future(ref.ask(Hold(), timeout=None))
     await settle()
     await ref.tell(Hit("queued"))
     return held
