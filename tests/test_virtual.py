@@ -306,6 +306,37 @@ async def test_a_passivation_cancelled_by_stop_all_still_ends_sealed(started: bo
         await asyncio.wait_for(system.stop_all(), 2.0)
 
 
+async def test_an_on_stop_unwound_after_stop_all_still_sends_as_its_actor() -> None:
+    """The passivation task cancelled before its first step: on_stop's finally blocks run
+    when it is closed, and what they send comes from the actor, under its grant."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    class Guarded(Session, may_message=("/Session:allowed",)):
+        async def on_stop(self) -> None:
+            try:
+                await release.wait()
+            finally:
+                try:
+                    self.system.ref(Session, "denied").tell_nowait(Hit("from on_stop"))
+                    sent.append("sent")
+                except MessageCapabilityError:
+                    sent.append("refused")
+
+    system = ActorSystem(max_active=1)
+    try:
+        a, b = system.ref(Guarded, "a"), system.ref(Guarded, "b")
+        await a.ask(Hit("a0"))
+        await b.tell(Hit("b0"))  # passivates `a`: its on_stop suspends, finished in a task
+        (task,) = system._tasks
+        task.cancel()  # before its first step, as stop_all does
+        await asyncio.wait_for(settle(), 2.0)
+        assert sent == ["refused"]
+    finally:
+        release.set()
+        await asyncio.wait_for(system.stop_all(), 2.0)
+
+
 async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:
     """A passivation drains: a handler in progress finishes and its asker gets the answer."""
     entered, gate = asyncio.Event(), asyncio.Event()
