@@ -604,6 +604,19 @@ async def test_a_chain_of_asks_back_to_an_asker_is_refused_naming_the_cycle(paus
             await asyncio.wait_for(a.ask(Relay(("b", "c", "b"), pause)), 1.0)
 
 
+async def test_a_cycle_through_a_thousand_actors_is_still_refused() -> None:
+    async with ActorSystem() as system:
+        a = await system.start(Asker, name="a")
+        names = tuple(f"n{i}" for i in range(1, 999))
+        for name in names:
+            await system.start(Asker, name=name)
+        # a -> n1 -> ... -> n998 -> a: the cycle names 1000 paths, the longest one looked for.
+        with pytest.raises(AskCycleError) as info:
+            await asyncio.wait_for(a.ask(Relay((*names, "a"), pause=True)), 5.0)
+        assert info.value.cycle == ("/n998", "/a", *(f"/{name}" for name in names))
+        assert len(info.value.cycle) == 1000
+
+
 async def test_asking_a_busy_actor_that_waits_for_someone_else_is_no_cycle() -> None:
     gate = asyncio.Event()
 

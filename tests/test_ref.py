@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -18,12 +20,15 @@ from swarm_actors import (
     ActorRef,
     ActorSystem,
     AskCycleError,
+    InvalidArgumentError,
     MessageCapabilityError,
     OneForOne,
+    Timeouts,
     handler,
 )
 from swarm_actors._cell import TURN_BUDGET
-from swarm_actors._ref import INLINE_CHECKPOINT
+from swarm_actors._config import DEFAULT
+from swarm_actors._ref import INLINE_CHECKPOINT, resolve_timeout
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -311,4 +316,234 @@ async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() 
             await ref.tell(Ping(1))
         await settle()
         assert ref._cell.actor.trace_ids == [caller.get_span_context().trace_id]  # type: ignore[union-attr]
+    provider.shutdown()
+
+
+# --- an ask's timeout covers the wait for room and the answer ---------------------------------
+
+
+@dataclass
+class Wait:
+    """Answered with ``"done"`` once ``gate`` is set (at once if it is)."""
+
+    gate: asyncio.Event
+
+
+@dataclass
+class Stall:
+    """Block the whole event loop for ``seconds`` (a handler doing blocking work)."""
+
+    seconds: float
+
+
+class Narrow(Actor, mailbox_size=1):
+    def __init__(self) -> None:
+        self.handled: list[str] = []
+
+    @handler
+    async def wait(self, msg: Wait) -> str:
+        await msg.gate.wait()
+        self.handled.append("wait")
+        return "done"
+
+    @handler
+    async def stall(self, msg: Stall) -> None:
+        time.sleep(msg.seconds)  # noqa: ASYNC251 - the point: the loop stalls
+        self.handled.append("stall")
+
+
+async def fill(ref: ActorRef[Narrow], gate: asyncio.Event) -> asyncio.Future[Any]:
+    """Make ``ref`` busy on ``gate`` with its mailbox (1) full; the held ask's future."""
+    held = asyncio.ensure_future(ref.ask(Wait(gate), timeout=None))
+    await settle()
+    opened = asyncio.Event()
+    opened.set()
+    await ref.tell(Wait(opened))  # queued behind the held one, answered at once
+    return held
+
+
+def seconds_in(error: BaseException) -> float:
+    found = re.search(r"within ([0-9.e-]+) s$", str(error))
+    assert found is not None, str(error)
+    return float(found.group(1))
+
+
+async def test_an_ask_that_waited_for_room_is_enqueued_and_answered() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Narrow, name="n")
+        gate = asyncio.Event()
+        held = asyncio.ensure_future(ref.ask(Wait(gate), timeout=None))
+        await settle()
+        opened = asyncio.Event()
+        opened.set()
+        await ref.tell(Wait(opened))  # the mailbox (1) is full
+        asking = asyncio.ensure_future(ref.ask(Wait(opened), timeout=1.0))
+        await settle()
+        assert not asking.done(), "it waits for room"
+        assert ref.stats().pending == 1
+        gate.set()
+        assert await asyncio.wait_for(asking, 2.0) == "done"
+        assert await held == "done"
+        assert ref._cell.actor.handled == ["wait"] * 3  # type: ignore[union-attr]
+
+
+async def test_the_wait_for_room_is_taken_from_the_time_left_for_the_answer() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Narrow, name="n")
+        gate = asyncio.Event()
+        held = await fill(ref, gate)
+        # Room comes after about 0.1 s of the ask's 0.3 s; the answer never does.
+        asyncio.get_running_loop().call_later(0.1, gate.set)
+        never = asyncio.Event()
+        with pytest.raises(TimeoutError, match=r"^ask to /n got no reply within ") as info:
+            await asyncio.wait_for(ref.ask(Wait(never), timeout=0.3), 2.0)
+        assert 0 < seconds_in(info.value) < 0.3
+        assert await held == "done"
+        never.set()
+
+
+async def test_an_ask_whose_time_ran_out_while_it_was_enqueued_waits_for_no_answer() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Narrow, name="n")
+        gate = asyncio.Event()
+        held = asyncio.ensure_future(ref.ask(Wait(gate), timeout=None))
+        await settle()
+        await ref.tell(Stall(0.1))  # full; when its turn comes, it blocks the loop for 0.1 s
+        opened = asyncio.Event()
+        opened.set()
+        asking = asyncio.ensure_future(ref.ask(Wait(opened), timeout=0.05))
+        await settle()
+        gate.set()
+        # Room came, and the message went in, but only after the ask's 0.05 s were spent.
+        with pytest.raises(TimeoutError, match=r"^ask to /n got no reply within 0\.05 s$"):
+            await asyncio.wait_for(asking, 2.0)
+        assert await held == "done"
+        await asyncio.wait_for(settle(), 2.0)
+        assert ref._cell.actor.handled == ["wait", "stall", "wait"]  # type: ignore[union-attr]
+        assert await ref.ask(Wait(opened)) == "done"
+
+
+async def test_the_systems_ask_timeout_covers_asks_to_a_busy_or_full_actor() -> None:
+    async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
+        ref = await system.start(Narrow, name="n")
+        gate = asyncio.Event()
+        held = asyncio.ensure_future(ref.ask(Wait(gate), timeout=None))
+        await settle()
+        never = asyncio.Event()
+        with pytest.raises(TimeoutError, match=r"^ask to /n got no reply within 0\.05 s$"):
+            await asyncio.wait_for(ref.ask(Wait(never)), 2.0)  # busy: queued, never answered
+        assert ref.stats().pending == 1, "its message stays: the mailbox (1) is full"
+        pattern = r"^ask to /n found the mailbox full for 0\.05 s \(nothing was sent\)$"
+        with pytest.raises(TimeoutError, match=pattern):
+            await asyncio.wait_for(ref.ask(Wait(never)), 2.0)
+        gate.set()
+        never.set()
+        assert await held == "done"
+
+
+async def test_resolve_timeout_checks_and_fills_in_the_systems_default() -> None:
+    async with ActorSystem(timeouts=Timeouts(ask=0.25)) as system:
+        assert resolve_timeout(DEFAULT, system) == 0.25
+        assert resolve_timeout(0.5, system) == 0.5
+        assert resolve_timeout(None, system) is None
+        for bad in (0.0, -1.0, float("nan"), True):
+            with pytest.raises(InvalidArgumentError, match="timeout must be"):
+                resolve_timeout(bad, system)
+
+
+# --- whose answer a handler awaits: ask cycles ---------------------------------------------------
+
+
+@dataclass
+class Call:
+    """Wait for ``wait``; then ask ``to`` for ``then`` or, with no ``to``, answer the name."""
+
+    wait: asyncio.Event | None = None
+    to: str | None = None
+    then: Call | None = None
+    pause: bool = False  # suspend once before answering
+    timeout: float = 1.0
+
+
+class Node(Actor):
+    @handler
+    async def call(self, msg: Call) -> Any:
+        if msg.wait is not None:
+            await msg.wait.wait()
+        if msg.to is not None:
+            target = self.system.lookup(msg.to)
+            assert target is not None
+            return await target.ask(msg.then or Call(), timeout=msg.timeout)
+        if msg.pause:
+            await asyncio.sleep(0)
+        return self.ref.name
+
+
+async def test_an_ask_queued_behind_a_busy_actor_counts_as_waiting_in_a_cycle() -> None:
+    async with ActorSystem() as system:
+        a = await system.start(Node, name="a")
+        b = await system.start(Node, name="b")
+        gate = asyncio.Event()
+        first = asyncio.ensure_future(b.ask(Call(wait=gate, to="a")))
+        await settle()  # b is busy on the gate
+        second = asyncio.ensure_future(a.ask(Call(to="b")))
+        await settle()  # a waits for b, its message queued behind b's held one
+        gate.set()  # b now asks a, which waits for b: refused at once
+        with pytest.raises(AskCycleError, match=r"^ask cycle: /b -> /a -> /b ") as info:
+            await asyncio.wait_for(first, 2.0)
+        assert info.value.cycle == ("/b", "/a", "/b")
+        assert str(info.value).endswith(
+            " (each waits for the next; an actor handles one message at a time, so this ask"
+            " would never be answered)"
+        )
+        assert await asyncio.wait_for(second, 2.0) == "b"
+
+
+@pytest.mark.parametrize("how", ["inline", "inline-suspended", "queued"])
+async def test_an_answered_ask_leaves_its_asker_waiting_for_nobody(how: str) -> None:
+    async with ActorSystem() as system:
+        a = await system.start(Node, name="a")
+        b = await system.start(Node, name="b")
+        busy = asyncio.Event()
+        if how == "queued":
+            holding = asyncio.ensure_future(b.ask(Call(wait=busy)))
+            await settle()
+        asked = asyncio.ensure_future(a.ask(Call(to="b", then=Call(pause=how != "inline"))))
+        await settle()
+        busy.set()
+        assert await asyncio.wait_for(asked, 2.0) == "b"
+        if how == "queued":
+            assert await holding == "b"
+        # a, busy again, is waiting for nobody: b may ask it and wait its turn.
+        gate = asyncio.Event()
+        held = asyncio.ensure_future(a.ask(Call(wait=gate)))
+        await settle()
+        asking = asyncio.ensure_future(b.ask(Call(to="a")))
+        await settle()
+        assert not asking.done()
+        gate.set()
+        assert await asyncio.wait_for(held, 2.0) == "a"
+        assert await asyncio.wait_for(asking, 2.0) == "a"
+
+
+async def test_a_handlers_ask_to_an_idle_actor_keeps_its_timeout() -> None:
+    async with ActorSystem() as system:
+        a = await system.start(Node, name="a")
+        await system.start(Node, name="b")
+        never = asyncio.Event()
+        # b is idle: a's handler runs b's in its own task, until b's suspends on the gate.
+        with pytest.raises(TimeoutError, match=r"^ask to /b got no reply within 0\.05 s$"):
+            await asyncio.wait_for(a.ask(Call(to="b", then=Call(wait=never), timeout=0.05)), 2.0)
+        never.set()
+
+
+async def test_a_traced_actor_asking_itself_gets_the_cycle_error() -> None:
+    provider = TracerProvider()
+    async with ActorSystem(tracer_provider=provider) as system:
+        a = await system.start(Node, name="a")
+        with (
+            provider.get_tracer("test").start_as_current_span("caller"),
+            pytest.raises(AskCycleError, match=r"^ask cycle: /a -> /a "),
+        ):
+            await asyncio.wait_for(a.ask(Call(to="a")), 2.0)
     provider.shutdown()

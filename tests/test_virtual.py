@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import re
 import typing
 from collections.abc import Coroutine
 from typing import Any, ClassVar
@@ -22,6 +23,8 @@ from swarm_actors import (
     Directive,
     MessageCapabilityError,
     OneForOne,
+    SystemStoppedError,
+    Timeouts,
     handler,
 )
 from swarm_actors._cluster import NotOwnerError
@@ -300,6 +303,37 @@ async def test_a_passivation_cancelled_by_stop_all_still_ends_sealed(started: bo
         assert system.virtual_stats().passivations == 2
     finally:
         # Not ``async with``: its exit would wait for the passivation forever, past any guard.
+        await asyncio.wait_for(system.stop_all(), 2.0)
+
+
+async def test_an_on_stop_unwound_after_stop_all_still_sends_as_its_actor() -> None:
+    """The passivation task cancelled before its first step: on_stop's finally blocks run
+    when it is closed, and what they send comes from the actor, under its grant."""
+    release = asyncio.Event()
+    sent: list[str] = []
+
+    class Guarded(Session, may_message=("/Session:allowed",)):
+        async def on_stop(self) -> None:
+            try:
+                await release.wait()
+            finally:
+                try:
+                    self.system.ref(Session, "denied").tell_nowait(Hit("from on_stop"))
+                    sent.append("sent")
+                except MessageCapabilityError:
+                    sent.append("refused")
+
+    system = ActorSystem(max_active=1)
+    try:
+        a, b = system.ref(Guarded, "a"), system.ref(Guarded, "b")
+        await a.ask(Hit("a0"))
+        await b.tell(Hit("b0"))  # passivates `a`: its on_stop suspends, finished in a task
+        (task,) = system._tasks
+        task.cancel()  # before its first step, as stop_all does
+        await asyncio.wait_for(settle(), 2.0)
+        assert sent == ["refused"]
+    finally:
+        release.set()
         await asyncio.wait_for(system.stop_all(), 2.0)
 
 
@@ -1315,3 +1349,77 @@ async def test_a_tell_activates_the_actor_fully_and_is_handled(cls: type[Session
         assert Session.starts == (1 if cls is Session else 0)
         assert await ref.ask(Get()) == (1, ["first"], "k")
         assert system.virtual_stats().activations == 1
+
+
+# --- an ask's timeout covers the wait for room in a full mailbox, then the answer --------------
+
+
+def holding_box(gates: list[asyncio.Event]) -> type[Session]:
+    """A session with a mailbox of one whose ``Hold`` handlers wait on ``gates``, in turn."""
+
+    class Box(Session, mailbox_size=1):
+        @handler
+        async def hold(self, msg: Hold) -> str:
+            await gates.pop(0).wait()
+            return "held"
+
+    return Box
+
+
+async def fill_box(ref: Any) -> asyncio.Future[Any]:
+    """Activate ``ref``, hold it busy and fill its mailbox (1) with a ``Hit``."""
+    held: asyncio.Future[Any] = asyncio.ensure_future(ref.ask(Hold(), timeout=None))
+    await settle()
+    await ref.tell(Hit("queued"))
+    return held
+
+
+async def test_a_virtual_ask_to_a_full_mailbox_times_out_by_the_systems_default() -> None:
+    gate = asyncio.Event()
+    async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
+        ref = system.ref(holding_box([gate]), "k")
+        held = await fill_box(ref)
+        pattern = r"^ask to /\S*Box:k found the mailbox full for 0\.05 s \(nothing was sent\)$"
+        with pytest.raises(TimeoutError, match=pattern):
+            await asyncio.wait_for(ref.ask(Hit("refused")), 2.0)
+        gate.set()
+        assert await held == "held"
+        assert await ref.ask(Get()) == (1, ["queued"], "k"), "nothing was sent"
+
+
+async def test_a_virtual_ask_that_waited_for_room_gets_only_the_rest_of_its_time() -> None:
+    first, never = asyncio.Event(), asyncio.Event()
+    async with ActorSystem() as system:
+        ref = system.ref(holding_box([first, never]), "k")
+        held = await fill_box(ref)
+        # Room comes after about 0.1 s of the ask's 0.3 s; the answer never does.
+        asyncio.get_running_loop().call_later(0.1, first.set)
+        with pytest.raises(TimeoutError, match=r"^ask to /\S*Box:k got no reply within ") as info:
+            await asyncio.wait_for(ref.ask(Hold(), timeout=0.3), 2.0)
+        found = re.search(r"within ([0-9.e-]+) s$", str(info.value))
+        assert found is not None
+        assert 0 < float(found.group(1)) < 0.3
+        assert await held == "held"
+        never.set()
+
+
+async def test_a_virtual_ask_without_a_limit_waits_for_room_and_is_answered() -> None:
+    gate = asyncio.Event()
+    async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
+        ref = system.ref(holding_box([gate]), "k")
+        held = await fill_box(ref)
+        asking = asyncio.ensure_future(ref.ask(Hit("late"), timeout=None))
+        with pytest.raises(TimeoutError):  # it outlasts the system's 0.05 s
+            await asyncio.wait_for(asyncio.shield(asking), 0.2)
+        gate.set()
+        assert await asyncio.wait_for(asking, 2.0) == 2
+        assert await held == "held"
+
+
+async def test_a_stopped_system_activates_no_virtual_actor() -> None:
+    async with ActorSystem() as system:
+        ref = system.ref(Session, "k")
+    with pytest.raises(
+        SystemStoppedError, match=r"^cannot activate Session:k: the ActorSystem is stopped$"
+    ):
+        await ref.ask(Hit())
