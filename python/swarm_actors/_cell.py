@@ -1,6 +1,6 @@
 """The actor engine: one ``Cell`` per running actor, and the dispatcher that runs their turns.
 
-Design (measured in ``../shared/MEASUREMENTS.md``): a task per actor and an ``asyncio.Queue``
+Design (measured on a 2-core machine with CPython 3.11): a task per actor and an ``asyncio.Queue``
 mailbox top out near 440k tells/s. Here a mailbox is a plain ``deque`` and a ready actor is
 appended to the dispatcher's ready queue; one loop callback then runs the turns of every ready
 actor. A handler coroutine is driven with ``send(None)``: most handlers finish without
