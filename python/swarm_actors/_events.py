@@ -6,8 +6,8 @@ on any drift. The payload is a msgspec tagged union whose tags are the oneof mem
 numbers (10, 11, 12: compact, and proof against renames as protobuf is); the members' names
 (``KINDS``) are the ``<kind>`` of the NATS subject ``swarm.events.<agent_role>.<kind>``.
 
-Wire format: msgspec msgpack with ``array_like=True`` (measured on a 2-core machine with CPython 3.11: about
-1.1M encode+decode/s and 174 B against 905k/s and 271 B as maps). Positions are the field
+Wire format: msgspec msgpack with ``array_like=True`` (on a 2-core machine with CPython 3.11:
+about 1.1M encode+decode/s and 174 B against 905k/s and 271 B as maps). Positions are the field
 order, which is field-number order; a payload is ``[number, field, ...]``.
 
 Schema versions (``SCHEMA_VERSION``, carried by every event):

@@ -1,7 +1,7 @@
 """Tracing and per-actor logging, priced so that nobody pays for what is switched off.
 
-Costs that shaped this module (measured on a 2-core machine, OpenTelemetry 1.45): even a no-op OpenTelemetry span
-costs about 4 µs, several times a whole tell (about 0.6 µs). So:
+Costs that shaped this module (a 2-core machine, OpenTelemetry 1.45): even a no-op
+OpenTelemetry span costs about 4 µs, several times a whole tell (about 0.6 µs). So:
 
 * Whether tracing is on is decided once per ``ActorSystem`` (when it binds to its loop, again on
   ``refresh_telemetry``): on only when a real tracer provider is configured, i.e. neither the API's
