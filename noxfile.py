@@ -96,7 +96,7 @@ def mutation(session: nox.Session) -> None:
     """
     install_project(session, "test")
     session.install("mutmut>=3.8,<4")
-    stage = Path(session.create_tmp()) / "mutation"
+    stage = Path(session.create_tmp()).resolve() / "mutation"  # absolute: the session chdirs
     # nox -s mutation -- _cell.py _ref.py: only those modules (default: every target).
     session.run("python", str(ROOT / "dev" / "mutation.py"), "stage", str(stage), *session.posargs)
     session.chdir(stage)
