@@ -31,8 +31,10 @@ from typing import Any
 import msgspec
 
 from _common import ROOT, fmt_rate, machine, progress, table
-from swarm_actors._chain import verify_chain
-from swarm_actors._events import (
+from swarm_actors._events._chain import verify_chain
+from swarm_actors._events._journal import MemoryJournal
+from swarm_actors._events._protomap import encode_proto
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     HealthStatus,
@@ -45,8 +47,6 @@ from swarm_actors._events import (
     new_event,
     new_event_id,
 )
-from swarm_actors._journal import MemoryJournal
-from swarm_actors._protomap import encode_proto
 
 TRACE = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
 

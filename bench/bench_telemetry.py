@@ -50,7 +50,7 @@ from typing import Any
 from _common import fmt_rate, machine, progress, table
 
 REPO = Path(__file__).resolve().parent.parent
-TELEMETRY = "python/swarm_actors/_telemetry.py"
+TELEMETRY = "python/swarm_actors/_core/_telemetry.py"
 
 VARIANTS: dict[str, str] = {
     # key: label
@@ -97,7 +97,7 @@ async def child_run(variant: str, tells: int, asks: int, batch: int, reps: int) 
     import swarm_actors
     from swarm_actors import Actor, ActorSystem
 
-    has_telemetry = importlib.util.find_spec("swarm_actors._telemetry") is not None
+    has_telemetry = importlib.util.find_spec("swarm_actors._core._telemetry") is not None
     assert has_telemetry == (variant != "baseline"), (variant, swarm_actors.__file__)
     provider, tracer = make_tracer(variant)
     kwargs: dict[str, Any] = {}

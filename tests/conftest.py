@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, settings
 from nats.aio.client import Client
 
 from swarm_actors import NatsOptions
-from swarm_actors._nats_conn import connect
+from swarm_actors._nats._conn import connect
 from swarm_actors.testing import NatsServer
 
 # The fixtures users get (actor_system, virtual_clock); our own tests use them too.
-pytest_plugins = ["swarm_actors.pytest_plugin"]
+pytest_plugins = ["swarm_actors.testing.pytest_plugin"]
 
 # "ci" explores more; "dev" keeps the local loop fast. Select with HYPOTHESIS_PROFILE.
 settings.register_profile("dev", max_examples=100, deadline=None)
@@ -24,7 +24,7 @@ settings.register_profile(
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
 
 
-# --- NATS: nats_server and nats_cluster come from swarm_actors.pytest_plugin ---------------
+# --- NATS: nats_server and nats_cluster come from swarm_actors.testing.pytest_plugin ---
 
 
 @pytest_asyncio.fixture

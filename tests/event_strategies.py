@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from swarm_actors._events import (
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     HealthStatus,

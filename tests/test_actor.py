@@ -506,7 +506,7 @@ async def test_discarding_stop_cuts_a_hanging_draining_stop_short() -> None:
 
 async def test_a_loop_of_inline_asks_lets_other_tasks_run() -> None:
     """Asks answered inline never suspend; every INLINE_CHECKPOINT of them yields once."""
-    from swarm_actors._ref import INLINE_CHECKPOINT
+    from swarm_actors._core._ref import INLINE_CHECKPOINT
 
     class Echo(Actor):
         @handler
@@ -801,7 +801,7 @@ async def test_the_inline_checkpoint_inside_a_handler_run_inline(
     128 nested inline asks this failed with "ValueError: <Token ...> was created in a
     different Context").
     """
-    from swarm_actors import _ref
+    from swarm_actors._core import _ref
 
     async with ActorSystem() as system:
         mirror, relayer = await system.start(Mirror), await system.start(Relayer)

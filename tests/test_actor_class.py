@@ -22,10 +22,10 @@ from swarm_actors import (
     OneForOne,
     SpaceGrant,
     UnhandledMessageError,
-    _wire,
     handler,
 )
-from swarm_actors._capability import ENFORCED
+from swarm_actors._core import _messages
+from swarm_actors._core._capability import ENFORCED
 from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEvent
 from swarm_actors.testing import settle
 
@@ -233,8 +233,8 @@ async def test_handled_and_returned_types_are_registered_for_the_wire(
 ) -> None:
     registry: dict[str, type] = {}
     actor_classes: dict[str, type] = {}
-    monkeypatch.setattr(_wire, "_TYPES", registry)
-    monkeypatch.setattr(_wire, "ACTOR_CLASSES", actor_classes)
+    monkeypatch.setattr(_messages, "_TYPES", registry)
+    monkeypatch.setattr(_messages, "ACTOR_CLASSES", actor_classes)
 
     class Wired(Actor):
         @handler
@@ -245,8 +245,8 @@ async def test_handled_and_returned_types_are_registered_for_the_wire(
         async def single(self, msg: Msg) -> WireOut2:
             return WireOut2()
 
-    assert registry == {_wire.type_name(c): c for c in (WireIn, WireOut, WireOut2, Msg)}
-    assert actor_classes == {_wire.type_name(Wired): Wired}
+    assert registry == {_messages.type_name(c): c for c in (WireIn, WireOut, WireOut2, Msg)}
+    assert actor_classes == {_messages.type_name(Wired): Wired}
     registry.clear()
 
     class Single(Actor):
@@ -254,7 +254,7 @@ async def test_handled_and_returned_types_are_registered_for_the_wire(
         async def h(self, msg: int) -> WireOut:
             return WireOut()
 
-    assert registry == {_wire.type_name(WireOut): WireOut}
+    assert registry == {_messages.type_name(WireOut): WireOut}
 
 
 async def test_a_generic_handler_is_declared_and_dispatched() -> None:

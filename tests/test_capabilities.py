@@ -19,7 +19,7 @@ from swarm_actors import (
     VirtualRef,
     handler,
 )
-from swarm_actors._capability import class_names
+from swarm_actors._core._capability import class_names
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from swarm_actors import ChainBrokenError, ReplayError
-from swarm_actors._chain import replay_state, verify_chain
-from swarm_actors._events import (
+from swarm_actors._events._chain import replay_state, verify_chain
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     SignalKind,

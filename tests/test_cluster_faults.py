@@ -39,10 +39,10 @@ import pytest
 import pytest_asyncio
 
 from swarm_actors import Actor, ActorNameError, ActorSystem, NatsOptions, RemoteRef, handler
-from swarm_actors._cluster import STATE_BUCKET
-from swarm_actors._jetstream import JetStreamJournal
-from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET
-from swarm_actors._transport import Transport
+from swarm_actors._nats._cluster import STATE_BUCKET
+from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET
+from swarm_actors._nats._transport import Transport
 from swarm_actors.testing import NatsCluster
 from transport_peer import Add, Tally
 

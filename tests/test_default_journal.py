@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from swarm_actors import Actor, ActorSystem, NatsOptions, handler
-from swarm_actors._nats_conn import connect
+from swarm_actors._nats._conn import connect
 from swarm_actors.events import (
     AgentDecision,
     JetStreamJournal,

@@ -16,9 +16,10 @@ from swarm_actors import (
     SchemaVersionError,
     SubjectError,
     SwarmError,
-    _events,
 )
-from swarm_actors._events import (
+from swarm_actors._events import _schema as _events
+from swarm_actors._events._journal import subject_matches
+from swarm_actors._events._schema import (
     SCHEMA_VERSION,
     AgentDecision,
     ChangeForm,
@@ -35,7 +36,6 @@ from swarm_actors._events import (
     state_hash,
     subject_for,
 )
-from swarm_actors._journal import subject_matches
 
 
 def sample(payload: AgentDecision | StateChange | SystemSignal, **kw: object) -> SwarmEvent:
@@ -309,7 +309,7 @@ def test_event_ids_are_uuid7_time_ordered_and_unique() -> None:
 
 FORK_CHECK = """
 import os
-from swarm_actors._events import new_event_id
+from swarm_actors._events._schema import new_event_id
 new_event_id(0)  # the parent's state is set up before the fork
 read, write = os.pipe()
 pid = os.fork()

@@ -21,7 +21,8 @@ from hypothesis import given
 
 from event_strategies import events
 from swarm_actors import EventDecodeError, SchemaVersionError
-from swarm_actors._events import (
+from swarm_actors._events._protomap import encode_proto, enum_prefix, oneof, proto, proto_fields
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     SignalKind,
@@ -32,7 +33,6 @@ from swarm_actors._events import (
     new_event,
     to_proto_dict,
 )
-from swarm_actors._protomap import encode_proto, enum_prefix, oneof, proto, proto_fields
 
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
 PROTO_FILE = "swarm/events/v1/events.proto"

@@ -29,8 +29,8 @@ from swarm_actors import (
     SubjectError,
     handler,
 )
-from swarm_actors._jetstream import JetStreamJournal
-from swarm_actors._nats_conn import connect
+from swarm_actors._nats._conn import connect
+from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors.events import (
     AgentDecision,
     DurableConsumer,
@@ -43,8 +43,8 @@ from swarm_actors.events import (
     new_event,
     verify_chain,
 )
-from swarm_actors.pytest_plugin import NATS_TEST_FILE_STORE, NATS_TEST_MEMORY_STORE
 from swarm_actors.testing import NatsCluster, NatsServer
+from swarm_actors.testing.pytest_plugin import NATS_TEST_FILE_STORE, NATS_TEST_MEMORY_STORE
 
 pytestmark = pytest.mark.asyncio
 
@@ -499,8 +499,8 @@ async def test_garbage_in_the_stream_is_a_typed_error_or_skipped(
 CRASHING_CONSUMER = """
 import asyncio, sys
 from swarm_actors import NatsOptions
-from swarm_actors._jetstream import JetStreamJournal
-from swarm_actors._nats_conn import connect
+from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors._nats._conn import connect
 
 async def main():
     url, stream, subjects = sys.argv[1:4]
@@ -594,7 +594,7 @@ async def consume_all(consumer: DurableConsumer) -> None:
 
 
 async def test_a_cancellation_lost_inside_nats_py_is_raised_again() -> None:
-    from swarm_actors._durable import _raise_lost_cancellation
+    from swarm_actors._nats._durable import _raise_lost_cancellation
 
     async def swallows() -> None:
         # As Python 3.11's wait_for can inside nats-py's fetch: the cancellation vanishes.
@@ -718,7 +718,7 @@ async def test_a_placement_that_waiting_cannot_fix_is_raised_at_once(
 async def test_a_bucket_waits_out_a_peer_not_yet_known_online(
     nats_client: Client, unique_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from swarm_actors._registry import open_bucket
+    from swarm_actors._nats._registry import open_bucket
 
     attempts = refuse_placement(monkeypatch, f"KV_{unique_name}", 3, PEER_OFFLINE)
     js = nats_client.jetstream()

@@ -17,8 +17,9 @@ from swarm_actors import (
     JournalClosedError,
     SubjectError,
 )
-from swarm_actors._chain import replay_journal
-from swarm_actors._events import (
+from swarm_actors._events._chain import replay_journal
+from swarm_actors._events._journal import Journal, JournalEntry, MemoryJournal, subject_matches
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     SignalKind,
@@ -27,7 +28,6 @@ from swarm_actors._events import (
     SystemSignal,
     new_event,
 )
-from swarm_actors._journal import Journal, JournalEntry, MemoryJournal, subject_matches
 
 pytestmark = pytest.mark.asyncio
 

@@ -30,8 +30,8 @@ from swarm_actors import (
     RemoteError,
     TransportError,
 )
-from swarm_actors._nats_conn import check_payload_size, connect
-from swarm_actors._nats_server import _connect_urls, find_nats_server, free_ports, start_embedded
+from swarm_actors._nats._conn import check_payload_size, connect
+from swarm_actors._nats._server import _connect_urls, find_nats_server, free_ports, start_embedded
 from swarm_actors.testing import NatsCluster, NatsServer
 
 asyncio_test = pytest.mark.asyncio

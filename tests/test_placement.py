@@ -30,11 +30,11 @@ from swarm_actors import (
     handler,
     hilbert_encode,
 )
-from swarm_actors._cluster import parse_target, virtual_target
-from swarm_actors._placement import check_position
-from swarm_actors._registry import name_key
-from swarm_actors._shards import SHARDS_BUCKET
-from swarm_actors._transport import live_subject
+from swarm_actors._nats._cluster import parse_target, virtual_target
+from swarm_actors._nats._placement import check_position
+from swarm_actors._nats._registry import name_key
+from swarm_actors._nats._shards import SHARDS_BUCKET
+from swarm_actors._nats._transport import live_subject
 from swarm_actors.testing import NatsServer
 from transport_peer import Add, Get, Tally, peer
 
@@ -556,7 +556,7 @@ async def test_placed_refs_travel_inside_messages() -> None:
 async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
     from nats.aio.client import Client
 
-    from swarm_actors._wire import AskOut, Failure, TellOut, decode_frame, frame
+    from swarm_actors._nats._wire import AskOut, Failure, TellOut, decode_frame, frame
 
     async with NatsServer() as server, node(server.url, "na" + unique()) as a:
         await until(lambda: len(leases(a).held) == 64, 10, "a to take every shard")
@@ -664,7 +664,7 @@ async def _total_is(ref: Any, total: int) -> bool:
 
 @pytest.mark.asyncio
 async def test_tells_waiting_on_an_activation_that_lost_its_shard_are_sent_on() -> None:
-    from swarm_actors._cluster import NotOwnerError
+    from swarm_actors._nats._cluster import NotOwnerError
 
     async with two_nodes() as (_server, a, b):
         key = key_of(b)

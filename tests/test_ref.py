@@ -26,9 +26,9 @@ from swarm_actors import (
     Timeouts,
     handler,
 )
-from swarm_actors._cell import TURN_BUDGET
 from swarm_actors._config import DEFAULT
-from swarm_actors._ref import INLINE_CHECKPOINT, resolve_timeout
+from swarm_actors._core._cell import TURN_BUDGET
+from swarm_actors._core._ref import INLINE_CHECKPOINT, resolve_timeout
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -297,7 +297,7 @@ async def test_busy_senders_do_not_starve_other_actors() -> None:
 async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() -> None:
     """The tell path keeps a one-entry cache of the last sampling verdict; a fresh process
     (empty cache) must still carry its first tell's trace."""
-    from swarm_actors import _telemetry
+    from swarm_actors._core import _telemetry
 
     class Tracing(Actor):
         def __init__(self) -> None:

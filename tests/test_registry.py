@@ -33,8 +33,8 @@ from nats.js.errors import (
 
 from log_capture import capture_logs
 from swarm_actors import ActorNameError, TransportError
-from swarm_actors import _registry as registry_module
-from swarm_actors._registry import (
+from swarm_actors._nats import _registry as registry_module
+from swarm_actors._nats._registry import (
     NAMES_BUCKET,
     NODES_BUCKET,
     NameEntry,

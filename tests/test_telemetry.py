@@ -22,7 +22,7 @@ from opentelemetry.trace import StatusCode
 
 from log_capture import capture_logs
 from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, handler
-from swarm_actors._cell import Ask
+from swarm_actors._core._cell import Ask
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -271,7 +271,7 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
     reset its sender token and left its span before (the suite failed on this once in a few
     runs, depending on how many inline asks earlier tests made).
     """
-    from swarm_actors import _ref
+    from swarm_actors._core import _ref
 
     async with ActorSystem(tracer_provider=provider) as system:
         a, b, c = [await system.start(Worker, name=n) for n in "abc"]
@@ -467,7 +467,7 @@ async def test_timeout_and_cancellation_of_traced_asks(
 async def test_the_fast_context_reader_agrees_with_the_api(tracer: trace.Tracer) -> None:
     from opentelemetry import context as otel_context
 
-    from swarm_actors._telemetry import current_context
+    from swarm_actors._core._telemetry import current_context
 
     assert current_context() is otel_context.get_current()
     with tracer.start_as_current_span("root"):

@@ -16,8 +16,8 @@ from swarm_actors import (
     VirtualRef,
     handler,
 )
-from swarm_actors import pytest_plugin as plugin
 from swarm_actors.testing import VirtualClock, run_actor, settle
+from swarm_actors.testing import pytest_plugin as plugin
 
 pytestmark = pytest.mark.asyncio
 

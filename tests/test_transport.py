@@ -35,10 +35,10 @@ from swarm_actors import (
     UnhandledMessageError,
     handler,
 )
-from swarm_actors import _transport as transport_module
-from swarm_actors._journal import MemoryJournal
-from swarm_actors._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, Registry, name_key
-from swarm_actors._wire import (
+from swarm_actors._events._journal import MemoryJournal
+from swarm_actors._nats import _transport as transport_module
+from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, Registry, name_key
+from swarm_actors._nats._wire import (
     AskOut,
     Failure,
     Reply,

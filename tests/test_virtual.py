@@ -27,7 +27,7 @@ from swarm_actors import (
     Timeouts,
     handler,
 )
-from swarm_actors._cluster import NotOwnerError
+from swarm_actors._nats._cluster import NotOwnerError
 from swarm_actors.events import MemoryJournal, SignalKind, SystemSignal
 from swarm_actors.testing import VirtualClock, settle
 

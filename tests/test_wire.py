@@ -23,8 +23,8 @@ from swarm_actors import (
     handler,
     register_message_type,
 )
-from swarm_actors._registry import key_name, name_key
-from swarm_actors._wire import (
+from swarm_actors._nats._registry import key_name, name_key
+from swarm_actors._nats._wire import (
     Ask,
     AskOut,
     Codec,

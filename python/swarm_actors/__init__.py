@@ -5,10 +5,14 @@ The public API is what ``__all__`` lists, plus the public submodules ``swarm_act
 private modules.
 """
 
-from swarm_actors._actor import Actor, SpaceGrant, handler
-from swarm_actors._capability import MessageGrant
-from swarm_actors._cluster import PlacedRef, PlacementStats
 from swarm_actors._config import Timeouts
+from swarm_actors._core._actor import Actor, SpaceGrant, handler
+from swarm_actors._core._capability import MessageGrant
+from swarm_actors._core._messages import register_message_type
+from swarm_actors._core._ref import ActorRef, MailboxStats
+from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
+from swarm_actors._core._timers import Timers
+from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorError,
@@ -49,14 +53,12 @@ from swarm_actors._exceptions import (
     WireFormatError,
     WrongLoopError,
 )
-from swarm_actors._nats_conn import NatsOptions
-from swarm_actors._placement import Placement
-from swarm_actors._ref import ActorRef, MailboxStats
-from swarm_actors._remote import RemoteRef
+from swarm_actors._nats._cluster import PlacedRef, PlacementStats
+from swarm_actors._nats._conn import NatsOptions
+from swarm_actors._nats._placement import Placement
+from swarm_actors._nats._remote import RemoteRef
 from swarm_actors._space import TupleSpace
-from swarm_actors._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._system import ActorSystem
-from swarm_actors._timers import Timers
 from swarm_actors._tuplecore import (
     ANY,
     AgentInfo,
@@ -72,8 +74,6 @@ from swarm_actors._tuplecore import (
     hilbert_encode_batch,
 )
 from swarm_actors._tuplecore import __version__ as __version__
-from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualStats
-from swarm_actors._wire import register_message_type
 
 __all__ = [
     "ANY",

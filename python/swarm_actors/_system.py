@@ -8,10 +8,22 @@ import re
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from swarm_actors._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
-from swarm_actors._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._config import Timeouts
-from swarm_actors._events import SignalKind, SwarmEvent
+from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
+from swarm_actors._core._clock import Clock, LoopClock, TimerHandle
+from swarm_actors._core._recorder import (
+    SYSTEM_AGENT,
+    SYSTEM_ROLE,
+    HealthProbe,
+    Ledger,
+    record,
+    record_signal,
+)
+from swarm_actors._core._supervision import OneForOne
+from swarm_actors._core._telemetry import resolve_tracer
+from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualRegistry, VirtualStats
+from swarm_actors._events._journal import Journal, MemoryJournal
+from swarm_actors._events._schema import SignalKind, SwarmEvent
 from swarm_actors._exceptions import (
     ActorDeadError,
     ActorNameError,
@@ -20,30 +32,18 @@ from swarm_actors._exceptions import (
     TransportError,
     WrongLoopError,
 )
-from swarm_actors._journal import Journal, MemoryJournal
 from swarm_actors._log import get_logger
-from swarm_actors._nats_conn import NatsOptions
-from swarm_actors._placement import Placement, check_position
-from swarm_actors._recorder import (
-    SYSTEM_AGENT,
-    SYSTEM_ROLE,
-    HealthProbe,
-    Ledger,
-    record,
-    record_signal,
-)
+from swarm_actors._nats._conn import NatsOptions
+from swarm_actors._nats._placement import Placement, check_position
 from swarm_actors._space import TupleSpace
-from swarm_actors._supervision import OneForOne
-from swarm_actors._telemetry import resolve_tracer
-from swarm_actors._virtual import VirtualBatch, VirtualRef, VirtualRegistry, VirtualStats
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer, TracerProvider
 
-    from swarm_actors._actor import Actor
-    from swarm_actors._cluster import PlacementStats
-    from swarm_actors._ref import ActorRef
-    from swarm_actors._transport import Transport
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._ref import ActorRef
+    from swarm_actors._nats._cluster import PlacementStats
+    from swarm_actors._nats._transport import Transport
 
 __all__ = ["ActorSystem"]
 
@@ -251,7 +251,7 @@ class ActorSystem:
             self._connect_lock = asyncio.Lock()
         async with self._connect_lock:
             if self._transport is None:
-                from swarm_actors._transport import Transport
+                from swarm_actors._nats._transport import Transport
 
                 transport = Transport(
                     self,
@@ -279,7 +279,7 @@ class ActorSystem:
         is used as it is configured (``configure=False``): every node of a cluster opens it,
         and they need not agree on its settings.
         """
-        from swarm_actors._jetstream import JetStreamJournal
+        from swarm_actors._nats._jetstream import JetStreamJournal
 
         journal = JetStreamJournal(
             transport.client, replicas=transport.registry.replicas, configure=False
@@ -378,7 +378,7 @@ class ActorSystem:
         parent: ActorRef[Any] | None,
         cell_class: type[Cell] = Cell,
     ) -> ActorRef[A]:
-        from swarm_actors._actor import Actor
+        from swarm_actors._core._actor import Actor
 
         self._attach()
         if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
@@ -567,7 +567,7 @@ class ActorSystem:
         entry = transport.registry.get(name_or_path)
         if entry is None or entry.node == transport.node_id:
             return None
-        from swarm_actors._remote import RemoteRef
+        from swarm_actors._nats._remote import RemoteRef
 
         return RemoteRef(transport, name_or_path)
 

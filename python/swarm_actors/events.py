@@ -10,9 +10,15 @@ folds to show the agent's state at any earlier point. Errors are the ``EventErro
 of ``swarm_actors``.
 """
 
-from swarm_actors._chain import ReplayedState, replay_journal, replay_state, verify_chain
-from swarm_actors._durable import Delivery, DurableConsumer
-from swarm_actors._events import (
+from swarm_actors._events._chain import ReplayedState, replay_journal, replay_state, verify_chain
+from swarm_actors._events._journal import (
+    ALL_EVENTS,
+    Journal,
+    JournalEntry,
+    MemoryJournal,
+    subject_matches,
+)
+from swarm_actors._events._schema import (
     KINDS,
     SCHEMA_VERSION,
     SUBJECT_PREFIX,
@@ -35,14 +41,8 @@ from swarm_actors._events import (
     subject_for,
     to_proto_dict,
 )
-from swarm_actors._jetstream import JetStreamJournal
-from swarm_actors._journal import (
-    ALL_EVENTS,
-    Journal,
-    JournalEntry,
-    MemoryJournal,
-    subject_matches,
-)
+from swarm_actors._nats._durable import Delivery, DurableConsumer
+from swarm_actors._nats._jetstream import JetStreamJournal
 
 __all__ = [
     "ALL_EVENTS",

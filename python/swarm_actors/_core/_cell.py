@@ -23,8 +23,11 @@ from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, cast
 
-from swarm_actors._capability import CURRENT_SENDER
-from swarm_actors._events import SignalKind
+from swarm_actors._core._capability import CURRENT_SENDER
+from swarm_actors._core._recorder import Ledger, record_signal
+from swarm_actors._core._supervision import Directive
+from swarm_actors._core._telemetry import InContext, handle_traced
+from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import (
     ActorDeadError,
     EscalatedError,
@@ -32,18 +35,15 @@ from swarm_actors._exceptions import (
     UnhandledMessageError,
 )
 from swarm_actors._log import get_logger
-from swarm_actors._recorder import Ledger, record_signal
-from swarm_actors._supervision import Directive
-from swarm_actors._telemetry import InContext, handle_traced
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
     from opentelemetry.trace import Tracer
 
-    from swarm_actors._actor import Actor
-    from swarm_actors._ref import ActorRef
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._ref import ActorRef
+    from swarm_actors._core._timers import Timers
     from swarm_actors._system import ActorSystem
-    from swarm_actors._timers import Timers
 
 __all__ = ["Cell", "Dispatcher"]
 
@@ -165,7 +165,7 @@ def _ref_class() -> type[ActorRef[Any]]:
     """``ActorRef`` (imported on first use: ``_ref`` imports this module)."""
     global _REF_CLASS
     if _REF_CLASS is None:
-        from swarm_actors._ref import ActorRef
+        from swarm_actors._core._ref import ActorRef
 
         _REF_CLASS = ActorRef
     return _REF_CLASS
@@ -274,7 +274,7 @@ class Cell:
         return _ref_class()(self)
 
     def get_timers(self) -> Timers:
-        from swarm_actors._timers import Timers as TimersClass
+        from swarm_actors._core._timers import Timers as TimersClass
 
         if self.timers is None:
             self.timers = TimersClass(self)

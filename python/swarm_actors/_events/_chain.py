@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from swarm_actors._events import ChangeForm, StateChange, SwarmEvent, state_hash
+from swarm_actors._events._schema import ChangeForm, StateChange, SwarmEvent, state_hash
 from swarm_actors._exceptions import ChainBrokenError, ReplayError
 
 if TYPE_CHECKING:
-    from swarm_actors._journal import Journal
+    from swarm_actors._events._journal import Journal
 
 __all__ = ["ReplayedState", "replay_journal", "replay_state", "verify_chain"]
 

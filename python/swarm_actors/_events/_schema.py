@@ -38,9 +38,9 @@ from typing import Annotated, Any, Final
 
 import msgspec
 
-from swarm_actors import _protomap
+from swarm_actors._events import _protomap
+from swarm_actors._events._protomap import oneof, proto
 from swarm_actors._exceptions import EventDecodeError, SchemaVersionError, SubjectError
-from swarm_actors._protomap import oneof, proto
 
 __all__ = [
     "KINDS",

@@ -14,8 +14,8 @@ from swarm_actors._exceptions import ActorDeadError, MailboxFullError
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
-    from swarm_actors._cell import Cell
-    from swarm_actors._clock import TimerHandle
+    from swarm_actors._core._cell import Cell
+    from swarm_actors._core._clock import TimerHandle
 
 __all__ = ["Timers"]
 

@@ -10,17 +10,17 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import trace
 
-from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._cell import Ask
 from swarm_actors._config import DEFAULT, Timeout
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._cell import Ask
+from swarm_actors._core._telemetry import LAST, current_context, sampled_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
-from swarm_actors._telemetry import LAST, current_context, sampled_context, start_ask_span
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
 
-    from swarm_actors._actor import Actor
-    from swarm_actors._cell import Cell
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._cell import Cell
     from swarm_actors._system import ActorSystem
 
 __all__ = ["ActorRef", "MailboxStats"]

@@ -34,8 +34,8 @@ import msgspec
 
 from swarm_actors._exceptions import TransportError
 from swarm_actors._log import get_logger
-from swarm_actors._placement import Placement
-from swarm_actors._registry import Registry, open_bucket, settled, watch_bucket
+from swarm_actors._nats._placement import Placement
+from swarm_actors._nats._registry import Registry, open_bucket, settled, watch_bucket
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext

@@ -41,8 +41,9 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from swarm_actors._capability import CURRENT_SENDER
-from swarm_actors._cell import Ask as Entry
+from swarm_actors._core._capability import CURRENT_SENDER
+from swarm_actors._core._cell import Ask as Entry
+from swarm_actors._core._telemetry import traceparent_context
 from swarm_actors._exceptions import (
     ActorDeadError,
     MailboxFullError,
@@ -50,13 +51,12 @@ from swarm_actors._exceptions import (
     WireFormatError,
 )
 from swarm_actors._log import get_logger
-from swarm_actors._nats_conn import NatsOptions, connect
-from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
-from swarm_actors._outbox import Outbox, node_subject
-from swarm_actors._placement import Placement
-from swarm_actors._registry import NameEntry, Registry, cluster_replicas
-from swarm_actors._telemetry import traceparent_context
-from swarm_actors._wire import (
+from swarm_actors._nats._conn import NatsOptions, connect
+from swarm_actors._nats._fastpath import fast_subscribe, unsubscribe_quietly
+from swarm_actors._nats._outbox import Outbox, node_subject
+from swarm_actors._nats._placement import Placement
+from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
+from swarm_actors._nats._wire import (
     NO_SUCH_ACTOR,
     STOP,
     Ask,
@@ -80,10 +80,10 @@ if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.subscription import Subscription
 
-    from swarm_actors._cell import Cell
-    from swarm_actors._cluster import Cluster
-    from swarm_actors._nats_server import NatsServer
-    from swarm_actors._ref import ActorRef
+    from swarm_actors._core._cell import Cell
+    from swarm_actors._core._ref import ActorRef
+    from swarm_actors._nats._cluster import Cluster
+    from swarm_actors._nats._server import NatsServer
     from swarm_actors._system import ActorSystem
 
 __all__ = ["Transport", "node_subject"]
@@ -146,7 +146,7 @@ class Transport:
         try:
             options = self._options
             if options is None:
-                from swarm_actors._nats_server import start_embedded
+                from swarm_actors._nats._server import start_embedded
 
                 self.server = await start_embedded(self._data_dir)
                 options = NatsOptions(servers=self.server.url)
@@ -179,7 +179,7 @@ class Transport:
                     f"the name registry (JetStream key-value buckets) is unavailable: {exc!r}; "
                     "the server needs JetStream enabled"
                 ) from exc
-            from swarm_actors._cluster import Cluster
+            from swarm_actors._nats._cluster import Cluster
 
             self.cluster = Cluster(self, self._placement, self._node_ttl)
             await self.cluster.open()
@@ -230,10 +230,10 @@ class Transport:
     # --- refs on the wire -------------------------------------------------------------------
 
     def _ref_to_wire(self, obj: Any) -> tuple[str, str, str, str, tuple[str, ...]] | None:
-        from swarm_actors._capability import class_names
-        from swarm_actors._cluster import PlacedRef
-        from swarm_actors._remote import RemoteRef
-        from swarm_actors._virtual import VirtualRef
+        from swarm_actors._core._capability import class_names
+        from swarm_actors._core._virtual import VirtualRef
+        from swarm_actors._nats._cluster import PlacedRef
+        from swarm_actors._nats._remote import RemoteRef
 
         if isinstance(obj, RemoteRef):
             return obj._wire_spec()
@@ -260,7 +260,7 @@ class Transport:
     def _ref_from_wire(
         self, node: str, name: str, path: str, role: str, classes: tuple[str, ...]
     ) -> Any:
-        from swarm_actors._remote import RemoteRef
+        from swarm_actors._nats._remote import RemoteRef
 
         if node == VIRTUAL_NODE and self.cluster is not None:
             try:
@@ -707,7 +707,7 @@ class Transport:
 
     def entry_for(self, cell: Cell) -> NameEntry:
         """The registry entry of a local actor."""
-        from swarm_actors._capability import class_names
+        from swarm_actors._core._capability import class_names
 
         cls = cell.actor_class
         return NameEntry(self.node_id, self.incarnation, cell.path, cls.role, class_names(cls))
@@ -753,6 +753,6 @@ def _with_name(options: NatsOptions, name: str) -> NatsOptions:
 
 
 def _ref_class() -> type[ActorRef[Any]]:
-    from swarm_actors._ref import ActorRef
+    from swarm_actors._core._ref import ActorRef
 
     return ActorRef

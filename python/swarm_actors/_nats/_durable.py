@@ -20,16 +20,16 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Self
 
-from swarm_actors._events import decode_event
+from swarm_actors._events._journal import JournalEntry, _check_filter
+from swarm_actors._events._schema import decode_event
 from swarm_actors._exceptions import EventDecodeError, InvalidArgumentError, JournalClosedError
-from swarm_actors._journal import JournalEntry, _check_filter
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.js.client import JetStreamContext
 
-    from swarm_actors._jetstream import JetStreamJournal
+    from swarm_actors._nats._jetstream import JetStreamJournal
 
 __all__ = ["Delivery", "DurableConsumer"]
 

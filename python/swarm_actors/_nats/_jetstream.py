@@ -41,7 +41,8 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 import msgspec
 
-from swarm_actors._events import SwarmEvent, decode_event, encode_event, subject_for
+from swarm_actors._events._journal import ALL_EVENTS, JournalEntry, _check_filter, _compile
+from swarm_actors._events._schema import SwarmEvent, decode_event, encode_event, subject_for
 from swarm_actors._exceptions import (
     EventDecodeError,
     InvalidArgumentError,
@@ -51,17 +52,16 @@ from swarm_actors._exceptions import (
     JournalWriteError,
     SubjectError,
 )
-from swarm_actors._journal import ALL_EVENTS, JournalEntry, _check_filter, _compile
 from swarm_actors._log import get_logger
-from swarm_actors._nats_conn import NatsOptions, check_payload_size, connect, placement_pending
-from swarm_actors._nats_fastpath import fast_subscribe, unsubscribe_quietly
+from swarm_actors._nats._conn import NatsOptions, check_payload_size, connect, placement_pending
+from swarm_actors._nats._fastpath import fast_subscribe, unsubscribe_quietly
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
     from nats.aio.subscription import Subscription
     from nats.js.client import JetStreamContext
 
-    from swarm_actors._durable import DurableConsumer
+    from swarm_actors._nats._durable import DurableConsumer
 
 __all__ = ["JetStreamJournal"]
 
@@ -281,7 +281,7 @@ class _ReaderState:
 class JetStreamJournal:
     """A ``Journal`` on a JetStream stream (see the module docstring for the guarantees).
 
-    ``client`` is a connected nats-py client (:func:`swarm_actors._nats_conn.connect`, or use
+    ``client`` is a connected nats-py client (:func:`swarm_actors._nats._conn.connect`, or use
     :meth:`connect`); the journal does not close a client it was given. Keyword arguments:
 
     * ``stream``, ``subjects``: the stream's name and subject filter.
@@ -963,12 +963,12 @@ class JetStreamJournal:
     ) -> DurableConsumer:
         """A durable consumer of this journal: at-least-once, explicit acks, survives crashes.
 
-        See :class:`swarm_actors._durable.DurableConsumer`. The server keeps its position
+        See :class:`swarm_actors._nats._durable.DurableConsumer`. The server keeps its position
         under ``name``; a consumer opened again with the same name resumes after the last
         acknowledged entry, and unacknowledged entries come again after ``ack_wait``.
         ``start_sequence`` applies only when the consumer is first created.
         """
-        from swarm_actors._durable import DurableConsumer
+        from swarm_actors._nats._durable import DurableConsumer
 
         self._check_open()
         return DurableConsumer(

@@ -19,10 +19,10 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from swarm_actors._cell import _Resume
+from swarm_actors._core._cell import _Resume
 from swarm_actors._exceptions import MessageTooLargeError, TransportError
 from swarm_actors._log import get_logger
-from swarm_actors._wire import FRAME_HEADER, TYPE_NAMES, TellOut, seal, type_name
+from swarm_actors._nats._wire import FRAME_HEADER, TYPE_NAMES, TellOut, seal, type_name
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

@@ -20,23 +20,23 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from swarm_actors._capability import ENFORCED, MessageGrant, valid_role
+from swarm_actors._core._capability import ENFORCED, MessageGrant, valid_role
+from swarm_actors._core._messages import register_actor_class, register_handler_types
+from swarm_actors._core._recorder import decision, record_for, state_change
+from swarm_actors._core._supervision import OneForOne
+from swarm_actors._core._telemetry import ActorLog, step_span
 from swarm_actors._exceptions import UnhandledMessageError
-from swarm_actors._recorder import decision, record_for, state_change
-from swarm_actors._supervision import OneForOne
-from swarm_actors._telemetry import ActorLog, step_span
-from swarm_actors._wire import register_actor_class, register_handler_types
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
     from opentelemetry.util.types import AttributeValue
 
-    from swarm_actors._cell import Cell
-    from swarm_actors._events import Payload, SwarmEvent
-    from swarm_actors._ref import ActorRef
+    from swarm_actors._core._cell import Cell
+    from swarm_actors._core._ref import ActorRef
+    from swarm_actors._core._timers import Timers
+    from swarm_actors._events._schema import Payload, SwarmEvent
     from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
-    from swarm_actors._timers import Timers
 
 __all__ = ["Actor", "SpaceGrant", "handler"]
 

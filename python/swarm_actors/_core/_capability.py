@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any
 from swarm_actors._exceptions import MessageCapabilityError
 
 if TYPE_CHECKING:
-    from swarm_actors._actor import Actor
-    from swarm_actors._cell import Cell
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._cell import Cell
 
 __all__ = [
     "CURRENT_SENDER",
@@ -72,7 +72,7 @@ class MessageGrant:
     @classmethod
     def parse(cls, owner: str, spec: Iterable[Any]) -> MessageGrant:
         """Build a grant from a ``may_message`` value; ``TypeError`` names a bad entry."""
-        from swarm_actors._actor import Actor
+        from swarm_actors._core._actor import Actor
 
         if isinstance(spec, (str, bytes)) or not isinstance(spec, Iterable):
             raise TypeError(
@@ -114,7 +114,7 @@ class MessageGrant:
         if role in self.roles:
             return True
         if self.classes:
-            from swarm_actors._actor import Actor
+            from swarm_actors._core._actor import Actor
 
             if Actor in self.classes:
                 return True
@@ -130,7 +130,7 @@ def class_name(cls: type) -> str:
 
 def class_names(actor_class: type[Actor]) -> tuple[str, ...]:
     """The names of ``actor_class`` and of every ``Actor`` subclass it derives from."""
-    from swarm_actors._actor import Actor
+    from swarm_actors._core._actor import Actor
 
     return tuple(
         class_name(c) for c in actor_class.__mro__ if issubclass(c, Actor) and c is not Actor

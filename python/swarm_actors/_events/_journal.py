@@ -21,7 +21,7 @@ from typing import Protocol, runtime_checkable
 
 import msgspec
 
-from swarm_actors._events import SwarmEvent, _subjects, subject_for
+from swarm_actors._events._schema import SwarmEvent, _subjects, subject_for
 from swarm_actors._exceptions import InvalidArgumentError, JournalClosedError, SubjectError
 
 __all__ = ["ALL_EVENTS", "Journal", "JournalEntry", "MemoryJournal", "subject_matches"]

@@ -37,8 +37,8 @@ from opentelemetry.util.types import AttributeValue
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
-    from swarm_actors._actor import Actor
-    from swarm_actors._cell import Ask, Cell
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._cell import Ask, Cell
 
 __all__ = [
     "LAST",

@@ -33,20 +33,20 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
-from swarm_actors._actor import Actor
-from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._events import SignalKind
+from swarm_actors._core._actor import Actor
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
+from swarm_actors._core._recorder import Ledger, record_signal
+from swarm_actors._core._ref import _check_timeout
+from swarm_actors._core._telemetry import sampled_context
+from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
-from swarm_actors._recorder import Ledger, record_signal
-from swarm_actors._ref import _check_timeout
-from swarm_actors._telemetry import sampled_context
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
 if TYPE_CHECKING:
-    from swarm_actors._cluster import Cluster
+    from swarm_actors._nats._cluster import Cluster
     from swarm_actors._system import ActorSystem
 
 __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]

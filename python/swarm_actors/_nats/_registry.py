@@ -32,7 +32,7 @@ import msgspec
 
 from swarm_actors._exceptions import ActorNameError, TransportError
 from swarm_actors._log import get_logger
-from swarm_actors._nats_conn import placement_pending
+from swarm_actors._nats._conn import placement_pending
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 from opentelemetry import trace
 
-from swarm_actors._events import (
+from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     HealthStatus,
@@ -31,8 +31,8 @@ from swarm_actors._events import (
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
-    from swarm_actors._cell import Cell
-    from swarm_actors._journal import Journal
+    from swarm_actors._core._cell import Cell
+    from swarm_actors._events._journal import Journal
 
 __all__ = [
     "SYSTEM_AGENT",

@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from opentelemetry import trace
 
-from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send_remote
 from swarm_actors._config import DEFAULT, Timeout
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send_remote
+from swarm_actors._core._ref import ActorRef, MailboxStats, resolve_timeout
+from swarm_actors._core._telemetry import sampled_context, start_ask_span, traceparent
 from swarm_actors._exceptions import ActorDeadError, TransportError
-from swarm_actors._ref import ActorRef, MailboxStats, resolve_timeout
-from swarm_actors._telemetry import sampled_context, start_ask_span, traceparent
-from swarm_actors._wire import STOP, NoSuchActorError
+from swarm_actors._nats._wire import STOP, NoSuchActorError
 
 if TYPE_CHECKING:
-    from swarm_actors._actor import Actor
-    from swarm_actors._transport import Transport
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._nats._transport import Transport
 
 __all__ = ["RemoteRef"]
 

@@ -25,26 +25,27 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import msgspec
 
-from swarm_actors._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._cell import Ask as Entry
 from swarm_actors._config import DEFAULT, Timeout
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._cell import Ask as Entry
+from swarm_actors._core._messages import ACTOR_CLASSES, type_name
+from swarm_actors._core._ref import resolve_timeout
+from swarm_actors._core._telemetry import sampled_context, traceparent, traceparent_context
+from swarm_actors._core._virtual import VirtualRef
 from swarm_actors._exceptions import ActorDeadError, TransportError
 from swarm_actors._log import get_logger
-from swarm_actors._placement import Placement
-from swarm_actors._ref import resolve_timeout
-from swarm_actors._registry import name_key, open_bucket, settled
-from swarm_actors._shards import ShardLeases
-from swarm_actors._telemetry import sampled_context, traceparent, traceparent_context
-from swarm_actors._virtual import VirtualRef
-from swarm_actors._wire import ACTOR_CLASSES, NoSuchActorError, Tell, type_name
+from swarm_actors._nats._placement import Placement
+from swarm_actors._nats._registry import name_key, open_bucket, settled
+from swarm_actors._nats._shards import ShardLeases
+from swarm_actors._nats._wire import NoSuchActorError, Tell
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
-    from swarm_actors._actor import Actor
-    from swarm_actors._cell import Cell
-    from swarm_actors._transport import Transport
-    from swarm_actors._wire import Ask
+    from swarm_actors._core._actor import Actor
+    from swarm_actors._core._cell import Cell
+    from swarm_actors._nats._transport import Transport
+    from swarm_actors._nats._wire import Ask
 
 __all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef", "PlacementStats"]
 

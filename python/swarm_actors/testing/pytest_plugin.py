@@ -2,7 +2,7 @@
 
 Enable them in your ``conftest.py``::
 
-    pytest_plugins = ["swarm_actors.pytest_plugin"]
+    pytest_plugins = ["swarm_actors.testing.pytest_plugin"]
 
 * ``actor_system``: a fresh ``ActorSystem`` per test, always stopped afterwards, even when the
   test fails (draining first; after ``SWARM_STOP_TIMEOUT`` seconds, discarding). Configure it

@@ -76,7 +76,7 @@ _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 _GUARDS: dict[int, int] = {}
 # Descriptors of held store locks (see _lock_store).
 _LOCKS: set[int] = set()
-_GUARD_SCRIPT = Path(__file__).with_name("_nats_guard.py")
+_GUARD_SCRIPT = Path(__file__).with_name("_guard.py")
 _LOCK_FILE = "swarm-nats.lock"
 
 
