@@ -6,7 +6,7 @@ actors (``_remote``), the name registry (``_registry``), placement of virtual ac
 leases (``_placement``, ``_shards``), the cluster state (``_cluster``), and the JetStream journal
 with its durable consumers (``_jetstream``, ``_durable``).
 
-May import: nats-py (its private internals only through one compat module),
+May import: nats-py (its private internals only through ``_compat``, which lists them),
 msgspec, ``swarm_actors._core`` (the engine it plugs into), ``swarm_actors._events``,
 ``_exceptions``, ``_config``, ``_log`` and the Rust core. Nothing imports this layer except
 ``swarm_actors._system``, the public facades (``swarm_actors.cluster``, ``swarm_actors.events``)

@@ -8,7 +8,7 @@ Writing. Every event is published with ``Nats-Msg-Id`` = its event id, so the se
 id once per duplicate window, and an append answers only once the server acknowledged the
 event (``append``: one round trip; ``append_many``: acknowledgements pipelined, up to
 ``max_pending`` in flight, on one wildcard reply subscription read through the raw-bytes fast
-path of ``_nats_fastpath``, which is why it outruns nats-py's own ``publish_async``).
+path of ``_compat``, which is why it outruns nats-py's own ``publish_async``).
 Acknowledgements that do not come (a node died, a leader election is under way, the
 connection dropped) are retried with the same ids until ``timeout``: the duplicate window
 makes a retry of an event that was in fact stored answer its original sequence. What could
@@ -53,8 +53,8 @@ from swarm_actors._exceptions import (
     SubjectError,
 )
 from swarm_actors._log import get_logger
+from swarm_actors._nats._compat import fast_subscribe, unsubscribe_quietly
 from swarm_actors._nats._conn import NatsOptions, check_payload_size, connect, placement_pending
-from swarm_actors._nats._fastpath import fast_subscribe, unsubscribe_quietly
 
 if TYPE_CHECKING:
     from nats.aio.client import Client

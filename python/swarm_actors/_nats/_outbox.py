@@ -11,7 +11,7 @@ sent (``MessageTooLargeError``).
 for nats-py to flush, it finishes in a task and ``stalled`` is that task, which ``tell`` waits
 for (backpressure). What nats-py buffered is then handed to the socket at once
 (``_write_now``) instead of on its flusher task's next turn, which saves an event-loop
-iteration on every hop of an ask.
+iteration on every hop of an ask. Both rely on nats-py internals, kept in ``_compat``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from swarm_actors._core._cell import _Resume
 from swarm_actors._exceptions import MessageTooLargeError, TransportError
 from swarm_actors._log import get_logger
+from swarm_actors._nats._compat import start_publish, write_now
 from swarm_actors._nats._wire import FRAME_HEADER, TYPE_NAMES, TellOut, seal, type_name
 
 if TYPE_CHECKING:
@@ -204,25 +205,10 @@ class Outbox:
 
         nats-py's ``publish`` appends to a list that a flusher task writes out on the next
         event-loop iteration; doing that here saves one iteration on each hop of an ask (its
-        flusher then finds nothing to do). Only while the socket keeps up: once the kernel and
-        asyncio hold ``DIRECT_WRITE_BYTES`` unsent, writing is left to the flusher, which waits
-        for the socket to drain, so nats-py's buffer fills and ``publish`` (hence ``tell``)
-        waits. Relies on nats-py internals (as ``_nats_fastpath`` does); with a transport that
-        lacks them (websocket), the flusher does it all, as before.
+        flusher then finds nothing to do). Only while the socket keeps up (``DIRECT_WRITE_BYTES``
+        unsent at most): see ``_compat.write_now``, which holds the nats-py internals it needs.
         """
-        client = self.client
-        try:
-            transport = client._transport
-            if not client._pending or transport is None or not client.is_connected:
-                return
-            writer = transport._io_writer  # type: ignore[attr-defined]
-            if writer.transport.get_write_buffer_size() > DIRECT_WRITE_BYTES:
-                return
-            transport.writelines(client._pending)
-            client._pending = []
-            client._pending_data_size = 0
-        except AttributeError:  # pragma: no cover - another nats-py transport
-            return
+        write_now(self.client, DIRECT_WRITE_BYTES)
 
     def _flush(self, subject: str) -> None:
         out = self._out.pop(subject, None)
@@ -239,14 +225,14 @@ class Outbox:
         self, subject: str, payload: bytes, reply: str = "", headers: dict[str, str] | None = None
     ) -> None:
         """Publish without awaiting: nats-py only buffers, unless its buffer is full."""
-        coro = self.client.publish(subject, payload, reply=reply, headers=headers)
         try:
-            yielded = coro.send(None)
-        except StopIteration:
-            return
+            started = start_publish(self.client, subject, payload, reply, headers)
         except Exception as exc:  # closed connection, bad subject: this frame is lost
             _log.warning("transport.publish_failed", subject=subject, error=repr(exc))
             return
+        if started is None:
+            return
+        coro, yielded = started
         task = self._loop.create_task(_finish_publish(coro, yielded, subject))
         self._track(task)
         self.stalled = task

@@ -1,6 +1,6 @@
 """The transport: an ``ActorSystem`` attached to NATS is a *node* that other processes reach.
 
-Each node subscribes (raw-bytes fast path, ``_nats_fastpath``) to ``swarm.node.<id>`` and
+Each node subscribes (raw-bytes fast path, ``_compat``) to ``swarm.node.<id>`` and
 receives *frames* there (``_wire``): tells, asks, and the answers to its own asks. It answers
 requests on ``swarm.node.<id>.live`` with its incarnation: the registry asks a node directly
 before taking over its names when its heartbeat is missing (see ``_registry``).
@@ -51,8 +51,8 @@ from swarm_actors._exceptions import (
     WireFormatError,
 )
 from swarm_actors._log import get_logger
+from swarm_actors._nats._compat import fast_subscribe, server_info, unsubscribe_quietly
 from swarm_actors._nats._conn import NatsOptions, connect
-from swarm_actors._nats._fastpath import fast_subscribe, unsubscribe_quietly
 from swarm_actors._nats._outbox import Outbox, node_subject
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
@@ -161,7 +161,7 @@ class Transport:
             self._subs.append(
                 await fast_subscribe(self.client, live_subject(self.node_id), self._on_probe)
             )
-            replicas = self._replicas or cluster_replicas(self.client._server_info)
+            replicas = self._replicas or cluster_replicas(server_info(self.client))
             self.registry = Registry(
                 self.client.jetstream(),
                 self.node_id,
