@@ -178,7 +178,7 @@ async def test_one_message_at_a_time_even_when_handlers_await() -> None:
             await settle()
         assert await asyncio.gather(*replies) == ["0", "1", "2"]
         actor = system.lookup(ref.name)
-        assert actor is not None
+        assert isinstance(actor, ActorRef)
         counter: Counter = actor._cell.actor  # type: ignore[assignment]
         assert counter.log == ["start 0", "end 0", "start 1", "end 1", "start 2", "end 2"]
 

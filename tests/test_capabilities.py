@@ -16,10 +16,10 @@ from swarm_actors import (
     ActorSystem,
     MessageCapabilityError,
     MessageGrant,
-    VirtualRef,
     handler,
 )
 from swarm_actors._core._capability import class_names
+from swarm_actors._core._contract import Ref
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -34,7 +34,7 @@ class Note:
 class Forward:
     """Ask the receiver to send ``Note(text)`` to ``target`` (tell, or ask when ``ask``)."""
 
-    target: ActorRef[Any] | VirtualRef[Any]
+    target: Ref[Any]
     text: str
     ask: bool = False
     suspend_first: bool = False

@@ -13,6 +13,7 @@ from log_capture import capture_logs
 from swarm_actors import (
     Actor,
     ActorDeadError,
+    ActorRef,
     ActorSystem,
     AllForOne,
     Backoff,
@@ -528,8 +529,8 @@ async def test_one_for_one_leaves_the_siblings_alone() -> None:
     async with ActorSystem() as system:
         await system.start(Family, name="family")
         a, b = system.lookup("a"), system.lookup("b")
-        assert a is not None
-        assert b is not None
+        assert isinstance(a, ActorRef)
+        assert isinstance(b, ActorRef)
         before = instance(b)
         await a.tell(Fail())
         await settle()
@@ -1104,7 +1105,7 @@ async def test_a_failed_start_counts_the_messages_it_dropped_even_after_a_stop()
         starting = asyncio.create_task(system.start(SlowStart, gate, name="slow", fail=True))
         await settle()
         ref = system.lookup("slow")
-        assert ref is not None
+        assert isinstance(ref, ActorRef)
         ref.tell_nowait(Note(1))
         ref.tell_nowait(Note(2))
         gate.set()

@@ -11,6 +11,7 @@ import pytest
 
 from swarm_actors import (
     Actor,
+    ActorRef,
     ActorSystem,
     AllForOne,
     Backoff,
@@ -129,8 +130,8 @@ async def test_all_for_one_restarts_every_sibling() -> None:
     async with ActorSystem() as system:
         await system.start(Pair, name="pair")
         a, b = system.lookup("a"), system.lookup("b")
-        assert a is not None
-        assert b is not None
+        assert isinstance(a, ActorRef)
+        assert isinstance(b, ActorRef)
         b_before = instance(b)
         await a.tell(Work(1, fail=True))
         await settle()
@@ -170,7 +171,7 @@ async def test_too_many_restarts_escalate_to_the_parent() -> None:
         escalated = next(e for e in failures if isinstance(e, EscalatedError))
         assert isinstance(escalated.__cause__, RuntimeError)
         fresh = system.lookup("fragile")
-        assert fresh is not None
+        assert isinstance(fresh, ActorRef)
         assert fresh.stats().restarts == 0
         assert await fresh.ask(Work(7)) == 7
 
@@ -266,7 +267,7 @@ async def test_a_handler_raising_cancelled_error_is_escalated_not_restarted() ->
     async with ActorSystem(supervision=OneForOne(decider=decide)) as system:
         parent = await system.start(CancellingParent, name="parent")
         child = system.lookup("canceller")
-        assert child is not None
+        assert isinstance(child, ActorRef)
         await child.tell(Tick())
         await settle()
         # The child's default strategy (its parent's class default) escalated: the parent

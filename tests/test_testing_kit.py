@@ -12,6 +12,7 @@ from swarm_actors import (
     Actor,
     ActorSystem,
     OneForOne,
+    PlacedRef,
     UnhandledMessageError,
     VirtualRef,
     handler,
@@ -197,7 +198,7 @@ async def test_marker_configures_the_fixture(actor_system: ActorSystem) -> None:
     assert actor_system.virtual_stats().active <= 2
 
 
-def is_active(ref: VirtualRef[Any]) -> bool:
+def is_active(ref: VirtualRef[Any] | PlacedRef[Any]) -> bool:
     return ref.is_active  # a call: mypy does not narrow it once and for all
 
 

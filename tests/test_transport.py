@@ -141,8 +141,7 @@ async def test_dead_and_unknown_actors(nodes: Nodes) -> None:
     pinned: RemoteRef[Any] = RemoteRef(a._transport, name, node=b.node)
     with pytest.raises(ActorDeadError, match="no actor named"):
         await pinned.ask(Get(), timeout=5.0)
-    with pytest.raises(TransportError):
-        pinned.stats()
+    assert not hasattr(pinned, "stats")  # the counters live on b: only a local ref has them
 
 
 async def test_ask_to_a_vanished_node_fails_without_waiting(nats_server: NatsServer) -> None:

@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 
+import swarm_actors
 from swarm_actors import (
     ActorDeadError,
     ActorNameError,
-    ActorRef,
     ActorSystem,
     NatsServerError,
     RemoteError,
     RemoteRef,
 )
+from swarm_actors._core._contract import Ref
 from swarm_actors.testing import NatsCluster, NatsServer
 from transport_peer import Add, AskBack, Boom, Counter, Get, peer
 
@@ -34,7 +35,7 @@ def unique(prefix: str = "x") -> str:
     return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
-async def asks_fail_fast(ref: ActorRef[Any]) -> None:
+async def asks_fail_fast(ref: Ref[Any]) -> None:
     """Asks to a dead node end in ``ActorDeadError`` (once the server noticed it died)."""
     for _ in range(50):
         try:
@@ -220,7 +221,9 @@ def test_local_systems_never_import_nats() -> None:
         "asyncio.run(main())\n"
         "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(PEER.parent)}
+    # The package under test (not whichever one is installed), and the peer's module.
+    package = Path(swarm_actors.__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(package), str(PEER.parent)))}
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )

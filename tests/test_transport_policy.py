@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from nats_sync import observe
 from swarm_actors import (
     Actor,
-    ActorRef,
     ActorSystem,
     MessageCapabilityError,
     RemoteRef,
     handler,
 )
+from swarm_actors._core._contract import Ref
 from swarm_actors.testing import NatsServer
 
 pytestmark = pytest.mark.asyncio
@@ -43,7 +43,7 @@ class Ping:
 class Relay:
     """Ask ``to`` a ``Ping`` (from inside the actor, where capabilities apply)."""
 
-    to: ActorRef[Any]
+    to: Ref[Any]
     tell: bool = False
 
 

@@ -1070,7 +1070,7 @@ class StoreCluster:
 
     def __init__(self, system: ActorSystem) -> None:
         self.registry = system._virtual
-        self.registry.cluster = self  # type: ignore[assignment]
+        self.registry.attach_placer(self)
         self.store: dict[str, bytes] = {}
         self.reads: list[str] = []
         self.owner = True

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
@@ -23,6 +23,7 @@ from swarm_actors import (
     handler,
     register_message_type,
 )
+from swarm_actors._core._contract import Ref, RefForm, WireNode
 from swarm_actors._nats._registry import key_name, name_key
 from swarm_actors._nats._wire import (
     Ask,
@@ -59,8 +60,13 @@ class Color(enum.Enum):
 
 @dataclass
 class Carrier:
-    ref: ActorRef[Any]
-    other: ActorRef[Any] | None = None
+    ref: Ref[Any]
+    other: Ref[Any] | None = None
+
+
+@dataclass
+class LocalOnly:
+    ref: ActorRef[Any]  # a ref class: only a ref of that class is accepted
 
 
 class Geometry(Actor):
@@ -77,24 +83,42 @@ class NotRegistered(msgspec.Struct):
     z: int
 
 
-class FakeRef(ActorRef[Any]):
+class FakeRef:
     """A stand-in for the transport's RemoteRef: a ref built from the wire."""
 
     __slots__ = ("spec",)
 
-    def __init__(self, spec: tuple[str, str, str, str, tuple[str, ...]]) -> None:
-        self._cell = None  # type: ignore[assignment]
+    def __init__(self, spec: RefForm) -> None:
         self.spec = spec
+
+    path = "/fake"
+    is_alive = True
+
+    async def tell(self, message: Any) -> None:
+        raise NotImplementedError
+
+    def tell_nowait(self, message: Any) -> None:
+        raise NotImplementedError
+
+    async def ask(self, message: Any, *, timeout: Any = None) -> Any:
+        raise NotImplementedError
+
+    def __swarm_wire__(self, node: WireNode) -> RefForm:
+        return self.spec
+
+
+class FakeNode:
+    node_id = "here"
+
+    def virtual_address(self, agent: int) -> tuple[str, str] | None:
+        return None
 
 
 def make_codec() -> Codec:
-    def to_wire(obj: Any) -> tuple[str, str, str, str, tuple[str, ...]] | None:
-        return obj.spec if isinstance(obj, FakeRef) else None
-
     def from_wire(*spec: Any) -> FakeRef:
         return FakeRef(spec)
 
-    return Codec(to_wire, from_wire, ActorRef)
+    return Codec(FakeNode(), from_wire, Ref)
 
 
 def roundtrip(codec: Codec, envelopes: list[Any]) -> list[Any]:
@@ -175,6 +199,12 @@ def test_refs_travel_as_refs_in_typed_fields() -> None:
     assert carrier.other is None
     [plain] = roundtrip(codec, [TellOut("x", "", [FakeRef(spec)], "", "")])  # untyped: too
     assert codec.decode_body(plain.type, plain.body)[0].spec == spec
+    # A field annotated with a ref class refuses another kind of ref (and says which field).
+    register_message_type(LocalOnly)
+    local_only = LocalOnly(cast(Any, FakeRef(spec)))
+    [local] = roundtrip(codec, [TellOut("geo", type_name(LocalOnly), local_only, "", "")])
+    with pytest.raises(WireFormatError, match=r"expected ActorRef.*\$\.ref"):
+        codec.decode_body(local.type, local.body)
 
 
 def test_what_cannot_be_encoded_raises_type_error() -> None:

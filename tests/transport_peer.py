@@ -23,7 +23,8 @@ from typing import Any
 
 import msgspec
 
-from swarm_actors import Actor, ActorRef, ActorSystem, handler
+from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors._core._contract import Ref
 
 
 class Add(msgspec.Struct):
@@ -45,7 +46,7 @@ class Sleep(msgspec.Struct):
 class AskBack(msgspec.Struct):
     """Ask ``who`` for its total and return it (a ref inside a message)."""
 
-    who: ActorRef[Any]
+    who: Ref[Any]  # any kind of ref: the receiving side gets the one that reaches it
 
 
 class Record(msgspec.Struct):

@@ -42,7 +42,8 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._ref import ActorRef
-    from swarm_actors._nats._cluster import PlacementStats
+    from swarm_actors._nats._cluster import PlacedRef, PlacementStats
+    from swarm_actors._nats._remote import RemoteRef
     from swarm_actors._nats._transport import Transport
 
 __all__ = ["ActorSystem"]
@@ -430,13 +431,13 @@ class ActorSystem:
 
     def ref(
         self, actor_class: type[A], key: str, *, position: Sequence[int] | None = None
-    ) -> VirtualRef[A]:
+    ) -> VirtualRef[A] | PlacedRef[A]:
         """A ref to the virtual actor ``actor_class`` / ``key``, running or not.
 
         Its first message activates it (restoring the state it had when passivated).
 
-        With ``nats=`` the actor belongs to the cluster: this returns a ``PlacedRef`` (a
-        ``VirtualRef``), the same
+        With ``nats=`` the actor belongs to the cluster: this returns a ``PlacedRef`` (the
+        ``VirtualRef`` API, and it can be sent to other nodes), the same
         actor from every node, run by the node holding its shard (see ``Placement``).
         ``position`` (the actor's path in the hierarchy, as child ordinals) places it near its
         relatives; without one, the key is hashed. The position is part of the identity: the
@@ -548,7 +549,7 @@ class ActorSystem:
         signal = self._health_probe.signal(depth, full, failing)
         return record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
 
-    def lookup(self, name_or_path: str) -> ActorRef[Any] | None:
+    def lookup(self, name_or_path: str) -> ActorRef[Any] | RemoteRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``).
 
         With NATS, a name registered by another node gives a ``RemoteRef`` (from this node's
@@ -571,7 +572,9 @@ class ActorSystem:
 
         return RemoteRef(transport, name_or_path)
 
-    async def resolve(self, name: str, *, timeout: float | None = None) -> ActorRef[Any]:
+    async def resolve(
+        self, name: str, *, timeout: float | None = None
+    ) -> ActorRef[Any] | RemoteRef[Any]:
         """The ref of the actor named ``name``, wherever it runs.
 
         An unknown name raises ``ActorDeadError`` naming it: without NATS at once; with

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send, class_names
 from swarm_actors._core._cell import Ask
 from swarm_actors._core._telemetry import LAST, current_context, sampled_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._cell import Cell
+    from swarm_actors._core._contract import RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
 __all__ = ["ActorRef", "MailboxStats"]
@@ -146,10 +147,11 @@ def resolve_timeout(timeout: Timeout, system: ActorSystem) -> float | None:
 
 
 class ActorRef(Generic[A]):
-    """A reference to a running actor: send it messages, ask it questions, stop it.
+    """A reference to a running actor of this process: send it messages, ask it, stop it.
 
     Refs are cheap, hashable and compare equal when they point at the same actor. Every method
-    must be called from the event loop the actor system runs on.
+    must be called from the event loop the actor system runs on. One of the ``Ref`` kinds
+    (``_contract``), the only one with ``stats()``: the counters live in this process.
     """
 
     __slots__ = ("_cell",)
@@ -329,3 +331,20 @@ class ActorRef(Generic[A]):
 
     def __hash__(self) -> int:
         return id(self._cell)
+
+    def __swarm_wire__(self, node: WireNode) -> RefForm:
+        """The ref as sent from ``node`` (see ``Ref``): by name, or by its virtual address."""
+        cell = self._cell
+        cls = cell.actor_class
+        if cell.virtual_id is None:
+            where = (node.node_id, cell.name)
+        else:
+            address = node.virtual_address(cell.virtual_id)
+            if address is None:
+                raise TypeError(
+                    "refs to local virtual actors (batch_spawn members) cannot be sent to "
+                    "another process; use system.ref(Cls, key, position=...) for actors "
+                    "the cluster places"
+                )
+            where = address
+        return (*where, cell.path, cls.role, class_names(cls))

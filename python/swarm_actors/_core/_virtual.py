@@ -46,7 +46,7 @@ from swarm_actors._log import get_logger
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
 if TYPE_CHECKING:
-    from swarm_actors._nats._cluster import Cluster
+    from swarm_actors._core._contract import Placer, RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
 __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
@@ -129,11 +129,33 @@ class VirtualRegistry:
         # Event ledgers of passivated agents that recorded events (sequence and chain head
         # must survive passivation); agents that never record are not in it.
         self.ledgers: dict[int, Ledger] = {}
-        # Across nodes (``_cluster``): agents placed on shards, and those whose state must be
-        # read from the cluster's store before they next activate.
-        self.cluster: Cluster | None = None
+        # Across nodes (``attach_placer``): agents placed on shards, and those whose state must
+        # be read from the placer's store before they next activate.
+        self.cluster: Placer | None = None
         self.placed: dict[int, Any] = {}
         self.fetch_first: set[int] = set()
+
+    # --- the cluster ------------------------------------------------------------------------
+
+    def attach_placer(self, placer: Placer) -> None:
+        """Let ``placer`` (the cluster) rule the agents marked with ``place``."""
+        self.cluster = placer
+
+    def place(self, agent: int, ref: object) -> None:
+        """Mark ``agent`` as placed (``ref``: its placed ref).
+
+        Before it activates here, the placer is asked whether this node owns it, and for the
+        state it was last left with.
+        """
+        self.placed[agent] = ref
+        self.fetch_first.add(agent)
+
+    def refetch(self, agent: int) -> None:
+        """Read placed ``agent``'s state from the placer again before it next activates here.
+
+        Another node may run it meanwhile: the state this node kept may be stale.
+        """
+        self.fetch_first.add(agent)
 
     # --- addressing -------------------------------------------------------------------------
 
@@ -487,8 +509,9 @@ class VirtualRegistry:
 class VirtualRef(Generic[A]):
     """A reference to a virtual actor: messages activate it on demand.
 
-    Same sending API as ``ActorRef``: ``tell``, ``tell_nowait`` (raises ``MailboxFullError`` /
+    A ``Ref``, as ``ActorRef`` is: ``tell``, ``tell_nowait`` (raises ``MailboxFullError`` /
     ``ActorDeadError``, and refuses to activate: use ``tell`` for a passivated actor), ``ask``.
+    It reaches an actor of this process only: it cannot be sent to another one.
     """
 
     __slots__ = ("_agent", "_class", "_key", "_registry")
@@ -514,6 +537,16 @@ class VirtualRef(Generic[A]):
         """Whether the actor is running now."""
         cell = self._registry.cells.get(self._agent)
         return cell is not None and cell.accepting
+
+    @property
+    def path(self) -> str:
+        """The actor's path, as its cell has it when active: ``/Class:key``."""
+        return f"/{self._class.__qualname__}:{self._key}"
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether a message can reach the actor: until its system stops (it activates)."""
+        return not self._registry.system.stopped
 
     async def tell(self, message: Any) -> None:
         """Send ``message``, activating the actor if needed; waits while its mailbox is full.
@@ -620,6 +653,10 @@ class VirtualRef(Generic[A]):
 
     def __hash__(self) -> int:
         return hash(("virtual", self._agent))
+
+    def __swarm_wire__(self, node: WireNode) -> RefForm:
+        """Refused (``TypeError``): a local virtual actor is not reachable from elsewhere."""
+        raise TypeError("refs to local virtual actors cannot be sent to another process")
 
 
 class VirtualBatch(Generic[A]):

@@ -21,12 +21,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import defaultdict, deque
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send, class_names
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
@@ -37,13 +37,14 @@ from swarm_actors._log import get_logger
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import name_key, open_bucket, settled
 from swarm_actors._nats._shards import ShardLeases
-from swarm_actors._nats._wire import NoSuchActorError, Tell
+from swarm_actors._nats._wire import VIRTUAL_NODE, NoSuchActorError, Tell
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._cell import Cell
+    from swarm_actors._core._contract import RefForm, WireNode
     from swarm_actors._nats._transport import Transport
     from swarm_actors._nats._wire import Ask
 
@@ -137,7 +138,7 @@ class Cluster:
         self._store = await open_bucket(
             registry._js, STATE_BUCKET, memory=False, replicas=registry.replicas
         )
-        self.registry.cluster = self
+        self.registry.attach_placer(self)
         self.leases = ShardLeases(registry._js, registry, self.placement, self._ttl, self._lost)
         await self.leases.open()
 
@@ -168,8 +169,7 @@ class Cluster:
         local = self.registry.ref(ref._class, ref._key, ref._target)
         agent = local.agent_id
         if agent not in self.registry.placed:
-            self.registry.placed[agent] = ref
-            self.registry.fetch_first.add(agent)
+            self.registry.place(agent, ref)
             self._agents[ref.shard].add(agent)
         return local
 
@@ -254,7 +254,7 @@ class Cluster:
                 await asyncio.gather(*(self.registry.passivate(a) for a in active))
             await self._flush_writes(agents)
             for agent in agents:  # next time, read the state the next owner leaves
-                self.registry.fetch_first.add(agent)
+                self.registry.refetch(agent)
                 self._revisions.pop(agent, None)
                 self._digests.pop(agent, None)
                 if self.registry.tree.status(agent) == "compressed":  # drop the stale state
@@ -342,19 +342,20 @@ class Cluster:
                 self.transport._dead_letter(envelope, f"activation failed: {error!r}")
 
 
-class PlacedRef(VirtualRef[A]):
+class PlacedRef(Generic[A]):
     """A ref to a virtual actor of the cluster: the same on every node attached to the NATS.
 
     ``system.ref(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
     to whichever node holds the actor's shard now (locally if this one does), and the actor is
-    activated there on demand, with the state it was last passivated with on any node. Same API
-    as ``VirtualRef``; ``tell`` is at most once across nodes (like ``RemoteRef``) and, while the
+    activated there on demand, with the state it was last passivated with on any node. A
+    ``Ref`` with the API of ``VirtualRef`` (a sibling, not a subclass: it can be sent to other
+    nodes); ``tell`` is at most once across nodes (like ``RemoteRef``) and, while the
     shard has no owner (a dead node's lease has not expired yet), waits up to
     ``handover_timeout`` seconds for one (``TransportError`` after that). ``is_active``,
     ``agent_id`` and ``passivate`` are about this node's activation of it.
     """
 
-    __slots__ = ("_cluster", "_local", "_position", "_target", "shard")
+    __slots__ = ("_class", "_cluster", "_key", "_local", "_position", "_target", "shard")
 
     def __init__(
         self,
@@ -366,10 +367,8 @@ class PlacedRef(VirtualRef[A]):
         shard: int,
     ) -> None:
         self._cluster = cluster
-        self._registry = cluster.registry
         self._class = actor_class
         self._key = key
-        self._agent = -1  # this node's agent of it: created on first local use
         self._position = position
         self._target = target
         self.shard = shard
@@ -399,7 +398,6 @@ class PlacedRef(VirtualRef[A]):
 
     def _bind(self) -> VirtualRef[A]:
         local = self._local = self._cluster.bind(self)
-        self._agent = local.agent_id
         return local
 
     @property
@@ -411,6 +409,11 @@ class PlacedRef(VirtualRef[A]):
     def is_active(self) -> bool:
         """Whether the actor runs on this node now."""
         return self._local is not None and self._local.is_active
+
+    @property
+    def is_alive(self) -> bool:
+        """Whether a message can reach the actor: while this node is attached to the cluster."""
+        return not self._cluster.transport.closed
 
     def tell_nowait(self, message: Any) -> None:
         """Send without waiting: to the actor running here, or buffered for its node.
@@ -567,6 +570,11 @@ class PlacedRef(VirtualRef[A]):
 
     def __hash__(self) -> int:
         return hash(("placed", self._target))
+
+    def __swarm_wire__(self, node: WireNode) -> RefForm:
+        """The ref on the wire (see ``Ref``): its virtual target, the same from any node."""
+        cls = self._class
+        return (VIRTUAL_NODE, self._target, self.path, cls.role, class_names(cls))
 
 
 def _digest(state: bytes) -> bytes:

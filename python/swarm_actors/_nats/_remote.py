@@ -1,21 +1,22 @@
-"""``RemoteRef``: an ``ActorRef`` to an actor that runs on another node (process or host)."""
+"""``RemoteRef``: a ``Ref`` to an actor that runs on another node (process or host)."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send_remote
-from swarm_actors._core._ref import ActorRef, MailboxStats, resolve_timeout
+from swarm_actors._core._ref import resolve_timeout
 from swarm_actors._core._telemetry import sampled_context, start_ask_span, traceparent
-from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._nats._wire import STOP, NoSuchActorError
 
 if TYPE_CHECKING:
     from swarm_actors._core._actor import Actor
+    from swarm_actors._core._contract import RefForm, WireNode
     from swarm_actors._nats._transport import Transport
 
 __all__ = ["RemoteRef"]
@@ -23,8 +24,8 @@ __all__ = ["RemoteRef"]
 A = TypeVar("A", bound="Actor")
 
 
-class RemoteRef(ActorRef[A]):
-    """A ref to an actor on another node, with the same API as a local ``ActorRef``.
+class RemoteRef(Generic[A]):
+    """A ref to an actor on another node: a ``Ref``, as a local ``ActorRef`` is (not one).
 
     ``system.lookup(name)`` returns one for an actor registered by another node, and a ref put
     in a message arrives as one on the other side. A ref from the registry follows the name: if
@@ -41,7 +42,7 @@ class RemoteRef(ActorRef[A]):
       ``UnhandledMessageError``), and other exceptions of the remote handler arrive as
       ``RemoteError`` with the remote type name and message;
     * ``is_alive`` is what this node knows (the name is registered, or the ref is pinned);
-    * ``stats`` raises ``TransportError``: the counters live on the other node.
+    * it has no ``stats()``: the counters live on the other node (ask the actor instead).
 
     Messages (and replies) must be msgpack-encodable, and their types importable under the same
     name on both sides (see ``register_message_type``).
@@ -69,7 +70,6 @@ class RemoteRef(ActorRef[A]):
         role: str = "",
         classes: tuple[str, ...] = (),
     ) -> None:
-        self._cell = None  # type: ignore[assignment]  # no local cell: never equal to a local ref
         self._transport = transport
         self._name = name
         self._pinned = node
@@ -138,7 +138,8 @@ class RemoteRef(ActorRef[A]):
         role, classes, path = self._capabilities()
         check_send_remote(role, classes, path, node)
 
-    def _wire_spec(self) -> tuple[str, str, str, str, tuple[str, ...]]:
+    def __swarm_wire__(self, node: WireNode) -> RefForm:
+        """The ref on the wire (see ``Ref``): the same from any node, the one it runs on."""
         role, classes, path = self._capabilities()
         return (self._node(), self._name, path, role, classes)
 
@@ -231,12 +232,6 @@ class RemoteRef(ActorRef[A]):
         """Stop the remote actor (as ``ActorRef.stop`` does there); returns discarded count."""
         result = await self._ask(drain, None, STOP)
         return int(result)
-
-    def stats(self) -> MailboxStats:
-        """Not available for a remote actor: raises ``TransportError``."""
-        raise TransportError(
-            f"stats() of {self._name} are kept on its node; ask the actor for what you need"
-        )
 
     def __repr__(self) -> str:
         where = self._pinned or "registry"

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from swarm_actors._core._capability import CURRENT_SENDER
 from swarm_actors._core._cell import Ask as Entry
+from swarm_actors._core._contract import Ref
 from swarm_actors._core._telemetry import traceparent_context
 from swarm_actors._exceptions import (
     ActorDeadError,
@@ -59,6 +60,7 @@ from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
 from swarm_actors._nats._wire import (
     NO_SUCH_ACTOR,
     STOP,
+    VIRTUAL_NODE,
     Ask,
     AskOut,
     Codec,
@@ -81,7 +83,6 @@ if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
 
     from swarm_actors._core._cell import Cell
-    from swarm_actors._core._ref import ActorRef
     from swarm_actors._nats._cluster import Cluster
     from swarm_actors._nats._server import NatsServer
     from swarm_actors._system import ActorSystem
@@ -97,8 +98,6 @@ OVERFLOW_LIMIT = 65_536
 """Messages per actor held beyond a full mailbox before remote tells are refused."""
 
 _DEAD = "swarm_actors._exceptions.ActorDeadError"
-VIRTUAL_NODE = "~"
-"""The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
 
 
 class Transport:
@@ -128,7 +127,7 @@ class Transport:
         self.server: NatsServer | None = None
         self.client: Client
         self.registry: Registry
-        self.codec = Codec(self._ref_to_wire, self._ref_from_wire, _ref_class())
+        self.codec = Codec(self, self._ref_from_wire, Ref)
         self.outbox: Outbox
         self._subs: list[Subscription] = []
         self._loop = asyncio.get_running_loop()
@@ -229,33 +228,10 @@ class Transport:
 
     # --- refs on the wire -------------------------------------------------------------------
 
-    def _ref_to_wire(self, obj: Any) -> tuple[str, str, str, str, tuple[str, ...]] | None:
-        from swarm_actors._core._capability import class_names
-        from swarm_actors._core._virtual import VirtualRef
-        from swarm_actors._nats._cluster import PlacedRef
-        from swarm_actors._nats._remote import RemoteRef
-
-        if isinstance(obj, RemoteRef):
-            return obj._wire_spec()
-        if isinstance(obj, PlacedRef):
-            cls = obj._class
-            return (VIRTUAL_NODE, obj._target, obj.path, cls.role, class_names(cls))
-        if isinstance(obj, _ref_class()):
-            cell = obj._cell
-            cls = cell.actor_class
-            if cell.virtual_id is not None:
-                target = self.cluster.target_of(cell.virtual_id) if self.cluster else None
-                if target is None:
-                    raise TypeError(
-                        "refs to local virtual actors (batch_spawn members) cannot be sent to "
-                        "another process; use system.ref(Cls, key, position=...) for actors "
-                        "the cluster places"
-                    )
-                return (VIRTUAL_NODE, target, cell.path, cls.role, class_names(cls))
-            return (self.node_id, cell.name, cell.path, cls.role, class_names(cls))
-        if isinstance(obj, VirtualRef):
-            raise TypeError("refs to local virtual actors cannot be sent to another process")
-        return None
+    def virtual_address(self, agent: int) -> tuple[str, str] | None:
+        """Where the local virtual actor ``agent`` is reached from anywhere (``WireNode``)."""
+        target = self.cluster.target_of(agent) if self.cluster is not None else None
+        return None if target is None else (VIRTUAL_NODE, target)
 
     def _ref_from_wire(
         self, node: str, name: str, path: str, role: str, classes: tuple[str, ...]
@@ -750,9 +726,3 @@ def _with_name(options: NatsOptions, name: str) -> NatsOptions:
     import dataclasses
 
     return dataclasses.replace(options, name=name)
-
-
-def _ref_class() -> type[ActorRef[Any]]:
-    from swarm_actors._core._ref import ActorRef
-
-    return ActorRef

@@ -21,7 +21,8 @@ half-built message. Containers arrive as plain values: a ``list[Point]`` reply c
 list of whatever a ``Point`` encodes to (wrap such results in a Struct).
 
 Actor refs inside messages travel as msgpack extension ``1`` holding ``[node, name, path,
-role, classes]``; the receiving side turns them back into refs (``Codec``'s hooks).
+role, classes]``, which each ref gives itself (``__swarm_wire__``, the ``Ref`` contract); the
+receiving side turns them back into refs (``Codec``'s hooks).
 
 ``trace`` is a W3C ``traceparent`` (``""`` when the sender's span is not sampled) and ``sender``
 the sending actor's path (``""`` outside actors), for logs and dead letters.
@@ -31,7 +32,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from typing import Any, TypeVar, get_origin
+from typing import TYPE_CHECKING, Any, TypeVar, get_origin
 
 import msgspec
 import msgspec.inspect
@@ -44,11 +45,15 @@ from swarm_actors._core._messages import (
 )
 from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
 
+if TYPE_CHECKING:
+    from swarm_actors._core._contract import WireNode
+
 __all__ = [
     "NO_SUCH_ACTOR",
     "REF_EXT",
     "STOP",
     "TYPE_NAMES",
+    "VIRTUAL_NODE",
     "Ask",
     "AskOut",
     "Codec",
@@ -78,6 +83,9 @@ NO_SUCH_ACTOR = "swarm:no-such-actor"
 
 STOP = "swarm:stop"
 """Wire type of the control ask that stops an actor (``RemoteRef.stop``)."""
+
+VIRTUAL_NODE = "~"
+"""The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
 
 
 class NoSuchActorError(ActorDeadError):
@@ -198,33 +206,37 @@ def rebuild_exception(error: str, message: str, actor: str) -> BaseException:
 
 # --- the per-node codec ---------------------------------------------------------------------
 
-RefToWire = Callable[[Any], "tuple[str, str, str, str, tuple[str, ...]] | None"]
 RefFromWire = Callable[[str, str, str, str, tuple[str, ...]], Any]
+
+
+def _is_ref(obj: Any) -> bool:
+    return hasattr(type(obj), "__swarm_wire__")
 
 
 class Codec:
     """Encodes and decodes frames for one node (refs are node-relative, hence one per node).
 
-    ``ref_to_wire(obj)`` gives ``(node, name, path, role, classes)`` for an actor ref (``None``
-    for anything else); ``ref_from_wire(...)`` builds the ref the receiving code gets;
-    ``ref_type`` is the class whose annotations accept such a ref (``ActorRef``).
+    A ref in a message is whatever has ``__swarm_wire__(node)`` (the ``Ref`` contract): it
+    gives ``(node, name, path, role, classes)``, encoded on ``node``; ``ref_from_wire(...)``
+    builds the ref the receiving code gets. A message field annotated with ``ref_protocol``
+    (``Ref``) accepts any kind of ref; one annotated with a ref class, only that class.
     """
 
-    __slots__ = ("_any", "_ext_hook", "_ref_from", "_ref_type", "decoders", "encoder")
+    __slots__ = ("_any", "_ext_hook", "_ref_from", "_ref_protocol", "decoders", "encoder")
 
-    def __init__(self, ref_to_wire: RefToWire, ref_from_wire: RefFromWire, ref_type: type):
+    def __init__(self, node: WireNode, ref_from_wire: RefFromWire, ref_protocol: type):
         self._ref_from = ref_from_wire
-        self._ref_type = ref_type
+        self._ref_protocol = ref_protocol
         ref_encoder = msgspec.msgpack.Encoder()
 
         def enc_hook(obj: Any) -> Any:
-            spec = ref_to_wire(obj)
-            if spec is None:
+            to_wire = getattr(type(obj), "__swarm_wire__", None)
+            if to_wire is None:
                 raise TypeError(
                     f"{type(obj).__qualname__} cannot be sent to another process "
                     "(not msgpack-encodable and not an actor ref)"
                 )
-            return msgspec.msgpack.Ext(REF_EXT, ref_encoder.encode(spec))
+            return msgspec.msgpack.Ext(REF_EXT, ref_encoder.encode(to_wire(obj, node)))
 
         self.encoder = msgspec.msgpack.Encoder(enc_hook=enc_hook)
         self._ext_hook = self._make_ext_hook()
@@ -244,9 +256,12 @@ class Codec:
         return ext_hook
 
     def _dec_hook(self, cls: type, obj: Any) -> Any:
-        # A field annotated ``ActorRef[...]`` gets the ref the extension hook built.
+        # A field annotated ``Ref[...]`` gets the ref the extension hook built, one annotated
+        # with a ref class (``ActorRef[...]``) only a ref of that class.
         origin = get_origin(cls) or cls
-        if isinstance(obj, self._ref_type) and isinstance(origin, type) and isinstance(obj, origin):
+        if _is_ref(obj) and (
+            origin is self._ref_protocol or (isinstance(origin, type) and isinstance(obj, origin))
+        ):
             return obj
         if cls is object:  # ``x: object`` holds anything, as msgspec reads it without a hook
             return obj
