@@ -36,7 +36,7 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors._events._journal import MemoryJournal
-from swarm_actors._nats import _transport as transport_module
+from swarm_actors._nats import _inbox as inbox_module
 from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET, NameEntry, Registry, name_key
 from swarm_actors._nats._wire import (
     AskOut,
@@ -607,7 +607,7 @@ async def test_overflow_beyond_its_limit_is_refused_not_buffered(
     nodes: Nodes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     a, b = nodes
-    monkeypatch.setattr(transport_module, "OVERFLOW_LIMIT", 3)
+    monkeypatch.setattr(inbox_module, "OVERFLOW_LIMIT", 3)
     gate = asyncio.Event()
 
     class Blocked(Actor, mailbox_size=1):

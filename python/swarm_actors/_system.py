@@ -257,6 +257,8 @@ class ActorSystem:
                 transport = Transport(
                     self,
                     self._nats_options,
+                    names=self._names,
+                    virtual=self._virtual,
                     node=self._node,
                     data_dir=self._data_dir,
                     node_ttl=self._node_ttl,
@@ -659,6 +661,11 @@ class ActorSystem:
     def tracing(self) -> bool:
         """Whether the runtime makes spans and carries trace context with messages."""
         return self._tracer is not None
+
+    @property
+    def tracer(self) -> Tracer | None:
+        """The tracer the runtime's spans go to (``None``: tracing is off)."""
+        return self._tracer
 
     def refresh_telemetry(self) -> bool:
         """Decide again whether tracing is on (e.g. after a tracer provider was installed).

@@ -111,7 +111,7 @@ class Cluster:
         self.node = transport.node_id
         self.placement = placement
         self._ttl = ttl
-        self.registry = self.system._virtual
+        self.registry = transport.virtual
         self.leases: ShardLeases
         self._store: KeyValue | None = None
         self._refs: dict[str, PlacedRef[Any]] = {}  # by target
@@ -136,10 +136,10 @@ class Cluster:
         """Bind the state bucket and join the shard leases."""
         registry = self.transport.registry
         self._store = await open_bucket(
-            registry._js, STATE_BUCKET, memory=False, replicas=registry.replicas
+            registry.js, STATE_BUCKET, memory=False, replicas=registry.replicas
         )
         self.registry.attach_placer(self)
-        self.leases = ShardLeases(registry._js, registry, self.placement, self._ttl, self._lost)
+        self.leases = ShardLeases(registry.js, registry, self.placement, self._ttl, self._lost)
         await self.leases.open()
 
     async def close(self) -> None:
@@ -284,14 +284,14 @@ class Cluster:
             self.received += 1
             self._deliver(ref, message, envelope)
         elif envelope.hops >= MAX_HOPS:
-            self.transport._dead_letter(
+            self.transport.inbox.dead_letter(
                 envelope,
                 f"forwarded {envelope.hops} times: the nodes' views of the owner of shard "
                 f"{ref.shard} disagree",
             )
         else:  # the shard moved: send it on (or wait for an owner)
             task = ref._forward(message, envelope.hops + 1)
-            self.transport._track(asyncio.get_running_loop().create_task(task))
+            self.transport.track(asyncio.get_running_loop().create_task(task))
 
     def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
         """An ask arrived for a virtual target; ``future`` answers it."""
@@ -309,13 +309,13 @@ class Cluster:
         cell = self.registry.cells.get(agent)
         if cell is not None and cell.accepting and agent not in self._backlog:
             self.registry.tree.touch(agent)
-            self.transport._enqueue(cell, item, envelope)
+            self.transport.inbox.deliver(cell, item, envelope)
             return
         backlog = self._backlog.get(agent)
         if backlog is None:
             backlog = self._backlog[agent] = deque()
             task = asyncio.get_running_loop().create_task(self._activate(ref, agent, backlog))
-            self.transport._track(task)
+            self.transport.track(task)
         backlog.append((item, envelope))
 
     async def _activate(self, ref: PlacedRef[Any], agent: int, backlog: deque[Any]) -> None:
@@ -331,15 +331,15 @@ class Cluster:
                 del self._backlog[agent]
         for item, envelope in backlog:
             if cell is not None:
-                self.transport._enqueue(cell, item, envelope)
+                self.transport.inbox.deliver(cell, item, envelope)
             elif type(item) is Entry and item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error or ActorDeadError("activation failed"))
             elif isinstance(error, NotOwnerError):
                 task = ref._forward(item, (envelope.hops if type(envelope) is Tell else 0) + 1)
-                self.transport._track(asyncio.get_running_loop().create_task(task))
+                self.transport.track(asyncio.get_running_loop().create_task(task))
             else:
-                self.transport._dead_letter(envelope, f"activation failed: {error!r}")
+                self.transport.inbox.dead_letter(envelope, f"activation failed: {error!r}")
 
 
 class PlacedRef(Generic[A]):
@@ -504,7 +504,7 @@ class PlacedRef(Generic[A]):
 
     def _trace(self) -> str:
         """The ``traceparent`` of the sender's sampled span (``""``: none, or tracing is off)."""
-        if self._cluster.transport.system._tracer is None:
+        if not self._cluster.transport.system.tracing:
             return ""
         context = sampled_context()
         return traceparent(context) if context is not None else ""

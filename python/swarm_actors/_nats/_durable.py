@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from swarm_actors._events._journal import JournalEntry, _check_filter
 from swarm_actors._events._schema import decode_event
@@ -30,6 +30,15 @@ if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
 
     from swarm_actors._nats._jetstream import JetStreamJournal
+
+T = TypeVar("T")
+
+
+class JetStreamApi(Protocol):
+    """The journal's JetStream API caller: retries while the cluster is between leaders."""
+
+    def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
+
 
 __all__ = ["Delivery", "DurableConsumer"]
 
@@ -108,6 +117,8 @@ class DurableConsumer:
         start_sequence: int | None,
         ack_wait: float,
         max_deliver: int,
+        api: JetStreamApi,
+        api_timeout: float,
     ) -> None:
         if not name or any(c in name for c in ". *>\t\r\n/\\"):
             raise InvalidArgumentError(f"invalid durable consumer name {name!r}")
@@ -124,7 +135,9 @@ class DurableConsumer:
         self._start_sequence = start_sequence
         self._ack_wait = ack_wait
         self._max_deliver = max_deliver
-        self._js: JetStreamContext = journal.client.jetstream(timeout=journal._api_timeout)
+        self._api = api  # the journal's: the consumer's API calls retry as the journal's do
+        self._api_timeout = api_timeout
+        self._js: JetStreamContext = journal.client.jetstream(timeout=api_timeout)
         self._sub: JetStreamContext.PullSubscription | None = None
         self._lock = asyncio.Lock()
 
@@ -163,7 +176,7 @@ class DurableConsumer:
                     max_deliver=self._max_deliver,
                     filter_subject=self._subject,
                 )
-                self._sub = await self._journal._api(
+                self._sub = await self._api(
                     lambda: self._js.pull_subscribe(
                         self._subject,
                         durable=self._name,
@@ -190,7 +203,7 @@ class DurableConsumer:
         if not msgs:
             return []
         out = []
-        api_timeout = self._journal._api_timeout
+        api_timeout = self._api_timeout
         for msg in msgs:
             meta = msg.metadata
             seq = meta.sequence.stream
@@ -245,7 +258,7 @@ class DurableConsumer:
     async def pending(self) -> int:
         """Entries not yet handed out plus those handed out and not acknowledged."""
         sub = await self._subscription()
-        info = await self._journal._api(sub.consumer_info)
+        info = await self._api(sub.consumer_info)
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
 
     async def close(self) -> None:

@@ -978,6 +978,8 @@ class JetStreamJournal:
             start_sequence=start_sequence,
             ack_wait=ack_wait,
             max_deliver=max_deliver,
+            api=self._api,
+            api_timeout=self._api_timeout,
         )
 
     async def close(self) -> None:

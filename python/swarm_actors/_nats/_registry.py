@@ -181,6 +181,11 @@ class Registry:
         self._tasks: list[asyncio.Task[None]] = []
         self._watch_sub: JetStreamContext.PushSubscription | None = None
 
+    @property
+    def js(self) -> JetStreamContext:
+        """The JetStream context of the buckets (the cluster's state and leases use it too)."""
+        return self._js
+
     async def open(self, *, fresh: bool = False) -> None:
         """Create or bind the buckets, announce this node, and fill the mirror.
 

@@ -144,7 +144,7 @@ class RemoteRef(Generic[A]):
         return (self._node(), self._name, path, role, classes)
 
     def _trace(self) -> str:
-        if self._transport.system._tracer is None:
+        if not self._transport.system.tracing:
             return ""
         context = sampled_context()
         return traceparent(context) if context is not None else ""
@@ -166,7 +166,7 @@ class RemoteRef(Generic[A]):
             self._subject,
             self._name,
             message,
-            "" if transport.system._tracer is None else self._trace(),
+            self._trace() if transport.system.tracing else "",
             "" if sender is None else sender.path,
         )
         stalled = transport.outbox.stalled
@@ -204,7 +204,7 @@ class RemoteRef(Generic[A]):
         sender = CURRENT_SENDER.get()
         sender_path = sender.path if sender is not None else ""
         transport = self._transport
-        tracer = transport.system._tracer
+        tracer = transport.system.tracer
         context = sampled_context() if tracer is not None else None
         for attempt in range(2):
             try:
