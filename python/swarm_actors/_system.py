@@ -675,6 +675,8 @@ class ActorSystem:
         self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
         for cell in self._paths.values():
             cell.tracer = self._tracer
+        if self._transport is not None:  # its refs read it on every send, as cells do
+            self._transport.tracer = self._tracer
         return self._tracer is not None
 
     # --- internals used by cells ------------------------------------------------------------

@@ -504,7 +504,7 @@ class PlacedRef(Generic[A]):
 
     def _trace(self) -> str:
         """The ``traceparent`` of the sender's sampled span (``""``: none, or tracing is off)."""
-        if not self._cluster.transport.system.tracing:
+        if self._cluster.transport.tracer is None:
             return ""
         context = sampled_context()
         return traceparent(context) if context is not None else ""

@@ -144,7 +144,7 @@ class RemoteRef(Generic[A]):
         return (self._node(), self._name, path, role, classes)
 
     def _trace(self) -> str:
-        if not self._transport.system.tracing:
+        if self._transport.tracer is None:
             return ""
         context = sampled_context()
         return traceparent(context) if context is not None else ""
@@ -166,7 +166,7 @@ class RemoteRef(Generic[A]):
             self._subject,
             self._name,
             message,
-            self._trace() if transport.system.tracing else "",
+            "" if transport.tracer is None else self._trace(),
             "" if sender is None else sender.path,
         )
         stalled = transport.outbox.stalled
@@ -204,7 +204,7 @@ class RemoteRef(Generic[A]):
         sender = CURRENT_SENDER.get()
         sender_path = sender.path if sender is not None else ""
         transport = self._transport
-        tracer = transport.system.tracer
+        tracer = transport.tracer
         context = sampled_context() if tracer is not None else None
         for attempt in range(2):
             try:

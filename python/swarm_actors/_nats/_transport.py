@@ -80,6 +80,9 @@ class Transport:
         self.system = system
         self.names = names
         self.virtual = virtual
+        self.tracer = system.tracer
+        """The system's tracer (``None``: tracing is off), kept in step by the system: the
+        node's refs read it on every send, where a property of the system costs a call."""
         self._replicas = replicas
         self._placement = placement or Placement()
         self.cluster: Cluster | None = None
