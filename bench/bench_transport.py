@@ -47,7 +47,7 @@ from bench_nats import (
     raw_request_sequential,
     repeat,
 )
-from swarm_actors import Actor, ActorRef, ActorSystem, handler
+from swarm_actors import Actor, ActorSystem, RemoteRef, handler
 
 HERE = Path(__file__).resolve().parent
 
@@ -196,9 +196,10 @@ async def raw_request_xproc_concurrent(url: str, n: int, inflight: int = CONCURR
 # --- the sending side -----------------------------------------------------------------------
 
 
-async def sender(url: str, run: Callable[[ActorRef[Any]], Coroutine[Any, Any, Result]]) -> Result:
+async def sender(url: str, run: Callable[[RemoteRef[Any]], Coroutine[Any, Any, Result]]) -> Result:
     async with ActorSystem(nats=url, health_interval=None) as system:
         sink = await system.resolve("sink", timeout=10.0)
+        assert isinstance(sink, RemoteRef)  # the sink runs in the receiver's process
         await sink.ask(Reset(), timeout=10.0)
         return await run(sink)
 
@@ -206,7 +207,7 @@ async def sender(url: str, run: Callable[[ActorRef[Any]], Coroutine[Any, Any, Re
 async def remote_tell(url: str, n: int) -> Result:
     """N remote tells, timed until the receiver counted them all."""
 
-    async def run(sink: ActorRef[Any]) -> Result:
+    async def run(sink: RemoteRef[Any]) -> Result:
         message = Data(PAYLOAD)
         tell = sink.tell
         started = time.perf_counter()
@@ -222,7 +223,7 @@ async def remote_tell(url: str, n: int) -> Result:
 async def remote_ask_sequential(url: str, n: int) -> Result:
     """N sequential remote asks, each echoing the payload."""
 
-    async def run(sink: ActorRef[Any]) -> Result:
+    async def run(sink: RemoteRef[Any]) -> Result:
         message = Echo(PAYLOAD)
         ok = True
         started = time.perf_counter()
@@ -237,7 +238,7 @@ async def remote_ask_sequential(url: str, n: int) -> Result:
 async def remote_ask_concurrent(url: str, n: int, inflight: int = CONCURRENT) -> Result:
     """``inflight`` tasks each making n / inflight sequential remote asks."""
 
-    async def run(sink: ActorRef[Any]) -> Result:
+    async def run(sink: RemoteRef[Any]) -> Result:
         message = Echo(PAYLOAD)
         per_task = n // inflight
         answered = 0
