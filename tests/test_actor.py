@@ -791,9 +791,7 @@ class Relayer(Actor):
         return int(await msg.to.ask(7)) + 1
 
 
-async def test_the_inline_checkpoint_inside_a_handler_run_inline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_inline_checkpoint_inside_a_handler_run_inline() -> None:
     """A handler run inline asks another idle actor inline, and that ask is the checkpoint.
 
     The checkpoint suspends the outer handler, which then goes on in the actor's own task (in
@@ -805,9 +803,10 @@ async def test_the_inline_checkpoint_inside_a_handler_run_inline(
 
     async with ActorSystem() as system:
         mirror, relayer = await system.start(Mirror), await system.start(Relayer)
-        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # the next inline ask is the checkpoint
+        dispatcher = relayer._cell.dispatcher
+        dispatcher.inline_left = 1  # the next inline ask is the checkpoint
         assert await relayer.ask(RelayTo(mirror)) == 8
-        assert _ref._INLINE_LEFT[0] == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
+        assert dispatcher.inline_left == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
         assert relayer.stats().failures == 0
         assert await relayer.ask(RelayTo(mirror)) == 8  # and the actor serves on
 

@@ -297,7 +297,6 @@ async def test_busy_senders_do_not_starve_other_actors() -> None:
 async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() -> None:
     """The tell path keeps a one-entry cache of the last sampling verdict; a fresh process
     (empty cache) must still carry its first tell's trace."""
-    from swarm_actors._core import _telemetry
 
     class Tracing(Actor):
         def __init__(self) -> None:
@@ -311,7 +310,7 @@ async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() 
     tracer = provider.get_tracer("test")
     async with ActorSystem(tracer_provider=provider) as system:
         ref = await system.start(Tracing)
-        _telemetry.LAST[0] = (None, None)  # the cache as in a fresh process
+        ref._cell.dispatcher.traces.last = (None, None)  # the cache as in a fresh system
         with tracer.start_as_current_span("caller") as caller:
             await ref.tell(Ping(1))
         await settle()
