@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import Tick
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -588,11 +589,6 @@ async def test_an_on_receive_may_pass_a_message_on_to_the_refusing_default() -> 
 
 
 # --- runtime attributes and hooks -------------------------------------------------------------
-
-
-@dataclass
-class Tick:
-    pass
 
 
 class Lifecycle(Actor):

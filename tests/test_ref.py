@@ -14,6 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import Boom, count_turns
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -37,11 +38,6 @@ pytestmark = pytest.mark.asyncio
 @dataclass
 class Ping:
     n: int
-
-
-@dataclass
-class Boom:
-    pass
 
 
 @dataclass
@@ -189,22 +185,11 @@ async def test_inline_asks_do_not_yield_to_the_event_loop(traced: bool) -> None:
     provider = TracerProvider() if traced else None
     async with ActorSystem(tracer_provider=provider) as system:
         ref = await system.start(Echo)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        start = ticks
-        with caller_span(provider):
-            for i in range(10):
-                assert await ref.ask(Ping(i)) == i
-        assert ticks - start <= 1  # at most one checkpoint among ten asks
-        task.cancel()
+        async with count_turns() as turns:
+            with caller_span(provider):
+                for i in range(10):
+                    assert await ref.ask(Ping(i)) == i
+            assert turns.count <= 1  # at most one checkpoint among ten asks
 
 
 async def test_inline_checkpoints_do_not_stall_the_asker() -> None:

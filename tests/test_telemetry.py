@@ -20,6 +20,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import StatusCode
 
+from helpers import Fail
 from log_capture import capture_logs
 from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, handler
 from swarm_actors._core._cell import Ask
@@ -33,11 +34,6 @@ class Work:
     """Handled by making a ``step`` span (after an optional suspension)."""
 
     suspend: bool = False
-
-
-@dataclass
-class Fail:
-    pass
 
 
 @dataclass

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
+from helpers import Add, Boom, Get, Tick, active
 from swarm_actors import (
     Actor,
     ActorSystem,
     OneForOne,
     UnhandledMessageError,
-    VirtualRef,
     handler,
 )
 from swarm_actors.testing import VirtualClock, run_actor, settle
@@ -23,27 +22,7 @@ pytestmark = pytest.mark.asyncio
 
 
 @dataclass
-class Add:
-    n: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Boom:
-    pass
-
-
-@dataclass
 class Wait:
-    pass
-
-
-@dataclass
-class Tick:
     pass
 
 
@@ -197,10 +176,6 @@ async def test_marker_configures_the_fixture(actor_system: ActorSystem) -> None:
     assert actor_system.virtual_stats().active <= 2
 
 
-def is_active(ref: VirtualRef[Any]) -> bool:
-    return ref.is_active  # a call: mypy does not narrow it once and for all
-
-
 @pytest.mark.swarm_system(passivate_after=10.0)
 async def test_fixture_uses_the_virtual_clock_for_passivation(
     actor_system: ActorSystem, virtual_clock: VirtualClock
@@ -208,11 +183,11 @@ async def test_fixture_uses_the_virtual_clock_for_passivation(
     ref = actor_system.ref(Counter, "idle")
     await ref.tell(Add(1))
     await settle()
-    assert is_active(ref)
+    assert active(ref)
     await virtual_clock.advance(9.0)
-    assert is_active(ref)
+    assert active(ref)
     await virtual_clock.advance(12.0)
-    assert not is_active(ref)
+    assert not active(ref)
     assert actor_system.virtual_stats().passivations == 1
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import unique
 from nats_sync import observe
 from swarm_actors import (
     Actor,
@@ -28,10 +28,6 @@ from swarm_actors import (
 from swarm_actors.testing import NatsServer
 
 pytestmark = pytest.mark.asyncio
-
-
-def unique(prefix: str = "p") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
