@@ -449,10 +449,8 @@ class ActorSystem:
         except BaseException:
             # Messages sent to it while it was starting (through lookup) are not left waiting.
             failed = ActorDeadError(f"{cell.path} failed to start", actor=cell.path)
-            cell.refuse_senders(failed)
-            cell.state = STOPPED
+            cell.fail_start(failed)
             self._unregister(cell)
-            cell.discard_queue(failed)
             raise
         cell.set_running()
         record_signal(cell, SignalKind.STARTED)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -189,12 +188,8 @@ class ActorRef(Generic[A]):
             context = last[1] if last[0] is current else sampled_context()
             if context is not None:
                 message = Ask(message, None, context)
-        if cell.accepting and len(cell.queue) < cell.capacity:
-            cell.queue.append(message)
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
-            return
-        await cell.put(message)
+        if not cell.post(message):
+            await cell.put(message)  # stopped (it raises) or full (it waits)
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` now or raise.
@@ -259,42 +254,17 @@ class ActorRef(Generic[A]):
     async def _ask_inline(self, message: Any, timeout: Timeout) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""
         cell = self._cell
-        fn = cell.resolve(type(message))
-        cell.processed += 1
-        if fn is None:
-            raise cell.unhandled_error(message)
-        cell.runnable = False
-        cell.busy = True
-        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor, not us
-        asker = token.old_value
-        if asker is not Token.MISSING and asker is not None:
-            asker.awaiting = cell  # the handler, run here, may ask the asker back
-        try:
-            coro = fn(cell.actor, message)
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            cell.busy = False
-            cell.after_handler()
+        done, value = cell.ask_inline(message)
+        if done:
             _INLINE_LEFT[0] -= 1  # at 0, ``ask`` takes the checkpoint once the token is reset
-            return stop.value
-        except (Exception, asyncio.CancelledError) as exc:
-            cell.busy = False
-            if cell.fail(exc, None, asked=True):
-                cell.after_handler()  # the error is this caller's answer: the actor goes on
-            raise
-        finally:
-            CURRENT_SENDER.reset(token)
-            if asker is not Token.MISSING and asker is not None:
-                asker.awaiting = None
-        # The handler awaits something: finish it in the actor's own task so that cancelling
-        # this caller cannot interrupt the handler halfway.
-        future: asyncio.Future[Any] = cell.loop.create_future()
-        cell.finish_in_task(coro, yielded, future)
-        if asker is Token.MISSING or asker is None:
-            return await _wait_reply(cell, future, timeout)
+            return value
+        # The handler suspended and finishes in the actor's own task, which answers ``value``.
+        asker = CURRENT_SENDER.get()
+        if asker is None:
+            return await _wait_reply(cell, value, timeout)
         asker.awaiting = cell
         try:
-            return await _wait_reply(cell, future, timeout)
+            return await _wait_reply(cell, value, timeout)
         finally:
             asker.awaiting = None
 

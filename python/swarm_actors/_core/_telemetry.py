@@ -21,12 +21,11 @@ OpenTelemetry span costs about 4 µs, several times a whole tell (about 0.6 µs)
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,14 +37,14 @@ from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._cell import Ask, Cell
 
 __all__ = [
     "LAST",
     "ActorLog",
     "InContext",
+    "attach_context",
     "current_context",
-    "handle_traced",
+    "detach_context",
     "resolve_tracer",
     "sampled_context",
     "start_ask_span",
@@ -145,37 +144,10 @@ def start_ask_span(tracer: trace.Tracer, path: str, message: Any, parent: Contex
     )
 
 
-def handle_traced(
-    cell: Cell, item: Ask
-) -> Literal[True] | tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
-    """Handle one entry that carries a context, with that context attached.
+attach_context = otel_context.attach
+"""Make a traced message's context current (``Cell._step``); returns the token to detach."""
 
-    Mirrors one message of ``Cell._step`` (keep the two in step) and answers like it: ``True``
-    to go on with the mailbox, ``None`` when the handler failed, or the suspended handler
-    ``(coro, yielded, reply)``, which is wrapped to keep running in its own context wherever it
-    is resumed (a new task or the task already serving the mailbox).
-    """
-    message, reply = item.message, item.future
-    fn = cell.resolve(type(message))
-    cell.processed += 1
-    if fn is None:
-        cell.unhandled(message, reply)
-        return True
-    token = otel_context.attach(item.context)  # type: ignore[arg-type]  # checked by the caller
-    try:
-        try:
-            coro = fn(cell.actor, message)
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            if reply is not None and not reply.done():
-                reply.set_result(stop.value)
-            return True
-        except (Exception, asyncio.CancelledError) as exc:
-            cell.fail(exc, reply)
-            return None
-        return InContext(coro, contextvars.copy_context()), yielded, reply
-    finally:
-        otel_context.detach(token)
+detach_context = otel_context.detach
 
 
 class InContext(Coroutine[Any, Any, Any]):

@@ -25,7 +25,6 @@ create no task and no future.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import typing
@@ -37,7 +36,7 @@ import msgspec
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
 from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._core._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
+from swarm_actors._core._cell import RUNNING, Ask, Cell, _Resume
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import _check_timeout
 from swarm_actors._core._telemetry import sampled_context
@@ -242,12 +241,7 @@ class VirtualRegistry:
         data = tree.restore(agent) if status == "compressed" else None
         try:
             cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
-            cell.virtual_id = agent
-            actor = actor_class()
-            actor._cell = cell
-            actor.system = self.system
-            actor.key = key
-            cell.actor = actor
+            actor = cell.install(key, agent)
             if data:
                 actor.restore(_state_decoder(actor_class).decode(data))
         except BaseException:
@@ -318,11 +312,7 @@ class VirtualRegistry:
         if cell.queue and cell.runnable:
             # Drain what is queued in one turn under the actor's own guard (handlers that do
             # not suspend finish here); whatever remains goes the asynchronous way.
-            cell.dispatcher.ran_out_of_band(cell)
-            if cell.tracer is not None:  # not in this sender's (trace) context
-                contextvars.Context().run(cell.run_turn)
-            else:
-                cell.run_turn()
+            cell.turn_now()
         if cell.queue or cell.busy or cell.children or cell.state is not RUNNING:
             return False
         actor = cell.actor
@@ -331,9 +321,7 @@ class VirtualRegistry:
         # slip into a mailbox that is about to be sealed. Senders already waiting for room are
         # refused and go round the same way: the turn above woke only as many of them as it
         # made room for, and no later turn would wake the others.
-        cell.refuse_senders()
-        cell.runnable = False
-        cell.state = STOPPING
+        cell.begin_passivation()
         finished, value = True, None
         coro = None
         if cell.actor_class.on_stop is not _BASE_ON_STOP:
@@ -411,13 +399,7 @@ class VirtualRegistry:
 
     def _seal(self, agent: int, cell: Cell) -> None:
         """Stop the cell for good and keep its snapshot as a compress token."""
-        cell.accepting = False
-        cell.state = STOPPED
-        cell.runnable = False
-        if cell.timers is not None:
-            cell.timers.cancel_all()
-        actor = cell.actor
-        assert actor is not None
+        actor = cell.seal()
         try:
             state = actor.snapshot()
             data = b"" if state is None else _STATE_ENCODER.encode(state)
@@ -430,7 +412,6 @@ class VirtualRegistry:
             self.cluster.on_seal(agent, data)
         if self.cells.get(agent) is cell:
             del self.cells[agent]
-        cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
         if self.virtual_signals:
             record_signal(cell, SignalKind.PASSIVATED)
@@ -529,16 +510,11 @@ class VirtualRef(Generic[A]):
             message = Ask(message, None, context)
         agent = self._agent
         cell = registry.cells.get(agent)
-        if cell is not None and cell.accepting and len(cell.queue) < cell.capacity:
+        if cell is not None and cell.post(message):
             registry.tree.touch(agent)
-            cell.queue.append(message)
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
             return
         if cell is None and (cell := registry.activate_now(agent, self._class, self._key)):
-            cell.queue.append(message)  # activation made it the most recently used
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
+            cell.post(message)  # a fresh mailbox takes it; activation made it the most recent
             return
         while True:
             cell = await registry.ensure_active(self._agent, self._class, self._key)

@@ -122,6 +122,8 @@ class _ManualCell(Cell):
 
     __slots__ = ("allowance", "told")
 
+    dispatched = False  # never runnable: turns are run by ``step_one``
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.allowance = 0
@@ -137,10 +139,6 @@ class _ManualCell(Cell):
                 reply.set_exception(exc)
             return super().fail(exc, None)
         return super().fail(exc, reply, asked=asked)
-
-    def set_running(self) -> None:
-        self.state = RUNNING
-        self.runnable = False
 
     def after_handler(self) -> None:
         if self.drained is not None and not self.queue:
