@@ -12,6 +12,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import Tick
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -25,7 +26,6 @@ from swarm_actors import (
     handler,
 )
 from swarm_actors._core import _messages
-from swarm_actors._core._capability import ENFORCED
 from swarm_actors.errors import CapabilityError, NoJournalError
 from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEvent
 from swarm_actors.testing import settle
@@ -328,21 +328,14 @@ async def test_a_role_of_64_characters_is_accepted() -> None:
     assert Sixty.role == "r" * 64
 
 
-async def test_may_message_builds_a_grant_and_turns_enforcement_on() -> None:
+async def test_may_message_builds_a_grant() -> None:
     class Free(Actor):
         pass
 
+    class Quiet(Actor, may_message=("reviewer",)):
+        pass
+
     assert Free.message_grant is None
-    before = ENFORCED[0]
-    ENFORCED[0] = False
-    try:
-
-        class Quiet(Actor, may_message=("reviewer",)):
-            pass
-
-        assert ENFORCED[0] is True
-    finally:
-        ENFORCED[0] = before or ENFORCED[0]
     assert Quiet.message_grant == MessageGrant.parse("x", ("reviewer",))
     with pytest.raises(TypeError, match=r"<locals>\.Bad: may_message must be a tuple"):
 
@@ -597,11 +590,6 @@ async def test_an_on_receive_may_pass_a_message_on_to_the_refusing_default() -> 
 
 
 # --- runtime attributes and hooks -------------------------------------------------------------
-
-
-@dataclass
-class Tick:
-    pass
 
 
 class Lifecycle(Actor):

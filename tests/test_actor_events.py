@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import Boom, Set
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -37,16 +38,6 @@ from swarm_actors.events import (
 from swarm_actors.testing import VirtualClock, settle
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Set:
-    value: int
-
-
-@dataclass
-class Boom:
-    pass
 
 
 @dataclass

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from helpers import Fail, Unknown, instance
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
@@ -41,19 +42,9 @@ class Note:
 
 
 @dataclass
-class Fail:
-    pass
-
-
-@dataclass
 class Hold:
     gate: asyncio.Event
     tag: str = ""
-
-
-@dataclass
-class Unknown:
-    pass
 
 
 @dataclass
@@ -99,10 +90,6 @@ class Two(Recorder, mailbox_size=2):
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     LOG.clear()
-
-
-def instance(ref: Any) -> Any:
-    return ref._cell.actor
 
 
 async def within(awaitable: Any, seconds: float = 1.0) -> Any:

@@ -7,12 +7,12 @@ unique name, hence a unique ``agent_id``, under this module's role).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import msgspec
 import pytest
 
+from helpers import unique
 from swarm_actors import Actor, ActorSystem, Signals, handler
 from swarm_actors._nats._conn import connect
 from swarm_actors.cluster import NatsOptions
@@ -41,10 +41,6 @@ class Recorder(Actor, role=ROLE):
     @handler
     async def decide_now(self, msg: Decide) -> None:
         self.decide(msg.choice, rationale="asked to")
-
-
-def unique() -> str:
-    return f"rec-{uuid.uuid4().hex[:12]}"
 
 
 async def stored_events(server: NatsServer, agent_id: str) -> list[SwarmEvent]:

@@ -90,8 +90,7 @@ def test_a_layer_imports_only_what_it_may(module: str) -> None:
     wrong = sorted(
         m
         for m in GRAPH[module]
-        if (m.startswith("swarm_actors.")
-        and not m.startswith(allowed))
+        if (m.startswith("swarm_actors.") and not m.startswith(allowed))
         or m.split(".")[0] in FORBIDDEN_THIRD_PARTY.get(layer, ())
     )
     assert not wrong, f"{module} imports {wrong}, outside what {layer} may import"

@@ -7,9 +7,8 @@ import contextlib
 import itertools
 import random
 import time
-import uuid
 from collections import Counter as Histogram
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.errors import KeyNotFoundError
 
+from helpers import Add, Get, unique, until, until_async
 from nats_sync import observe
 from swarm_actors import Actor, ActorSystem, InvalidArgumentError, Passivation, handler
 from swarm_actors._nats._cluster import parse_target, virtual_target
@@ -30,13 +30,9 @@ from swarm_actors.cluster import Cluster, PlacedRef, Placement
 from swarm_actors.errors import NotConnectedError, TransportError
 from swarm_actors.hilbert import hilbert_encode
 from swarm_actors.testing import NatsServer
-from transport_peer import Add, Get, Tally, peer
+from transport_peer import Tally, peer
 
 TTL = 2.0  # short leases: rounds every 2/3 s, a dead node's shards free after 2 s
-
-
-def unique(prefix: str = "k") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def tree(depth: int, branching: int) -> list[tuple[int, ...]]:
@@ -60,14 +56,6 @@ def same_shard_share(placement: Placement, paths: list[tuple[int, ...]]) -> floa
             total += 1
             same += shard[other] == shard[path]
     return same / total
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # --- the placement function ---------------------------------------------------------------
@@ -517,14 +505,6 @@ async def _stored(store: Any) -> bool:
     return any("survivor" in k for k in keys)
 
 
-async def until_async(predicate: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s")
-        await asyncio.sleep(0.05)
-
-
 # --- refs in messages, and bad virtual targets from a plain client -------------------------
 
 
@@ -569,20 +549,18 @@ async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
             encoder = msgspec.msgpack.Encoder()
             subject = f"swarm.node.{a.node}"
             for target in ("~no.such:Class~-~k", "~transport_peer:Tally~x~k"):
-                tell = TellOut(target, "transport_peer:Add", Add(1), "", "")
+                tell = TellOut(target, "helpers:Add", Add(1), "", "")
                 await client.publish(subject, frame([tell], encoder))
                 letter = await asyncio.wait_for(letters.get(), 5)
                 assert (letter.headers or {}).get("Swarm-Target") == target
-                ask = AskOut(target, "transport_peer:Add", Add(1), "", "", 7, inbox)
+                ask = AskOut(target, "helpers:Add", Add(1), "", "", 7, inbox)
                 await client.publish(subject, frame([ask], encoder))
                 answer = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
                 assert isinstance(answer, Failure)
                 assert answer.corr == 7
                 assert "bad virtual actor target" in answer.message
             # A well-formed one from a plain client reaches the actor.
-            good = AskOut(
-                "~transport_peer:Tally~-~plain", "transport_peer:Add", Add(2), "", "", 8, inbox
-            )
+            good = AskOut("~transport_peer:Tally~-~plain", "helpers:Add", Add(2), "", "", 8, inbox)
             await client.publish(subject, frame([good], encoder))
             reply = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
             assert msgspec.msgpack.decode(reply.body) == 2  # type: ignore[union-attr]

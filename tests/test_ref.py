@@ -14,6 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import Boom, count_turns
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -39,11 +40,6 @@ pytestmark = pytest.mark.asyncio
 @dataclass
 class Ping:
     n: int
-
-
-@dataclass
-class Boom:
-    pass
 
 
 @dataclass
@@ -191,22 +187,11 @@ async def test_inline_asks_do_not_yield_to_the_event_loop(traced: bool) -> None:
     provider = TracerProvider() if traced else None
     async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Echo)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        start = ticks
-        with caller_span(provider):
-            for i in range(10):
-                assert await ref.ask(Ping(i)) == i
-        assert ticks - start <= 1  # at most one checkpoint among ten asks
-        task.cancel()
+        async with count_turns() as turns:
+            with caller_span(provider):
+                for i in range(10):
+                    assert await ref.ask(Ping(i)) == i
+            assert turns.count <= 1  # at most one checkpoint among ten asks
 
 
 async def test_inline_checkpoints_do_not_stall_the_asker() -> None:
@@ -299,7 +284,6 @@ async def test_busy_senders_do_not_starve_other_actors() -> None:
 async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() -> None:
     """The tell path keeps a one-entry cache of the last sampling verdict; a fresh process
     (empty cache) must still carry its first tell's trace."""
-    from swarm_actors._core import _telemetry
 
     class Traced(Actor):
         def __init__(self) -> None:
@@ -313,7 +297,7 @@ async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() 
     tracer = provider.get_tracer("test")
     async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Traced)
-        _telemetry.LAST[0] = (None, None)  # the cache as in a fresh process
+        ref._cell.dispatcher.traces.last = (None, None)  # the cache as in a fresh system
         with tracer.start_as_current_span("caller") as caller:
             await ref.tell(Ping(1))
         await settle()

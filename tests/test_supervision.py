@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helpers import Tick, instance
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -30,11 +31,6 @@ EVENTS: list[tuple[str, Any]] = []
 class Work:
     n: int
     fail: bool = False
-
-
-@dataclass
-class Tick:
-    pass
 
 
 class Worker(Actor):
@@ -60,10 +56,6 @@ class Worker(Actor):
     @handler
     async def tick(self, msg: Tick) -> None:
         EVENTS.append(("tick", self.ref.name))
-
-
-def instance(ref: Any) -> Any:
-    return ref._cell.actor
 
 
 @pytest.fixture(autouse=True)

@@ -21,6 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import StatusCode
 
+from helpers import Fail
 from log_capture import capture_logs
 from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, Tracing, handler
 from swarm_actors._core._cell import Ask
@@ -34,11 +35,6 @@ class Work:
     """Handled by making a ``step`` span (after an optional suspension)."""
 
     suspend: bool = False
-
-
-@dataclass
-class Fail:
-    pass
 
 
 @dataclass
@@ -263,7 +259,6 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
     exporter: InMemorySpanExporter,
     provider: TracerProvider,
     tracer: trace.Tracer,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """As above, with b's inline ask the one in INLINE_CHECKPOINT that yields to the loop.
@@ -272,11 +267,9 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
     reset its sender token and left its span before (the suite failed on this once in a few
     runs, depending on how many inline asks earlier tests made).
     """
-    from swarm_actors._core import _ref
-
     async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         a, b, c = [await system.start(Worker, name=n) for n in "abc"]
-        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # b's ask, done first: the checkpoint
+        a._cell.dispatcher.inline_left = 1  # b's ask, done first: the checkpoint
         with tracer.start_as_current_span("root"):
             assert await a.ask(Relay(to=b, then=c)) == "forwarded"
         await asyncio.wait_for(c._cell.actor.done.wait(), 5)  # type: ignore[union-attr]

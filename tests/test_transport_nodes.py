@@ -8,36 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from swarm_actors import ActorDeadError, ActorNameError, ActorRef, ActorSystem
+from helpers import Add, Get, unique, until_async, until_dead
+from swarm_actors import ActorNameError, ActorRef, ActorSystem
 from swarm_actors.cluster import Cluster, RemoteRef
 from swarm_actors.errors import NatsServerError, RemoteError
 from swarm_actors.testing import NatsCluster, NatsServer
-from transport_peer import Add, AskBack, Boom, Counter, Get, peer
+from transport_peer import AskBack, Boom, Counter, peer
 
 PEER = Path(__file__).with_name("transport_peer.py")
-
-
-def unique(prefix: str = "x") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-async def asks_fail_fast(ref: ActorRef[Any]) -> None:
-    """Asks to a dead node end in ``ActorDeadError`` (once the server noticed it died)."""
-    for _ in range(50):
-        try:
-            await ref.ask(Get(), timeout=0.2)
-        except TimeoutError:  # the server has not noticed the dead connection yet
-            continue
-        except ActorDeadError:
-            return
-    pytest.fail("asks to a dead node never failed with ActorDeadError")
 
 
 @pytest.mark.asyncio
@@ -78,16 +60,18 @@ async def test_a_killed_process_loses_its_names_after_its_ttl(nats_server: NatsS
             await p.wait()
         with pytest.raises(ActorNameError):  # its heartbeat has not expired yet
             await system.start(Counter, name=name)
-        await asks_fail_fast(ref)  # nobody listens on its subject any more
-        started = time.monotonic()
-        while True:
+        await until_dead(ref)  # nobody listens on its subject any more
+        mine: list[ActorRef[Counter]] = []
+
+        async def taken_over() -> bool:
             try:
-                mine = await system.start(Counter, name=name)
-                break
-            except ActorNameError:
-                assert time.monotonic() - started < 10.0
-                await asyncio.sleep(0.2)
-        await mine.tell(Add(3))
+                mine.append(await system.start(Counter, name=name))
+            except ActorNameError:  # until the dead node's heartbeat expires
+                return False
+            return True
+
+        await until_async(taken_over, 10, "the dead node's name is free to take", poll=0.2)
+        await mine[0].tell(Add(3))
         assert await ref.ask(Get(), timeout=5.0) == 3  # the ref follows the name to its new home
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,16 +15,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import unique
 from nats_sync import observe
 from swarm_actors import Actor, ActorRef, ActorSystem, MessageCapabilityError, Tracing, handler
 from swarm_actors.cluster import RemoteRef
 from swarm_actors.testing import NatsServer
 
 pytestmark = pytest.mark.asyncio
-
-
-def unique(prefix: str = "p") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 @dataclass

@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import Get, active
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
@@ -45,10 +46,6 @@ class State(msgspec.Struct):
 
 class Hit(msgspec.Struct):
     tag: str = ""
-
-
-class Get(msgspec.Struct):
-    pass
 
 
 class Hold(msgspec.Struct):
@@ -94,11 +91,6 @@ class Plain(Session):
 
     on_start = Actor.on_start
     on_stop = Actor.on_stop
-
-
-def active(ref: Any) -> bool:
-    """Read ``is_active`` through a call so type narrowing does not carry across awaits."""
-    return bool(ref.is_active)
 
 
 @pytest.fixture(autouse=True)

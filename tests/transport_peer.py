@@ -1,7 +1,7 @@
 """Message types and actors shared by the transport tests, and a node to run in another process.
 
-The types live here (not in the test module) so that both processes know them under the same
-``module:qualname``: ``transport_peer:Add`` and so on.
+The types live here and in ``helpers`` (not in the test module) so that both processes know them
+under the same ``module:qualname``: ``helpers:Add``, ``transport_peer:Record`` and so on.
 
 Run as a script it is a second OS process on NATS::
 
@@ -23,16 +23,9 @@ from typing import Any
 
 import msgspec
 
+from helpers import Add, Get
 from swarm_actors import Actor, ActorRef, ActorSystem, Passivation, handler
 from swarm_actors.cluster import Cluster
-
-
-class Add(msgspec.Struct):
-    n: int
-
-
-class Get(msgspec.Struct):
-    pass
 
 
 class Boom(msgspec.Struct):

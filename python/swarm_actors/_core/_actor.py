@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from swarm_actors._core._capability import ENFORCED, MessageGrant, valid_role
+from swarm_actors._core._capability import MessageGrant, valid_role
 from swarm_actors._core._messages import register_actor_class, register_handler_types
 from swarm_actors._core._recorder import decision, record_for, state_change
 from swarm_actors._core._supervision import OneForOne
@@ -192,7 +192,6 @@ class Actor:
             cls.role = re.sub(r"[^A-Za-z0-9_-]", "_", cls.__name__.lower())[:64]
         if may_message is not None:
             cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message)
-            ENFORCED[0] = True
         if space is not None:
             if not isinstance(space, SpaceGrant):
                 raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._core._cell import Ask
-from swarm_actors._core._telemetry import LAST, current_context, sampled_context, start_ask_span
+from swarm_actors._core._capability import CURRENT_SENDER, check_send
+from swarm_actors._core._cell import INLINE_CHECKPOINT, Ask
+from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -22,20 +22,9 @@ if TYPE_CHECKING:
     from swarm_actors._core._cell import Cell
     from swarm_actors._system import ActorSystem
 
-__all__ = ["ActorRef", "MailboxStats"]
+__all__ = ["INLINE_CHECKPOINT", "ActorRef", "MailboxStats"]
 
 A = TypeVar("A", bound="Actor")
-
-INLINE_CHECKPOINT = 128
-"""Every this many asks answered inline, the asker yields to the event loop once.
-
-An ask to an idle actor whose handler does not suspend completes without an event-loop
-iteration. A loop of such asks would otherwise starve every other task: timers (its own
-``asyncio.timeout`` included), NATS heartbeats, lease renewals. In ``bench/bench_actors.py``
-one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802k/s) and cost
-64 concurrent inline askers 5% (811k/s, 773k/s: they now interleave).
-"""
-_INLINE_LEFT = [INLINE_CHECKPOINT]  # asks answered inline until the next checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,12 +169,14 @@ class ActorRef(Generic[A]):
         the order sent.
         """
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
-        if cell.tracer is not None:  # inlined sampled_context(): this is the hottest path
+        if cell.tracer is not None:  # inlined SampledCache.sampled(): this is the hottest path
             current = current_context()
-            last = LAST[0]
-            context = last[1] if last[0] is current else sampled_context()
+            traces = cell.dispatcher.traces
+            last = traces.last
+            context = last[1] if last[0] is current else traces.sampled()
             if context is not None:
                 message = Ask(message, None, context)
         if not cell.post(message):
@@ -198,9 +189,10 @@ class ActorRef(Generic[A]):
         ``MessageCapabilityError`` when the sender's ``may_message`` refuses it.
         """
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
@@ -217,23 +209,25 @@ class ActorRef(Generic[A]):
         """
         _check_timeout(timeout)
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
         if not cell.accepting:
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             result = await self._ask_traced(message, timeout, cell.tracer, context)
         elif cell.runnable and not cell.queue:
             result = await self._ask_inline(message, timeout)
         else:
             future: asyncio.Future[Any] = cell.loop.create_future()
-            return await _deliver(cell, Ask(message, future), timeout, CURRENT_SENDER.get())
-        if _INLINE_LEFT[0] <= 0:
+            return await _deliver(cell, Ask(message, future), timeout, sender)
+        dispatcher = cell.dispatcher
+        if dispatcher.inline_left <= 0:
             # The checkpoint is taken here, where this ask holds no context-variable token
             # (its sender's, its span's): if the caller is a handler that was itself run
             # inline, this suspension moves the rest of it to a task of its own, in another
             # context, where such a token can no longer be reset.
-            _INLINE_LEFT[0] = INLINE_CHECKPOINT
+            dispatcher.inline_left = INLINE_CHECKPOINT
             await asyncio.sleep(0)  # a checkpoint: let the rest of the loop run
         return result
 
@@ -256,7 +250,7 @@ class ActorRef(Generic[A]):
         cell = self._cell
         done, value = cell.ask_inline(message)
         if done:
-            _INLINE_LEFT[0] -= 1  # at 0, ``ask`` takes the checkpoint once the token is reset
+            cell.dispatcher.inline_left -= 1  # at 0, ``ask`` takes the checkpoint (see there)
             return value
         # The handler suspended and finishes in the actor's own task, which answers ``value``.
         asker = CURRENT_SENDER.get()

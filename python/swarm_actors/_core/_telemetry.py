@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from swarm_actors._core._actor import Actor
 
 __all__ = [
-    "LAST",
     "ActorLog",
     "InContext",
+    "SampledCache",
     "attach_context",
     "current_context",
     "detach_context",
@@ -92,22 +92,47 @@ def _context_reader() -> Callable[[], Context]:
 
 current_context = _context_reader()
 
-# (last context seen, its verdict): one tuple so that a reader never sees a torn pair. Contexts
-# are immutable and a sender's stays the same object while its span is current, so nearly every
-# check is an identity comparison.
-LAST: list[tuple[Context | None, Context | None]] = [(None, None)]
 
-
-def sampled_context() -> Context | None:
-    """The current context if its span is valid and sampled (worth carrying), else ``None``."""
-    ctx = current_context()
-    last = LAST[0]
-    if last[0] is ctx:
-        return last[1]
+def _verdict(ctx: Context) -> Context | None:
     span_context = _get_current_span(ctx).get_span_context()
-    verdict = ctx if span_context.is_valid and span_context.trace_flags & _SAMPLED else None
-    LAST[0] = (ctx, verdict)
-    return verdict
+    return ctx if span_context.is_valid and span_context.trace_flags & _SAMPLED else None
+
+
+class SampledCache:
+    """One ``ActorSystem``'s cache of the last context seen and its verdict (``sampled``).
+
+    Per system, not per process: a process-wide cache kept the last context of a system (and
+    its span) alive after the system was gone, and made systems share state.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        # (last context seen, its verdict): one tuple so that a reader never sees a torn pair.
+        # Contexts are immutable and a sender's stays the same object while its span is
+        # current, so nearly every check is an identity comparison.
+        self.last: tuple[Context | None, Context | None] = (None, None)
+
+    def sampled(self) -> Context | None:
+        """The current context if its span is valid and sampled (worth carrying), else ``None``."""
+        ctx = current_context()
+        last = self.last
+        if last[0] is ctx:
+            return last[1]
+        verdict = _verdict(ctx)
+        self.last = (ctx, verdict)
+        return verdict
+
+
+def sampled_context(cache: SampledCache | None = None) -> Context | None:
+    """The current context if its span is valid and sampled, else ``None``.
+
+    With ``cache`` (the sending system's), a sender whose context did not change pays an
+    identity check; without, the verdict is worked out (paths that are slow anyway).
+    """
+    if cache is not None:
+        return cache.sampled()
+    return _verdict(current_context())
 
 
 _PROPAGATOR: list[Any] = []  # W3C trace-context propagator, made on first use (import cost)

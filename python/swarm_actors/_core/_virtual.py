@@ -35,11 +35,10 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
 from swarm_actors._core._cell import RUNNING, Ask, Cell, _Resume
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import _check_timeout
-from swarm_actors._core._telemetry import sampled_context
 from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
@@ -504,9 +503,12 @@ class VirtualRef(Generic[A]):
         ``may_message`` does not include this one.
         """
         registry = self._registry
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
-        if registry.system._tracer is not None and (context := sampled_context()) is not None:
+        if (
+            registry.system._tracer is not None
+            and (context := registry.system._dispatcher.traces.sampled()) is not None
+        ):
             message = Ask(message, None, context)
         agent = self._agent
         cell = registry.cells.get(agent)
@@ -527,13 +529,13 @@ class VirtualRef(Generic[A]):
 
     def tell_nowait(self, message: Any) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
         cell = self._registry.cells.get(self._agent)
         if cell is None:
             raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
         self._registry.tree.touch(self._agent)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
@@ -544,7 +546,7 @@ class VirtualRef(Generic[A]):
         It covers everything: an activation, the wait for room in a full mailbox, the answer.
         """
         _check_timeout(timeout)
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
         registry = self._registry
         agent = self._agent

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
@@ -414,7 +414,7 @@ class PlacedRef(VirtualRef[A]):
         Raises ``ActorDeadError`` when it would have to wait: the actor is not active on this
         node although this node holds its shard, or its shard has no owner now.
         """
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         cluster = self._cluster
         if cluster.leases.valid(self.shard):
@@ -434,7 +434,7 @@ class PlacedRef(VirtualRef[A]):
 
     async def tell(self, message: Any) -> None:
         """Send ``message`` to the actor, wherever it runs; see the class docstring."""
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         await self._route(message)
 
@@ -523,7 +523,7 @@ class PlacedRef(VirtualRef[A]):
         local ask raises.
         """
         timeout = resolve_timeout(timeout, self._cluster.system)
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         cluster = self._cluster
         leases = cluster.leases
