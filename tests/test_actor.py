@@ -615,7 +615,7 @@ async def test_a_stopped_system_refuses_new_work_with_a_typed_error() -> None:
     system = ActorSystem()
     async with system:
         counter = await system.start(Counter, name="c")
-        session = system.ref(Counter, "kept")
+        session = system.virtual(Counter, "kept")
         await session.tell(Add(1))
         running = system.stopped
     assert not running
@@ -623,7 +623,7 @@ async def test_a_stopped_system_refuses_new_work_with_a_typed_error() -> None:
     with pytest.raises(SystemStoppedError, match="stopped"):
         await system.start(Counter)
     with pytest.raises(SystemStoppedError):
-        system.ref(Counter, "new")
+        system.virtual(Counter, "new")
     with pytest.raises(SystemStoppedError):
         await session.ask(Get())  # a virtual ref made before: no activation now
     with pytest.raises(SystemStoppedError):
@@ -806,7 +806,7 @@ async def test_a_handler_run_inline_may_start_and_stop_actors_whose_hooks_suspen
         assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
         assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
         assert starter.stats().failures == 0
-        session = system.ref(SlowHooks, "v")
+        session = system.virtual(SlowHooks, "v")
 
         class Toucher(Actor):
             @handler

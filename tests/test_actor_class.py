@@ -17,15 +17,16 @@ from swarm_actors import (
     Actor,
     ActorSystem,
     AllForOne,
-    CapabilityError,
     MessageCapabilityError,
     MessageGrant,
     OneForOne,
     SpaceGrant,
+    Tracing,
     UnhandledMessageError,
     handler,
 )
 from swarm_actors._core import _messages
+from swarm_actors.errors import CapabilityError, NoJournalError
 from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEvent
 from swarm_actors.testing import settle
 
@@ -761,10 +762,11 @@ async def test_record_change_maps_every_field() -> None:
 async def test_recording_without_a_journal_is_refused() -> None:
     async with ActorSystem(journal=None) as system:
         ref = await system.start(Journaled)
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(NoJournalError) as info:
             await ref.ask(Msg())
         assert str(info.value) == (
-            "this ActorSystem keeps no journal (it was made with journal=None)"
+            "this ActorSystem keeps no journal (it was made with journal=None, or with nats= "
+            "and is not connected yet)"
         )
 
 
@@ -779,7 +781,7 @@ async def test_step_makes_a_span_with_the_actor_path_and_attributes() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Stepper, name="s")
         assert await ref.ask(Msg(2)) is True
     spans = [s for s in exporter.get_finished_spans() if s.name == "plan"]

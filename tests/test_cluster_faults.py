@@ -39,11 +39,12 @@ import pytest
 import pytest_asyncio
 
 from helpers import Add, until, until_async
-from swarm_actors import Actor, ActorNameError, ActorSystem, NatsOptions, RemoteRef, handler
+from swarm_actors import Actor, ActorNameError, ActorSystem, handler
 from swarm_actors._nats._cluster import STATE_BUCKET
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET
 from swarm_actors._nats._transport import Transport
+from swarm_actors.cluster import Cluster, NatsOptions, RemoteRef
 from swarm_actors.testing import NatsCluster
 from transport_peer import Tally
 
@@ -193,7 +194,9 @@ async def nodes(nats_cluster: NatsCluster) -> AsyncIterator[list[Node]]:
                 options, replicas=3, timeout=30.0, ack_timeout=1.0
             )
             journals.append(journal)
-            system = ActorSystem(nats=options, node=f"node{i}", node_ttl=NODE_TTL, journal=journal)
+            system = ActorSystem(
+                nats=options, cluster=Cluster(node=f"node{i}", node_ttl=NODE_TTL), journal=journal
+            )
             systems.append(system)
             await system.__aenter__()
         pairs = enumerate(zip(systems, journals, strict=True))
@@ -400,7 +403,8 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
     )
     for key in ("p-alpha", "p-beta", "p-gamma"):
         totals = [
-            await node.system.ref(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT) for node in nodes
+            await node.system.placed(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT)
+            for node in nodes
         ]
         assert totals == [1, 2, 3], (key, totals)  # one actor, whichever node holds its shard
     held = [set(node.system.placement_stats().shards) for node in nodes]

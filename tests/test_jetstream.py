@@ -15,22 +15,19 @@ from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfi
 
 from helpers import Set, until, until_async
 from log_capture import capture_logs
-from swarm_actors import (
-    Actor,
-    ActorSystem,
+from swarm_actors import Actor, ActorSystem, InvalidArgumentError, handler
+from swarm_actors._nats._conn import connect
+from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.errors import (
     EventDecodeError,
-    InvalidArgumentError,
     JournalClosedError,
     JournalFullError,
     JournalTimeoutError,
     JournalWriteError,
     MessageTooLargeError,
-    NatsOptions,
     SubjectError,
-    handler,
 )
-from swarm_actors._nats._conn import connect
-from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors.events import (
     AgentDecision,
     DurableConsumer,
@@ -496,7 +493,7 @@ async def test_garbage_in_the_stream_is_a_typed_error_or_skipped(
 
 CRASHING_CONSUMER = """
 import asyncio, sys
-from swarm_actors import NatsOptions
+from swarm_actors.cluster import NatsOptions
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._nats._conn import connect
 

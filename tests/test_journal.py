@@ -12,12 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import count_turns
-from swarm_actors import (
-    ChainBrokenError,
-    InvalidArgumentError,
-    JournalClosedError,
-    SubjectError,
-)
+from swarm_actors import InvalidArgumentError
 from swarm_actors._events._chain import replay_journal
 from swarm_actors._events._journal import Journal, JournalEntry, MemoryJournal, subject_matches
 from swarm_actors._events._schema import (
@@ -29,6 +24,7 @@ from swarm_actors._events._schema import (
     SystemSignal,
     new_event,
 )
+from swarm_actors.errors import ChainBrokenError, JournalClosedError, SubjectError
 
 pytestmark = pytest.mark.asyncio
 

@@ -20,18 +20,18 @@ from nats.js.api import StreamConfig
 
 from helpers import until, until_async, until_sync
 from log_capture import capture_logs
-from swarm_actors import (
+from swarm_actors import InvalidArgumentError
+from swarm_actors._nats._conn import check_payload_size, connect
+from swarm_actors._nats._server import _connect_urls, find_nats_server, free_ports, start_embedded
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.errors import (
     AuthenticationError,
     ConnectError,
-    InvalidArgumentError,
     MessageTooLargeError,
-    NatsOptions,
     NatsServerError,
     RemoteError,
     TransportError,
 )
-from swarm_actors._nats._conn import check_payload_size, connect
-from swarm_actors._nats._server import _connect_urls, find_nats_server, free_ports, start_embedded
 from swarm_actors.testing import NatsCluster, NatsServer
 
 asyncio_test = pytest.mark.asyncio
@@ -236,9 +236,10 @@ OWNERS = {
     "embedded": """
 import asyncio, sys
 from swarm_actors import ActorSystem
+from swarm_actors.cluster import Cluster
 
 async def main() -> None:
-    async with ActorSystem(nats="embedded", data_dir=sys.argv[1]) as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=sys.argv[1])) as system:
         server = system._transport.server
         print(server.pid, server.log_path.parent, flush=True)
         await asyncio.sleep(3600)

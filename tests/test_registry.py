@@ -33,7 +33,7 @@ from nats.js.errors import (
 
 from helpers import until
 from log_capture import capture_logs
-from swarm_actors import ActorNameError, TransportError
+from swarm_actors import ActorNameError
 from swarm_actors._nats import _registry as registry_module
 from swarm_actors._nats._registry import (
     NAMES_BUCKET,
@@ -47,6 +47,7 @@ from swarm_actors._nats._registry import (
     settled,
     watch_bucket,
 )
+from swarm_actors.errors import TransportError
 
 HERE, INC = "here", "inc-here"
 

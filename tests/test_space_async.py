@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from swarm_actors import ANY, CapabilityError, TupleSpace
+from swarm_actors.errors import CapabilityError
+from swarm_actors.space import ANY, TupleSpace
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio

@@ -22,6 +22,7 @@ from swarm_actors import (
     ActorSystem,
     MessageCapabilityError,
     Timeouts,
+    Tracing,
     handler,
 )
 from swarm_actors._core import _ref
@@ -76,7 +77,7 @@ async def test_each_system_counts_its_own_inline_asks_to_the_checkpoint() -> Non
     half = INLINE_CHECKPOINT // 2
     async with (
         ActorSystem(timeouts=Timeouts(ask=5)) as a,
-        ActorSystem(timeouts=Timeouts(ask=60), telemetry=False) as b,
+        ActorSystem(timeouts=Timeouts(ask=60), tracing=Tracing(enabled=False)) as b,
     ):
         echo_a, echo_b = await a.start(Echo), await b.start(Echo)
         ticker = Ticker()
@@ -110,7 +111,7 @@ async def test_a_grant_in_one_system_costs_the_other_nothing(
         check_send(target_class, target_path)
 
     monkeypatch.setattr(_ref, "check_send", counting)
-    async with ActorSystem() as a, ActorSystem(telemetry=False) as b:
+    async with ActorSystem() as a, ActorSystem(tracing=Tracing(enabled=False)) as b:
         restricted, sink_a = await a.start(Restricted), await a.start(Echo, name="sink-a")
         sender, sink_b = await b.start(Sender), await b.start(Echo, name="sink-b")
         await sender.ask(sink_b)  # from b's actor without a grant
@@ -132,9 +133,9 @@ async def test_a_systems_trace_cache_goes_with_it() -> None:
     """
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
-    async with ActorSystem(telemetry=False) as other:
+    async with ActorSystem(tracing=Tracing(enabled=False)) as other:
         quiet = await other.start(Echo)
-        a = ActorSystem(tracer_provider=provider)
+        a = ActorSystem(tracing=Tracing(provider=provider))
         async with a:
             echo = await a.start(Echo)
             with tracer.start_as_current_span("caller"):

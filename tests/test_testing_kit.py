@@ -8,13 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from helpers import Add, Boom, Get, Tick, active
-from swarm_actors import (
-    Actor,
-    ActorSystem,
-    OneForOne,
-    UnhandledMessageError,
-    handler,
-)
+from swarm_actors import Actor, ActorSystem, OneForOne, Passivation, UnhandledMessageError, handler
 from swarm_actors.testing import VirtualClock, run_actor, settle
 from swarm_actors.testing import pytest_plugin as plugin
 
@@ -167,20 +161,22 @@ async def test_actor_system_fixture_gives_a_running_system(actor_system: ActorSy
     assert await counter.ask(Add(2)) == 2
 
 
-@pytest.mark.swarm_system(max_active=2, supervision=OneForOne(max_restarts=7))
+@pytest.mark.swarm_system(
+    passivation=Passivation(max_active=2), supervision=OneForOne(max_restarts=7)
+)
 async def test_marker_configures_the_fixture(actor_system: ActorSystem) -> None:
     assert actor_system.supervision.max_restarts == 7
     for key in "abc":
-        await actor_system.ref(Counter, key).tell(Add(1))
+        await actor_system.virtual(Counter, key).tell(Add(1))
     await settle()
     assert actor_system.virtual_stats().active <= 2
 
 
-@pytest.mark.swarm_system(passivate_after=10.0)
+@pytest.mark.swarm_system(passivation=Passivation(idle_after=10.0))
 async def test_fixture_uses_the_virtual_clock_for_passivation(
     actor_system: ActorSystem, virtual_clock: VirtualClock
 ) -> None:
-    ref = actor_system.ref(Counter, "idle")
+    ref = actor_system.virtual(Counter, "idle")
     await ref.tell(Add(1))
     await settle()
     assert active(ref)

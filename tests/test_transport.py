@@ -24,15 +24,8 @@ from swarm_actors import (
     ActorDeadError,
     ActorNameError,
     ActorSystem,
-    AuthenticationError,
     InvalidArgumentError,
-    JournalTimeoutError,
     MailboxFullError,
-    MessageTooLargeError,
-    NatsOptions,
-    RemoteError,
-    RemoteRef,
-    TransportError,
     UnhandledMessageError,
     handler,
 )
@@ -48,6 +41,14 @@ from swarm_actors._nats._wire import (
     frame,
     type_name,
 )
+from swarm_actors.cluster import Cluster, NatsOptions, RemoteRef
+from swarm_actors.errors import (
+    AuthenticationError,
+    JournalTimeoutError,
+    MessageTooLargeError,
+    RemoteError,
+    TransportError,
+)
 from swarm_actors.testing import NatsServer
 from transport_peer import AskBack, Boom, Counter, Record, Sleep, Totals
 
@@ -61,8 +62,8 @@ Nodes = tuple[ActorSystem, ActorSystem]
 async def nodes(nats_server: NatsServer) -> AsyncIterator[tuple[ActorSystem, ActorSystem]]:
     """Two nodes (a, b) on the shared server."""
     async with (
-        ActorSystem(nats=nats_server.url, node=unique("na")) as a,
-        ActorSystem(nats=nats_server.url, node=unique("nb")) as b,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("na"))) as a,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("nb"))) as b,
     ):
         yield a, b
 
@@ -190,7 +191,7 @@ async def test_a_node_joining_later_mirrors_the_names_already_there(
     nats_server: NatsServer, nats_client: Client
 ) -> None:
     kept, released = [unique() for _ in range(200)], unique()
-    async with ActorSystem(nats=nats_server.url, node=unique("na")) as a:
+    async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("na"))) as a:
         names = await nats_client.jetstream().key_value(NAMES_BUCKET)  # a made it
         for name in kept:
             await a.start(Counter, name=name)
@@ -206,7 +207,7 @@ async def test_a_node_joining_later_mirrors_the_names_already_there(
 
         # The release is written in the background.
         await until_async(released_in_bucket, 10, "the stopped actor's name leaves the bucket")
-        async with ActorSystem(nats=nats_server.url, node=unique("nb")) as b:
+        async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("nb"))) as b:
             # At once: joining fills the mirror with the bucket's entries before it returns.
             refs = [b.lookup(name) for name in kept]
             assert all(isinstance(ref, RemoteRef) and ref.node == a.node for ref in refs)
@@ -880,18 +881,18 @@ async def test_bad_nats_arguments_are_refused() -> None:
     with pytest.raises(InvalidArgumentError):
         ActorSystem(nats=42)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(nats="nats://127.0.0.1:4222", node="has.dot")
+        ActorSystem(nats="nats://127.0.0.1:4222", cluster=Cluster(node="has.dot"))
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(node="n1")
+        ActorSystem(cluster=Cluster(node="n1"))
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(nats="nats://127.0.0.1:4222", data_dir="/tmp/x")
+        ActorSystem(nats="nats://127.0.0.1:4222", cluster=Cluster(data_dir="/tmp/x"))
 
 
 async def test_node_ids_are_unique_among_live_nodes(nats_server: NatsServer) -> None:
     node = unique("dup")
-    async with ActorSystem(nats=nats_server.url, node=node):
+    async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=node)):
         with pytest.raises(TransportError, match="in use by a live node"):
-            async with ActorSystem(nats=nats_server.url, node=node):
+            async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=node)):
                 pass
 
 
@@ -906,7 +907,9 @@ async def test_a_node_leaves_nats_even_when_its_journal_cannot_flush(
     nats_server: NatsServer, nats_client: Client
 ) -> None:
     name = unique()
-    system = ActorSystem(nats=nats_server.url, node=unique("nj"), journal=Unstorable())
+    system = ActorSystem(
+        nats=nats_server.url, cluster=Cluster(node=unique("nj")), journal=Unstorable()
+    )
     await system.__aenter__()
     await system.start(Counter, name=name)
     transport = system._transport

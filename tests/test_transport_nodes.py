@@ -13,14 +13,9 @@ from pathlib import Path
 import pytest
 
 from helpers import Add, Get, unique, until_async, until_dead
-from swarm_actors import (
-    ActorNameError,
-    ActorRef,
-    ActorSystem,
-    NatsServerError,
-    RemoteError,
-    RemoteRef,
-)
+from swarm_actors import ActorNameError, ActorRef, ActorSystem
+from swarm_actors.cluster import Cluster, RemoteRef
+from swarm_actors.errors import NatsServerError, RemoteError
 from swarm_actors.testing import NatsCluster, NatsServer
 from transport_peer import AskBack, Boom, Counter, peer
 
@@ -98,7 +93,7 @@ async def test_nodes_on_different_servers_of_a_cluster(nats_cluster: NatsCluster
 async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) -> None:
     data = tmp_path / "nats"
     name = unique()
-    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data, node="solo")) as system:
         url = system.nats_url
         assert url is not None
         await system.start(Counter, name=name)
@@ -110,7 +105,7 @@ async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) ->
     with pytest.raises(ConnectionRefusedError):  # the server is gone: nothing listens there
         socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2])), timeout=1.0).close()
     # A new embedded server on the same directory starts clean: the name is free again.
-    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data, node="solo")) as system:
         await system.start(Counter, name=name)
 
 
@@ -180,13 +175,13 @@ def test_two_processes_embed_a_server_without_a_data_dir_at_once(tmp_path: Path)
 @pytest.mark.asyncio
 async def test_a_data_dir_in_use_by_another_embedded_server_is_named(tmp_path: Path) -> None:
     data = tmp_path / "nats"
-    async with ActorSystem(nats="embedded", data_dir=data):
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):
         with pytest.raises(NatsServerError, match="in use") as info:
-            async with ActorSystem(nats="embedded", data_dir=data):
+            async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):
                 pass
         assert str(data) in str(info.value)
         assert "data_dir" in str(info.value)
-    async with ActorSystem(nats="embedded", data_dir=data):  # free again
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):  # free again
         pass
 
 
@@ -203,7 +198,9 @@ def test_local_systems_never_import_nats() -> None:
         "asyncio.run(main())\n"
         "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(PEER.parent)}
+    # The package under test stays importable (a source tree on PYTHONPATH, not an install).
+    path = os.pathsep.join(filter(None, [str(PEER.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )

@@ -17,14 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from helpers import unique
 from nats_sync import observe
-from swarm_actors import (
-    Actor,
-    ActorRef,
-    ActorSystem,
-    MessageCapabilityError,
-    RemoteRef,
-    handler,
-)
+from swarm_actors import Actor, ActorRef, ActorSystem, MessageCapabilityError, Tracing, handler
+from swarm_actors.cluster import RemoteRef
 from swarm_actors.testing import NatsServer
 
 pytestmark = pytest.mark.asyncio
@@ -159,8 +153,8 @@ async def traced(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     async with (
-        ActorSystem(nats=nats_server.url, tracer_provider=provider) as a,
-        ActorSystem(nats=nats_server.url, tracer_provider=provider) as b,
+        ActorSystem(nats=nats_server.url, tracing=Tracing(provider=provider)) as a,
+        ActorSystem(nats=nats_server.url, tracing=Tracing(provider=provider)) as b,
     ):
         yield a, b, provider, exporter
 

@@ -24,7 +24,8 @@ from typing import Any
 import msgspec
 
 from helpers import Add, Get
-from swarm_actors import Actor, ActorRef, ActorSystem, handler
+from swarm_actors import Actor, ActorRef, ActorSystem, Passivation, handler
+from swarm_actors.cluster import Cluster
 
 
 class Boom(msgspec.Struct):
@@ -146,7 +147,9 @@ async def peer(
 
 async def serve(url: str, node: str, name: str, ttl: float) -> None:
     # Idle virtual actors are passivated (their state written to the cluster) within ~0.4 s.
-    async with ActorSystem(nats=url, node=node, node_ttl=ttl, passivate_after=0.2) as system:
+    async with ActorSystem(
+        nats=url, cluster=Cluster(node=node, node_ttl=ttl), passivation=Passivation(idle_after=0.2)
+    ) as system:
         await system.start(Counter, name=name)
         print("ready", flush=True)
         # Serve until the parent closes our stdin (or kills us).

@@ -4,7 +4,7 @@ Costs that shaped this module (a 2-core machine, OpenTelemetry 1.45): even a no-
 OpenTelemetry span costs about 4 µs, several times a whole tell (about 0.6 µs). So:
 
 * Whether tracing is on is decided once per ``ActorSystem`` (when it binds to its loop, again on
-  ``refresh_telemetry``): on only when a real tracer provider is configured, i.e. neither the API's
+  ``refresh_tracing``): on only when a real tracer provider is configured, i.e. neither the API's
   default ``ProxyTracerProvider`` nor a ``NoOpTracerProvider``. The decision is a ``Tracer`` (or
   ``None``) stored on every cell; when it is ``None`` the hot paths never call OpenTelemetry.
 * When it is on, a sender's context travels with a message only if the sender's current span is

@@ -1,12 +1,13 @@
 """Virtual actors: addressable whether or not they are running.
 
-``system.ref(Session, "user-42")`` returns a ``VirtualRef`` at once. The first message
+``system.virtual(Session, "user-42")`` returns a ``VirtualRef`` at once. The first message
 *activates* the actor: a fresh instance is built, its last state (if it was ever passivated) is
 decoded and handed to ``restore``, ``on_start`` runs, and the message is delivered. An idle actor
 is *passivated*: it stops (draining its mailbox), its ``snapshot()`` is encoded with msgspec
 msgpack and kept as a compress token in the Rust ``AgentTree``. Passivation happens when the
-number of active virtual actors passes ``max_active`` (least recently used first, through the
-tree's O(1) LRU) or when an actor handled nothing for ``passivate_after`` seconds.
+number of active virtual actors passes ``Passivation.max_active`` (least recently used first,
+through the tree's O(1) LRU) or when an actor handled nothing for ``Passivation.idle_after``
+seconds.
 
 Guarantees: at most one activation per key at any time (concurrent first messages share one
 activation); a message that arrives while its actor is being passivated, or whose sender was
@@ -481,7 +482,7 @@ class VirtualRef(Generic[A]):
 
     @property
     def key(self) -> Any:
-        """The key: the string given to ``system.ref``, or the agent id of a batch member."""
+        """The key: the string given to ``system.virtual``, or the agent id of a batch member."""
         return self._key
 
     @property

@@ -1,6 +1,6 @@
 """Virtual actors across nodes: placement, shard leases, the shared state store, and routing.
 
-With ``nats=``, ``system.ref(Cls, key, position=...)`` returns a ``PlacedRef``. Its shard
+With ``nats=``, ``system.placed(Cls, key, position=...)`` returns a ``PlacedRef``. Its shard
 (``_placement``) decides the node: the one holding the shard's lease (``_shards``). A message
 to a shard this node holds is delivered locally, exactly as a local ``VirtualRef`` does; any
 other goes to the owner's node subject, addressed by a *virtual target* ``~class~position~key``
@@ -32,7 +32,7 @@ from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
 from swarm_actors._core._telemetry import sampled_context, traceparent, traceparent_context
 from swarm_actors._core._virtual import VirtualRef
-from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._exceptions import ActorDeadError, NotOwnerError, TransportError
 from swarm_actors._log import get_logger
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import name_key, open_bucket, settled
@@ -77,10 +77,6 @@ MAX_HOPS = 16
 """A tell forwarded this often (owners' views disagree that long) becomes a dead letter."""
 _FORWARD_BACKOFF = 0.005  # the wait before a tell's second forward; doubles each hop after
 _FORWARD_BACKOFF_MAX = 0.5
-
-
-class NotOwnerError(NoSuchActorError):
-    """The receiving node does not hold the actor's shard (any more): ask the owner instead."""
 
 
 def virtual_target(class_name: str, key: str, position: tuple[int, ...] | None) -> str:
@@ -345,7 +341,7 @@ class Cluster:
 class PlacedRef(VirtualRef[A]):
     """A ref to a virtual actor of the cluster: the same on every node attached to the NATS.
 
-    ``system.ref(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
+    ``system.placed(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
     to whichever node holds the actor's shard now (locally if this one does), and the actor is
     activated there on demand, with the state it was last passivated with on any node. Same API
     as ``VirtualRef``; ``tell`` is at most once across nodes (like ``RemoteRef``) and, while the

@@ -246,7 +246,7 @@ class Transport:
                 if target is None:
                     raise TypeError(
                         "refs to local virtual actors (batch_spawn members) cannot be sent to "
-                        "another process; use system.ref(Cls, key, position=...) for actors "
+                        "another process; use system.placed(Cls, key, position=...) for actors "
                         "the cluster places"
                     )
                 return (VIRTUAL_NODE, target, cell.path, cls.role, class_names(cls))

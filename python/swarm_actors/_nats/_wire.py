@@ -42,7 +42,12 @@ from swarm_actors._core._messages import (
     register_message_type,
     type_name,
 )
-from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
+from swarm_actors._exceptions import (
+    ActorError,
+    NoSuchActorError,
+    RemoteError,
+    WireFormatError,
+)
 
 __all__ = [
     "NO_SUCH_ACTOR",
@@ -78,10 +83,6 @@ NO_SUCH_ACTOR = "swarm:no-such-actor"
 
 STOP = "swarm:stop"
 """Wire type of the control ask that stops an actor (``RemoteRef.stop``)."""
-
-
-class NoSuchActorError(ActorDeadError):
-    """The target node runs no actor of that name (the asker may re-resolve and retry)."""
 
 
 class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):

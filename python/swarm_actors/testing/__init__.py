@@ -22,7 +22,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from swarm_actors._core._cell import RUNNING, Ask, Cell
+from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._nats._server import NatsCluster, NatsServer
+from swarm_actors._public import publish as _publish
 from swarm_actors._system import ActorSystem
 
 if TYPE_CHECKING:
@@ -97,7 +99,7 @@ class VirtualClock:
         window also run.
         """
         if seconds < 0:
-            raise ValueError("time cannot go backwards")
+            raise InvalidArgumentError("time cannot go backwards")
         target = self._now + seconds
         await settle()
         while self._heap and self._heap[0][0] <= target:
@@ -283,3 +285,7 @@ async def run_actor(
     finally:
         if own:
             await system.stop_all()
+
+
+# The servers are defined in the NATS layer; reprs and pickles name this public path.
+_publish(__name__, NatsCluster, NatsServer)
