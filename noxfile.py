@@ -97,7 +97,7 @@ def mutation(session: nox.Session) -> None:
     install_project(session, "test")
     session.install("mutmut>=3.8,<4")
     stage = Path(session.create_tmp()).resolve() / "mutation"  # absolute: the session chdirs
-    # nox -s mutation -- _cell.py _ref.py: only those modules (default: every target).
+    # nox -s mutation -- _core/_cell.py _core/_ref.py: only those modules (default: every target).
     session.run("python", str(ROOT / "dev" / "mutation.py"), "stage", str(stage), *session.posargs)
     session.chdir(stage)
     session.run("mutmut", "run", "--max-children", str(os.cpu_count() or 2))

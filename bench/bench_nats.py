@@ -50,9 +50,9 @@ from nats.aio.msg import Msg
 from nats.js.api import DeliverPolicy, StorageType, StreamConfig
 
 from _common import fmt_rate, machine, progress, table
-from swarm_actors import NatsOptions
 from swarm_actors._nats._conn import connect
 from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors.cluster import NatsOptions
 from swarm_actors.events import AgentDecision, SwarmEvent, encode_event, new_event
 from swarm_actors.testing import NatsServer
 

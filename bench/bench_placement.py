@@ -2,7 +2,7 @@
 
 Four nodes (``ActorSystem(nats=...)``, one process, one nats-server started for the run) share
 the virtual actors of a full hierarchy of depth 4 and branching 8: 4,681 ``Member`` actors
-(the root included), each placed by ``system.ref(Member, key, position=path)``. Each actor is
+(the root included), each placed by ``system.placed(Member, key, position=path)``. Each actor is
 told ``Gossip`` once, from the node that holds it, and then tells ``Ping`` to each of its
 siblings and to its parent: 37,440 actor-to-actor messages. The nodes' ``placement_stats``
 count how each of them travelled: delivered on the sending node, or sent over NATS to the
@@ -30,7 +30,8 @@ import msgspec
 
 from _common import fmt_rate, machine, progress, table
 from bench_nats import bench_server, quiet_logs
-from swarm_actors import Actor, ActorSystem, PlacedRef, Placement, handler
+from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors.cluster import Cluster, PlacedRef, Placement
 
 NODES = 4
 TTL = 2.0
@@ -62,7 +63,7 @@ class Member(Actor):
         targets = [(*parent, i) for i in range(BRANCHING[0]) if i != path[-1]]
         targets.append(parent)
         for target in targets:
-            await self.system.ref(Member, key_of(target), position=target).tell(Ping())
+            await self.system.placed(Member, key_of(target), position=target).tell(Ping())
         return len(targets)
 
     @handler
@@ -116,7 +117,9 @@ async def run(url: str, placement: Placement, paths: list[tuple[int, ...]]) -> d
     async with AsyncExitStack() as stack:
         systems = [
             await stack.enter_async_context(
-                ActorSystem(nats=url, node=f"node{i}", node_ttl=TTL, placement=placement)
+                ActorSystem(
+                    nats=url, cluster=Cluster(node=f"node{i}", node_ttl=TTL, placement=placement)
+                )
             )
             for i in range(NODES)
         ]
@@ -130,10 +133,10 @@ async def run(url: str, placement: Placement, paths: list[tuple[int, ...]]) -> d
         # Each actor is started by its own node (so the trigger itself is a local message).
         triggers = []
         for path in paths:
-            ref = systems[0].ref(Member, key_of(path), position=path)
+            ref = systems[0].placed(Member, key_of(path), position=path)
             assert isinstance(ref, PlacedRef)
             owner = by_node[ref.node]
-            triggers.append(owner.ref(Member, key_of(path), position=path))
+            triggers.append(owner.placed(Member, key_of(path), position=path))
         before = [s.placement_stats() for s in systems]
         progress(f"{placement.strategy}: gossip round over {len(paths)} actors (activating)")
         cold, sent = await gossip(triggers)

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from _common import best_of, fmt_rate, load_seed_kernel, machine, progress, table
-from swarm_actors import ANY, TupleSpace
+from swarm_actors.space import ANY, TupleSpace
 
 PAYLOAD = b"0123456789abcdef"
 OPS = ("out", "take", "read", "take-key")

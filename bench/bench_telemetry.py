@@ -22,7 +22,7 @@ Variants:
 * ``app spans, runtime off``: an SDK provider sampling 1 % of traces
   (``ParentBased(TraceIdRatioBased(0.01))``, a synchronous processor and an exporter that drops
   the spans), the sender opening a root span per ``--batch`` tells or asks, and
-  ``ActorSystem(telemetry=False)``: what the application's own spans cost.
+  ``ActorSystem(tracing=Tracing(enabled=False))``: what the application's own spans cost.
 * ``SDK 1 %``: the same with the runtime's telemetry on; about 1 % of batches are sampled, so
   their tells carry context and their asks make spans. Target: within 15 % of the previous line
   (the runtime's share); the ratio to ``baseline`` includes the application's root spans too.
@@ -100,11 +100,15 @@ async def child_run(variant: str, tells: int, asks: int, batch: int, reps: int) 
     has_telemetry = importlib.util.find_spec("swarm_actors._core._telemetry") is not None
     assert has_telemetry == (variant != "baseline"), (variant, swarm_actors.__file__)
     provider, tracer = make_tracer(variant)
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {}  # none for the baseline: its old package has no Tracing
     if variant == "app":
-        kwargs = {"telemetry": False}
+        from swarm_actors import Tracing
+
+        kwargs = {"tracing": Tracing(enabled=False)}
     elif provider is not None:
-        kwargs = {"tracer_provider": provider}
+        from swarm_actors import Tracing
+
+        kwargs = {"tracing": Tracing(provider=provider)}
 
     class Sink(Actor, mailbox_size=tells + 1):
         def __init__(self) -> None:

@@ -47,7 +47,8 @@ from bench_nats import (
     raw_request_sequential,
     repeat,
 )
-from swarm_actors import Actor, ActorSystem, RemoteRef, handler
+from swarm_actors import Actor, ActorSystem, Signals, handler
+from swarm_actors.cluster import Cluster, RemoteRef
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,7 +94,9 @@ class Sink(Actor, mailbox_size=65_536):
 
 
 async def serve(url: str) -> None:
-    async with ActorSystem(nats=url, node="receiver", health_interval=None) as system:
+    async with ActorSystem(
+        nats=url, cluster=Cluster(node="receiver"), signals=Signals(health_interval=None)
+    ) as system:
         await system.start(Sink, name="sink")
         print("ready", flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
@@ -197,7 +200,7 @@ async def raw_request_xproc_concurrent(url: str, n: int, inflight: int = CONCURR
 
 
 async def sender(url: str, run: Callable[[RemoteRef[Any]], Coroutine[Any, Any, Result]]) -> Result:
-    async with ActorSystem(nats=url, health_interval=None) as system:
+    async with ActorSystem(nats=url, signals=Signals(health_interval=None)) as system:
         sink = await system.resolve("sink", timeout=10.0)
         assert isinstance(sink, RemoteRef)  # the sink runs in the receiver's process
         await sink.ask(Reset(), timeout=10.0)

@@ -19,7 +19,7 @@ import time
 import msgspec
 
 from _common import fmt_rate, machine, progress, rss_bytes, table
-from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors import Actor, ActorSystem, Passivation, handler
 
 
 class Blob(msgspec.Struct):
@@ -51,7 +51,7 @@ def peak_rss() -> int:
 
 
 async def million(leaves_wanted: int, max_active: int) -> dict[str, float]:
-    async with ActorSystem(max_active=max_active) as system:
+    async with ActorSystem(passivation=Passivation(max_active=max_active)) as system:
         batch = system.batch_spawn(Worker, depth=4, branching=32)
         leaves = min(leaves_wanted, len(batch))
         hit = Hit()
@@ -78,7 +78,7 @@ async def million(leaves_wanted: int, max_active: int) -> dict[str, float]:
 
 
 async def cycles(n: int) -> dict[str, float]:
-    async with ActorSystem(max_active=100) as system:
+    async with ActorSystem(passivation=Passivation(max_active=100)) as system:
         batch = system.batch_spawn(Worker, depth=2, branching=1000)
         hit = Hit()
         warm = 1000

@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # (coverage) and runs only those tests against a mutant of a function.
 TARGETS: dict[str, list[str]] = {
     # The engine.
-    "_supervision.py": ["test_supervision.py", "test_testing_kit.py"],
-    "_timers.py": ["test_supervision.py", "test_testing_kit.py"],
-    "_capability.py": ["test_capabilities.py", "test_transport_policy.py"],
-    "_cell.py": [
+    "_core/_supervision.py": ["test_supervision.py", "test_testing_kit.py"],
+    "_core/_timers.py": ["test_supervision.py", "test_testing_kit.py"],
+    "_core/_capability.py": ["test_capabilities.py", "test_transport_policy.py"],
+    "_core/_cell.py": [
         "test_cell.py",
         "test_actor.py",
         "test_supervision.py",
@@ -38,27 +38,27 @@ TARGETS: dict[str, list[str]] = {
         "test_telemetry.py",  # trace contexts carried through mailboxes and suspended handlers
         "test_actor_events.py",  # lifecycle signals and the health verdict
     ],
-    "_ref.py": [
+    "_core/_ref.py": [
         "test_ref.py",
         "test_actor.py",
         "test_virtual.py",
         "test_telemetry.py",
         "test_capabilities.py",
     ],
-    "_virtual.py": ["test_virtual.py"],
-    "_actor.py": [
+    "_core/_virtual.py": ["test_virtual.py"],
+    "_core/_actor.py": [
         "test_actor_class.py",
         "test_actor.py",
         "test_supervision.py",
         "test_actor_events.py",
     ],
     # The NATS layer's decisions: where a key lives, who holds a shard, which name wins.
-    "_placement.py": ["test_placement.py"],
-    "_shards.py": ["test_shards.py", "test_placement.py"],
+    "_nats/_placement.py": ["test_placement.py"],
+    "_nats/_shards.py": ["test_shards.py", "test_placement.py"],
     # The registry's decisions against in-memory buckets (test_transport.py runs it on a real
     # server, a hundred times slower per mutant). test_wire.py's name-key test is repeated in
     # test_registry.py: test_wire.py fails when run twice in one process, as mutmut does.
-    "_registry.py": ["test_registry.py"],
+    "_nats/_registry.py": ["test_registry.py"],
 }
 
 # Lines that are diagnostics, not behaviour: log calls (their text and level). The engine's

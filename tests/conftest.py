@@ -9,8 +9,8 @@ import pytest_asyncio
 from hypothesis import HealthCheck, settings
 from nats.aio.client import Client
 
-from swarm_actors import NatsOptions
 from swarm_actors._nats._conn import connect
+from swarm_actors.cluster import NatsOptions
 from swarm_actors.testing import NatsServer
 
 # The fixtures users get (actor_system, virtual_clock); our own tests use them too.

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import pytest
 
+from helpers import Add, Boom, Get, Unknown, count_turns
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
@@ -30,26 +31,6 @@ from swarm_actors.events import MemoryJournal, SignalKind, SystemSignal
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Add:
-    n: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Boom:
-    pass
-
-
-@dataclass
-class Unknown:
-    pass
 
 
 @dataclass
@@ -107,7 +88,6 @@ async def test_tell_and_ask_through_typed_handlers() -> None:
 
 
 async def test_handler_for_a_base_class_serves_subclasses_and_union() -> None:
-    @dataclass
     class Big(Add):
         pass
 
@@ -515,21 +495,11 @@ async def test_a_loop_of_inline_asks_lets_other_tasks_run() -> None:
 
     async with ActorSystem() as system:
         ref = await system.start(Echo)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        start = ticks
-        asks = 10 * INLINE_CHECKPOINT
-        for i in range(asks):
-            assert await ref.ask(i) == i
-        assert ticks - start >= asks // INLINE_CHECKPOINT - 1
+        async with count_turns() as turns:
+            asks = 10 * INLINE_CHECKPOINT
+            for i in range(asks):
+                assert await ref.ask(i) == i
+            assert turns.count >= asks // INLINE_CHECKPOINT - 1
 
         async def ask_forever() -> None:
             while True:
@@ -538,7 +508,6 @@ async def test_a_loop_of_inline_asks_lets_other_tasks_run() -> None:
         # So a timeout around such a loop fires.
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(ask_forever(), 0.01)
-        task.cancel()
 
 
 # --- asks that would wait for themselves -----------------------------------------------------
@@ -646,7 +615,7 @@ async def test_a_stopped_system_refuses_new_work_with_a_typed_error() -> None:
     system = ActorSystem()
     async with system:
         counter = await system.start(Counter, name="c")
-        session = system.ref(Counter, "kept")
+        session = system.virtual(Counter, "kept")
         await session.tell(Add(1))
         running = system.stopped
     assert not running
@@ -654,7 +623,7 @@ async def test_a_stopped_system_refuses_new_work_with_a_typed_error() -> None:
     with pytest.raises(SystemStoppedError, match="stopped"):
         await system.start(Counter)
     with pytest.raises(SystemStoppedError):
-        system.ref(Counter, "new")
+        system.virtual(Counter, "new")
     with pytest.raises(SystemStoppedError):
         await session.ask(Get())  # a virtual ref made before: no activation now
     with pytest.raises(SystemStoppedError):
@@ -791,9 +760,7 @@ class Relayer(Actor):
         return int(await msg.to.ask(7)) + 1
 
 
-async def test_the_inline_checkpoint_inside_a_handler_run_inline(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_inline_checkpoint_inside_a_handler_run_inline() -> None:
     """A handler run inline asks another idle actor inline, and that ask is the checkpoint.
 
     The checkpoint suspends the outer handler, which then goes on in the actor's own task (in
@@ -805,9 +772,10 @@ async def test_the_inline_checkpoint_inside_a_handler_run_inline(
 
     async with ActorSystem() as system:
         mirror, relayer = await system.start(Mirror), await system.start(Relayer)
-        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # the next inline ask is the checkpoint
+        dispatcher = relayer._cell.dispatcher
+        dispatcher.inline_left = 1  # the next inline ask is the checkpoint
         assert await relayer.ask(RelayTo(mirror)) == 8
-        assert _ref._INLINE_LEFT[0] == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
+        assert dispatcher.inline_left == _ref.INLINE_CHECKPOINT  # it was taken, and re-armed
         assert relayer.stats().failures == 0
         assert await relayer.ask(RelayTo(mirror)) == 8  # and the actor serves on
 
@@ -838,7 +806,7 @@ async def test_a_handler_run_inline_may_start_and_stop_actors_whose_hooks_suspen
         assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
         assert await asyncio.wait_for(starter.ask(Add(1)), 2.0) == "done"
         assert starter.stats().failures == 0
-        session = system.ref(SlowHooks, "v")
+        session = system.virtual(SlowHooks, "v")
 
         class Toucher(Actor):
             @handler

@@ -12,20 +12,21 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import Tick
 from swarm_actors import (
     Actor,
     ActorSystem,
     AllForOne,
-    CapabilityError,
     MessageCapabilityError,
     MessageGrant,
     OneForOne,
     SpaceGrant,
+    Tracing,
     UnhandledMessageError,
     handler,
 )
 from swarm_actors._core import _messages
-from swarm_actors._core._capability import ENFORCED
+from swarm_actors.errors import CapabilityError, NoJournalError
 from swarm_actors.events import AgentDecision, ChangeForm, StateChange, SwarmEvent
 from swarm_actors.testing import settle
 
@@ -327,21 +328,14 @@ async def test_a_role_of_64_characters_is_accepted() -> None:
     assert Sixty.role == "r" * 64
 
 
-async def test_may_message_builds_a_grant_and_turns_enforcement_on() -> None:
+async def test_may_message_builds_a_grant() -> None:
     class Free(Actor):
         pass
 
+    class Quiet(Actor, may_message=("reviewer",)):
+        pass
+
     assert Free.message_grant is None
-    before = ENFORCED[0]
-    ENFORCED[0] = False
-    try:
-
-        class Quiet(Actor, may_message=("reviewer",)):
-            pass
-
-        assert ENFORCED[0] is True
-    finally:
-        ENFORCED[0] = before or ENFORCED[0]
     assert Quiet.message_grant == MessageGrant.parse("x", ("reviewer",))
     with pytest.raises(TypeError, match=r"<locals>\.Bad: may_message must be a tuple"):
 
@@ -598,11 +592,6 @@ async def test_an_on_receive_may_pass_a_message_on_to_the_refusing_default() -> 
 # --- runtime attributes and hooks -------------------------------------------------------------
 
 
-@dataclass
-class Tick:
-    pass
-
-
 class Lifecycle(Actor):
     def __init__(self, events: list[str], ticked: asyncio.Event) -> None:
         self.events = events
@@ -773,10 +762,11 @@ async def test_record_change_maps_every_field() -> None:
 async def test_recording_without_a_journal_is_refused() -> None:
     async with ActorSystem(journal=None) as system:
         ref = await system.start(Journaled)
-        with pytest.raises(RuntimeError) as info:
+        with pytest.raises(NoJournalError) as info:
             await ref.ask(Msg())
         assert str(info.value) == (
-            "this ActorSystem keeps no journal (it was made with journal=None)"
+            "this ActorSystem keeps no journal (it was made with journal=None, or with nats= "
+            "and is not connected yet)"
         )
 
 
@@ -791,7 +781,7 @@ async def test_step_makes_a_span_with_the_actor_path_and_attributes() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Stepper, name="s")
         assert await ref.ask(Msg(2)) is True
     spans = [s for s in exporter.get_finished_spans() if s.name == "plan"]

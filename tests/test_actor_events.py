@@ -10,15 +10,19 @@ import msgspec
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import Boom, Set
 from swarm_actors import (
     Actor,
     ActorSystem,
     Backoff,
-    ChainBrokenError,
-    JournalFullError,
+    InvalidArgumentError,
     OneForOne,
+    Passivation,
+    Signals,
+    Tracing,
     handler,
 )
+from swarm_actors.errors import ChainBrokenError, JournalFullError, NoJournalError
 from swarm_actors.events import (
     AgentDecision,
     HealthStatus,
@@ -34,16 +38,6 @@ from swarm_actors.events import (
 from swarm_actors.testing import VirtualClock, settle
 
 pytestmark = pytest.mark.asyncio
-
-
-@dataclass
-class Set:
-    value: int
-
-
-@dataclass
-class Boom:
-    pass
 
 
 @dataclass
@@ -167,7 +161,7 @@ async def test_tampering_is_detected() -> None:
 
 async def test_events_carry_the_current_trace() -> None:
     provider = TracerProvider()
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Register, name="reg")
         event = await ref.ask(Think())
         assert len(event.trace_id) == 32
@@ -179,7 +173,7 @@ async def test_events_carry_the_current_trace() -> None:
 
 async def test_a_virtual_actor_keeps_its_chain_across_passivation() -> None:
     async with ActorSystem() as system:
-        ref = system.ref(Register, "r1")
+        ref = system.virtual(Register, "r1")
         first = await ref.ask(Set(1))
         await ref.passivate()
         assert not ref.is_active
@@ -191,9 +185,11 @@ async def test_a_virtual_actor_keeps_its_chain_across_passivation() -> None:
 
 
 async def test_virtual_signals_when_asked_for() -> None:
-    async with ActorSystem(virtual_signals=True, max_active=1) as system:
-        await system.ref(Register, "a").tell(Set(1))
-        await system.ref(Register, "b").tell(Set(2))
+    async with ActorSystem(
+        signals=Signals(virtual=True), passivation=Passivation(max_active=1)
+    ) as system:
+        await system.virtual(Register, "a").tell(Set(1))
+        await system.virtual(Register, "b").tell(Set(2))
         await settle()
         assert signals(system, "/Register:a") == [SignalKind.ACTIVATED, SignalKind.PASSIVATED]
         assert signals(system, "/Register:b") == [SignalKind.ACTIVATED]
@@ -285,16 +281,18 @@ async def test_without_a_journal() -> None:
         assert system.journal is None
         assert system.health() is None
         ref = await system.start(Register, name="reg")
-        with pytest.raises(RuntimeError, match="no journal"):
+        with pytest.raises(NoJournalError, match="no journal"):
             await ref.ask(Think())
-    with pytest.raises(TypeError, match="journal must be"):
+    with pytest.raises(InvalidArgumentError, match="journal must be"):
         ActorSystem(journal="disk")  # type: ignore[arg-type]
 
 
 async def test_health_signal_reports_mailboxes_and_failures() -> None:
     clock = VirtualClock()
     slow = OneForOne(backoff=Backoff(initial=60.0, jitter=0.0))
-    async with ActorSystem(clock=clock, supervision=slow, health_interval=None) as system:
+    async with ActorSystem(
+        clock=clock, supervision=slow, signals=Signals(health_interval=None)
+    ) as system:
         ref = await system.start(Register, name="reg")
         healthy = system.health()
         assert healthy is not None
@@ -314,4 +312,4 @@ async def test_health_signal_reports_mailboxes_and_failures() -> None:
         assert failing.sequence == healthy.sequence + 1
         await clock.advance(61)
     with pytest.raises(ValueError, match="health_interval"):
-        ActorSystem(health_interval=0)
+        ActorSystem(signals=Signals(health_interval=0))

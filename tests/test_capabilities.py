@@ -16,10 +16,11 @@ from swarm_actors import (
     ActorSystem,
     MessageCapabilityError,
     MessageGrant,
+    Ref,
+    Tracing,
     handler,
 )
 from swarm_actors._core._capability import class_names
-from swarm_actors._core._contract import Ref
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -203,8 +204,8 @@ async def test_grant_is_checked_after_the_handler_suspends() -> None:
 
 async def test_grant_is_checked_with_tracing_on() -> None:
     provider = TracerProvider()
-    async with ActorSystem(tracer_provider=provider) as system:
-        assert system.tracing
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        assert system.is_tracing
         sender = await system.start(ToReviewers, name="arch")
         reviewer = await system.start(Reviewer, name="rev")
         coder = await system.start(Coder, name="cod")
@@ -239,8 +240,8 @@ async def test_sends_from_on_start_are_checked() -> None:
 async def test_virtual_targets_are_checked_before_activation() -> None:
     async with ActorSystem() as system:
         sender = await system.start(ToReviewers, name="arch")
-        allowed = system.ref(Reviewer, "r1")
-        refused = system.ref(Coder, "c1")
+        allowed = system.virtual(Reviewer, "r1")
+        refused = system.virtual(Coder, "c1")
         await sender.ask(Forward(allowed, "ok"))
         with pytest.raises(MessageCapabilityError) as info:
             await sender.ask(Forward(refused, "no"))

@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from helpers import Fail, Unknown, instance
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
@@ -22,6 +23,8 @@ from swarm_actors import (
     MailboxFullError,
     MessageCapabilityError,
     OneForOne,
+    Passivation,
+    Signals,
     Timeouts,
     UnhandledMessageError,
     handler,
@@ -40,19 +43,9 @@ class Note:
 
 
 @dataclass
-class Fail:
-    pass
-
-
-@dataclass
 class Hold:
     gate: asyncio.Event
     tag: str = ""
-
-
-@dataclass
-class Unknown:
-    pass
 
 
 @dataclass
@@ -98,10 +91,6 @@ class Two(Recorder, mailbox_size=2):
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     LOG.clear()
-
-
-def instance(ref: Any) -> Any:
-    return ref._cell.actor
 
 
 async def within(awaitable: Any, seconds: float = 1.0) -> Any:
@@ -269,10 +258,10 @@ async def test_sync_passivations_keep_other_actors_scheduled() -> None:
     Each passivation runs that actor's turn at once; actors made ready earlier still get
     their turn, and every message is handled.
     """
-    async with ActorSystem(max_active=1) as system:
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
         plain = await system.start(Recorder, name="plain")
         plain.tell_nowait(Note("before"))
-        refs = [system.ref(Session, f"s{i}") for i in range(700)]
+        refs = [system.virtual(Session, f"s{i}") for i in range(700)]
         for ref in refs:
             await ref.tell(Note(0))
         plain.tell_nowait(Note("after"))
@@ -545,7 +534,7 @@ class Siblings(Family, supervision=AllForOne(backoff=Backoff(initial=2.0, jitter
 
 async def test_all_for_one_siblings_wait_for_the_restart() -> None:
     clock = VirtualClock()
-    async with ActorSystem(clock=clock, health_interval=None) as system:
+    async with ActorSystem(clock=clock, signals=Signals(health_interval=None)) as system:
         await system.start(Siblings, name="family")
         a, b = system.lookup("a"), system.lookup("b")
         assert a is not None
@@ -652,7 +641,7 @@ class Slow(Recorder):
 async def test_a_restart_stops_the_old_instance_before_taking_messages() -> None:
     Slow.made = 0
     Slow.gate = asyncio.Event()
-    async with ActorSystem(health_interval=None) as system:
+    async with ActorSystem(signals=Signals(health_interval=None)) as system:
         ref = await system.start(Slow, name="slow")
         await ref.tell(Fail())
         await settle()
@@ -1124,7 +1113,7 @@ async def test_a_stopped_actor_starts_no_children() -> None:
         ref = await system.start(Parent, name="parent")
         parent = instance(ref)
         await within(ref.stop())
-        with pytest.raises(RuntimeError, match="it is stopping"):
+        with pytest.raises(ActorDeadError, match="it is stopping"):
             await parent.start_child(Recorder, name="orphan")
 
 

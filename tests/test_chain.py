@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from swarm_actors import ChainBrokenError, ReplayError
 from swarm_actors._events._chain import replay_state, verify_chain
 from swarm_actors._events._schema import (
     AgentDecision,
@@ -21,6 +20,7 @@ from swarm_actors._events._schema import (
     new_event,
     state_hash,
 )
+from swarm_actors.errors import ChainBrokenError, ReplayError
 
 T0 = 1_700_000_000_000_000_000
 

@@ -30,7 +30,7 @@ import collections
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -38,13 +38,15 @@ import msgspec
 import pytest
 import pytest_asyncio
 
-from swarm_actors import Actor, ActorNameError, ActorSystem, NatsOptions, RemoteRef, handler
+from helpers import Add, until, until_async
+from swarm_actors import Actor, ActorNameError, ActorSystem, handler
 from swarm_actors._nats._cluster import STATE_BUCKET
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET
 from swarm_actors._nats._transport import Transport
+from swarm_actors.cluster import Cluster, NatsOptions, RemoteRef
 from swarm_actors.testing import NatsCluster
-from transport_peer import Add, Tally
+from transport_peer import Tally
 
 if TYPE_CHECKING:
     from nats.js.client import JetStreamContext
@@ -138,48 +140,6 @@ class Node:
         return transport
 
 
-async def until(condition: Callable[[], bool], timeout: float, what: str) -> float:
-    """Poll ``condition`` until it holds; the seconds it took. Fails the test after ``timeout``."""
-    started = time.monotonic()
-    try:
-        async with asyncio.timeout(timeout):
-            while not condition():  # noqa: ASYNC110 (state changed by other tasks)
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        pytest.fail(f"not within {timeout:g} s: {what}")
-    return time.monotonic() - started
-
-
-async def until_async(
-    condition: Callable[[], Awaitable[bool]],
-    timeout: float,
-    what: str,
-    state: Callable[[], Awaitable[object]] | None = None,
-) -> None:
-    """``until`` for a condition that needs I/O (errors count as not yet).
-
-    ``state`` tells what things looked like, for the failure message.
-    """
-    last: BaseException | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                try:
-                    if await condition():
-                        return
-                except Exception as exc:
-                    last = exc
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        seen = ""
-        if state is not None:
-            try:
-                seen = f"; then: {await state()}"
-            except Exception as exc:
-                seen = f"; then: {exc!r}"
-        pytest.fail(f"not within {timeout:g} s: {what} (last error: {last!r}){seen}")
-
-
 @dataclass
 class Usurpers:
     """Nodes claiming other live nodes' worker names, again and again, until ``stop``.
@@ -234,7 +194,9 @@ async def nodes(nats_cluster: NatsCluster) -> AsyncIterator[list[Node]]:
                 options, replicas=3, timeout=30.0, ack_timeout=1.0
             )
             journals.append(journal)
-            system = ActorSystem(nats=options, node=f"node{i}", node_ttl=NODE_TTL, journal=journal)
+            system = ActorSystem(
+                nats=options, cluster=Cluster(node=f"node{i}", node_ttl=NODE_TTL), journal=journal
+            )
             systems.append(system)
             await system.__aenter__()
         pairs = enumerate(zip(systems, journals, strict=True))
@@ -441,7 +403,8 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
     )
     for key in ("p-alpha", "p-beta", "p-gamma"):
         totals = [
-            await node.system.ref(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT) for node in nodes
+            await node.system.placed(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT)
+            for node in nodes
         ]
         assert totals == [1, 2, 3], (key, totals)  # one actor, whichever node holds its shard
     held = [set(node.system.placement_stats().shards) for node in nodes]
@@ -594,7 +557,7 @@ async def test_no_node_takes_a_live_nodes_name_while_the_node_bucket_fails_over(
             all_live,
             FAILOVER_TIMEOUT,
             "the node bucket has a leader and every node is live",
-            lambda: js.stream_info(nodes_stream),
+            state=lambda: js.stream_info(nodes_stream),
         )
         live_at = time.monotonic() - killed_at
         refused = usurpers.refusals["ActorNameError"]  # and then some more, with all live

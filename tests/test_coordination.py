@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from swarm_actors import ANY, Actor, ActorSystem, CapabilityError, SpaceGrant, handler
+from swarm_actors import Actor, ActorSystem, SpaceGrant, handler
+from swarm_actors.errors import CapabilityError
+from swarm_actors.space import ANY
 
 pytestmark = pytest.mark.asyncio
 

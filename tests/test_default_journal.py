@@ -7,14 +7,16 @@ unique name, hence a unique ``agent_id``, under this module's role).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 import msgspec
 import pytest
 
-from swarm_actors import Actor, ActorSystem, NatsOptions, handler
+from helpers import unique
+from swarm_actors import Actor, ActorSystem, Signals, handler
 from swarm_actors._nats._conn import connect
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.errors import NotConnectedError
 from swarm_actors.events import (
     AgentDecision,
     JetStreamJournal,
@@ -41,10 +43,6 @@ class Recorder(Actor, role=ROLE):
         self.decide(msg.choice, rationale="asked to")
 
 
-def unique() -> str:
-    return f"rec-{uuid.uuid4().hex[:12]}"
-
-
 async def stored_events(server: NatsServer, agent_id: str) -> list[SwarmEvent]:
     """The events of ``agent_id`` in ``SWARM_EVENTS``, read on a connection of our own."""
     client = await connect(NatsOptions(servers=server.url))
@@ -69,7 +67,7 @@ async def test_a_system_on_nats_journals_durably_to_jetstream_by_default(
     nats_server: NatsServer,
 ) -> None:
     name = unique()
-    system = ActorSystem(nats=nats_server.url, health_interval=None)
+    system = ActorSystem(nats=nats_server.url, signals=Signals(health_interval=None))
     before = system.journal
     assert before is None  # made when the system connects
     async with system:
@@ -88,8 +86,8 @@ async def test_a_system_on_nats_journals_durably_to_jetstream_by_default(
 
 async def test_an_unnamed_start_connects_before_it_records(nats_server: NatsServer) -> None:
     # No `async with`: start() connects first, so its STARTED signal has a journal to go to.
-    system = ActorSystem(nats=nats_server.url, health_interval=None)
-    with pytest.raises(RuntimeError, match="journals once connected"):
+    system = ActorSystem(nats=nats_server.url, signals=Signals(health_interval=None))
+    with pytest.raises(NotConnectedError, match="journals once connected"):
         system.batch_spawn(Recorder, depth=1, branching=2)
     try:
         ref = await system.start(Recorder)
@@ -106,7 +104,7 @@ async def test_an_unnamed_start_connects_before_it_records(nats_server: NatsServ
 
 
 async def test_without_nats_the_default_journal_is_in_memory() -> None:
-    system = ActorSystem(health_interval=None)
+    system = ActorSystem(signals=Signals(health_interval=None))
     assert isinstance(system.journal, MemoryJournal)
     async with system:
         ref = await system.start(Recorder, name=unique())
@@ -114,7 +112,7 @@ async def test_without_nats_the_default_journal_is_in_memory() -> None:
         journal = system.journal
         assert isinstance(journal, MemoryJournal)
         assert len(journal.entries(f"swarm.events.{ROLE}.>")) == 2  # STARTED, the decision
-    explicit = ActorSystem(journal="auto", health_interval=None)
+    explicit = ActorSystem(journal="auto", signals=Signals(health_interval=None))
     assert isinstance(explicit.journal, MemoryJournal)
 
 
@@ -125,7 +123,8 @@ async def test_an_explicit_journal_wins_over_jetstream(
     given = MemoryJournal()
     journal: Journal | str | None = given if choice == "given" else choice
     name = unique()
-    system = ActorSystem(nats=nats_server.url, journal=journal, health_interval=None)  # type: ignore[arg-type]
+    quiet = Signals(health_interval=None)
+    system = ActorSystem(nats=nats_server.url, journal=journal, signals=quiet)  # type: ignore[arg-type]
     async with system:
         ref = await system.start(Recorder, name=name)
         if choice is None:

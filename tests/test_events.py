@@ -11,12 +11,7 @@ import pytest
 from hypothesis import given
 
 from event_strategies import events
-from swarm_actors import (
-    EventDecodeError,
-    SchemaVersionError,
-    SubjectError,
-    SwarmError,
-)
+from swarm_actors import SwarmError
 from swarm_actors._events import _schema as _events
 from swarm_actors._events._journal import subject_matches
 from swarm_actors._events._schema import (
@@ -36,6 +31,7 @@ from swarm_actors._events._schema import (
     state_hash,
     subject_for,
 )
+from swarm_actors.errors import EventDecodeError, SchemaVersionError, SubjectError
 
 
 def sample(payload: AgentDecision | StateChange | SystemSignal, **kw: object) -> SwarmEvent:

@@ -20,7 +20,6 @@ from grpc_tools import protoc
 from hypothesis import given
 
 from event_strategies import events
-from swarm_actors import EventDecodeError, SchemaVersionError
 from swarm_actors._events._protomap import encode_proto, enum_prefix, oneof, proto, proto_fields
 from swarm_actors._events._schema import (
     AgentDecision,
@@ -33,6 +32,7 @@ from swarm_actors._events._schema import (
     new_event,
     to_proto_dict,
 )
+from swarm_actors.errors import EventDecodeError, SchemaVersionError
 
 PROTO_ROOT = Path(__file__).resolve().parent.parent / "proto"
 PROTO_FILE = "swarm/events/v1/events.proto"

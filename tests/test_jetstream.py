@@ -6,31 +6,28 @@ import asyncio
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from helpers import Set, until, until_async
 from log_capture import capture_logs
-from swarm_actors import (
-    Actor,
-    ActorSystem,
+from swarm_actors import Actor, ActorSystem, InvalidArgumentError, handler
+from swarm_actors._nats._conn import connect
+from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.errors import (
     EventDecodeError,
-    InvalidArgumentError,
     JournalClosedError,
     JournalFullError,
     JournalTimeoutError,
     JournalWriteError,
     MessageTooLargeError,
-    NatsOptions,
     SubjectError,
-    handler,
 )
-from swarm_actors._nats._conn import connect
-from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors.events import (
     AgentDecision,
     DurableConsumer,
@@ -78,13 +75,6 @@ def signal_event(role: str, i: int) -> SwarmEvent:
     return new_event(
         SystemSignal(kind=SignalKind.STARTED), agent_role=role, agent_id="a", sequence=i
     )
-
-
-async def until(condition: Callable[[], bool], timeout: float) -> None:
-    """Poll ``condition`` (state changed by other tasks) until true; TimeoutError otherwise."""
-    async with asyncio.timeout(timeout):
-        while not condition():  # noqa: ASYNC110 (plain state, no event to wait on)
-            await asyncio.sleep(0.01)
 
 
 async def collect(entries: AsyncIterator[JournalEntry]) -> list[JournalEntry]:
@@ -342,7 +332,10 @@ async def test_close_lets_appends_in_flight_finish(nats_client: Client, unique_n
         await journal.start()
         events = [decision(unique_name, i) for i in range(3000)]
         appending = asyncio.ensure_future(journal.append_many(events))
-        await asyncio.sleep(0)  # it is publishing, acknowledgements on their way
+        # Close while it is storing: checked on every turn of the loop (poll=0), so the
+        # close comes before 3000 acknowledgements can all be back.
+        await until(lambda: journal._storing == 1, 5, "the append is storing", poll=0)
+        assert not appending.done()
         await journal.close()
         assert await appending == list(range(1, 3001))
     finally:
@@ -457,10 +450,12 @@ async def test_tail_follows_new_entries_and_ends_when_the_journal_closes(
         ]
         # Both tails are reading: new_only has fixed its start (the last sequence at the
         # call, 3) and registered its reader; from_start has already read 2 and 3.
-        await until(lambda: len(journal._readers) == 2 and len(got) == 2, 10)
+        await until(
+            lambda: len(journal._readers) == 2 and len(got) == 2, 10, "both tails are reading"
+        )
         assert got_new == []
         await journal.append_many([decision(unique_name, i) for i in range(3, 6)])
-        await until(lambda: len(got) >= 5 and len(got_new) >= 3, 10)
+        await until(lambda: len(got) >= 5 and len(got_new) >= 3, 10, "both tails follow")
         await journal.close()
         async with asyncio.timeout(5):
             await asyncio.gather(*tasks)  # both ended on close
@@ -498,7 +493,7 @@ async def test_garbage_in_the_stream_is_a_typed_error_or_skipped(
 
 CRASHING_CONSUMER = """
 import asyncio, sys
-from swarm_actors import NatsOptions
+from swarm_actors.cluster import NatsOptions
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._nats._conn import connect
 
@@ -586,11 +581,13 @@ async def consume_all(consumer: DurableConsumer) -> None:
             await task
     assert sorted(handled) == [1, 2, 3, 4, 5]
     assert failed_once == {3}
+
     # The last ack is published after the handler returned: the server may count it a moment
     # later (seen under load), so wait for it rather than race it.
-    async with asyncio.timeout(5):
-        while await consumer.pending() != 0:  # noqa: ASYNC110 (server state: polled)
-            await asyncio.sleep(0.02)
+    async def acknowledged() -> bool:
+        return await consumer.pending() == 0
+
+    await until_async(acknowledged, 10, "the server counts every ack", state=consumer.pending)
 
 
 async def test_a_cancellation_lost_inside_nats_py_is_raised_again() -> None:
@@ -789,11 +786,6 @@ async def test_acknowledged_events_survive_killing_the_stream_leader(
 
 
 # --- the runtime writing into JetStream -----------------------------------------------------
-
-
-@dataclass
-class Set:
-    value: int
 
 
 class Register(Actor, role="register"):

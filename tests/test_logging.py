@@ -24,6 +24,7 @@ PING_PONG = """
 import asyncio, sys
 import msgspec
 from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors.cluster import Cluster
 {configure}
 
 class Ping(msgspec.Struct):
@@ -35,7 +36,8 @@ class Ponger(Actor):
         return "pong"
 
 async def main() -> None:
-    async with ActorSystem(nats="embedded", data_dir=sys.argv[1], node="solo") as system:
+    cluster = Cluster(data_dir=sys.argv[1], node="solo")
+    async with ActorSystem(nats="embedded", cluster=cluster) as system:
         ref = await system.start(Ponger, name="ponger")
         print(await ref.ask(Ping(), timeout=10.0))
     print("done")

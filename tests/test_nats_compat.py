@@ -71,8 +71,8 @@ def test_status_of_reads_inline_status_headers() -> None:
 @pytest.mark.asyncio
 async def test_a_round_trip_through_every_internal(nats_server: NatsServer) -> None:
     """Raw-bytes routing, a status message, direct writes, INFO and a synchronous publish."""
-    from swarm_actors import NatsOptions
     from swarm_actors._nats._conn import connect
+    from swarm_actors.cluster import NatsOptions
 
     client = await connect(NatsOptions(servers=nats_server.url, name="compat"))
     try:

@@ -11,7 +11,6 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import nkeys
@@ -19,19 +18,20 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import StreamConfig
 
+from helpers import until, until_async, until_sync
 from log_capture import capture_logs
-from swarm_actors import (
+from swarm_actors import InvalidArgumentError
+from swarm_actors._nats._conn import check_payload_size, connect
+from swarm_actors._nats._server import _connect_urls, find_nats_server, free_ports, start_embedded
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.errors import (
     AuthenticationError,
     ConnectError,
-    InvalidArgumentError,
     MessageTooLargeError,
-    NatsOptions,
     NatsServerError,
     RemoteError,
     TransportError,
 )
-from swarm_actors._nats._conn import check_payload_size, connect
-from swarm_actors._nats._server import _connect_urls, find_nats_server, free_ports, start_embedded
 from swarm_actors.testing import NatsCluster, NatsServer
 
 asyncio_test = pytest.mark.asyncio
@@ -46,19 +46,28 @@ def process_gone(pid: int) -> bool:
     return False
 
 
-def spawn_stubborn(tmp_path: Path, stop_timeout: float) -> NatsServer:
-    """A server whose fake binary ignores SIGTERM (the ignore survives exec), once it does."""
+def spawn_stubborn(tmp_path: Path, stop_timeout: float) -> tuple[NatsServer, Path]:
+    """A server whose fake binary survives SIGTERM, once it does; and the file it then makes.
+
+    The file appears when the process has had a SIGTERM: a test waits for it to know that
+    ``stop()`` is in its grace period, instead of guessing how long that takes.
+    """
     script = tmp_path / "stubborn-nats-server"
-    marker = tmp_path / "ignoring"
-    script.write_text(f"#!/bin/sh\ntrap '' TERM\ntouch {marker}\nexec sleep 60\n")
+    ready, termed = tmp_path / "ready", tmp_path / "termed"
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import pathlib, signal, time\n"
+        f"signal.signal(signal.SIGTERM, lambda *_: pathlib.Path({str(termed)!r}).touch())\n"
+        f"pathlib.Path({str(ready)!r}).touch()\n"
+        # The sleep goes on after the handler (PEP 475); a test that fails to kill the
+        # process leaves it for a minute at most.
+        "time.sleep(60)\n"
+    )
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     server = NatsServer(binary=script, stop_timeout=stop_timeout)
     server.spawn()
-    deadline = time.monotonic() + 5
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert marker.exists()
-    return server
+    until_sync(ready.exists, 10, "the fake server handles SIGTERM")
+    return server, termed
 
 
 async def make_stream(client: Client, name: str, replicas: int = 1) -> None:
@@ -122,7 +131,11 @@ async def test_cancelled_while_waiting_for_readiness_kills_the_process() -> None
     pid = server.pid
     assert pid is not None
     waiting = asyncio.ensure_future(server.wait_ready())
+    # One turn of the loop starts wait_ready (cancelled before that, it would never run, and
+    # nothing would kill the process); it cannot finish in one turn, since it polls the
+    # server over a socket. A scheduling step, not a guess at a duration.
     await asyncio.sleep(0)
+    assert not waiting.done()
     waiting.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiting
@@ -132,26 +145,27 @@ async def test_cancelled_while_waiting_for_readiness_kills_the_process() -> None
 
 @asyncio_test
 async def test_stop_escalates_to_sigkill_after_the_grace_period(tmp_path: Path) -> None:
-    server = spawn_stubborn(tmp_path, stop_timeout=0.2)
+    server, termed = spawn_stubborn(tmp_path, stop_timeout=0.2)
     pid = server.pid
     assert pid is not None
     started = time.monotonic()
     await server.stop()
     assert 0.15 < time.monotonic() - started < 3.0
+    assert termed.exists()  # asked first, killed after the grace period
     assert process_gone(pid)
 
 
 @asyncio_test
 async def test_cancelled_stop_still_kills_and_reaps(tmp_path: Path) -> None:
-    server = spawn_stubborn(tmp_path, stop_timeout=30.0)
+    server, termed = spawn_stubborn(tmp_path, stop_timeout=30.0)
     pid = server.pid
     assert pid is not None
     stopping = asyncio.ensure_future(server.stop())
-    # stop()'s first step sends SIGTERM (ignored) and starts waiting out the grace period;
-    # the task runs it before this one resumes.
-    await asyncio.sleep(0)
+    # The cancellation comes during the grace period: the server has had its SIGTERM (and
+    # survived it), and stop() waits for it to exit.
+    await until(termed.exists, 10, "stop() sends SIGTERM")
     assert not stopping.done()
-    assert server.running  # still there: the cancellation comes during the grace period
+    assert server.running
     stopping.cancel()
     with pytest.raises(asyncio.CancelledError):
         await stopping
@@ -222,9 +236,10 @@ OWNERS = {
     "embedded": """
 import asyncio, sys
 from swarm_actors import ActorSystem
+from swarm_actors.cluster import Cluster
 
 async def main() -> None:
-    async with ActorSystem(nats="embedded", data_dir=sys.argv[1]) as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=sys.argv[1])) as system:
         server = system._transport.server
         print(server.pid, server.log_path.parent, flush=True)
         await asyncio.sleep(3600)
@@ -256,13 +271,6 @@ def exited(pid: int) -> bool:
         return True
 
 
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("owner", sorted(OWNERS))
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["KILL", "TERM"])
 def test_the_server_dies_with_its_owner_killed_by_a_signal(
@@ -288,9 +296,9 @@ def test_the_server_dies_with_its_owner_killed_by_a_signal(
         assert not exited(pid)
         proc.send_signal(signum)  # no clean-up in the owner (SIGTERM: Python's default action)
         proc.wait()
-        wait_until(lambda: exited(pid), 10, f"nats-server {pid} outlived its owner")
+        until_sync(lambda: exited(pid), 10, f"nats-server {pid} outlived its owner")
         # Its temporary work directory (config, log) goes with it; a data_dir would stay.
-        wait_until(lambda: not Path(workdir).exists(), 10, f"{workdir} outlived its server")
+        until_sync(lambda: not Path(workdir).exists(), 10, f"{workdir} outlived its server")
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -597,11 +605,13 @@ async def test_cluster_forms_and_holds_a_replicated_stream(nats_cluster: NatsClu
     try:
         await make_stream(client, "R3", replicas=3)
         js = client.jetstream()
-        for _ in range(500):  # the stream's own raft group elects its leader first
+
+        async def has_leader() -> bool:
             info = await js.stream_info("R3")
-            if info.cluster is not None and info.cluster.leader is not None:
-                break
-            await asyncio.sleep(0.02)
+            return info.cluster is not None and info.cluster.leader is not None
+
+        # The stream's own raft group elects its leader first.
+        await until_async(has_leader, 10, "R3 has a leader")
         ack = await js.publish("R3.a", b"x")
         assert ack.seq == 1
         info = await js.stream_info("R3")

@@ -7,9 +7,8 @@ import contextlib
 import itertools
 import random
 import time
-import uuid
 from collections import Counter as Histogram
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -19,30 +18,21 @@ from nats.aio.client import Client
 from nats.errors import NoRespondersError
 from nats.js.errors import KeyNotFoundError
 
+from helpers import Add, Get, unique, until, until_async
 from nats_sync import observe
-from swarm_actors import (
-    Actor,
-    ActorSystem,
-    InvalidArgumentError,
-    PlacedRef,
-    Placement,
-    TransportError,
-    handler,
-    hilbert_encode,
-)
+from swarm_actors import Actor, ActorSystem, InvalidArgumentError, Passivation, handler
 from swarm_actors._nats._cluster import parse_target, virtual_target
 from swarm_actors._nats._placement import check_position
 from swarm_actors._nats._registry import name_key
 from swarm_actors._nats._shards import SHARDS_BUCKET
 from swarm_actors._nats._transport import live_subject
+from swarm_actors.cluster import Cluster, PlacedRef, Placement
+from swarm_actors.errors import NotConnectedError, TransportError
+from swarm_actors.hilbert import hilbert_encode
 from swarm_actors.testing import NatsServer
-from transport_peer import Add, Get, Tally, peer
+from transport_peer import Tally, peer
 
 TTL = 2.0  # short leases: rounds every 2/3 s, a dead node's shards free after 2 s
-
-
-def unique(prefix: str = "k") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def tree(depth: int, branching: int) -> list[tuple[int, ...]]:
@@ -66,14 +56,6 @@ def same_shard_share(placement: Placement, paths: list[tuple[int, ...]]) -> floa
             total += 1
             same += shard[other] == shard[path]
     return same / total
-
-
-async def until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 # --- the placement function ---------------------------------------------------------------
@@ -227,9 +209,15 @@ class Where(msgspec.Struct):
 
 @asynccontextmanager
 async def node(
-    url: str, name: str, *, ttl: float = TTL, **options: Any
+    url: str,
+    name: str,
+    *,
+    ttl: float = TTL,
+    placement: Placement | None = None,
+    passivation: Passivation | None = None,
 ) -> AsyncIterator[ActorSystem]:
-    async with ActorSystem(nats=url, node=name, node_ttl=ttl, **options) as system:
+    cluster = Cluster(node=name, node_ttl=ttl, placement=placement or Placement())
+    async with ActorSystem(nats=url, cluster=cluster, passivation=passivation) as system:
         yield system
 
 
@@ -239,7 +227,7 @@ def placed(ref: Any) -> PlacedRef[Any]:
 
 
 def place(system: ActorSystem, key: str) -> PlacedRef[Any]:
-    return placed(system.ref(Tally, key))
+    return placed(system.placed(Tally, key))
 
 
 def leases(system: ActorSystem) -> Any:
@@ -277,16 +265,16 @@ def key_of(system: ActorSystem) -> str:
 @pytest.mark.asyncio
 async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> None:
     async with NatsServer() as server:
-        async with node(server.url, unique("n"), passivate_after=0.1) as a:
+        async with node(server.url, unique("n"), passivation=Passivation(idle_after=0.1)) as a:
             with pytest.raises(InvalidArgumentError):
-                a.ref(Tally, "k", position=[1, -1])
+                a.placed(Tally, "k", position=[1, -1])
             with pytest.raises(InvalidArgumentError):
-                a.ref(Tally, "k", position="12")  # type: ignore[arg-type]
+                a.placed(Tally, "k", position="12")  # type: ignore[arg-type]
             await until(lambda: len(leases(a).held) == 64, 10, "the node to take every shard")
-            ref = a.ref(Tally, "t1", position=(2, 7))
+            ref = a.placed(Tally, "t1", position=(2, 7))
             assert isinstance(ref, PlacedRef)
-            assert a.ref(Tally, "t1", position=(2, 7)) is ref
-            assert a.ref(Tally, "t1") != ref  # another position: another actor
+            assert a.placed(Tally, "t1", position=(2, 7)) is ref
+            assert a.placed(Tally, "t1") != ref  # another position: another actor
             assert await ref.ask(Add(2), timeout=5) == 2
             await ref.tell(Add(3))
             assert await ref.ask(Get(), timeout=5) == 5
@@ -314,14 +302,14 @@ async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> No
         # A new node on the same server reads the state the first one left.
         async with node(server.url, unique("n")) as b:
             await until(lambda: len(leases(b).held) == 64, 10, "the shards")
-            assert await b.ref(Tally, "t1", position=(2, 7)).ask(Get(), timeout=5) == 6
+            assert await b.placed(Tally, "t1", position=(2, 7)).ask(Get(), timeout=5) == 6
 
 
 @pytest.mark.asyncio
 async def test_a_system_with_nats_makes_placed_refs_only_once_connected() -> None:
-    system = ActorSystem(nats="nats://127.0.0.1:1", node="x")
-    with pytest.raises(RuntimeError, match="async with"):
-        system.ref(Tally, "k")
+    system = ActorSystem(nats="nats://127.0.0.1:1", cluster=Cluster(node="x"))
+    with pytest.raises(NotConnectedError, match="async with"):
+        system.placed(Tally, "k")
     with pytest.raises(TransportError, match="NATS"):
         system.placement_stats()
 
@@ -337,8 +325,8 @@ async def test_nodes_with_different_placements_refuse_to_mix() -> None:
 @pytest.mark.asyncio
 async def test_two_nodes_split_the_shards_and_serve_the_same_actors() -> None:
     async with two_nodes() as (_server, a, b):  # contiguous ranges, in node-id order
-        refs_a = [placed(a.ref(Tally, f"key-{i}")) for i in range(40)]
-        refs_b = [placed(b.ref(Tally, f"key-{i}")) for i in range(40)]
+        refs_a = [placed(a.placed(Tally, f"key-{i}")) for i in range(40)]
+        refs_b = [placed(b.placed(Tally, f"key-{i}")) for i in range(40)]
         for i, (ra, rb) in enumerate(zip(refs_a, refs_b, strict=True)):
             assert ra.shard == rb.shard
             assert await ra.ask(Add(i), timeout=10) == i
@@ -403,7 +391,7 @@ async def test_handover_keeps_one_activation_per_key_and_its_state() -> None:
         async def load(system: ActorSystem) -> None:
             while not stop.is_set():
                 for key in keys:
-                    await system.ref(Exclusive, key).ask(Add(1), timeout=20)
+                    await system.placed(Exclusive, key).ask(Add(1), timeout=20)
                     totals[key] += 1
 
         loaders = [asyncio.ensure_future(load(a))]
@@ -418,9 +406,9 @@ async def test_handover_keeps_one_activation_per_key_and_its_state() -> None:
             await asyncio.gather(*loaders)
             # Every acknowledged increment is in the actor's total, wherever it runs now.
             for key in keys:
-                assert await b.ref(Exclusive, key).ask(Add(0), timeout=20) == totals[key]
+                assert await b.placed(Exclusive, key).ask(Add(0), timeout=20) == totals[key]
             moved = {k for k, n, _, _ in ACTIVATIONS if n == a.node} & {
-                k for k in keys if placed(b.ref(Exclusive, k)).shard >= 32
+                k for k in keys if placed(b.placed(Exclusive, k)).shard >= 32
             }
             assert moved  # some keys really ran on a, then on b
     # No two activations of a key overlapped in time (on_start also asserted it live).
@@ -443,7 +431,7 @@ async def test_a_handover_frees_a_shard_only_after_its_state_is_written(
     async with NatsServer() as server, node(server.url, "na" + unique()) as a:
         await until(lambda: len(leases(a).held) == 64, 10, "a to take every shard")
         for key in keys:
-            assert await a.ref(Tally, key).ask(Add(5), timeout=10) == 5
+            assert await a.placed(Tally, key).ask(Add(5), timeout=10) == 5
         cluster = a._transport.cluster  # type: ignore[union-attr]
         assert cluster is not None
         store = cluster._store
@@ -460,7 +448,7 @@ async def test_a_handover_frees_a_shard_only_after_its_state_is_written(
             moved = [k for k in keys if place(b, k).shard in leases(b).held]
             assert moved, "some of the keys moved to b"
             for key in moved:
-                assert await b.ref(Tally, key).ask(Add(1), timeout=10) == 6, key
+                assert await b.placed(Tally, key).ask(Add(1), timeout=10) == 6, key
 
 
 # --- node death ---------------------------------------------------------------------------
@@ -477,7 +465,7 @@ async def test_a_dead_nodes_shards_are_taken_over_with_their_persisted_state() -
         # The peer, first to start and first in name order, keeps shard 0.
         await until(lambda: leases(b).owner(0) not in (None, b.node), 10, "the peer holds shard 0")
         peer_node = leases(b).owner(0)
-        ref = placed(b.ref(Tally, "survivor", position=(0,)))  # shard 0: the peer's range
+        ref = placed(b.placed(Tally, "survivor", position=(0,)))  # shard 0: the peer's range
         assert ref.shard == 0
         assert await ref.ask("where", timeout=10) == peer_node
         assert await ref.ask(Add(5), timeout=10) == 5
@@ -517,14 +505,6 @@ async def _stored(store: Any) -> bool:
     return any("survivor" in k for k in keys)
 
 
-async def until_async(predicate: Callable[[], Any], timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s")
-        await asyncio.sleep(0.05)
-
-
 # --- refs in messages, and bad virtual targets from a plain client -------------------------
 
 
@@ -544,12 +524,12 @@ class Asker(Actor):
 @pytest.mark.asyncio
 async def test_placed_refs_travel_inside_messages() -> None:
     async with two_nodes() as (_server, a, b):
-        tally = a.ref(Tally, "carried", position=(7, 7))  # shard 63: b's range
+        tally = a.placed(Tally, "carried", position=(7, 7))  # shard 63: b's range
         assert await tally.ask(Add(4), timeout=10) == 4
         asker = await a.start(Asker, name=unique("asker"))
         on_b = await b.resolve(asker.name, timeout=5)
         # b sends a placed ref to the asker on a, which asks the actor through it.
-        assert await on_b.ask(Relay(b.ref(Tally, "carried", position=(7, 7))), timeout=10) == 4
+        assert await on_b.ask(Relay(b.placed(Tally, "carried", position=(7, 7))), timeout=10) == 4
 
 
 @pytest.mark.asyncio
@@ -569,24 +549,22 @@ async def test_bad_virtual_targets_from_a_plain_client_are_refused() -> None:
             encoder = msgspec.msgpack.Encoder()
             subject = f"swarm.node.{a.node}"
             for target in ("~no.such:Class~-~k", "~transport_peer:Tally~x~k"):
-                tell = TellOut(target, "transport_peer:Add", Add(1), "", "")
+                tell = TellOut(target, "helpers:Add", Add(1), "", "")
                 await client.publish(subject, frame([tell], encoder))
                 letter = await asyncio.wait_for(letters.get(), 5)
                 assert (letter.headers or {}).get("Swarm-Target") == target
-                ask = AskOut(target, "transport_peer:Add", Add(1), "", "", 7, inbox)
+                ask = AskOut(target, "helpers:Add", Add(1), "", "", 7, inbox)
                 await client.publish(subject, frame([ask], encoder))
                 answer = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
                 assert isinstance(answer, Failure)
                 assert answer.corr == 7
                 assert "bad virtual actor target" in answer.message
             # A well-formed one from a plain client reaches the actor.
-            good = AskOut(
-                "~transport_peer:Tally~-~plain", "transport_peer:Add", Add(2), "", "", 8, inbox
-            )
+            good = AskOut("~transport_peer:Tally~-~plain", "helpers:Add", Add(2), "", "", 8, inbox)
             await client.publish(subject, frame([good], encoder))
             reply = decode_frame((await asyncio.wait_for(answers.get(), 5)).data)[0]
             assert msgspec.msgpack.decode(reply.body) == 2  # type: ignore[union-attr]
-            assert await a.ref(Tally, "plain").ask(Get(), timeout=5) == 2
+            assert await a.placed(Tally, "plain").ask(Get(), timeout=5) == 2
         finally:
             await client.close()
 
@@ -617,7 +595,7 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
 
     async with two_nodes() as (server, a, b):
         key = key_of(b)
-        ref = placed(a.ref(Tally, key))
+        ref = placed(a.placed(Tally, key))
         client = Client()
         await client.connect(server.url)
         letters = await observe(client, "swarm.deadletter.*")
@@ -639,8 +617,8 @@ async def test_a_tell_bouncing_between_disagreeing_nodes_is_delivered_or_dead_le
                     assert forwarded(a) + forwarded(b) == 16
             # b's view is right again: the tell (if not dead-lettered) reaches the actor.
             expected = 1 if converge else 0
-            await until_async(lambda: _total_is(b.ref(Tally, key), expected), 10)
-            assert await b.ref(Tally, key).ask(Get(), timeout=5) == expected
+            await until_async(lambda: _total_is(b.placed(Tally, key), expected), 10)
+            assert await b.placed(Tally, key).ask(Get(), timeout=5) == expected
             assert letters.empty()
         finally:
             await client.close()
@@ -683,9 +661,9 @@ async def test_tells_waiting_on_an_activation_that_lost_its_shard_are_sent_on() 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(cluster, "check_owner", lose_once)
             for _ in range(3):
-                await a.ref(Tally, key).tell(Add(1))  # from a: they wait on b's activation
+                await a.placed(Tally, key).tell(Add(1))  # from a: they wait on b's activation
             await until(lambda: bool(refused), 10, "the tells to reach b")
-            await until_async(lambda: _total_is(b.ref(Tally, key), 3), 10)
+            await until_async(lambda: _total_is(b.placed(Tally, key), 3), 10)
 
 
 # --- self-fencing -------------------------------------------------------------------------

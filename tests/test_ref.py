@@ -14,6 +14,7 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
+from helpers import Boom, count_turns
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -23,7 +24,9 @@ from swarm_actors import (
     InvalidArgumentError,
     MessageCapabilityError,
     OneForOne,
+    Passivation,
     Timeouts,
+    Tracing,
     handler,
 )
 from swarm_actors._config import DEFAULT
@@ -37,11 +40,6 @@ pytestmark = pytest.mark.asyncio
 @dataclass
 class Ping:
     n: int
-
-
-@dataclass
-class Boom:
-    pass
 
 
 @dataclass
@@ -125,7 +123,7 @@ def caller_span(provider: TracerProvider | None) -> AbstractContextManager[Any]:
 @pytest.mark.parametrize("traced", [False, True])
 async def test_an_ask_queued_behind_a_busy_handler_times_out(traced: bool) -> None:
     provider = TracerProvider() if traced else None
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Echo, name="busy")
         entered, gate = asyncio.Event(), asyncio.Event()
         await ref.tell(Block(entered, gate))
@@ -146,7 +144,7 @@ async def test_an_ask_queued_behind_a_busy_handler_times_out(traced: bool) -> No
 @pytest.mark.parametrize("traced", [False, True])
 async def test_an_ask_is_handled_after_the_tells_sent_before_it(traced: bool) -> None:
     provider = TracerProvider() if traced else None
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Echo)
         with caller_span(provider):
             await ref.tell(Ping(1))  # queued: the actor's turn has not run yet
@@ -187,24 +185,13 @@ async def test_inline_asks_do_not_yield_to_the_event_loop(traced: bool) -> None:
     task and returns without an event-loop iteration (only every INLINE_CHECKPOINT-th yields).
     """
     provider = TracerProvider() if traced else None
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         ref = await system.start(Echo)
-        ticks = 0
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while True:
-                ticks += 1
-                await asyncio.sleep(0)
-
-        task = asyncio.ensure_future(ticker())
-        await asyncio.sleep(0)
-        start = ticks
-        with caller_span(provider):
-            for i in range(10):
-                assert await ref.ask(Ping(i)) == i
-        assert ticks - start <= 1  # at most one checkpoint among ten asks
-        task.cancel()
+        async with count_turns() as turns:
+            with caller_span(provider):
+                for i in range(10):
+                    assert await ref.ask(Ping(i)) == i
+            assert turns.count <= 1  # at most one checkpoint among ten asks
 
 
 async def test_inline_checkpoints_do_not_stall_the_asker() -> None:
@@ -264,8 +251,8 @@ async def test_a_virtual_actor_is_not_passivated_halfway_through_an_inline_handl
             self.n += 1
             return self.n
 
-    async with ActorSystem(max_active=1) as system:
-        first, second = system.ref(Keeper, "first"), system.ref(Keeper, "second")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        first, second = system.virtual(Keeper, "first"), system.virtual(Keeper, "second")
         assert await first.ask(Touch(None)) == 1
         assert await first.ask(Touch(second)) == 2
         await settle()
@@ -297,9 +284,8 @@ async def test_busy_senders_do_not_starve_other_actors() -> None:
 async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() -> None:
     """The tell path keeps a one-entry cache of the last sampling verdict; a fresh process
     (empty cache) must still carry its first tell's trace."""
-    from swarm_actors._core import _telemetry
 
-    class Tracing(Actor):
+    class Traced(Actor):
         def __init__(self) -> None:
             self.trace_ids: list[int] = []
 
@@ -309,9 +295,9 @@ async def test_the_first_traced_tell_of_a_process_carries_the_senders_context() 
 
     provider = TracerProvider()
     tracer = provider.get_tracer("test")
-    async with ActorSystem(tracer_provider=provider) as system:
-        ref = await system.start(Tracing)
-        _telemetry.LAST[0] = (None, None)  # the cache as in a fresh process
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        ref = await system.start(Traced)
+        ref._cell.dispatcher.traces.last = (None, None)  # the cache as in a fresh system
         with tracer.start_as_current_span("caller") as caller:
             await ref.tell(Ping(1))
         await settle()
@@ -539,7 +525,7 @@ async def test_a_handlers_ask_to_an_idle_actor_keeps_its_timeout() -> None:
 
 async def test_a_traced_actor_asking_itself_gets_the_cycle_error() -> None:
     provider = TracerProvider()
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         a = await system.start(Node, name="a")
         with (
             provider.get_tracer("test").start_as_current_span("caller"),

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
 
-from swarm_actors import ActorRef, ActorSystem, PlacedRef, RemoteRef, VirtualRef
-from swarm_actors._core._contract import Ref
+from helpers import Add, Get, unique
+from swarm_actors import ActorRef, ActorSystem, Ref, VirtualRef
+from swarm_actors.cluster import Cluster, PlacedRef, RemoteRef
 from swarm_actors.testing import NatsServer
-from transport_peer import Add, Counter, Get
+from transport_peer import Counter
 
 KINDS = (ActorRef, RemoteRef, VirtualRef, PlacedRef)
-
-
-def unique(prefix: str = "r") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 def test_the_ref_kinds_are_siblings() -> None:
@@ -32,15 +28,15 @@ def test_the_ref_kinds_are_siblings() -> None:
 async def test_every_kind_is_a_ref_and_says_how_to_reach_it(nats_server: NatsServer) -> None:
     name, key = unique(), unique("k")
     async with (
-        ActorSystem(nats=nats_server.url, node=unique("a")) as a,
-        ActorSystem(nats=nats_server.url, node=unique("b")) as b,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("a"))) as a,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("b"))) as b,
         ActorSystem() as alone,
     ):
         assert a._transport is not None
         local = await b.start(Counter, name=name)
         remote = await a.resolve(name, timeout=5.0)
-        placed = a.ref(Counter, key)
-        virtual = alone.ref(Counter, key)
+        placed = a.placed(Counter, key)
+        virtual = alone.virtual(Counter, key)
         refs: list[Ref[Any]] = [local, remote, placed, virtual]
         assert [type(ref) for ref in refs] == [ActorRef, RemoteRef, PlacedRef, VirtualRef]
         for ref, total in zip(refs, (2, 4, 2, 2), strict=True):  # local, remote: one actor

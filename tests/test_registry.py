@@ -31,8 +31,9 @@ from nats.js.errors import (
     NoStreamResponseError,
 )
 
+from helpers import until
 from log_capture import capture_logs
-from swarm_actors import ActorNameError, TransportError
+from swarm_actors import ActorNameError
 from swarm_actors._nats import _registry as registry_module
 from swarm_actors._nats._registry import (
     NAMES_BUCKET,
@@ -46,6 +47,7 @@ from swarm_actors._nats._registry import (
     settled,
     watch_bucket,
 )
+from swarm_actors.errors import TransportError
 
 HERE, INC = "here", "inc-here"
 
@@ -189,13 +191,6 @@ def make_registry(
 
 def alive(nodes: Bucket, node: str, incarnation: str) -> None:
     nodes.write(node, incarnation.encode())
-
-
-async def until(condition: Callable[[], bool]) -> None:
-    """Let the other tasks run until ``condition()`` holds (no event marks these states)."""
-    async with asyncio.timeout(2):
-        while not condition():  # noqa: ASYNC110
-            await asyncio.sleep(0)
 
 
 def events(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
@@ -680,7 +675,9 @@ async def test_waiting_for_a_name_ends_when_it_is_registered_and_leaves_no_waite
     first = asyncio.ensure_future(registry.wait("a"))
     second = asyncio.ensure_future(registry.wait("a"))
     other = asyncio.ensure_future(registry.wait("b"))
-    await until(lambda: len(registry._waiters.get("a", ())) == 2 and "b" in registry._waiters)
+    await until(
+        lambda: len(registry._waiters.get("a", ())) == 2 and "b" in registry._waiters, poll=0
+    )
     assert not first.done()
     registry._apply("a", encode(entry_of("n", "i", "a")), None, 1)
     assert await first == await second == entry_of("n", "i", "a")
@@ -696,7 +693,7 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting() -> None:
     registry = make_registry()
     first = asyncio.ensure_future(registry.wait("a"))
     second = asyncio.ensure_future(registry.wait("a"))
-    await until(lambda: len(registry._waiters.get("a", ())) == 2)
+    await until(lambda: len(registry._waiters.get("a", ())) == 2, poll=0)
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
@@ -710,10 +707,10 @@ async def test_a_woken_waiter_that_finds_the_name_gone_waits_again() -> None:
     names = Bucket()
     registry = make_registry(names)
     waiting = asyncio.ensure_future(registry.wait("a"))
-    await until(lambda: "a" in registry._waiters)
+    await until(lambda: "a" in registry._waiters, poll=0)
     registry._set("a", entry_of("n", "i", "a"), 1)
     registry._apply("a", b"", "DEL", 2)  # gone again before the waiter ran
-    await until(lambda: "a" in registry._waiters)  # it read the bucket, and waits again
+    await until(lambda: "a" in registry._waiters, poll=0)  # it read the bucket, and waits again
     assert not waiting.done()
     registry._set("a", entry_of("m", "j", "a"), 3)
     assert await waiting == entry_of("m", "j", "a")
@@ -800,7 +797,7 @@ async def test_opening_announces_the_node_and_mirrors_the_names(clock: Clock) ->
         assert js.published == [(f"$KV.{NODES_BUCKET}.{HERE}", INC.encode(), 3)]
         assert js.subscribed[0]["subject"] == f"$KV.{NAMES_BUCKET}.>"
         assert cast(Any, registry._watch_sub) is js.subscription
-        await until(lambda: len(clock.sleeps) >= 3)  # heartbeats every ttl / 4
+        await until(lambda: len(clock.sleeps) >= 3, poll=0)  # heartbeats every ttl / 4
         assert clock.sleeps[:3] == [0.75] * 3
         assert len(js.published) >= 3
         assert set(js.published) == {(f"$KV.{NODES_BUCKET}.{HERE}", INC.encode(), 3)}
@@ -866,7 +863,7 @@ async def test_a_failed_heartbeat_is_retried_at_the_next_beat(clock: Clock) -> N
     await registry.open()
     js.publish_errors.append(RuntimeError("reconnecting"))
     with capture_logs() as logs:
-        await until(lambda: len(js.published) >= 2)
+        await until(lambda: len(js.published) >= 2, poll=0)
     assert clock.sleeps[:2] == [1.0, 1.0]
     assert events(logs, "transport.heartbeat_failed") == [
         {"node": HERE, "error": "RuntimeError('reconnecting')"}
@@ -884,7 +881,7 @@ async def test_closing_releases_names_removes_the_node_and_fails_waiters(clock: 
     await registry.claim("c", entry_of(HERE, INC, "c"))
     waiting = asyncio.ensure_future(registry.wait("nobody"))
     done = asyncio.ensure_future(registry.wait("soon"))
-    await until(lambda: "nobody" in registry._waiters and "soon" in registry._waiters)
+    await until(lambda: "nobody" in registry._waiters and "soon" in registry._waiters, poll=0)
     soon = registry._waiters["soon"][0]
     soon.set_result(None)  # woken, not run yet
     beats = registry._tasks[:]

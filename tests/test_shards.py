@@ -18,9 +18,10 @@ import msgspec
 import pytest
 from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
 
-from swarm_actors import Placement, TransportError
 from swarm_actors._nats import _shards
 from swarm_actors._nats._shards import HANDOVERS_PER_ROUND, SHARDS_BUCKET, ShardLeases
+from swarm_actors.cluster import Placement
+from swarm_actors.errors import TransportError
 
 PREFIX = f"$KV.{SHARDS_BUCKET}."
 

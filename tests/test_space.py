@@ -8,15 +8,9 @@ from typing import Any
 
 import pytest
 
-from swarm_actors import (
-    ANY,
-    ArityError,
-    CapabilityError,
-    FieldTypeError,
-    InvalidArgumentError,
-    SpaceError,
-    TupleSpace,
-)
+from swarm_actors import InvalidArgumentError
+from swarm_actors.errors import ArityError, CapabilityError, FieldTypeError, SpaceError
+from swarm_actors.space import ANY, TupleSpace
 
 
 class FakeClock:

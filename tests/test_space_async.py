@@ -7,15 +7,11 @@ from typing import Any
 
 import pytest
 
-from swarm_actors import ANY, CapabilityError, TupleSpace
+from swarm_actors.errors import CapabilityError
+from swarm_actors.space import ANY, TupleSpace
+from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
-
-
-async def _settle() -> None:
-    """Let every ready task run until it blocks again."""
-    for _ in range(5):
-        await asyncio.sleep(0)
 
 
 async def test_take_returns_immediately_when_a_match_exists() -> None:
@@ -28,7 +24,7 @@ async def test_take_returns_immediately_when_a_match_exists() -> None:
 async def test_blocked_take_is_woken_by_out_without_storing() -> None:
     space = TupleSpace()
     task = asyncio.create_task(space.take(("jobs", int)))
-    await _settle()
+    await settle()
     assert space.stats().waiters == 1
     space.out(("jobs", 7))
     assert await task == ("jobs", 7)
@@ -48,7 +44,7 @@ async def test_oldest_matching_taker_is_served_first() -> None:
         asyncio.create_task(taker("second", ("jobs", int))),
         asyncio.create_task(taker("third", ("jobs", ANY))),
     ]
-    await _settle()
+    await settle()
     space.out(("jobs", 1))
     space.out(("jobs", 2))
     space.out(("other", 3))
@@ -64,7 +60,7 @@ async def test_every_blocked_reader_sees_the_tuple_and_a_taker_still_gets_it() -
     space = TupleSpace()
     readers = [asyncio.create_task(space.read(("news", str))) for _ in range(3)]
     taker = asyncio.create_task(space.take(("news", str)))
-    await _settle()
+    await settle()
     space.out(("news", "hello"))
     assert await asyncio.gather(*readers) == [("news", "hello")] * 3
     assert await taker == ("news", "hello")
@@ -74,7 +70,7 @@ async def test_every_blocked_reader_sees_the_tuple_and_a_taker_still_gets_it() -
 async def test_blocked_read_leaves_the_tuple_stored() -> None:
     space = TupleSpace()
     reader = asyncio.create_task(space.read(("cfg", ANY)))
-    await _settle()
+    await settle()
     space.out(("cfg", 1))
     assert await reader == ("cfg", 1)
     assert space.read_nowait(("cfg", ANY)) == ("cfg", 1)
@@ -103,7 +99,7 @@ async def test_cancelled_waiter_never_consumes_a_tuple() -> None:
     space = TupleSpace()
     cancelled = asyncio.create_task(space.take(("jobs", int)))
     survivor = asyncio.create_task(space.take(("jobs", int)))
-    await _settle()
+    await settle()
     cancelled.cancel()
     # out() runs before the cancelled task has resumed: its future is already cancelled,
     # so the tuple must go to the next waiter instead.
@@ -117,7 +113,7 @@ async def test_cancelled_waiter_never_consumes_a_tuple() -> None:
 async def test_tuple_delivered_to_a_task_cancelled_before_resuming_is_put_back() -> None:
     space = TupleSpace()
     task = asyncio.create_task(space.take(("jobs", int)))
-    await _settle()
+    await settle()
     space.out(("jobs", 1))  # hands the tuple to the task's future...
     task.cancel()  # ...and the task is cancelled before it can resume
     with pytest.raises(asyncio.CancelledError):
@@ -128,9 +124,9 @@ async def test_tuple_delivered_to_a_task_cancelled_before_resuming_is_put_back()
 async def test_put_back_tuple_reaches_the_next_waiter() -> None:
     space = TupleSpace()
     first = asyncio.create_task(space.take(("jobs", int)))
-    await _settle()
+    await settle()
     second = asyncio.create_task(space.take(("jobs", int)))
-    await _settle()
+    await settle()
     space.out(("jobs", 1))
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -179,6 +175,6 @@ async def test_restricted_handle_blocks_only_on_granted_lanes() -> None:
     with pytest.raises(CapabilityError):
         await jobs.take(("secrets", int))
     task = asyncio.create_task(jobs.take(("jobs", int)))
-    await _settle()
+    await settle()
     space.out(("jobs", 5))
     assert await task == ("jobs", 5)

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from swarm_actors import ANY, TupleSpace
+from swarm_actors.space import ANY, TupleSpace
 
 values = st.one_of(
     st.none(),

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from helpers import Tick, instance
 from swarm_actors import (
     Actor,
     ActorRef,
@@ -31,11 +32,6 @@ EVENTS: list[tuple[str, Any]] = []
 class Work:
     n: int
     fail: bool = False
-
-
-@dataclass
-class Tick:
-    pass
 
 
 class Worker(Actor):
@@ -61,10 +57,6 @@ class Worker(Actor):
     @handler
     async def tick(self, msg: Tick) -> None:
         EVENTS.append(("tick", self.ref.name))
-
-
-def instance(ref: Any) -> Any:
-    return ref._cell.actor
 
 
 @pytest.fixture(autouse=True)

@@ -1,7 +1,8 @@
 """Tracing and actor logging: context carried by tell and ask, ask spans, steps, ``self.log``.
 
-Every test passes its own SDK ``TracerProvider`` to ``ActorSystem(tracer_provider=...)``; the
-global provider is never set, so nothing leaks between tests.
+Every test passes its own SDK ``TracerProvider`` to
+``ActorSystem(tracing=Tracing(provider=...))``; the global provider is never set, so nothing leaks
+between tests.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, Sampler
 from opentelemetry.trace import StatusCode
 
+from helpers import Fail
 from log_capture import capture_logs
-from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, handler
+from swarm_actors import Actor, ActorDeadError, ActorRef, ActorSystem, Tracing, handler
 from swarm_actors._core._cell import Ask
 from swarm_actors.testing import settle
 
@@ -33,11 +35,6 @@ class Work:
     """Handled by making a ``step`` span (after an optional suspension)."""
 
     suspend: bool = False
-
-
-@dataclass
-class Fail:
-    pass
 
 
 @dataclass
@@ -136,7 +133,7 @@ async def test_no_provider_means_no_tracing_and_no_spans(
 ) -> None:
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     async with ActorSystem() as system:
-        assert not system.tracing
+        assert not system.is_tracing
         worker = await system.start(Worker)
         with tracer.start_as_current_span("root"):
             assert await worker.ask(Work()) == "ok"
@@ -153,8 +150,8 @@ async def test_no_provider_means_no_tracing_and_no_spans(
 async def test_telemetry_false_turns_a_real_provider_off(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider, telemetry=False) as system:
-        assert not system.tracing
+    async with ActorSystem(tracing=Tracing(provider=provider, enabled=False)) as system:
+        assert not system.is_tracing
         worker = await system.start(Worker)
         with tracer.start_as_current_span("root"):
             await worker.ask(Work())
@@ -164,8 +161,8 @@ async def test_telemetry_false_turns_a_real_provider_off(
 async def test_ask_span_is_a_child_of_the_caller_on_the_inline_path(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
-        assert system.tracing
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        assert system.is_tracing
         worker = await system.start(Worker, name="w")
         with tracer.start_as_current_span("root"):
             assert await worker.ask(Work()) == "ok"
@@ -187,7 +184,7 @@ async def test_ask_span_is_a_child_of_the_caller_on_the_inline_path(
 async def test_ask_through_the_mailbox(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer, suspend: bool
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         hold = Hold()
         await worker.tell(hold)  # busy: the ask below queues behind it
@@ -206,7 +203,7 @@ async def test_ask_through_the_mailbox(
 async def test_inline_ask_whose_handler_suspends(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         with tracer.start_as_current_span("root"):
             assert await worker.ask(Work(suspend=True)) == "ok"
@@ -219,7 +216,7 @@ async def test_inline_ask_whose_handler_suspends(
 async def test_tell_carries_the_senders_context(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer, suspend: bool
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         with tracer.start_as_current_span("root"):
             await worker.tell(Work(suspend=suspend))
@@ -239,7 +236,7 @@ async def test_tell_carries_the_senders_context(
 async def test_two_hops_a_asks_b_which_tells_c(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         a, b, c = [await system.start(Worker, name=n) for n in "abc"]
         with tracer.start_as_current_span("root"):
             assert await a.ask(Relay(to=b, then=c)) == "forwarded"
@@ -262,7 +259,6 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
     exporter: InMemorySpanExporter,
     provider: TracerProvider,
     tracer: trace.Tracer,
-    monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """As above, with b's inline ask the one in INLINE_CHECKPOINT that yields to the loop.
@@ -271,11 +267,9 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
     reset its sender token and left its span before (the suite failed on this once in a few
     runs, depending on how many inline asks earlier tests made).
     """
-    from swarm_actors._core import _ref
-
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         a, b, c = [await system.start(Worker, name=n) for n in "abc"]
-        monkeypatch.setattr(_ref, "_INLINE_LEFT", [1])  # b's ask, done first: the checkpoint
+        a._cell.dispatcher.inline_left = 1  # b's ask, done first: the checkpoint
         with tracer.start_as_current_span("root"):
             assert await a.ask(Relay(to=b, then=c)) == "forwarded"
         await asyncio.wait_for(c._cell.actor.done.wait(), 5)  # type: ignore[union-attr]
@@ -291,7 +285,7 @@ async def test_two_hops_when_the_inner_inline_ask_is_the_checkpoint(
 async def test_failing_ask_marks_its_span_as_an_error(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer, queued: bool
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         hold = Hold()
         if queued:
@@ -312,7 +306,7 @@ async def test_failing_ask_marks_its_span_as_an_error(
 async def test_a_stopped_actor_fails_a_queued_traced_ask(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         await worker.tell(Hold())
         await settle()
@@ -333,7 +327,7 @@ async def test_step_records_an_error_and_roots_a_trace(
             with self.step("outer", n=1), self.step("inner"):
                 raise RuntimeError("step failed")
 
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         stepper = await system.start(Stepper)
         with pytest.raises(RuntimeError):
             await stepper.ask("go")  # no caller span: no ask span, the step is a root
@@ -349,8 +343,8 @@ async def test_unsampled_callers_make_no_spans_and_carry_nothing(
 ) -> None:
     provider = make_provider(exporter, ALWAYS_OFF)
     tracer = provider.get_tracer("tests")
-    async with ActorSystem(tracer_provider=provider) as system:
-        assert system.tracing
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        assert system.is_tracing
         worker = await system.start(Worker)
         await worker.tell(Hold())
         with tracer.start_as_current_span("root"):
@@ -368,7 +362,7 @@ async def test_unsampled_callers_make_no_spans_and_carry_nothing(
 async def test_untraced_messages_do_not_inherit_a_traced_senders_context(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         with tracer.start_as_current_span("root"):
             await worker.tell(Work())  # schedules the turn from inside "root"
@@ -383,7 +377,7 @@ async def test_untraced_messages_do_not_inherit_a_traced_senders_context(
 async def test_log_is_bound_with_the_actor_and_the_handled_messages_trace(
     provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker, name="logger")
         with capture_logs(Worker.__module__) as logs:
             with tracer.start_as_current_span("root") as root:
@@ -415,7 +409,7 @@ async def test_an_actor_may_use_log_as_its_own_attribute() -> None:
         assert own._cell.actor.log == ["mine"]  # type: ignore[union-attr]
 
 
-async def test_refresh_telemetry_picks_up_a_provider_installed_later(
+async def test_refresh_tracing_picks_up_a_provider_installed_later(
     exporter: InMemorySpanExporter,
     provider: TracerProvider,
     tracer: trace.Tracer,
@@ -423,13 +417,13 @@ async def test_refresh_telemetry_picks_up_a_provider_installed_later(
 ) -> None:
     async with ActorSystem() as system:
         worker = await system.start(Worker)
-        assert not system.tracing
+        assert not system.is_tracing
         monkeypatch.setattr(trace, "get_tracer_provider", lambda: provider)
-        assert system.refresh_telemetry()
+        assert system.refresh_tracing()
         with tracer.start_as_current_span("root"):
             await worker.ask(Work())
         monkeypatch.undo()
-        assert not system.refresh_telemetry()
+        assert not system.refresh_tracing()
         with tracer.start_as_current_span("root2"):
             await worker.ask(Work())
     assert sorted(s.name for s in exporter.get_finished_spans()) == [
@@ -443,7 +437,7 @@ async def test_refresh_telemetry_picks_up_a_provider_installed_later(
 async def test_timeout_and_cancellation_of_traced_asks(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         hold = Hold()
         with tracer.start_as_current_span("root"):
@@ -477,7 +471,7 @@ async def test_the_fast_context_reader_agrees_with_the_api(tracer: trace.Tracer)
 async def test_messages_served_after_a_suspended_inline_ask_do_not_inherit_its_trace(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
         worker = await system.start(Worker)
         hold = Hold()
         with tracer.start_as_current_span("root"):
@@ -497,8 +491,8 @@ async def test_messages_served_after_a_suspended_inline_ask_do_not_inherit_its_t
 async def test_virtual_actor_tells_carry_the_senders_context(
     exporter: InMemorySpanExporter, provider: TracerProvider, tracer: trace.Tracer
 ) -> None:
-    async with ActorSystem(tracer_provider=provider) as system:
-        ref = system.ref(Worker, "v")
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        ref = system.virtual(Worker, "v")
         with tracer.start_as_current_span("root"):
             await ref.tell(Work())  # activates the actor
             await settle()

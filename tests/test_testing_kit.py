@@ -4,19 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 
-from swarm_actors import (
-    Actor,
-    ActorSystem,
-    OneForOne,
-    PlacedRef,
-    UnhandledMessageError,
-    VirtualRef,
-    handler,
-)
+from helpers import Add, Boom, Get, Tick, active
+from swarm_actors import Actor, ActorSystem, OneForOne, Passivation, UnhandledMessageError, handler
 from swarm_actors.testing import VirtualClock, run_actor, settle
 from swarm_actors.testing import pytest_plugin as plugin
 
@@ -24,27 +16,7 @@ pytestmark = pytest.mark.asyncio
 
 
 @dataclass
-class Add:
-    n: int
-
-
-@dataclass
-class Get:
-    pass
-
-
-@dataclass
-class Boom:
-    pass
-
-
-@dataclass
 class Wait:
-    pass
-
-
-@dataclass
-class Tick:
     pass
 
 
@@ -189,31 +161,29 @@ async def test_actor_system_fixture_gives_a_running_system(actor_system: ActorSy
     assert await counter.ask(Add(2)) == 2
 
 
-@pytest.mark.swarm_system(max_active=2, supervision=OneForOne(max_restarts=7))
+@pytest.mark.swarm_system(
+    passivation=Passivation(max_active=2), supervision=OneForOne(max_restarts=7)
+)
 async def test_marker_configures_the_fixture(actor_system: ActorSystem) -> None:
     assert actor_system.supervision.max_restarts == 7
     for key in "abc":
-        await actor_system.ref(Counter, key).tell(Add(1))
+        await actor_system.virtual(Counter, key).tell(Add(1))
     await settle()
     assert actor_system.virtual_stats().active <= 2
 
 
-def is_active(ref: VirtualRef[Any] | PlacedRef[Any]) -> bool:
-    return ref.is_active  # a call: mypy does not narrow it once and for all
-
-
-@pytest.mark.swarm_system(passivate_after=10.0)
+@pytest.mark.swarm_system(passivation=Passivation(idle_after=10.0))
 async def test_fixture_uses_the_virtual_clock_for_passivation(
     actor_system: ActorSystem, virtual_clock: VirtualClock
 ) -> None:
-    ref = actor_system.ref(Counter, "idle")
+    ref = actor_system.virtual(Counter, "idle")
     await ref.tell(Add(1))
     await settle()
-    assert is_active(ref)
+    assert active(ref)
     await virtual_clock.advance(9.0)
-    assert is_active(ref)
+    assert active(ref)
     await virtual_clock.advance(12.0)
-    assert not is_active(ref)
+    assert not active(ref)
     assert actor_system.virtual_stats().passivations == 1
 
 

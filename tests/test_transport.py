@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError
 
+from helpers import Add, Get, unique, until, until_async, until_dead
 from log_capture import capture_logs
 from nats_sync import observe, sync
 from swarm_actors import (
@@ -23,15 +24,8 @@ from swarm_actors import (
     ActorDeadError,
     ActorNameError,
     ActorSystem,
-    AuthenticationError,
     InvalidArgumentError,
-    JournalTimeoutError,
     MailboxFullError,
-    MessageTooLargeError,
-    NatsOptions,
-    RemoteError,
-    RemoteRef,
-    TransportError,
     UnhandledMessageError,
     handler,
 )
@@ -47,8 +41,16 @@ from swarm_actors._nats._wire import (
     frame,
     type_name,
 )
+from swarm_actors.cluster import Cluster, NatsOptions, RemoteRef
+from swarm_actors.errors import (
+    AuthenticationError,
+    JournalTimeoutError,
+    MessageTooLargeError,
+    RemoteError,
+    TransportError,
+)
 from swarm_actors.testing import NatsServer
-from transport_peer import Add, AskBack, Boom, Counter, Get, Record, Sleep, Totals
+from transport_peer import AskBack, Boom, Counter, Record, Sleep, Totals
 
 pytestmark = pytest.mark.asyncio
 
@@ -56,16 +58,12 @@ PEER = Path(__file__).with_name("transport_peer.py")
 Nodes = tuple[ActorSystem, ActorSystem]
 
 
-def unique(prefix: str = "a") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
 @pytest_asyncio.fixture
 async def nodes(nats_server: NatsServer) -> AsyncIterator[tuple[ActorSystem, ActorSystem]]:
     """Two nodes (a, b) on the shared server."""
     async with (
-        ActorSystem(nats=nats_server.url, node=unique("na")) as a,
-        ActorSystem(nats=nats_server.url, node=unique("nb")) as b,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("na"))) as a,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("nb"))) as b,
     ):
         yield a, b
 
@@ -129,11 +127,7 @@ async def test_dead_and_unknown_actors(nodes: Nodes) -> None:
     ref = await remote(a, name)
     assert await ref.stop() == 0  # RemoteRef.stop stops it on its node
     assert not local.is_alive
-    for _ in range(100):  # the registry entry goes away
-        if a.lookup(name) is None:
-            break
-        await asyncio.sleep(0.01)
-    assert a.lookup(name) is None
+    await until(lambda: a.lookup(name) is None, 10, "a's mirror drops the stopped actor's name")
     with pytest.raises(ActorDeadError):
         await ref.ask(Get(), timeout=5.0)
     # A ref pinned to b (as one that arrived in a message) asks b, which has no such actor.
@@ -161,16 +155,7 @@ async def test_ask_to_a_vanished_node_fails_without_waiting(nats_server: NatsSer
         node = (await remote(a, name)).node
         await b.stop_all()
         gone: RemoteRef[Any] = RemoteRef(transport, name, node=node)
-        failure: ActorDeadError | None = None
-        for _ in range(50):
-            try:
-                await gone.ask(Get(), timeout=0.2)
-            except TimeoutError:  # the server had not yet noticed b's disconnect
-                continue
-            except ActorDeadError as exc:
-                failure = exc
-                break
-        assert failure is not None
+        failure = await until_dead(gone)  # once the server has noticed b's disconnect
         assert "no responders" in str(failure)
 
 
@@ -182,9 +167,7 @@ async def test_resolve_waits_for_a_name_registered_later(
     assert a._transport is not None
     registry = a._transport.registry
     waiting = asyncio.ensure_future(a.resolve(name, timeout=5.0))
-    async with asyncio.timeout(5):  # until the resolve waits on the registry for the name
-        while name not in registry._waiters:  # noqa: ASYNC110 (no event marks it)
-            await asyncio.sleep(0.005)
+    await until(lambda: name in registry._waiters, 5, "the resolve waits for the name")
     assert not waiting.done()
     await b.start(Counter, name=name)
     ref = await waiting
@@ -207,19 +190,23 @@ async def test_a_node_joining_later_mirrors_the_names_already_there(
     nats_server: NatsServer, nats_client: Client
 ) -> None:
     kept, released = [unique() for _ in range(200)], unique()
-    async with ActorSystem(nats=nats_server.url, node=unique("na")) as a:
+    async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("na"))) as a:
         names = await nats_client.jetstream().key_value(NAMES_BUCKET)  # a made it
         for name in kept:
             await a.start(Counter, name=name)
         gone = await a.start(Counter, name=released)
         await gone.stop()
-        for _ in range(500):  # the release is written in the background
+
+        async def released_in_bucket() -> bool:
             try:
                 await names.get(name_key(released))
             except KeyNotFoundError:
-                break
-            await asyncio.sleep(0.01)
-        async with ActorSystem(nats=nats_server.url, node=unique("nb")) as b:
+                return True
+            return False
+
+        # The release is written in the background.
+        await until_async(released_in_bucket, 10, "the stopped actor's name leaves the bucket")
+        async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("nb"))) as b:
             # At once: joining fills the mirror with the bucket's entries before it returns.
             refs = [b.lookup(name) for name in kept]
             assert all(isinstance(ref, RemoteRef) and ref.node == a.node for ref in refs)
@@ -235,23 +222,38 @@ async def test_names_are_unique_across_nodes(nodes: Nodes) -> None:
         await a.start(Counter, name=name)
     assert await a.resolve(name, timeout=5.0) is not None  # b's registration is intact
     await first.stop()
-    for _ in range(100):
+
+    async def started_on_a() -> bool:
         try:
             await a.start(Counter, name=name)
-            break
         except ActorNameError:  # b's release is on its way
-            await asyncio.sleep(0.01)
+            return False
+        return True
+
+    await until_async(started_on_a, 10, "a takes the name b released")
     assert isinstance(await b.resolve(name, timeout=5.0), RemoteRef)
     assert not isinstance(a.lookup(name), RemoteRef)
 
 
-async def test_a_claim_under_way_does_not_hide_the_names_holder(nodes: Nodes) -> None:
+async def test_a_claim_under_way_does_not_hide_the_names_holder(
+    nodes: Nodes, monkeypatch: pytest.MonkeyPatch
+) -> None:
     a, b = nodes
     name = unique()
     await b.start(Counter, name=name)
     held = await remote(a, name)
+    assert a._transport is not None
+    registry = a._transport.registry
+    claim = registry.claim
+    claimed = asyncio.Event()
+
+    async def observed_claim(*args: Any) -> None:
+        claimed.set()
+        await claim(*args)
+
+    monkeypatch.setattr(registry, "claim", observed_claim)
     claiming = asyncio.ensure_future(a.start(Counter, name=name))  # b holds it: refused
-    await asyncio.sleep(0)  # the claim is on its way to the registry
+    await asyncio.wait_for(claimed.wait(), 5)  # a's cell exists; its claim is under way
     assert not claiming.done()
     during = a.lookup(name)  # b's actor, not the cell a may never get to run
     assert isinstance(during, RemoteRef)
@@ -402,10 +404,7 @@ async def test_many_tells_travel_in_few_nats_messages(nodes: Nodes, nats_client:
     for _ in range(1000):
         await ref.tell(Add(1))
     assert await ref.ask(Get(), timeout=5.0) == 1000
-    for _ in range(100):
-        if sum(seen) >= 1001:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: sum(seen) >= 1001, 10, "the observer sees every frame")
     await sub.unsubscribe()
     assert sum(seen) == 1001  # every tell and the ask
     assert len(seen) <= 3  # in one frame per loop iteration (and per 64 KiB)
@@ -537,9 +536,11 @@ async def test_tell_waits_when_nats_cannot_keep_up_and_stays_cancellable() -> No
             # is full): this task runs only while the flood waits. Cancel it once it waits on
             # a stall, not after a fixed time: the stall that was pending after 1 s on an idle
             # machine could be one that nats-py was just clearing on a loaded one.
-            async with asyncio.timeout(60):
-                while (stall := transport.outbox.stalled) is None or stall.done():  # noqa: ASYNC110
-                    await asyncio.sleep(0.01)
+            def stalled() -> bool:
+                stall = transport.outbox.stalled
+                return stall is not None and not stall.done()
+
+            await until(stalled, 60, "a tell waits on a stalled publish")
             assert not flooding.done()
             flooding.cancel()  # the cancellation gets through a tell waiting for nats-py
             with pytest.raises(asyncio.CancelledError):
@@ -634,11 +635,13 @@ async def test_overflow_beyond_its_limit_is_refused_not_buffered(
         await asking
     assert b.dead_letters - before == 5
     gate.set()
+
     # The backlog drains (a remote ask arriving before it has would be refused, as above);
     # local asks wait for room instead. (They may answer inline: yield to let it drain.)
-    async with asyncio.timeout(5):
-        while len(await local.ask(Get())) < 5:  # noqa: ASYNC110 (no event marks the drain)
-            await asyncio.sleep(0.005)
+    async def drained() -> bool:
+        return len(await local.ask(Get())) >= 5
+
+    await until_async(drained, 10, "the backlog drains", poll=0.005)
     assert await ref.ask(Get(), timeout=5.0) == [0, 1, 2, 3, 4]
 
 
@@ -648,10 +651,7 @@ async def test_tells_to_unregistered_names_raise(nodes: Nodes) -> None:
     actor = await b.start(Counter, name=name)
     ref = await remote(a, name)
     await actor.stop()
-    for _ in range(100):
-        if not ref.is_alive:
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: not ref.is_alive, 10, "a's mirror drops the stopped actor's name")
     assert ref.node is None
     with pytest.raises(ActorDeadError, match="is registered"):
         await ref.tell(Add(1))
@@ -674,7 +674,7 @@ async def test_garbage_frames_are_dead_letters_and_the_node_keeps_working(
     await b.start(Counter, name=name)
     letters = await dead_letters(nats_client, b.node or "")
     subject = f"swarm.node.{b.node}"
-    good = frame([TellOut(name, "transport_peer:Add", Add(1), "", "")], msgspec.msgpack.Encoder())
+    good = frame([TellOut(name, "helpers:Add", Add(1), "", "")], msgspec.msgpack.Encoder())
     with capture_logs() as logs:
         await nats_client.publish(subject, b"\x00garbage\xff")
         await nats_client.publish(subject, good[:-3])  # truncated
@@ -729,11 +729,11 @@ async def test_wrong_schema_asks_get_failures_and_tells_dead_letters(
     unknown = await ask("nowhere:Nothing", {"x": 1}, 1)
     assert "unknown message type" in unknown.message
     assert unknown.error.endswith("WireFormatError")
-    wrong_shape = await ask("transport_peer:Add", {"n": "not an int"}, 2)
-    assert "not a valid transport_peer:Add" in wrong_shape.message
+    wrong_shape = await ask("helpers:Add", {"n": "not an int"}, 2)
+    assert "not a valid helpers:Add" in wrong_shape.message
     # An envelope with a wrong field type, still recognisable as an ask, next to a good tell.
-    broken_ask = encoder.encode([1, name, "transport_peer:Get", {}, 5, "", 3, inbox])
-    good_tell = encoder.encode(TellOut(name, "transport_peer:Add", Add(4), "", ""))
+    broken_ask = encoder.encode([1, name, "helpers:Get", {}, 5, "", 3, inbox])
+    good_tell = encoder.encode(TellOut(name, "helpers:Add", Add(4), "", ""))
     mixed = b"\xdd\x00\x00\x00\x02" + broken_ask + good_tell
     await nats_client.publish(subject, mixed)
     broken = decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data)[0]
@@ -742,7 +742,7 @@ async def test_wrong_schema_asks_get_failures_and_tells_dead_letters(
     # Tells: unknown type and unknown actor are dead letters with their reasons.
     tells = [
         TellOut(name, "nowhere:Nothing", 1, "", "/someone"),
-        TellOut("nobody-" + name, "transport_peer:Add", Add(1), "", ""),
+        TellOut("nobody-" + name, "helpers:Add", Add(1), "", ""),
     ]
     await nats_client.publish(subject, frame(tells, encoder))
     first = await asyncio.wait_for(letters.get(), 5.0)
@@ -754,7 +754,7 @@ async def test_wrong_schema_asks_get_failures_and_tells_dead_letters(
     assert second.headers["Swarm-Reason"] == "no such actor"
     # The good tell of the mixed frame was delivered; the node still serves.
     await nats_client.publish(
-        subject, frame([AskOut(name, "transport_peer:Get", Get(), "", "", 9, inbox)], encoder)
+        subject, frame([AskOut(name, "helpers:Get", Get(), "", "", 9, inbox)], encoder)
     )
     answer = decode_frame((await asyncio.wait_for(answers.get(), 5.0)).data)[0]
     assert isinstance(answer, Reply)
@@ -880,18 +880,18 @@ async def test_bad_nats_arguments_are_refused() -> None:
     with pytest.raises(InvalidArgumentError):
         ActorSystem(nats=42)  # type: ignore[arg-type]
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(nats="nats://127.0.0.1:4222", node="has.dot")
+        ActorSystem(nats="nats://127.0.0.1:4222", cluster=Cluster(node="has.dot"))
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(node="n1")
+        ActorSystem(cluster=Cluster(node="n1"))
     with pytest.raises(InvalidArgumentError):
-        ActorSystem(nats="nats://127.0.0.1:4222", data_dir="/tmp/x")
+        ActorSystem(nats="nats://127.0.0.1:4222", cluster=Cluster(data_dir="/tmp/x"))
 
 
 async def test_node_ids_are_unique_among_live_nodes(nats_server: NatsServer) -> None:
     node = unique("dup")
-    async with ActorSystem(nats=nats_server.url, node=node):
+    async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=node)):
         with pytest.raises(TransportError, match="in use by a live node"):
-            async with ActorSystem(nats=nats_server.url, node=node):
+            async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=node)):
                 pass
 
 
@@ -906,7 +906,9 @@ async def test_a_node_leaves_nats_even_when_its_journal_cannot_flush(
     nats_server: NatsServer, nats_client: Client
 ) -> None:
     name = unique()
-    system = ActorSystem(nats=nats_server.url, node=unique("nj"), journal=Unstorable())
+    system = ActorSystem(
+        nats=nats_server.url, cluster=Cluster(node=unique("nj")), journal=Unstorable()
+    )
     await system.__aenter__()
     await system.start(Counter, name=name)
     transport = system._transport

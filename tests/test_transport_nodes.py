@@ -8,43 +8,18 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-import swarm_actors
-from swarm_actors import (
-    ActorDeadError,
-    ActorNameError,
-    ActorSystem,
-    NatsServerError,
-    RemoteError,
-    RemoteRef,
-)
-from swarm_actors._core._contract import Ref
+from helpers import Add, Get, unique, until_async, until_dead
+from swarm_actors import ActorNameError, ActorRef, ActorSystem
+from swarm_actors.cluster import Cluster, RemoteRef
+from swarm_actors.errors import NatsServerError, RemoteError
 from swarm_actors.testing import NatsCluster, NatsServer
-from transport_peer import Add, AskBack, Boom, Counter, Get, peer
+from transport_peer import AskBack, Boom, Counter, peer
 
 PEER = Path(__file__).with_name("transport_peer.py")
-
-
-def unique(prefix: str = "x") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
-
-
-async def asks_fail_fast(ref: Ref[Any]) -> None:
-    """Asks to a dead node end in ``ActorDeadError`` (once the server noticed it died)."""
-    for _ in range(50):
-        try:
-            await ref.ask(Get(), timeout=0.2)
-        except TimeoutError:  # the server has not noticed the dead connection yet
-            continue
-        except ActorDeadError:
-            return
-    pytest.fail("asks to a dead node never failed with ActorDeadError")
 
 
 @pytest.mark.asyncio
@@ -85,16 +60,18 @@ async def test_a_killed_process_loses_its_names_after_its_ttl(nats_server: NatsS
             await p.wait()
         with pytest.raises(ActorNameError):  # its heartbeat has not expired yet
             await system.start(Counter, name=name)
-        await asks_fail_fast(ref)  # nobody listens on its subject any more
-        started = time.monotonic()
-        while True:
+        await until_dead(ref)  # nobody listens on its subject any more
+        mine: list[ActorRef[Counter]] = []
+
+        async def taken_over() -> bool:
             try:
-                mine = await system.start(Counter, name=name)
-                break
-            except ActorNameError:
-                assert time.monotonic() - started < 10.0
-                await asyncio.sleep(0.2)
-        await mine.tell(Add(3))
+                mine.append(await system.start(Counter, name=name))
+            except ActorNameError:  # until the dead node's heartbeat expires
+                return False
+            return True
+
+        await until_async(taken_over, 10, "the dead node's name is free to take", poll=0.2)
+        await mine[0].tell(Add(3))
         assert await ref.ask(Get(), timeout=5.0) == 3  # the ref follows the name to its new home
 
 
@@ -116,7 +93,7 @@ async def test_nodes_on_different_servers_of_a_cluster(nats_cluster: NatsCluster
 async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) -> None:
     data = tmp_path / "nats"
     name = unique()
-    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data, node="solo")) as system:
         url = system.nats_url
         assert url is not None
         await system.start(Counter, name=name)
@@ -128,7 +105,7 @@ async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) ->
     with pytest.raises(ConnectionRefusedError):  # the server is gone: nothing listens there
         socket.create_connection(("127.0.0.1", int(url.rpartition(":")[2])), timeout=1.0).close()
     # A new embedded server on the same directory starts clean: the name is free again.
-    async with ActorSystem(nats="embedded", data_dir=data, node="solo") as system:
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data, node="solo")) as system:
         await system.start(Counter, name=name)
 
 
@@ -198,13 +175,13 @@ def test_two_processes_embed_a_server_without_a_data_dir_at_once(tmp_path: Path)
 @pytest.mark.asyncio
 async def test_a_data_dir_in_use_by_another_embedded_server_is_named(tmp_path: Path) -> None:
     data = tmp_path / "nats"
-    async with ActorSystem(nats="embedded", data_dir=data):
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):
         with pytest.raises(NatsServerError, match="in use") as info:
-            async with ActorSystem(nats="embedded", data_dir=data):
+            async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):
                 pass
         assert str(data) in str(info.value)
         assert "data_dir" in str(info.value)
-    async with ActorSystem(nats="embedded", data_dir=data):  # free again
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)):  # free again
         pass
 
 
@@ -221,9 +198,9 @@ def test_local_systems_never_import_nats() -> None:
         "asyncio.run(main())\n"
         "print(sorted(m for m in sys.modules if m == 'nats' or m.startswith('nats.')))\n"
     )
-    # The package under test (not whichever one is installed), and the peer's module.
-    package = Path(swarm_actors.__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(package), str(PEER.parent)))}
+    # The package under test stays importable (a source tree on PYTHONPATH, not an install).
+    path = os.pathsep.join(filter(None, [str(PEER.parent), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": path}
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,22 +15,13 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import unique
 from nats_sync import observe
-from swarm_actors import (
-    Actor,
-    ActorSystem,
-    MessageCapabilityError,
-    RemoteRef,
-    handler,
-)
-from swarm_actors._core._contract import Ref
+from swarm_actors import Actor, ActorSystem, MessageCapabilityError, Ref, Tracing, handler
+from swarm_actors.cluster import RemoteRef
 from swarm_actors.testing import NatsServer
 
 pytestmark = pytest.mark.asyncio
-
-
-def unique(prefix: str = "p") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
 
 
 @dataclass
@@ -163,8 +153,8 @@ async def traced(
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     async with (
-        ActorSystem(nats=nats_server.url, tracer_provider=provider) as a,
-        ActorSystem(nats=nats_server.url, tracer_provider=provider) as b,
+        ActorSystem(nats=nats_server.url, tracing=Tracing(provider=provider)) as a,
+        ActorSystem(nats=nats_server.url, tracing=Tracing(provider=provider)) as b,
     ):
         yield a, b, provider, exporter
 

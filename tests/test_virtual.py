@@ -15,16 +15,21 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from helpers import Get, active
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
     ActorDeadError,
     ActorSystem,
     Directive,
+    InvalidArgumentError,
     MessageCapabilityError,
     OneForOne,
+    Passivation,
+    Signals,
     SystemStoppedError,
     Timeouts,
+    Tracing,
     handler,
 )
 from swarm_actors._nats._cluster import NotOwnerError
@@ -41,10 +46,6 @@ class State(msgspec.Struct):
 
 class Hit(msgspec.Struct):
     tag: str = ""
-
-
-class Get(msgspec.Struct):
-    pass
 
 
 class Hold(msgspec.Struct):
@@ -92,11 +93,6 @@ class Plain(Session):
     on_stop = Actor.on_stop
 
 
-def active(ref: Any) -> bool:
-    """Read ``is_active`` through a call so type narrowing does not carry across awaits."""
-    return bool(ref.is_active)
-
-
 @pytest.fixture(autouse=True)
 def _reset() -> None:
     Session.starts = 0
@@ -104,9 +100,9 @@ def _reset() -> None:
 
 
 async def test_first_message_activates_and_state_survives_passivation() -> None:
-    async with ActorSystem(max_active=1) as system:
-        alice = system.ref(Session, "alice")
-        bob = system.ref(Session, "bob")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        alice = system.virtual(Session, "alice")
+        bob = system.virtual(Session, "bob")
         assert not active(alice)
         assert await alice.ask(Hit("a1")) == 1
         assert active(alice)
@@ -118,7 +114,7 @@ async def test_first_message_activates_and_state_survives_passivation() -> None:
         stats = system.virtual_stats()
         assert stats.activations == 3
         assert stats.passivations >= 2
-        assert system.ref(Session, "alice") == alice
+        assert system.virtual(Session, "alice") == alice
 
 
 async def test_untyped_restore_gets_plain_values() -> None:
@@ -138,8 +134,8 @@ async def test_untyped_restore_gets_plain_values() -> None:
             self.n += 1
             return self.n, self.seen
 
-    async with ActorSystem(max_active=1) as system:
-        a, b = system.ref(Plain, "a"), system.ref(Plain, "b")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b = system.virtual(Plain, "a"), system.virtual(Plain, "b")
         await a.ask("x")
         await b.ask("x")
         assert await a.ask("x") == (2, {"n": 1})
@@ -147,9 +143,9 @@ async def test_untyped_restore_gets_plain_values() -> None:
 
 async def test_idle_actors_are_passivated_on_the_clock() -> None:
     clock = VirtualClock()
-    async with ActorSystem(clock=clock, passivate_after=10.0) as system:
-        busy = system.ref(Session, "busy")
-        idle = system.ref(Session, "idle")
+    async with ActorSystem(clock=clock, passivation=Passivation(idle_after=10.0)) as system:
+        busy = system.virtual(Session, "busy")
+        idle = system.virtual(Session, "idle")
         await busy.tell(Hit())
         await idle.tell(Hit())
         for _ in range(4):
@@ -169,7 +165,7 @@ async def test_at_most_one_activation_with_a_slow_on_start() -> None:
             await gate.wait()
 
     async with ActorSystem() as system:
-        ref = system.ref(Slow, "k")
+        ref = system.virtual(Slow, "k")
         senders = [asyncio.create_task(ref.ask(Hit(str(i)))) for i in range(5)]
         await settle()
         assert Session.starts == 1
@@ -188,7 +184,7 @@ async def test_messages_sent_during_passivation_are_not_lost() -> None:
             await release.wait()
 
     async with ActorSystem() as system:
-        ref = system.ref(SlowStop, "k")
+        ref = system.virtual(SlowStop, "k")
         await ref.ask(Hit("before"))
         passivating = asyncio.create_task(ref.passivate())
         await settle()
@@ -206,7 +202,7 @@ async def test_messages_sent_during_passivation_are_not_lost() -> None:
 
 
 async def test_batch_spawn_gives_a_million_addressable_refs() -> None:
-    async with ActorSystem(max_active=100) as system:
+    async with ActorSystem(passivation=Passivation(max_active=100)) as system:
         batch = system.batch_spawn(Session, depth=4, branching=32)
         assert len(batch) == 1_048_576
         assert batch.info.count == 1_082_400
@@ -230,21 +226,21 @@ async def test_batch_spawn_gives_a_million_addressable_refs() -> None:
 
 async def test_stop_all_passivates_running_virtual_actors() -> None:
     async with ActorSystem() as system:
-        await system.ref(Session, "x").ask(Hit())
-        await system.ref(Session, "y").ask(Hit())
+        await system.virtual(Session, "x").ask(Hit())
+        await system.virtual(Session, "y").ask(Hit())
     assert Session.stops == 2
     assert system.virtual_stats().active == 0
 
 
 async def test_bad_keys_and_options() -> None:
-    with pytest.raises(ValueError, match="max_active"):
-        ActorSystem(max_active=0)
-    with pytest.raises(ValueError, match="passivate_after"):
-        ActorSystem(passivate_after=0)
+    with pytest.raises(InvalidArgumentError, match="max_active"):
+        ActorSystem(passivation=Passivation(max_active=0))
+    with pytest.raises(InvalidArgumentError, match="idle_after"):
+        ActorSystem(passivation=Passivation(idle_after=0))
     async with ActorSystem() as system:
-        with pytest.raises(TypeError, match="key"):
-            system.ref(Session, "")
-        ref = system.ref(Session, "never-started")
+        with pytest.raises(InvalidArgumentError, match="key"):
+            system.virtual(Session, "")
+        ref = system.virtual(Session, "never-started")
         with pytest.raises(Exception, match="not active"):
             ref.tell_nowait(Hit())
 
@@ -256,8 +252,8 @@ async def test_tell_right_after_an_lru_passivation_began_is_not_lost() -> None:
         async def on_stop(self) -> None:
             await release.wait()
 
-    async with ActorSystem(max_active=1) as system:
-        a, b = system.ref(SlowStop, "a"), system.ref(SlowStop, "b")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b = system.virtual(SlowStop, "a"), system.virtual(SlowStop, "b")
         await a.ask(Hit("a0"))
         await b.tell(Hit("b0"))  # passivates `a`; its on_stop is now suspended
         late = asyncio.create_task(a.tell(Hit("late")))  # no yield in between
@@ -284,9 +280,9 @@ async def test_a_passivation_cancelled_by_stop_all_still_ends_sealed(started: bo
             finally:
                 unwound.append(self.key)
 
-    system = ActorSystem(max_active=1)
+    system = ActorSystem(passivation=Passivation(max_active=1))
     try:
-        a, b = system.ref(SlowStop, "a"), system.ref(SlowStop, "b")
+        a, b = system.virtual(SlowStop, "a"), system.virtual(SlowStop, "b")
         await a.ask(Hit("a0"))
         await b.tell(Hit("b0"))  # passivates `a`: its on_stop suspends, finished in a task
         (task,) = system._tasks
@@ -318,14 +314,14 @@ async def test_an_on_stop_unwound_after_stop_all_still_sends_as_its_actor() -> N
                 await release.wait()
             finally:
                 try:
-                    self.system.ref(Session, "denied").tell_nowait(Hit("from on_stop"))
+                    self.system.virtual(Session, "denied").tell_nowait(Hit("from on_stop"))
                     sent.append("sent")
                 except MessageCapabilityError:
                     sent.append("refused")
 
-    system = ActorSystem(max_active=1)
+    system = ActorSystem(passivation=Passivation(max_active=1))
     try:
-        a, b = system.ref(Guarded, "a"), system.ref(Guarded, "b")
+        a, b = system.virtual(Guarded, "a"), system.virtual(Guarded, "b")
         await a.ask(Hit("a0"))
         await b.tell(Hit("b0"))  # passivates `a`: its on_stop suspends, finished in a task
         (task,) = system._tasks
@@ -351,7 +347,7 @@ async def test_passivating_a_busy_actor_lets_its_handler_finish() -> None:
             return self.count
 
     async with ActorSystem() as system:
-        ref = system.ref(Held, "k")
+        ref = system.virtual(Held, "k")
         assert await ref.ask(Hit("a")) == 1
         asking = asyncio.create_task(ref.ask(Hold()))
         await entered.wait()  # the handler awaits its gate; the mailbox is empty
@@ -379,7 +375,7 @@ async def test_a_failed_reactivation_keeps_the_passivated_state() -> None:
                 raise RuntimeError("on_start failed")
 
     async with ActorSystem() as system:
-        ref = system.ref(Flaky, "k")
+        ref = system.virtual(Flaky, "k")
         for tag in ("a", "b", "c"):
             await ref.tell(Hit(tag))
         assert await ref.ask(Get()) == (3, ["a", "b", "c"], "k")
@@ -415,7 +411,7 @@ async def test_messages_arriving_while_a_busy_actor_passivates_are_not_lost() ->
 
     async with ActorSystem() as system:
         loop = asyncio.get_running_loop()
-        ref = system.ref(Held, "k")
+        ref = system.virtual(Held, "k")
         holding = asyncio.create_task(ref.ask(Hold()))
         await entered.wait()
         # Tasks take their first steps in the order they were created: the passivation begins
@@ -468,7 +464,7 @@ async def test_senders_waiting_for_room_when_a_passivation_begins_are_not_lost(
             return self.count
 
     async with ActorSystem() as system:
-        ref = system.ref(Box, "k")
+        ref = system.virtual(Box, "k")
         old = ["queued"]
         if busy:
             holding = asyncio.create_task(ref.ask(Hold()))
@@ -527,7 +523,7 @@ async def test_restore_without_an_annotation_or_with_more_parameters_gets_plain_
 
     for cls in (Bare, Unannotated):
         async with ActorSystem() as system:
-            ref = system.ref(cls, "k")
+            ref = system.virtual(cls, "k")
             await ref.ask("x")
             await ref.passivate()
             assert await ref.ask("x") == (2, [{"n": 1}]), cls.__name__
@@ -546,7 +542,7 @@ async def test_restore_is_called_only_when_a_snapshot_was_kept() -> None:
             return None if Optional.keep == "none" else super().snapshot()  # type: ignore[return-value]
 
     async with ActorSystem() as system:
-        ref = system.ref(Optional, "k")
+        ref = system.virtual(Optional, "k")
         for keep in ("none", "raise"):
             Optional.keep = keep
             await ref.ask(Hit("a"))
@@ -570,7 +566,7 @@ async def test_a_restarted_virtual_actor_keeps_its_key() -> None:
             raise RuntimeError("handler failed")
 
     async with ActorSystem() as system:
-        ref = system.ref(Fragile, "k")
+        ref = system.virtual(Fragile, "k")
         assert await ref.ask(Hit("a")) == 1
         await ref.tell(Hold())  # a tell's failure goes to the supervisor (an ask's would not)
         await settle()
@@ -596,8 +592,8 @@ async def test_an_actor_stopped_by_its_supervisor_is_activated_again() -> None:
             raise RuntimeError("handler failed")
 
     stop = OneForOne(decider=lambda exc: Directive.STOP)
-    async with ActorSystem(supervision=stop, max_active=1) as system:
-        ref = system.ref(Fragile, "k")
+    async with ActorSystem(supervision=stop, passivation=Passivation(max_active=1)) as system:
+        ref = system.virtual(Fragile, "k")
         for fail_start in (False, True):
             await ref.ask(Hit("a"))
             await ref.tell(Hold())  # supervised: stopped
@@ -609,8 +605,8 @@ async def test_an_actor_stopped_by_its_supervisor_is_activated_again() -> None:
                 with pytest.raises(RuntimeError, match="on_start failed"):
                     await ref.ask(Get())
             else:  # over the limit, the LRU counts it no more
-                await system.ref(Session, "b").ask(Hit())
-                await system.ref(Session, "c").ask(Hit())
+                await system.virtual(Session, "b").ask(Hit())
+                await system.virtual(Session, "c").ask(Hit())
                 await settle()
                 assert system.virtual_stats().active == 1
             assert await ref.ask(Get()) == (0, [], "k")
@@ -633,7 +629,7 @@ async def test_on_stop_raising_still_passivates_with_the_state() -> None:
     for cls in (Raising, RaisingLater):
         with capture_logs() as logs:
             async with ActorSystem() as system:
-                ref = system.ref(cls, "k")
+                ref = system.virtual(cls, "k")
                 await ref.ask(Hit("a"))
                 await ref.passivate()
                 assert not active(ref)
@@ -650,8 +646,8 @@ async def test_on_stop_that_suspends_runs_to_its_end() -> None:
             await asyncio.sleep(0)
             Session.stops += 1
 
-    async with ActorSystem(max_active=1) as system:
-        a, b = system.ref(Slow, "a"), system.ref(Slow, "b")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b = system.virtual(Slow, "a"), system.virtual(Slow, "b")
         await a.ask(Hit("a"))
         await b.ask(Hit("b"))  # passivates `a` (its on_stop in a task)
         await a.ask(Hit("a"))  # waits for that passivation, then passivates `b`
@@ -674,13 +670,13 @@ async def test_event_sequence_survives_passivation_and_a_failed_activation() -> 
                 raise RuntimeError("on_start failed")
 
     async with ActorSystem() as system:
-        ref = system.ref(Recording, "k")
+        ref = system.virtual(Recording, "k")
         await ref.ask(Hit())
         await ref.passivate()
         Recording.fail = True
         with pytest.raises(RuntimeError, match="on_start failed"):
             await ref.ask(Hit())
-        await system.ref(Session, "quiet").ask(Hit())  # never recorded: no ledger
+        await system.virtual(Session, "quiet").ask(Hit())  # never recorded: no ledger
         await ref.ask(Hit())
         journal = system.journal
         assert isinstance(journal, MemoryJournal)
@@ -693,10 +689,10 @@ async def test_event_sequence_survives_passivation_and_a_failed_activation() -> 
 
 async def test_refs_compare_by_actor_and_batch_refs_check_their_range() -> None:
     async with ActorSystem() as system:
-        a = system.ref(Session, "a")
-        assert a == system.ref(Session, "a")
-        assert hash(a) == hash(system.ref(Session, "a"))
-        assert a != system.ref(Session, "b")
+        a = system.virtual(Session, "a")
+        assert a == system.virtual(Session, "a")
+        assert hash(a) == hash(system.virtual(Session, "a"))
+        assert a != system.virtual(Session, "b")
         assert a != "a"
         assert a != object()
         assert repr(a) == "<VirtualRef Session:'a'>"
@@ -726,8 +722,8 @@ async def test_refs_compare_by_actor_and_batch_refs_check_their_range() -> None:
 
 async def test_passing_max_active_passivates_a_batch_of_a_64th() -> None:
     """Going over ``max_active`` passivates the least recently used and 1/64 more at once."""
-    async with ActorSystem(max_active=128) as system:
-        refs = [system.ref(Session, f"k{i}") for i in range(129)]
+    async with ActorSystem(passivation=Passivation(max_active=128)) as system:
+        refs = [system.virtual(Session, f"k{i}") for i in range(129)]
         for ref in refs[:128]:
             await ref.tell(Hit())
         await settle()
@@ -752,8 +748,8 @@ async def test_the_lru_passivates_a_busy_actor_once_its_handler_finishes() -> No
             await gate.wait()
             return self.count
 
-    async with ActorSystem(max_active=1) as system:
-        a, b, c = system.ref(Held, "a"), system.ref(Held, "b"), system.ref(Held, "c")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b, c = system.virtual(Held, "a"), system.virtual(Held, "b"), system.virtual(Held, "c")
         holding = asyncio.create_task(a.ask(Hold()))
         await entered.wait()
         await b.ask(Hit())  # `a` is the least recently used, but busy
@@ -803,8 +799,8 @@ async def test_a_queued_message_waits_for_the_handler_in_progress_when_the_lru_p
                 overlaps.append(msg.tag)
             return await super().hit(msg)
 
-    async with ActorSystem(max_active=1) as system:
-        a, b = system.ref(Held, "a"), system.ref(Held, "b")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b = system.virtual(Held, "a"), system.virtual(Held, "b")
         holding = asyncio.create_task(a.ask(Hold()))
         await entered.wait()
         await a.tell(Hit("queued"))
@@ -824,8 +820,8 @@ async def test_an_activation_in_progress_is_not_passivated_by_the_lru() -> None:
             if self.key == "a" and self.restored is not None:
                 await gate.wait()
 
-    async with ActorSystem(max_active=1) as system:
-        a, b = system.ref(SlowStart, "a"), system.ref(SlowStart, "b")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a, b = system.virtual(SlowStart, "a"), system.virtual(SlowStart, "b")
         await a.ask(Hit("a1"))
         await b.ask(Hit("b1"))  # passivates `a`
         reactivating = asyncio.create_task(a.ask(Hit("a2")))
@@ -847,7 +843,7 @@ async def test_an_actor_whose_first_activation_failed_is_used_again_in_lru_order
                 Flaky.failed = True
                 raise RuntimeError("on_start failed")
 
-    async with ActorSystem(max_active=2) as system:
+    async with ActorSystem(passivation=Passivation(max_active=2)) as system:
         batch = system.batch_spawn(Flaky, depth=1, branching=8)
         with pytest.raises(RuntimeError, match="on_start failed"):
             await batch[0].ask(Hit())
@@ -870,8 +866,10 @@ async def test_an_actor_whose_first_activation_failed_is_used_again_in_lru_order
 
 async def test_the_sweep_passivates_only_actors_idle_for_a_whole_period() -> None:
     clock = VirtualClock()
-    async with ActorSystem(clock=clock, passivate_after=10.0, health_interval=None) as system:
-        a, b = system.ref(Session, "a"), system.ref(Session, "b")
+    async with ActorSystem(
+        clock=clock, passivation=Passivation(idle_after=10.0), signals=Signals(health_interval=None)
+    ) as system:
+        a, b = system.virtual(Session, "a"), system.virtual(Session, "b")
         await a.tell(Hit())  # the sweep runs at 10, 20, ...
         await clock.advance(5.0)
         await b.tell(Hit())  # activated mid-period: no sweep of its own
@@ -916,7 +914,7 @@ async def test_tell_to_a_full_mailbox_waits_and_activates_nothing_more(
             return int(await super().hit(msg))
 
     async with ActorSystem() as system:
-        ref = system.ref(Box, "k")
+        ref = system.virtual(Box, "k")
         holding = asyncio.create_task(ref.ask(Hold()))
         await entered.wait()
         await ref.tell(Hit("queued"))  # fills the mailbox
@@ -943,7 +941,7 @@ async def test_passivate_is_a_no_op_unless_running_and_waits_for_one_in_progress
             Session.stops += 1
 
     async with ActorSystem() as system:
-        ref = system.ref(SlowStop, "k")
+        ref = system.virtual(SlowStop, "k")
         await ref.passivate()  # never activated
         assert system.virtual_stats().passivations == 0
         await ref.ask(Hit("a"))
@@ -969,7 +967,7 @@ async def test_the_actor_ref_of_a_passivated_activation_refuses_messages() -> No
             return self.ref
 
     async with ActorSystem() as system:
-        ref = system.ref(Own, "k")
+        ref = system.virtual(Own, "k")
         own = await ref.ask(Hold())
         await ref.passivate()
         with pytest.raises(ActorDeadError):
@@ -990,7 +988,7 @@ async def test_passivation_stops_the_actors_children() -> None:
             await self.start_child(Child, name="child")
 
     async with ActorSystem() as system:
-        ref = system.ref(Parent, "k")
+        ref = system.virtual(Parent, "k")
         await ref.ask(Hold())
         await ref.passivate()
         assert Session.stops == 11, "the child stopped with its parent"
@@ -1006,16 +1004,16 @@ async def test_sends_from_on_start_and_on_stop_are_checked_as_the_actors_own() -
 
         async def on_start(self) -> None:
             if Sealed.mode == "start":
-                await self.system.ref(Session, "other").tell(Hit("from on_start"))
+                await self.system.virtual(Session, "other").tell(Hit("from on_start"))
 
         async def on_stop(self) -> None:
             if Sealed.mode == "stop-later":
                 await asyncio.sleep(0)
             if Sealed.mode.startswith("stop"):
-                await self.system.ref(Session, "other").tell(Hit("from on_stop"))
+                await self.system.virtual(Session, "other").tell(Hit("from on_stop"))
 
     async with ActorSystem() as system:
-        ref = system.ref(Sealed, "k")
+        ref = system.virtual(Sealed, "k")
         Sealed.mode = "start"
         with pytest.raises(MessageCapabilityError):
             await ref.ask(Hit())
@@ -1028,7 +1026,7 @@ async def test_sends_from_on_start_and_on_stop_are_checked_as_the_actors_own() -
             assert [e["event"] for e in logs if e["log_level"] == "error"] == [
                 "on_stop raised during passivation"
             ], mode
-        assert not active(system.ref(Session, "other"))
+        assert not active(system.virtual(Session, "other"))
         assert system.virtual_stats().known == 2
 
 
@@ -1043,8 +1041,10 @@ async def test_a_turn_run_by_a_passivation_is_not_traced_in_the_senders_context(
             with self.step(f"step {msg.tag}"):
                 return await super().hit(msg)
 
-    async with ActorSystem(max_active=1, tracer_provider=provider) as system:
-        a, b = system.ref(Traced, "a"), system.ref(Traced, "b")
+    async with ActorSystem(
+        passivation=Passivation(max_active=1), tracing=Tracing(provider=provider)
+    ) as system:
+        a, b = system.virtual(Traced, "a"), system.virtual(Traced, "b")
         await a.ask(Hit("first"))
         await a.tell(Hit("queued"))  # not yet handled: a is not scheduled until we yield
         with provider.get_tracer("tests").start_as_current_span("root"):
@@ -1062,7 +1062,7 @@ async def test_a_turn_run_by_a_passivation_is_not_traced_in_the_senders_context(
 
 
 class StoreCluster:
-    """Stands in for ``_cluster.Cluster`` in front of a system's registry: it places agents
+    """Stands in for ``_cluster.ClusterState`` in front of a system's registry: it places agents
     (as ``Cluster.bind`` does), owns them or not, keeps their state in a dict and counts reads.
 
     Like the real one, it knows only the agents placed on it (``KeyError`` for others).
@@ -1078,8 +1078,7 @@ class StoreCluster:
 
     def place(self, actor_class: type[Session], key: str, target: str) -> Any:
         local = self.registry.ref(actor_class, key, target)
-        self.registry.placed[local.agent_id] = target
-        self.registry.fetch_first.add(local.agent_id)
+        self.registry.place(local.agent_id, target)
         return local
 
     def check_owner(self, agent: int) -> None:
@@ -1107,7 +1106,7 @@ async def test_a_placed_actor_starts_from_the_stored_state_and_stores_it_back(
         cluster = StoreCluster(system)
         ref = cluster.place(cls, "k", "t1")
         empty = cluster.place(cls, "k", "t2")  # same key, another target: another actor
-        local = system.ref(cls, "k")  # not placed: never asks the cluster
+        local = system.virtual(cls, "k")  # not placed: never asks the cluster
         assert len({ref.agent_id, empty.agent_id, local.agent_id}) == 3
         cluster.store["t1"] = encode(State(5, ["elsewhere"]))
         await ref.tell(Hit("here"))  # the fast path of tell, for default on_start
@@ -1144,8 +1143,8 @@ async def test_senders_arriving_while_a_placed_actor_loads_its_state_share_one_l
 
 @pytest.mark.parametrize("send", ["tell", "ask", "tell_nowait"])
 async def test_every_send_to_a_running_actor_makes_it_the_most_recently_used(send: str) -> None:
-    async with ActorSystem(max_active=2) as system:
-        a, b, c = (system.ref(Session, k) for k in "abc")
+    async with ActorSystem(passivation=Passivation(max_active=2)) as system:
+        a, b, c = (system.virtual(Session, k) for k in "abc")
         await a.ask(Hit())
         await b.ask(Hit())
         if send == "tell":
@@ -1171,7 +1170,7 @@ async def test_ask_timeouts_are_checked_and_applied() -> None:
             await gate.wait()
 
     async with ActorSystem() as system:
-        ref = system.ref(Stuck, "k")
+        ref = system.virtual(Stuck, "k")
         with pytest.raises(ValueError, match="timeout must be"):
             await ref.ask(Hit(), timeout=0)
         assert not active(ref), "a bad timeout sends nothing"
@@ -1189,17 +1188,17 @@ async def test_a_virtual_actor_may_message_itself_and_the_paths_its_grant_names(
     class Self(Session, may_message=("/Session:allowed",)):
         @handler
         async def hold(self, msg: Hold) -> None:
-            await self.system.ref(Session, "allowed").tell(Hit("from k"))
-            await self.system.ref(Self, self.key).tell(Hit("to myself"))
-            await self.system.ref(Session, "denied").tell(Hit("from k"))
+            await self.system.virtual(Session, "allowed").tell(Hit("from k"))
+            await self.system.virtual(Self, self.key).tell(Hit("to myself"))
+            await self.system.virtual(Session, "denied").tell(Hit("from k"))
 
     async with ActorSystem() as system:
-        ref = system.ref(Self, "k")
+        ref = system.virtual(Self, "k")
         with pytest.raises(MessageCapabilityError, match="may not message /Session:denied"):
             await ref.ask(Hold())
         assert await ref.ask(Get()) == (1, ["to myself"], "k")
-        assert await system.ref(Session, "allowed").ask(Get()) == (1, ["from k"], "allowed")
-        assert not active(system.ref(Session, "denied"))
+        assert await system.virtual(Session, "allowed").ask(Get()) == (1, ["from k"], "allowed")
+        assert not active(system.virtual(Session, "denied"))
 
 
 async def test_tells_carry_the_senders_trace_context() -> None:
@@ -1213,8 +1212,8 @@ async def test_tells_carry_the_senders_trace_context() -> None:
             with self.step(f"step {msg.tag}"):
                 return await super().hit(msg)
 
-    async with ActorSystem(tracer_provider=provider) as system:
-        ref = system.ref(Traced, "k")
+    async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+        ref = system.virtual(Traced, "k")
         with provider.get_tracer("tests").start_as_current_span("root"):
             await ref.tell(Hit("activating"))
             await ref.tell(Hit("running"))
@@ -1235,8 +1234,8 @@ async def test_tells_carry_the_senders_trace_context() -> None:
 
 async def test_activations_and_passivations_are_signalled_when_asked_for() -> None:
     for asked in (True, False):
-        async with ActorSystem(virtual_signals=asked) as system:
-            ref = system.ref(Session, "k")
+        async with ActorSystem(signals=Signals(virtual=asked)) as system:
+            ref = system.virtual(Session, "k")
             await ref.ask(Hit())
             await ref.passivate()
             journal = system.journal
@@ -1259,7 +1258,7 @@ async def test_a_state_that_fails_to_restore_is_kept_for_the_next_activation() -
             super().restore(state)
 
     async with ActorSystem() as system:
-        ref = system.ref(Picky, "k")
+        ref = system.virtual(Picky, "k")
         await ref.ask(Hit("a"))
         await ref.passivate()
         Picky.refuse = True
@@ -1289,7 +1288,7 @@ async def test_an_actor_being_or_having_been_passivated_starts_no_children() -> 
             return self
 
     async with ActorSystem() as system:
-        ref = system.ref(Parent, "k")
+        ref = system.virtual(Parent, "k")
         for late in (False, True):
             Parent.late = late
             instance = await ref.ask(Hold())
@@ -1299,7 +1298,7 @@ async def test_an_actor_being_or_having_been_passivated_starts_no_children() -> 
                 "on_stop raised during passivation"
             ]
             assert system.lookup("/Parent:k/child") is None
-            with pytest.raises(RuntimeError, match="it is stopping"):
+            with pytest.raises(ActorDeadError, match="it is stopping"):
                 await instance.start_child(Child, name="child")
             assert system.lookup("/Parent:k/child") is None
 
@@ -1316,13 +1315,13 @@ async def test_an_actor_picked_twice_by_the_lru_is_passivated_once() -> None:
             await gate.wait()
             return self.count
 
-    async with ActorSystem(max_active=1) as system:
-        a = system.ref(Held, "a")
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        a = system.virtual(Held, "a")
         holding = asyncio.create_task(a.ask(Hold()))
         await entered.wait()
-        await system.ref(Plain, "b").tell(Hit())  # picks `a`, busy: a task will passivate it
+        await system.virtual(Plain, "b").tell(Hit())  # picks `a`, busy: a task will passivate it
         late = asyncio.create_task(a.ask(Hit("late")))  # will wait for that passivation
-        await system.ref(Plain, "c").tell(Hit())  # picks `a` again (and `b`)
+        await system.virtual(Plain, "c").tell(Hit())  # picks `a` again (and `b`)
         gate.set()
         assert await holding == 0
         assert await late == 1
@@ -1343,7 +1342,7 @@ async def test_a_tell_activates_the_actor_fully_and_is_handled(cls: type[Session
             return int(await super().hit(msg))
 
     async with ActorSystem() as system:
-        ref = system.ref(Told, "k")
+        ref = system.virtual(Told, "k")
         await ref.tell(Hit("first"))
         await asyncio.wait_for(handled.wait(), 1.0)
         assert Session.starts == (1 if cls is Session else 0)
@@ -1377,7 +1376,7 @@ async def fill_box(ref: Any) -> asyncio.Future[Any]:
 async def test_a_virtual_ask_to_a_full_mailbox_times_out_by_the_systems_default() -> None:
     gate = asyncio.Event()
     async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
-        ref = system.ref(holding_box([gate]), "k")
+        ref = system.virtual(holding_box([gate]), "k")
         held = await fill_box(ref)
         pattern = r"^ask to /\S*Box:k found the mailbox full for 0\.05 s \(nothing was sent\)$"
         with pytest.raises(TimeoutError, match=pattern):
@@ -1390,7 +1389,7 @@ async def test_a_virtual_ask_to_a_full_mailbox_times_out_by_the_systems_default(
 async def test_a_virtual_ask_that_waited_for_room_gets_only_the_rest_of_its_time() -> None:
     first, never = asyncio.Event(), asyncio.Event()
     async with ActorSystem() as system:
-        ref = system.ref(holding_box([first, never]), "k")
+        ref = system.virtual(holding_box([first, never]), "k")
         held = await fill_box(ref)
         # Room comes after about 0.1 s of the ask's 0.3 s; the answer never does.
         asyncio.get_running_loop().call_later(0.1, first.set)
@@ -1406,7 +1405,7 @@ async def test_a_virtual_ask_that_waited_for_room_gets_only_the_rest_of_its_time
 async def test_a_virtual_ask_without_a_limit_waits_for_room_and_is_answered() -> None:
     gate = asyncio.Event()
     async with ActorSystem(timeouts=Timeouts(ask=0.05)) as system:
-        ref = system.ref(holding_box([gate]), "k")
+        ref = system.virtual(holding_box([gate]), "k")
         held = await fill_box(ref)
         asking = asyncio.ensure_future(ref.ask(Hit("late"), timeout=None))
         with pytest.raises(TimeoutError):  # it outlasts the system's 0.05 s
@@ -1418,7 +1417,7 @@ async def test_a_virtual_ask_without_a_limit_waits_for_room_and_is_answered() ->
 
 async def test_a_stopped_system_activates_no_virtual_actor() -> None:
     async with ActorSystem() as system:
-        ref = system.ref(Session, "k")
+        ref = system.virtual(Session, "k")
     with pytest.raises(
         SystemStoppedError, match=r"^cannot activate Session:k: the ActorSystem is stopped$"
     ):

@@ -17,9 +17,7 @@ from swarm_actors import (
     ActorDeadError,
     ActorRef,
     MailboxFullError,
-    RemoteError,
     UnhandledMessageError,
-    WireFormatError,
     handler,
     register_message_type,
 )
@@ -43,6 +41,7 @@ from swarm_actors._nats._wire import (
     split_array,
     type_name,
 )
+from swarm_actors.errors import RemoteError, WireFormatError
 
 
 class Point(msgspec.Struct):

@@ -1,7 +1,7 @@
 """Message types and actors shared by the transport tests, and a node to run in another process.
 
-The types live here (not in the test module) so that both processes know them under the same
-``module:qualname``: ``transport_peer:Add`` and so on.
+The types live here and in ``helpers`` (not in the test module) so that both processes know them
+under the same ``module:qualname``: ``helpers:Add``, ``transport_peer:Record`` and so on.
 
 Run as a script it is a second OS process on NATS::
 
@@ -23,16 +23,9 @@ from typing import Any
 
 import msgspec
 
-from swarm_actors import Actor, ActorSystem, handler
-from swarm_actors._core._contract import Ref
-
-
-class Add(msgspec.Struct):
-    n: int
-
-
-class Get(msgspec.Struct):
-    pass
+from helpers import Add, Get
+from swarm_actors import Actor, ActorSystem, Passivation, Ref, handler
+from swarm_actors.cluster import Cluster
 
 
 class Boom(msgspec.Struct):
@@ -154,7 +147,9 @@ async def peer(
 
 async def serve(url: str, node: str, name: str, ttl: float) -> None:
     # Idle virtual actors are passivated (their state written to the cluster) within ~0.4 s.
-    async with ActorSystem(nats=url, node=node, node_ttl=ttl, passivate_after=0.2) as system:
+    async with ActorSystem(
+        nats=url, cluster=Cluster(node=node, node_ttl=ttl), passivation=Passivation(idle_after=0.2)
+    ) as system:
         await system.start(Counter, name=name)
         print("ready", flush=True)
         # Serve until the parent closes our stdin (or kills us).

@@ -1,152 +1,90 @@
 """swarm-actors: an asyncio actor framework for agent swarms, with a Rust core.
 
-The public API is what ``__all__`` lists, plus the public submodules ``swarm_actors.events``
-(events, hash chains, the journal) and ``swarm_actors.testing``; everything else lives in
-private modules.
+The top level is the actor API: ``Actor`` and ``@handler``, ``ActorSystem`` and its
+configuration objects, the refs users hold (and ``Ref``, the protocol every kind implements),
+supervision, timers, capabilities and the errors that API raises. Specialised parts are
+public submodules, imported with the package:
+
+* ``swarm_actors.space``: the tuple space (``TupleSpace``, ``ANY``, ``Capability``...).
+* ``swarm_actors.hilbert``: n-dimensional Hilbert mapping.
+* ``swarm_actors.tree``: the agent hierarchy (``AgentTree``...).
+* ``swarm_actors.cluster``: systems across processes over NATS (``Cluster``, ``NatsOptions``,
+  ``Placement``, ``PlacedRef``, ``RemoteRef``...).
+* ``swarm_actors.events``: events, hash chains, journals.
+* ``swarm_actors.errors``: every exception, as one tree under ``SwarmError``.
+* ``swarm_actors.testing`` (imported on demand): clocks, probes, NATS servers for tests.
+
+Everything else lives in private modules.
 """
 
-from swarm_actors._config import Timeouts
+from swarm_actors import cluster as cluster
+from swarm_actors import errors as errors
+from swarm_actors import events as events
+from swarm_actors import hilbert as hilbert
+from swarm_actors import space as space
+from swarm_actors import tree as tree
+from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
 from swarm_actors._core._actor import Actor, SpaceGrant, handler
 from swarm_actors._core._capability import MessageGrant
+from swarm_actors._core._contract import Ref
 from swarm_actors._core._messages import register_message_type
 from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
-from swarm_actors._exceptions import (
+from swarm_actors._public import publish as _publish
+from swarm_actors._system import ActorSystem
+from swarm_actors._tuplecore import __version__ as __version__
+from swarm_actors.errors import (
     ActorDeadError,
     ActorError,
     ActorNameError,
-    AgentError,
-    AgentStateError,
-    ArityError,
     AskCycleError,
-    AuthenticationError,
-    CapabilityError,
-    ChainBrokenError,
-    ConnectError,
-    CoordinateError,
-    CorruptStateError,
     EscalatedError,
-    EventDecodeError,
-    EventError,
-    FieldTypeError,
     InvalidArgumentError,
-    JournalClosedError,
-    JournalFullError,
-    JournalTimeoutError,
-    JournalWriteError,
     MailboxFullError,
     MessageCapabilityError,
-    MessageTooLargeError,
-    NatsServerError,
-    RemoteError,
-    ReplayError,
-    SchemaVersionError,
-    SpaceError,
-    SubjectError,
     SwarmError,
     SystemStoppedError,
-    TransportError,
     UnhandledMessageError,
-    UnknownAgentError,
-    WireFormatError,
     WrongLoopError,
 )
-from swarm_actors._nats._cluster import PlacedRef, PlacementStats
-from swarm_actors._nats._conn import NatsOptions
-from swarm_actors._nats._placement import Placement
-from swarm_actors._nats._remote import RemoteRef
-from swarm_actors._space import TupleSpace
-from swarm_actors._system import ActorSystem
-from swarm_actors._tuplecore import (
-    ANY,
-    AgentInfo,
-    AgentTree,
-    AnyType,
-    BatchInfo,
-    Capability,
-    SpaceStats,
-    TreeStats,
-    hilbert_decode,
-    hilbert_decode_batch,
-    hilbert_encode,
-    hilbert_encode_batch,
-)
-from swarm_actors._tuplecore import __version__ as __version__
 
 __all__ = [
-    "ANY",
     "Actor",
     "ActorDeadError",
     "ActorError",
     "ActorNameError",
     "ActorRef",
     "ActorSystem",
-    "AgentError",
-    "AgentInfo",
-    "AgentStateError",
-    "AgentTree",
     "AllForOne",
-    "AnyType",
-    "ArityError",
     "AskCycleError",
-    "AuthenticationError",
     "Backoff",
-    "BatchInfo",
-    "Capability",
-    "CapabilityError",
-    "ChainBrokenError",
-    "ConnectError",
-    "CoordinateError",
-    "CorruptStateError",
     "Directive",
     "EscalatedError",
-    "EventDecodeError",
-    "EventError",
-    "FieldTypeError",
     "InvalidArgumentError",
-    "JournalClosedError",
-    "JournalFullError",
-    "JournalTimeoutError",
-    "JournalWriteError",
     "MailboxFullError",
     "MailboxStats",
     "MessageCapabilityError",
     "MessageGrant",
-    "MessageTooLargeError",
-    "NatsOptions",
-    "NatsServerError",
     "OneForOne",
-    "PlacedRef",
-    "Placement",
-    "PlacementStats",
-    "RemoteError",
-    "RemoteRef",
-    "ReplayError",
-    "SchemaVersionError",
-    "SpaceError",
+    "Passivation",
+    "Ref",
+    "Signals",
     "SpaceGrant",
-    "SpaceStats",
-    "SubjectError",
     "SwarmError",
     "SystemStoppedError",
     "Timeouts",
     "Timers",
-    "TransportError",
-    "TreeStats",
-    "TupleSpace",
+    "Tracing",
     "UnhandledMessageError",
-    "UnknownAgentError",
     "VirtualBatch",
     "VirtualRef",
     "VirtualStats",
-    "WireFormatError",
     "WrongLoopError",
     "handler",
-    "hilbert_decode",
-    "hilbert_decode_batch",
-    "hilbert_encode",
-    "hilbert_encode_batch",
     "register_message_type",
 ]
+
+# The errors are named by ``swarm_actors.errors``, their one complete home.
+_publish(__name__, *(globals()[n] for n in __all__ if n not in errors.__all__))

@@ -18,15 +18,11 @@ import sys
 import time
 from collections.abc import Sequence
 
-from swarm_actors import (
-    AgentTree,
-    CapabilityError,
-    TupleSpace,
-    __version__,
-    hilbert_decode,
-    hilbert_encode,
-    hilbert_encode_batch,
-)
+from swarm_actors import __version__
+from swarm_actors.errors import CapabilityError
+from swarm_actors.hilbert import hilbert_decode, hilbert_encode, hilbert_encode_batch
+from swarm_actors.space import TupleSpace
+from swarm_actors.tree import AgentTree
 
 
 def _step(title: str) -> None:

@@ -13,6 +13,8 @@ One root, grouped by the part of the system that raises them::
     │   └── CorruptStateError (ValueError)     compressed state failed validation
     ├── ActorError                     actor runtime
     │   ├── ActorDeadError                     the target actor is stopped (or stopping)
+    │   │   └── NoSuchActorError               the target node runs no such actor (any more)
+    │   │       └── NotOwnerError              the node does not hold the actor's shard
     │   ├── MailboxFullError                   ``tell_nowait`` on a full mailbox
     │   ├── UnhandledMessageError (TypeError)  no handler for the message's type
     │   ├── ActorNameError (ValueError)        a name already taken, or not a valid name
@@ -27,6 +29,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── SubjectError (ValueError)          a role or subject filter unfit for a NATS subject
     │   ├── ChainBrokenError                   a state-change hash chain does not verify
     │   ├── ReplayError                        a replay cannot fold a change (a delta, no ``apply``)
+    │   ├── NoJournalError                     the system keeps no journal to record into
     │   ├── JournalClosedError                 the journal is closed
     │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
     │   └── JournalWriteError                  the journal did not confirm storing some events
@@ -36,6 +39,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── AuthenticationError                a server refused the credentials
     │   ├── MessageTooLargeError (ValueError)  a payload over the server's ``max_payload``
     │   ├── NatsServerError                    a ``nats-server`` process is missing or failed
+    │   ├── NotConnectedError                  NATS work asked of a system not connected to it
     │   ├── RemoteError                        a remote handler raised; carries its type and text
     │   └── WireFormatError (ValueError)       bytes from NATS that are not a valid frame / message
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
@@ -85,6 +89,10 @@ __all__ = [
     "MessageCapabilityError",
     "MessageTooLargeError",
     "NatsServerError",
+    "NoJournalError",
+    "NoSuchActorError",
+    "NotConnectedError",
+    "NotOwnerError",
     "RemoteError",
     "ReplayError",
     "SchemaVersionError",
@@ -175,6 +183,23 @@ class ActorDeadError(ActorError):
     """The target actor is stopped or stopping: the message was not delivered."""
 
 
+class NoSuchActorError(ActorDeadError):
+    """The node a message was sent to runs no actor of that name (any more); nothing was delivered.
+
+    The actor stopped, or moved with its shard, while the message was on its way. A
+    ``RemoteRef`` looks its name up once more before raising this; the caller may
+    ``resolve`` the name again and retry.
+    """
+
+
+class NotOwnerError(NoSuchActorError):
+    """The receiving node does not hold the placed actor's shard (any more); nothing was delivered.
+
+    A ``PlacedRef`` routes its messages again when it meets this; an asker can still receive
+    it when the shard moved while the actor was being activated.
+    """
+
+
 class MailboxFullError(ActorError):
     """``tell_nowait`` found the mailbox full; the message was not enqueued."""
 
@@ -245,6 +270,15 @@ class AuthenticationError(TransportError):
     """A NATS server refused the credentials (user/password, token, creds or nkey).
 
     Raised by the first refusal: a client with wrong credentials never retries them.
+    """
+
+
+class NotConnectedError(TransportError):
+    """NATS work was asked of a system that is not connected to NATS; nothing was done.
+
+    The system was made without ``nats=`` (``placed``, ``placement_stats`` need a cluster),
+    or it has not connected yet: it connects in ``async with ActorSystem(nats=...)`` (or at
+    its first ``start``).
     """
 
 
@@ -394,6 +428,14 @@ class ReplayError(EventError):
     def __init__(self, message: str, *, sequence: int) -> None:
         super().__init__(message)
         self.sequence = sequence
+
+
+class NoJournalError(EventError):
+    """The ``ActorSystem`` keeps no journal, so nothing can be recorded: nothing was.
+
+    It was made with ``journal=None``, or it was made with ``nats=`` and has not connected
+    yet (its default journal is made when it connects).
+    """
 
 
 class JournalClosedError(EventError):

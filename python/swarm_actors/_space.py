@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from swarm_actors import _tuplecore
+from swarm_actors._exceptions import InvalidArgumentError
 
 __all__ = ["TupleSpace"]
 
@@ -79,7 +80,7 @@ class TupleSpace(_tuplecore.TupleSpace):
     ) -> tuple[Any, ...]:
         if timeout is not None and (math.isnan(timeout) or timeout <= 0):
             if math.isnan(timeout):
-                raise ValueError("timeout must be a number of seconds or None, not NaN")
+                raise InvalidArgumentError("timeout must be a number of seconds or None, not NaN")
             raise TimeoutError(f"no tuple matched {tuple(template)!r}")
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[Any, ...]] = loop.create_future()

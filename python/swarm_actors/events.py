@@ -10,6 +10,8 @@ folds to show the agent's state at any earlier point. Errors are the ``EventErro
 of ``swarm_actors``.
 """
 
+from types import FunctionType as _Function
+
 from swarm_actors._events._chain import ReplayedState, replay_journal, replay_state, verify_chain
 from swarm_actors._events._journal import (
     ALL_EVENTS,
@@ -43,6 +45,7 @@ from swarm_actors._events._schema import (
 )
 from swarm_actors._nats._durable import Delivery, DurableConsumer
 from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors._public import publish as _publish
 
 __all__ = [
     "ALL_EVENTS",
@@ -79,3 +82,6 @@ __all__ = [
     "to_proto_dict",
     "verify_chain",
 ]
+
+# Not the constants, nor the ``Payload`` union: they have no module of their own.
+_publish(__name__, *(o for o in map(globals().get, __all__) if isinstance(o, (type, _Function))))

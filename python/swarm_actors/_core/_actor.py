@@ -20,12 +20,12 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from swarm_actors._core._capability import ENFORCED, MessageGrant, valid_role
+from swarm_actors._core._capability import MessageGrant, valid_role
 from swarm_actors._core._messages import register_actor_class, register_handler_types
 from swarm_actors._core._recorder import decision, record_for, state_change
 from swarm_actors._core._supervision import OneForOne
 from swarm_actors._core._telemetry import ActorLog, step_span
-from swarm_actors._exceptions import UnhandledMessageError
+from swarm_actors._exceptions import InvalidArgumentError, NoJournalError, UnhandledMessageError
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -167,7 +167,7 @@ class Actor:
     _cell: Cell
     system: ActorSystem
     key: Any
-    """For a virtual actor: its key (``system.ref`` key, or agent id of a batch member)."""
+    """For a virtual actor: its key (``system.virtual`` key, or agent id of a batch member)."""
     log = ActorLog()
 
     def __init_subclass__(
@@ -183,7 +183,7 @@ class Actor:
         super().__init_subclass__(**kwargs)
         if role is not None:
             if not valid_role(role):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"{cls.__qualname__}: role must be 1-64 letters, digits, _ or -, got {role!r}"
                 )
             cls.role = role
@@ -192,14 +192,13 @@ class Actor:
             cls.role = re.sub(r"[^A-Za-z0-9_-]", "_", cls.__name__.lower())[:64]
         if may_message is not None:
             cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message)
-            ENFORCED[0] = True
         if space is not None:
             if not isinstance(space, SpaceGrant):
                 raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")
             cls.space_grant = space
         if mailbox_size is not None:
             if not isinstance(mailbox_size, int) or mailbox_size < 1:
-                raise ValueError(f"{cls.__qualname__}: mailbox_size must be an int >= 1")
+                raise InvalidArgumentError(f"{cls.__qualname__}: mailbox_size must be an int >= 1")
             cls.mailbox_size = mailbox_size
         if supervision is not None:
             if not isinstance(supervision, OneForOne):
@@ -377,7 +376,10 @@ class Actor:
         cell = self._cell
         journal = cell.system._journal
         if journal is None:
-            raise RuntimeError("this ActorSystem keeps no journal (it was made with journal=None)")
+            raise NoJournalError(
+                "this ActorSystem keeps no journal (it was made with journal=None, or with nats= "
+                "and is not connected yet)"
+            )
         return record_for(journal, cell, payload, cause)
 
     def step(self, name: str, **attributes: AttributeValue) -> AbstractContextManager[Span]:

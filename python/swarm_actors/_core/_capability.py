@@ -5,8 +5,10 @@ An actor class declares its grant with the ``may_message`` class keyword; every 
 is checked against it *before* anything is enqueued, so a refused send has no effect at all.
 
 The sender is known through a context variable the engine sets while it runs an actor's code
-(``CURRENT_SENDER``). The send paths only look at it once some class has declared a grant
-(``ENFORCED``), so systems that use no message capabilities pay one list lookup per send.
+(``CURRENT_SENDER``); its cell carries its class's grant (``Cell.grant``). A send is checked
+only when the running actor has a grant (``checks_sends``): enforcement belongs to the sender,
+so nothing is shared between two systems in a process, and a sender without a grant (or code
+outside any actor) pays one context-variable read per send.
 """
 
 from __future__ import annotations
@@ -26,10 +28,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CURRENT_SENDER",
-    "ENFORCED",
     "MessageGrant",
     "check_send",
     "check_send_remote",
+    "checks_sends",
     "class_names",
     "valid_role",
 ]
@@ -37,8 +39,12 @@ __all__ = [
 CURRENT_SENDER: ContextVar[Cell | None] = ContextVar("swarm_actors_sender", default=None)
 """The cell whose code is running (``None`` outside any actor)."""
 
-ENFORCED = [False]
-"""``ENFORCED[0]`` turns true once any actor class declares ``may_message``."""
+
+def checks_sends() -> bool:
+    """Whether the running actor's sends are checked: it has a ``may_message`` grant."""
+    sender = CURRENT_SENDER.get()
+    return sender is not None and sender.grant is not None
+
 
 _ROLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -140,7 +146,7 @@ def class_names(actor_class: type[Actor]) -> tuple[str, ...]:
 def check_send(target_class: type[Actor], target_path: str) -> None:
     """Raise ``MessageCapabilityError`` if the running actor may not message the target.
 
-    Call only when ``ENFORCED[0]`` is true; outside any actor every send is allowed.
+    Outside any actor, or from an actor without a grant, every send is allowed.
     """
     sender = CURRENT_SENDER.get()
     if sender is None:

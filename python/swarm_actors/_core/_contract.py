@@ -45,7 +45,7 @@ class WireNode(Protocol):
         """``(node, name)`` that reach the local virtual actor ``agent`` from anywhere.
 
         ``None`` when nothing does: the actor is not placed by the cluster (a ``batch_spawn``
-        member, or a ``system.ref`` of a system without ``nats=``).
+        member, or a ``system.virtual`` actor).
         """
         ...
 

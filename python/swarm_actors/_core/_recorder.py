@@ -28,6 +28,7 @@ from swarm_actors._events._schema import (
     SystemSignal,
     new_event,
 )
+from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
@@ -123,7 +124,7 @@ def decision(
     if not isinstance(choice, str):
         raise TypeError(f"choice must be a str, got {type(choice).__name__}")
     if not 0.0 <= confidence <= 1.0:
-        raise ValueError(f"confidence must be within [0, 1], got {confidence!r}")
+        raise InvalidArgumentError(f"confidence must be within [0, 1], got {confidence!r}")
     return AgentDecision(
         choice=choice,
         rationale=rationale,

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import math
-from contextvars import Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send, class_names
-from swarm_actors._core._cell import Ask
-from swarm_actors._core._telemetry import LAST, current_context, sampled_context, start_ask_span
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, class_names
+from swarm_actors._core._cell import INLINE_CHECKPOINT, Ask
+from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 
 if TYPE_CHECKING:
@@ -24,20 +23,9 @@ if TYPE_CHECKING:
     from swarm_actors._core._contract import RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
-__all__ = ["ActorRef", "MailboxStats"]
+__all__ = ["INLINE_CHECKPOINT", "ActorRef", "MailboxStats"]
 
 A = TypeVar("A", bound="Actor")
-
-INLINE_CHECKPOINT = 128
-"""Every this many asks answered inline, the asker yields to the event loop once.
-
-An ask to an idle actor whose handler does not suspend completes without an event-loop
-iteration. A loop of such asks would otherwise starve every other task: timers (its own
-``asyncio.timeout`` included), NATS heartbeats, lease renewals. In ``bench/bench_actors.py``
-one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802k/s) and cost
-64 concurrent inline askers 5% (811k/s, 773k/s: they now interleave).
-"""
-_INLINE_LEFT = [INLINE_CHECKPOINT]  # asks answered inline until the next checkpoint
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,20 +171,18 @@ class ActorRef(Generic[A]):
         the order sent.
         """
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
-        if cell.tracer is not None:  # inlined sampled_context(): this is the hottest path
+        if cell.tracer is not None:  # inlined SampledCache.sampled(): this is the hottest path
             current = current_context()
-            last = LAST[0]
-            context = last[1] if last[0] is current else sampled_context()
+            traces = cell.dispatcher.traces
+            last = traces.last
+            context = last[1] if last[0] is current else traces.sampled()
             if context is not None:
                 message = Ask(message, None, context)
-        if cell.accepting and len(cell.queue) < cell.capacity:
-            cell.queue.append(message)
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
-            return
-        await cell.put(message)
+        if not cell.post(message):
+            await cell.put(message)  # stopped (it raises) or full (it waits)
 
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` now or raise.
@@ -205,9 +191,10 @@ class ActorRef(Generic[A]):
         ``MessageCapabilityError`` when the sender's ``may_message`` refuses it.
         """
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
@@ -224,23 +211,25 @@ class ActorRef(Generic[A]):
         """
         _check_timeout(timeout)
         cell = self._cell
-        if ENFORCED[0]:
+        sender = CURRENT_SENDER.get()
+        if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
         if not cell.accepting:
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             result = await self._ask_traced(message, timeout, cell.tracer, context)
         elif cell.runnable and not cell.queue:
             result = await self._ask_inline(message, timeout)
         else:
             future: asyncio.Future[Any] = cell.loop.create_future()
-            return await _deliver(cell, Ask(message, future), timeout, CURRENT_SENDER.get())
-        if _INLINE_LEFT[0] <= 0:
+            return await _deliver(cell, Ask(message, future), timeout, sender)
+        dispatcher = cell.dispatcher
+        if dispatcher.inline_left <= 0:
             # The checkpoint is taken here, where this ask holds no context-variable token
             # (its sender's, its span's): if the caller is a handler that was itself run
             # inline, this suspension moves the rest of it to a task of its own, in another
             # context, where such a token can no longer be reset.
-            _INLINE_LEFT[0] = INLINE_CHECKPOINT
+            dispatcher.inline_left = INLINE_CHECKPOINT
             await asyncio.sleep(0)  # a checkpoint: let the rest of the loop run
         return result
 
@@ -261,42 +250,17 @@ class ActorRef(Generic[A]):
     async def _ask_inline(self, message: Any, timeout: Timeout) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""
         cell = self._cell
-        fn = cell.resolve(type(message))
-        cell.processed += 1
-        if fn is None:
-            raise cell.unhandled_error(message)
-        cell.runnable = False
-        cell.busy = True
-        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor, not us
-        asker = token.old_value
-        if asker is not Token.MISSING and asker is not None:
-            asker.awaiting = cell  # the handler, run here, may ask the asker back
-        try:
-            coro = fn(cell.actor, message)
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            cell.busy = False
-            cell.after_handler()
-            _INLINE_LEFT[0] -= 1  # at 0, ``ask`` takes the checkpoint once the token is reset
-            return stop.value
-        except (Exception, asyncio.CancelledError) as exc:
-            cell.busy = False
-            if cell.fail(exc, None, asked=True):
-                cell.after_handler()  # the error is this caller's answer: the actor goes on
-            raise
-        finally:
-            CURRENT_SENDER.reset(token)
-            if asker is not Token.MISSING and asker is not None:
-                asker.awaiting = None
-        # The handler awaits something: finish it in the actor's own task so that cancelling
-        # this caller cannot interrupt the handler halfway.
-        future: asyncio.Future[Any] = cell.loop.create_future()
-        cell.finish_in_task(coro, yielded, future)
-        if asker is Token.MISSING or asker is None:
-            return await _wait_reply(cell, future, timeout)
+        done, value = cell.ask_inline(message)
+        if done:
+            cell.dispatcher.inline_left -= 1  # at 0, ``ask`` takes the checkpoint (see there)
+            return value
+        # The handler suspended and finishes in the actor's own task, which answers ``value``.
+        asker = CURRENT_SENDER.get()
+        if asker is None:
+            return await _wait_reply(cell, value, timeout)
         asker.awaiting = cell
         try:
-            return await _wait_reply(cell, future, timeout)
+            return await _wait_reply(cell, value, timeout)
         finally:
             asker.awaiting = None
 
@@ -343,7 +307,7 @@ class ActorRef(Generic[A]):
             if address is None:
                 raise TypeError(
                     "refs to local virtual actors (batch_spawn members) cannot be sent to "
-                    "another process; use system.ref(Cls, key, position=...) for actors "
+                    "another process; use system.placed(Cls, key, position=...) for actors "
                     "the cluster places"
                 )
             where = address

@@ -32,6 +32,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from swarm_actors._exceptions import InvalidArgumentError
+
 __all__ = ["AllForOne", "Backoff", "Directive", "OneForOne", "SupervisionStrategy"]
 
 
@@ -64,11 +66,11 @@ class Backoff:
 
     def __post_init__(self) -> None:
         if not (self.initial >= 0 and self.maximum >= 0):
-            raise ValueError("Backoff delays must be >= 0")
+            raise InvalidArgumentError("Backoff delays must be >= 0")
         if self.factor < 1:
-            raise ValueError("Backoff factor must be >= 1")
+            raise InvalidArgumentError("Backoff factor must be >= 1")
         if not 0 <= self.jitter <= 1:
-            raise ValueError("Backoff jitter must be within [0, 1]")
+            raise InvalidArgumentError("Backoff jitter must be within [0, 1]")
 
     def delay(self, attempt: int, rng: random.Random | None = None) -> float:
         """Delay before restart number ``attempt`` (0-based)."""
@@ -95,9 +97,9 @@ class OneForOne:
 
     def __post_init__(self) -> None:
         if self.max_restarts < 0:
-            raise ValueError("max_restarts must be >= 0")
+            raise InvalidArgumentError("max_restarts must be >= 0")
         if self.within <= 0:
-            raise ValueError("within must be > 0 seconds")
+            raise InvalidArgumentError("within must be > 0 seconds")
 
     @property
     def all_for_one(self) -> bool:

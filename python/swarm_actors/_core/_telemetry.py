@@ -4,7 +4,7 @@ Costs that shaped this module (a 2-core machine, OpenTelemetry 1.45): even a no-
 OpenTelemetry span costs about 4 µs, several times a whole tell (about 0.6 µs). So:
 
 * Whether tracing is on is decided once per ``ActorSystem`` (when it binds to its loop, again on
-  ``refresh_telemetry``): on only when a real tracer provider is configured, i.e. neither the API's
+  ``refresh_tracing``): on only when a real tracer provider is configured, i.e. neither the API's
   default ``ProxyTracerProvider`` nor a ``NoOpTracerProvider``. The decision is a ``Tracer`` (or
   ``None``) stored on every cell; when it is ``None`` the hot paths never call OpenTelemetry.
 * When it is on, a sender's context travels with a message only if the sender's current span is
@@ -21,12 +21,11 @@ OpenTelemetry span costs about 4 µs, several times a whole tell (about 0.6 µs)
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Callable, Coroutine, Generator, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Self, overload
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -38,14 +37,14 @@ from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._cell import Ask, Cell
 
 __all__ = [
-    "LAST",
     "ActorLog",
     "InContext",
+    "SampledCache",
+    "attach_context",
     "current_context",
-    "handle_traced",
+    "detach_context",
     "resolve_tracer",
     "sampled_context",
     "start_ask_span",
@@ -93,22 +92,47 @@ def _context_reader() -> Callable[[], Context]:
 
 current_context = _context_reader()
 
-# (last context seen, its verdict): one tuple so that a reader never sees a torn pair. Contexts
-# are immutable and a sender's stays the same object while its span is current, so nearly every
-# check is an identity comparison.
-LAST: list[tuple[Context | None, Context | None]] = [(None, None)]
 
-
-def sampled_context() -> Context | None:
-    """The current context if its span is valid and sampled (worth carrying), else ``None``."""
-    ctx = current_context()
-    last = LAST[0]
-    if last[0] is ctx:
-        return last[1]
+def _verdict(ctx: Context) -> Context | None:
     span_context = _get_current_span(ctx).get_span_context()
-    verdict = ctx if span_context.is_valid and span_context.trace_flags & _SAMPLED else None
-    LAST[0] = (ctx, verdict)
-    return verdict
+    return ctx if span_context.is_valid and span_context.trace_flags & _SAMPLED else None
+
+
+class SampledCache:
+    """One ``ActorSystem``'s cache of the last context seen and its verdict (``sampled``).
+
+    Per system, not per process: a process-wide cache kept the last context of a system (and
+    its span) alive after the system was gone, and made systems share state.
+    """
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        # (last context seen, its verdict): one tuple so that a reader never sees a torn pair.
+        # Contexts are immutable and a sender's stays the same object while its span is
+        # current, so nearly every check is an identity comparison.
+        self.last: tuple[Context | None, Context | None] = (None, None)
+
+    def sampled(self) -> Context | None:
+        """The current context if its span is valid and sampled (worth carrying), else ``None``."""
+        ctx = current_context()
+        last = self.last
+        if last[0] is ctx:
+            return last[1]
+        verdict = _verdict(ctx)
+        self.last = (ctx, verdict)
+        return verdict
+
+
+def sampled_context(cache: SampledCache | None = None) -> Context | None:
+    """The current context if its span is valid and sampled, else ``None``.
+
+    With ``cache`` (the sending system's), a sender whose context did not change pays an
+    identity check; without, the verdict is worked out (paths that are slow anyway).
+    """
+    if cache is not None:
+        return cache.sampled()
+    return _verdict(current_context())
 
 
 _PROPAGATOR: list[Any] = []  # W3C trace-context propagator, made on first use (import cost)
@@ -145,37 +169,10 @@ def start_ask_span(tracer: trace.Tracer, path: str, message: Any, parent: Contex
     )
 
 
-def handle_traced(
-    cell: Cell, item: Ask
-) -> Literal[True] | tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
-    """Handle one entry that carries a context, with that context attached.
+attach_context = otel_context.attach
+"""Make a traced message's context current (``Cell._step``); returns the token to detach."""
 
-    Mirrors one message of ``Cell._step`` (keep the two in step) and answers like it: ``True``
-    to go on with the mailbox, ``None`` when the handler failed, or the suspended handler
-    ``(coro, yielded, reply)``, which is wrapped to keep running in its own context wherever it
-    is resumed (a new task or the task already serving the mailbox).
-    """
-    message, reply = item.message, item.future
-    fn = cell.resolve(type(message))
-    cell.processed += 1
-    if fn is None:
-        cell.unhandled(message, reply)
-        return True
-    token = otel_context.attach(item.context)  # type: ignore[arg-type]  # checked by the caller
-    try:
-        try:
-            coro = fn(cell.actor, message)
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            if reply is not None and not reply.done():
-                reply.set_result(stop.value)
-            return True
-        except (Exception, asyncio.CancelledError) as exc:
-            cell.fail(exc, reply)
-            return None
-        return InContext(coro, contextvars.copy_context()), yielded, reply
-    finally:
-        otel_context.detach(token)
+detach_context = otel_context.detach
 
 
 class InContext(Coroutine[Any, Any, Any]):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Any
 
-from swarm_actors._exceptions import ActorDeadError, MailboxFullError
+from swarm_actors._exceptions import ActorDeadError, InvalidArgumentError, MailboxFullError
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ class Timers:
         """Send ``message`` every ``interval`` seconds (first after ``initial_delay``)."""
         self._check(interval, "interval")
         if interval == 0:
-            raise ValueError("interval must be > 0 seconds")
+            raise InvalidArgumentError("interval must be > 0 seconds")
         first = interval if initial_delay is None else initial_delay
         self._check(first, "initial_delay")
         self.cancel(key)
@@ -78,7 +78,7 @@ class Timers:
     @staticmethod
     def _check(value: float, what: str) -> None:
         if not isinstance(value, (int, float)) or value != value or value < 0:
-            raise ValueError(f"{what} must be a number of seconds >= 0, got {value!r}")
+            raise InvalidArgumentError(f"{what} must be a number of seconds >= 0, got {value!r}")
 
     def _fire(self, key: Hashable, message: Any, interval: float | None) -> None:
         if interval is None:

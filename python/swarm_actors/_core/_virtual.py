@@ -1,12 +1,13 @@
 """Virtual actors: addressable whether or not they are running.
 
-``system.ref(Session, "user-42")`` returns a ``VirtualRef`` at once. The first message
+``system.virtual(Session, "user-42")`` returns a ``VirtualRef`` at once. The first message
 *activates* the actor: a fresh instance is built, its last state (if it was ever passivated) is
 decoded and handed to ``restore``, ``on_start`` runs, and the message is delivered. An idle actor
 is *passivated*: it stops (draining its mailbox), its ``snapshot()`` is encoded with msgspec
 msgpack and kept as a compress token in the Rust ``AgentTree``. Passivation happens when the
-number of active virtual actors passes ``max_active`` (least recently used first, through the
-tree's O(1) LRU) or when an actor handled nothing for ``passivate_after`` seconds.
+number of active virtual actors passes ``Passivation.max_active`` (least recently used first,
+through the tree's O(1) LRU) or when an actor handled nothing for ``Passivation.idle_after``
+seconds.
 
 Guarantees: at most one activation per key at any time (concurrent first messages share one
 activation); a message that arrives while its actor is being passivated, or whose sender was
@@ -24,7 +25,6 @@ create no task and no future.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import functools
 import inspect
 import typing
@@ -35,11 +35,10 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send
-from swarm_actors._core._cell import RUNNING, STOPPED, STOPPING, Ask, Cell, _Resume
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
+from swarm_actors._core._cell import RUNNING, Ask, Cell, _Resume
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import _check_timeout
-from swarm_actors._core._telemetry import sampled_context
 from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
@@ -263,12 +262,7 @@ class VirtualRegistry:
         data = tree.restore(agent) if status == "compressed" else None
         try:
             cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
-            cell.virtual_id = agent
-            actor = actor_class()
-            actor._cell = cell
-            actor.system = self.system
-            actor.key = key
-            cell.actor = actor
+            actor = cell.install(key, agent)
             if data:
                 actor.restore(_state_decoder(actor_class).decode(data))
         except BaseException:
@@ -339,11 +333,7 @@ class VirtualRegistry:
         if cell.queue and cell.runnable:
             # Drain what is queued in one turn under the actor's own guard (handlers that do
             # not suspend finish here); whatever remains goes the asynchronous way.
-            cell.dispatcher.ran_out_of_band(cell)
-            if cell.tracer is not None:  # not in this sender's (trace) context
-                contextvars.Context().run(cell.run_turn)
-            else:
-                cell.run_turn()
+            cell.turn_now()
         if cell.queue or cell.busy or cell.children or cell.state is not RUNNING:
             return False
         actor = cell.actor
@@ -352,9 +342,7 @@ class VirtualRegistry:
         # slip into a mailbox that is about to be sealed. Senders already waiting for room are
         # refused and go round the same way: the turn above woke only as many of them as it
         # made room for, and no later turn would wake the others.
-        cell.refuse_senders()
-        cell.runnable = False
-        cell.state = STOPPING
+        cell.begin_passivation()
         finished, value = True, None
         coro = None
         if cell.actor_class.on_stop is not _BASE_ON_STOP:
@@ -432,13 +420,7 @@ class VirtualRegistry:
 
     def _seal(self, agent: int, cell: Cell) -> None:
         """Stop the cell for good and keep its snapshot as a compress token."""
-        cell.accepting = False
-        cell.state = STOPPED
-        cell.runnable = False
-        if cell.timers is not None:
-            cell.timers.cancel_all()
-        actor = cell.actor
-        assert actor is not None
+        actor = cell.seal()
         try:
             state = actor.snapshot()
             data = b"" if state is None else _STATE_ENCODER.encode(state)
@@ -451,7 +433,6 @@ class VirtualRegistry:
             self.cluster.on_seal(agent, data)
         if self.cells.get(agent) is cell:
             del self.cells[agent]
-        cell.actor = None  # the instance is done; without it the cell holds no cycle
         self.passivations += 1
         if self.virtual_signals:
             record_signal(cell, SignalKind.PASSIVATED)
@@ -524,7 +505,7 @@ class VirtualRef(Generic[A]):
 
     @property
     def key(self) -> Any:
-        """The key: the string given to ``system.ref``, or the agent id of a batch member."""
+        """The key: the string given to ``system.virtual``, or the agent id of a batch member."""
         return self._key
 
     @property
@@ -555,22 +536,20 @@ class VirtualRef(Generic[A]):
         ``may_message`` does not include this one.
         """
         registry = self._registry
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
-        if registry.system._tracer is not None and (context := sampled_context()) is not None:
+        if (
+            registry.system._tracer is not None
+            and (context := registry.system._dispatcher.traces.sampled()) is not None
+        ):
             message = Ask(message, None, context)
         agent = self._agent
         cell = registry.cells.get(agent)
-        if cell is not None and cell.accepting and len(cell.queue) < cell.capacity:
+        if cell is not None and cell.post(message):
             registry.tree.touch(agent)
-            cell.queue.append(message)
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
             return
         if cell is None and (cell := registry.activate_now(agent, self._class, self._key)):
-            cell.queue.append(message)  # activation made it the most recently used
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
+            cell.post(message)  # a fresh mailbox takes it; activation made it the most recent
             return
         while True:
             cell = await registry.ensure_active(self._agent, self._class, self._key)
@@ -583,13 +562,13 @@ class VirtualRef(Generic[A]):
 
     def tell_nowait(self, message: Any) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
         cell = self._registry.cells.get(self._agent)
         if cell is None:
             raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
         self._registry.tree.touch(self._agent)
-        if cell.tracer is not None and (context := sampled_context()) is not None:
+        if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             message = Ask(message, None, context)
         cell.enqueue_nowait(message)
 
@@ -600,7 +579,7 @@ class VirtualRef(Generic[A]):
         It covers everything: an activation, the wait for room in a full mailbox, the answer.
         """
         _check_timeout(timeout)
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send()
         registry = self._registry
         agent = self._agent

@@ -1,6 +1,6 @@
 """Virtual actors across nodes: placement, shard leases, the shared state store, and routing.
 
-With ``nats=``, ``system.ref(Cls, key, position=...)`` returns a ``PlacedRef``. Its shard
+With ``nats=``, ``system.placed(Cls, key, position=...)`` returns a ``PlacedRef``. Its shard
 (``_placement``) decides the node: the one holding the shard's lease (``_shards``). A message
 to a shard this node holds is delivered locally, exactly as a local ``VirtualRef`` does; any
 other goes to the owner's node subject, addressed by a *virtual target* ``~class~position~key``
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send, class_names
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends, class_names
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
 from swarm_actors._core._telemetry import sampled_context, traceparent, traceparent_context
 from swarm_actors._core._virtual import VirtualRef
-from swarm_actors._exceptions import ActorDeadError, TransportError
+from swarm_actors._exceptions import ActorDeadError, NotOwnerError, TransportError
 from swarm_actors._log import get_logger
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import name_key, open_bucket, settled
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from swarm_actors._nats._transport import Transport
     from swarm_actors._nats._wire import Ask
 
-__all__ = ["STATE_BUCKET", "Cluster", "NotOwnerError", "PlacedRef", "PlacementStats"]
+__all__ = ["STATE_BUCKET", "ClusterState", "NotOwnerError", "PlacedRef", "PlacementStats"]
 
 A = TypeVar("A", bound="Actor")
 
@@ -80,10 +80,6 @@ _FORWARD_BACKOFF = 0.005  # the wait before a tell's second forward; doubles eac
 _FORWARD_BACKOFF_MAX = 0.5
 
 
-class NotOwnerError(NoSuchActorError):
-    """The receiving node does not hold the actor's shard (any more): ask the owner instead."""
-
-
 def virtual_target(class_name: str, key: str, position: tuple[int, ...] | None) -> str:
     """The wire address of a virtual actor: ``~class~position~key``."""
     where = "-" if position is None else ".".join(map(str, position))
@@ -102,8 +98,12 @@ def parse_target(target: str) -> tuple[type[Actor], str, tuple[int, ...] | None]
     return cls, key, position
 
 
-class Cluster:
-    """The placement side of one node's transport (see the module docstring)."""
+class ClusterState:
+    """The placement side of one node's transport (see the module docstring).
+
+    Its shard leases, the placed actors it runs, their state in the store and the routing of
+    their messages. Not the public ``Cluster`` (``_options``), which holds a node's settings.
+    """
 
     def __init__(self, transport: Transport, placement: Placement, ttl: float) -> None:
         self.transport = transport
@@ -345,7 +345,7 @@ class Cluster:
 class PlacedRef(Generic[A]):
     """A ref to a virtual actor of the cluster: the same on every node attached to the NATS.
 
-    ``system.ref(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
+    ``system.placed(Cls, key, position=path)`` on a system with ``nats=`` returns one. Messages go
     to whichever node holds the actor's shard now (locally if this one does), and the actor is
     activated there on demand, with the state it was last passivated with on any node. A
     ``Ref`` with the API of ``VirtualRef`` (a sibling, not a subclass: it can be sent to other
@@ -359,7 +359,7 @@ class PlacedRef(Generic[A]):
 
     def __init__(
         self,
-        cluster: Cluster,
+        cluster: ClusterState,
         actor_class: type[A],
         key: str,
         position: tuple[int, ...] | None,
@@ -421,7 +421,7 @@ class PlacedRef(Generic[A]):
         Raises ``ActorDeadError`` when it would have to wait: the actor is not active on this
         node although this node holds its shard, or its shard has no owner now.
         """
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         cluster = self._cluster
         if cluster.leases.valid(self.shard):
@@ -441,7 +441,7 @@ class PlacedRef(Generic[A]):
 
     async def tell(self, message: Any) -> None:
         """Send ``message`` to the actor, wherever it runs; see the class docstring."""
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         await self._route(message)
 
@@ -530,7 +530,7 @@ class PlacedRef(Generic[A]):
         local ask raises.
         """
         timeout = resolve_timeout(timeout, self._cluster.system)
-        if ENFORCED[0]:
+        if checks_sends():
             check_send(self._class, self.path)
         cluster = self._cluster
         leases = cluster.leases

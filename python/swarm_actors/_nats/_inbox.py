@@ -30,13 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 from collections import deque
 from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
-from swarm_actors._core._capability import CURRENT_SENDER
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._telemetry import traceparent_context
 from swarm_actors._exceptions import (
@@ -191,12 +189,7 @@ class Inbox:
                         continue
                     if envelope.trace and cell.tracer is not None:
                         message = Entry(message, None, traceparent_context(envelope.trace))
-                    queue = cell.queue
-                    if cell.accepting and len(queue) < cell.capacity and not overflow:
-                        queue.append(message)  # as a local tell does
-                        if not cell.scheduled and cell.runnable:
-                            cell.schedule()
-                    else:
+                    if overflow or not cell.post(message):  # as a local tell does
                         self._enqueue(cell, message, envelope)
                 elif kind is Ask:
                     self._on_ask(envelope)
@@ -221,21 +214,14 @@ class Inbox:
                 pending[0].set_exception(WireFormatError(f"the answer {reason}"))
 
     def _enqueue(self, cell: Cell, item: Any, envelope: Tell | Ask) -> None:
-        if cell.accepting and len(cell.queue) < cell.capacity and cell not in self._overflow:
-            cell.queue.append(item)
-            if not cell.scheduled and cell.runnable:
-                cell.schedule()
+        if cell not in self._overflow and cell.post(item):
             return
         if cell.accepting and cell.runnable and cell not in self._overflow:
             # Full, and idle: take a turn right here. Frames arrive faster than the dispatcher
             # gives the actor turns; handling them in the read loop slows reading down to the
             # actor's pace (TCP pushes back on the sender) instead of piling messages up.
-            cell.dispatcher.ran_out_of_band(cell)
-            contextvars.Context().run(cell.run_turn)
-            if len(cell.queue) < cell.capacity:
-                cell.queue.append(item)
-                if not cell.scheduled and cell.runnable:
-                    cell.schedule()
+            cell.turn_now()
+            if cell.post(item):
                 return
         if not cell.accepting:
             self._refuse(item, envelope, ActorDeadError(f"{cell.path} is stopped", actor=cell.path))
@@ -355,33 +341,15 @@ class Inbox:
         finished in the actor's own task, and answered from there.
         """
         reply, corr = envelope.reply, envelope.corr
-        fn = cell.resolve(type(message))
-        cell.processed += 1
-        if fn is None:
-            self._answer_failure(reply, corr, *describe_exception(cell.unhandled_error(message)))
-            return
-        cell.runnable = False
-        cell.busy = True
-        token = CURRENT_SENDER.set(cell)  # the handler's sends come from the actor
         try:
-            coro = fn(cell.actor, message)
-            yielded = coro.send(None)
-        except StopIteration as stop:
-            cell.busy = False
-            cell.after_handler()
-            self._reply(reply, corr, cell.path, stop.value)
-            return
-        except (Exception, asyncio.CancelledError) as exc:
-            cell.busy = False
-            if cell.fail(exc, None, asked=True):
-                cell.after_handler()  # the error is the asker's answer: the actor goes on
+            done, value = cell.ask_inline(message)
+        except (Exception, asyncio.CancelledError) as exc:  # the handler's, or unhandled
             self._answer_failure(reply, corr, *describe_exception(exc))
             return
-        finally:
-            CURRENT_SENDER.reset(token)
-        future: asyncio.Future[Any] = self._loop.create_future()
-        future.add_done_callback(partial(self._answer, reply, corr, cell.path))
-        cell.finish_in_task(coro, yielded, future)
+        if done:
+            self._reply(reply, corr, cell.path, value)
+        else:  # the handler suspended: its task answers ``value``
+            value.add_done_callback(partial(self._answer, reply, corr, cell.path))
 
     def _stop(self, cell: Cell, envelope: Ask) -> None:
         drain = bytes(envelope.body) != b"\xc2"  # msgpack False

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, ENFORCED, check_send_remote
+from swarm_actors._core._capability import CURRENT_SENDER, check_send_remote, checks_sends
 from swarm_actors._core._ref import resolve_timeout
 from swarm_actors._core._telemetry import sampled_context, start_ask_span, traceparent
 from swarm_actors._exceptions import ActorDeadError
@@ -159,7 +159,7 @@ class RemoteRef(Generic[A]):
         transport = self._transport
         if self._version != transport.registry.version:
             self._node()
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send(self._resolved)
         sender = CURRENT_SENDER.get()
         transport.outbox.tell(
@@ -178,7 +178,7 @@ class RemoteRef(Generic[A]):
     def tell_nowait(self, message: Any) -> None:
         """Send ``message`` now (buffered for this event-loop iteration); never waits."""
         node = self._node()
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send(node)
         sender = CURRENT_SENDER.get()
         self._transport.outbox.tell(
@@ -199,7 +199,7 @@ class RemoteRef(Generic[A]):
 
     async def _ask(self, message: Any, timeout: float | None, kind: str | None) -> Any:
         node = self._node()
-        if ENFORCED[0]:
+        if checks_sends():
             self._check_send(node)
         sender = CURRENT_SENDER.get()
         sender_path = sender.path if sender is not None else ""

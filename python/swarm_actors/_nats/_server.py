@@ -141,7 +141,7 @@ def _lock_store(store: Path) -> int | None:
         raise NatsServerError(
             f"the store directory {store} is in use by another nats-server (two servers on one "
             "store would corrupt it): give each running server a directory of its own "
-            "(ActorSystem(data_dir=...), NatsServer(store_dir=...)), or none for a temporary "
+            "(Cluster(data_dir=...), NatsServer(store_dir=...)), or none for a temporary "
             "one"
         ) from None
     _LOCKS.add(fd)

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._cell import Cell
     from swarm_actors._core._virtual import VirtualRegistry
-    from swarm_actors._nats._cluster import Cluster
+    from swarm_actors._nats._cluster import ClusterState
     from swarm_actors._nats._server import NatsServer
     from swarm_actors._system import ActorSystem
 
@@ -85,7 +85,7 @@ class Transport:
         node's refs read it on every send, where a property of the system costs a call."""
         self._replicas = replicas
         self._placement = placement or Placement()
-        self.cluster: Cluster | None = None
+        self.cluster: ClusterState | None = None
         self.node_id = node or f"n{uuid.uuid4().hex[:12]}"
         self.subject = node_subject(self.node_id)
         self.incarnation = uuid.uuid4().hex
@@ -148,9 +148,9 @@ class Transport:
                     f"the name registry (JetStream key-value buckets) is unavailable: {exc!r}; "
                     "the server needs JetStream enabled"
                 ) from exc
-            from swarm_actors._nats._cluster import Cluster
+            from swarm_actors._nats._cluster import ClusterState
 
-            self.cluster = Cluster(self, self._placement, self._node_ttl)
+            self.cluster = ClusterState(self, self._placement, self._node_ttl)
             await self.cluster.open()
             self.inbox.route_virtual(self.cluster)
             await self.client.flush()

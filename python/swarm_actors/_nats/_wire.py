@@ -43,7 +43,12 @@ from swarm_actors._core._messages import (
     register_message_type,
     type_name,
 )
-from swarm_actors._exceptions import ActorDeadError, ActorError, RemoteError, WireFormatError
+from swarm_actors._exceptions import (
+    ActorError,
+    NoSuchActorError,
+    RemoteError,
+    WireFormatError,
+)
 
 if TYPE_CHECKING:
     from swarm_actors._core._contract import WireNode
@@ -86,10 +91,6 @@ STOP = "swarm:stop"
 
 VIRTUAL_NODE = "~"
 """The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
-
-
-class NoSuchActorError(ActorDeadError):
-    """The target node runs no actor of that name (the asker may re-resolve and retry)."""
 
 
 class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):

@@ -22,7 +22,9 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from swarm_actors._core._cell import RUNNING, Ask, Cell
+from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._nats._server import NatsCluster, NatsServer
+from swarm_actors._public import publish as _publish
 from swarm_actors._system import ActorSystem
 
 if TYPE_CHECKING:
@@ -97,7 +99,7 @@ class VirtualClock:
         window also run.
         """
         if seconds < 0:
-            raise ValueError("time cannot go backwards")
+            raise InvalidArgumentError("time cannot go backwards")
         target = self._now + seconds
         await settle()
         while self._heap and self._heap[0][0] <= target:
@@ -120,6 +122,8 @@ class _ManualCell(Cell):
 
     __slots__ = ("allowance", "told")
 
+    dispatched = False  # never runnable: turns are run by ``step_one``
+
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         self.allowance = 0
@@ -135,10 +139,6 @@ class _ManualCell(Cell):
                 reply.set_exception(exc)
             return super().fail(exc, None)
         return super().fail(exc, reply, asked=asked)
-
-    def set_running(self) -> None:
-        self.state = RUNNING
-        self.runnable = False
 
     def after_handler(self) -> None:
         if self.drained is not None and not self.queue:
@@ -285,3 +285,7 @@ async def run_actor(
     finally:
         if own:
             await system.stop_all()
+
+
+# The servers are defined in the NATS layer; reprs and pickles name this public path.
+_publish(__name__, NatsCluster, NatsServer)

@@ -6,7 +6,7 @@ Enable them in your ``conftest.py``::
 
 * ``actor_system``: a fresh ``ActorSystem`` per test, always stopped afterwards, even when the
   test fails (draining first; after ``SWARM_STOP_TIMEOUT`` seconds, discarding). Configure it
-  with ``@pytest.mark.swarm_system(max_active=..., passivate_after=..., ...)`` (keyword
+  with ``@pytest.mark.swarm_system(passivation=Passivation(max_active=...), ...)`` (keyword
   arguments of ``ActorSystem``).
 * ``virtual_clock``: a ``VirtualClock``; when a test asks for both, ``actor_system`` runs on it,
   so timers, backoff and passivation move only when the test calls ``advance``.

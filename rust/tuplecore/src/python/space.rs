@@ -26,7 +26,7 @@ use crate::space::{Capability as CoreCapability, Operation, Space, Stats, Tuple}
 use crate::Error;
 
 /// The type of `ANY`, the template wildcard that matches any field value.
-#[pyclass(frozen, module = "swarm_actors._tuplecore", name = "AnyType")]
+#[pyclass(frozen, module = "swarm_actors.space", name = "AnyType")]
 pub struct AnyType;
 
 #[pymethods]
@@ -162,12 +162,7 @@ fn complete(py: Python<'_>, fut: &Py<PyAny>, value: &Bound<'_, PyAny>) -> PyResu
 }
 
 /// Counters and sizes of a tuple space, as returned by `TupleSpace.stats()`.
-#[pyclass(
-    frozen,
-    get_all,
-    module = "swarm_actors._tuplecore",
-    name = "SpaceStats"
-)]
+#[pyclass(frozen, get_all, module = "swarm_actors.space", name = "SpaceStats")]
 pub struct SpaceStats {
     /// Tuples currently stored.
     tuples: usize,
@@ -225,7 +220,7 @@ impl From<Stats> for SpaceStats {
 }
 
 /// The rights of a restricted handle (see `TupleSpace.restrict`).
-#[pyclass(frozen, module = "swarm_actors._tuplecore", name = "Capability")]
+#[pyclass(frozen, module = "swarm_actors.space", name = "Capability")]
 pub struct Capability(CoreCapability);
 
 #[pymethods]
@@ -286,7 +281,7 @@ fn py_bool(b: bool) -> &'static str {
     }
 }
 
-/// A Linda tuple space owned by Rust (the synchronous core; use `swarm_actors.TupleSpace`).
+/// A Linda tuple space owned by Rust (the synchronous core; use `swarm_actors.space.TupleSpace`).
 #[pyclass(
     subclass,
     frozen,

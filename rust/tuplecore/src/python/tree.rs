@@ -68,7 +68,7 @@ fn py_repr(py: Python<'_>, s: &str) -> String {
 
 /// Everything about one agent, as returned by ``AgentTree.info()``. Immutable; compares and
 /// hashes by value.
-#[pyclass(frozen, eq, hash, module = "swarm_actors._tuplecore")]
+#[pyclass(frozen, eq, hash, module = "swarm_actors.tree")]
 #[derive(PartialEq, Eq, Hash)]
 pub struct AgentInfo(core::AgentInfo);
 
@@ -148,7 +148,7 @@ impl AgentInfo {
 /// What ``AgentTree.batch_spawn()`` reserved: a full subtree of ``depth`` levels with
 /// ``branching`` children per node, numbered level by level from ``first_id``. Immutable;
 /// compares and hashes by value.
-#[pyclass(frozen, eq, hash, module = "swarm_actors._tuplecore")]
+#[pyclass(frozen, eq, hash, module = "swarm_actors.tree")]
 #[derive(PartialEq, Eq, Hash)]
 pub struct BatchInfo(core::BatchInfo);
 
@@ -234,7 +234,7 @@ impl BatchInfo {
 
 /// Agent counts of a tree, as returned by ``AgentTree.stats()``. Immutable; compares and
 /// hashes by value.
-#[pyclass(frozen, eq, hash, module = "swarm_actors._tuplecore")]
+#[pyclass(frozen, eq, hash, module = "swarm_actors.tree")]
 #[derive(PartialEq, Eq, Hash)]
 pub struct TreeStats(core::TreeStats);
 
@@ -305,7 +305,7 @@ impl TreeStats {
 ///
 /// A refused call raises a subclass of ``AgentError`` or ``InvalidArgumentError`` and leaves the
 /// tree unchanged.
-#[pyclass(frozen, module = "swarm_actors._tuplecore")]
+#[pyclass(frozen, module = "swarm_actors.tree")]
 pub struct AgentTree {
     inner: Mutex<core::AgentTree>,
 }
