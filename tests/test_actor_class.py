@@ -336,7 +336,7 @@ async def test_may_message_builds_a_grant() -> None:
         pass
 
     assert Free.message_grant is None
-    assert Quiet.message_grant == MessageGrant.parse("x", ("reviewer",))
+    assert Quiet.message_grant == MessageGrant.parse("x", ("reviewer",), Actor)
     with pytest.raises(TypeError, match=r"<locals>\.Bad: may_message must be a tuple"):
 
         class Bad(Actor, may_message="reviewer"):

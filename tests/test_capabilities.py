@@ -20,7 +20,7 @@ from swarm_actors import (
     Tracing,
     handler,
 )
-from swarm_actors._core._capability import class_names
+from swarm_actors._core._actor import class_names
 from swarm_actors.testing import settle
 
 pytestmark = pytest.mark.asyncio
@@ -292,7 +292,7 @@ async def test_roles_default_to_the_class_name_and_inherit_when_explicit() -> No
     assert PlainWorker.role == "plainworker"
     assert SpecialReviewer.role == "reviewer"
     assert Actor.message_grant is None
-    grant = MessageGrant.parse("X", ("reviewer", Coder, "/a/*"))
+    grant = MessageGrant.parse("X", ("reviewer", Coder, "/a/*"), Actor)
     assert grant.allows(SpecialReviewer, "/zzz")
     assert grant.allows(Coder, "/zzz")
     assert grant.allows(PlainWorker, "/a/b/c")
@@ -314,22 +314,22 @@ async def test_remote_targets_are_allowed_by_role_class_name_or_path() -> None:
             Sink.__qualname__,
         )
     )
-    by_class = MessageGrant.parse("X", (Coder,))
+    by_class = MessageGrant.parse("X", (Coder,), Actor)
     # A class grant covers the class and its subclasses, by name, whatever their role.
     assert by_class.allows_remote("other", class_names(Coder), "/zzz")
     assert by_class.allows_remote("other", class_names(SeniorCoder), "/zzz")
     assert not by_class.allows_remote("coder", class_names(Reviewer), "/zzz")
     assert not by_class.allows_remote("other", (), "/zzz")
-    by_role = MessageGrant.parse("X", ("reviewer",))
+    by_role = MessageGrant.parse("X", ("reviewer",), Actor)
     assert by_role.allows_remote("reviewer", (), "/zzz")
     assert not by_role.allows_remote("coder", class_names(Coder), "/zzz")
-    by_path = MessageGrant.parse("X", ("/pool-*",))
+    by_path = MessageGrant.parse("X", ("/pool-*",), Actor)
     assert by_path.allows_remote("other", (), "/pool-7")
     assert not by_path.allows_remote("other", class_names(Coder), "/coder-1")
     # Every actor class derives from Actor: naming it grants everything, here as locally.
-    anyone = MessageGrant.parse("X", (Actor,))
+    anyone = MessageGrant.parse("X", (Actor,), Actor)
     assert anyone.allows(Coder, "/zzz")
     assert anyone.allows_remote("other", class_names(Coder), "/zzz")
     assert anyone.allows_remote("other", (), "/zzz")
-    nothing = MessageGrant.parse("X", ())
+    nothing = MessageGrant.parse("X", (), Actor)
     assert not nothing.allows_remote("coder", class_names(Coder), "/pool-7")

@@ -20,7 +20,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_origin
 
-from swarm_actors._core._capability import MessageGrant, valid_role
+from swarm_actors._core._capability import MessageGrant, class_name, valid_role
 from swarm_actors._core._messages import register_actor_class, register_handler_types
 from swarm_actors._core._recorder import decision, record_for, state_change
 from swarm_actors._core._supervision import OneForOne
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from swarm_actors._space import TupleSpace
     from swarm_actors._system import ActorSystem
 
-__all__ = ["Actor", "SpaceGrant", "handler"]
+__all__ = ["Actor", "SpaceGrant", "class_names", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 A = TypeVar("A", bound="Actor")
@@ -191,7 +191,7 @@ class Actor:
         elif not cls._role_explicit:
             cls.role = re.sub(r"[^A-Za-z0-9_-]", "_", cls.__name__.lower())[:64]
         if may_message is not None:
-            cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message)
+            cls.message_grant = MessageGrant.parse(cls.__qualname__, may_message, Actor)
         if space is not None:
             if not isinstance(space, SpaceGrant):
                 raise TypeError(f"{cls.__qualname__}: space must be a SpaceGrant")
@@ -398,3 +398,13 @@ class Actor:
     def _unhandled(cls) -> bool:
         """Whether ``on_receive`` is the refusing default."""
         return cls.on_receive is Actor.on_receive
+
+
+def class_names(actor_class: type[Actor]) -> tuple[str, ...]:
+    """The names of ``actor_class`` and of every ``Actor`` subclass it derives from.
+
+    How remote capability checks know an actor's classes (see ``MessageGrant.allows_remote``).
+    """
+    return tuple(
+        class_name(c) for c in actor_class.__mro__ if issubclass(c, Actor) and c is not Actor
+    )

@@ -32,7 +32,6 @@ __all__ = [
     "check_send",
     "check_send_remote",
     "checks_sends",
-    "class_names",
     "valid_role",
 ]
 
@@ -74,12 +73,16 @@ class MessageGrant:
     roles: frozenset[str]
     classes: tuple[type[Actor], ...]
     paths: tuple[str, ...]
+    every_actor: bool = False
+    """``Actor`` itself is among ``classes``: every actor may be messaged."""
 
     @classmethod
-    def parse(cls, owner: str, spec: Iterable[Any]) -> MessageGrant:
-        """Build a grant from a ``may_message`` value; ``TypeError`` names a bad entry."""
-        from swarm_actors._core._actor import Actor
+    def parse(cls, owner: str, spec: Iterable[Any], base: type[Actor]) -> MessageGrant:
+        """Build a grant from a ``may_message`` value; ``TypeError`` names a bad entry.
 
+        ``base`` is ``Actor`` itself (passed in by the class being defined: this module sits
+        below ``_actor`` and does not import it).
+        """
         if isinstance(spec, (str, bytes)) or not isinstance(spec, Iterable):
             raise TypeError(
                 f"{owner}: may_message must be a tuple of roles, Actor classes or '/path' "
@@ -89,7 +92,7 @@ class MessageGrant:
         classes: list[type[Actor]] = []
         paths: list[str] = []
         for entry in spec:
-            if isinstance(entry, type) and issubclass(entry, Actor):
+            if isinstance(entry, type) and issubclass(entry, base):
                 classes.append(entry)
             elif isinstance(entry, str) and entry.startswith("/"):
                 paths.append(entry)
@@ -100,7 +103,7 @@ class MessageGrant:
                     f"{owner}: may_message entry {entry!r} is not a role name "
                     "(letters, digits, _ or -), an Actor subclass, or a '/path' pattern"
                 )
-        return cls(frozenset(roles), tuple(classes), tuple(paths))
+        return cls(frozenset(roles), tuple(classes), tuple(paths), base in classes)
 
     def allows(self, target_class: type[Actor], target_path: str) -> bool:
         """Whether the actor of class ``target_class`` at ``target_path`` may be messaged."""
@@ -119,28 +122,16 @@ class MessageGrant:
         """
         if role in self.roles:
             return True
-        if self.classes:
-            from swarm_actors._core._actor import Actor
-
-            if Actor in self.classes:
-                return True
-            if not {class_name(c) for c in self.classes}.isdisjoint(classes):
-                return True
+        if self.every_actor:
+            return True
+        if self.classes and not {class_name(c) for c in self.classes}.isdisjoint(classes):
+            return True
         return any(fnmatch.fnmatchcase(path, pattern) for pattern in self.paths)
 
 
 def class_name(cls: type) -> str:
     """``module:qualname`` of a class (how remote capability checks name actor classes)."""
     return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def class_names(actor_class: type[Actor]) -> tuple[str, ...]:
-    """The names of ``actor_class`` and of every ``Actor`` subclass it derives from."""
-    from swarm_actors._core._actor import Actor
-
-    return tuple(
-        class_name(c) for c in actor_class.__mro__ if issubclass(c, Actor) and c is not Actor
-    )
 
 
 def check_send(target_class: type[Actor], target_path: str) -> None:

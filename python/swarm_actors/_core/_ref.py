@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, class_names
+from swarm_actors._core._actor import class_names
+from swarm_actors._core._capability import CURRENT_SENDER, check_send
 from swarm_actors._core._cell import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError

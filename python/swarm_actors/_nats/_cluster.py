@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends, class_names
+from swarm_actors._core._actor import class_names
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout

@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from swarm_actors._core._actor import class_names
 from swarm_actors._core._contract import Ref
 from swarm_actors._exceptions import TransportError, WireFormatError
 from swarm_actors._log import get_logger
@@ -275,8 +276,6 @@ class Transport:
 
     def entry_for(self, cell: Cell) -> NameEntry:
         """The registry entry of a local actor."""
-        from swarm_actors._core._capability import class_names
-
         cls = cell.actor_class
         return NameEntry(self.node_id, self.incarnation, cell.path, cls.role, class_names(cls))
 
