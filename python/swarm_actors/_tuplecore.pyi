@@ -366,6 +366,13 @@ class AgentTree:
         It becomes active and the most recently used. Raises ``CorruptStateError`` (the agent
         stays compressed) if the length or digest does not match.
         """
+    def activate(self, id: int) -> bytes | None:
+        """Make ``id`` active and the most recently used, as an activation needs it, in one call.
+
+        A compressed agent is restored and its state returned (as ``restore``); a virtual or
+        active one is touched (as ``touch``) and ``None`` returned. Raises as they do
+        (``CorruptStateError``: the agent stays compressed).
+        """
     def token(self, id: int) -> bytes:
         """The serialized token of the compressed agent ``id``.
 

@@ -257,8 +257,8 @@ class Cell:
         parent: Cell | None,
     ) -> None:
         self.system = system
-        self.dispatcher = system._dispatcher
-        self.loop = self.dispatcher.loop
+        self.dispatcher = dispatcher = system._dispatcher
+        self.loop = dispatcher.loop
         self.actor_class = actor_class
         self.args = args
         self.kwargs = kwargs
@@ -388,10 +388,13 @@ class Cell:
     def seal(self) -> Actor:
         """End a passivation: STOPPED for good, timers cancelled; returns the instance.
 
-        The cell lets the instance go (without it the cell holds no cycle); the caller keeps
-        its snapshot.
+        Without ``begin_passivation`` first (nothing to wait for in between, the caller checked
+        the cell idle), it refuses the senders waiting for room itself. The cell lets the
+        instance go (without it the cell holds no cycle); the caller keeps its snapshot.
         """
         self.accepting = False
+        if self.put_waiters:
+            self.refuse_senders()
         self.state = STOPPED
         self.runnable = False
         if self.timers is not None:

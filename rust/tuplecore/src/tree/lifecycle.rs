@@ -110,6 +110,18 @@ impl AgentTree {
         Ok(state)
     }
 
+    /// Make `id` active and the most recently used, as an activation needs it, in one call: a
+    /// compressed agent is restored and its state returned (as [`AgentTree::restore`]), a
+    /// virtual or active one is touched (as [`AgentTree::touch`]) and `None` returned. On
+    /// [`Error::CorruptState`] the agent stays compressed.
+    pub fn activate(&mut self, id: u64) -> Result<Option<Vec<u8>>> {
+        if self.status(id)? == Status::Compressed {
+            self.restore(id).map(Some)
+        } else {
+            self.touch(id).map(|()| None)
+        }
+    }
+
     /// The token of the compressed agent `id` (see [`Token`] for its layout).
     pub fn token(&self, id: u64) -> Result<&Token> {
         let (_, token) =
