@@ -58,6 +58,7 @@ _STATE_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _STATE_ENCODER = msgspec.msgpack.Encoder()
 _BASE_ON_START = Actor.on_start
 _BASE_ON_STOP = Actor.on_stop
+_NO_KWARGS: dict[str, Any] = {}  # a virtual actor's constructor arguments; only ever read
 
 PASSIVATION_BATCH = 64
 """Most actors passivated at once when ``max_active`` is passed (see ``_enforce_limit``).
@@ -246,7 +247,9 @@ class VirtualRegistry:
             )
         data = self.tree.activate(agent)  # restored if compressed, else materialized / touched
         try:
-            cell = Cell(self.system, actor_class, (), {}, f"{actor_class.__qualname__}:{key}", None)
+            cell = Cell(
+                self.system, actor_class, (), _NO_KWARGS, f"{actor_class.__qualname__}:{key}", None
+            )
             actor = cell.install(key, agent)
             if data:
                 decoder = _STATE_DECODERS.get(actor_class) or _state_decoder(actor_class)
