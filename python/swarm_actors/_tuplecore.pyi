@@ -358,7 +358,9 @@ class AgentTree:
     def compress(self, id: int, state: bytes) -> None:
         """Compress the active agent ``id``, keeping ``state`` as a validated token.
 
-        LZ4 is used when that shrinks the token. The agent leaves the LRU order.
+        LZ4 is used when that shrinks the token of a state of 128 bytes or more (smaller ones
+        are stored as they are: trying costs more than it saves). The agent leaves the LRU
+        order.
         """
     def restore(self, id: int) -> bytes:
         """Restore the compressed agent ``id`` and return its state, byte-identical.

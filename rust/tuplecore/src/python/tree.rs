@@ -420,7 +420,7 @@ impl AgentTree {
     }
 
     /// Compress the active agent ``id``, keeping ``state`` as a validated token (LZ4 when that
-    /// shrinks it) and taking the agent out of the LRU order.
+    /// shrinks a state of 128 bytes or more) and taking the agent out of the LRU order.
     fn compress(&self, py: Python<'_>, id: &Bound<'_, PyAny>, state: &[u8]) -> PyResult<()> {
         let id = uint_arg(id, "id")?;
         if state.len() < DETACH_BYTES {

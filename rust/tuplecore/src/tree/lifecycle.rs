@@ -42,7 +42,7 @@ impl AgentTree {
     }
 
     /// Compress the active agent `id`, keeping `state` as a validated token (LZ4 when that
-    /// shrinks it) and removing the agent from the LRU list.
+    /// shrinks a state of 128 bytes or more) and removing the agent from the LRU list.
     pub fn compress(&mut self, id: u64, state: &[u8]) -> Result<()> {
         self.check_compressible(id)?;
         let token = Token::encode(state)?;

@@ -190,6 +190,13 @@ fn compress_chooses_lz4_only_when_it_shrinks() {
     assert_eq!(t.restore(b).unwrap(), repetitive);
     t.compress(a, b"").unwrap();
     assert_eq!(t.restore(a).unwrap(), b"");
+    // Below 128 bytes LZ4 is not tried, however repetitive the state.
+    for (len, lz4) in [(127, false), (128, true)] {
+        let state = vec![0u8; len];
+        t.compress(b, &state).unwrap();
+        assert_eq!(t.token(b).unwrap().is_compressed(), lz4, "{len} bytes");
+        assert_eq!(t.restore(b).unwrap(), state);
+    }
 }
 
 #[test]
