@@ -6,6 +6,8 @@
    to a passivated actor (restored from its compress token), which passivates another.
 
 Run: python bench/bench_virtual.py [--leaves 1048576] [--max-active 10000] [--cycles 200000]
+``--quick`` (262,144 leaves, 50,000 cycles) takes a few seconds: the same two measurements, for
+comparing two trees side by side (the < 10 s target is for the full million).
 """
 
 from __future__ import annotations
@@ -98,7 +100,12 @@ def main() -> None:
     parser.add_argument("--leaves", type=int, default=1_048_576)
     parser.add_argument("--max-active", type=int, default=10_000)
     parser.add_argument("--cycles", type=int, default=200_000)
+    parser.add_argument(
+        "--quick", action="store_true", help="262,144 leaves and 50,000 cycles (a few seconds)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.leaves, args.cycles = 262_144, 50_000
     gc.collect()
     progress(f"a million virtual actors: {args.leaves:,} leaves, max_active={args.max_active:,}")
     m = asyncio.run(million(args.leaves, args.max_active))
@@ -108,7 +115,7 @@ def main() -> None:
         [
             f"{m['leaves']:,} virtual actors, one message each, <= {args.max_active:,} active",
             f"{m['seconds']:.2f} s ({fmt_rate(m['rate'])})",
-            "< 10 s",
+            "< 10 s" if args.leaves >= 1_000_000 else "< 10 s for 1M leaves",
             f"{m['passivations']:,} passivations, {m['activations']:,} activations",
         ],
         [
@@ -120,7 +127,7 @@ def main() -> None:
         [
             "activation + passivation, 64-byte state",
             fmt_rate(c["rate"]),
-            ">= 100k/s",
+            ">= 150k/s",
             f"{c['cycles']:,} cycles, each restores one actor and passivates another",
         ],
     ]

@@ -133,6 +133,26 @@ def test_virtual_agent_is_materialized_by_touch(tree: AgentTree) -> None:
     assert tree.restore(leaf) == b"x" * 1000
 
 
+def test_activate_restores_a_compressed_agent_and_touches_the_others(tree: AgentTree) -> None:
+    batch = tree.batch_spawn(0, "leaf", 1, 3)
+    leaf = batch.leaf_first_id + 1
+    agent = tree.spawn(0, "w")
+    assert tree.activate(leaf) is None  # virtual: materialized, the most recently used
+    assert tree.status(leaf) == "active"
+    assert tree.prune(0) == [agent, leaf]
+    assert tree.activate(agent) is None  # active: the most recently used
+    assert tree.prune(0) == [leaf, agent]
+    state = bytes(range(100))
+    tree.compress(agent, state)
+    restored = tree.activate(agent)  # compressed: restored, byte-identical
+    assert restored == state
+    assert type(restored) is bytes
+    assert tree.status(agent) == "active"
+    assert tree.prune(0) == [leaf, agent]
+    with pytest.raises(UnknownAgentError):
+        tree.activate(99)
+
+
 def test_prune_returns_least_recently_used_first_and_changes_nothing(tree: AgentTree) -> None:
     ids = [tree.spawn(0, "w") for _ in range(6)]
     tree.touch(ids[0])

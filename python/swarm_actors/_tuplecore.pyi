@@ -361,13 +361,22 @@ class AgentTree:
     def compress(self, id: int, state: bytes) -> None:
         """Compress the active agent ``id``, keeping ``state`` as a validated token.
 
-        LZ4 is used when that shrinks the token. The agent leaves the LRU order.
+        LZ4 is used when that shrinks the token of a state of 128 bytes or more (smaller ones
+        are stored as they are: trying costs more than it saves). The agent leaves the LRU
+        order.
         """
     def restore(self, id: int) -> bytes:
         """Restore the compressed agent ``id`` and return its state, byte-identical.
 
         It becomes active and the most recently used. Raises ``CorruptStateError`` (the agent
         stays compressed) if the length or digest does not match.
+        """
+    def activate(self, id: int) -> bytes | None:
+        """Make ``id`` active and the most recently used, as an activation needs it, in one call.
+
+        A compressed agent is restored and its state returned (as ``restore``); a virtual or
+        active one is touched (as ``touch``) and ``None`` returned. Raises as they do
+        (``CorruptStateError``: the agent stays compressed).
         """
     def token(self, id: int) -> bytes:
         """The serialized token of the compressed agent ``id``.

@@ -420,7 +420,7 @@ impl AgentTree {
     }
 
     /// Compress the active agent ``id``, keeping ``state`` as a validated token (LZ4 when that
-    /// shrinks it) and taking the agent out of the LRU order.
+    /// shrinks a state of 128 bytes or more) and taking the agent out of the LRU order.
     fn compress(&self, py: Python<'_>, id: &Bound<'_, PyAny>, state: &[u8]) -> PyResult<()> {
         let id = uint_arg(id, "id")?;
         if state.len() < DETACH_BYTES {
@@ -451,6 +451,31 @@ impl AgentTree {
         }
         .map_pyerr()?;
         Ok(PyBytes::new(py, &state))
+    }
+
+    /// Make ``id`` active and the most recently used, as an activation needs it, in one call:
+    /// a compressed agent is restored and its state returned (as ``restore``), a virtual or
+    /// active one is touched (as ``touch``) and ``None`` returned. Raises as they do
+    /// (``CorruptStateError``: the agent stays compressed).
+    fn activate<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'py, PyAny>,
+    ) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let id = uint_arg(id, "id")?;
+        let state = {
+            let mut tree = self.lock();
+            match tree.token(id).map(|t| t.state_len() >= DETACH_BYTES) {
+                Err(_) => return tree.touch(id).map(|()| None).map_pyerr(),
+                Ok(false) => tree.activate(id),
+                Ok(true) => {
+                    drop(tree);
+                    py.detach(|| self.lock().activate(id))
+                }
+            }
+        }
+        .map_pyerr()?;
+        Ok(state.map(|state| PyBytes::new(py, &state)))
     }
 
     /// The serialized token of the compressed agent ``id``: a versioned header, the xxh3-128

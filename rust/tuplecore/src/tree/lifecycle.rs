@@ -42,7 +42,7 @@ impl AgentTree {
     }
 
     /// Compress the active agent `id`, keeping `state` as a validated token (LZ4 when that
-    /// shrinks it) and removing the agent from the LRU list.
+    /// shrinks a state of 128 bytes or more) and removing the agent from the LRU list.
     pub fn compress(&mut self, id: u64, state: &[u8]) -> Result<()> {
         self.check_compressible(id)?;
         let token = Token::encode(state)?;
@@ -108,6 +108,18 @@ impl AgentTree {
         self.compressed -= 1;
         self.active += 1;
         Ok(state)
+    }
+
+    /// Make `id` active and the most recently used, as an activation needs it, in one call: a
+    /// compressed agent is restored and its state returned (as [`AgentTree::restore`]), a
+    /// virtual or active one is touched (as [`AgentTree::touch`]) and `None` returned. On
+    /// [`Error::CorruptState`] the agent stays compressed.
+    pub fn activate(&mut self, id: u64) -> Result<Option<Vec<u8>>> {
+        if self.status(id)? == Status::Compressed {
+            self.restore(id).map(Some)
+        } else {
+            self.touch(id).map(|()| None)
+        }
     }
 
     /// The token of the compressed agent `id` (see [`Token`] for its layout).

@@ -190,6 +190,44 @@ fn compress_chooses_lz4_only_when_it_shrinks() {
     assert_eq!(t.restore(b).unwrap(), repetitive);
     t.compress(a, b"").unwrap();
     assert_eq!(t.restore(a).unwrap(), b"");
+    // Below 128 bytes LZ4 is not tried, however repetitive the state.
+    for (len, lz4) in [(127, false), (128, true)] {
+        let state = vec![0u8; len];
+        t.compress(b, &state).unwrap();
+        assert_eq!(t.token(b).unwrap().is_compressed(), lz4, "{len} bytes");
+        assert_eq!(t.restore(b).unwrap(), state);
+    }
+}
+
+#[test]
+fn activate_restores_a_compressed_agent_and_touches_the_others() {
+    let mut t = tree();
+    t.batch_spawn(ROOT, "leaf", 1, 3).unwrap(); // ids 1, 2, 3, virtual
+    let a = t.spawn(ROOT, "w").unwrap();
+    // Virtual: materialized, active, most recently used; no state.
+    assert_eq!(t.activate(2).unwrap(), None);
+    assert_eq!(t.status(2).unwrap(), Status::Active);
+    assert_eq!(t.prune(0), vec![a, 2]);
+    // Active: the most recently used; no state.
+    assert_eq!(t.activate(a).unwrap(), None);
+    assert_eq!(t.prune(0), vec![2, a]);
+    // Compressed: restored, byte-identical, most recently used.
+    let state: Vec<u8> = (0..100u8).collect();
+    t.compress(a, &state).unwrap();
+    assert_eq!(t.activate(a).unwrap(), Some(state));
+    assert_eq!(t.status(a).unwrap(), Status::Active);
+    assert_eq!(t.prune(0), vec![2, a]);
+    t.compress(a, b"").unwrap();
+    assert_eq!(t.activate(a).unwrap(), Some(Vec::new()));
+    assert!(is_unknown(&t.activate(99), 99));
+    // A corrupt token: an error, and the agent stays compressed.
+    t.compress(a, &[1u8; 300]).unwrap();
+    let len = t.token(a).unwrap().as_bytes().len();
+    t.corrupt_stored_token(a, len - 1);
+    let before = t.stats();
+    assert!(matches!(t.activate(a), Err(Error::CorruptState { id, .. }) if id == a));
+    assert_eq!(t.status(a).unwrap(), Status::Compressed);
+    assert_eq!(t.stats(), before);
 }
 
 #[test]
