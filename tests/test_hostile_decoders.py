@@ -155,7 +155,10 @@ def mutated(draw: st.DrawFn, valid: st.SearchStrategy[bytes]) -> bytes:
         return data[:at] + deep(levels) + data[at:]
     # A trailing value: one more array item (the header counts it), deep or not. The items
     # are split without recursion: a valid frame may hold a deep body already.
-    items = [msgspec.Raw(item) for item in split_array(data)]
+    try:
+        items = [msgspec.Raw(item) for item in split_array(data)]
+    except WireFormatError:  # not an array (mutated before): append the bytes instead
+        return data + deep(levels)
     return msgspec.msgpack.encode([*items, msgspec.Raw(deep(levels))])
 
 
