@@ -23,7 +23,11 @@ Bad input (garbage, truncated or wrong-schema bytes, unknown types) never builds
 ask that can be identified gets a ``Failure`` answer, a NATS message with a reply subject gets
 a ``Failure`` frame there, tells become dead letters published on ``swarm.deadletter.<node>``
 (the offending bytes, the reason in headers), and each is a structured log line
-(``swarm_actors.transport``). The node keeps serving.
+(``swarm_actors.transport``). An ask whose reply subject no answer could be published on
+(``_wire.valid_reply``: a wildcard, an empty token, longer than ``MAX_REPLY_SUBJECT``) is a
+dead letter too, and never runs: publishing there could cost the node its connection. An
+answer to one of this node's asks that cannot be read fails that ask at once. The node keeps
+serving; whatever still escapes a handler loses one message, not the connection (``_compat``).
 """
 
 from __future__ import annotations
