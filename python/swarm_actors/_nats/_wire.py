@@ -116,7 +116,17 @@ def valid_reply(subject: str) -> bool:
     answer published anywhere else would be refused by the server, or, for a subject longer
     than its control line, cost the node its connection.
     """
-    return len(subject) <= MAX_REPLY_SUBJECT and _REPLY.fullmatch(subject) is not None
+    if subject in _GOOD_REPLIES:  # nodes ask from a few subjects: a set lookup per remote ask
+        return True
+    if len(subject) > MAX_REPLY_SUBJECT or _REPLY.fullmatch(subject) is None:
+        return False
+    if len(_GOOD_REPLIES) >= 4096:  # bounded, whoever chooses the subjects
+        _GOOD_REPLIES.clear()
+    _GOOD_REPLIES.add(subject)
+    return True
+
+
+_GOOD_REPLIES: set[str] = set()
 
 
 def reply_subject(raw: bytes) -> str | None:
