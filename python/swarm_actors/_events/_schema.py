@@ -16,13 +16,15 @@ Schema versions (``SCHEMA_VERSION``, carried by every event):
   new field, enum value or payload kind) bumps the version: an older reader would drop a new
   field, and re-encoding or re-hashing without it would alter the event.
 * ``decode_event`` refuses an event of a newer version with ``SchemaVersionError`` (never a
-  guess at its meaning) and reads every older one. New fields are only appended (new proto
-  numbers, last positions, with defaults), so the current Structs read an older event as it
-  is, the new fields at their defaults, which proto3 leaves out of the canonical bytes: the
+  guess at its meaning) and reads every older one. Fields past the last one its version defines
+  are refused (``EventDecodeError``): within a version there are none to skip, and an event that
+  dropped them would be another event (its bytes, its hash). New fields are only appended (new
+  proto numbers, last positions, with defaults), so the current Structs read an older event as
+  it is, the new fields at their defaults, which proto3 leaves out of the canonical bytes: the
   hashes of old state changes still verify. A version whose layout changed otherwise gets an
   entry in ``_UPGRADES`` (its own Structs and a conversion). Version 1 is the first.
-  ``tests/test_events.py`` decodes checked-in version-1 bytes (and pins a version-1 hash), so
-  a change that would make old journals unreadable fails there.
+  ``tests/test_events.py`` decodes checked-in version-1 bytes (and pins a version-1 hash), so a
+  change that would make old journals unreadable fails there.
 """
 
 from __future__ import annotations
@@ -106,8 +108,18 @@ class HealthStatus(enum.IntEnum):
     FAILING = 3
 
 
-class _Record(msgspec.Struct, frozen=True, kw_only=True, array_like=True, gc=False):
-    """Shared configuration: immutable, positional on the wire, untracked by gc.
+class _Record(
+    msgspec.Struct,
+    frozen=True,
+    kw_only=True,
+    array_like=True,
+    gc=False,
+    forbid_unknown_fields=True,
+):
+    """Shared configuration: immutable, positional on the wire, strict, untracked by gc.
+
+    ``forbid_unknown_fields``: an array longer than the Struct's fields is an error, not
+    trailing values silently dropped (see the module docstring on versions).
 
     ``gc=False`` is safe (events hold only strings, numbers, bytes, tuples of strings and other
     events' Structs, so they cannot form cycles) and keeps a journal of millions of events from
@@ -252,12 +264,13 @@ def decode_event(data: bytes | bytearray | memoryview) -> SwarmEvent:
     """The event encoded in ``data``, whole and validated.
 
     Raises ``EventDecodeError`` for anything else (malformed or truncated bytes, an unknown
-    payload tag, a wrong type, a missing field, a value out of range) and its subclass
+    payload tag, a wrong type, a missing field, a field its version does not have, a value
+    out of range, nesting deeper than the interpreter's recursion limit) and its subclass
     ``SchemaVersionError`` for an event written by a newer schema version.
     """
     try:
         event = _decoder.decode(data)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:  # msgspec recurses per nesting level
         version = _peek_version(data)
         if version is not None and version > SCHEMA_VERSION:
             raise _version_error(version) from exc
@@ -270,16 +283,52 @@ def decode_event(data: bytes | bytearray | memoryview) -> SwarmEvent:
 
 
 def _peek_version(data: bytes | bytearray | memoryview) -> int | None:
-    """The schema version of bytes the current decoder refused, if they carry one."""
+    """The schema version of bytes the current decoder refused, if they carry one.
+
+    Read without decoding the rest: the bytes are untrusted, and a decoder recursing into
+    them fails on deep nesting (``RecursionError``). Every version has scalars before the
+    version, so only scalars are stepped over; anything else is no event of any version.
+    """
+    view = memoryview(data).cast("B")
     try:
-        raw = msgspec.msgpack.decode(data)
-    except msgspec.DecodeError:
+        head = view[0]
+        if 0x90 <= head <= 0x9F:  # fixarray
+            count, pos = head & 0x0F, 1
+        elif head in (0xDC, 0xDD):  # array16, array32
+            width = 2 if head == 0xDC else 4
+            count, pos = int.from_bytes(view[1 : 1 + width], "big"), 1 + width
+        else:
+            return None
+        if count <= _VERSION_POSITION:
+            return None
+        for _ in range(_VERSION_POSITION):
+            pos = _after_scalar(view, pos)
+        version = msgspec.msgpack.decode(view[pos : _after_scalar(view, pos)])
+    except (IndexError, ValueError, msgspec.DecodeError):  # truncated, or not a scalar there
         return None
-    if isinstance(raw, list) and len(raw) > _VERSION_POSITION:
-        version = raw[_VERSION_POSITION]
-        if type(version) is int:
-            return version
-    return None
+    return version if type(version) is int else None
+
+
+# msgpack scalars: head byte -> bytes after it (fixed size), or -> size of their length prefix.
+_FIXED_SCALARS = {0xC0: 0, 0xC2: 0, 0xC3: 0, 0xCA: 4, 0xCB: 8, 0xCC: 1, 0xCD: 2, 0xCE: 4}
+_FIXED_SCALARS |= {0xCF: 8, 0xD0: 1, 0xD1: 2, 0xD2: 4, 0xD3: 8}
+_SIZED_SCALARS = {0xC4: 1, 0xC5: 2, 0xC6: 4, 0xD9: 1, 0xDA: 2, 0xDB: 4}
+
+
+def _after_scalar(view: memoryview, pos: int) -> int:
+    """The position after the msgpack scalar at ``pos``; ``ValueError`` for anything else."""
+    head = view[pos]
+    if head <= 0x7F or head >= 0xE0:  # fixint
+        return pos + 1
+    if 0xA0 <= head <= 0xBF:  # fixstr
+        return pos + 1 + (head & 0x1F)
+    size = _FIXED_SCALARS.get(head)
+    if size is not None:
+        return pos + 1 + size
+    width = _SIZED_SCALARS.get(head)
+    if width is None:
+        raise ValueError(f"no scalar at {pos}")
+    return pos + 1 + width + int.from_bytes(view[pos + 1 : pos + 1 + width], "big")
 
 
 def to_proto_dict(event: SwarmEvent) -> dict[str, Any]:

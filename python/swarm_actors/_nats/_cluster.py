@@ -291,8 +291,7 @@ class ClusterState:
                 f"{ref.shard} disagree",
             )
         else:  # the shard moved: send it on (or wait for an owner)
-            task = ref._forward(message, envelope.hops + 1)
-            self.transport.track(asyncio.get_running_loop().create_task(task))
+            self._forward(ref, message, envelope, envelope.hops + 1)
 
     def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
         """An ask arrived for a virtual target; ``future`` answers it."""
@@ -336,11 +335,29 @@ class ClusterState:
             elif type(item) is Entry and item.future is not None:
                 if not item.future.done():
                     item.future.set_exception(error or ActorDeadError("activation failed"))
-            elif isinstance(error, NotOwnerError):
-                task = ref._forward(item, (envelope.hops if type(envelope) is Tell else 0) + 1)
-                self.transport.track(asyncio.get_running_loop().create_task(task))
+            elif isinstance(error, NotOwnerError) and type(envelope) is Tell:
+                self._forward(ref, item, envelope, envelope.hops + 1)
             else:
                 self.transport.inbox.dead_letter(envelope, f"activation failed: {error!r}")
+
+    def _forward(self, ref: PlacedRef[Any], message: Any, envelope: Tell, hops: int) -> None:
+        """Send on, in a task, a tell whose shard is not held here; dead-letter it if that fails."""
+        forwarding = self._forwarding(ref, message, envelope, hops)
+        self.transport.track(asyncio.get_running_loop().create_task(forwarding))
+
+    async def _forwarding(
+        self, ref: PlacedRef[Any], message: Any, envelope: Tell, hops: int
+    ) -> None:
+        # Every way a forward can end without sending is a dead letter, counted and published
+        # with the tell's own envelope: no owner within ``handover_timeout`` (TransportError),
+        # an actor that refused it, or the node closing meanwhile (the cancellation goes on).
+        try:
+            await ref._forward(message, hops)
+        except Exception as exc:
+            self.transport.inbox.dead_letter(envelope, f"could not be forwarded: {exc}")
+        except asyncio.CancelledError:
+            self.transport.inbox.dead_letter(envelope, "the node closed while forwarding it")
+            raise
 
 
 class PlacedRef(Generic[A]):

@@ -30,7 +30,14 @@ silently takes it.
 works as usual) and routes that subscription's messages to ``handler(subject, reply, data,
 status)``: ``bytes`` as received, ``status`` the three-digit status of a server status message
 (``b"408"``, ``b"503"``...) or ``None``. The handler runs in the client's read loop: it must be
-quick and must not raise.
+quick, and should not raise.
+
+Whatever arrives, nothing escapes into the read loop: nats-py ends its read loop on any exception
+that reaches it (a ``UnicodeDecodeError`` from a reply subject that is not UTF-8, say, which
+nats-py's own ``_process_msg`` raises as readily as a handler), and the connection then stays
+deaf until the server declares it stale, about a minute later. So the router runs every message,
+routed or not, under one guard: a handler (or nats-py) that raises loses that one message, which
+is logged (``nats.message_failed``) and counted (:func:`message_failures`).
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ import contextlib
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
+
+from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -49,6 +58,7 @@ __all__ = [
     "SUPPORTED",
     "Handler",
     "fast_subscribe",
+    "message_failures",
     "routed",
     "server_info",
     "start_publish",
@@ -68,6 +78,8 @@ Handler = Callable[[bytes, bytes, bytes, "bytes | None"], None]
 
 _routers: weakref.WeakKeyDictionary[Client, _Router] = weakref.WeakKeyDictionary()
 
+_log = get_logger("swarm_actors.transport")
+
 
 def status_of(headers: bytes | None) -> bytes | None:
     """The inline status code of a raw header block (``NATS/1.0 408 ...``), if it has one."""
@@ -82,23 +94,39 @@ def status_of(headers: bytes | None) -> bytes | None:
 
 
 class _Router:
-    __slots__ = ("handlers",)
+    __slots__ = ("failures", "handlers")
 
     def __init__(self, client: Client) -> None:
         self.handlers: dict[int, Handler] = {}
+        self.failures = 0
+        """Messages lost because their handler, or nats-py's own processing, raised."""
         original: Callable[..., Awaitable[None]] = client._process_msg
         handlers = self.handlers
 
         async def process_msg(
             sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
         ) -> None:
-            handler = handlers.get(sid)
-            if handler is None:
-                await original(sid, subject, reply, data, headers)
-            else:
-                handler(subject, reply, data, status_of(headers))
+            # A try costs nothing until it catches (Python 3.11): this runs for every message.
+            try:
+                handler = handlers.get(sid)
+                if handler is None:
+                    await original(sid, subject, reply, data, headers)
+                else:
+                    handler(subject, reply, data, status_of(headers))
+            except Exception as exc:  # never into the read loop: it would stop reading
+                self.failed(subject, reply, exc)
 
         client._process_msg = process_msg  # type: ignore[method-assign]
+
+    def failed(self, subject: bytes, reply: bytes, exc: Exception) -> None:
+        self.failures += 1
+        _log.error(
+            "nats.message_failed",
+            subject=subject[:200].decode(errors="replace"),
+            reply=reply[:200].decode(errors="replace"),
+            error=repr(exc),
+            exc_info=exc,
+        )
 
 
 def _router(client: Client) -> _Router | None:
@@ -106,6 +134,12 @@ def _router(client: Client) -> _Router | None:
     if router is None and callable(getattr(client, "_process_msg", None)):
         router = _routers[client] = _Router(client)
     return router
+
+
+def message_failures(client: Client) -> int:
+    """Messages ``client`` received and lost because processing them raised (see above)."""
+    router = _routers.get(client)
+    return 0 if router is None else router.failures
 
 
 def routed(client: Client, sub: Subscription) -> bool:

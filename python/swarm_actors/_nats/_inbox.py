@@ -23,7 +23,11 @@ Bad input (garbage, truncated or wrong-schema bytes, unknown types) never builds
 ask that can be identified gets a ``Failure`` answer, a NATS message with a reply subject gets
 a ``Failure`` frame there, tells become dead letters published on ``swarm.deadletter.<node>``
 (the offending bytes, the reason in headers), and each is a structured log line
-(``swarm_actors.transport``). The node keeps serving.
+(``swarm_actors.transport``). An ask whose reply subject no answer could be published on
+(``_wire.valid_reply``: a wildcard, an empty token, longer than ``MAX_REPLY_SUBJECT``) is a
+dead letter too, and never runs: publishing there could cost the node its connection. An
+answer to one of this node's asks that cannot be read fails that ask at once. The node keeps
+serving; whatever still escapes a handler loses one message, not the connection (``_compat``).
 """
 
 from __future__ import annotations
@@ -59,8 +63,11 @@ from swarm_actors._nats._wire import (
     describe_exception,
     frame,
     rebuild_exception,
+    reply_subject,
+    salvage_answer,
     salvage_ask,
     type_name,
+    valid_reply,
 )
 
 if TYPE_CHECKING:
@@ -151,7 +158,9 @@ class Inbox:
             try:
                 envelopes = decode_frame(data)
             except WireFormatError:
-                self._bad_frame(subject.decode(), reply.decode(), data)
+                # A reply subject no answer can go to (not ASCII, a wildcard, too long): none.
+                answer_to = reply_subject(reply) if reply else None
+                self._bad_frame(subject.decode(errors="replace"), answer_to or "", data)
                 return
             self._dispatch(envelopes)
             if self.outbox.filling:  # answers (and sends) of handlers that ran inline: off now
@@ -294,6 +303,9 @@ class Inbox:
             self._answer_failure(envelope.reply, envelope.corr, NO_SUCH_ACTOR, text, "")
 
     def _on_ask(self, envelope: Ask) -> None:
+        if not valid_reply(envelope.reply):  # no answer can be sent: nothing runs it
+            self.dead_letter(envelope, f"ask with an unusable reply subject {envelope.reply!r:.80}")
+            return
         cell = self.names.get(envelope.target)
         if (
             cell is None
@@ -434,10 +446,18 @@ class Inbox:
             if isinstance(part, tuple):
                 raw, error = part
                 salvaged = salvage_ask(raw)
+                answered = salvage_answer(raw) if salvaged is None else None
                 if salvaged is not None:
                     corr, ask_reply, target = salvaged
                     self._log_bad(subject, target, str(error), len(raw))
                     self._answer_failure(ask_reply, corr, *describe_exception(error))
+                elif answered is not None and answered in self._pending:
+                    # An answer to an ask of this node that cannot be read: its asker gets
+                    # the error now rather than a timeout later.
+                    self._log_bad(subject, "", str(error), len(raw))
+                    future = self._pending.pop(answered)[0]
+                    if not future.done():
+                        future.set_exception(WireFormatError(f"unreadable answer: {error}"))
                 else:
                     self._reject(subject, reply, raw, str(error))
             else:

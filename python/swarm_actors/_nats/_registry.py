@@ -453,10 +453,21 @@ async def watch_bucket(
     prefix = f"$KV.{bucket}."
 
     async def on_update(msg: Msg) -> None:
-        meta = msg.metadata
-        headers = msg.headers or {}
-        operation = headers.get("KV-Operation") or headers.get("Nats-Marker-Reason")
-        apply(msg.subject[len(prefix) :], msg.data, operation, meta.sequence.stream)
+        # A bad entry (or a message forged into the watch's inbox) costs only itself: it is
+        # logged, and the watch still reports the bucket loaded when its last entry came.
+        try:
+            meta = msg.metadata
+        except Exception as exc:  # no JetStream reply subject: not from the watch's consumer
+            _log.warning("transport.bad_watch_message", bucket=bucket, error=repr(exc))
+            return
+        try:
+            headers = msg.headers or {}
+            operation = headers.get("KV-Operation") or headers.get("Nats-Marker-Reason")
+            apply(msg.subject[len(prefix) :], msg.data, operation, meta.sequence.stream)
+        except Exception as exc:
+            _log.warning(
+                "transport.bad_watch_entry", bucket=bucket, subject=msg.subject, error=repr(exc)
+            )
         if meta.num_pending == 0 and not loaded.done():
             loaded.set_result(None)  # the entries as they were when the watch began
 

@@ -37,7 +37,7 @@ from swarm_actors._nats._inbox import Inbox
 from swarm_actors._nats._outbox import Outbox, node_subject
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
-from swarm_actors._nats._wire import VIRTUAL_NODE, AskOut, Codec, type_name
+from swarm_actors._nats._wire import VIRTUAL_NODE, AskOut, Codec, reply_subject, type_name
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -105,6 +105,8 @@ class Transport:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # awaited, not cancelled, by close
         self.closed = False
+        self.probes_refused = 0
+        """Liveness probes dropped because their reply subject was unusable."""
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -254,9 +256,21 @@ class Transport:
     # --- liveness ---------------------------------------------------------------------------
 
     def _on_probe(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
-        """Another node asks whether this one is alive: answer with the incarnation."""
-        if reply and status is None:
-            self.outbox.publish(reply.decode(), self.incarnation.encode())
+        """Another node asks whether this one is alive: answer with the incarnation.
+
+        Anyone may publish here: a request whose reply subject could not be published to (not
+        UTF-8, a wildcard, longer than a server accepts) is dropped and counted, never
+        answered (a bad subject in this node's ``PUB`` would make the server close its
+        connection).
+        """
+        if not reply or status is not None:
+            return
+        subject_text = reply_subject(reply)
+        if subject_text is None:
+            self.probes_refused += 1
+            _log.warning("transport.bad_probe", node=self.node_id, reply=repr(reply[:100]))
+            return
+        self.outbox.publish(subject_text, self.incarnation.encode())
 
     async def probe(self, node: str) -> str | None:
         """The incarnation ``node`` answers with (``None``: not connected, or no answer in time).

@@ -31,6 +31,7 @@ the sending actor's path (``""`` outside actors), for logs and dead letters.
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, get_origin
 
@@ -71,8 +72,10 @@ __all__ = [
     "describe_exception",
     "rebuild_exception",
     "register_message_type",
+    "reply_subject",
     "split_array",
     "type_name",
+    "valid_reply",
 ]
 
 T = TypeVar("T")
@@ -91,6 +94,50 @@ STOP = "swarm:stop"
 
 VIRTUAL_NODE = "~"
 """The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
+
+
+MAX_REPLY_SUBJECT = 256
+"""The longest reply subject (characters) a node answers on.
+
+The node's own subjects and nats-py's inboxes are far shorter. A longer one is refused because
+the server closes a connection whose ``PUB`` line exceeds its ``max_control_line`` (4 KiB by
+default), and nats-py then closes for good: one ask with a 5 KB reply subject would otherwise
+cut the node off.
+"""
+
+# Tokens of printable ASCII other than ".", "*" and ">": no wildcard, no empty token, no space.
+_REPLY = re.compile(r"[!-)+-\-/-=?-~]+(?:\.[!-)+-\-/-=?-~]+)*")
+
+
+def valid_reply(subject: str) -> bool:
+    """Whether a node may publish an answer to ``subject`` (a reply subject from the wire).
+
+    Printable ASCII tokens without wildcards, at most ``MAX_REPLY_SUBJECT`` characters. An
+    answer published anywhere else would be refused by the server, or, for a subject longer
+    than its control line, cost the node its connection.
+    """
+    if subject in _GOOD_REPLIES:  # nodes ask from a few subjects: a set lookup per remote ask
+        return True
+    if len(subject) > MAX_REPLY_SUBJECT or _REPLY.fullmatch(subject) is None:
+        return False
+    if len(_GOOD_REPLIES) >= 4096:  # bounded, whoever chooses the subjects
+        _GOOD_REPLIES.clear()
+    _GOOD_REPLIES.add(subject)
+    return True
+
+
+_GOOD_REPLIES: set[str] = set()
+
+
+def reply_subject(raw: bytes) -> str | None:
+    """The reply subject of a NATS message as a ``str``, if a node may answer on it."""
+    if len(raw) > MAX_REPLY_SUBJECT:
+        return None
+    try:
+        subject = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return subject if _REPLY.fullmatch(subject) is not None else None
 
 
 class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):
@@ -376,26 +423,42 @@ def _shallow(raw: bytes) -> Envelope | None:
 
 
 def salvage_ask(raw: bytes) -> tuple[int, str, str] | None:
-    """``(corr, reply, target)`` of a malformed envelope that still looks like an ask."""
+    """``(corr, reply, target)`` of a malformed envelope that still looks like an ask.
+
+    Only with a reply subject a node may answer on (``valid_reply``): else it is no ask.
+    """
     try:
         items = split_array(raw)
     except WireFormatError:
         return None
     if len(items) < 8:
         return None
-
-    def scalar(item: bytes) -> object:
-        if 0x80 <= item[0] <= 0x9F or 0xDC <= item[0] <= 0xDF:
-            return None  # a container: not the field an ask has there (and never decoded)
-        try:
-            return msgspec.msgpack.decode(item)
-        except msgspec.DecodeError:
-            return None
-
-    kind, target, corr, reply = (scalar(items[i]) for i in (0, 1, 6, 7))
-    if kind == 1 and type(corr) is int and isinstance(reply, str) and reply:
+    kind, target, corr, reply = (_scalar(items[i]) for i in (0, 1, 6, 7))
+    if kind == 1 and type(corr) is int and isinstance(reply, str) and valid_reply(reply):
         return corr, reply, target if isinstance(target, str) else ""
     return None
+
+
+def salvage_answer(raw: bytes) -> int | None:
+    """The ``corr`` of a malformed envelope that still looks like a ``Reply`` or ``Failure``."""
+    try:
+        items = split_array(raw)
+    except WireFormatError:
+        return None
+    if len(items) < 2:
+        return None
+    kind, corr = _scalar(items[0]), _scalar(items[1])
+    return corr if kind in (2, 3) and type(corr) is int else None
+
+
+def _scalar(item: bytes) -> object:
+    """The value of one encoded scalar (``None`` for a container: never decoded)."""
+    if not item or 0x80 <= item[0] <= 0x9F or 0xDC <= item[0] <= 0xDF:
+        return None
+    try:
+        return msgspec.msgpack.decode(item)
+    except msgspec.DecodeError:
+        return None
 
 
 # The length of each msgpack header byte's fixed-size formats: (bytes after the type byte).
