@@ -19,6 +19,8 @@ import asyncio
 import contextvars
 import enum
 import inspect
+import time
+import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Token
@@ -110,13 +112,25 @@ class Ask:
         self.context = context
 
 
-def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
+def _resume(
+    coro: Coroutine[Any, Any, Any], first: Any, started: bool = False
+) -> Generator[Any, Any, Any]:
     """Continue a coroutine that already yielded ``first`` (``yield from`` started midway).
 
     Re-yielding the very object the coroutine yielded lets the driving task wait on it exactly
     as if it had awaited the coroutine from the start; cancellation is thrown through.
+
+    ``started``: this is the first step of a task made to finish the coroutine. A bare yield
+    (``first`` is None: ``asyncio.sleep(0)``) asks to be resumed at the next event-loop
+    iteration, and the task's first step *is* that iteration, so it is resumed at once instead
+    of being yielded again, which would cost a second iteration.
     """
     value = first
+    if started and value is None:
+        try:
+            value = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
     while True:
         try:
             sent = yield value
@@ -136,14 +150,80 @@ def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, A
 
 
 class _Resume:
-    __slots__ = ("coro", "first")
+    __slots__ = ("coro", "first", "started")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any, started: bool = False) -> None:
         self.coro = coro
         self.first = first
+        self.started = started
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        return _resume(self.coro, self.first)
+        return _resume(self.coro, self.first, self.started)
+
+
+def expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
+    """An ask to ``path`` got no answer within ``timeout`` seconds: fail it (if still waiting)."""
+    if not future.done():
+        future.set_exception(TimeoutError(f"ask to {path} got no reply within {timeout:g} s"))
+
+
+class Deadlines:
+    """The deadlines of one system's asks that use one timeout (its default), on one timer.
+
+    A ``call_later`` per ask and its ``cancel`` cost about 1.5 µs, a sixth of an ask whose
+    handler suspends. Asks with the same timeout expire in the order they were made, so their
+    deadlines are kept in a deque, already sorted, and one loop timer is armed for the oldest:
+    an ask costs an append. Answered asks are not removed (that would cost a search); they are
+    dropped from the front as newer asks come, and when the deque has doubled since it was
+    last compacted (so it holds at most about twice the asks still waiting, plus 64). Another
+    timeout (an explicit ``timeout=``, or what is left of one after waiting for room) gets a
+    ``call_later`` of its own: ``add`` then returns its handle, to cancel once answered.
+    """
+
+    __slots__ = ("entries", "handle", "limit", "loop", "now", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # asyncio's own loops tell time with time.monotonic: called directly, not through a
+        # Python method (other loops, e.g. uvloop, keep their own clock).
+        base_time = asyncio.BaseEventLoop.time
+        self.now = time.monotonic if type(loop).time is base_time else loop.time
+        self.entries: deque[tuple[float, asyncio.Future[Any], str]] = deque()
+        self.timeout = 0.0  # the timeout of every deadline in ``entries``
+        self.handle: asyncio.TimerHandle | None = None
+        self.limit = 64
+
+    def add(
+        self, future: asyncio.Future[Any], timeout: float, path: str
+    ) -> asyncio.TimerHandle | None:
+        """Fail ``future`` with ``TimeoutError`` unless answered within ``timeout`` seconds."""
+        entries = self.entries
+        if timeout != self.timeout:
+            if entries:
+                return self.loop.call_later(timeout, expire, future, timeout, path)
+            self.timeout = timeout
+        entries.append((self.now() + timeout, future, path))
+        while entries[0][1].done():  # stops at the entry just added (its ask waits)
+            entries.popleft()
+        if len(entries) > self.limit:
+            self.entries = entries = deque(e for e in entries if not e[1].done())
+            self.limit = max(64, 2 * len(entries))
+        if self.handle is None:
+            self.handle = self.loop.call_at(entries[0][0], self._fire)
+        return None
+
+    def _fire(self) -> None:
+        self.handle = None
+        entries = self.entries
+        now = self.now()
+        while entries:
+            deadline, future, path = entries[0]
+            if not future.done():
+                if deadline > now:
+                    self.handle = self.loop.call_at(deadline, self._fire)
+                    return
+                expire(future, self.timeout, path)
+            entries.popleft()
 
 
 class Dispatcher:
@@ -154,7 +234,7 @@ class Dispatcher:
     next checkpoint (``inline_left``) and the sampled-context cache (``traces``).
     """
 
-    __slots__ = ("inline_left", "loop", "pending", "ready", "stale", "traces")
+    __slots__ = ("deadlines", "inline_left", "loop", "pending", "ready", "stale", "traces")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -163,6 +243,7 @@ class Dispatcher:
         self.stale = 0
         self.inline_left = INLINE_CHECKPOINT  # asks answered inline until the next checkpoint
         self.traces = SampledCache()
+        self.deadlines = Deadlines(loop)
 
     def ran_out_of_band(self, cell: Cell) -> None:
         """``cell``'s turn is about to run directly (a synchronous passivation).
@@ -583,7 +664,9 @@ class Cell:
         ``UnhandledMessageError``. While the handler runs here its sends come from the actor,
         and an asking actor (the current sender) is marked as waiting for this one.
         """
-        fn = self.resolve(type(message))
+        fn = self.cache.get(type(message), _MISSING)
+        if fn is _MISSING:
+            fn = self.resolve(type(message))
         self.processed += 1
         if fn is None:
             raise self.unhandled_error(message)
@@ -596,7 +679,7 @@ class Cell:
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
         try:
-            coro = fn(self.actor, message)
+            coro = fn(self.actor, message)  # type: ignore[operator]
             yielded = coro.send(None)
         except StopIteration as stop:
             self.busy = False
@@ -612,7 +695,7 @@ class Cell:
             if asker is not None:
                 asker.awaiting = None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.finish_in_task(coro, yielded, future)
+        self.finish_in_task(coro, yielded, future, serve=False)
         return False, future
 
     def run_turn(self) -> None:
@@ -632,38 +715,77 @@ class Cell:
             self._set_drained()
 
     def finish_in_task(
-        self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
+        self,
+        coro: Coroutine[Any, Any, Any],
+        yielded: Any,
+        reply: asyncio.Future[Any] | None,
+        serve: bool = True,
     ) -> None:
-        """The handler suspended: finish it in a task; the actor is busy until then."""
+        """The handler suspended: finish it in a task; the actor is busy until then.
+
+        The task goes on with the mailbox afterwards (``serve``) unless the handler was started
+        in an inline asker's task: the task runs in a copy of the context the handler started
+        in, and the messages of other senders must not see an asker's context variables (its
+        trace, or whatever it bound, e.g. a request id for its logs).
+        """
         self.busy = True
         self.runnable = False
-        if type(coro) is not InContext:  # a traced message's handler has its own already
-            # The handler goes on in its own context and the task starts clean, so the messages
-            # the task serves next never see this one's context variables, nor an inline
-            # asker's (its trace, or whatever it bound, e.g. a request id for its logs).
-            handler_context = contextvars.copy_context()
-            handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
-            coro = InContext(coro, handler_context)
+        # The handler runs on in the context it started in, as a task's coroutine does (cheaper
+        # than wrapping it in InContext: every step of it would pay a Context.run). A traced
+        # message's handler is wrapped already, with its own: the task then starts clean.
+        traced = type(coro) is InContext
+        context = contextvars.Context() if traced else contextvars.copy_context()
+        context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
         self.running = coro
         self.task = self.loop.create_task(
-            self._finish(coro, yielded, reply), context=contextvars.Context()
+            self._finish(coro, yielded, reply, serve),  # a generator-based coroutine
+            context=context,
         )
 
-    async def _finish(
-        self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
-    ) -> None:
-        # Actors whose handlers keep suspending are served by this one task: after each
-        # handler it goes on with the mailbox (no new task, no dispatcher round trip).
-        CURRENT_SENDER.set(self)  # this task's own context: it only ever runs this actor
+    @types.coroutine
+    def _finish(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        value: Any,
+        reply: asyncio.Future[Any] | None,
+        serve: bool,
+    ) -> Generator[Any, Any, None]:
+        """The coroutine of the task that finishes a suspended handler (see ``finish_in_task``).
+
+        It drives the handler itself (one frame: no ``await`` chain between the task and the
+        handler), yielding what the handler yields and throwing in what the task throws
+        (cancellation), as ``yield from`` would. Actors whose handlers keep suspending are
+        served by this one task: after each handler it goes on with the mailbox (no new task,
+        no dispatcher round trip).
+        """
+        # A bare yield (``asyncio.sleep(0)``) asks to be resumed at the next event-loop
+        # iteration, and this task's first step *is* that iteration: resumed at once, not
+        # yielded again (which would cost a second iteration).
+        send_now = value is None
         if self.state is STOPPING:
             # stop(drain=False) came before this first step and left the cancelling to this
-            # task (see _stop): cancelled at its first await, the handler unwinds below.
+            # task (see _stop): cancelled at its first yield, the handler unwinds below.
             this = asyncio.current_task()
             assert this is not None
             this.cancel()
+            send_now = False
         while True:
             try:
-                result = await _Resume(coro, yielded)
+                if send_now:
+                    send_now = False
+                    value = coro.send(None)
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        coro.close()
+                        raise
+                    except BaseException as exc:
+                        value = coro.throw(exc)
+                    else:
+                        value = coro.send(sent)
+            except StopIteration as stop:
+                result = stop.value
             except asyncio.CancelledError as exc:
                 self.busy = False
                 self.task = None
@@ -681,9 +803,10 @@ class Cell:
                 return
             if reply is not None and not reply.done():
                 reply.set_result(result)
-            if self.state is not RUNNING or not self.queue:
+            if not serve or self.state is not RUNNING or not self.queue:
                 break
-            suspended = self._step(TURN_BUDGET)
+            # This task's context has CURRENT_SENDER set to this actor already (no _step).
+            suspended = self._handle_queued(TURN_BUDGET)
             if self.put_waiters:  # room for them, whether a handler suspended or failed
                 self._wake_putters()
             if suspended is None:
@@ -692,7 +815,7 @@ class Cell:
                     self.task = None
                     return
                 break
-            coro, yielded, reply = suspended
+            coro, value, reply = suspended
             self.running = coro
         self.busy = False
         self.task = None
@@ -931,8 +1054,8 @@ class Cell:
             # task not yet started (the handler suspended in this loop iteration) is left to
             # cancel itself when it starts: cancelled now, it would never run _finish at all,
             # and the handler would stay suspended and its asker unanswered forever.
-            coro = cast("Coroutine[Any, Any, None]", task.get_coro())  # _finish's
-            if inspect.getcoroutinestate(coro) != inspect.CORO_CREATED:
+            finish = cast("Generator[Any, Any, None]", task.get_coro())  # _finish's
+            if inspect.getgeneratorstate(finish) != inspect.GEN_CREATED:
                 task.cancel()
             # Wait for the handler to unwind without re-raising its cancellation here (a
             # cancellation of *this* caller still propagates).
