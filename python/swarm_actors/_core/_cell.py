@@ -11,6 +11,13 @@ still handles one message at a time.
 An ``ask`` to an idle actor with an empty mailbox runs the handler inline in the caller's task
 under the same one-at-a-time guard, so a round trip costs no event-loop iteration at all unless
 the handler suspends.
+
+A handler that suspends (the path of every real agent: a model call, a tool, I/O) is finished
+by ``_finish``, a generator-based coroutine that drives it directly, in a copy of the context it
+started in. A bare yield (``asyncio.sleep(0)``) is resumed at the task's first step, which is
+the next iteration it asked for, so a suspending ask costs two iterations (a plain
+``asyncio.Queue`` actor needs three). Ask timeouts with the system's default share one timer
+(``Deadlines``) instead of a ``call_later`` each.
 """
 
 from __future__ import annotations
@@ -203,12 +210,12 @@ class Deadlines:
                 return self.loop.call_later(timeout, expire, future, timeout, path)
             self.timeout = timeout
         entries.append((self.now() + timeout, future, path))
-        while entries[0][1].done():  # stops at the entry just added (its ask waits)
+        if entries[0][1].done():  # one a call keeps pace with asks answered in order
             entries.popleft()
-        if len(entries) > self.limit:
+        if len(entries) > self.limit:  # answered out of order: compact
             self.entries = entries = deque(e for e in entries if not e[1].done())
             self.limit = max(64, 2 * len(entries))
-        if self.handle is None:
+        if self.handle is None and entries:
             self.handle = self.loop.call_at(entries[0][0], self._fire)
         return None
 
