@@ -742,6 +742,41 @@ async def test_an_inline_askers_context_stays_with_its_own_handler() -> None:
 
 
 @dataclass
+class Bind:
+    """Bind ``REQUEST`` to ``value``, then suspend."""
+
+    value: str
+
+
+class Binder(Peeker):
+    @handler
+    async def bind(self, msg: Bind) -> str | None:
+        REQUEST.set(msg.value)
+        await asyncio.sleep(0)
+        return REQUEST.get()
+
+
+async def test_a_suspended_handler_keeps_its_context_and_the_next_messages_do_not_see_it() -> None:
+    """A handler's own context variables stay its own after it suspends.
+
+    The task that finishes it goes on with the mailbox (the messages queued meanwhile): they
+    must not see what that handler bound.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Binder, name="binder")
+        gate = asyncio.Event()
+        held = asyncio.create_task(ref.ask(Hold(gate)))
+        await settle()  # held: the two asks below queue up behind it
+        bound = asyncio.create_task(ref.ask(Bind("bound")))
+        peeked = asyncio.create_task(ref.ask(Peek()))
+        await settle()
+        gate.set()  # a turn starts Bind, which suspends: its task then serves Peek
+        assert await within(held) == (None, None)
+        assert await within(bound) == "bound"
+        assert await within(peeked) is None
+
+
+@dataclass
 class Forward:
     to: Any
 

@@ -730,18 +730,26 @@ class Cell:
     ) -> None:
         """The handler suspended: finish it in a task; the actor is busy until then.
 
-        The task goes on with the mailbox afterwards (``serve``) unless the handler was started
-        in an inline asker's task: the task runs in a copy of the context the handler started
-        in, and the messages of other senders must not see an asker's context variables (its
+        The handler runs on in (a copy of) the context it started in. A task that goes on with
+        the mailbox afterwards (``serve``) runs the next handlers in a clean context of its
+        own, so they never see this handler's context variables: the handler is then wrapped
+        (``InContext``). A handler started in an inline asker's task (``serve`` false: a
+        dispatcher turn takes the next message) is the task's only one, so the task simply
+        runs in its context: no wrapper, whose ``Context.run`` every step of it would pay.
+        Either way the messages of other senders never see an asker's context variables (its
         trace, or whatever it bound, e.g. a request id for its logs).
         """
         self.busy = True
         self.runnable = False
-        # The handler runs on in the context it started in, as a task's coroutine does (cheaper
-        # than wrapping it in InContext: every step of it would pay a Context.run). A traced
-        # message's handler is wrapped already, with its own: the task then starts clean.
-        traced = type(coro) is InContext
-        context = contextvars.Context() if traced else contextvars.copy_context()
+        if type(coro) is InContext:  # a traced message's handler: wrapped already
+            context = contextvars.Context()
+        elif serve:
+            handler_context = contextvars.copy_context()
+            handler_context.run(CURRENT_SENDER.set, self)  # the handler's sends are the actor's
+            coro = InContext(coro, handler_context)
+            context = contextvars.Context()
+        else:
+            context = contextvars.copy_context()
         context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
         self.running = coro
         self.task = self.loop.create_task(
