@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._cell import Cell, Dispatcher
+    from swarm_actors._core._cell import Cell
     from swarm_actors._system import ActorSystem
 
 __all__ = ["INLINE_CHECKPOINT", "ActorRef", "MailboxStats"]
@@ -100,14 +100,14 @@ async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None)
             asker.awaiting = None
 
 
-async def _checkpoint(dispatcher: Dispatcher) -> None:
+async def _checkpoint(cell: Cell) -> None:
     """Yield to the event loop once: INLINE_CHECKPOINT asks were answered inline.
 
     Taken by ``ask`` where it holds no context-variable token (its sender's, its span's): if
     the caller is a handler that was itself run inline, this suspension moves the rest of it
     to a task of its own, in another context, where such a token can no longer be reset.
     """
-    dispatcher.inline_left = INLINE_CHECKPOINT
+    cell.dispatcher.inline_left = INLINE_CHECKPOINT
     await asyncio.sleep(0)
 
 
@@ -232,7 +232,7 @@ class ActorRef(Generic[A]):
         if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             result = await self._ask_traced(message, timeout, cell.tracer, context)
             if cell.dispatcher.inline_left <= 0:
-                await _checkpoint(cell.dispatcher)
+                await _checkpoint(cell)
             return result
         if cell.runnable and not cell.queue:
             done, future = cell.ask_inline(message)
@@ -240,7 +240,7 @@ class ActorRef(Generic[A]):
                 dispatcher = cell.dispatcher
                 dispatcher.inline_left -= 1
                 if dispatcher.inline_left <= 0:
-                    await _checkpoint(dispatcher)
+                    await _checkpoint(cell)
                 return future
             # The handler suspended: the actor's own task finishes it and answers ``future``.
         else:
