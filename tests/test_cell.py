@@ -1093,13 +1093,9 @@ async def test_a_sender_waiting_for_room_is_let_in_after_a_restart() -> None:
         assert instance(ref).seen == ["next"]
 
 
-async def test_the_first_ref_made_in_a_process_is_an_actor_ref(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_refs_a_cell_makes_are_actor_refs() -> None:
     from swarm_actors import ActorRef
-    from swarm_actors._core import _cell
 
-    monkeypatch.setattr(_cell, "_REF_CLASS", None)  # as in a fresh process (refs made lazily)
     async with ActorSystem() as system:
         ref = await system.start(Recorder, name="rec")
         assert type(ref) is ActorRef

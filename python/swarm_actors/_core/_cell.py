@@ -34,7 +34,9 @@ from contextvars import Token
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from swarm_actors._core._capability import CURRENT_SENDER
+from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._recorder import Ledger, record_signal
+from swarm_actors._core._ref import ActorRef
 from swarm_actors._core._supervision import Directive
 from swarm_actors._core._telemetry import (
     InContext,
@@ -52,31 +54,19 @@ from swarm_actors._exceptions import (
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context as OtelContext
     from opentelemetry.trace import Tracer
 
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._ref import ActorRef
     from swarm_actors._core._timers import Timers
     from swarm_actors._system import ActorSystem
 
-__all__ = ["Cell", "Dispatcher"]
+__all__ = ["INLINE_CHECKPOINT", "Ask", "Cell", "Dispatcher"]  # Ask and the constant: from _mailbox
 
 log = get_logger("swarm_actors")
 
 TURN_BUDGET = 256
 """Messages one actor handles per turn before the dispatcher moves on (fairness)."""
 
-INLINE_CHECKPOINT = 128
-"""Every this many asks answered inline, the asker yields to the event loop once.
-
-An ask to an idle actor whose handler does not suspend completes without an event-loop
-iteration. A loop of such asks would otherwise starve every other task: timers (its own
-``asyncio.timeout`` included), NATS heartbeats, lease renewals. In ``bench/bench_actors.py``
-one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802k/s) and cost
-64 concurrent inline askers 5% (811k/s, 773k/s: they now interleave). The count is per system
-(``Dispatcher.inline_left``).
-"""
 
 _MISSING = object()
 
@@ -98,25 +88,6 @@ RUNNING = State.RUNNING
 SUSPENDED = State.SUSPENDED
 STOPPING = State.STOPPING
 STOPPED = State.STOPPED
-
-
-class Ask:
-    """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
-
-    A tell is queued bare unless its sender's trace context travels with it (see _telemetry).
-    """
-
-    __slots__ = ("context", "future", "message")
-
-    def __init__(
-        self,
-        message: Any,
-        future: asyncio.Future[Any] | None,
-        context: OtelContext | None = None,
-    ) -> None:
-        self.message = message
-        self.future = future
-        self.context = context
 
 
 def _resume(
@@ -273,19 +244,6 @@ class Dispatcher:
             ready.popleft().run_turn()
 
 
-def _ref_class() -> type[ActorRef[Any]]:
-    """``ActorRef`` (imported on first use: ``_ref`` imports this module)."""
-    global _REF_CLASS
-    if _REF_CLASS is None:
-        from swarm_actors._core._ref import ActorRef
-
-        _REF_CLASS = ActorRef
-    return _REF_CLASS
-
-
-_REF_CLASS: type[ActorRef[Any]] | None = None
-
-
 class Cell:
     """Runtime state of one actor: mailbox, instance, children, failures.
 
@@ -396,7 +354,7 @@ class Cell:
         The cell keeps no ref, so a stopped cell is freed by reference counting rather than
         by the cycle collector.
         """
-        return _ref_class()(self)
+        return ActorRef(self)
 
     def get_timers(self) -> Timers:
         from swarm_actors._core._timers import Timers as TimersClass

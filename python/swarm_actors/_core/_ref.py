@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._capability import CURRENT_SENDER, check_send
-from swarm_actors._core._cell import INLINE_CHECKPOINT, Ask
+from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 
