@@ -24,7 +24,7 @@ wait in the mailbox.
 Every rate is the best of 3 runs (the median is shown too); ``gc.collect()`` runs before each
 run and the collector stays enabled for every implementation.
 
-Run: python bench/bench_actors.py [--quick] [--repeats 3]
+Run: python bench/bench_actors.py [--quick] [--repeats 3] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -349,6 +349,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller N (smoke run)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="run only the rows whose label contains this text (e.g. 'suspends')",
+    )
     args = parser.parse_args()
     if args.quick:
         n_tell, n_tell_pykka, n_ask, n_ask_pykka = 100_000, 20_000, 20_000, 2_048
@@ -390,6 +395,7 @@ def main() -> None:
         ),
     ]
 
+    rows = [row for row in rows if args.only in row.label]
     failures: list[str] = []
     cells: list[list[object]] = []
     summary: dict[str, float] = {}
@@ -480,6 +486,7 @@ def main() -> None:
         f"{label}: {fmt_rate(summary[label])} {'meets' if summary[label] >= goal else 'MISSES'} "
         f"{fmt_rate(goal)}"
         for label, goal in targets
+        if label in summary
     ]
     print("  " + "; ".join(met) + ".")
     if failures:

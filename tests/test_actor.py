@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Coroutine
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -406,8 +406,8 @@ def _unstarted(ref: ActorRef[Any]) -> bool:
     task = ref._cell.task
     if task is None:
         return False
-    coro = cast("Coroutine[Any, Any, None]", task.get_coro())
-    return inspect.getcoroutinestate(coro) == inspect.CORO_CREATED
+    finish = cast("Generator[Any, Any, None]", task.get_coro())  # Cell._finish's
+    return inspect.getgeneratorstate(finish) == inspect.GEN_CREATED
 
 
 async def test_a_discarding_stop_before_the_handlers_task_starts_fails_the_inline_asker() -> None:

@@ -732,6 +732,41 @@ async def test_an_inline_askers_context_stays_with_its_own_handler() -> None:
 
 
 @dataclass
+class Bind:
+    """Bind ``REQUEST`` to ``value``, then suspend."""
+
+    value: str
+
+
+class Binder(Peeker):
+    @handler
+    async def bind(self, msg: Bind) -> str | None:
+        REQUEST.set(msg.value)
+        await asyncio.sleep(0)
+        return REQUEST.get()
+
+
+async def test_a_suspended_handler_keeps_its_context_and_the_next_messages_do_not_see_it() -> None:
+    """A handler's own context variables stay its own after it suspends.
+
+    The task that finishes it goes on with the mailbox (the messages queued meanwhile): they
+    must not see what that handler bound.
+    """
+    async with ActorSystem() as system:
+        ref = await system.start(Binder, name="binder")
+        gate = asyncio.Event()
+        held = asyncio.create_task(ref.ask(Hold(gate)))
+        await settle()  # held: the two asks below queue up behind it
+        bound = asyncio.create_task(ref.ask(Bind("bound")))
+        peeked = asyncio.create_task(ref.ask(Peek()))
+        await settle()
+        gate.set()  # a turn starts Bind, which suspends: its task then serves Peek
+        assert await within(held) == (None, None)
+        assert await within(bound) == "bound"
+        assert await within(peeked) is None
+
+
+@dataclass
 class Forward:
     to: Any
 
@@ -1048,13 +1083,9 @@ async def test_a_sender_waiting_for_room_is_let_in_after_a_restart() -> None:
         assert instance(ref).seen == ["next"]
 
 
-async def test_the_first_ref_made_in_a_process_is_an_actor_ref(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_the_refs_a_cell_makes_are_actor_refs() -> None:
     from swarm_actors import ActorRef
-    from swarm_actors._core import _cell
 
-    monkeypatch.setattr(_cell, "_REF_CLASS", None)  # as in a fresh process (refs made lazily)
     async with ActorSystem() as system:
         ref = await system.start(Recorder, name="rec")
         assert type(ref) is ActorRef

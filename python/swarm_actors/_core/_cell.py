@@ -11,6 +11,13 @@ still handles one message at a time.
 An ``ask`` to an idle actor with an empty mailbox runs the handler inline in the caller's task
 under the same one-at-a-time guard, so a round trip costs no event-loop iteration at all unless
 the handler suspends.
+
+A handler that suspends (the path of every real agent: a model call, a tool, I/O) is finished
+by ``_finish``, a generator-based coroutine that drives it directly, in a copy of the context it
+started in. A bare yield (``asyncio.sleep(0)``) is resumed at the task's first step, which is
+the next iteration it asked for, so a suspending ask costs two iterations (a plain
+``asyncio.Queue`` actor needs three). Ask timeouts with the system's default share one timer
+(``Deadlines``) instead of a ``call_later`` each.
 """
 
 from __future__ import annotations
@@ -19,13 +26,17 @@ import asyncio
 import contextvars
 import enum
 import inspect
+import time
+import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Token
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from swarm_actors._core._capability import CURRENT_SENDER
+from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._recorder import Ledger, record_signal
+from swarm_actors._core._ref import ActorRef
 from swarm_actors._core._supervision import Directive
 from swarm_actors._core._telemetry import (
     InContext,
@@ -43,31 +54,19 @@ from swarm_actors._exceptions import (
 from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
-    from opentelemetry.context import Context as OtelContext
     from opentelemetry.trace import Tracer
 
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._ref import ActorRef
     from swarm_actors._core._timers import Timers
     from swarm_actors._system import ActorSystem
 
-__all__ = ["Cell", "Dispatcher"]
+__all__ = ["INLINE_CHECKPOINT", "Ask", "Cell", "Dispatcher"]  # Ask and the constant: from _mailbox
 
 log = get_logger("swarm_actors")
 
 TURN_BUDGET = 256
 """Messages one actor handles per turn before the dispatcher moves on (fairness)."""
 
-INLINE_CHECKPOINT = 128
-"""Every this many asks answered inline, the asker yields to the event loop once.
-
-An ask to an idle actor whose handler does not suspend completes without an event-loop
-iteration. A loop of such asks would otherwise starve every other task: timers (its own
-``asyncio.timeout`` included), NATS heartbeats, lease renewals. In ``bench/bench_actors.py``
-one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802k/s) and cost
-64 concurrent inline askers 5% (811k/s, 773k/s: they now interleave). The count is per system
-(``Dispatcher.inline_left``).
-"""
 
 _MISSING = object()
 
@@ -91,32 +90,25 @@ STOPPING = State.STOPPING
 STOPPED = State.STOPPED
 
 
-class Ask:
-    """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
-
-    A tell is queued bare unless its sender's trace context travels with it (see _telemetry).
-    """
-
-    __slots__ = ("context", "future", "message")
-
-    def __init__(
-        self,
-        message: Any,
-        future: asyncio.Future[Any] | None,
-        context: OtelContext | None = None,
-    ) -> None:
-        self.message = message
-        self.future = future
-        self.context = context
-
-
-def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
+def _resume(
+    coro: Coroutine[Any, Any, Any], first: Any, started: bool = False
+) -> Generator[Any, Any, Any]:
     """Continue a coroutine that already yielded ``first`` (``yield from`` started midway).
 
     Re-yielding the very object the coroutine yielded lets the driving task wait on it exactly
     as if it had awaited the coroutine from the start; cancellation is thrown through.
+
+    ``started``: this is the first step of a task made to finish the coroutine. A bare yield
+    (``first`` is None: ``asyncio.sleep(0)``) asks to be resumed at the next event-loop
+    iteration, and the task's first step *is* that iteration, so it is resumed at once instead
+    of being yielded again, which would cost a second iteration.
     """
     value = first
+    if started and value is None:
+        try:
+            value = coro.send(None)
+        except StopIteration as stop:
+            return stop.value
     while True:
         try:
             sent = yield value
@@ -136,14 +128,80 @@ def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, A
 
 
 class _Resume:
-    __slots__ = ("coro", "first")
+    __slots__ = ("coro", "first", "started")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any, started: bool = False) -> None:
         self.coro = coro
         self.first = first
+        self.started = started
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        return _resume(self.coro, self.first)
+        return _resume(self.coro, self.first, self.started)
+
+
+def expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
+    """An ask to ``path`` got no answer within ``timeout`` seconds: fail it (if still waiting)."""
+    if not future.done():
+        future.set_exception(TimeoutError(f"ask to {path} got no reply within {timeout:g} s"))
+
+
+class Deadlines:
+    """The deadlines of one system's asks that use one timeout (its default), on one timer.
+
+    A ``call_later`` per ask and its ``cancel`` cost about 1.5 µs, a sixth of an ask whose
+    handler suspends. Asks with the same timeout expire in the order they were made, so their
+    deadlines are kept in a deque, already sorted, and one loop timer is armed for the oldest:
+    an ask costs an append. Answered asks are not removed (that would cost a search); they are
+    dropped from the front as newer asks come, and when the deque has doubled since it was
+    last compacted (so it holds at most about twice the asks still waiting, plus 64). Another
+    timeout (an explicit ``timeout=``, or what is left of one after waiting for room) gets a
+    ``call_later`` of its own: ``add`` then returns its handle, to cancel once answered.
+    """
+
+    __slots__ = ("entries", "handle", "limit", "loop", "now", "timeout")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        # asyncio's own loops tell time with time.monotonic: called directly, not through a
+        # Python method (other loops, e.g. uvloop, keep their own clock).
+        base_time = asyncio.BaseEventLoop.time
+        self.now = time.monotonic if type(loop).time is base_time else loop.time
+        self.entries: deque[tuple[float, asyncio.Future[Any], str]] = deque()
+        self.timeout = 0.0  # the timeout of every deadline in ``entries``
+        self.handle: asyncio.TimerHandle | None = None
+        self.limit = 64
+
+    def add(
+        self, future: asyncio.Future[Any], timeout: float, path: str
+    ) -> asyncio.TimerHandle | None:
+        """Fail ``future`` with ``TimeoutError`` unless answered within ``timeout`` seconds."""
+        entries = self.entries
+        if timeout != self.timeout:
+            if entries:
+                return self.loop.call_later(timeout, expire, future, timeout, path)
+            self.timeout = timeout
+        entries.append((self.now() + timeout, future, path))
+        if entries[0][1].done():  # one a call keeps pace with asks answered in order
+            entries.popleft()
+        if len(entries) > self.limit:  # answered out of order: compact
+            self.entries = entries = deque(e for e in entries if not e[1].done())
+            self.limit = max(64, 2 * len(entries))
+        if self.handle is None and entries:
+            self.handle = self.loop.call_at(entries[0][0], self._fire)
+        return None
+
+    def _fire(self) -> None:
+        self.handle = None
+        entries = self.entries
+        now = self.now()
+        while entries:
+            deadline, future, path = entries[0]
+            if not future.done():
+                if deadline > now:
+                    self.handle = self.loop.call_at(deadline, self._fire)
+                    return
+                expire(future, self.timeout, path)
+            entries.popleft()
 
 
 class Dispatcher:
@@ -154,7 +212,16 @@ class Dispatcher:
     next checkpoint (``inline_left``) and the sampled-context cache (``traces``).
     """
 
-    __slots__ = ("inline_left", "loop", "pending", "ready", "running", "stale", "traces")
+    __slots__ = (
+        "deadlines",
+        "inline_left",
+        "loop",
+        "pending",
+        "ready",
+        "running",
+        "stale",
+        "traces",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -164,6 +231,7 @@ class Dispatcher:
         self.inline_left = INLINE_CHECKPOINT  # asks answered inline until the next checkpoint
         self.traces = SampledCache()
         self.running = False
+        self.deadlines = Deadlines(loop)
 
     def ran_out_of_band(self, cell: Cell) -> None:
         """``cell``'s turn is about to run directly (a synchronous passivation).
@@ -204,19 +272,6 @@ class Dispatcher:
                 ready.popleft().run_turn()
         finally:
             self.running = False
-
-
-def _ref_class() -> type[ActorRef[Any]]:
-    """``ActorRef`` (imported on first use: ``_ref`` imports this module)."""
-    global _REF_CLASS
-    if _REF_CLASS is None:
-        from swarm_actors._core._ref import ActorRef
-
-        _REF_CLASS = ActorRef
-    return _REF_CLASS
-
-
-_REF_CLASS: type[ActorRef[Any]] | None = None
 
 
 class Cell:
@@ -329,7 +384,7 @@ class Cell:
         The cell keeps no ref, so a stopped cell is freed by reference counting rather than
         by the cycle collector.
         """
-        return _ref_class()(self)
+        return ActorRef(self)
 
     def get_timers(self) -> Timers:
         from swarm_actors._core._timers import Timers as TimersClass
@@ -607,7 +662,9 @@ class Cell:
         ``UnhandledMessageError``. While the handler runs here its sends come from the actor,
         and an asking actor (the current sender) is marked as waiting for this one.
         """
-        fn = self.resolve(type(message))
+        fn = self.cache.get(type(message), _MISSING)
+        if fn is _MISSING:
+            fn = self.resolve(type(message))
         self.processed += 1
         if fn is None:
             raise self.unhandled_error(message)
@@ -620,7 +677,7 @@ class Cell:
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
         try:
-            coro = fn(self.actor, message)
+            coro = fn(self.actor, message)  # type: ignore[operator]
             yielded = coro.send(None)
         except StopIteration as stop:
             self.busy = False
@@ -636,7 +693,7 @@ class Cell:
             if asker is not None:
                 asker.awaiting = None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.finish_in_task(coro, yielded, future)
+        self.finish_in_task(coro, yielded, future, serve=False)
         return False, future
 
     def run_turn(self) -> None:
@@ -656,38 +713,85 @@ class Cell:
             self._set_drained()
 
     def finish_in_task(
-        self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
+        self,
+        coro: Coroutine[Any, Any, Any],
+        yielded: Any,
+        reply: asyncio.Future[Any] | None,
+        serve: bool = True,
     ) -> None:
-        """The handler suspended: finish it in a task; the actor is busy until then."""
+        """The handler suspended: finish it in a task; the actor is busy until then.
+
+        The handler runs on in (a copy of) the context it started in. A task that goes on with
+        the mailbox afterwards (``serve``) runs the next handlers in a clean context of its
+        own, so they never see this handler's context variables: the handler is then wrapped
+        (``InContext``). A handler started in an inline asker's task (``serve`` false: a
+        dispatcher turn takes the next message) is the task's only one, so the task simply
+        runs in its context: no wrapper, whose ``Context.run`` every step of it would pay.
+        Either way the messages of other senders never see an asker's context variables (its
+        trace, or whatever it bound, e.g. a request id for its logs).
+        """
         self.busy = True
         self.runnable = False
-        if type(coro) is not InContext:  # a traced message's handler has its own already
-            # The handler goes on in its own context and the task starts clean, so the messages
-            # the task serves next never see this one's context variables, nor an inline
-            # asker's (its trace, or whatever it bound, e.g. a request id for its logs).
+        if type(coro) is InContext:  # a traced message's handler: wrapped already
+            context = contextvars.Context()
+        elif serve:
             handler_context = contextvars.copy_context()
-            handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
+            handler_context.run(CURRENT_SENDER.set, self)  # the handler's sends are the actor's
             coro = InContext(coro, handler_context)
+            context = contextvars.Context()
+        else:
+            context = contextvars.copy_context()
+        context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
         self.running = coro
         self.task = self.loop.create_task(
-            self._finish(coro, yielded, reply), context=contextvars.Context()
+            self._finish(coro, yielded, reply, serve),  # a generator-based coroutine
+            context=context,
         )
 
-    async def _finish(
-        self, coro: Coroutine[Any, Any, Any], yielded: Any, reply: asyncio.Future[Any] | None
-    ) -> None:
-        # Actors whose handlers keep suspending are served by this one task: after each
-        # handler it goes on with the mailbox (no new task, no dispatcher round trip).
-        CURRENT_SENDER.set(self)  # this task's own context: it only ever runs this actor
+    @types.coroutine
+    def _finish(
+        self,
+        coro: Coroutine[Any, Any, Any],
+        value: Any,
+        reply: asyncio.Future[Any] | None,
+        serve: bool,
+    ) -> Generator[Any, Any, None]:
+        """The coroutine of the task that finishes a suspended handler (see ``finish_in_task``).
+
+        It drives the handler itself (one frame: no ``await`` chain between the task and the
+        handler), yielding what the handler yields and throwing in what the task throws
+        (cancellation), as ``yield from`` would. Actors whose handlers keep suspending are
+        served by this one task: after each handler it goes on with the mailbox (no new task,
+        no dispatcher round trip).
+        """
+        # A bare yield (``asyncio.sleep(0)``) asks to be resumed at the next event-loop
+        # iteration, and this task's first step *is* that iteration: resumed at once, not
+        # yielded again (which would cost a second iteration).
+        send_now = value is None
         if self.state is STOPPING:
             # stop(drain=False) came before this first step and left the cancelling to this
-            # task (see _stop): cancelled at its first await, the handler unwinds below.
+            # task (see _stop): cancelled at its first yield, the handler unwinds below.
             this = asyncio.current_task()
             assert this is not None
             this.cancel()
+            send_now = False
         while True:
             try:
-                result = await _Resume(coro, yielded)
+                if send_now:
+                    send_now = False
+                    value = coro.send(None)
+                while True:
+                    try:
+                        sent = yield value
+                    except GeneratorExit:
+                        coro.close()
+                        raise
+                    except BaseException as exc:
+                        value = coro.throw(exc)
+                    else:
+                        value = coro.send(sent)
+            except StopIteration as stop:
+                result = stop.value
             except asyncio.CancelledError as exc:
                 self.busy = False
                 self.task = None
@@ -705,9 +809,10 @@ class Cell:
                 return
             if reply is not None and not reply.done():
                 reply.set_result(result)
-            if self.state is not RUNNING or not self.queue:
+            if not serve or self.state is not RUNNING or not self.queue:
                 break
-            suspended = self._step(TURN_BUDGET)
+            # This task's context has CURRENT_SENDER set to this actor already (no _step).
+            suspended = self._handle_queued(TURN_BUDGET)
             if self.put_waiters:  # room for them, whether a handler suspended or failed
                 self._wake_putters()
             if suspended is None:
@@ -716,7 +821,7 @@ class Cell:
                     self.task = None
                     return
                 break
-            coro, yielded, reply = suspended
+            coro, value, reply = suspended
             self.running = coro
         self.busy = False
         self.task = None
@@ -955,8 +1060,8 @@ class Cell:
             # task not yet started (the handler suspended in this loop iteration) is left to
             # cancel itself when it starts: cancelled now, it would never run _finish at all,
             # and the handler would stay suspended and its asker unanswered forever.
-            coro = cast("Coroutine[Any, Any, None]", task.get_coro())  # _finish's
-            if inspect.getcoroutinestate(coro) != inspect.CORO_CREATED:
+            finish = cast("Generator[Any, Any, None]", task.get_coro())  # _finish's
+            if inspect.getgeneratorstate(finish) != inspect.GEN_CREATED:
                 task.cancel()
             # Wait for the handler to unwind without re-raising its cancellation here (a
             # cancellation of *this* caller still propagates).

@@ -12,7 +12,7 @@ from opentelemetry import trace
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import class_names
 from swarm_actors._core._capability import CURRENT_SENDER, check_send
-from swarm_actors._core._cell import INLINE_CHECKPOINT, Ask
+from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 
@@ -47,21 +47,22 @@ class MailboxStats:
     """Restarts carried out by the supervisor."""
 
 
-def _expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError(f"ask to {path} got no reply within {timeout:g} s"))
-
-
-async def _wait_reply(cell: Cell, future: asyncio.Future[Any], timeout: Timeout) -> Any:
+async def _wait_reply(
+    cell: Cell, future: asyncio.Future[Any], timeout: Timeout, asker: Cell | None = None
+) -> Any:
+    """Wait for the answer ``future`` of an ask to ``cell``; ``asker`` (an actor) waits for it."""
     if timeout is DEFAULT:
         timeout = cell.system.timeouts.ask
-    if timeout is None:
-        return await future
-    handle = cell.loop.call_later(timeout, _expire, future, timeout, cell.path)
+    handle = None if timeout is None else cell.dispatcher.deadlines.add(future, timeout, cell.path)
+    if asker is not None:
+        asker.awaiting = cell  # see _refuse_cycle
     try:
         return await future
     finally:
-        handle.cancel()
+        if asker is not None:
+            asker.awaiting = None
+        if handle is not None:
+            handle.cancel()
 
 
 async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None) -> Any:
@@ -78,8 +79,10 @@ async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None)
     try:
         if timeout is DEFAULT:
             timeout = cell.system.timeouts.ask
-        if timeout is None or (cell.accepting and len(cell.queue) < cell.capacity):
-            await cell.put(entry)  # room now: enqueued without waiting
+        if cell.post(entry):  # room now: delivered without waiting
+            return await _wait_reply(cell, future, timeout)
+        if timeout is None:
+            await cell.put(entry)
             return await _wait_reply(cell, future, timeout)
         started = cell.loop.time()
         try:
@@ -97,6 +100,17 @@ async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None)
     finally:
         if asker is not None:
             asker.awaiting = None
+
+
+async def _checkpoint(cell: Cell) -> None:
+    """Yield to the event loop once: INLINE_CHECKPOINT asks were answered inline.
+
+    Taken by ``ask`` where it holds no context-variable token (its sender's, its span's): if
+    the caller is a handler that was itself run inline, this suspension moves the rest of it
+    to a task of its own, in another context, where such a token can no longer be reset.
+    """
+    cell.dispatcher.inline_left = INLINE_CHECKPOINT
+    await asyncio.sleep(0)
 
 
 def _refuse_cycle(asker: Cell, cell: Cell) -> None:
@@ -210,7 +224,8 @@ class ActorRef(Generic[A]):
         ``MessageCapabilityError`` if the sender's ``may_message`` refuses it (nothing is sent).
         Cancelling the caller never disturbs the actor: the message is handled regardless.
         """
-        _check_timeout(timeout)
+        if timeout is not DEFAULT:
+            _check_timeout(timeout)
         cell = self._cell
         sender = CURRENT_SENDER.get()
         if sender is not None and sender.grant is not None:
@@ -219,20 +234,39 @@ class ActorRef(Generic[A]):
             raise ActorDeadError(f"{cell.path} is stopped", actor=cell.path)
         if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
             result = await self._ask_traced(message, timeout, cell.tracer, context)
-        elif cell.runnable and not cell.queue:
-            result = await self._ask_inline(message, timeout)
+            if cell.dispatcher.inline_left <= 0:
+                await _checkpoint(cell)
+            return result
+        if cell.runnable and not cell.queue:
+            done, future = cell.ask_inline(message)
+            if done:  # ``future`` is the answer
+                dispatcher = cell.dispatcher
+                dispatcher.inline_left -= 1
+                if dispatcher.inline_left <= 0:
+                    await _checkpoint(cell)
+                return future
+            # The handler suspended: the actor's own task finishes it and answers ``future``.
         else:
-            future: asyncio.Future[Any] = cell.loop.create_future()
-            return await _deliver(cell, Ask(message, future), timeout, sender)
-        dispatcher = cell.dispatcher
-        if dispatcher.inline_left <= 0:
-            # The checkpoint is taken here, where this ask holds no context-variable token
-            # (its sender's, its span's): if the caller is a handler that was itself run
-            # inline, this suspension moves the rest of it to a task of its own, in another
-            # context, where such a token can no longer be reset.
-            dispatcher.inline_left = INLINE_CHECKPOINT
-            await asyncio.sleep(0)  # a checkpoint: let the rest of the loop run
-        return result
+            future = cell.loop.create_future()
+            entry = Ask(message, future)
+            if sender is not None or not cell.post(entry):  # from an actor, or no room now
+                return await _deliver(cell, entry, timeout, sender)
+        # Waiting for the answer: ``_wait_reply``, written out on the two hottest paths (a
+        # coroutine frame less for every suspending ask).
+        if timeout is DEFAULT:
+            timeout = cell.system.timeouts.ask
+        handle = (
+            None if timeout is None else cell.dispatcher.deadlines.add(future, timeout, cell.path)
+        )
+        if sender is not None:
+            sender.awaiting = cell  # see _refuse_cycle
+        try:
+            return await future
+        finally:
+            if sender is not None:
+                sender.awaiting = None
+            if handle is not None:
+                handle.cancel()
 
     async def _ask_traced(
         self, message: Any, timeout: Timeout, tracer: trace.Tracer, parent: Context
@@ -256,14 +290,7 @@ class ActorRef(Generic[A]):
             cell.dispatcher.inline_left -= 1  # at 0, ``ask`` takes the checkpoint (see there)
             return value
         # The handler suspended and finishes in the actor's own task, which answers ``value``.
-        asker = CURRENT_SENDER.get()
-        if asker is None:
-            return await _wait_reply(cell, value, timeout)
-        asker.awaiting = cell
-        try:
-            return await _wait_reply(cell, value, timeout)
-        finally:
-            asker.awaiting = None
+        return await _wait_reply(cell, value, timeout, CURRENT_SENDER.get())
 
     async def stop(self, *, drain: bool = True) -> int:
         """Stop the actor and its children; returns the number of discarded messages.

@@ -146,12 +146,12 @@ class _ManualCell(Cell):
         if self.put_waiters:
             self._wake_putters()
 
-    def _step(self, budget: int) -> Any:
+    def _handle_queued(self, budget: int) -> Any:
         budget = min(budget, self.allowance)
         if budget <= 0:
             return None
         self.allowance -= budget
-        return super()._step(budget)
+        return super()._handle_queued(budget)
 
     async def step_one(self) -> Any:
         if not self.queue:
