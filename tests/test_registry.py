@@ -36,12 +36,16 @@ from log_capture import capture_logs
 from swarm_actors import ActorNameError
 from swarm_actors._nats import _registry as registry_module
 from swarm_actors._nats._registry import (
+    ENCODING_MARKER,
     NAMES_BUCKET,
     NODES_BUCKET,
     NameEntry,
     Registry,
+    _legacy_readings,
     cluster_replicas,
     key_name,
+    legacy_key,
+    legacy_owner,
     name_key,
     open_bucket,
     settled,
@@ -202,25 +206,94 @@ def events(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
 # --- name keys ----------------------------------------------------------------------------
 
 
-def test_name_keys_escape_what_keys_cannot_hold_as_upper_case_hex() -> None:
+def test_name_keys_escape_what_keys_cannot_hold_as_upper_case_hex_bytes() -> None:
     assert name_key("Az09_-") == "Az09_-"
     assert name_key("svc.a:b@c+d=e~f") == "svc=2Ea=3Ab=40c=2Bd=3De=7Ef"
     assert name_key("\n") == "=0A"  # two digits, always
-    assert name_key("é") == "=E9"
+    assert name_key("é") == "=C3=A9"  # its UTF-8 bytes, one escape each
+    assert name_key("€") == "=E2=82=AC"
+    assert name_key("\ud800") == "=ED=A0=80"  # a lone surrogate: its three-byte form
+
+
+def test_names_that_the_first_encoding_mixed_up_get_keys_of_their_own() -> None:
+    # Version 1 escaped code points: "€" was "=20AC", the key of " AC" too.
+    for one, other in (("€", " AC"), ("Ω1", ":91"), ("user-Ā", "user-\x100")):
+        assert name_key(one) != name_key(other)
+        assert key_name(name_key(one)) == one
+        assert key_name(name_key(other)) == other
+        assert legacy_key(one) == legacy_key(other)
 
 
 def test_key_names_undo_only_the_escapes() -> None:
     assert key_name("svc=2Ea=3Ab=40c=2Bd=3De=7Ef") == "svc.a:b@c+d=e~f"
-    assert key_name("=0A=E9") == "\né"
+    assert key_name("=0A=C3=A9") == "\né"
     assert key_name("plain-name_1") == "plain-name_1"
-    assert key_name("=2e") == "=2e"  # lower-case hex is never written
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "=2e",  # lower-case hex is never written
+        "=E9",  # not UTF-8 (version 1's "é")
+        "=41",  # "A" is written plain
+        "a=",  # a truncated escape
+        "a=4",
+        "a.b",  # "." is always escaped
+        ENCODING_MARKER,
+    ],
+)
+def test_keys_no_name_has_are_refused(key: str) -> None:
+    with pytest.raises(ValueError, match="not a name key"):
+        key_name(key)
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=60))
+def test_every_name_has_a_valid_kv_key_that_reads_back_as_it(name: str) -> None:
+    key = name_key(name)
+    assert re.fullmatch(r"[-_=A-Za-z0-9]+", key)
+    assert key_name(key) == name  # so no other name has this key
+
+
+TRICKY = " AC€Ω19:Āé=~\x00\x100\ud800\udc00\U0001f600"
+
+
+@given(st.text(TRICKY, min_size=1, max_size=8), st.text(TRICKY, min_size=1, max_size=8))
+def test_distinct_names_never_share_a_key(one: str, other: str) -> None:
+    assert (name_key(one) == name_key(other)) == (one == other)
+
+
+@given(st.text(st.characters(codec=None, exclude_categories=()), min_size=1, max_size=12))
+def test_names_that_the_first_encoding_mixed_up_never_share_a_key(name: str) -> None:
+    # Each name version 1 gave the same key as ``name`` (" AC" for "€") has a key of its own.
+    for reading in _legacy_readings(legacy_key(name)):
+        assert (name_key(reading) == name_key(name)) == (reading == name)
 
 
 @given(st.from_regex(r"[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,99}", fullmatch=True))
-def test_name_keys_are_valid_kv_keys_and_reversible(name: str) -> None:
-    key = name_key(name)
-    assert re.fullmatch(r"[-_=A-Za-z0-9]+", key)
-    assert key_name(key) == name
+def test_ascii_names_keep_the_key_they_had(name: str) -> None:
+    assert name_key(name) == legacy_key(name)
+
+
+def test_a_version_1_key_has_an_owner_only_if_no_other_plausible_name_had_it() -> None:
+    anything = lambda name: True  # noqa: E731
+    assert legacy_owner(legacy_key("é"), anything) == "é"
+    assert legacy_owner(legacy_key("svc.a:b"), anything) == "svc.a:b"
+    assert legacy_owner("=20AC", anything) is None  # " AC" or "€"
+    assert legacy_owner("=20AC", str.isascii) == " AC"  # (" AC", "€" or "\u020aC")
+    assert legacy_owner("user-=100", anything) is None  # "user-Ā" or "user-\x100"
+    assert legacy_owner("=41", anything) is None  # version 1 wrote "A" plain
+    assert legacy_owner("=C3=A9", anything) == "Ã©"  # what version 1 meant by it
+    assert legacy_owner("a.b", anything) is None  # not a version-1 key
+    many = "=21F" * 40  # "!F" or "\u021f", 40 times: 2^40 readings, too many to tell
+    assert legacy_owner(many, lambda name: name == "!F" * 40) is None
+
+
+@given(st.text(TRICKY, min_size=1, max_size=6))
+def test_a_version_1_owner_is_always_a_name_with_that_key(name: str) -> None:
+    owner = legacy_owner(legacy_key(name), lambda candidate: True)
+    assert owner is None or legacy_key(owner) == legacy_key(name)
+    if owner is not None:
+        assert owner == name
 
 
 # --- replicas -----------------------------------------------------------------------------

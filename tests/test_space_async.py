@@ -121,6 +121,84 @@ async def test_tuple_delivered_to_a_task_cancelled_before_resuming_is_put_back()
     assert space.take_nowait(("jobs", int)) == ("jobs", 1)
 
 
+class Clock:
+    """The space's clock, moved by hand (seconds)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_tuple_put_back_after_a_cancelled_hand_off_keeps_its_lease() -> None:
+    clock = Clock()
+    space = TupleSpace(clock=clock)
+    task = asyncio.create_task(space.take(("jobs", int)))
+    await settle()
+    space.out(("jobs", 1), ttl=1.0)  # hands the tuple to the task's future...
+    task.cancel()  # ...and the task is cancelled before it can resume: it is put back
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    clock.now = 0.999
+    assert space.read_nowait(("jobs", int)) == ("jobs", 1), "put back, lease still running"
+    clock.now = 1.0  # the lease it was written with ends: not restarted, not lost
+    assert space.read_nowait(("jobs", int)) is None
+    assert (len(space), space.stats().expired) == (0, 1)
+
+
+async def test_a_tuple_whose_lease_ran_out_before_it_was_put_back_is_dropped_as_expired() -> None:
+    clock = Clock()
+    space = TupleSpace(clock=clock)
+    task = asyncio.create_task(space.take(("jobs", int)))
+    await settle()
+    space.out(("jobs", 1), ttl=1.0)
+    task.cancel()
+    clock.now = 5.0  # the lease ends before the cancelled taker gives the tuple back
+    reader = asyncio.create_task(space.read(("jobs", int)))
+    await settle()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert (len(space), space.stats().expired) == (0, 1)
+    assert not reader.done(), "no waiter is served an expired tuple"
+    reader.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await reader
+
+
+async def test_a_tuple_put_back_past_a_cancelled_taker_keeps_its_lease() -> None:
+    clock = Clock()
+    space = TupleSpace(clock=clock)
+    first = asyncio.create_task(space.take(("jobs", int)))
+    await settle()
+    second = asyncio.create_task(space.take(("jobs", int)))
+    await settle()
+    space.out(("jobs", 1), ttl=1.0)  # handed to the first taker
+    first.cancel()  # before it resumes
+    second.cancel()  # the next taker is gone too: the put-back tuple is stored
+    for task in (first, second):
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    clock.now = 0.5
+    assert space.read_nowait(("jobs", int)) == ("jobs", 1)
+    clock.now = 1.0
+    assert (len(space), space.stats().expired) == (0, 1)
+
+
+async def test_a_tuple_without_a_lease_put_back_keeps_none() -> None:
+    clock = Clock()
+    space = TupleSpace(clock=clock)
+    space.out(("other", 0), ttl=1.0)  # the space reads its clock from now on
+    task = asyncio.create_task(space.take(("jobs", int)))
+    await settle()
+    space.out(("jobs", 1))
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    clock.now = 1e9
+    assert space.read_nowait(("jobs", int)) == ("jobs", 1)
+
+
 async def test_put_back_tuple_reaches_the_next_waiter() -> None:
     space = TupleSpace()
     first = asyncio.create_task(space.take(("jobs", int)))

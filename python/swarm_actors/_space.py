@@ -10,7 +10,8 @@ Guarantees of the async API:
 
 * A waiter that times out or is cancelled never consumes a tuple. If a tuple was handed to a
   taker whose task is cancelled before it resumes, the tuple is put back into the space (as a new
-  write, so it goes to the next matching waiter first).
+  write, so it goes to the next matching waiter first) with the rest of its lease: it expires
+  when it was written to expire, and is dropped as expired if that time has passed.
 * Timeouts raise the builtin ``TimeoutError``; ``asyncio.CancelledError`` always propagates.
 * Waiters belong to the event loop that created them: call ``out`` for a space with waiters from
   that loop's thread (use ``loop.call_soon_threadsafe`` from other threads).
@@ -83,28 +84,33 @@ class TupleSpace(_tuplecore.TupleSpace):
                 raise InvalidArgumentError("timeout must be a number of seconds or None, not NaN")
             raise TimeoutError(f"no tuple matched {tuple(template)!r}")
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[tuple[Any, ...]] = loop.create_future()
+        # A reader's future gets the tuple; a taker's gets ``(tuple, expires)``, the lease it
+        # carries (see ``_add_waiter``).
+        future: asyncio.Future[Any] = loop.create_future()
         waiter = self._add_waiter(template, take, future)
         timer = None
         if timeout is not None:
             timer = loop.call_later(timeout, self._expire, waiter, future, template, timeout)
         try:
-            return await future
+            got = await future
         except asyncio.CancelledError:
             served = not self._remove_waiter(waiter)
             delivered = future.done() and not future.cancelled() and future.exception() is None
             if served and take and delivered:
-                # A tuple was handed over between the cancellation and now: give it back.
-                self._put_back(future.result())
+                # A tuple was handed over between the cancellation and now: give it back, with
+                # what is left of its lease.
+                self._put_back(*future.result())
             raise
         finally:
             if timer is not None:
                 timer.cancel()
+        found: tuple[Any, ...] = got[0] if take else got
+        return found
 
     def _expire(
         self,
         waiter: int,
-        future: asyncio.Future[tuple[Any, ...]],
+        future: asyncio.Future[Any],
         template: Sequence[Any],
         timeout: float,
     ) -> None:

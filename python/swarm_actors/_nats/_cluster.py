@@ -14,6 +14,11 @@ lease was taken cannot overwrite a newer state), and read from there when the ac
 activates on a node. A node hands a shard over only after every actor of it was passivated and
 its state written; a node that dies loses what its active actors did since they were last
 passivated (state is persisted at passivation, as in Orleans without explicit writes).
+
+Each actor's state has its own key (``name_key`` of its virtual target). State that a release
+before ``KEY_ENCODING`` 2 stored, when distinct actors could share a key ("€" and " AC"), is
+read only by the one actor that could have written it, and refused (``TransportError``) when
+another could have: see ``ClusterState.fetch``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,14 @@ from swarm_actors._core._virtual import VirtualRef
 from swarm_actors._exceptions import ActorDeadError, NotOwnerError, TransportError
 from swarm_actors._log import get_logger
 from swarm_actors._nats._placement import Placement
-from swarm_actors._nats._registry import name_key, open_bucket, settled
+from swarm_actors._nats._registry import (
+    legacy_key,
+    legacy_owner,
+    name_key,
+    open_bucket,
+    settled,
+    stamp_encoding,
+)
 from swarm_actors._nats._shards import ShardLeases
 from swarm_actors._nats._wire import VIRTUAL_NODE, NoSuchActorError, Tell
 
@@ -115,6 +127,9 @@ class ClusterState:
         self.registry = transport.virtual
         self.leases: ShardLeases
         self._store: KeyValue | None = None
+        # Entries of the store with a lower revision were written by a release before
+        # ``KEY_ENCODING`` 2 (see ``fetch``); 1: the store began with this release.
+        self._legacy_before = 1
         self._refs: dict[str, PlacedRef[Any]] = {}  # by target
         self._agents: dict[int, set[int]] = defaultdict(set)  # shard -> placed agents
         self._revisions: dict[int, int] = {}  # agent -> state revision last read or written
@@ -139,6 +154,7 @@ class ClusterState:
         self._store = await open_bucket(
             registry.js, STATE_BUCKET, memory=False, replicas=registry.replicas
         )
+        self._legacy_before = await stamp_encoding(self._store, STATE_BUCKET)
         self.registry.attach_placer(self)
         self.leases = ShardLeases(registry.js, registry, self.placement, self._ttl, self._lost)
         await self.leases.open()
@@ -188,23 +204,66 @@ class ClusterState:
             raise NotOwnerError(f"shard {ref.shard} of {ref._target} is not held by {self.node}")
 
     async def fetch(self, agent: int) -> bytes | None:
-        """The stored state of ``agent`` (``None``: never stored)."""
-        from nats.js.errors import KeyNotFoundError
+        """The stored state of ``agent`` (``None``: never stored).
 
+        Raises ``TransportError`` for a state an earlier release stored under a key that
+        another actor shared (see ``_legacy``): it is refused, not handed to either.
+        """
         assert self._store is not None
         ref = self.registry.placed[agent]
         while agent in self._writers:  # a write of an earlier tenure is still on its way
             await asyncio.shield(self._writers[agent])
-        try:
-            store, key = self._store, _state_key(ref._target)
-            entry = await settled(lambda: store.get(key))
-        except KeyNotFoundError:
+        target = ref._target
+        entry = await self._get(_state_key(target))
+        if entry is not None and (entry.revision or 0) < self._legacy_before:
+            self._legacy(target, entry.key)  # written by version 1: is it this actor's?
+        if entry is None and self._legacy_before > 1:
+            adopted = await self._adopt(target)
+            if adopted is not None:  # the next write creates the current key
+                self._revisions[agent] = 0
+                self._digests[agent] = _digest(adopted)
+                return adopted
+        if entry is None:
             self._revisions[agent] = 0
             self._digests[agent] = _digest(b"")
             return None
         self._revisions[agent] = entry.revision or 0
         self._digests[agent] = _digest(entry.value or b"")
         return entry.value
+
+    async def _get(self, key: str) -> KeyValue.Entry | None:
+        from nats.js.errors import KeyNotFoundError
+
+        store = self._store
+        assert store is not None
+        try:
+            return await settled(lambda: store.get(key))
+        except KeyNotFoundError:
+            return None
+
+    async def _adopt(self, target: str) -> bytes | None:
+        """The state an earlier release stored for ``target`` under its version-1 key, if any.
+
+        The caller writes the next state under the current key (the old one stays, unread from
+        then on).
+        """
+        old = legacy_key(target)
+        if old == _state_key(target):
+            return None
+        entry = await self._get(old)
+        if entry is None or (entry.revision or 0) >= self._legacy_before:
+            return None  # none, or the current key of another actor
+        self._legacy(target, old)
+        return entry.value or b""
+
+    def _legacy(self, target: str, key: str) -> None:
+        """Refuse the version-1 entry at ``key`` unless ``target`` alone had that key."""
+        if legacy_owner(key, _is_target) != target:
+            raise TransportError(
+                f"the state of {target} was stored by an earlier release under the key {key!r} "
+                f"of bucket {STATE_BUCKET}, which another actor's state shared; refused. Delete "
+                "that key (or write the right state under this release's key) to go on"
+            )
 
     def on_seal(self, agent: int, data: bytes) -> None:
         """An actor was passivated with state ``data``: write it to the store (in a task)."""
@@ -601,3 +660,12 @@ def _digest(state: bytes) -> bytes:
 
 def _state_key(target: str) -> str:
     return name_key(target)
+
+
+def _is_target(name: str) -> bool:
+    """Whether ``name`` is the canonical virtual target of an actor class of this process."""
+    try:
+        cls, key, position = parse_target(name)
+    except ValueError:
+        return False
+    return virtual_target(type_name(cls), key, position) == name

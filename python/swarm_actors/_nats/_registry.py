@@ -18,6 +18,12 @@ Two JetStream key-value buckets, shared by every node attached to the same NATS:
 
 Every node mirrors ``swarm_names`` through a KV watch, so resolving a name is a dict lookup;
 ``fetch`` reads the bucket itself when the mirror may lag (after a "no such actor" answer).
+
+Keys are names written by ``name_key`` (version ``KEY_ENCODING``: UTF-8 bytes, ``=HH``
+escapes), which gives distinct names distinct keys. Entries of ``swarm_names`` under another
+encoding (an earlier release's) are ignored: they are claims of nodes that have restarted since.
+The state bucket (``_cluster``) is data, and reads an earlier release's keys with
+``legacy_owner``.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
 import msgspec
@@ -40,15 +46,20 @@ if TYPE_CHECKING:
     from nats.js.kv import KeyValue
 
 __all__ = [
+    "ENCODING_MARKER",
+    "KEY_ENCODING",
     "NAMES_BUCKET",
     "NODES_BUCKET",
     "NameEntry",
     "Registry",
     "cluster_replicas",
     "key_name",
+    "legacy_key",
+    "legacy_owner",
     "name_key",
     "open_bucket",
     "settled",
+    "stamp_encoding",
     "watch_bucket",
 ]
 
@@ -69,6 +80,13 @@ WATCH_INACTIVE = 300.0
 """Seconds after which the server removes the watch consumer of a node that went away."""
 _SETTLE_SECONDS = 5.0
 _KEY_SAFE = re.compile(r"[A-Za-z0-9_-]")
+_KEY_PLAIN = re.compile(r"[A-Za-z0-9_-]*")
+_KEY_SAFE_BYTES = [bool(_KEY_SAFE.fullmatch(chr(b))) for b in range(256)]
+_KEY_ENCODED = re.compile(r"(?:[A-Za-z0-9_-]|=[0-9A-F]{2})+")
+_KEY_PART = re.compile(r"([A-Za-z0-9_-]+)|=([0-9A-F]{2})")
+_LEGACY_KEY = re.compile(r"(?:[A-Za-z0-9_-]|=[0-9A-F]{2})+")
+_HEX_DIGITS = frozenset("0123456789ABCDEF")
+_LEGACY_READINGS = 4096
 
 
 class NameEntry(msgspec.Struct, array_like=True, frozen=True):
@@ -89,16 +107,133 @@ _DECODER = msgspec.msgpack.Decoder(NameEntry)
 
 
 def name_key(name: str) -> str:
-    """The KV key of an actor name: characters other than ``[A-Za-z0-9_-]`` as ``=XX`` (hex).
+    """The KV key of an actor name: its UTF-8 bytes, those other than ``[A-Za-z0-9_-]`` as ``=HH``.
 
-    Actor names may hold ``. : @ + = ~``, which KV keys (and subject tokens) cannot all hold.
+    Actor names may hold ``. : @ + = ~`` and any other character, which KV keys (and subject
+    tokens) cannot all hold. Every escape is exactly two hex digits of one byte and ``=`` is
+    always escaped, so a key reads back as one byte string only, and UTF-8 maps distinct names
+    to distinct byte strings: distinct names never share a key (``key_name`` inverts it). Lone
+    surrogates (not valid UTF-8) are encoded as their three-byte form (``surrogatepass``),
+    which no valid character encodes to.
+
+    Before this encoding (``KEY_ENCODING`` 2), a character was escaped as its code point
+    (``=20AC`` for "€", also the key of " AC"): see ``legacy_owner`` for reading what that
+    version stored.
     """
-    return "".join(c if _KEY_SAFE.match(c) else f"={ord(c):02X}" for c in name)
+    if _KEY_PLAIN.fullmatch(name):
+        return name
+    return "".join(
+        chr(b) if _KEY_SAFE_BYTES[b] else f"={b:02X}" for b in name.encode("utf-8", "surrogatepass")
+    )
 
 
 def key_name(key: str) -> str:
-    """The actor name of a KV key (inverse of ``name_key``)."""
-    return re.sub(r"=([0-9A-F]{2})", lambda m: chr(int(m.group(1), 16)), key)
+    """The actor name of a KV key (inverse of ``name_key``); ``ValueError`` if no name has it.
+
+    Keys that no name encodes to (lower-case or truncated escapes, bytes that are not UTF-8,
+    characters ``name_key`` escapes) are refused rather than read loosely, so that two keys
+    never read as the same name.
+    """
+    if _KEY_PLAIN.fullmatch(key):
+        return key
+    if not _KEY_ENCODED.fullmatch(key):
+        raise ValueError(f"not a name key: {key!r}")
+    data = bytearray()
+    for plain, escaped in _KEY_PART.findall(key):
+        data += plain.encode("ascii") if plain else bytes.fromhex(escaped)
+    try:
+        name = data.decode("utf-8", "surrogatepass")
+    except UnicodeDecodeError:
+        raise ValueError(f"not a name key: {key!r} (not UTF-8)") from None
+    if name_key(name) != key:  # e.g. "=41" for "A", which is written plain
+        raise ValueError(f"not a name key: {key!r} (not the way names are written)")
+    return name
+
+
+KEY_ENCODING = 2
+"""Version of ``name_key``'s encoding. Version 1 escaped a code point as ``=`` and its hex digits
+(two or more), which let distinct names share a key."""
+
+
+def legacy_key(name: str) -> str:
+    """The key ``name`` had under version 1 of the encoding (what earlier releases wrote)."""
+    return "".join(c if _KEY_SAFE.match(c) else f"={ord(c):02X}" for c in name)
+
+
+def legacy_owner(key: str, plausible: Callable[[str], bool]) -> str | None:
+    """The one plausible name whose version-1 key is ``key``; ``None`` if several, or none.
+
+    Version 1 wrote a code point above ``0xFF`` with three to six hex digits and one up to
+    ``0xFF`` with two, so a two-digit escape followed by hex digits (``=20AC``: " AC" or "€")
+    could have been written for different names. Every reading of ``key`` is tried (beyond
+    ``_LEGACY_READINGS`` of them the key counts as shared); ``plausible(name)`` tells the names
+    that could have been stored there (a state bucket holds virtual targets only).
+    """
+    if not _LEGACY_KEY.fullmatch(key):
+        return None
+    owner: str | None = None
+    for tried, name in enumerate(_legacy_readings(key)):
+        if tried == _LEGACY_READINGS:
+            return None
+        if plausible(name):
+            if owner is not None and owner != name:
+                return None  # two names had this key
+            owner = name
+    return owner
+
+
+def _legacy_readings(key: str) -> Iterator[str]:
+    """Every name that version 1 could have written as ``key`` (a valid version-1 key)."""
+    stack = [(0, "")]  # (position in key, name read so far)
+    while stack:
+        at, name = stack.pop()
+        if at == len(key):
+            yield name
+            continue
+        if key[at] != "=":
+            stack.append((at + 1, name + key[at]))
+            continue
+        digits = key[at + 1 : at + 3]
+        point = int(digits, 16)
+        if not _KEY_SAFE.match(chr(point)):  # version 1 wrote safe characters plain
+            stack.append((at + 3, name + chr(point)))
+        if digits[0] == "0":
+            continue  # a longer escape has no leading zero
+        end = at + 3
+        while end < len(key) and end - at <= 6 and key[end] in _HEX_DIGITS:
+            end += 1
+            point = int(key[at + 1 : end], 16)
+            if point > 0x10FFFF:
+                break
+            stack.append((end, name + chr(point)))
+
+
+ENCODING_MARKER = "swarm.key-encoding"
+"""Key of the entry recording ``KEY_ENCODING`` in a bucket keyed by ``name_key`` (the ``.``
+keeps it apart: ``name_key`` never writes one)."""
+
+
+async def stamp_encoding(bucket: KeyValue, name: str) -> int:
+    """Record ``KEY_ENCODING`` in ``bucket`` (once) and return the revision of that record.
+
+    Entries of ``bucket`` with a lower revision were written before any node of this release
+    opened it: with version 1 of the encoding (see ``legacy_owner``). Raises
+    ``TransportError`` if the bucket records another version.
+    """
+    from nats.js.errors import KeyWrongLastSequenceError
+
+    value = str(KEY_ENCODING).encode()
+    try:
+        return await _settled(lambda: bucket.create(ENCODING_MARKER, value))
+    except KeyWrongLastSequenceError:
+        pass
+    entry = await _settled(lambda: bucket.get(ENCODING_MARKER))
+    if entry.value != value:
+        raise TransportError(
+            f"bucket {name} records key encoding {entry.value!r}; this release writes "
+            f"version {KEY_ENCODING}: run one release across the cluster"
+        )
+    return entry.revision or 0
 
 
 async def open_bucket(
@@ -401,7 +536,14 @@ class Registry:
         self._watch_sub = await watch_bucket(self._js, NAMES_BUCKET, self._apply)
 
     def _apply(self, key: str, value: bytes | None, operation: str | None, revision: int) -> None:
-        name = key_name(key)
+        try:
+            name = key_name(key)
+        except ValueError:
+            # Not a name's key: written by a release before ``KEY_ENCODING`` 2 (its holder has
+            # restarted since, so its claim is dead) or by something else. Names are claims
+            # of live nodes, not data: it is ignored, not migrated.
+            _log.warning("transport.foreign_registry_key", key=key, revision=revision)
+            return
         if revision < self._revisions.get(name, 0):
             return  # older than what this node already applied (its own claim, say)
         if operation is not None or not value:  # DEL or PURGE

@@ -91,11 +91,12 @@ impl Shared {
         }
     }
 
-    /// Write `fields` (whose Python form is `obj`), completing the futures of waiters it serves.
+    /// Write `fields` (whose Python form is `obj`) with a lease of `ttl_ns`, completing the
+    /// futures of waiters it serves.
     fn out(
         &self,
         py: Python<'_>,
-        mut fields: Tuple,
+        fields: Tuple,
         obj: &Bound<'_, PyAny>,
         ttl_ns: Option<u64>,
     ) -> PyResult<()> {
@@ -106,11 +107,50 @@ impl Shared {
             self.now(py)?
         };
         let expires = ttl_ns.map(|t| now.saturating_add(t));
+        self.offer(py, fields, obj, expires, now, false)
+    }
+
+    /// Give back a tuple a cancelled taker received, with the absolute expiry it was written
+    /// with (the lease runs on; a lease that ran out meanwhile drops the tuple as expired).
+    fn put_back(
+        &self,
+        py: Python<'_>,
+        fields: Tuple,
+        obj: &Bound<'_, PyAny>,
+        expires: Option<u64>,
+    ) -> PyResult<()> {
+        let now = if expires.is_some() {
+            self.clock_now(py)?
+        } else {
+            self.now(py)?
+        };
+        self.offer(py, fields, obj, expires, now, true)
+    }
+
+    /// Store `fields` or hand it to waiters: every matching reader gets the tuple, the oldest
+    /// matching taker gets `(tuple, expires)` (so that it can put the tuple back with its
+    /// lease if it was cancelled before it resumed).
+    fn offer(
+        &self,
+        py: Python<'_>,
+        mut fields: Tuple,
+        obj: &Bound<'_, PyAny>,
+        expires: Option<u64>,
+        now: u64,
+        back: bool,
+    ) -> PyResult<()> {
         let mut as_tuple: Option<Bound<'_, PyAny>> = None;
         loop {
             let (readers, taker) = {
                 let mut st = self.lock();
-                let outcome = st.space.out(fields, expires, now).map_pyerr()?;
+                let outcome = if back {
+                    match st.space.put_back(fields, expires, now).map_pyerr()? {
+                        Some(outcome) => outcome,
+                        None => return Ok(()), // its lease ran out meanwhile
+                    }
+                } else {
+                    st.space.out(fields, expires, now).map_pyerr()?
+                };
                 let readers: Vec<Py<PyAny>> = outcome
                     .readers
                     .iter()
@@ -139,7 +179,8 @@ impl Shared {
             match taker {
                 None => return Ok(()),
                 Some((Some(fut), t)) => {
-                    if complete(py, &fut, &value)? {
+                    let handed = (value, expires).into_pyobject(py)?.into_any();
+                    if complete(py, &fut, &handed)? {
                         return Ok(());
                     }
                     // That taker was cancelled before it could receive: offer the tuple again.
@@ -541,8 +582,10 @@ impl TupleSpace {
         slf.get_type().call((), Some(&kwargs))
     }
 
-    /// Register `future` as a waiter for `template`; `out` completes it. Internal: used by the
-    /// async `take` / `read` after a `*_nowait` call found nothing.
+    /// Register `future` as a waiter for `template`; `out` completes it: a reader's with the
+    /// tuple, a taker's with `(tuple, expires)` (the lease's absolute expiry in the clock's
+    /// nanoseconds, or `None`), which `_put_back` takes if the taker was cancelled. Internal:
+    /// used by the async `take` / `read` after a `*_nowait` call found nothing.
     fn _add_waiter(
         &self,
         template: &Bound<'_, PyAny>,
@@ -577,11 +620,17 @@ impl TupleSpace {
         removed
     }
 
-    /// Return a tuple taken by a waiter that was cancelled before it could use it. Bypasses the
-    /// capability check (the tuple was in the space a moment ago). Internal.
-    fn _put_back(&self, py: Python<'_>, tuple: &Bound<'_, PyAny>) -> PyResult<()> {
+    /// Return a tuple taken by a waiter that was cancelled before it could use it, with the
+    /// expiry its taker received alongside it (`None`: no lease), so that its lease runs on.
+    /// Bypasses the capability check (the tuple was in the space a moment ago). Internal.
+    fn _put_back(
+        &self,
+        py: Python<'_>,
+        tuple: &Bound<'_, PyAny>,
+        expires: Option<u64>,
+    ) -> PyResult<()> {
         let fields = tuple_from_py(tuple)?;
-        self.shared.out(py, fields, tuple, None)
+        self.shared.put_back(py, fields, tuple, expires)
     }
 
     fn __repr__(&self) -> String {

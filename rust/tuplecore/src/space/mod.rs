@@ -92,7 +92,8 @@ pub struct Outcome {
     pub readers: Vec<u64>,
     /// The oldest waiting taker that matched, with the tuple it now owns. When this is `Some`
     /// the tuple was not stored. If that taker turns out to be gone, pass the tuple back to
-    /// [`Space::out`] so it reaches the next waiter or the store.
+    /// [`Space::out`] (or later to [`Space::put_back`]) with the expiry it was written with, so
+    /// it reaches the next waiter or the store and keeps its lease.
     pub taker: Option<(u64, Tuple)>,
 }
 
@@ -277,6 +278,25 @@ impl Space {
         }
         self.insert(fields, expires_at);
         Ok(outcome)
+    }
+
+    /// Return a tuple that was handed to a taker which could not use it (cancelled before it
+    /// resumed), with the absolute expiry `expires_at` it was written with: the lease runs on,
+    /// it does not restart and is not lost. Returns `None` when the lease ran out meanwhile:
+    /// the tuple is then reclaimed at once (counted as expired) instead of being stored.
+    pub fn put_back(
+        &mut self,
+        fields: Tuple,
+        expires_at: Option<u64>,
+        now: u64,
+    ) -> Result<Option<Outcome>> {
+        check_arity(fields.len(), "tuple")?;
+        if expires_at.is_some_and(|at| at <= now) {
+            self.reap(now);
+            self.stats.expired += 1;
+            return Ok(None);
+        }
+        self.out(fields, expires_at, now).map(Some)
     }
 
     /// Remove and return the oldest tuple matching `template`, if any.

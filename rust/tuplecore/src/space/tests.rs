@@ -144,6 +144,55 @@ fn waiters_get_handoff_oldest_taker_first() {
 }
 
 #[test]
+fn a_tuple_put_back_keeps_the_rest_of_its_lease() {
+    let mut sp = Space::new();
+    let t = [a(s("l")), Field::Any];
+    let taker = sp.add_waiter(t.to_vec().into(), true).unwrap();
+    let o = sp
+        .out(vec![s("l"), Value::Int(1)].into(), Some(100), 10)
+        .unwrap();
+    let (id, fields) = o.taker.unwrap();
+    assert_eq!(id, taker);
+    // The taker was cancelled before it resumed: the tuple goes back with its expiry (100).
+    assert!(sp.put_back(fields, Some(100), 40).unwrap().is_some());
+    assert_eq!(sp.count(&t, 99).unwrap(), 1);
+    assert_eq!(
+        sp.count(&t, 100).unwrap(),
+        0,
+        "expires when it was written to"
+    );
+    assert_eq!(sp.stats().expired, 1);
+    assert!(!sp.has_leases());
+}
+
+#[test]
+fn a_tuple_whose_lease_ran_out_before_it_was_put_back_is_reclaimed() {
+    let mut sp = Space::new();
+    let t = [a(s("l")), Field::Any];
+    let reader = sp.add_waiter(t.to_vec().into(), false).unwrap();
+    assert!(sp
+        .put_back(vec![s("l"), Value::Int(1)].into(), Some(100), 100)
+        .unwrap()
+        .is_none());
+    assert!(sp.is_empty());
+    assert_eq!(sp.stats().expired, 1);
+    assert!(
+        sp.remove_waiter(reader),
+        "no waiter was served an expired tuple"
+    );
+    // Without a lease (or with one still running) it is written again, waiters first.
+    let o = sp
+        .put_back(vec![s("l"), Value::Int(2)].into(), None, 500)
+        .unwrap();
+    assert!(o.unwrap().taker.is_none());
+    assert_eq!(sp.count(&t, u64::MAX).unwrap(), 1);
+    assert!(matches!(
+        sp.put_back(Vec::new().into(), None, 0),
+        Err(Error::Arity { .. })
+    ));
+}
+
+#[test]
 fn index_does_not_visit_other_lanes() {
     let mut sp = Space::new();
     for i in 0..100_000 {
