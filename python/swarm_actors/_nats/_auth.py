@@ -36,6 +36,7 @@ from swarm_actors._exceptions import InvalidArgumentError
 __all__ = [
     "ALL_EVENTS_SUBJECTS",
     "SWARM_BUCKETS",
+    "ClusterCredentials",
     "NkeyUser",
     "Permissions",
     "ResponsePermission",
@@ -46,6 +47,7 @@ __all__ = [
     "render_accounts",
     "render_authorization",
     "reply_prefix",
+    "write_cluster_credentials",
     "write_secret",
 ]
 
@@ -309,3 +311,117 @@ def write_secret(path: str | os.PathLike[str], data: bytes) -> Path:
     finally:
         os.close(fd)
     return target
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ClusterCredentials:
+    """What :func:`write_cluster_credentials` (``swarm-actors cluster init``) wrote.
+
+    ``include_file``: the ``accounts`` block to ``include`` in each server's configuration;
+    ``server_config``: a minimal server configuration that includes it; ``seed_files``: each
+    node's nkey seed (mode 0600), to be copied to that node's host only and given to it as
+    ``NatsOptions(nkeys_seed_file=...)``; ``users``: the server's users as value objects
+    (``NatsServer(nkey_users=..., account=...)`` runs the same configuration); ``admin``: the
+    seed of an unrestricted user, if one was asked for.
+    """
+
+    directory: Path
+    account: str
+    include_file: Path
+    server_config: Path
+    seed_files: dict[str, Path]
+    users: tuple[NkeyUser, ...]
+    admin: Path | None = None
+
+    def seed_file(self, node: str) -> Path:
+        """The seed file of ``node``."""
+        try:
+            return self.seed_files[node]
+        except KeyError:
+            raise InvalidArgumentError(f"no credentials for node {node!r}") from None
+
+
+INCLUDE_FILE = "auth.conf"
+SERVER_CONFIG = "nats-server.conf"
+
+_SERVER_CONFIG = """\
+# Written by `swarm-actors cluster init`: a starting point for one server of the cluster.
+# Before exposing it beyond one host, add TLS (a `tls {{ cert_file, key_file }}` block, and
+# `tls://` URLs on the nodes) and, for several servers, a `cluster {{ ... }}` block whose
+# routes are authenticated too. Keep the monitoring port (`http`) off public interfaces.
+listen: "0.0.0.0:{port}"
+jetstream {{
+  # Relative to the directory nats-server runs in.
+  store_dir: "jetstream"
+}}
+include "{include}"
+"""
+
+
+def write_cluster_credentials(
+    nodes: Sequence[str],
+    directory: str | os.PathLike[str],
+    *,
+    account: str = "SWARM",
+    admin: bool = False,
+    port: int = 4222,
+    force: bool = False,
+) -> ClusterCredentials:
+    """Make an nkey for each of ``nodes`` and write the server's configuration beside them.
+
+    Writes, in ``directory`` (created with mode 0700 if missing): ``<node>.nk`` per node (its
+    seed, mode 0600), ``admin.nk`` with ``admin``, the include file ``auth.conf`` (an account
+    holding every node's public key and :func:`node_permissions`) and ``nats-server.conf``.
+    Refuses to overwrite any of them unless ``force``. Needs the ``nkeys`` package.
+    """
+    names = list(nodes)
+    if not names:
+        raise InvalidArgumentError("give at least one node")
+    for node in names:
+        _check_node(node)
+    if len(set(names)) != len(names):
+        raise InvalidArgumentError(f"node names repeat: {names}")
+    if "admin" in names and admin:
+        raise InvalidArgumentError("a node named 'admin' clashes with the admin credentials")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InvalidArgumentError(f"port must be a TCP port (1-65535), got {port!r}")
+    render_accounts([], account=account)  # checks the account name
+    root = Path(directory)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    targets = [root / f"{n}.nk" for n in names] + [root / INCLUDE_FILE, root / SERVER_CONFIG]
+    if admin:
+        targets.append(root / "admin.nk")
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not force:
+        raise InvalidArgumentError(f"refusing to overwrite {', '.join(existing)} (use force)")
+    for target in targets:
+        target.unlink(missing_ok=True)
+    users: list[NkeyUser] = []
+    seed_files: dict[str, Path] = {}
+    for node in names:
+        seed = new_user_seed()
+        seed_files[node] = write_secret(root / f"{node}.nk", seed + b"\n")
+        users.append(
+            NkeyUser(nkey=public_key(seed), permissions=node_permissions(node), name=f"node {node}")
+        )
+    admin_file = None
+    if admin:
+        seed = new_user_seed()
+        admin_file = write_secret(root / "admin.nk", seed + b"\n")
+        users.append(NkeyUser(nkey=public_key(seed), name="admin (unrestricted)"))
+    include = root / INCLUDE_FILE
+    include.write_text(
+        "# Written by `swarm-actors cluster init`: the swarm's account and its users.\n"
+        + render_accounts(users, account=account)
+    )
+    server_config = root / SERVER_CONFIG
+    server_config.write_text(_SERVER_CONFIG.format(port=port, include=INCLUDE_FILE))
+    return ClusterCredentials(
+        directory=root,
+        account=account,
+        include_file=include,
+        server_config=server_config,
+        seed_files=seed_files,
+        users=tuple(users),
+        admin=admin_file,
+    )

@@ -30,6 +30,7 @@ Receiving runs in nats-py's read loop (see ``_inbox``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import uuid
@@ -189,11 +190,17 @@ class Transport:
     async def _check_permissions(self) -> None:
         """Raise ``AuthenticationError`` if the server refused one of the node's subscriptions.
 
-        The server answers a refused SUB with a "Permissions Violation" error before the PONG
-        of the flush that follows, and the subscription stays silent: a node whose credentials
-        are another node's (or not a node's) would hear nothing, so it does not start.
+        A refused SUB stays silent but for a "Permissions Violation" error, which the server
+        sends when it handles the SUB: a node whose credentials are another node's (or not a
+        node's) would hear nothing at all, so it does not start. The node probes itself (the
+        request travels behind its SUBs, so the errors have arrived when it is answered) and
+        checks what errors came.
         """
-        await self.client.flush()
+        from nats.errors import Error as NatsError
+
+        # No answer means a refused subscription: judged below by the server's errors.
+        with contextlib.suppress(NatsError, TimeoutError):
+            await self.client.request(live_subject(self.node_id), b"", timeout=PROBE_TIMEOUT)
         if self._denied:
             raise AuthenticationError(
                 f"the NATS server does not let node {self.node_id} subscribe to its own subjects "
