@@ -248,6 +248,11 @@ async def test_the_embedded_server_admits_only_its_own_process() -> None:
         assert stat.S_IMODE(os.stat(Path(seed).parent).st_mode) == 0o700
         client = await connect(options)  # with the process's own credentials
         await client.close()
+        # Another system of the same process attaches by the URL alone.
+        async with ActorSystem(nats=url) as other:
+            remote = await other.resolve("here", timeout=10.0)
+            await remote.tell(Add(3))
+            assert await remote.ask(Get(), timeout=10.0) == 3
     assert not await asyncio.to_thread(os.path.exists, seed)  # gone with its work directory
 
 

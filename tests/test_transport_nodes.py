@@ -97,10 +97,7 @@ async def test_embedded_server_lives_and_dies_with_its_system(tmp_path: Path) ->
         url = system.nats_url
         assert url is not None
         await system.start(Counter, name=name)
-        server = system._transport.server  # type: ignore[union-attr]
-        assert server is not None
-        # Another node attaches to it, with the credentials the embedded server made up.
-        async with ActorSystem(nats=server.client_options()) as other:
+        async with ActorSystem(nats=url) as other:  # another node attaches to it
             ref = await other.resolve(name, timeout=5.0)
             await ref.tell(Add(2))
             assert await ref.ask(Get(), timeout=5.0) == 2

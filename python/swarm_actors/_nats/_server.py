@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from swarm_actors._exceptions import InvalidArgumentError, NatsServerError
 from swarm_actors._nats._auth import (
@@ -67,6 +68,7 @@ __all__ = [
     "DEFAULT_MAX_MEMORY_STORE",
     "NatsCluster",
     "NatsServer",
+    "embedded_credentials",
     "find_nats_server",
     "free_ports",
     "start_embedded",
@@ -89,6 +91,8 @@ _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 _GUARDS: dict[int, int] = {}
 # Descriptors of held store locks (see _lock_store).
 _LOCKS: set[int] = set()
+# Embedded servers of this process with auth on, by client port (see embedded_credentials).
+_EMBEDDED: dict[int, NatsServer] = {}
 _GUARD_SCRIPT = Path(__file__).with_name("_guard.py")
 _LOCK_FILE = "swarm-nats.lock"
 
@@ -113,6 +117,7 @@ def _forget_in_child() -> None:
     _GUARDS.clear()
     _LOCKS.clear()
     _LIVE.clear()
+    _EMBEDDED.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -649,6 +654,8 @@ class NatsServer:
         try:
             await self._terminate()
         finally:
+            if self._port is not None and _EMBEDDED.get(self._port) is self:
+                del _EMBEDDED[self._port]
             _unlock_store(self._lock)
             self._lock = None
             if self._workdir is not None:
@@ -1042,4 +1049,22 @@ async def start_embedded(
     except BaseException:
         await server.stop()  # the store lock and the work directory
         raise
+    if auth:
+        _EMBEDDED[server.port] = server
     return server
+
+
+def embedded_credentials(urls: Sequence[str]) -> dict[str, Any]:
+    """The credentials of this process's embedded server at ``urls`` (``{}``: none of ours).
+
+    The embedded server admits its process, not only the system that started it: another
+    ``ActorSystem`` of the same process attaching by its URL (``nats=system.nats_url``) is
+    let in with the same credentials. Other processes are not.
+    """
+    if len(urls) != 1:
+        return {}
+    parts = urlsplit(urls[0] if "://" in urls[0] else f"nats://{urls[0]}")
+    if parts.hostname not in (HOST, "localhost") or parts.port is None:
+        return {}
+    server = _EMBEDDED.get(parts.port)
+    return dict(server._client_auth) if server is not None and server.running else {}

@@ -131,6 +131,10 @@ class Transport:
 
                 self.server = await start_embedded(self._data_dir)
                 options = self.server.client_options()
+            elif not _has_credentials(options):  # this process's embedded server lets it in
+                from swarm_actors._nats._server import embedded_credentials
+
+                options = dataclasses.replace(options, **embedded_credentials(options.urls))
             if options.name is None:
                 options = dataclasses.replace(options, name=f"swarm-{self.node_id}")
             if options.inbox_prefix is None:  # one that a node's permissions let it read
@@ -356,6 +360,11 @@ def _expire(future: asyncio.Future[Any], timeout: float, name: str, node: str) -
 def live_subject(node: str) -> str:
     """Where node ``node`` answers liveness probes with its incarnation."""
     return f"{node_subject(node)}.live"
+
+
+def _has_credentials(options: NatsOptions) -> bool:
+    given = (options.user, options.token, options.creds_file, options.nkeys_seed)
+    return any(value is not None for value in given) or options.nkeys_seed_file is not None
 
 
 def _corr_ids() -> Iterator[int]:
