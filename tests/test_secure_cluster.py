@@ -10,6 +10,7 @@ answer either: answers count only on the asker's random reply subjects, from the
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import stat
@@ -31,7 +32,7 @@ from swarm_actors import Actor, ActorSystem, handler
 from swarm_actors._cli import main as cli
 from swarm_actors._nats._auth import render_accounts
 from swarm_actors._nats._conn import connect
-from swarm_actors._nats._server import find_nats_server
+from swarm_actors._nats._server import find_nats_server, start_embedded
 from swarm_actors._nats._wire import ReplyOut, frame, type_name
 from swarm_actors.cluster import (
     Cluster,
@@ -254,6 +255,30 @@ async def test_the_embedded_server_admits_only_its_own_process() -> None:
             await remote.tell(Add(3))
             assert await remote.ask(Get(), timeout=10.0) == 3
     assert not await asyncio.to_thread(os.path.exists, seed)  # gone with its work directory
+
+
+@pytest.mark.asyncio
+async def test_without_nkeys_the_embedded_server_takes_a_random_token(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "nkeys" else find_spec(name, *args),
+    )
+    server = await start_embedded()
+    try:
+        options = server.client_options()
+        assert options.token is not None
+        assert len(options.token) >= 32
+        assert options.nkeys_seed_file is None
+        with pytest.raises(AuthenticationError):
+            await connect(NatsOptions(servers=server.url, connect_timeout=5.0))
+        client = await connect(options)
+        await client.close()
+    finally:
+        await server.stop()
 
 
 def run_cli(*args: str) -> tuple[int, str]:
