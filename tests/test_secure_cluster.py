@@ -44,7 +44,7 @@ from swarm_actors.cluster import (
     write_cluster_credentials,
 )
 from swarm_actors.errors import AuthenticationError, InvalidArgumentError
-from swarm_actors.testing import NatsServer
+from swarm_actors.testing import NatsCluster, NatsServer
 
 
 class Question(msgspec.Struct):
@@ -195,6 +195,44 @@ async def test_a_secure_cluster_serves_names_placed_actors_journal_and_probes(
         journal = b.journal
         assert journal is not None
         assert [e async for e in journal.read()]
+
+
+@pytest.mark.asyncio
+async def test_a_cluster_of_servers_takes_the_same_users(tmp_path: Path) -> None:
+    """Nodes on different servers of a NatsCluster: routed asks, and still no eavesdropping."""
+    creds = write_cluster_credentials(["a", "b", "c"], tmp_path / "creds")
+    async with NatsCluster(3, nkey_users=creds.users, account=creds.account) as servers:
+        options = [
+            NatsOptions(servers=url, nkeys_seed_file=creds.seed_file(n), randomize=False)
+            for url, n in zip(servers.urls, "ab", strict=False)
+        ]
+        async with (
+            ActorSystem(nats=options[0], cluster=Cluster(node="a", replicas=1)) as a,
+            ActorSystem(nats=options[1], cluster=Cluster(node="b", replicas=1)) as b,
+        ):
+            await b.start(Counter, name="counter")
+            ref = await a.resolve("counter", timeout=10.0)
+            await ref.tell(Add(5))
+            assert await ref.ask(Get(), timeout=10.0) == 5
+            errors: list[Exception] = []
+
+            async def on_error(error: Exception) -> None:
+                errors.append(error)
+
+            thief = await connect(
+                NatsOptions(
+                    servers=servers.urls[2],
+                    nkeys_seed_file=creds.seed_file("c"),
+                    inbox_prefix="_INBOX.c",
+                ),
+                error_cb=on_error,
+            )
+            try:
+                await thief.subscribe("swarm.node.b")
+                await sync_as(thief, "c")
+                assert any("swarm.node.b" in str(e) for e in errors), errors
+            finally:
+                await thief.close()
 
 
 @pytest.mark.asyncio

@@ -115,7 +115,7 @@ class Transport:
         self._subs: list[Subscription] = []
         self._loop = asyncio.get_running_loop()
         self._corr = _corr_ids()
-        self._denied: list[Exception] = []  # permission violations while opening
+        self._denied: list[Exception] | None = []  # permission refusals while opening
         self._tasks: set[asyncio.Task[Any]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # awaited, not cancelled, by close
         self.closed = False
@@ -188,7 +188,7 @@ class Transport:
 
     async def _on_error(self, error: Exception) -> None:
         """A client error (already logged by ``connect``): keep permission refusals of open."""
-        if not self.closed and "permissions violation" in str(error).lower():
+        if self._denied is not None and "permissions violation" in str(error).lower():
             self._denied.append(error)
 
     async def _check_permissions(self) -> None:
@@ -205,10 +205,11 @@ class Transport:
         # No answer means a refused subscription: judged below by the server's errors.
         with contextlib.suppress(NatsError, TimeoutError):
             await self.client.request(live_subject(self.node_id), b"", timeout=PROBE_TIMEOUT)
-        if self._denied:
+        denied, self._denied = self._denied, None  # later refusals are only logged
+        if denied:
             raise AuthenticationError(
                 f"the NATS server does not let node {self.node_id} subscribe to its own subjects "
-                f"({self._denied[0]}): are these credentials made for node {self.node_id} "
+                f"({denied[0]}): are these credentials made for node {self.node_id} "
                 "(swarm-actors cluster init)?"
             )
 
