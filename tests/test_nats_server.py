@@ -359,7 +359,7 @@ async def test_embedded_server_keeps_its_data_dir(tmp_path: Path) -> None:
     data = tmp_path / "embedded"
     server = await start_embedded(data)
     try:
-        client = await connect(NatsOptions(servers=server.url))
+        client = await connect(server.client_options())
         await make_stream(client, "EMB")
         await client.jetstream().publish("EMB.a", b"1")
         await client.close()
@@ -367,7 +367,7 @@ async def test_embedded_server_keeps_its_data_dir(tmp_path: Path) -> None:
         await server.stop()
     server = await start_embedded(data)
     try:
-        client = await connect(NatsOptions(servers=server.url))
+        client = await connect(server.client_options())
         assert (await client.jetstream().stream_info("EMB")).state.messages == 1
         await client.close()
     finally:

@@ -4,6 +4,11 @@
 tuple space with blocking workers, a restricted handle, Hilbert placement, and a million-agent
 hierarchy that is materialized, pruned, compressed and restored.
 
+``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
+cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
+admits them, each node allowed only its own subjects (see the README, "Running across hosts
+securely"). It prints what it wrote, as a table on a terminal or as JSON with ``--json``.
+
 Logs go to stderr, warnings and errors only by default: ``-v`` adds info, ``-vv`` debug, ``-q``
 keeps errors only. (The library itself configures no logging; this command, an application,
 does.)
@@ -13,10 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from swarm_actors import __version__
 from swarm_actors.errors import CapabilityError
@@ -117,6 +126,88 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cluster_init(args: argparse.Namespace) -> int:
+    """Write a secure cluster's credentials and server configuration; print what was written."""
+    from swarm_actors.cluster import write_cluster_credentials
+    from swarm_actors.errors import InvalidArgumentError
+
+    nodes = [n.strip() for n in args.nodes.split(",") if n.strip()]
+    out = args.out if args.out is not None else Path(args.data_dir or ".") / "cluster"
+    try:
+        written = write_cluster_credentials(
+            nodes, out, account=args.account, admin=args.admin, port=args.port, force=args.force
+        )
+    except InvalidArgumentError as exc:
+        print(f"swarm-actors cluster init: {exc}", file=sys.stderr)
+        return 2
+    report: dict[str, Any] = {
+        "directory": str(written.directory),
+        "account": written.account,
+        "include_file": str(written.include_file),
+        "server_config": str(written.server_config),
+        "nodes": [
+            {"node": node, "seed_file": str(path), "public_key": user.nkey}
+            for (node, path), user in zip(written.seed_files.items(), written.users, strict=False)
+        ],
+        "admin_seed_file": None if written.admin is None else str(written.admin),
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif sys.stdout.isatty() and _has_rich():
+        _print_rich(report)
+    else:
+        _print_plain(report)
+    return 0
+
+
+def _has_rich() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("rich") is not None
+
+
+def _next_steps(report: dict[str, Any]) -> list[str]:
+    node = report["nodes"][0]
+    return [
+        f"servers: include {report['include_file']} in each server's configuration "
+        f"(or start from {report['server_config']})",
+        "nodes: copy each seed file to its node's host only, then connect with "
+        f'NatsOptions(servers=..., nkeys_seed_file="{node["seed_file"]}") and '
+        f'Cluster(node="{node["node"]}")',
+    ]
+
+
+def _print_plain(report: dict[str, Any]) -> None:
+    print(f"wrote the credentials of {len(report['nodes'])} nodes to {report['directory']}")
+    print(f"account {report['account']}: {report['include_file']}")
+    print(f"server configuration: {report['server_config']}")
+    for entry in report["nodes"]:
+        print(f"node {entry['node']}: {entry['seed_file']} ({entry['public_key']})")
+    if report["admin_seed_file"]:
+        print(f"admin (unrestricted): {report['admin_seed_file']}")
+    for line in _next_steps(report):
+        print(line)
+
+
+def _print_rich(report: dict[str, Any]) -> None:  # pragma: no cover - needs a terminal
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"swarm cluster credentials (account {report['account']})")
+    for column in ("node", "seed file (0600)", "public key"):
+        table.add_column(column)
+    for entry in report["nodes"]:
+        table.add_row(entry["node"], entry["seed_file"], entry["public_key"])
+    if report["admin_seed_file"]:
+        table.add_row("admin", report["admin_seed_file"], "(unrestricted)")
+    console.print(table)
+    console.print(f"server include file: [bold]{report['include_file']}[/bold]")
+    console.print(f"server configuration: [bold]{report['server_config']}[/bold]")
+    for line in _next_steps(report):
+        console.print(line, markup=False)
+
+
 def _add_verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
@@ -144,6 +235,34 @@ def parser() -> argparse.ArgumentParser:
     p_demo.add_argument("--workers", type=int, default=8, help="concurrent workers")
     p_demo.add_argument("--active", type=int, default=200_000, help="agents to materialize")
     p_demo.set_defaults(func=demo)
+    p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
+    cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)
+    p_init = cluster_sub.add_parser(
+        "init",
+        help="write each node's nkey and the nats-server configuration that admits them",
+        description="Write one nkey seed file per node (mode 0600), an accounts include file "
+        "giving each node only its own subjects, and a minimal nats-server configuration.",
+    )
+    _add_verbosity(p_init, default=argparse.SUPPRESS)
+    p_init.add_argument(
+        "--nodes", required=True, help="comma-separated node ids (Cluster(node=...))"
+    )
+    p_init.add_argument(
+        "--out", type=Path, default=None, help="directory to write to (default: DATA_DIR/cluster)"
+    )
+    p_init.add_argument(
+        "--data-dir",
+        default=os.environ.get("SWARM_DATA_DIR"),
+        help="the swarm's data directory (default: $SWARM_DATA_DIR, else the current one)",
+    )
+    p_init.add_argument("--account", default="SWARM", help="the NATS account (default: SWARM)")
+    p_init.add_argument("--port", type=int, default=4222, help="client port of the server config")
+    p_init.add_argument(
+        "--admin", action="store_true", help="also write admin.nk, an unrestricted user"
+    )
+    p_init.add_argument("--force", action="store_true", help="overwrite files already there")
+    p_init.add_argument("--json", action="store_true", help="print what was written as JSON")
+    p_init.set_defaults(func=cluster_init)
     return parser
 
 

@@ -8,8 +8,22 @@ embedded server's data directory. Named actors of other nodes are reached throug
 with ``PlacementStats`` counting this node's shards and messages. Errors are the
 ``TransportError`` family of ``swarm_actors.errors`` (and ``NoSuchActorError``).
 ``swarm_actors.testing`` starts real ``nats-server`` processes for tests.
+
+A secure cluster gives each node an nkey and subject permissions (``node_permissions``) that
+keep it to its own traffic: ``write_cluster_credentials`` (``swarm-actors cluster init``)
+writes them and the server configuration; ``NkeyUser``, ``Permissions`` and
+``ResponsePermission`` are the server's users as value objects, which ``NatsServer`` and
+``NatsCluster`` (``swarm_actors.testing``) take.
 """
 
+from swarm_actors._nats._auth import (
+    ClusterCredentials,
+    NkeyUser,
+    Permissions,
+    ResponsePermission,
+    node_permissions,
+    write_cluster_credentials,
+)
 from swarm_actors._nats._cluster import PlacedRef, PlacementStats
 from swarm_actors._nats._conn import NatsOptions
 from swarm_actors._nats._options import Cluster
@@ -17,6 +31,33 @@ from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._remote import RemoteRef
 from swarm_actors._public import publish as _publish
 
-__all__ = ["Cluster", "NatsOptions", "PlacedRef", "Placement", "PlacementStats", "RemoteRef"]
+__all__ = [
+    "Cluster",
+    "ClusterCredentials",
+    "NatsOptions",
+    "NkeyUser",
+    "Permissions",
+    "PlacedRef",
+    "Placement",
+    "PlacementStats",
+    "RemoteRef",
+    "ResponsePermission",
+    "node_permissions",
+    "write_cluster_credentials",
+]
 
-_publish(__name__, Cluster, NatsOptions, PlacedRef, Placement, PlacementStats, RemoteRef)
+_publish(
+    __name__,
+    Cluster,
+    ClusterCredentials,
+    NatsOptions,
+    NkeyUser,
+    Permissions,
+    PlacedRef,
+    Placement,
+    PlacementStats,
+    RemoteRef,
+    ResponsePermission,
+    node_permissions,
+    write_cluster_credentials,
+)

@@ -91,6 +91,10 @@ class NatsOptions:
     Servers are tried in a random order (as nats-py does by default: a cluster's clients spread
     over its servers); with ``randomize=False`` in the order given, on connecting and on each
     reconnect (the next one after the server that was lost), e.g. the local server first.
+
+    A node of a secure cluster (see ``swarm-actors cluster init``) connects with its own nkey
+    seed file in ``nkeys_seed_file``; its permissions let it subscribe to its own inbox only,
+    so a node picks ``inbox_prefix`` itself (``_INBOX.<node>.<random>``) unless one is given.
     """
 
     servers: str | Sequence[str] = "nats://127.0.0.1:4222"
@@ -135,6 +139,8 @@ class NatsOptions:
     """Unanswered pings before the connection is declared dead."""
     randomize: bool = True
     """Try the servers in a random order; ``False``: in the order of ``servers``."""
+    inbox_prefix: str | None = None
+    """Prefix of the client's reply inboxes (``None``: ``_INBOX``; a node: its own, above)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "servers", _norm_servers(self.servers))
@@ -166,6 +172,14 @@ class NatsOptions:
             raise InvalidArgumentError("max_reconnect_attempts must be >= 0, or -1 for forever")
         if not self.ping_interval > 0 or self.max_outstanding_pings < 1:
             raise InvalidArgumentError("ping_interval must be > 0, max_outstanding_pings >= 1")
+        prefix = self.inbox_prefix
+        if prefix is not None and not (
+            isinstance(prefix, str)
+            and all(t.isprintable() and t and not set(t) & set(" *>") for t in prefix.split("."))
+        ):
+            raise InvalidArgumentError(
+                f"inbox_prefix must be a subject without wildcards, got {prefix!r}"
+            )
 
     @property
     def urls(self) -> tuple[str, ...]:
@@ -223,6 +237,8 @@ def _client_kwargs(options: NatsOptions) -> dict[str, Any]:
         kwargs["nkeys_seed"] = os.fspath(options.nkeys_seed_file)
     if options.nkeys_seed is not None:
         kwargs["nkeys_seed_str"] = options.nkeys_seed
+    if options.inbox_prefix is not None:
+        kwargs["inbox_prefix"] = options.inbox_prefix
     context = options.ssl_context()
     if context is not None:
         kwargs["tls"] = context

@@ -10,7 +10,9 @@ the frames and routes each envelope to one of three kinds of addressee:
 * a virtual target (``~class~position~key``): handed to the resolver the cluster registered
   with :meth:`Inbox.route_virtual` (``VirtualTargets``);
 * an ask this node sent (by its correlation id, registered with :meth:`Inbox.expect`): the
-  answer completes the asker's future.
+  answer completes the asker's future. Answers are taken only from the node's reply subjects
+  (:meth:`Inbox.answers`, see ``_transport``), and only from the node the ask was sent to: an
+  answer on the frame subject ``swarm.node.<id>``, where anyone may publish, is dropped.
 
 The answers of a frame are sent as soon as the frame is handled. A full mailbox never makes
 the node drop or block everything: if the actor is idle, it takes a turn at once in the read
@@ -35,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -131,9 +133,12 @@ class Inbox:
 
     # --- asks this node sent ----------------------------------------------------------------
 
-    def expect(self, corr: int, future: asyncio.Future[Any], node: str) -> None:
-        """Complete ``future`` with the answer to ask ``corr``, sent to ``node``."""
+    def expect(self, corr: int, future: asyncio.Future[Any], node: str) -> bool:
+        """Complete ``future`` with ``node``'s answer to ask ``corr``; ``False`` if it is taken."""
+        if corr in self._pending:
+            return False
         self._pending[corr] = (future, node)
+        return True
 
     def forget(self, corr: int) -> None:
         """Stop waiting for the answer to ask ``corr`` (answered, timed out or cancelled)."""
@@ -202,10 +207,8 @@ class Inbox:
                         self._enqueue(cell, message, envelope)
                 elif kind is Ask:
                     self._on_ask(envelope)
-                elif kind is Reply:
-                    self._on_reply(envelope)
-                else:
-                    self._on_failure(envelope)
+                else:  # an answer where anyone may publish: not one this node asked for
+                    self._stray_answer(envelope, "the frame subject")
             except Exception as exc:
                 self._undeliverable(envelope, exc)
 
@@ -400,24 +403,94 @@ class Inbox:
         with contextlib.suppress(TransportError):  # closing
             self.outbox.append(reply, Failure(corr, error, text, actor))
 
-    def _on_reply(self, envelope: Reply) -> None:
-        pending = self._pending.pop(envelope.corr, None)
-        if pending is None or pending[0].done():
-            return  # the asker timed out or was cancelled: a late answer
-        future = pending[0]
+    # --- answers ----------------------------------------------------------------------------
+
+    def answers(self, prefix: str) -> Callable[[bytes, bytes, bytes, bytes | None], None]:
+        """The handler of the node's reply subjects ``<prefix>.<answering node>``.
+
+        An answer counts only for an ask sent to the node its subject names: in a secure
+        cluster no other node may publish there (``_auth.node_permissions``), and without one
+        a forger must still guess a random correlation id. A 503 status there says the
+        destination node has no subscriber (see ``_unreachable``).
+        """
+        start = len(prefix) + 1
+
+        def on_answer(subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+            try:
+                node = subject[start:].decode(errors="replace")
+                if status is not None:
+                    if status == b"503":
+                        self._unreachable(node)
+                    return
+                try:
+                    parts: list[Any] = decode_frame(data)
+                except WireFormatError:
+                    parts = self._readable(subject, data)
+                for envelope in parts:
+                    try:
+                        kind = type(envelope)
+                        if kind is Reply:
+                            self._on_reply(envelope, node)
+                        elif kind is Failure:
+                            self._on_failure(envelope, node)
+                        else:
+                            self._stray_answer(envelope, "a reply subject")
+                    except Exception as exc:
+                        self._undeliverable(envelope, exc)
+            except Exception:  # never into nats-py's read loop
+                _log.exception("transport.receive_failed", node=self.node_id)
+
+        return on_answer
+
+    def _readable(self, subject: bytes, data: bytes) -> list[Any]:
+        """The envelopes of a damaged answer frame that can still be read (the rest logged)."""
+        try:
+            parts = decode_frame_leniently(data)
+        except WireFormatError as exc:
+            self._log_bad(subject.decode(errors="replace"), "", str(exc), len(data))
+            return []
+        good = []
+        for part in parts:
+            if isinstance(part, tuple):
+                raw, error = part
+                self._log_bad(subject.decode(errors="replace"), "", str(error), len(raw))
+            else:
+                good.append(part)
+        return good
+
+    def _stray_answer(self, envelope: Any, where: str) -> None:
+        _log.warning(
+            "transport.stray_envelope",
+            node=self.node_id,
+            kind=type(envelope).__name__,
+            where=where,
+        )
+
+    def _answered(self, corr: int, node: str) -> asyncio.Future[Any] | None:
+        """The future of the ask ``corr`` that this node sent to ``node``, now answered."""
+        pending = self._pending.get(corr)
+        if pending is None or pending[1] != node:
+            return None  # a late answer (timed out, cancelled), or not from the node asked
+        del self._pending[corr]
+        return None if pending[0].done() else pending[0]
+
+    def _on_reply(self, envelope: Reply, node: str) -> None:
+        future = self._answered(envelope.corr, node)
+        if future is None:
+            return
         try:
             future.set_result(self.codec.decode_body(envelope.type, envelope.body))
         except WireFormatError as exc:
             future.set_exception(exc)
 
-    def _on_failure(self, envelope: Failure) -> None:
-        pending = self._pending.pop(envelope.corr, None)
-        if pending is None:
-            if envelope.corr == 0:  # about a frame this node sent that was unreadable
-                _log.warning("transport.frame_refused", node=self.node_id, reason=envelope.message)
+    def _on_failure(self, envelope: Failure, node: str) -> None:
+        if envelope.corr == 0:  # about a frame this node sent that was unreadable
+            _log.warning(
+                "transport.frame_refused", node=self.node_id, by=node, reason=envelope.message
+            )
             return
-        future = pending[0]
-        if future.done():
+        future = self._answered(envelope.corr, node)
+        if future is None:
             return
         if envelope.error == NO_SUCH_ACTOR:
             future.set_exception(NoSuchActorError(envelope.message, actor=envelope.actor))

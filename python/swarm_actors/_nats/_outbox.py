@@ -58,18 +58,25 @@ class _Outgoing:
 class Outbox:
     """The frames a node is filling, and their publication on its NATS client.
 
-    ``home`` is the node's own subject: frames holding asks are published with the reply
-    subject ``<home>.nr.<destination node>``, where the server's "no responders" status says
-    that nobody listens at the destination.
+    ``reply_prefix`` is the node's (see ``_transport``): frames holding asks to node ``d`` are
+    published with the reply subject ``<reply_prefix>.<d>`` (:meth:`reply_to`), where the asks'
+    answers come back, and where the server's "no responders" status says that nobody listens
+    at the destination.
     """
 
     def __init__(
-        self, client: Client, encoder: Any, node_id: str, home: str, tasks: set[asyncio.Task[Any]]
+        self,
+        client: Client,
+        encoder: Any,
+        node_id: str,
+        reply_prefix: str,
+        tasks: set[asyncio.Task[Any]],
     ) -> None:
         self.client = client
         self._encode_into = encoder.encode_into
         self._node_id = node_id
-        self._home = home
+        self._reply_prefix = reply_prefix
+        self._replies: dict[str, str] = {}
         self._tasks = tasks  # the transport's: cancelled when it closes
         self._loop = asyncio.get_running_loop()
         self.max_payload: int = client.max_payload
@@ -100,6 +107,13 @@ class Outbox:
         if subject is None:
             subject = self._subjects[node] = node_subject(node)
         return subject
+
+    def reply_to(self, node: str) -> str:
+        """The subject where ``node`` answers this node's asks (cached, as ``subject_of``)."""
+        reply = self._replies.get(node)
+        if reply is None:
+            reply = self._replies[node] = f"{self._reply_prefix}.{node}"
+        return reply
 
     def tell(
         self, subject: str, name: str, message: Any, trace: str, sender: str, hops: int = 0
@@ -217,7 +231,7 @@ class Outbox:
         buffer = out.buffer
         seal(buffer, out.count)
         headers = {"traceparent": out.trace} if out.trace and out.count == 1 else None
-        reply = f"{self._home}.nr.{out.node}" if out.node is not None else ""
+        reply = self.reply_to(out.node) if out.node is not None else ""
         self.frames_sent += 1
         self.publish(subject, bytes(buffer), reply, headers)
 

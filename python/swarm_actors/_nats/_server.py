@@ -33,8 +33,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.util
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -45,15 +47,28 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, TYPE_CHECKING, Any, Self
+from urllib.parse import urlsplit
 
 from swarm_actors._exceptions import InvalidArgumentError, NatsServerError
+from swarm_actors._nats._auth import (
+    NkeyUser,
+    new_user_seed,
+    public_key,
+    render_accounts,
+    render_authorization,
+    write_secret,
+)
+
+if TYPE_CHECKING:
+    from swarm_actors._nats._conn import NatsOptions
 
 __all__ = [
     "DEFAULT_MAX_FILE_STORE",
     "DEFAULT_MAX_MEMORY_STORE",
     "NatsCluster",
     "NatsServer",
+    "embedded_credentials",
     "find_nats_server",
     "free_ports",
     "start_embedded",
@@ -76,6 +91,8 @@ _LIVE: dict[int, subprocess.Popen[bytes]] = {}
 _GUARDS: dict[int, int] = {}
 # Descriptors of held store locks (see _lock_store).
 _LOCKS: set[int] = set()
+# Embedded servers of this process with auth on, by client port (see embedded_credentials).
+_EMBEDDED: dict[int, NatsServer] = {}
 _GUARD_SCRIPT = Path(__file__).with_name("_guard.py")
 _LOCK_FILE = "swarm-nats.lock"
 
@@ -100,6 +117,7 @@ def _forget_in_child() -> None:
     _GUARDS.clear()
     _LOCKS.clear()
     _LIVE.clear()
+    _EMBEDDED.clear()
 
 
 if hasattr(os, "register_at_fork"):
@@ -293,8 +311,11 @@ class NatsServer:
       :meth:`stop`; starting a second server on it raises :class:`NatsServerError`); omitted,
       a temporary one is removed by :meth:`stop`.
     * ``jetstream``, ``max_file_store``, ``max_memory_store``: JetStream and its limits (bytes).
-    * ``user`` / ``password``, ``token`` or ``nkey_users`` (public user nkeys, ``U...``):
-      client authorization, one scheme at most.
+    * ``user`` / ``password``, ``token`` or ``nkey_users``: client authorization, one scheme at
+      most. ``nkey_users`` are :class:`NkeyUser` value objects (a public user nkey, ``U...``,
+      with its subject :class:`Permissions`; see ``node_permissions`` for a cluster node's) or
+      bare public keys (allowed everything). ``account``: put the nkey users in an account of
+      that name, JetStream enabled (``None``: the server's global account).
     * ``tls_cert_file`` / ``tls_key_file``: serve clients over TLS (``tls://`` URLs).
     * ``name``: the server name (required to be unique in a cluster); ``max_payload`` in bytes.
     * ``port``, ``monitor_port``: fixed ports; by default free ones are picked at the first
@@ -316,7 +337,8 @@ class NatsServer:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
-        nkey_users: Sequence[str] = (),
+        nkey_users: Sequence[str | NkeyUser] = (),
+        account: str | None = None,
         tls_cert_file: str | os.PathLike[str] | None = None,
         tls_key_file: str | os.PathLike[str] | None = None,
         name: str | None = None,
@@ -350,17 +372,25 @@ class NatsServer:
             (name, "name"),
             (cluster_name, "cluster_name"),
             *((r, "route") for r in routes),
-            *((k, "nkey") for k in nkey_users),
         ]:
             if value is not None:
                 _quote(value, what)  # refuse now what the config file cannot hold
+        users = [u if isinstance(u, NkeyUser) else NkeyUser(nkey=u) for u in nkey_users]
+        if account is not None:
+            render_accounts(users, account=account)  # refuse a bad account name now
         self._store_arg = Path(store_dir) if store_dir is not None else None
         self._jetstream = jetstream
         self._max_file_store = _check_size(max_file_store, "max_file_store")
         self._max_memory_store = _check_size(max_memory_store, "max_memory_store")
         self._max_payload = None if max_payload is None else _check_size(max_payload, "max_payload")
         self._user, self._password, self._token = user, password, token
-        self._nkey_users = list(nkey_users)
+        self._nkey_users = users
+        self._account = account
+        self._client_auth: dict[str, Any] = {}  # what client_options() connects with
+        if user is not None:
+            self._client_auth = {"user": user, "password": password}
+        elif token is not None:
+            self._client_auth = {"token": token}
         self._tls = (
             (os.fspath(tls_cert_file), os.fspath(tls_key_file))
             if tls_cert_file is not None and tls_key_file is not None
@@ -444,6 +474,17 @@ class NatsServer:
             f.seek(self._log_offset)
             text = f.read().decode(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
+
+    def client_options(self, **fields: Any) -> NatsOptions:
+        """``NatsOptions`` that reach this server, with the credentials it knows of.
+
+        Those are its ``user`` / ``password`` or ``token``, and the embedded server's own nkey
+        seed file (see :func:`start_embedded`); a server of ``nkey_users`` only knows public
+        keys, so give ``nkeys_seed_file=`` here. ``fields`` are further ``NatsOptions`` fields.
+        """
+        from swarm_actors._nats._conn import NatsOptions
+
+        return NatsOptions(servers=self.url, **{**self._client_auth, **fields})
 
     def __repr__(self) -> str:
         state = f"pid={self.pid}" if self.running else "stopped"
@@ -613,6 +654,8 @@ class NatsServer:
         try:
             await self._terminate()
         finally:
+            if self._port is not None and _EMBEDDED.get(self._port) is self:
+                del _EMBEDDED[self._port]
             _unlock_store(self._lock)
             self._lock = None
             if self._workdir is not None:
@@ -699,9 +742,10 @@ class NatsServer:
             )
         elif self._token is not None:
             lines.append(f"authorization {{ token: {_quote(self._token, 'token')} }}")
+        elif self._nkey_users and self._account is not None:
+            lines.append(render_accounts(self._nkey_users, account=self._account))
         elif self._nkey_users:
-            users = ", ".join(f"{{ nkey: {_quote(k, 'nkey')} }}" for k in self._nkey_users)
-            lines.append(f"authorization {{ users: [{users}] }}")
+            lines.append(render_authorization(self._nkey_users))
         if self._tls is not None:
             cert, key = self._tls
             lines.append(
@@ -744,6 +788,8 @@ class NatsCluster:
         user: str | None = None,
         password: str | None = None,
         token: str | None = None,
+        nkey_users: Sequence[str | NkeyUser] = (),
+        account: str | None = None,
         binary: str | os.PathLike[str] | None = None,
         ready_timeout: float = 30.0,
         stop_timeout: float = 5.0,
@@ -761,6 +807,8 @@ class NatsCluster:
             "user": user,
             "password": password,
             "token": token,
+            "nkey_users": tuple(nkey_users),
+            "account": account,
             "binary": binary,
             "ready_timeout": ready_timeout,
             "stop_timeout": stop_timeout,
@@ -954,6 +1002,7 @@ async def start_embedded(
     max_file_store: int = 1024 * 1024 * 1024,
     max_memory_store: int = DEFAULT_MAX_MEMORY_STORE,
     ready_timeout: float = 10.0,
+    auth: bool = True,
 ) -> NatsServer:
     """Start a private JetStream server, its data in ``data_dir`` (created if needed).
 
@@ -963,17 +1012,59 @@ async def start_embedded(
     naming the directory). Without, the store is a temporary directory of this server's own,
     so any number of processes can each embed a server at once. The caller stops it with
     ``await server.stop()``, which leaves ``data_dir`` in place and removes a temporary store.
+
+    With ``auth`` (the default) the server admits one client identity only, made up for it:
+    a new nkey whose seed is written (mode 0600) into the server's private work directory
+    (mode 0700, removed by ``stop``); ``server.client_options()`` connects with it. Other
+    users and processes of the host cannot connect to the loopback port, let alone read or
+    forge the traffic. Without the ``nkeys`` package the identity is a random token instead,
+    held in memory only.
     """
+    seed: bytes | None = None
+    token: str | None = None
+    users: list[NkeyUser] = []
+    if auth:
+        if importlib.util.find_spec("nkeys") is not None:
+            seed = new_user_seed()
+            users = [NkeyUser(nkey=public_key(seed), name="this process (embedded)")]
+        else:
+            token = secrets.token_urlsafe(32)
     server = NatsServer(
         store_dir=data_dir,
         name="swarm-embedded",
         max_file_store=max_file_store,
         max_memory_store=max_memory_store,
         ready_timeout=ready_timeout,
+        token=token,
+        nkey_users=users,
     )
     try:
+        if seed is not None:
+            # In the server's private work directory (mode 0700, removed by stop), made here
+            # rather than at its first spawn so that the seed is in place before anything runs.
+            server._workdir = Path(tempfile.mkdtemp(prefix="swarm-nats-"))
+            seed_file = write_secret(server._workdir / "embedded.nk", seed)
+            server._client_auth = {"nkeys_seed_file": seed_file}
         await server.start()
     except BaseException:
         await server.stop()  # the store lock and the work directory
         raise
+    if auth:
+        _EMBEDDED[server.port] = server
     return server
+
+
+def embedded_credentials(urls: Sequence[str]) -> dict[str, Any]:
+    """The credentials of this process's embedded server at ``urls`` (``{}``: none of ours).
+
+    The embedded server admits its process, not only the system that started it: another
+    ``ActorSystem`` of the same process attaching by its URL (``nats=system.nats_url``) is
+    let in with the same credentials. Other processes are not.
+    """
+    if len(urls) != 1:
+        return {}
+    parts = urlsplit(urls[0] if "://" in urls[0] else f"nats://{urls[0]}")
+    if parts.hostname not in (HOST, "localhost") or parts.port is None:
+        return {}
+    server = _EMBEDDED.get(parts.port)
+    return dict(server._client_auth) if server is not None and server.running else {}

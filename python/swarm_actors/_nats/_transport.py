@@ -11,10 +11,18 @@ the registry asks a node directly before taking over its names when its heartbea
 Sending: ``_outbox`` batches everything sent to a node in one event-loop iteration into one
 NATS message (and refuses a message over the payload limit before sending anything).
 
-Delivery is at most once, like NATS core: a frame to a node that is gone is lost. Frames with
-asks are published with a reply subject ``swarm.node.<me>.nr.<dest>``, so that the server's
-"no responders" status tells this node at once that ``dest`` has no subscriber; its pending
-asks then fail with ``ActorDeadError`` instead of waiting for their timeouts.
+Delivery is at most once, like NATS core: a frame to a node that is gone is lost.
+
+Answers never travel on ``swarm.node.<id>``, where any node may publish. Each connection of a
+node draws a random reply prefix ``swarm.reply.<me>.<token>`` (``_auth.reply_prefix``): an ask
+to node ``dest`` names ``<prefix>.<dest>`` as its reply subject, and the frame carrying it is
+published with that reply subject too, so that the server's "no responders" status tells this
+node at once that ``dest`` has no subscriber (its pending asks then fail with
+``NoSuchActorError`` instead of waiting for their timeouts). The inbox accepts an answer only
+there, and only from the node the ask went to; correlation ids are random 63-bit numbers
+(``os.urandom``), not a count. In a secure cluster (``_auth.node_permissions``) only this node
+may subscribe to ``swarm.reply.<me>.>`` and only ``dest`` may publish to ``...<dest>``: no
+other node sees an ask or the answer to it, and none can answer in ``dest``'s place.
 
 Receiving runs in nats-py's read loop (see ``_inbox``).
 """
@@ -22,15 +30,19 @@ Receiving runs in nats-py's read loop (see ``_inbox``).
 from __future__ import annotations
 
 import asyncio
-import itertools
+import contextlib
+import dataclasses
+import os
 import uuid
-from collections.abc import Mapping
+from array import array
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from swarm_actors._core._actor import class_names
 from swarm_actors._core._contract import Ref
-from swarm_actors._exceptions import TransportError, WireFormatError
+from swarm_actors._exceptions import AuthenticationError, TransportError, WireFormatError
 from swarm_actors._log import get_logger
+from swarm_actors._nats._auth import inbox_prefix, reply_prefix
 from swarm_actors._nats._compat import fast_subscribe, server_info, unsubscribe_quietly
 from swarm_actors._nats._conn import NatsOptions, connect
 from swarm_actors._nats._inbox import Inbox
@@ -89,6 +101,8 @@ class Transport:
         self.cluster: ClusterState | None = None
         self.node_id = node or f"n{uuid.uuid4().hex[:12]}"
         self.subject = node_subject(self.node_id)
+        self.reply_prefix = reply_prefix(self.node_id)
+        """Where the answers to this node's asks arrive: ``<reply_prefix>.<answering node>``."""
         self.incarnation = uuid.uuid4().hex
         self._options = options
         self._data_dir = data_dir
@@ -101,7 +115,8 @@ class Transport:
         self.inbox: Inbox
         self._subs: list[Subscription] = []
         self._loop = asyncio.get_running_loop()
-        self._corr = itertools.count(1)
+        self._corr = _corr_ids()
+        self._denied: list[Exception] | None = []  # permission refusals while opening
         self._tasks: set[asyncio.Task[Any]] = set()
         self._releases: set[asyncio.Task[None]] = set()  # awaited, not cancelled, by close
         self.closed = False
@@ -118,21 +133,34 @@ class Transport:
                 from swarm_actors._nats._server import start_embedded
 
                 self.server = await start_embedded(self._data_dir)
-                options = NatsOptions(servers=self.server.url)
+                options = self.server.client_options()
+            elif not _has_credentials(options):  # this process's embedded server lets it in
+                from swarm_actors._nats._server import embedded_credentials
+
+                options = dataclasses.replace(options, **embedded_credentials(options.urls))
             if options.name is None:
-                options = _with_name(options, f"swarm-{self.node_id}")
-            self.client = await connect(options)
+                options = dataclasses.replace(options, name=f"swarm-{self.node_id}")
+            if options.inbox_prefix is None:  # one that a node's permissions let it read
+                options = dataclasses.replace(options, inbox_prefix=inbox_prefix(self.node_id))
+            self.client = await connect(options, error_cb=self._on_error)
             self.outbox = Outbox(
-                self.client, self.codec.encoder, self.node_id, self.subject, self._tasks
+                self.client, self.codec.encoder, self.node_id, self.reply_prefix, self._tasks
             )
             self.inbox = Inbox(
                 self.system, self.names, self.node_id, self.codec, self.outbox, self._tasks
             )
-            for subject in (self.subject, f"{self.subject}.nr.*"):
-                self._subs.append(await fast_subscribe(self.client, subject, self.inbox.on_message))
+            self._subs.append(
+                await fast_subscribe(self.client, self.subject, self.inbox.on_message)
+            )
+            self._subs.append(
+                await fast_subscribe(
+                    self.client, f"{self.reply_prefix}.*", self.inbox.answers(self.reply_prefix)
+                )
+            )
             self._subs.append(
                 await fast_subscribe(self.client, live_subject(self.node_id), self._on_probe)
             )
+            await self._check_permissions()
             replicas = self._replicas or cluster_replicas(server_info(self.client))
             self.registry = Registry(
                 self.client.jetstream(),
@@ -160,6 +188,33 @@ class Transport:
         except BaseException:
             await self._teardown()
             raise
+
+    async def _on_error(self, error: Exception) -> None:
+        """A client error (already logged by ``connect``): keep permission refusals of open."""
+        if self._denied is not None and "permissions violation" in str(error).lower():
+            self._denied.append(error)
+
+    async def _check_permissions(self) -> None:
+        """Raise ``AuthenticationError`` if the server refused one of the node's subscriptions.
+
+        A refused SUB stays silent but for a "Permissions Violation" error, which the server
+        sends when it handles the SUB: a node whose credentials are another node's (or not a
+        node's) would hear nothing at all, so it does not start. The node probes itself (the
+        request travels behind its SUBs, so the errors have arrived when it is answered) and
+        checks what errors came.
+        """
+        from nats.errors import Error as NatsError
+
+        # No answer means a refused subscription: judged below by the server's errors.
+        with contextlib.suppress(NatsError, TimeoutError):
+            await self.client.request(live_subject(self.node_id), b"", timeout=PROBE_TIMEOUT)
+        denied, self._denied = self._denied, None  # later refusals are only logged
+        if denied:
+            raise AuthenticationError(
+                f"the NATS server does not let node {self.node_id} subscribe to its own subjects "
+                f"({denied[0]}): are these credentials made for node {self.node_id} "
+                "(swarm-actors cluster init)?"
+            )
 
     async def close(self) -> None:
         """Send what is buffered, release the names, disconnect, stop an embedded server."""
@@ -233,11 +288,16 @@ class Transport:
     ) -> Any:
         """Send an ask and wait for its answer (``TimeoutError`` after ``timeout`` seconds)."""
         corr = next(self._corr)
-        wire_type = type_name(type(message)) if kind is None else kind
-        envelope = AskOut(name, wire_type, message, trace, sender, corr, self.subject)
-        self.outbox.append(self.outbox.subject_of(node), envelope, trace, node)
         future: asyncio.Future[Any] = self._loop.create_future()
-        self.inbox.expect(corr, future, node)
+        while not self.inbox.expect(corr, future, node):  # a collision: 2**-63 per pending ask
+            corr = next(self._corr)
+        wire_type = type_name(type(message)) if kind is None else kind
+        envelope = AskOut(name, wire_type, message, trace, sender, corr, self.outbox.reply_to(node))
+        try:
+            self.outbox.append(self.outbox.subject_of(node), envelope, trace, node)
+        except BaseException:
+            self.inbox.forget(corr)
+            raise
         handle = None
         if timeout is not None:
             handle = self._loop.call_later(timeout, _expire, future, timeout, name, node)
@@ -316,7 +376,17 @@ def live_subject(node: str) -> str:
     return f"{node_subject(node)}.live"
 
 
-def _with_name(options: NatsOptions, name: str) -> NatsOptions:
-    import dataclasses
+def _has_credentials(options: NatsOptions) -> bool:
+    given = (options.user, options.token, options.creds_file, options.nkeys_seed)
+    return any(value is not None for value in given) or options.nkeys_seed_file is not None
 
-    return dataclasses.replace(options, name=name)
+
+def _corr_ids() -> Iterator[int]:
+    """Correlation ids of asks: random, non-zero, below 2**63 (0 means "no ask").
+
+    Drawn from ``os.urandom`` 8 KiB at a time (about 0.1 us each; ``secrets.randbits`` costs
+    2 us an ask): an id seen on the wire tells nothing about the next.
+    """
+    while True:
+        for value in array("Q", os.urandom(8 * 1024)):
+            yield (value >> 1) or 1
