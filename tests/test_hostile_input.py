@@ -376,7 +376,6 @@ class Spray:
         bad_frame(b"\xc1" * 500_000)  # half a megabyte of garbage
         bad_frame(b"\x00garbage", reply=b"\xff")  # and a reply subject that is not UTF-8
         bad_frame(b"\x00garbage", reply=b"x" * 300)  # or too long to answer on
-        bad_frame(b"\x00garbage", to=f"{subject}.nr.someone")  # no status: read as a frame
         # One frame mixing good and bad messages: each costs only itself.
         mixed = [
             self.ask("", deep, Failure),  # a body nested deeper than the stack
@@ -404,7 +403,9 @@ class Spray:
         self.dead_letters += 1
         raw.hpub(subject, b"", b"not a header block\r\n\r\n", good)
         self.adds += 1
-        raw.hpub(f"{subject}.nr.someone", b"", b"NATS/1.0 503\r\n\r\n", b"")  # "no responders"
+        # A forged "no responders" where the node's answers arrive (a random prefix, and in
+        # secure mode only the named node may publish there): no ask waits on "someone".
+        raw.hpub(f"{node.reply_prefix}.someone", b"", b"NATS/1.0 503\r\n\r\n", b"")
         # Liveness probes: unusable reply subjects are refused, counted.
         live = live_subject(self.victim.node or "")
         for reply in (b"\xff", b"x" * 300, b"a..b", b"foo.>"):
