@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -258,18 +258,20 @@ async def test_acknowledged_events_survive_sigkill_of_the_server(server: NatsSer
                 if seq is not None:
                     acked[event.event_id] = seq
 
+    def appended_more(count: int) -> Callable[[], bool]:
+        target = len(acked) + count
+        return lambda: len(acked) >= target
+
     try:
         with capture_logs() as logs:
             task = asyncio.ensure_future(writer())
             try:
                 for _ in range(2):
-                    target = len(acked) + 2000
-                    await until(lambda t=target: len(acked) >= t, 20, "appending is under way")
+                    await until(appended_more(2000), 20, "appending is under way")
                     await server.kill()  # SIGKILL, with appends in flight
                     assert not task.done()
                     await server.start()  # same ports, same store
-                target = len(acked) + 2000
-                await until(lambda: len(acked) >= target, 30, "appends go on after the restart")
+                await until(appended_more(2000), 30, "appends go on after the restart")
             finally:
                 stop.set()
                 await asyncio.wait_for(task, 30)
