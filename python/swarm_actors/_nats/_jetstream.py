@@ -20,12 +20,15 @@ Events of one ``append_many`` get increasing sequences unless a retry was needed
 Reading. ``read`` and ``tail`` create an ephemeral pull consumer (no acks, memory storage,
 removed when idle) from the start sequence or time, and pull batches of raw messages through
 the fast path: the stream sequence, storage time and remaining count come from the reply
-subject, so no header is parsed. ``read`` ends at the last sequence stored when it was called;
-``tail`` continues until cancelled or until the journal closes. If the consumer or its pulls
-are lost (a node restarted, a delivery gap, no heartbeat for 15 s), a new consumer continues
-from the next sequence. A message in the stream that is not a valid event raises
-``EventDecodeError`` naming its sequence, or with ``errors="skip"`` is logged
-(``journal.undecodable``) and skipped.
+subject, so no header is parsed. ``read`` ends at the last sequence stored when it was called
+(its pulls are ``no_wait``: the server's 404 says there is nothing more, also when what the
+stream reports as its last sequence was lost); ``tail`` continues until cancelled or until the
+journal closes. If the consumer or its pulls are lost (a node restarted, a delivery gap, no
+heartbeat for 15 s), a new consumer continues from the next sequence. A message in the stream
+that is not a valid event raises ``EventDecodeError`` naming its sequence, and sequences
+missing from the stream (a damaged store, a deleted message; not retention) raise
+``JournalGapError`` naming them; with ``errors="skip"`` both are logged
+(``journal.undecodable``, ``journal.gap``) and skipped.
 
 For at-least-once processing that survives a crash, see :meth:`JetStreamJournal.durable`.
 """
@@ -761,9 +764,9 @@ class JetStreamJournal:
         """Entries matching ``subject`` from ``start_sequence``, then each new one as stored.
 
         Without ``start_sequence``, only entries stored after the call. Ends when the journal
-        closes; cancel it otherwise. ``errors`` as for ``read`` (a gap is known once the entry
-        after it comes). ``contextlib.aclosing`` it so that leaving the loop releases its
-        consumer at once.
+        closes; cancel it otherwise. ``errors`` as for ``read`` (a tail without a subject filter
+        knows a gap once the entry after it comes; a filtered one cannot tell).
+        ``contextlib.aclosing`` it so that leaving the loop releases its consumer at once.
         """
         self._check_open()
         self._check_read_args(start_sequence, None, subject, errors)
