@@ -190,6 +190,11 @@ async def test_a_read_names_every_damaged_entry_it_crosses(server: NatsServer) -
         with capture_logs() as logs:
             assert await sequences(journal.read(errors="skip")) == [1, 2, 3, 6, 7, 8, 10, 11, 12]
         assert gaps_logged(logs) == [(4, 5, 2), (9, 9, 1)]
+        # A filtered read learns from the server's count that 3 of its entries are missing.
+        seen, gap = await gap_after(journal.read(subject="swarm.events.faults.decision"))
+        assert seen == [1, 2, 3, 6, 7, 8, 10, 11, 12]
+        assert (gap.first, gap.last, gap.missing) == (1, 12, 3)
+        assert "3 entries matching the read's filter missing from sequences 1-12" in str(gap)
         # The tail crosses them the same way.
         tail = journal.tail(start_sequence=1)
         seen, gap = await gap_after(tail)
