@@ -11,7 +11,9 @@ reconnect elsewhere. Each journals into the same replicas=3 JetStream stream thr
   event the journal confirmed is in the stream, once; asks between the nodes whose servers
   survived never failed; every pair of nodes serves again, the reconnected one included;
   names old and new resolve everywhere, and no node took another's; every node's heartbeat
-  is live.
+  is live. The lease and state buckets keep three copies too, and placed actors active across
+  the kill keep their state, or, where their node could not renew its lease during the
+  failover and fenced itself (logged, per actor), come back with the last state saved.
 * A server holding nodes' watches of the names bucket is killed: every node's mirror of the
   registry shows a name registered afterwards within seconds.
 * The server leading the node bucket (liveness) is killed: while it elects a leader and
@@ -30,19 +32,21 @@ import collections
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import pytest
 import pytest_asyncio
 
 from helpers import Add, until, until_async
+from log_capture import capture_logs
 from swarm_actors import Actor, ActorNameError, ActorSystem, handler
 from swarm_actors._nats._cluster import STATE_BUCKET
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._nats._registry import NAMES_BUCKET, NODES_BUCKET
+from swarm_actors._nats._shards import SHARDS_BUCKET
 from swarm_actors._nats._transport import Transport
 from swarm_actors.cluster import Cluster, NatsOptions, RemoteRef
 from swarm_actors.testing import NatsCluster
@@ -176,6 +180,13 @@ class Usurpers:
         await asyncio.gather(*self.tasks)
 
 
+@pytest.fixture
+def placement_logs() -> Iterator[list[dict[str, Any]]]:
+    """What the library logs during the test (the nodes' shard leases and state writes)."""
+    with capture_logs("swarm_actors") as logs:
+        yield logs
+
+
 @pytest_asyncio.fixture
 async def nodes(nats_cluster: NatsCluster) -> AsyncIterator[list[Node]]:
     """Three nodes, node ``i`` attached to server ``i`` first, each with a replicas=3 journal."""
@@ -229,7 +240,7 @@ async def stop(systems: list[ActorSystem], journals: list[JetStreamJournal]) -> 
 
 @pytest.mark.timeout(120)
 async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_actors_serve(
-    nats_cluster: NatsCluster, nodes: list[Node]
+    nats_cluster: NatsCluster, nodes: list[Node], placement_logs: list[dict[str, Any]]
 ) -> None:
     started = time.monotonic()
     urls = nats_cluster.urls
@@ -238,7 +249,8 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
     # The registry survives losing any one server: its buckets keep three copies.
     js = nodes[0].journal.client.jetstream()
     leaders = {"meta": await nats_cluster.meta_leader()}
-    for bucket in (NAMES_BUCKET, NODES_BUCKET):
+    # So do the shard leases and the placed actors' state.
+    for bucket in (NAMES_BUCKET, NODES_BUCKET, SHARDS_BUCKET, STATE_BUCKET):
         info = await js.stream_info(f"KV_{bucket}")
         assert info.config.num_replicas == 3, bucket
         assert info.cluster is not None
@@ -254,6 +266,16 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
 
     for node in nodes:
         await node.system.start(Worker, node.confirmations, name=f"worker{node.index}")
+    # Placed actors active when the server dies (their state never written): each keeps its
+    # state through the failover, or loses what it did since its last passivation (all of
+    # it, here) if its node could not renew its shard's lease in time and fenced itself.
+    kept = ("p-kept-0", "p-kept-1", "p-kept-2", "p-kept-3")
+    for key in kept:
+        totals = [
+            await node.system.placed(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT)
+            for node in nodes
+        ]
+        assert totals == [1, 2, 3], (key, totals)
     for node in nodes:  # every node's mirror of the registry knows every worker
         for other in nodes:
             name = f"worker{other.index}"
@@ -401,6 +423,24 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
     await until_async(
         lambda: has_leader(js, state_stream), FAILOVER_TIMEOUT, f"{state_stream} has a leader"
     )
+    # A fenced node drops its actors' state (placement.state_dropped); a write that fails as
+    # the server dies loses it too (placement.state_write_failed). Both are logged, per actor.
+    unsaved = [
+        e
+        for e in placement_logs
+        if e["event"] in ("placement.state_dropped", "placement.state_write_failed")
+    ]
+    dropped = {e["actor"] for e in unsaved}
+    fenced = [e for e in placement_logs if e["event"] == "placement.fenced"]
+    lost_windows = []
+    for key in kept:  # the same actors: their state intact, or the last saved (nothing)
+        totals = [
+            await node.system.placed(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT)
+            for node in nodes
+        ]
+        lost_window = any(key in actor for actor in dropped)
+        assert totals == ([1, 2, 3] if lost_window else [4, 5, 6]), (key, totals, fenced)
+        lost_windows += [key] * lost_window
     for key in ("p-alpha", "p-beta", "p-gamma"):
         totals = [
             await node.system.placed(Tally, key).ask(Add(1), timeout=SERVE_TIMEOUT)
@@ -419,6 +459,8 @@ async def test_killing_the_journal_leaders_server_loses_no_confirmed_event_and_a
         f"events {failover:.2f} s after the kill; {len(confirmed)} events confirmed; "
         f"failed asks per pair: { {p: len(f) for p, f in failures.items() if f} }; "
         f"claims refused: {dict(usurpers.refusals)}; "
+        f"placed actors that lost their window: {lost_windows} (of {len(kept)}; "
+        f"{collections.Counter(e['event'] for e in unsaved)}); "
         f"slowest ask between survivors: {max(slowest[p] for p in steady):.2f} s; "
         f"{time.monotonic() - started:.1f} s in all"
     )

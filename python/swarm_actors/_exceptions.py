@@ -32,6 +32,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── NoJournalError                     the system keeps no journal to record into
     │   ├── JournalClosedError                 the journal is closed
     │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
+    │   ├── JournalGapError                    a read crossed sequences missing from the journal
     │   └── JournalWriteError                  the journal did not confirm storing some events
     │       └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
     ├── TransportError                 NATS connections, servers and remote calls
@@ -50,7 +51,8 @@ Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carr
 target's path), ``MessageCapabilityError`` also ``sender`` and ``AskCycleError`` the
 ``cycle`` of paths; event errors carry what
 they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
-``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``);
+``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``;
+``JournalGapError``: ``first``, ``last``, ``missing``);
 ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
 ``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
 ``log_tail``. Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and
@@ -451,6 +453,45 @@ class JournalFullError(EventError):
     def __init__(self, message: str, *, capacity: int) -> None:
         super().__init__(message)
         self.capacity = capacity
+
+
+class JournalGapError(EventError):
+    """A journal read crossed sequences that the journal no longer holds (lost or deleted).
+
+    A journal is append-only and gap-free as stored, so a sequence missing between two stored
+    entries, or between the last entry delivered and the last sequence the journal reports, is
+    an event lost to a damaged store or removed by hand. Sequences that retention removed
+    (``max_age``, ``max_bytes``: always the oldest) are not gaps. The read raised it once it
+    had yielded every entry before the gap; ``read(start_sequence=error.last + 1)`` goes on
+    past it.
+
+    ``first`` and ``last`` bound the gap (journal sequences, inclusive); ``missing`` is how
+    many entries the read lost in it. An unfiltered read knows each missing sequence, so
+    ``missing == last - first + 1``; a read with a subject filter learns from the server how
+    many entries *matching its filter* it did not get between two it got, and ``missing`` may
+    then be less than the span (the other sequences were of other subjects).
+    """
+
+    first: int
+    """The first sequence of the gap."""
+
+    last: int
+    """The last sequence of the gap."""
+
+    missing: int
+    """How many entries the read should have had between ``first`` and ``last``."""
+
+    def __init__(self, message: str, *, first: int, last: int, missing: int) -> None:
+        super().__init__(message)
+        self.first = first
+        self.last = last
+        self.missing = missing
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            partial(type(self), *self.args, first=self.first, last=self.last, missing=self.missing),
+            (),
+        )
 
 
 class JournalWriteError(EventError):

@@ -20,12 +20,15 @@ Events of one ``append_many`` get increasing sequences unless a retry was needed
 Reading. ``read`` and ``tail`` create an ephemeral pull consumer (no acks, memory storage,
 removed when idle) from the start sequence or time, and pull batches of raw messages through
 the fast path: the stream sequence, storage time and remaining count come from the reply
-subject, so no header is parsed. ``read`` ends at the last sequence stored when it was called;
-``tail`` continues until cancelled or until the journal closes. If the consumer or its pulls
-are lost (a node restarted, a delivery gap, no heartbeat for 15 s), a new consumer continues
-from the next sequence. A message in the stream that is not a valid event raises
-``EventDecodeError`` naming its sequence, or with ``errors="skip"`` is logged
-(``journal.undecodable``) and skipped.
+subject, so no header is parsed. ``read`` ends at the last sequence stored when it was called
+(its pulls are ``no_wait``: the server's 404 says there is nothing more, also when what the
+stream reports as its last sequence was lost); ``tail`` continues until cancelled or until the
+journal closes. If the consumer or its pulls are lost (a node restarted, a delivery gap, no
+heartbeat for 15 s), a new consumer continues from the next sequence. A message in the stream
+that is not a valid event raises ``EventDecodeError`` naming its sequence, and sequences
+missing from the stream (a damaged store, a deleted message; not retention) raise
+``JournalGapError`` naming them; with ``errors="skip"`` both are logged
+(``journal.undecodable``, ``journal.gap``) and skipped.
 
 For at-least-once processing that survives a crash, see :meth:`JetStreamJournal.durable`.
 """
@@ -48,6 +51,7 @@ from swarm_actors._exceptions import (
     InvalidArgumentError,
     JournalClosedError,
     JournalFullError,
+    JournalGapError,
     JournalTimeoutError,
     JournalWriteError,
     SubjectError,
@@ -248,6 +252,16 @@ def _overlap(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
         if x != y and x != "*" and y != "*":
             return False
     return True
+
+
+def _covers(a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+    """Whether filter ``a`` (as tokens) matches every subject that filter ``b`` matches."""
+    for i, x in enumerate(a):
+        if x == ">":
+            return len(b) > i
+        if i == len(b) or b[i] == ">" or (x != "*" and x != b[i]):
+            return False
+    return len(a) == len(b)
 
 
 def _rfc3339(ns: int) -> str:
@@ -722,13 +736,21 @@ class JetStreamJournal:
         """Stored entries matching ``subject``, oldest first, up to the last one stored now.
 
         From ``start_sequence``, or the first entry stored at or after ``start_time_ns``
-        (not both), or the oldest retained. ``errors`` decides what an undecodable message
-        does: ``"raise"`` ``EventDecodeError``, or ``"skip"`` it (logged). An async generator:
-        ``contextlib.aclosing`` it to release its consumer at once when leaving early.
+        (not both), or the oldest retained. It ends at the last sequence the stream holds,
+        also when entries up to the last sequence it reported are missing.
+
+        ``errors`` decides what the read does with what it cannot deliver, an undecodable
+        message or a gap (sequences missing from the stream: lost to a damaged store, or
+        deleted): ``"raise"`` raises ``EventDecodeError`` naming the message's sequence, or
+        ``JournalGapError`` naming the missing sequences, once every entry before it was
+        yielded (read again from after it to go on); ``"skip"`` logs it
+        (``journal.undecodable``, ``journal.gap``) and goes on. What retention removed is
+        not a gap. An async generator: ``contextlib.aclosing`` it to release its consumer at
+        once when leaving early.
         """
         self._check_open()
         self._check_read_args(start_sequence, start_time_ns, subject, errors)
-        end = asyncio.ensure_future(self.last_sequence())
+        end = asyncio.ensure_future(self._bounds())
         end.add_done_callback(_consume_outcome)
         return self._replay(start_sequence, start_time_ns, subject, end, errors)
 
@@ -742,8 +764,9 @@ class JetStreamJournal:
         """Entries matching ``subject`` from ``start_sequence``, then each new one as stored.
 
         Without ``start_sequence``, only entries stored after the call. Ends when the journal
-        closes; cancel it otherwise. ``errors`` as for ``read``. ``contextlib.aclosing`` it so
-        that leaving the loop releases its consumer at once.
+        closes; cancel it otherwise. ``errors`` as for ``read`` (a tail without a subject filter
+        knows a gap once the entry after it comes; a filtered one cannot tell).
+        ``contextlib.aclosing`` it so that leaving the loop releases its consumer at once.
         """
         self._check_open()
         self._check_read_args(start_sequence, None, subject, errors)
@@ -790,15 +813,33 @@ class JetStreamJournal:
         start_sequence: int | None,
         start_time_ns: int | None,
         subject: str,
-        end: asyncio.Future[int] | None,
+        end: asyncio.Future[tuple[int, int]] | None,
         errors: str,
     ) -> AsyncGenerator[JournalEntry, None]:
+        """Entries from a pull consumer, reopened after a loss; ``end``: a read's bounds.
+
+        Gaps. An unfiltered reader knows the sequence it must be handed next (``expect``):
+        anything else means the sequences in between are missing. A filtered reader cannot
+        tell a missing sequence from one of another subject; it relies on the server's count
+        of the entries matching its filter left after each one it hands out (``remaining``):
+        the stream's index still counts a message whose stored bytes are lost, and when the
+        server has nothing more to hand out (a ``no_wait`` pull answered 404), what it still
+        counts is missing. A read ends on that 404 or when the count is 0, rather than wait
+        for a last sequence that a damaged store will never deliver.
+        """
         await self.start()
         end_seq: int | None = None
+        filtered = self._consumer_filter(subject) is not None
+        expect = start_sequence  # unfiltered: the sequence the reader must be handed next
+        first_seq = start_sequence  # the first sequence the read covers, when known
         if end is not None:
-            end_seq = await end
+            oldest, end_seq = await end
             if end_seq == 0 or (start_sequence is not None and start_sequence > end_seq):
                 return
+            if start_sequence is None:
+                first_seq = oldest
+                if start_time_ns is None:
+                    expect = oldest
         state = _ReaderState()
         self._readers.add(state)
         next_seq = start_sequence
@@ -812,17 +853,28 @@ class JetStreamJournal:
                 sub, consumer, pending = await self._open_reader(
                     state, subject, next_seq, start_time_ns if next_seq is None else None
                 )
+                left = pending  # entries (matching the filter) the server counts after ours
+                probing = False  # a filtered read past its end: is what is counted there?
                 try:
                     if end_seq is not None and pending == 0:
+                        if not filtered and expect is not None and expect <= end_seq:
+                            await self._report_gap(expect, end_seq, None, errors)
                         return
                     pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{consumer}"
-                    request = msgspec.json.encode(
-                        {
-                            "batch": _PULL_BATCH,
-                            "expires": _PULL_EXPIRES_NS,
-                            "idle_heartbeat": _PULL_HEARTBEAT_NS,
-                        }
-                    )
+                    if end_seq is None:
+                        request = msgspec.json.encode(
+                            {
+                                "batch": _PULL_BATCH,
+                                "expires": _PULL_EXPIRES_NS,
+                                "idle_heartbeat": _PULL_HEARTBEAT_NS,
+                            }
+                        )
+                        refill = _PULL_BATCH // 2
+                    else:
+                        # A read pulls what is there and hears 404 at once when nothing more
+                        # is: one pull at a time, so that a 404 comes after all it delivers.
+                        request = msgspec.json.encode({"batch": _PULL_BATCH, "no_wait": True})
+                        refill = 1
                     inbox = sub.subject
                     credit = 0
                     expected = 1  # the consumer's delivery sequence
@@ -831,13 +883,24 @@ class JetStreamJournal:
                     while True:
                         if self.closed:  # (a property: mypy would narrow the attribute)
                             break
-                        if credit < _PULL_BATCH // 2:
+                        if credit < refill:
+                            if probing:  # one message says enough
+                                request = msgspec.json.encode({"batch": 1, "no_wait": True})
                             await self._client.publish(pull, request, reply=inbox)
                             credit += _PULL_BATCH
                         if not messages:
                             if statuses:
                                 code = statuses.popleft()
                                 heard = loop.time()
+                                if code == b"404" and end_seq is not None:
+                                    # Nothing more to deliver: what the read has not had up
+                                    # to its end is missing.
+                                    if not filtered:
+                                        if expect is not None and expect <= end_seq:
+                                            await self._report_gap(expect, end_seq, None, errors)
+                                    elif left > 0 and first_seq is not None:
+                                        await self._report_gap(first_seq, end_seq, left, errors)
+                                    return
                                 if code in (b"404", b"408"):
                                     credit = 0  # that pull ended: ask again
                                 elif code != b"100":  # 409 & co: consumer or leader gone
@@ -867,8 +930,14 @@ class JetStreamJournal:
                             break
                         expected += 1
                         credit -= 1
+                        left = remaining
+                        if not filtered:
+                            if expect is not None and sseq > expect:
+                                last = sseq - 1 if end_seq is None else min(sseq - 1, end_seq)
+                                await self._report_gap(expect, last, None, errors)
+                            expect = sseq + 1
                         if end_seq is not None and sseq > end_seq:
-                            return
+                            return  # (what the server counts may be stored after the end)
                         next_seq = sseq + 1
                         try:
                             event = decode_event(data)
@@ -888,6 +957,15 @@ class JetStreamJournal:
                         else:
                             yield JournalEntry(sseq, subj.decode(), event, stored_ns)
                         if end_seq is not None and (sseq >= end_seq or remaining == 0):
+                            if filtered:
+                                if remaining == 0:
+                                    return
+                                probing = True  # 404 or an entry after the end will tell
+                                continue
+                            if sseq < end_seq:
+                                # The server has nothing after it: the rest up to end_seq is
+                                # missing (deleted, or lost with a damaged store).
+                                await self._report_gap(sseq + 1, end_seq, None, errors)
                             return
                 finally:
                     await unsubscribe_quietly(self._client, sub)
@@ -897,6 +975,39 @@ class JetStreamJournal:
                 await asyncio.sleep(_RETRY_FIRST_DELAY)
         finally:
             self._readers.discard(state)
+
+    async def _report_gap(self, first: int, last: int, missing: int | None, errors: str) -> None:
+        """Raise or log the gap ``first..last`` (``missing``: how many; ``None``: all of it).
+
+        Retention removes the oldest entries, so what lies before the stream's first sequence
+        now is not a gap: an unfiltered gap is cut to what follows it. A filtered count over a
+        span that retention reached cannot be told apart from retention's work: not reported.
+        """
+        info = await self._api(lambda: self._js.stream_info(self._stream))
+        oldest = int(info.state.first_seq)
+        if missing is None:
+            first = max(first, oldest)
+            missing = last - first + 1
+        elif first < oldest:
+            return
+        if missing <= 0 or first > last:
+            return
+        span = f"sequence {first}" if first == last else f"sequences {first}-{last}"
+        what = (
+            f"{span} missing"
+            if missing == last - first + 1
+            else f"{missing} {'entry' if missing == 1 else 'entries'} matching the read's "
+            f"filter missing from {span}"
+        )
+        if errors == "raise":
+            raise JournalGapError(
+                f"journal {self._stream}: {what} (lost or deleted); "
+                f"read from sequence {last + 1} to go on",
+                first=first,
+                last=last,
+                missing=missing,
+            )
+        _log.warning("journal.gap", stream=self._stream, first=first, last=last, missing=missing)
 
     async def _open_reader(
         self, state: _ReaderState, subject: str, start_seq: int | None, start_ns: int | None
@@ -915,7 +1026,7 @@ class JetStreamJournal:
             opt_start_seq=start_seq,
             opt_start_time=_rfc3339(start_ns) if start_ns is not None else None,  # type: ignore[arg-type]
             ack_policy=AckPolicy.NONE,
-            filter_subject=None if subject in (self._subjects, ">") else subject,
+            filter_subject=self._consumer_filter(subject),
             inactive_threshold=_READER_INACTIVE,
             mem_storage=True,
             num_replicas=1,
@@ -927,6 +1038,12 @@ class JetStreamJournal:
             await unsubscribe_quietly(self._client, sub)
             raise
         return sub, info.name, info.num_pending or 0
+
+    def _consumer_filter(self, subject: str) -> str | None:
+        """A reader's consumer filter: ``None`` when ``subject`` matches all the stream holds."""
+        if _covers(_check_filter(subject), _check_filter(self._subjects)):
+            return None
+        return subject
 
     def _delete_consumer_later(self, name: str) -> None:
         """Remove a reader's consumer without waiting (it expires when idle anyway)."""
@@ -947,10 +1064,14 @@ class JetStreamJournal:
 
     async def last_sequence(self) -> int:
         """Sequence of the last stored entry (0 when nothing was ever stored)."""
+        return (await self._bounds())[1]
+
+    async def _bounds(self) -> tuple[int, int]:
+        """The stream's first and last sequences (what retention left, what was stored)."""
         self._check_open()
         await self.start()
         info = await self._api(lambda: self._js.stream_info(self._stream))
-        return int(info.state.last_seq)
+        return int(info.state.first_seq), int(info.state.last_seq)
 
     def durable(
         self,
@@ -1005,7 +1126,7 @@ class JetStreamJournal:
                 await self._client.close()
 
 
-def _consume_outcome(future: asyncio.Future[int]) -> None:
+def _consume_outcome(future: asyncio.Future[Any]) -> None:
     """Mark a background future's exception as seen (its reader may never be iterated)."""
     if not future.cancelled():
         future.exception()
