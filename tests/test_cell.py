@@ -766,6 +766,39 @@ async def test_a_suspended_handler_keeps_its_context_and_the_next_messages_do_no
         assert await within(peeked) is None
 
 
+async def test_no_handler_served_by_a_busy_actors_task_sees_what_the_one_before_bound() -> None:
+    """The task of a busy actor serves one message after another: each starts clean."""
+    async with ActorSystem() as system:
+        ref = await system.start(Binder, name="binder")
+        gate = asyncio.Event()
+        held = asyncio.create_task(ref.ask(Hold(gate)))
+        await settle()  # held: the asks below queue up behind it
+        first = asyncio.create_task(ref.ask(Bind("first")))
+        second = asyncio.create_task(ref.ask(Bind("second")))
+        peeked = asyncio.create_task(ref.ask(Peek()))
+        await settle()
+        gate.set()
+        assert await within(held) == (None, None)
+        assert await within(first) == "first"
+        assert await within(second) == "second"
+        assert await within(peeked) is None
+        assert await within(ref.ask(Peek())) is None  # served while the task lingers, or not
+
+
+@pytest.mark.parametrize("drain", [True, False])
+async def test_an_actor_whose_task_lingers_after_an_answer_stops_at_once(drain: bool) -> None:
+    """Right after its task answered, the actor is stopped while that task lingers."""
+    async with ActorSystem() as system:
+        ref = await system.start(Binder, name="binder")
+        assert await ref.ask(Bind("x")) == "x"  # suspends: answered by its task
+        cell = instance(ref)._cell
+        assert cell.task is not None  # lingering: one iteration before the actor goes idle
+        assert await within(ref.stop(drain=drain)) == 0
+        assert cell.task is None
+        assert not cell.busy
+        assert not ref.is_alive
+
+
 @dataclass
 class Forward:
     to: Any

@@ -5,7 +5,7 @@ mailbox top out near 440k tells/s. Here a mailbox is a plain ``deque`` and a rea
 appended to the dispatcher's ready queue; one loop callback then runs the turns of every ready
 actor. A handler coroutine is driven with ``send(None)``: most handlers finish without
 suspending, so they cost one call and no task. Only a handler that really awaits something is
-handed to a task, which finishes it (see ``_resume``) while the actor stays busy, so the actor
+handed to a task, which finishes it (see ``_finish``) while the actor stays busy, so the actor
 still handles one message at a time.
 
 An ``ask`` to an idle actor with an empty mailbox runs the handler inline in the caller's task
@@ -16,8 +16,11 @@ A handler that suspends (the path of every real agent: a model call, a tool, I/O
 by ``_finish``, a generator-based coroutine that drives it directly, in a copy of the context it
 started in. A bare yield (``asyncio.sleep(0)``) is resumed at the task's first step, which is
 the next iteration it asked for, so a suspending ask costs two iterations (a plain
-``asyncio.Queue`` actor needs three). Ask timeouts with the system's default share one timer
-(``Deadlines``) instead of a ``call_later`` each.
+``asyncio.Queue`` actor needs three). That task then serves the mailbox while it has messages
+(each next handler started in the task and finished by a real ``yield from``), and lingers one
+iteration when it is empty: an asker answered there usually asks again in that iteration, and
+its ask is served without a task of its own. Ask timeouts with the system's default share one
+timer (``Deadlines``) instead of a ``call_later`` each.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import types
 from collections import deque
 from collections.abc import Callable, Coroutine, Generator
 from contextvars import Token
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from swarm_actors._core._capability import CURRENT_SENDER
@@ -693,7 +697,7 @@ class Cell:
             if asker is not None:
                 asker.awaiting = None
         future: asyncio.Future[Any] = self.loop.create_future()
-        self.finish_in_task(coro, yielded, future, serve=False)
+        self.finish_in_task(coro, yielded, future)
         return False, future
 
     def run_turn(self) -> None:
@@ -717,34 +721,25 @@ class Cell:
         coro: Coroutine[Any, Any, Any],
         yielded: Any,
         reply: asyncio.Future[Any] | None,
-        serve: bool = True,
     ) -> None:
         """The handler suspended: finish it in a task; the actor is busy until then.
 
-        The handler runs on in (a copy of) the context it started in. A task that goes on with
-        the mailbox afterwards (``serve``) runs the next handlers in a clean context of its
-        own, so they never see this handler's context variables: the handler is then wrapped
-        (``InContext``). A handler started in an inline asker's task (``serve`` false: a
-        dispatcher turn takes the next message) is the task's only one, so the task simply
-        runs in its context: no wrapper, whose ``Context.run`` every step of it would pay.
-        Either way the messages of other senders never see an asker's context variables (its
-        trace, or whatever it bound, e.g. a request id for its logs).
+        The handler runs on in a copy of the context it started in (an inline asker's, or the
+        dispatcher turn's), with its sends the actor's; the task's own context starts clean:
+        the next messages it serves (see ``_finish``) never see an asker's context variables
+        (its trace, or whatever it bound, e.g. a request id for its logs).
         """
         self.busy = True
         self.runnable = False
-        if type(coro) is InContext:  # a traced message's handler: wrapped already
-            context = contextvars.Context()
-        elif serve:
+        handler_context = None
+        if type(coro) is not InContext:  # a traced message's handler is wrapped already
             handler_context = contextvars.copy_context()
-            handler_context.run(CURRENT_SENDER.set, self)  # the handler's sends are the actor's
-            coro = InContext(coro, handler_context)
-            context = contextvars.Context()
-        else:
-            context = contextvars.copy_context()
-        context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
+            handler_context.run(CURRENT_SENDER.set, self)  # an inline asker's may be current
+        context = contextvars.Context()
+        context.run(CURRENT_SENDER.set, self)  # the sends of the handlers it serves next
         self.running = coro
         self.task = self.loop.create_task(
-            self._finish(coro, yielded, reply, serve),  # a generator-based coroutine
+            self._finish(coro, yielded, reply, handler_context),  # a generator-based coroutine
             context=context,
         )
 
@@ -754,15 +749,27 @@ class Cell:
         coro: Coroutine[Any, Any, Any],
         value: Any,
         reply: asyncio.Future[Any] | None,
-        serve: bool,
+        context: contextvars.Context | None,
     ) -> Generator[Any, Any, None]:
-        """The coroutine of the task that finishes a suspended handler (see ``finish_in_task``).
+        """The coroutine of the actor's task while it is busy (see ``finish_in_task``).
 
-        It drives the handler itself (one frame: no ``await`` chain between the task and the
-        handler), yielding what the handler yields and throwing in what the task throws
-        (cancellation), as ``yield from`` would. Actors whose handlers keep suspending are
-        served by this one task: after each handler it goes on with the mailbox (no new task,
-        no dispatcher round trip).
+        It drives the suspended handler itself, in ``context`` if given (a traced handler
+        carries its own), yielding what the handler yields and throwing in what the task
+        throws (cancellation), as ``yield from`` would.
+
+        Then it serves the mailbox: while messages are queued it starts the next handler in
+        this task's own context and finishes it with a real ``yield from`` (the handler's
+        return costs no ``StopIteration`` in Python), without a new task. When the mailbox is
+        empty it lingers one event-loop iteration before it lets the actor go idle: an asker
+        that just got its answer usually asks again in that iteration, and its ask is then
+        served here instead of costing a task of its own (creating, registering and freeing
+        a task costs about as much as the rest of the ask). While it lingers the actor counts
+        as busy, so asks are queued instead of run inline next to it.
+
+        A handler that left a context variable bound in this task's context ends the serving:
+        the next message is handled by a dispatcher turn, in a fresh context, so it never sees
+        what the handler before it bound (one comparison of contexts per message: equal
+        contexts that share their mapping compare in constant time).
         """
         # A bare yield (``asyncio.sleep(0)``) asks to be resumed at the next event-loop
         # iteration, and this task's first step *is* that iteration: resumed at once, not
@@ -775,21 +782,49 @@ class Cell:
             assert this is not None
             this.cancel()
             send_now = False
+        clean: contextvars.Context | None = None  # this task's context before it served
+        driven = True  # the handler is driven step by step (its own context, or InContext)
         while True:
             try:
-                if send_now:
-                    send_now = False
-                    value = coro.send(None)
-                while True:
-                    try:
-                        sent = yield value
-                    except GeneratorExit:
-                        coro.close()
-                        raise
-                    except BaseException as exc:
-                        value = coro.throw(exc)
+                if driven:
+                    send: Callable[[Any], Any]
+                    throw: Callable[[BaseException], Any]
+                    close: Callable[[], Any]
+                    if context is None:
+                        send, throw, close = coro.send, coro.throw, coro.close
                     else:
-                        value = coro.send(sent)
+                        run: Any = context.run
+                        send = partial(run, coro.send)
+                        throw = partial(run, coro.throw)
+                        close = partial(run, coro.close)
+                    if send_now:
+                        send_now = False
+                        value = send(None)
+                    while True:
+                        try:
+                            sent = yield value
+                        except GeneratorExit:
+                            close()
+                            raise
+                        except BaseException as exc:
+                            value = throw(exc)
+                        else:
+                            value = send(sent)
+                else:
+                    # Started in this task, in its context: give the task what the handler
+                    # first yielded (a bare yield is resumed at the next iteration, as it
+                    # asked), then let ``yield from`` drive the rest.
+                    while True:
+                        try:
+                            yield value
+                        except GeneratorExit:
+                            coro.close()
+                            raise
+                        except BaseException as exc:
+                            value = coro.throw(exc)
+                        else:
+                            break
+                    result = yield from coro
             except StopIteration as stop:
                 result = stop.value
             except asyncio.CancelledError as exc:
@@ -809,19 +844,78 @@ class Cell:
                 return
             if reply is not None and not reply.done():
                 reply.set_result(result)
-            if not serve or self.state is not RUNNING or not self.queue:
-                break
-            # This task's context has CURRENT_SENDER set to this actor already (no _step).
-            suspended = self._handle_queued(TURN_BUDGET)
-            if self.put_waiters:  # room for them, whether a handler suspended or failed
-                self._wake_putters()
-            if suspended is None:
+            suspended = None
+            budget = TURN_BUDGET  # messages handled without a yield (fairness, as a turn)
+            queue = self.queue
+            while True:  # serve the mailbox until a handler suspends, or let the actor go
+                if self.state is not RUNNING or not self.dispatched:
+                    break
+                if clean is None:
+                    clean = contextvars.copy_context()
+                elif contextvars.copy_context() != clean:
+                    break  # a handler left something bound here: a fresh turn goes on
+                if not queue:
+                    if self.drained is not None:
+                        break
+                    self.running = None  # no handler in progress (see handler_in_progress)
+                    if self.put_waiters:  # room for them before this task yields
+                        self._wake_putters()
+                    try:
+                        yield None  # linger (see above)
+                    except BaseException:  # cancelled (a stop, the loop's shutdown) or closed
+                        self.busy = False
+                        self.task = None
+                        self.after_handler()
+                        raise
+                    if self.state is not RUNNING or not queue:
+                        break
+                    budget = TURN_BUDGET
+                if not budget:  # let other tasks run; a turn goes on
+                    break
+                budget -= 1
+                # ``_handle_queued`` for one message, written out (this is every message of a
+                # busy actor): a traced or not yet resolved one takes the general path.
+                item = queue[0]
+                fn = None
+                if type(item) is Ask:
+                    if item.context is None:
+                        message, reply = item.message, item.future
+                        fn = self.cache.get(type(message))
+                else:
+                    message, reply = item, None
+                    fn = self.cache.get(type(message))
+                if fn is None:
+                    suspended = self._handle_queued(1)
+                    if suspended is not None:
+                        break
+                else:
+                    queue.popleft()
+                    self.processed += 1
+                    try:
+                        coro = fn(self.actor, message)
+                        value = coro.send(None)
+                    except StopIteration as stop:
+                        if reply is not None and not reply.done():
+                            reply.set_result(stop.value)
+                        continue
+                    except (Exception, asyncio.CancelledError) as exc:
+                        self.fail(exc, reply)
+                    else:
+                        suspended = coro, value, reply
+                        break
                 if not self.is_running():  # a handler failed: supervision has it
                     self.busy = False
                     self.task = None
+                    if self.put_waiters:
+                        self._wake_putters()
                     return
+            if self.put_waiters:  # room for them, whether a handler suspended or not
+                self._wake_putters()
+            if suspended is None:
                 break
             coro, value, reply = suspended
+            driven = type(coro) is InContext  # a traced message's handler: wrapped already
+            context = None
             self.running = coro
         self.busy = False
         self.task = None
@@ -1031,7 +1125,7 @@ class Cell:
         """
         if self.state is STOPPED:
             return
-        if self.busy:
+        if self.busy and (self.task is None or self.running is not None):  # not lingering
             handler = self.handler_in_progress()
             log.error("actor.handler_cancelled", actor=self.path, handler=handler, reason=reason)
             self.stop_note = f"cancelled its handler {handler} in progress: {reason}"
