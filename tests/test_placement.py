@@ -273,7 +273,7 @@ async def test_a_single_node_runs_placed_actors_and_persists_their_state() -> No
             await until(lambda: len(leases(a).held) == 64, 10, "the node to take every shard")
             ref = a.placed(Tally, "t1", position=(2, 7))
             assert isinstance(ref, PlacedRef)
-            assert a.placed(Tally, "t1", position=(2, 7)) is ref
+            assert a.placed(Tally, "t1", position=(2, 7)) == ref  # equal: the same actor
             assert a.placed(Tally, "t1") != ref  # another position: another actor
             assert await ref.ask(Add(2), timeout=5) == 2
             await ref.tell(Add(3))

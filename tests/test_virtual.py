@@ -1096,6 +1096,9 @@ class StoreCluster:
     def on_seal(self, agent: int, data: bytes) -> None:
         self.store[self.registry.placed[agent]] = data
 
+    def release_soon(self, agent: int) -> None:
+        pass  # keeps every agent (``ClusterState`` forgets those whose state is stored)
+
 
 @pytest.mark.parametrize("cls", [Session, Plain], ids=["on_start", "fast-path"])
 async def test_a_placed_actor_starts_from_the_stored_state_and_stores_it_back(

@@ -391,6 +391,14 @@ class AgentTree:
         compressed first. Raises ``CorruptStateError`` for invalid, truncated or altered
         bytes; nothing changes then.
         """
+    def forget(self, id: int) -> None:
+        """Forget the compressed, childless spawned agent ``id`` for good.
+
+        Its token and record are dropped and its id names no agent from then on
+        (``UnknownAgentError``; ids are never reused): for states kept elsewhere. Raises
+        ``AgentStateError`` unless it is compressed, ``InvalidArgumentError`` for a batch node or
+        an agent with children.
+        """
     def children(self, id: int) -> Iterator[int]:
         """The ids of the children of ``id`` that exist now, in ordinal order, lazily.
 

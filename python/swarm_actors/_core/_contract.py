@@ -113,3 +113,7 @@ class Placer(Protocol):
     def on_seal(self, agent: int, data: bytes) -> None:
         """``agent`` was passivated here with state ``data``: keep it for the next owner."""
         ...
+
+    def release_soon(self, agent: int) -> None:
+        """``agent`` may have become idle: forget it soon if its state is in the store."""
+        ...

@@ -9,6 +9,12 @@ number of active virtual actors passes ``Passivation.max_active`` (least recentl
 through the tree's O(1) LRU) or when an actor handled nothing for ``Passivation.idle_after``
 seconds.
 
+A placed actor (``attach_placer``) keeps its state in the placer's store: once it is
+passivated and that state is written, the placer calls ``release`` and everything this registry
+kept for its key goes (its agent, key, class, ledger), so that a node reached by many distinct
+keys holds memory for its active actors only. The next message reads the state back (one store
+read per reactivation). Senders that hold the agent across a wait ``pin`` it meanwhile.
+
 Guarantees: at most one activation per key at any time (concurrent first messages share one
 activation); a message that arrives while its actor is being passivated, or whose sender was
 waiting for room in the mailbox when the passivation began, waits for the passivation to
@@ -142,6 +148,8 @@ class VirtualRegistry:
         self.cluster: Placer | None = None
         self.placed: dict[int, Any] = {}
         self.fetch_first: set[int] = set()
+        # Placed agents a sender holds across a wait (see ``pin``): never released meanwhile.
+        self._pins: dict[int, int] = {}
 
     # --- the cluster ------------------------------------------------------------------------
 
@@ -157,6 +165,53 @@ class VirtualRegistry:
         """
         self.placed[agent] = ref
         self.fetch_first.add(agent)
+
+    def pin(self, agent: int) -> bool:
+        """Keep placed ``agent`` from being released until ``unpin``; ``False``: not placed.
+
+        A sender that holds an agent id across a wait (activation, a full mailbox, a
+        passivation) pins it: released meanwhile, its id would name no agent any more.
+        """
+        if agent not in self.placed:
+            return False
+        self._pins[agent] = self._pins.get(agent, 0) + 1
+        return True
+
+    def unpin(self, agent: int) -> None:
+        """End a ``pin``; the last one lets the placer release the agent if it is idle."""
+        count = self._pins[agent] - 1
+        if count:
+            self._pins[agent] = count
+            return
+        del self._pins[agent]
+        if self.cluster is not None and agent not in self.cells:
+            self.cluster.release_soon(agent)
+
+    def releasable(self, agent: int) -> bool:
+        """Whether placed ``agent`` is passivated and idle: nothing here refers to it."""
+        return (
+            agent in self.placed
+            and agent not in self.cells
+            and agent not in self.transitions
+            and agent not in self._queued
+            and agent not in self._pins
+            and self.tree.status(agent) == "compressed"
+        )
+
+    def release(self, agent: int, ident: str) -> None:
+        """Forget the passivated, idle placed ``agent`` of key ``ident`` (see ``releasable``).
+
+        Its state is in the placer's store: its key, class, ledger and agent go, and the next
+        message to its key binds a new agent, which reads the state from the store first. The
+        ledger goes too (as when the actor moves to another node, its chain starts again).
+        """
+        del self.placed[agent]
+        self.fetch_first.discard(agent)
+        actor_class = self.classes.pop(agent)
+        del self.keys[(actor_class, ident)]
+        self.ledgers.pop(agent, None)
+        self._sweep_marks.pop(agent, None)
+        self.tree.forget(agent)
 
     def refetch(self, agent: int) -> None:
         """Read placed ``agent``'s state from the placer again before it next activates here.
@@ -584,14 +639,19 @@ class VirtualRef(Generic[A]):
         if cell is None and (cell := registry.activate_now(agent, self._class, self._key)):
             cell.post(message)  # a fresh mailbox takes it; activation made it the most recent
             return
-        while True:
-            cell = await registry.ensure_active(self._agent, self._class, self._key)
-            registry.tree.touch(self._agent)
-            try:
-                await cell.put(message)
-                return
-            except ActorDeadError:
-                continue  # passivated between activation and delivery: go round again
+        pinned = bool(registry.placed) and registry.pin(agent)  # held across the waits below
+        try:
+            while True:
+                cell = await registry.ensure_active(agent, self._class, self._key)
+                registry.tree.touch(agent)
+                try:
+                    await cell.put(message)
+                    return
+                except ActorDeadError:
+                    continue  # passivated between activation and delivery: go round again
+        finally:
+            if pinned:
+                registry.unpin(agent)
 
     def tell_nowait(self, message: Any) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
@@ -617,38 +677,45 @@ class VirtualRef(Generic[A]):
         registry = self._registry
         agent = self._agent
         deadline: float | None = None
-        while True:
-            cell = registry.cells.get(agent)
-            if cell is None or not cell.accepting:
-                cell = await registry.ensure_active(agent, self._class, self._key)
-            if len(cell.queue) >= cell.capacity:
-                # Wait for room here, not inside the ask, where a refusal could not be told
-                # from a reply: if a passivation begins meanwhile, the mailbox refuses the
-                # message before it is enqueued, and it goes round to the next activation (as
-                # in ``tell``).
-                if timeout is DEFAULT:
-                    timeout = registry.system.timeouts.ask
-                if deadline is None and timeout is not None:
-                    deadline = cell.loop.time() + timeout
-                try:
-                    async with asyncio.timeout_at(deadline):
-                        await cell.room()
-                except ActorDeadError:
-                    pass  # passivating: the next activation gets it
-                except TimeoutError:
-                    raise TimeoutError(
-                        f"ask to {cell.path} found the mailbox full for {timeout:g} s "
-                        "(nothing was sent)"
-                    ) from None
-                continue
-            if deadline is not None:  # waited for room: the rest of the time for the answer
-                timeout = max(deadline - cell.loop.time(), 1e-9)
-            registry.tree.touch(agent)
-            # With room, the ask enqueues the message (or runs its handler inline) before it
-            # first suspends, so nothing can refuse it: an ``ActorDeadError`` from here on means
-            # the delivered message was dropped or its handler cancelled (a stop that did not
-            # drain). It is not resent: it may have been partly handled.
-            return await cell.ref.ask(message, timeout=timeout)
+        pinned = False  # a placed agent held across a wait (activation, room) is pinned
+        try:
+            while True:
+                cell = registry.cells.get(agent)
+                if cell is None or not cell.accepting:
+                    pinned = pinned or bool(registry.placed and registry.pin(agent))
+                    cell = await registry.ensure_active(agent, self._class, self._key)
+                if len(cell.queue) >= cell.capacity:
+                    pinned = pinned or bool(registry.placed and registry.pin(agent))
+                    # Wait for room here, not inside the ask, where a refusal could not be told
+                    # from a reply: if a passivation begins meanwhile, the mailbox refuses the
+                    # message before it is enqueued, and it goes round to the next activation (as
+                    # in ``tell``).
+                    if timeout is DEFAULT:
+                        timeout = registry.system.timeouts.ask
+                    if deadline is None and timeout is not None:
+                        deadline = cell.loop.time() + timeout
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            await cell.room()
+                    except ActorDeadError:
+                        pass  # passivating: the next activation gets it
+                    except TimeoutError:
+                        raise TimeoutError(
+                            f"ask to {cell.path} found the mailbox full for {timeout:g} s "
+                            "(nothing was sent)"
+                        ) from None
+                    continue
+                if deadline is not None:  # waited for room: the rest of the time for the answer
+                    timeout = max(deadline - cell.loop.time(), 1e-9)
+                registry.tree.touch(agent)
+                # With room, the ask enqueues the message (or runs its handler inline) before it
+                # first suspends, so nothing can refuse it: an ``ActorDeadError`` from here on means
+                # the delivered message was dropped or its handler cancelled (a stop that did not
+                # drain). It is not resent: it may have been partly handled.
+                return await cell.ref.ask(message, timeout=timeout)
+        finally:
+            if pinned:
+                registry.unpin(agent)
 
     def _check_send(self) -> None:
         check_send(self._class, f"/{self._class.__qualname__}:{self._key}")

@@ -15,6 +15,12 @@ activates on a node. A node hands a shard over only after every actor of it was 
 its state written; a node that dies loses what its active actors did since they were last
 passivated (state is persisted at passivation, as in Orleans without explicit writes).
 
+Memory follows the active actors, not the keys ever reached: once a placed actor is passivated
+and its state written (or found unchanged), everything this node kept for it is forgotten
+(``release``: its ref, agent, revision and digest here, its agent and key in the registry), and
+its next message reads the state from the store again. Refs that users hold bind again on their
+next message.
+
 Each actor's state has its own key (``name_key`` of its virtual target). State that a release
 before ``KEY_ENCODING`` 2 stored, when distinct actors could share a key ("€" and " AC"), is
 read only by the one actor that could have written it, and refused (``TransportError``) when
@@ -85,6 +91,9 @@ class PlacementStats(msgspec.Struct, frozen=True):
     """Messages for placed actors that arrived from other nodes and were delivered here."""
     forwarded: int
     """Tells that arrived after their shard had left this node, sent on to its new owner."""
+    remembered: int = 0
+    """Placed actors this node keeps anything for: the active ones, and passivated ones whose
+    state is not yet written (the others are forgotten, see ``ClusterState.release``)."""
 
 
 MAX_HOPS = 16
@@ -130,7 +139,7 @@ class ClusterState:
         # Entries of the store with a lower revision were written by a release before
         # ``KEY_ENCODING`` 2 (see ``fetch``); 1: the store began with this release.
         self._legacy_before = 1
-        self._refs: dict[str, PlacedRef[Any]] = {}  # by target
+        self._refs: dict[str, PlacedRef[Any]] = {}  # by target: those bound to a local agent
         self._agents: dict[int, set[int]] = defaultdict(set)  # shard -> placed agents
         self._revisions: dict[int, int] = {}  # agent -> state revision last read or written
         self._digests: dict[int, bytes] = {}  # agent -> digest of the state at that revision
@@ -168,7 +177,12 @@ class ClusterState:
         """Counters of this node's placement (see ``PlacementStats``)."""
         held = tuple(sorted(s for s in self.leases.held if self.leases.valid(s)))
         return PlacementStats(
-            held, self.sent_local, self.sent_remote, self.received, self.forwarded
+            held,
+            self.sent_local,
+            self.sent_remote,
+            self.received,
+            self.forwarded,
+            len(self.registry.placed),
         )
 
     # --- refs -------------------------------------------------------------------------------
@@ -177,18 +191,59 @@ class ClusterState:
         target = virtual_target(type_name(actor_class), key, position)
         ref = self._refs.get(target)
         if ref is None:
+            # Kept (in ``bind``) only once it reaches an actor of this node, and only until
+            # that actor is forgotten: refs made for any key a peer names must not pile up.
             shard = self.placement.shard(type_name(actor_class), key, position)
-            ref = self._refs[target] = PlacedRef(self, actor_class, key, position, target, shard)
+            ref = PlacedRef(self, actor_class, key, position, target, shard)
         return ref
 
     def bind(self, ref: PlacedRef[Any]) -> VirtualRef[Any]:
-        """The local ``VirtualRef`` behind a placed ref (created on first use)."""
+        """The local ``VirtualRef`` behind a placed ref (created on first use, or again).
+
+        Again: after its actor was forgotten (``release``).
+        """
         local = self.registry.ref(ref._class, ref._key, ref._target)
         agent = local.agent_id
         if agent not in self.registry.placed:
             self.registry.place(agent, ref)
             self._agents[ref.shard].add(agent)
+            self._refs.setdefault(ref._target, ref)
         return local
+
+    def release_soon(self, agent: int) -> None:
+        """Forget ``agent`` (see ``release``) once the code that passivated it has run on."""
+        asyncio.get_running_loop().call_soon(self.release, agent)
+
+    def release(self, agent: int) -> None:
+        """Forget a placed actor that is passivated, idle and whose state is in the store.
+
+        Its ref, agent, revision and digest here, its key and agent in the registry: the next
+        message binds a new agent, which reads the state from the store before it activates
+        (one read per reactivation, the price of memory bounded by the active actors). Does
+        nothing while anything still refers to it: a write on its way, messages waiting for
+        its activation, a sender holding it (``VirtualRegistry.pin``), a transition.
+        """
+        registry = self.registry
+        if (
+            agent in self._writers
+            or agent in self._dirty
+            or agent in self._backlog
+            or not registry.releasable(agent)
+        ):
+            return
+        ref: PlacedRef[Any] = registry.placed[agent]
+        target = ref._target
+        registry.release(agent, target)
+        if self._refs.get(target) is ref:
+            del self._refs[target]
+        ref._local = None
+        agents = self._agents.get(ref.shard)
+        if agents is not None:
+            agents.discard(agent)
+            if not agents:
+                del self._agents[ref.shard]
+        self._revisions.pop(agent, None)
+        self._digests.pop(agent, None)
 
     def target_of(self, agent: int) -> str | None:
         """The virtual target of a local placed agent (refs to it sent in messages)."""
@@ -270,10 +325,12 @@ class ClusterState:
         ref = self.registry.placed[agent]
         if ref.shard in self._dropping:
             _log.error("placement.state_dropped", actor=ref._target, reason="lease lost")
-            return
+            return  # ``_lost`` forgets it
         if not data and not self._revisions.get(agent):
+            self.release_soon(agent)
             return  # nothing to keep, and nothing stored to overwrite
         if agent not in self._writers and self._digests.get(agent) == _digest(data):
+            self.release_soon(agent)
             return  # unchanged since this node read or wrote it: no write per passivation
         self._dirty[agent] = data
         if agent not in self._writers:
@@ -296,6 +353,7 @@ class ClusterState:
                     self._digests.pop(agent, None)
         finally:
             del self._writers[agent]
+        self.release(agent)  # written (or fenced: the store's state is the one to read next)
 
     async def _flush_writes(self, agents: list[int]) -> None:
         tasks = [self._writers[a] for a in agents if a in self._writers]
@@ -314,6 +372,11 @@ class ClusterState:
                 await asyncio.gather(*(self.registry.passivate(a) for a in active))
             await self._flush_writes(agents)
             for agent in agents:  # next time, read the state the next owner leaves
+                if agent not in self.registry.placed:
+                    continue  # forgotten already
+                self.release(agent)
+                if agent not in self.registry.placed:
+                    continue  # forgotten now: its next activation reads the store
                 self.registry.refetch(agent)
                 self._revisions.pop(agent, None)
                 self._digests.pop(agent, None)
@@ -363,7 +426,7 @@ class ClusterState:
         self._deliver(ref, Entry(message, future, context), envelope)
 
     def _deliver(self, ref: PlacedRef[Any], item: Any, envelope: Tell | Ask) -> None:
-        local = ref._local or ref._bind()
+        local = ref._bound()
         agent = local.agent_id
         cell = self.registry.cells.get(agent)
         if cell is not None and cell.accepting and agent not in self._backlog:
@@ -477,10 +540,20 @@ class PlacedRef(Generic[A]):
         local = self._local = self._cluster.bind(self)
         return local
 
+    def _bound(self) -> VirtualRef[A]:
+        """The local ref, bound again if its actor was forgotten meanwhile.
+
+        Agent ids are not reused: an agent still placed is the one this ref bound.
+        """
+        local = self._local
+        if local is None or local.agent_id not in self._cluster.registry.placed:
+            local = self._bind()
+        return local
+
     @property
     def agent_id(self) -> int:
         """Id of the actor in this node's ``AgentTree``."""
-        return (self._local or self._bind()).agent_id
+        return self._bound().agent_id
 
     @property
     def is_active(self) -> bool:
@@ -502,7 +575,7 @@ class PlacedRef(Generic[A]):
             check_send(self._class, self.path)
         cluster = self._cluster
         if cluster.leases.valid(self.shard):
-            (self._local or self._bind()).tell_nowait(message)
+            self._bound().tell_nowait(message)
             cluster.sent_local += 1
             return
         owner = cluster.leases.owner(self.shard)
@@ -542,7 +615,7 @@ class PlacedRef(Generic[A]):
         loop = asyncio.get_running_loop()
         while True:
             if leases.valid(self.shard):
-                local = self._local or self._bind()
+                local = self._bound()
                 try:
                     await local.tell(message)
                     cluster.sent_local += 1
@@ -619,7 +692,7 @@ class PlacedRef(Generic[A]):
                 raise TimeoutError(f"ask to {self._target} got no reply within {timeout:g} s")
             try:
                 if leases.valid(self.shard):
-                    local = self._local or self._bind()
+                    local = self._bound()
                     result = await local.ask(message, timeout=remaining)
                     cluster.sent_local += 1
                     return result

@@ -501,6 +501,16 @@ impl AgentTree {
         self.lock().load_parsed(id, token).map_pyerr()
     }
 
+    /// Forget the compressed, childless spawned agent ``id`` for good: its token and its
+    /// record are dropped, and its id names no agent from then on (``UnknownAgentError``; ids
+    /// are never reused). For states kept elsewhere, read back on the next use. Raises
+    /// ``AgentStateError`` unless it is compressed, ``InvalidArgumentError`` for a batch node
+    /// or an agent with children.
+    fn forget(&self, id: &Bound<'_, PyAny>) -> PyResult<()> {
+        let id = uint_arg(id, "id")?;
+        self.lock().forget(id).map_pyerr()
+    }
+
     /// The ids of the children of ``id`` that exist now, in ordinal order, listed lazily: a
     /// batch node's own children, then spawned children and batch blocks. Nothing is
     /// materialized.

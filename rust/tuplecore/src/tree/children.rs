@@ -14,17 +14,20 @@ pub struct ChildCursor {
     /// Ids left in the current block (a batch block, a single spawned child, or the intrinsic
     /// children of a batch node).
     block: Range<u64>,
-    next_entry: usize,
-    end_entry: usize,
+    /// The next family entry is the first whose id is at least this (entries are sorted by id,
+    /// and an id survives the removal of other entries where an index would not).
+    next_from: u64,
+    /// Entries from this id on were added after the cursor was made.
+    end: u64,
 }
 
 impl ChildCursor {
-    pub(super) fn new(parent: u64, intrinsic: Range<u64>, end_entry: usize) -> Self {
+    pub(super) fn new(parent: u64, intrinsic: Range<u64>, end: u64) -> Self {
         ChildCursor {
             parent,
             block: intrinsic,
-            next_entry: 0,
-            end_entry,
+            next_from: 0,
+            end,
         }
     }
 
@@ -34,15 +37,13 @@ impl ChildCursor {
             if let Some(id) = self.block.next() {
                 return Some(id);
             }
-            if self.next_entry >= self.end_entry {
+            let entries = &tree.families.get(&self.parent)?.entries;
+            let at = entries.partition_point(|&e| e < self.next_from);
+            let entry = *entries.get(at)?;
+            if entry >= self.end {
                 return None;
             }
-            let entry = *tree
-                .families
-                .get(&self.parent)?
-                .entries
-                .get(self.next_entry)?;
-            self.next_entry += 1;
+            self.next_from = entry + 1;
             self.block = match tree.batch_starting_at(entry) {
                 Some(batch) => batch.first_id..batch.first_id + batch.branching,
                 None => entry..entry + 1,

@@ -22,7 +22,9 @@ impl AgentTree {
         if id >= self.next_id {
             return Err(Error::UnknownAgent { id });
         }
-        // Every id below `next_id` that is not materialized is a virtual batch node.
+        // Every id below `next_id` that is not materialized is a virtual batch node, or a
+        // forgotten spawned agent (refused).
+        self.place(id)?;
         if !self.table.has_room() {
             return Err(slots_exhausted());
         }

@@ -1,7 +1,7 @@
 //! A lazily described agent hierarchy where a million agents cost almost nothing.
 //!
 //! Ids are `u64`, handed out in order and never reused; every id below the next one to hand out
-//! names an agent. An agent is
+//! names an agent, except the spawned agents [`AgentTree::forget`] dropped. An agent is
 //!
 //! * **virtual**: a node of a batch (see [`AgentTree::batch_spawn`]) never touched. It costs
 //!   nothing: its parent, kind, depth and path are computed from the batch record.
@@ -41,6 +41,8 @@ pub use types::{AgentInfo, BatchInfo, Status, TreeStats};
 
 /// Id of the root agent.
 pub const ROOT: u64 = 0;
+/// Kind of a forgotten spawned record (never an interned kind: those count up from 0).
+const FORGOTTEN: u32 = u32::MAX;
 /// Kind of the root agent.
 pub const ROOT_KIND: &str = "root";
 /// Default number of Hilbert dimensions.
@@ -62,8 +64,11 @@ struct Spawned {
 /// have such children.
 #[derive(Debug, Default)]
 struct Family {
-    /// Ordinal of the next child; also the number of children, batch-intrinsic ones included.
+    /// Ordinal of the next child; also the number of children ever given, batch-intrinsic ones
+    /// included.
     next_ordinal: u64,
+    /// Children forgotten since (ordinals are not reused).
+    forgotten: u64,
     /// In ordinal order: the id of a spawned child, or the `first_id` of a batch (which stands
     /// for its `branching` level-1 nodes).
     entries: Vec<u64>,
@@ -118,8 +123,13 @@ pub struct AgentTree {
     table: Table,
     active: u64,
     compressed: u64,
-    /// Spawned agents, sorted by id (ids only grow).
+    /// Spawned agents, sorted by id (ids only grow); forgotten ones have kind `FORGOTTEN` until
+    /// the next compaction drops them.
     spawned: Vec<Spawned>,
+    /// Forgotten records still in `spawned`.
+    tombstones: usize,
+    /// Agents forgotten so far.
+    forgotten: u64,
     /// Batches, sorted by `first_id`.
     batches: Vec<Batch>,
     families: FxHashMap<u64, Family>,
@@ -174,6 +184,8 @@ impl AgentTree {
             active: 1,
             compressed: 0,
             spawned: Vec::new(),
+            tombstones: 0,
+            forgotten: 0,
             batches: Vec::new(),
             families: FxHashMap::default(),
         })
@@ -191,22 +203,22 @@ impl AgentTree {
 
     /// Number of agents (virtual and materialized), the root included.
     pub fn total(&self) -> u64 {
-        self.next_id
+        self.next_id - self.forgotten
     }
 
-    /// Whether `id` names an agent.
+    /// Whether `id` names an agent (a forgotten one does not).
     pub fn contains(&self, id: u64) -> bool {
-        id < self.next_id
+        self.place(id).is_ok()
     }
 
     /// Counts of agents by status.
     pub fn stats(&self) -> TreeStats {
         let materialized = self.table.len() as u64;
         TreeStats {
-            virtual_agents: self.next_id - materialized,
+            virtual_agents: self.next_id - self.forgotten - materialized,
             active: self.active,
             compressed: self.compressed,
-            total: self.next_id,
+            total: self.next_id - self.forgotten,
             materialized,
             batches: self.batches.len() as u64,
         }
@@ -307,6 +319,60 @@ impl AgentTree {
             leaf_first_id: next_id - leaves,
             leaves,
         })
+    }
+
+    /// Forget the compressed, childless spawned agent `id` for good: its token, its entry and
+    /// its record go, its id is never handed out again and names no agent from then on
+    /// (`UnknownAgent`). The caller keeps its state elsewhere (a store it reads back from).
+    /// Costs O(1) amortized plus O(children of its parent) to drop it from their list.
+    pub fn forget(&mut self, id: u64) -> Result<()> {
+        let i = match self.place(id)? {
+            Place::Spawned(i) => i,
+            Place::Root => {
+                return Err(state_error(id, Status::Active, "forget the root"));
+            }
+            Place::Batch(..) => {
+                return Err(Error::InvalidArgument {
+                    detail: format!(
+                        "agent {id} is a batch node: only spawned agents are forgotten"
+                    ),
+                });
+            }
+        };
+        let pos = match self.status(id)? {
+            Status::Compressed => self.table.find(id).ok_or(Error::UnknownAgent { id })?,
+            status => {
+                return Err(state_error(id, status, "forget it (compress it first)"));
+            }
+        };
+        if self
+            .families
+            .get(&id)
+            .is_some_and(|f| !f.entries.is_empty())
+        {
+            return Err(Error::InvalidArgument {
+                detail: format!("agent {id} has children: only a childless agent is forgotten"),
+            });
+        }
+        // Nothing can fail from here on.
+        self.table.remove(pos);
+        self.compressed -= 1;
+        self.families.remove(&id);
+        let parent = self.spawned[i].parent;
+        if let Some(family) = self.families.get_mut(&parent) {
+            if let Ok(at) = family.entries.binary_search(&id) {
+                family.entries.remove(at);
+            }
+            family.forgotten += 1;
+        }
+        self.spawned[i].kind = FORGOTTEN;
+        self.tombstones += 1;
+        self.forgotten += 1;
+        if self.tombstones > 64 && self.tombstones * 2 > self.spawned.len() {
+            self.spawned.retain(|s| s.kind != FORGOTTEN);
+            self.tombstones = 0;
+        }
+        Ok(())
     }
 
     /// Ordinal the next child of `parent` gets.

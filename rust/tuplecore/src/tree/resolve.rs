@@ -1,6 +1,6 @@
 //! Resolving ids: where an id is described, and everything computed from that.
 
-use super::{AgentInfo, AgentTree, Batch, ChildCursor, Children, Place, Status, ROOT};
+use super::{AgentInfo, AgentTree, Batch, ChildCursor, Children, Place, Status, FORGOTTEN, ROOT};
 use crate::{Error, Result};
 
 impl AgentTree {
@@ -13,12 +13,15 @@ impl AgentTree {
             return Err(Error::UnknownAgent { id });
         }
         if let Ok(i) = self.spawned.binary_search_by_key(&id, |s| s.id) {
+            if self.spawned[i].kind == FORGOTTEN {
+                return Err(Error::UnknownAgent { id });
+            }
             return Ok(Place::Spawned(i));
         }
         let b = self.batches.partition_point(|b| b.first_id <= id);
         match b.checked_sub(1).map(|b| (b, &self.batches[b])) {
             Some((b, batch)) if batch.contains(id) => Ok(Place::Batch(b, batch.locate(id))),
-            // Unreachable: every id below `next_id` is the root, spawned, or in a batch.
+            // A forgotten spawned agent whose record was compacted away.
             _ => Err(Error::UnknownAgent { id }),
         }
     }
@@ -129,8 +132,7 @@ impl AgentTree {
         match self.table.find(id) {
             Some(pos) if self.table.is_compressed(pos) => Ok(Status::Compressed),
             Some(_) => Ok(Status::Active),
-            None if id < self.next_id => Ok(Status::Virtual),
-            None => Err(Error::UnknownAgent { id }),
+            None => self.place(id).map(|_| Status::Virtual),
         }
     }
 
@@ -154,8 +156,11 @@ impl AgentTree {
     /// arithmetic: nothing is materialized.
     pub fn child_cursor(&self, id: u64) -> Result<ChildCursor> {
         self.place(id)?;
-        let entries = self.families.get(&id).map_or(0, |f| f.entries.len());
-        Ok(ChildCursor::new(id, self.intrinsic_children(id), entries))
+        Ok(ChildCursor::new(
+            id,
+            self.intrinsic_children(id),
+            self.next_id,
+        ))
     }
 
     /// Iterator over the children of `id` (see [`AgentTree::child_cursor`]).
@@ -166,6 +171,7 @@ impl AgentTree {
     /// Number of children of `id`.
     pub fn child_count(&self, id: u64) -> Result<u64> {
         self.place(id)?;
-        Ok(self.next_ordinal(id))
+        let forgotten = self.families.get(&id).map_or(0, |f| f.forgotten);
+        Ok(self.next_ordinal(id) - forgotten)
     }
 }

@@ -5,8 +5,9 @@
 //! linked, by table position, from least (`head`) to most (`tail`) recently used, so `touch` costs
 //! one probe plus the relinking: no second index, no separate node array. Compressed agents and
 //! the root are detached (`prev == DETACHED`); a compressed entry keeps in `next` the index of its
-//! token in a slab. Entries are never removed (materialized agents stay materialized), so linear
-//! probing needs no tombstones. Growing rehashes every entry and translates the links.
+//! token in a slab. A forgotten agent's entry is removed by backward-shift deletion (the
+//! entries after it that may move closer to home do, their links translated), so linear probing
+//! needs no tombstones. Growing rehashes every entry and translates the links.
 //!
 //! Positions are valid until the next insertion (which may grow the table).
 
@@ -197,6 +198,51 @@ impl Table {
         self.tokens[slot as usize] = None;
         self.free_tokens.push(slot);
         self.link_tail(pos);
+    }
+
+    /// Remove the compressed agent at `pos`, dropping its token. Entries of its probe run move
+    /// back (backward-shift deletion): positions of other entries may change.
+    pub(super) fn remove(&mut self, pos: Pos) {
+        debug_assert!(self.is_compressed(pos), "remove of an active entry");
+        let slot = self.entries[pos as usize].next;
+        self.tokens[slot as usize] = None;
+        self.free_tokens.push(slot);
+        let mask = self.entries.len() - 1;
+        let mut hole = pos as usize;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let entry = self.entries[j];
+            if entry.id == VACANT_ID {
+                break;
+            }
+            // The entry at `j` may fill the hole unless its home lies cyclically in (hole, j].
+            let displaced = j.wrapping_sub(self.home(entry.id)) & mask;
+            let behind_hole = j.wrapping_sub(hole) & mask;
+            if displaced >= behind_hole {
+                self.entries[hole] = entry;
+                if entry.prev != DETACHED {
+                    self.relink(entry, hole as Pos);
+                }
+                hole = j;
+            }
+        }
+        self.entries[hole] = VACANT;
+        self.len -= 1;
+    }
+
+    /// Point the list neighbours of the linked `entry` at its new position `pos`.
+    fn relink(&mut self, entry: Entry, pos: Pos) {
+        if entry.prev == NIL {
+            self.head = pos;
+        } else {
+            self.entries[entry.prev as usize].next = pos;
+        }
+        if entry.next == NIL {
+            self.tail = pos;
+        } else {
+            self.entries[entry.next as usize].prev = pos;
+        }
     }
 
     /// Ids of the `count` least recently used linked agents, oldest first (fewer if the list is

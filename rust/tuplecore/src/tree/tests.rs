@@ -778,3 +778,130 @@ proptest! {
         check_structure(&t, &m);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Forgetting
+
+#[test]
+fn forget_drops_a_compressed_spawned_agent_for_good() {
+    let mut t = tree();
+    let keep = t.spawn(ROOT, "k").unwrap();
+    let gone = t.spawn(ROOT, "k").unwrap();
+    let after = t.spawn(ROOT, "k").unwrap();
+    // Only a compressed agent can be forgotten; nothing changes on refusal.
+    assert_eq!(state_of(&t.forget(gone)), Some("active"));
+    assert_eq!(state_of(&t.forget(ROOT)), Some("active"));
+    t.compress(gone, b"state").unwrap();
+    let before = t.stats();
+    t.forget(gone).unwrap();
+    assert!(is_unknown(&t.status(gone), gone));
+    assert!(is_unknown(&t.touch(gone), gone));
+    assert!(is_unknown(&t.restore(gone), gone));
+    assert!(is_unknown(&t.load_token(gone, b""), gone));
+    assert!(is_unknown(&t.forget(gone), gone));
+    assert!(!t.contains(gone));
+    let s = t.stats();
+    assert_eq!(s.compressed, before.compressed - 1);
+    assert_eq!(s.materialized, before.materialized - 1);
+    assert_eq!(s.total, before.total - 1);
+    assert_eq!(s.virtual_agents, before.virtual_agents);
+    assert_eq!(
+        t.children(ROOT).unwrap().collect::<Vec<_>>(),
+        vec![keep, after]
+    );
+    assert_eq!(t.child_count(ROOT).unwrap(), 2);
+    // The others keep their place; a new agent gets a new id.
+    assert_eq!(t.path(after).unwrap(), vec![2]);
+    assert!(t.spawn(ROOT, "k").unwrap() > after);
+}
+
+#[test]
+fn forget_refuses_batch_nodes_and_parents() {
+    let mut t = tree();
+    let info = t.batch_spawn(ROOT, "b", 1, 2).unwrap();
+    t.touch(info.first_id).unwrap();
+    t.compress(info.first_id, b"").unwrap();
+    assert!(matches!(
+        t.forget(info.first_id),
+        Err(Error::InvalidArgument { .. })
+    ));
+    let parent = t.spawn(ROOT, "p").unwrap();
+    let child = t.spawn(parent, "c").unwrap();
+    t.compress(parent, b"").unwrap();
+    assert!(matches!(
+        t.forget(parent),
+        Err(Error::InvalidArgument { .. })
+    ));
+    t.compress(child, b"").unwrap();
+    t.forget(child).unwrap();
+    t.forget(parent).unwrap();
+    assert!(is_unknown(&t.info(parent), parent));
+}
+
+#[test]
+fn a_cursor_survives_forgetting_the_children_it_did_not_reach() {
+    let mut t = tree();
+    let ids: Vec<u64> = (0..6).map(|_| t.spawn(ROOT, "k").unwrap()).collect();
+    let mut cursor = t.child_cursor(ROOT).unwrap();
+    assert_eq!(cursor.next(&t), Some(ids[0]));
+    assert_eq!(cursor.next(&t), Some(ids[1]));
+    for &id in &[ids[0], ids[3]] {
+        t.compress(id, b"").unwrap();
+        t.forget(id).unwrap();
+    }
+    let rest: Vec<u64> = std::iter::from_fn(|| cursor.next(&t)).collect();
+    assert_eq!(rest, vec![ids[2], ids[4], ids[5]]);
+}
+
+proptest! {
+    /// Forgetting many agents (the table's backward shifts, the records' compaction) keeps
+    /// every other agent's status, LRU order and state.
+    #[test]
+    fn forgetting_keeps_the_others_intact(ops in proptest::collection::vec(0u8..4, 1..400)) {
+        let mut t = tree();
+        let mut model: HashMap<u64, Option<Vec<u8>>> = HashMap::new(); // None: active
+        let mut order: Vec<u64> = Vec::new(); // active, least recently used first
+        for (n, op) in ops.into_iter().enumerate() {
+            let pick = |m: &HashMap<u64, Option<Vec<u8>>>, want: bool| {
+                let mut ids: Vec<u64> = m
+                    .iter()
+                    .filter(|(_, s)| s.is_some() == want)
+                    .map(|(&id, _)| id)
+                    .collect();
+                ids.sort_unstable();
+                ids.get(n % ids.len().max(1)).copied()
+            };
+            match op {
+                0 => {
+                    let id = t.spawn(ROOT, "k").unwrap();
+                    model.insert(id, None);
+                    order.push(id);
+                }
+                1 => if let Some(id) = pick(&model, false) {
+                    let state = n.to_le_bytes().to_vec();
+                    t.compress(id, &state).unwrap();
+                    model.insert(id, Some(state));
+                    order.retain(|&a| a != id);
+                },
+                2 => if let Some(id) = pick(&model, true) {
+                    t.forget(id).unwrap();
+                    model.remove(&id);
+                },
+                _ => if let Some(id) = pick(&model, false) {
+                    t.touch(id).unwrap();
+                    order.retain(|&a| a != id);
+                    order.push(id);
+                },
+            }
+        }
+        prop_assert_eq!(t.prune(1), order.clone());
+        prop_assert_eq!(t.stats().materialized, model.len() as u64 + 1);
+        for (&id, state) in &model {
+            if let Some(state) = state {
+                prop_assert_eq!(&t.token(id).unwrap().decode(id).unwrap(), state);
+            } else {
+                prop_assert_eq!(t.status(id).unwrap(), Status::Active);
+            }
+        }
+    }
+}
