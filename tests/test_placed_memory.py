@@ -13,10 +13,15 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import msgspec
+import nats
 import pytest
 
 from helpers import Add, Get, unique, until
 from swarm_actors import ActorSystem, Passivation
+from swarm_actors._core._messages import type_name
+from swarm_actors._nats._cluster import virtual_target
+from swarm_actors._nats._wire import TellOut, frame
 from swarm_actors.cluster import Cluster
 from swarm_actors.testing import NatsServer
 from transport_peer import Tally
@@ -101,3 +106,66 @@ async def test_messages_racing_the_forgetting_are_not_lost(nats_server: NatsServ
             assert await ref.ask(Get(), timeout=10) == rounds
         fresh = [system.placed(Tally, key) for key in ("left", "right", "third")]
         assert [await ref.ask(Get(), timeout=10) for ref in fresh] == [rounds] * 3
+
+
+FLOOD = 5000
+
+
+@pytest.mark.asyncio
+async def test_a_flood_of_distinct_keys_from_a_plain_client_leaves_nothing_behind(
+    nats_server: NatsServer,
+) -> None:
+    # Issue 11 item 5's attack: a client that is no node (plain nats-py, no credentials on an
+    # open server) tells thousands of distinct virtual keys into a node's subject. Every tell is
+    # handled, and once the actors passivate the node keeps nothing per key. Its tables keep
+    # the size of their peak (a dict does not shrink until its next insertions), which is
+    # bounded by how many keys are in flight at once, not by how many were ever seen: so the
+    # first two floods reach that peak, and a third flood of as many new keys must leave
+    # nothing more behind.
+    encoder = msgspec.msgpack.Encoder()
+    wire_type = type_name(Add)
+    class_name = type_name(Tally)
+    async with placed_node(nats_server, IDLE) as system:
+        client = await nats.connect(nats_server.url)
+        subject = f"swarm.node.{system.node}"
+
+        async def flood(prefix: str) -> None:
+            activations = system.virtual_stats().activations
+            for start in range(0, FLOOD, 500):  # frames of 500 tells, as a fast sender would
+                tells = [
+                    TellOut(
+                        virtual_target(class_name, f"{prefix}{i}", None), wire_type, Add(1), "", ""
+                    )
+                    for i in range(start, start + 500)
+                ]
+                await client.publish(subject, frame(tells, encoder))
+            await client.flush()
+            await until(
+                lambda: system.virtual_stats().activations >= activations + FLOOD,
+                60,
+                f"every {prefix} key activated",
+            )
+            await until(lambda: forgotten(system), 30, f"every {prefix} key to be forgotten")
+
+        try:
+            # Traced from the start: a table allocated untraced and resized later would show
+            # as growth (its replacement is traced, its release is not).
+            tracemalloc.start()
+            try:
+                await flood("first-")
+                await flood("second-")
+                gc.collect()
+                before = tracemalloc.take_snapshot()
+                await flood("third-")
+                gc.collect()
+                after = tracemalloc.take_snapshot()
+            finally:
+                tracemalloc.stop()
+        finally:
+            await client.close()
+        stats = after.compare_to(before, "lineno")
+        growth = sum(stat.size_diff for stat in stats)
+        top = "\n".join(str(stat) for stat in stats[:8])
+        assert growth < FLOOD * BYTES_PER_KEY, f"{growth} bytes kept for {FLOOD} keys:\n{top}"
+        assert system.placement_stats().remembered == 0
+        assert system.dead_letters == 0  # every tell was delivered, none dropped
