@@ -284,6 +284,8 @@ async def test_children_registry_and_subtree_stop() -> None:
             await system.start(Recorder, name="kid-0")
         with pytest.raises(ActorNameError):
             await system.start(Recorder, name="a/b")
+        with pytest.raises(ActorNameError):  # a subject token must not end in a newline
+            await system.start(Recorder, name="kid-9\n")
         await parent.stop()
         assert sorted(STOPPED) == ["/parent/kid-0", "/parent/kid-1"]
         assert system.actors() == []

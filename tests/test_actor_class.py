@@ -308,7 +308,7 @@ async def test_an_explicit_role_is_kept_and_inherited() -> None:
     assert PlainChild.role == "plainchild"
 
 
-@pytest.mark.parametrize("role", ["", "a b", "x" * 65, "é"])
+@pytest.mark.parametrize("role", ["", "a b", "x" * 65, "é", "r\n"])
 async def test_a_bad_role_is_refused(role: str) -> None:
     with pytest.raises(ValueError, match="role must be") as info:
 

@@ -245,6 +245,7 @@ class _Echo(swarm_actors.Actor):
         lambda: swarm_actors.Signals(health_interval=0),
         lambda: swarm_actors.Signals(virtual=1),  # type: ignore[arg-type]
         lambda: swarm_actors.cluster.Cluster(node="has.dot"),
+        lambda: swarm_actors.cluster.Cluster(node="n1\n"),  # `$` would match before the newline
         lambda: swarm_actors.cluster.Cluster(node_ttl=0.5),
         lambda: swarm_actors.cluster.Cluster(replicas=6),
         lambda: swarm_actors.cluster.Cluster(placement="hilbert"),  # type: ignore[arg-type]

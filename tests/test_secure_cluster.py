@@ -387,6 +387,8 @@ def test_permissions_are_validated_value_objects() -> None:
         lambda: ResponsePermission(expires=0),
         lambda: NkeyUser(nkey="SUAAAA"),  # a seed is not a public key
         lambda: node_permissions("has.dot"),
+        lambda: node_permissions("a\n"),  # a newline would end the config line
+        lambda: Permissions(publish=("audit.>\n",)),
         lambda: write_cluster_credentials([], "/nonexistent"),
         lambda: write_cluster_credentials(["a", "a"], "/nonexistent"),
     ]

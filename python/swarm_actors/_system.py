@@ -57,7 +57,7 @@ log = get_logger("swarm_actors")
 DEFAULT_JOURNAL_EVENTS = 100_000
 """Events the default in-process journal keeps (the oldest are dropped first)."""
 
-_NAME = re.compile(r"^[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}$")
+_NAME = re.compile(r"\A[A-Za-z0-9_.:@+=-][A-Za-z0-9_.:@+=~-]{0,199}\Z")
 
 Nats = str | Sequence[str] | NatsOptions
 """What ``nats=`` takes: ``"embedded"``, a server URL, a sequence of URLs, or ``NatsOptions``."""

@@ -45,7 +45,7 @@ def checks_sends() -> bool:
     return sender is not None and sender.grant is not None
 
 
-_ROLE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_ROLE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 
 def valid_role(role: object) -> bool:

@@ -56,8 +56,8 @@ SWARM_BUCKETS = ("swarm_names", "swarm_nodes", "swarm_shards", "swarm_state")
 ALL_EVENTS_SUBJECTS = "swarm.events.>"
 """The subjects of the default journal (``SWARM_EVENTS``)."""
 
-_NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_SUBJECT = re.compile(r"^[^\s.]+(\.[^\s.]+)*$")
+_NODE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
+_SUBJECT = re.compile(r"\A[^\s.]+(\.[^\s.]+)*\Z")
 
 
 def _check_node(node: str) -> str:

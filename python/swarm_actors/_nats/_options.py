@@ -19,7 +19,7 @@ __all__ = ["DEFAULT_NODE_TTL", "Cluster"]
 DEFAULT_NODE_TTL = 10.0
 """Seconds without a heartbeat after which a node counts as dead (its names can be taken)."""
 
-_NODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_NODE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
