@@ -17,6 +17,7 @@ a script).
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -203,3 +204,33 @@ class Fail(msgspec.Struct):
 
 class Unknown(msgspec.Struct):
     """A message no test actor has a handler for."""
+
+
+@asynccontextmanager
+async def ready_process(
+    *args: str, stdin: bool = False
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``python *args`` in another process, once it prints ``ready`` (30 s); killed after.
+
+    Its stdout and stderr are read up to that line; if it ends before it, the test fails with
+    what it printed.
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        *args,
+        stdin=asyncio.subprocess.PIPE if stdin else None,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert proc.stdout is not None
+        output = []
+        async with asyncio.timeout(30):
+            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
+                output.append(line)
+        assert line.strip() == b"ready", b"".join(output).decode()
+        yield proc
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -11,7 +11,6 @@ here, so that it can be SIGKILLed (no clean-up, no last write).
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client
 
-from helpers import Add, Get, unique, until, until_async
+from helpers import Add, Get, ready_process, unique, until, until_async
 from swarm_actors import ActorSystem
 from swarm_actors.cluster import Cluster, PlacedRef
 from swarm_actors.testing import NatsServer
@@ -53,29 +52,8 @@ asyncio.run(main())
 @asynccontextmanager
 async def owner(url: str, node: str) -> AsyncIterator[asyncio.subprocess.Process]:
     """The owner node in another process; killed after."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        OWNER,
-        url,
-        node,
-        str(TTL),
-        str(Path(__file__).parent),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        assert proc.stdout is not None
-        output = []
-        async with asyncio.timeout(30):
-            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-                output.append(line)
-        assert line.strip() == b"ready", b"".join(output).decode()
+    async with ready_process("-c", OWNER, url, node, str(TTL), str(Path(__file__).parent)) as proc:
         yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 def leases(system: ActorSystem) -> Any:

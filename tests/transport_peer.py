@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from helpers import Add, Get
+from helpers import Add, Get, ready_process
 from swarm_actors import Actor, ActorSystem, Passivation, Ref, handler
 from swarm_actors.cluster import Cluster
 
@@ -120,29 +120,8 @@ async def peer(
     url: str, node: str, name: str, ttl: float = 10.0
 ) -> AsyncIterator[asyncio.subprocess.Process]:
     """This script in another process, serving ``Counter`` ``name`` on ``node``; killed after."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(Path(__file__)),
-        url,
-        node,
-        name,
-        str(ttl),
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        assert proc.stdout is not None
-        output = []
-        async with asyncio.timeout(30):
-            while (line := await proc.stdout.readline()) and line.strip() != b"ready":
-                output.append(line)
-        assert line.strip() == b"ready", b"".join(output).decode()
+    async with ready_process(str(Path(__file__)), url, node, name, str(ttl), stdin=True) as proc:
         yield proc
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def serve(url: str, node: str, name: str, ttl: float) -> None:
