@@ -653,14 +653,20 @@ async def test_configure_false_uses_an_existing_stream_as_it_is(
 
 
 def refuse_placement(
-    monkeypatch: pytest.MonkeyPatch, stream: str, times: int, description: str
+    monkeypatch: pytest.MonkeyPatch,
+    stream: str,
+    times: int,
+    description: str,
+    *,
+    err_code: int = 10005,
+    server_error: bool = False,
 ) -> list[float]:
     """Make the server's first ``times`` creations of ``stream`` fail with "no suitable peers".
 
     What a replicated stream gets from a cluster whose meta leader has not yet heard from a
     peer (seen on CI moments after the cluster formed). Returns the times of the attempts.
     """
-    from nats.js.errors import BadRequestError
+    from nats.js.errors import BadRequestError, ServerError
     from nats.js.manager import JetStreamManager
 
     real = JetStreamManager.add_stream
@@ -670,7 +676,9 @@ def refuse_placement(
         if config.name == stream:
             attempts.append(time.monotonic())
             if len(attempts) <= times:
-                raise BadRequestError(code=400, err_code=10005, description=description)
+                if server_error:
+                    raise ServerError(code=500, err_code=err_code, description=description)
+                raise BadRequestError(code=400, err_code=err_code, description=description)
         return await real(self, config, **params)
 
     monkeypatch.setattr(JetStreamManager, "add_stream", add_stream)
@@ -690,6 +698,30 @@ async def test_the_journal_waits_out_a_peer_not_yet_known_online(
     try:
         await journal.append(decision(unique_name, 1))
         assert len(attempts) == 4
+        assert await stored_count(nats_client, unique_name) == 1
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
+async def test_the_journal_retries_a_store_the_server_failed_to_create(
+    nats_client: Client, unique_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen once in CI: a loaded server answered a brand-new stream with this fixed sentence."""
+    attempts = refuse_placement(
+        monkeypatch,
+        unique_name,
+        2,
+        "error creating store for stream",
+        err_code=10049,
+        server_error=True,
+    )
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", timeout=10
+    )
+    try:
+        await journal.append(decision(unique_name, 1))
+        assert len(attempts) == 3
         assert await stored_count(nats_client, unique_name) == 1
     finally:
         await journal.close()

@@ -41,7 +41,13 @@ if TYPE_CHECKING:
     # nats-py costs ~40 ms to import: only code that connects pays for it.
     from nats.aio.client import Client
 
-__all__ = ["NatsOptions", "check_payload_size", "connect", "placement_pending"]
+__all__ = [
+    "NatsOptions",
+    "check_payload_size",
+    "connect",
+    "placement_pending",
+    "store_creation_failed",
+]
 
 _log = get_logger("swarm_actors.nats")
 
@@ -408,6 +414,12 @@ def check_payload_size(client: Client, size: int) -> None:
 # storage left) do not heal by waiting.
 _NO_PEERS_ERR_CODE = 10005
 
+# JetStream's "error creating store for stream" (err_code 10049, code 500). The server
+# hides the cause (it goes to its own log only); seen once in CI on a loaded machine, for a
+# stream name never used before, and other projects retry it too. Creating the stream is
+# idempotent, so trying again within the caller's timeout loses nothing.
+_STORE_FAILED_ERR_CODE = 10049
+
 
 def placement_pending(error: BaseException) -> bool:
     """True when JetStream refused a stream only because a peer is not yet known online."""
@@ -418,3 +430,10 @@ def placement_pending(error: BaseException) -> bool:
         and error.err_code == _NO_PEERS_ERR_CODE
         and "peer offline" in (error.description or "")
     )
+
+
+def store_creation_failed(error: BaseException) -> bool:
+    """True when JetStream answered "error creating store for stream" (worth one more try)."""
+    from nats.js.errors import APIError
+
+    return isinstance(error, APIError) and error.err_code == _STORE_FAILED_ERR_CODE

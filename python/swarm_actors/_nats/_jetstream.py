@@ -58,7 +58,13 @@ from swarm_actors._exceptions import (
 )
 from swarm_actors._log import get_logger
 from swarm_actors._nats._compat import fast_subscribe, unsubscribe_quietly
-from swarm_actors._nats._conn import NatsOptions, check_payload_size, connect, placement_pending
+from swarm_actors._nats._conn import (
+    NatsOptions,
+    check_payload_size,
+    connect,
+    placement_pending,
+    store_creation_failed,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -508,8 +514,9 @@ class JetStreamJournal:
         """A JetStream API call, retried while the cluster is between leaders (until timeout).
 
         Timeouts, "no responders" and 503 answers are what a leader election looks like
-        from here, and "no suitable peers: peer offline" what a cluster that formed moments
-        ago answers; they are retried with backoff. The last one is raised after ``timeout``.
+        from here, "no suitable peers: peer offline" what a cluster that formed moments ago
+        answers, and "error creating store for stream" what a loaded server sometimes answers
+        a new stream; they are retried with backoff. The last one is raised after ``timeout``.
         """
         from nats.errors import NoRespondersError
         from nats.errors import TimeoutError as NatsTimeoutError
@@ -531,7 +538,8 @@ class JetStreamJournal:
                     raise
                 _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
             except APIError as e:
-                if not placement_pending(e) or loop.time() + delay >= deadline:
+                retryable = placement_pending(e) or store_creation_failed(e)
+                if not retryable or loop.time() + delay >= deadline:
                     raise
                 _log.info("journal.api_retry", error=f"{type(e).__name__}: {e}")
             await asyncio.sleep(delay)
