@@ -33,8 +33,11 @@ One root, grouped by the part of the system that raises them::
     │   ├── JournalClosedError                 the journal is closed
     │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
     │   ├── JournalGapError                    a read crossed sequences missing from the journal
-    │   └── JournalWriteError                  the journal did not confirm storing some events
-    │       └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
+    │   ├── JournalWriteError                  the journal did not confirm storing some events
+    │   │   └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
+    │   └── BlobError                          the content-addressed blob store of large contents
+    │       ├── BlobNotFoundError (LookupError)    no blob is stored under the digest
+    │       └── BlobCorruptError (ValueError)      a stored blob no longer hashes to its digest
     ├── TransportError                 NATS connections, servers and remote calls
     │   ├── ConnectError                       no server answered within the connect timeout
     │   ├── AuthenticationError                a server refused the credentials
@@ -60,13 +63,13 @@ target's path), ``MessageCapabilityError`` also ``sender`` and ``AskCycleError``
 ``cycle`` of paths; event errors carry what
 they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
 ``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``;
-``JournalGapError``: ``first``, ``last``, ``missing``);
+``JournalGapError``: ``first``, ``last``, ``missing``; blob errors: ``digest``);
 ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
 ``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
 ``log_tail``; tool errors carry ``path`` (workspace paths, relative to the root),
 ``GitError`` the ``command``, ``returncode`` and ``stderr``, ``CheckTimeoutError`` the
-``result`` captured until the kill. Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and
-cancellation is never converted into one of these.
+``result`` captured until the kill. Timeouts raise the builtin ``TimeoutError``
+(``JournalTimeoutError`` is one) and cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
@@ -83,6 +86,9 @@ __all__ = [
     "ArityError",
     "AskCycleError",
     "AuthenticationError",
+    "BlobCorruptError",
+    "BlobError",
+    "BlobNotFoundError",
     "CapabilityError",
     "ChainBrokenError",
     "CheckTimeoutError",
@@ -539,6 +545,28 @@ class JournalWriteError(EventError):
 
 class JournalTimeoutError(JournalWriteError, TimeoutError):
     """The journal did not confirm every event within the append timeout (a ``TimeoutError``)."""
+
+
+class BlobError(EventError):
+    """The content-addressed blob store could not store or return a blob."""
+
+    digest: str
+    """The blob's SHA-256 hex digest."""
+
+    def __init__(self, message: str, *, digest: str) -> None:
+        super().__init__(message)
+        self.digest = digest
+
+
+class BlobNotFoundError(BlobError, LookupError):
+    """No blob is stored under the digest (never put, or put into another store)."""
+
+
+class BlobCorruptError(BlobError, ValueError):
+    """A stored blob no longer hashes to its digest: the file was altered or damaged on disk.
+
+    The blob is not returned. ``put`` of the original content repairs it.
+    """
 
 
 class ToolError(SwarmError):
