@@ -13,7 +13,7 @@ engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
 """
 
 from swarm_actors._public import publish as _publish
-from swarm_actors.tools._fs import BlobSink, Entry, Workspace
+from swarm_actors.tools._fs import Entry, Workspace
 from swarm_actors.tools._record import (
     FILE_CHANGE_TYPE,
     FILE_SYSTEM,
@@ -26,7 +26,6 @@ from swarm_actors.tools._record import (
 __all__ = [
     "FILE_CHANGE_TYPE",
     "FILE_SYSTEM",
-    "BlobSink",
     "Entry",
     "EventRecorder",
     "FileChange",
@@ -35,4 +34,4 @@ __all__ = [
     "decode_file_change",
 ]
 
-_publish(__name__, BlobSink, Entry, EventRecorder, FileChange, JournalRecorder, Workspace, decode_file_change)
+_publish(__name__, Entry, EventRecorder, FileChange, JournalRecorder, Workspace, decode_file_change)

@@ -56,7 +56,12 @@ def open_root(root: str | os.PathLike[str]) -> tuple[str, int, int]:
 
 
 def check_relative(path: str | os.PathLike[str]) -> str:
-    """``path`` as a string, if it can be a workspace path at all (relative, no NUL)."""
+    """``path`` as a string, if it can be a workspace path at all.
+
+    Relative, no NUL byte, and no ``..`` climbing above the root as written (checked before
+    anything is opened, so a missing directory does not hide an escape; links are checked
+    by the walk).
+    """
     text = os.fspath(path)
     if not isinstance(text, str):
         raise TypeError(f"a workspace path is a str or PathLike of str, not {type(text).__name__}")
@@ -67,6 +72,17 @@ def check_relative(path: str | os.PathLike[str]) -> str:
             f"absolute path {text!r} refused: give a path relative to the workspace root",
             path=text,
         )
+    depth = 0
+    for part in text.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                raise PathEscapeError(
+                    f"path {text!r} climbs above the root: it must stay inside the workspace",
+                    path=text,
+                )
+        elif part not in ("", "."):
+            depth += 1
     return text
 
 

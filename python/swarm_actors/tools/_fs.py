@@ -24,10 +24,11 @@ import stat
 import weakref
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import Final, Literal, Protocol
+from typing import Final, Literal
 
 import msgspec
 
+from swarm_actors._events._blobs import BlobStore
 from swarm_actors._events._journal import Journal
 from swarm_actors._events._schema import ChangeForm, StateChange
 from swarm_actors._exceptions import (
@@ -48,7 +49,7 @@ from swarm_actors.tools._record import (
     encode_file_change,
 )
 
-__all__ = ["BlobSink", "Entry", "Workspace"]
+__all__ = ["Entry", "Workspace"]
 
 log = get_logger("swarm_actors.tools")
 
@@ -57,14 +58,6 @@ _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
 _NO_EOL = "\\ No newline at end of file\n"
-
-
-class BlobSink(Protocol):
-    """Where large or binary contents go: stored once under a key derived from them."""
-
-    def put(self, data: bytes) -> str:
-        """Store ``data`` (once, however often it is put); its key."""
-        ...
 
 
 class Entry(msgspec.Struct, frozen=True):
@@ -127,7 +120,7 @@ class Workspace:
         journal: Journal | None = None,
         role: str = "tools",
         agent_id: str = "/tools/workspace",
-        blobs: BlobSink | None = None,
+        blobs: BlobStore | None = None,
         max_file_size: int = 16 << 20,
         inline_limit: int = 64 << 10,
     ) -> None:
@@ -373,7 +366,9 @@ class Workspace:
         with self._locate(path, make_parents=make_parents) as loc:
             before, mode = self._existing(loc)
             _replace(loc.parent, loc.name, data, mode)
-            return self._describe("create" if before is None else "write", loc.relative, before, data)
+            return self._describe(
+                "create" if before is None else "write", loc.relative, before, data
+            )
 
     def _delete(self, path: str | os.PathLike[str]) -> _Plan:
         with self._locate(path, follow_final=False) as loc:

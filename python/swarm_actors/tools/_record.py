@@ -113,6 +113,7 @@ class JournalRecorder:
         agent_id: str = "/tools",
         sequence: int = 0,
         head: bytes = b"",
+        run_id: str = "",
     ) -> None:
         self.journal = journal
         """The journal events go to."""
@@ -124,6 +125,8 @@ class JournalRecorder:
         """The last sequence recorded."""
         self.head = head
         """``hash`` of the last state change recorded (empty before the first)."""
+        self.run_id = run_id
+        """``run_id`` of the events: the run they belong to (empty: none)."""
         self._lock = threading.Lock()
 
     def record(self, payload: Payload) -> SwarmEvent:
@@ -132,7 +135,11 @@ class JournalRecorder:
             if type(payload) is StateChange:
                 payload = msgspec.structs.replace(payload, prev_hash=self.head)
             event = new_event(
-                payload, agent_role=self.role, agent_id=self.agent_id, sequence=self.sequence + 1
+                payload,
+                agent_role=self.role,
+                agent_id=self.agent_id,
+                sequence=self.sequence + 1,
+                run_id=self.run_id,
             )
             self.journal.append_nowait(event)
             self.sequence = event.sequence
