@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
-from helpers import until
 
+from helpers import until
 from swarm_actors.errors import (
     FileConflictError,
     FileTooLargeError,

@@ -21,7 +21,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from swarm_actors._exceptions import (
     NoSuchFileError,
@@ -186,10 +186,8 @@ def _enter(
     if info is None:
         if not make_parents:
             raise NoSuchFileError(f"no directory {name!r} on the path {shown!r}", path=shown)
-        try:
+        with suppress(FileExistsError):  # made meanwhile: open it below
             os.mkdir(name, 0o777, dir_fd=dir_fd)
-        except FileExistsError:
-            pass  # made meanwhile: open it below
     elif not stat.S_ISDIR(info.st_mode):
         raise SpecialFileError(f"{name!r} on the path {shown!r} is not a directory", path=shown)
     try:

@@ -23,7 +23,7 @@ import secrets
 import stat
 import weakref
 from collections.abc import Callable
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, suppress
 from typing import Final, Literal
 
 import msgspec
@@ -440,9 +440,7 @@ def _replace(parent: int, name: str, data: bytes, mode: int) -> None:
             os.close(fd)
         os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
     except BaseException:
-        try:
+        with suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=parent)
-        except FileNotFoundError:
-            pass
         raise
     os.fsync(parent)
