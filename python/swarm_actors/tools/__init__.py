@@ -3,16 +3,28 @@
 * ``Workspace``: read, write, list, move and delete files under one root, never outside it
   (``PathEscapeError``), with atomic writes; every change is a ``StateChange`` event
   (``FILE_SYSTEM``) whose ``data`` is a ``FileChange``.
+* ``Checks``: tests, linters and compilers as subprocesses with a timeout that kills their
+  process group, capped output, a cleaned environment and (where the machine allows) no
+  network; pytest's and ruff's machine output parsed; every run a ``ToolRun`` event.
 * ``JournalRecorder`` / ``EventRecorder``: where the tools' events go.
 
 Owns: ``_confine`` (walking a path without leaving the root), ``_fs`` (``Workspace``),
-``_record`` (recorders and the ``FileChange`` record).
+``_record`` (recorders and the ``FileChange`` record), ``_checks`` (``Checks``).
 
 May import: the standard library, msgspec, ``_events``, ``_exceptions`` and ``_log``; not the
 engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
 """
 
 from swarm_actors._public import publish as _publish
+from swarm_actors.tools._checks import (
+    DEFAULT_ENV,
+    CheckResult,
+    Checks,
+    CheckSummary,
+    network_isolation,
+    parse_junit,
+    parse_ruff,
+)
 from swarm_actors.tools._fs import Entry, Workspace
 from swarm_actors.tools._record import (
     FILE_CHANGE_TYPE,
@@ -24,14 +36,35 @@ from swarm_actors.tools._record import (
 )
 
 __all__ = [
+    "DEFAULT_ENV",
     "FILE_CHANGE_TYPE",
     "FILE_SYSTEM",
+    "CheckResult",
+    "CheckSummary",
+    "Checks",
     "Entry",
     "EventRecorder",
     "FileChange",
     "JournalRecorder",
     "Workspace",
     "decode_file_change",
+    "network_isolation",
+    "parse_junit",
+    "parse_ruff",
 ]
 
-_publish(__name__, Entry, EventRecorder, FileChange, JournalRecorder, Workspace, decode_file_change)
+_publish(
+    __name__,
+    CheckResult,
+    CheckSummary,
+    Checks,
+    Entry,
+    EventRecorder,
+    FileChange,
+    JournalRecorder,
+    Workspace,
+    decode_file_change,
+    network_isolation,
+    parse_junit,
+    parse_ruff,
+)
