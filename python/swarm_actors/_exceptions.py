@@ -53,7 +53,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── FileConflictError (FileExistsError)  a move onto a path that is already taken
     │   ├── FileTooLargeError (ValueError)     content over the workspace's size limit
     │   ├── GitError                           a git command failed; carries its stderr
-    │   └── CheckTimeoutError (TimeoutError)   a check outran its timeout; its process group was killed
+    │   └── CheckTimeoutError (TimeoutError)   a check ran past its timeout; its group was killed
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
