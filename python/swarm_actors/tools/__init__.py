@@ -6,10 +6,13 @@
 * ``Checks``: tests, linters and compilers as subprocesses with a timeout that kills their
   process group, capped output, a cleaned environment and (where the machine allows) no
   network; pytest's and ruff's machine output parsed; every run a ``ToolRun`` event.
+* ``GitRun``: a run's own branch in its own worktree of the user's repository (status, diff,
+  a commit per approved change); the user's branch, index and working tree are never touched.
 * ``JournalRecorder`` / ``EventRecorder``: where the tools' events go.
 
 Owns: ``_confine`` (walking a path without leaving the root), ``_fs`` (``Workspace``),
-``_record`` (recorders and the ``FileChange`` record), ``_checks`` (``Checks``).
+``_record`` (recorders and the ``FileChange`` record), ``_checks`` (``Checks``), ``_git``
+(``GitRun``), ``_proc`` (process groups).
 
 May import: the standard library, msgspec, ``_events``, ``_exceptions`` and ``_log``; not the
 engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
@@ -26,6 +29,7 @@ from swarm_actors.tools._checks import (
     parse_ruff,
 )
 from swarm_actors.tools._fs import Entry, Workspace
+from swarm_actors.tools._git import GitRun, GitStatus, git_command, is_repository
 from swarm_actors.tools._record import (
     FILE_CHANGE_TYPE,
     FILE_SYSTEM,
@@ -45,9 +49,13 @@ __all__ = [
     "Entry",
     "EventRecorder",
     "FileChange",
+    "GitRun",
+    "GitStatus",
     "JournalRecorder",
     "Workspace",
     "decode_file_change",
+    "git_command",
+    "is_repository",
     "network_isolation",
     "parse_junit",
     "parse_ruff",
@@ -61,9 +69,13 @@ _publish(
     Entry,
     EventRecorder,
     FileChange,
+    GitRun,
+    GitStatus,
     JournalRecorder,
     Workspace,
     decode_file_change,
+    git_command,
+    is_repository,
     network_isolation,
     parse_junit,
     parse_ruff,
