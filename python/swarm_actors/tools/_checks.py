@@ -432,6 +432,7 @@ class Checks:
     ) -> CheckResult:
         environment = self._environment(env, home)
         program = argv[0]
+        found: str | None
         if "/" in program:
             found = os.path.join(directory, program)
             found = found if os.access(found, os.X_OK) else None

@@ -16,6 +16,7 @@ even when the awaiting task was cancelled meanwhile (the change happened, so its
 from __future__ import annotations
 
 import asyncio
+import builtins
 import difflib
 import hashlib
 import os
@@ -177,7 +178,7 @@ class Workspace:
 
         return await asyncio.to_thread(probe)
 
-    async def list(self, path: str | os.PathLike[str] = ".") -> list[Entry]:
+    async def list(self, path: str | os.PathLike[str] = ".") -> builtins.list[Entry]:
         """The entries of the directory at ``path``, sorted by name (links not followed)."""
         return await asyncio.to_thread(self._list, path)
 
@@ -327,7 +328,7 @@ class Workspace:
         with self._locate(path) as loc:
             return self._read_at(loc)
 
-    def _list(self, path: str | os.PathLike[str]) -> list[Entry]:
+    def _list(self, path: str | os.PathLike[str]) -> builtins.list[Entry]:
         with self._locate(path, want_dir=True) as loc:
             entries = []
             with os.scandir(os.open(".", os.O_RDONLY | os.O_DIRECTORY, dir_fd=loc.parent)) as it:
