@@ -109,6 +109,9 @@ class Workspace:
     its blobs) is enough to undo the change: always for creations, diffs and stored blobs,
     not for a binary or large change made without ``blobs``.
 
+    ``durable=False`` skips the ``fsync`` calls: a write stays atomic for readers and against
+    a crash of the process, but a crash of the machine may lose it (scratch workspaces).
+
     The root's descriptor is held open: ``close()`` it (or use ``with``), else it is closed
     when the workspace is garbage-collected.
     """
@@ -124,6 +127,7 @@ class Workspace:
         blobs: BlobStore | None = None,
         max_file_size: int = 16 << 20,
         inline_limit: int = 64 << 10,
+        durable: bool = True,
     ) -> None:
         if recorder is not None and journal is not None:
             raise InvalidArgumentError("pass recorder= or journal=, not both")
@@ -142,6 +146,8 @@ class Workspace:
         """Largest file, in bytes, read or written."""
         self.inline_limit = inline_limit
         """Largest text, in bytes, whose diff goes inline in an event."""
+        self.durable = durable
+        """Whether changes are flushed to disk (``fsync``) before they count as done."""
 
     def close(self) -> None:
         """Close the root's descriptor; the workspace cannot be used afterwards."""
@@ -224,9 +230,12 @@ class Workspace:
         return plan.change
 
     def _record_done(self, future: asyncio.Future[_Plan]) -> None:
-        if future.cancelled() or future.exception() is not None or self.recorder is None:
+        if not future.cancelled() and future.exception() is None:
+            self._record_plan(future.result())
+
+    def _record_plan(self, plan: _Plan) -> None:
+        if self.recorder is None:
             return
-        plan = future.result()
         payload = StateChange(
             target_type=FILE_SYSTEM,
             target_resource=plan.change.path,
@@ -286,6 +295,10 @@ class Workspace:
         if not self._closer.alive:
             raise InvalidArgumentError(f"{self!r} is closed")
         return locate(self._fd, self._dev, path, **options)
+
+    def _sync(self, fd: int) -> None:
+        if self.durable:
+            os.fsync(fd)
 
     def _too_large(self, relative: str, size: int) -> FileTooLargeError:
         return FileTooLargeError(
@@ -366,7 +379,7 @@ class Workspace:
             raise self._too_large(os.fspath(path), len(data))
         with self._locate(path, make_parents=make_parents) as loc:
             before, mode = self._existing(loc)
-            _replace(loc.parent, loc.name, data, mode)
+            _replace(loc.parent, loc.name, data, mode, self.durable)
             return self._describe(
                 "create" if before is None else "write", loc.relative, before, data
             )
@@ -379,11 +392,11 @@ class Workspace:
             if stat.S_ISLNK(info.st_mode):
                 target = os.readlink(loc.name, dir_fd=loc.parent).encode()
                 os.unlink(loc.name, dir_fd=loc.parent)
-                os.fsync(loc.parent)
+                self._sync(loc.parent)
                 return self._describe("delete", loc.relative, target, None)
             before, _ = self._existing(loc)
             os.unlink(loc.name, dir_fd=loc.parent)
-            os.fsync(loc.parent)
+            self._sync(loc.parent)
             return self._describe("delete", loc.relative, before, None)
 
     def _move(
@@ -418,15 +431,15 @@ class Workspace:
                 if stat.S_ISDIR(existing.st_mode):
                     raise SpecialFileError(f"{dst.relative!r} is a directory", path=dst.relative)
             os.rename(src.name, dst.name, src_dir_fd=src.parent, dst_dir_fd=dst.parent)
-            os.fsync(dst.parent)
+            self._sync(dst.parent)
             if not os.path.samestat(os.fstat(src.parent), os.fstat(dst.parent)):
-                os.fsync(src.parent)
+                self._sync(src.parent)
             plan = self._describe("move", src.relative, content, content)
             change = msgspec.structs.replace(plan.change, to_path=dst.relative, diff="")
             return _Plan(change=change, reversible=existing is None)
 
 
-def _replace(parent: int, name: str, data: bytes, mode: int) -> None:
+def _replace(parent: int, name: str, data: bytes, mode: int, durable: bool) -> None:
     """Atomically make ``name`` in ``parent`` hold ``data``: temp file, fsync, rename, fsync."""
     temp = f".{name[:64]}.{secrets.token_hex(6)}{TEMP_SUFFIX}"
     fd = os.open(temp, _TEMP_FLAGS, 0o600, dir_fd=parent)
@@ -436,7 +449,8 @@ def _replace(parent: int, name: str, data: bytes, mode: int) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view[:_CHUNK]) :]
-            os.fsync(fd)
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.rename(temp, name, src_dir_fd=parent, dst_dir_fd=parent)
@@ -444,4 +458,5 @@ def _replace(parent: int, name: str, data: bytes, mode: int) -> None:
         with suppress(FileNotFoundError):
             os.unlink(temp, dir_fd=parent)
         raise
-    os.fsync(parent)
+    if durable:
+        os.fsync(parent)
