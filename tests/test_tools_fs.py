@@ -415,3 +415,24 @@ async def test_a_cancelled_write_still_records_its_event(
     monkeypatch.undo()
     assert (root / "slow.txt").read_text() == "done\n"
     assert changes(journal)[0][1].op == "create"
+
+
+async def test_durable_false_writes_atomically_without_fsync(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fsync(fd: int) -> None:
+        raise AssertionError("fsync called")
+
+    ws = Workspace(root, durable=False)
+    monkeypatch.setattr(os, "fsync", no_fsync)
+    await ws.write("a/f.txt", "one\n")
+    await ws.write("a/f.txt", "two\n")
+    await ws.move("a/f.txt", "g.txt")
+    assert (root / "g.txt").read_text() == "two\n"
+    await ws.delete("g.txt")
+    assert temporaries(root) == []
+    durable = Workspace(root)
+    with pytest.raises(AssertionError, match="fsync called"):
+        await durable.write("h.txt", "x")
+    assert temporaries(root) == []
+    assert not (root / "h.txt").exists()
