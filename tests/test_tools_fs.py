@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import stat
 import threading
 from collections.abc import AsyncIterator
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from helpers import until
 from swarm_actors.errors import (
@@ -32,8 +35,7 @@ from swarm_actors.tools import (
     Workspace,
     decode_file_change,
 )
-
-pytestmark = pytest.mark.asyncio
+from swarm_actors.tools._fs import unified_diff
 
 
 @pytest.fixture
@@ -88,6 +90,7 @@ def temporaries(root: Path) -> list[Path]:
         "/proc/self/environ",
     ],
 )
+@pytest.mark.asyncio
 async def test_paths_that_leave_the_root_are_refused(ws: Workspace, path: str) -> None:
     with pytest.raises(PathEscapeError) as info:
         await ws.read(path)
@@ -97,12 +100,14 @@ async def test_paths_that_leave_the_root_are_refused(ws: Workspace, path: str) -
     assert (Path(ws.root).parent / "outside" / "secret.txt").read_text() == "secret\n"
 
 
+@pytest.mark.asyncio
 async def test_dot_dot_that_stays_inside_is_fine(ws: Workspace) -> None:
     await ws.write("a/b/c.txt", "x")
     assert await ws.read("a/b/../b/./c.txt") == b"x"
     assert await ws.read("a/../a/b/c.txt") == b"x"
 
 
+@pytest.mark.asyncio
 async def test_a_symlink_in_the_middle_that_points_outside_is_refused(
     ws: Workspace, root: Path
 ) -> None:
@@ -118,6 +123,7 @@ async def test_a_symlink_in_the_middle_that_points_outside_is_refused(
     assert sorted(p.name for p in (root.parent / "outside").iterdir()) == ["secret.txt"]
 
 
+@pytest.mark.asyncio
 async def test_a_final_symlink_outside_is_refused_and_one_inside_is_followed(
     ws: Workspace, root: Path
 ) -> None:
@@ -138,6 +144,7 @@ async def test_a_final_symlink_outside_is_refused_and_one_inside_is_followed(
     assert (root.parent / "outside" / "secret.txt").exists()
 
 
+@pytest.mark.asyncio
 async def test_a_link_loop_is_a_tool_error_not_a_hang(ws: Workspace, root: Path) -> None:
     (root / "a").symlink_to("b")
     (root / "b").symlink_to("a")
@@ -145,6 +152,7 @@ async def test_a_link_loop_is_a_tool_error_not_a_hang(ws: Workspace, root: Path)
         await ws.read("a")
 
 
+@pytest.mark.asyncio
 async def test_proc_devices_and_fifos_are_refused(ws: Workspace, root: Path) -> None:
     (root / "p").symlink_to("/proc/self/environ")
     with pytest.raises(PathEscapeError):
@@ -153,6 +161,8 @@ async def test_proc_devices_and_fifos_are_refused(ws: Workspace, root: Path) -> 
         Workspace("/proc/self")
     with pytest.raises(PathEscapeError):
         Workspace("/dev")
+    if os.path.isdir("/dev/shm"):  # a plain tmpfs, not devices
+        Workspace("/dev/shm").close()
     os.mkfifo(root / "fifo")
     with pytest.raises(SpecialFileError):  # and does not block on the FIFO
         await ws.read("fifo")
@@ -171,6 +181,7 @@ async def test_proc_devices_and_fifos_are_refused(ws: Workspace, root: Path) -> 
         await ws.read(".")
 
 
+@pytest.mark.asyncio
 async def test_a_mount_point_inside_is_not_crossed(root: Path) -> None:
     # A directory on another device than the root's is refused. Mounting needs privileges, so
     # the walk is given a root device that no directory has: every directory is then "another
@@ -188,6 +199,7 @@ async def test_a_mount_point_inside_is_not_crossed(root: Path) -> None:
         os.close(fd)
 
 
+@pytest.mark.asyncio
 async def test_missing_files_and_directories(ws: Workspace, root: Path) -> None:
     with pytest.raises(NoSuchFileError):
         await ws.read("nope.txt")
@@ -207,6 +219,7 @@ async def test_missing_files_and_directories(ws: Workspace, root: Path) -> None:
 # --- atomic writes ----------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_a_write_interrupted_by_an_exception_leaves_the_old_file_and_no_temp(
     ws: Workspace, root: Path, journal: MemoryJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -224,6 +237,7 @@ async def test_a_write_interrupted_by_an_exception_leaves_the_old_file_and_no_te
     assert len(journal.entries()) == 1  # only the write that happened
 
 
+@pytest.mark.asyncio
 async def test_a_write_interrupted_mid_stream_leaves_the_old_file(
     ws: Workspace, root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -246,6 +260,7 @@ async def test_a_write_interrupted_mid_stream_leaves_the_old_file(
     assert temporaries(root) == []
 
 
+@pytest.mark.asyncio
 async def test_writes_keep_the_mode_and_readers_see_whole_files(ws: Workspace, root: Path) -> None:
     await ws.write("run.sh", "#!/bin/sh\n")
     os.chmod(root / "run.sh", 0o755)
@@ -277,6 +292,7 @@ async def test_writes_keep_the_mode_and_readers_see_whole_files(ws: Workspace, r
     assert temporaries(root) == []
 
 
+@pytest.mark.asyncio
 async def test_size_limits(root: Path) -> None:
     ws = Workspace(root, max_file_size=100)
     with pytest.raises(FileTooLargeError) as info:
@@ -299,6 +315,7 @@ async def test_size_limits(root: Path) -> None:
 # --- events -----------------------------------------------------------------------------------
 
 
+@pytest.mark.asyncio
 async def test_a_text_write_is_an_event_with_a_diff_and_the_hashes(
     ws: Workspace, journal: MemoryJournal
 ) -> None:
@@ -329,6 +346,7 @@ async def test_a_text_write_is_an_event_with_a_diff_and_the_hashes(
     assert c2.prev_hash == c1.hash
 
 
+@pytest.mark.asyncio
 async def test_binary_and_large_contents_go_to_the_blob_store_once(
     ws: Workspace, journal: MemoryJournal, blobs: BlobStore
 ) -> None:
@@ -351,6 +369,7 @@ async def test_binary_and_large_contents_go_to_the_blob_store_once(
     assert c4.is_reversible
 
 
+@pytest.mark.asyncio
 async def test_without_blobs_a_binary_overwrite_is_not_reversible(
     root: Path, journal: MemoryJournal
 ) -> None:
@@ -363,6 +382,7 @@ async def test_without_blobs_a_binary_overwrite_is_not_reversible(
     assert f2.before_sha256 == hashlib.sha256(b"\x00\x01").hexdigest()
 
 
+@pytest.mark.asyncio
 async def test_move_and_delete_are_events(
     ws: Workspace, root: Path, journal: MemoryJournal
 ) -> None:
@@ -387,11 +407,13 @@ async def test_move_and_delete_are_events(
     assert (await ws.list())[0].size == 6
 
 
+@pytest.mark.asyncio
 async def test_no_newline_at_end_is_marked_in_the_diff(ws: Workspace) -> None:
     change = await ws.write("n.txt", "no newline")
     assert change.diff.endswith("+no newline\n\\ No newline at end of file\n")
 
 
+@pytest.mark.asyncio
 async def test_a_cancelled_write_still_records_its_event(
     ws: Workspace, root: Path, journal: MemoryJournal, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -417,6 +439,7 @@ async def test_a_cancelled_write_still_records_its_event(
     assert changes(journal)[0][1].op == "create"
 
 
+@pytest.mark.asyncio
 async def test_durable_false_writes_atomically_without_fsync(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -436,3 +459,49 @@ async def test_durable_false_writes_atomically_without_fsync(
         await durable.write("h.txt", "x")
     assert temporaries(root) == []
     assert not (root / "h.txt").exists()
+
+
+_HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
+
+
+def apply_patch(old: list[str], diff: str) -> list[str]:
+    """``old`` with a unified diff applied; fails on any context or removal that mismatches."""
+    lines = diff.splitlines(keepends=True)
+    out: list[str] = []
+    pos, i = 0, 2
+    while i < len(lines):
+        match = _HUNK.match(lines[i])
+        assert match is not None, lines[i]
+        empty = match[2] is not None and int(match[2]) == 0
+        start = int(match[1]) if empty else int(match[1]) - 1
+        out += old[pos:start]
+        pos = start
+        i += 1
+        while i < len(lines) and not lines[i].startswith("@@"):
+            line = lines[i]
+            no_eol = i + 1 < len(lines) and lines[i + 1].startswith("\\ No newline")
+            text = line[1:-1] if no_eol else line[1:]
+            if line[0] in " -":
+                assert old[pos] == text, (old[pos], text)
+                pos += 1
+            if line[0] in " +":
+                out.append(text)
+            i += 2 if no_eol else 1
+    return out + old[pos:]
+
+
+_LINES = st.lists(st.sampled_from(["a\n", "b\n", "c\n", "d\n", "e", "\n"]), max_size=40)
+
+
+@settings(max_examples=300)
+@given(old=_LINES, new=_LINES, prefix=_LINES)
+def test_the_trimmed_diff_applies_like_difflibs(
+    old: list[str], new: list[str], prefix: list[str]
+) -> None:
+    # Lines without a newline only at the end, as in a real file.
+    old = [*(x if x.endswith("\n") else x + "\n" for x in prefix + old[:-1]), *old[-1:]]
+    new = [*(x if x.endswith("\n") else x + "\n" for x in prefix + new[:-1]), *new[-1:]]
+    diff = unified_diff(old, new, "f")
+    assert apply_patch(old, diff) == new
+    if not any(line.startswith("@@") for line in diff.splitlines()):
+        assert old == new

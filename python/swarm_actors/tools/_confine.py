@@ -42,9 +42,13 @@ _FORBIDDEN_ROOTS = ("/proc", "/sys", "/dev")
 
 
 def open_root(root: str | os.PathLike[str]) -> tuple[str, int, int]:
-    """The root's real path, a descriptor of it and its device; refuses /proc, /sys, /dev."""
+    """The root's real path, a descriptor of it and its device; refuses /proc, /sys, /dev.
+
+    (``/dev/shm``, a plain tmpfs, is allowed.)
+    """
     real = os.path.realpath(os.fspath(root))
-    if any(real == r or real.startswith(r + "/") for r in _FORBIDDEN_ROOTS):
+    shm = real == "/dev/shm" or real.startswith("/dev/shm/")  # a tmpfs, not devices
+    if not shm and any(real == r or real.startswith(r + "/") for r in _FORBIDDEN_ROOTS):
         raise PathEscapeError(f"a workspace cannot be rooted in {real}: choose a project directory")
     try:
         fd = os.open(real, DIR_FLAGS)

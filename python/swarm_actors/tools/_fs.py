@@ -20,6 +20,7 @@ import builtins
 import difflib
 import hashlib
 import os
+import re
 import secrets
 import stat
 import weakref
@@ -50,7 +51,7 @@ from swarm_actors.tools._record import (
     encode_file_change,
 )
 
-__all__ = ["Entry", "Workspace"]
+__all__ = ["Entry", "Workspace", "unified_diff"]
 
 log = get_logger("swarm_actors.tools")
 
@@ -264,8 +265,7 @@ class Workspace:
         if not binary and small:
             old = (before or b"").decode("utf-8").splitlines(keepends=True)
             new = (after or b"").decode("utf-8").splitlines(keepends=True)
-            lines = difflib.unified_diff(old, new, f"a/{path}", f"b/{path}")
-            diff = "".join(line if line.endswith("\n") else f"{line}\n{_NO_EOL}" for line in lines)
+            diff = unified_diff(old, new, path)
             reversible = True
         elif self.blobs is not None:
             before_blob = self.blobs.put(before) if before is not None else ""
@@ -437,6 +437,44 @@ class Workspace:
             plan = self._describe("move", src.relative, content, content)
             change = msgspec.structs.replace(plan.change, to_path=dst.relative, diff="")
             return _Plan(change=change, reversible=existing is None)
+
+
+_HUNK = re.compile(r"@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
+
+
+def unified_diff(old: list[str], new: list[str], path: str, context: int = 3) -> str:
+    """``difflib.unified_diff`` of two line lists (``a/<path>`` to ``b/<path>``), made faster.
+
+    difflib's matcher is quadratic in the worst case, and a one-line edit in a long file pays
+    for every line. The common head and tail are cut off first (but ``context`` lines), the
+    middle is diffed, and the hunk headers are moved back by what was cut. A line without a
+    final newline is marked as ``diff`` marks it.
+    """
+    size = min(len(old), len(new))
+    head = 0
+    while head < size and old[head] == new[head]:
+        head += 1
+    tail = 0
+    while tail < size - head and old[-1 - tail] == new[-1 - tail]:
+        tail += 1
+    start = max(head - context, 0)
+    cut = max(tail - context, 0)
+    lines = difflib.unified_diff(
+        old[start : len(old) - cut],
+        new[start : len(new) - cut],
+        f"a/{path}",
+        f"b/{path}",
+        n=context,
+    )
+    out = []
+    for line in lines:
+        if start and line.startswith("@@ "):
+            match = _HUNK.match(line)
+            assert match is not None
+            a, b = int(match[1]) + start, int(match[3]) + start
+            line = f"@@ -{a}{match[2] or ''} +{b}{match[4] or ''} @@\n"
+        out.append(line if line.endswith("\n") else f"{line}\n{_NO_EOL}")
+    return "".join(out)
 
 
 def _replace(parent: int, name: str, data: bytes, mode: int, durable: bool) -> None:
