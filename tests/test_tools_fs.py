@@ -161,7 +161,7 @@ async def test_proc_devices_and_fifos_are_refused(ws: Workspace, root: Path) -> 
         Workspace("/proc/self")
     with pytest.raises(PathEscapeError):
         Workspace("/dev")
-    if os.path.isdir("/dev/shm"):  # a plain tmpfs, not devices
+    if await asyncio.to_thread(os.path.isdir, "/dev/shm"):  # a plain tmpfs, not devices
         Workspace("/dev/shm").close()
     os.mkfifo(root / "fifo")
     with pytest.raises(SpecialFileError):  # and does not block on the FIFO
