@@ -15,6 +15,7 @@ from helpers import until
 from swarm_actors.errors import (
     CheckTimeoutError,
     InvalidArgumentError,
+    JournalClosedError,
     PathEscapeError,
     ToolError,
 )
@@ -260,3 +261,11 @@ async def test_a_workspace_lends_its_recorder_and_blobs(
     kinds = [type(e.event.payload).__name__ for e in journal.entries()]
     assert kinds == ["StateChange", "ToolRun"]
     assert blobs.get(result.output_ref) == b"hi\n"
+
+
+async def test_a_refused_event_is_an_error(tmp_path: Path) -> None:
+    journal = MemoryJournal()
+    checks = Checks(tmp_path, journal=journal)
+    await journal.close()
+    with pytest.raises(JournalClosedError):
+        await checks.run(["true"])

@@ -21,9 +21,11 @@ from swarm_actors.errors import (
     FileConflictError,
     FileTooLargeError,
     InvalidArgumentError,
+    JournalClosedError,
     NoSuchFileError,
     PathEscapeError,
     SpecialFileError,
+    SubjectError,
     ToolError,
 )
 from swarm_actors.events import BlobStore, MemoryJournal, StateChange, verify_chain
@@ -505,3 +507,15 @@ def test_the_trimmed_diff_applies_like_difflibs(
     assert apply_patch(old, diff) == new
     if not any(line.startswith("@@") for line in diff.splitlines()):
         assert old == new
+
+
+@pytest.mark.asyncio
+async def test_a_refused_event_is_an_error_though_the_change_is_made(root: Path) -> None:
+    journal = MemoryJournal()
+    ws = Workspace(root, journal=journal)
+    await journal.close()
+    with pytest.raises(JournalClosedError):
+        await ws.write("f.txt", "made\n")
+    assert (root / "f.txt").read_text() == "made\n"
+    with pytest.raises(SubjectError):
+        Workspace(root, journal=MemoryJournal(), role="not a role")

@@ -461,11 +461,13 @@ class Checks:
             ) from exc
         except asyncio.CancelledError:  # cancelled while starting: start_process killed it
             nothing = _Capture(2)
-            self._record(
-                self._result(
-                    argv, tool, relative, started, None, nothing, nothing, isolated, "cancelled"
+            with contextlib.suppress(Exception):  # the cancellation is what the caller gets
+                self._record(
+                    self._result(
+                        argv, tool, relative, started, None, nothing, nothing, isolated, "cancelled"
+                    ),
+                    quiet=True,
                 )
-            )
             raise
         assert proc.stdout is not None
         assert proc.stderr is not None
@@ -493,11 +495,21 @@ class Checks:
                 reader.cancel()
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(proc.wait()), 5)
-            self._record(
-                self._result(
-                    argv, tool, relative, started, proc.returncode, out, err, isolated, "cancelled"
+            with contextlib.suppress(Exception):  # the cancellation is what the caller gets
+                self._record(
+                    self._result(
+                        argv,
+                        tool,
+                        relative,
+                        started,
+                        proc.returncode,
+                        out,
+                        err,
+                        isolated,
+                        "cancelled",
+                    ),
+                    quiet=True,
                 )
-            )
             raise
         return self._result(
             argv,
@@ -540,7 +552,7 @@ class Checks:
             summary=CheckSummary(text=note),
         )
 
-    def _record(self, result: CheckResult) -> CheckResult:
+    def _record(self, result: CheckResult, *, quiet: bool = False) -> CheckResult:
         output = result.stdout + (b"\n--- stderr ---\n" + result.stderr if result.stderr else b"")
         ref = self.blobs.put(output) if self.blobs is not None else ""
         result = msgspec.structs.replace(result, output_ref=ref)
@@ -570,6 +582,8 @@ class Checks:
             self.recorder.record(payload)
         except Exception as exc:
             log.error("check run not recorded", argv=result.argv, error=repr(exc))
+            if not quiet:
+                raise
         return result
 
 

@@ -88,10 +88,11 @@ def _sha(data: bytes | None) -> str:
 
 
 class _Plan(msgspec.Struct):
-    """What a finished operation did: the change and the contents that may go to blobs."""
+    """What a finished operation did, and why its event was not recorded (if it was not)."""
 
     change: FileChange
     reversible: bool
+    error: Exception | None = None
 
 
 class Workspace:
@@ -112,6 +113,12 @@ class Workspace:
 
     ``durable=False`` skips the ``fsync`` calls: a write stays atomic for readers and against
     a crash of the process, but a crash of the machine may lose it (scratch workspaces).
+
+    A recorder that refuses an event (a closed journal...) makes the operation raise its
+    error, though the change is made: it is on disk before its event is recorded.
+
+    Hard links are regular files: a file hard-linked from outside the root reads as its
+    content (a write replaces the link in the root, never the outside file).
 
     The root's descriptor is held open: ``close()`` it (or use ``with``), else it is closed
     when the workspace is garbage-collected.
@@ -228,6 +235,8 @@ class Workspace:
         future.add_done_callback(self._record_done)
         # Shielded: a cancelled caller does not lose the event of a change already under way.
         plan = await asyncio.shield(future)
+        if plan.error is not None:
+            raise plan.error
         return plan.change
 
     def _record_done(self, future: asyncio.Future[_Plan]) -> None:
@@ -247,8 +256,9 @@ class Workspace:
         )
         try:
             self.recorder.record(payload)
-        except Exception as exc:  # the change is on disk; say loudly that its event is not
+        except Exception as exc:  # the change is on disk: its caller learns its event is not
             log.error("workspace change not recorded", path=plan.change.path, error=repr(exc))
+            plan.error = exc
 
     def _describe(
         self,

@@ -17,7 +17,7 @@ from typing import Final, Literal, Protocol, runtime_checkable
 import msgspec
 
 from swarm_actors._events._journal import Journal
-from swarm_actors._events._schema import Payload, StateChange, SwarmEvent, new_event
+from swarm_actors._events._schema import Payload, StateChange, SwarmEvent, check_role, new_event
 
 __all__ = [
     "FILE_CHANGE_TYPE",
@@ -102,7 +102,8 @@ class JournalRecorder:
     ``MemoryJournal`` stores them at once; a remote journal queues them: ``await
     journal.flush()`` to know they are stored). Thread-safe; the sequence moves on only once
     the journal took the event. Start ``sequence``/``head`` where an earlier run of the same
-    agent left off, or use a fresh ``agent_id`` per run.
+    agent left off, or use a fresh ``agent_id`` per run. A role unfit for a subject raises
+    ``SubjectError`` here.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class JournalRecorder:
         head: bytes = b"",
         run_id: str = "",
     ) -> None:
+        check_role(role)
         self.journal = journal
         """The journal events go to."""
         self.role = role
