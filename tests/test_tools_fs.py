@@ -519,3 +519,37 @@ async def test_a_refused_event_is_an_error_though_the_change_is_made(root: Path)
     assert (root / "f.txt").read_text() == "made\n"
     with pytest.raises(SubjectError):
         Workspace(root, journal=MemoryJournal(), role="not a role")
+
+
+@pytest.mark.asyncio
+async def test_an_actor_uses_a_workspace_and_its_changes_join_the_system_journal(
+    root: Path,
+) -> None:
+    from swarm_actors import Actor, ActorSystem
+
+    class Coder(Actor, role="coder"):
+        async def on_start(self) -> None:
+            journal = self.system.journal
+            assert journal is not None
+            # The tools record as an agent of their own under the actor's path, so their
+            # chain never interleaves with the actor's own record_change chain.
+            recorder = JournalRecorder(journal, role=self.role, agent_id=f"{self.ref.path}/tools")
+            self.ws = Workspace(root, recorder=recorder)
+
+        async def on_receive(self, message: object) -> object:
+            assert isinstance(message, str)
+            change = await self.ws.write("out.txt", message)
+            return change.after_sha256
+
+        async def on_stop(self) -> None:
+            self.ws.close()
+
+    async with ActorSystem() as system:
+        ref = await system.start(Coder, name="coder")
+        digest = await ref.ask("hello\n")
+        journal = system.journal
+        assert isinstance(journal, MemoryJournal)
+        entries = journal.entries("swarm.events.coder.state_change")
+        assert [e.event.agent_id for e in entries] == ["/coder/tools"]
+        assert decode_file_change(entries[0].event.payload.data).after_sha256 == digest  # type: ignore[union-attr]
+    assert (root / "out.txt").read_text() == "hello\n"
