@@ -37,7 +37,7 @@ from swarm_actors.tools import (
     Workspace,
     decode_file_change,
 )
-from swarm_actors.tools._fs import unified_diff
+from swarm_actors.tools._diff import unified_diff
 
 
 @pytest.fixture

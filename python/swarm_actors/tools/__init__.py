@@ -11,25 +11,19 @@
 * ``JournalRecorder`` / ``EventRecorder``: where the tools' events go.
 
 Owns: ``_confine`` (walking a path without leaving the root), ``_fs`` (``Workspace``),
-``_record`` (recorders and the ``FileChange`` record), ``_checks`` (``Checks``), ``_git``
-(``GitRun``), ``_proc`` (process groups).
+``_diff`` (diffs and hashes of a change), ``_record`` (recorders and the ``FileChange``
+record), ``_checks`` (``Checks``), ``_parse`` (tools' machine output), ``_git`` (``GitRun``),
+``_proc`` (process groups and capped output).
 
 May import: the standard library, msgspec, ``_events``, ``_exceptions`` and ``_log``; not the
 engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
 """
 
 from swarm_actors._public import publish as _publish
-from swarm_actors.tools._checks import (
-    DEFAULT_ENV,
-    CheckResult,
-    Checks,
-    CheckSummary,
-    network_isolation,
-    parse_junit,
-    parse_ruff,
-)
+from swarm_actors.tools._checks import DEFAULT_ENV, CheckResult, Checks, network_isolation
 from swarm_actors.tools._fs import Entry, Workspace
 from swarm_actors.tools._git import GitRun, GitStatus, git_command, is_repository
+from swarm_actors.tools._parse import CheckSummary, parse_junit, parse_ruff
 from swarm_actors.tools._record import (
     FILE_CHANGE_TYPE,
     FILE_SYSTEM,

@@ -16,9 +16,10 @@ make namespaces, the command runs in a new network namespace (``unshare -rn``: l
 only, and it runs as root of a user namespace); elsewhere it shares the network, and each
 result says which (``network_isolated``, and the event's summary).
 
-Machine formats are parsed where the tool has one: pytest's JUnit XML (``--junitxml`` to a
-temporary file) and ruff's JSON (``--output-format json``). Every run, timed out or not, is a
-``ToolRun`` event; its whole output goes to the blob store when one is given.
+Machine formats are parsed where the tool has one (``_parse``): pytest's JUnit XML
+(``--junitxml`` to a temporary file) and ruff's JSON (``--output-format json``). Every run,
+timed out or not, is a ``ToolRun`` event; its whole output goes to the blob store when one
+is given.
 """
 
 from __future__ import annotations
@@ -31,7 +32,6 @@ import signal
 import sys
 import tempfile
 import time
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Mapping, Sequence
 from typing import Final
 
@@ -44,18 +44,11 @@ from swarm_actors._exceptions import CheckTimeoutError, InvalidArgumentError, To
 from swarm_actors._log import get_logger
 from swarm_actors.tools._confine import locate, open_root
 from swarm_actors.tools._fs import Workspace
-from swarm_actors.tools._proc import kill_group, start_process
+from swarm_actors.tools._parse import CheckSummary, parse_junit, parse_ruff
+from swarm_actors.tools._proc import Capture, kill_group, start_process
 from swarm_actors.tools._record import EventRecorder, JournalRecorder
 
-__all__ = [
-    "DEFAULT_ENV",
-    "CheckResult",
-    "CheckSummary",
-    "Checks",
-    "network_isolation",
-    "parse_junit",
-    "parse_ruff",
-]
+__all__ = ["DEFAULT_ENV", "CheckResult", "Checks", "network_isolation"]
 
 log = get_logger("swarm_actors.tools")
 
@@ -63,27 +56,8 @@ DEFAULT_ENV: Final = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 """Environment variables a check inherits from this process (all others are dropped)."""
 
 _PREVIEW = 500
-_ITEMS = 50
-_READ = 1 << 16
 _isolation: bool | None = None
 _isolation_lock: asyncio.Lock | None = None
-
-
-class CheckSummary(msgspec.Struct, frozen=True, kw_only=True):
-    """What a tool's machine-readable output says (zeros when it has none)."""
-
-    passed: int = 0
-    """Tests passed."""
-    failed: int = 0
-    """Tests failed, or findings reported (ruff)."""
-    errors: int = 0
-    """Tests that errored (collection errors included)."""
-    skipped: int = 0
-    """Tests skipped."""
-    text: str = ""
-    """One line for humans, e.g. ``"12 passed, 1 failed"``."""
-    items: tuple[str, ...] = ()
-    """The first failing tests (``file::test``) or findings (``path:row:col CODE message``)."""
 
 
 class CheckResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -157,106 +131,6 @@ async def _probe_unshare() -> bool:
         return False
     finally:
         kill_group(proc.pid)
-
-
-class _Capture:
-    """A stream read to its end, keeping the first and last ``cap // 2`` bytes."""
-
-    def __init__(self, cap: int) -> None:
-        self.half = cap // 2
-        self.head = bytearray()
-        self.tail = bytearray()
-        self.total = 0
-
-    async def drain(self, stream: asyncio.StreamReader) -> None:
-        while chunk := await stream.read(_READ):
-            self.total += len(chunk)
-            room = self.half - len(self.head)
-            if room > 0:
-                self.head += chunk[:room]
-                chunk = chunk[room:]
-            if chunk:
-                self.tail += chunk
-                if len(self.tail) > 2 * self.half:  # trim now and then, not on every chunk
-                    del self.tail[: len(self.tail) - self.half]
-
-    @property
-    def truncated(self) -> bool:
-        return self.total > len(self.head) + min(len(self.tail), self.half)
-
-    def value(self) -> bytes:
-        tail = bytes(self.tail[-self.half :]) if self.half else b""
-        if not self.truncated:
-            return bytes(self.head) + tail
-        cut = self.total - len(self.head) - len(tail)
-        return bytes(self.head) + f"\n[... {cut} bytes cut ...]\n".encode() + tail
-
-
-# --- parsers ----------------------------------------------------------------------------------
-
-
-def parse_junit(data: bytes) -> CheckSummary:
-    """The counts and failing tests of a JUnit XML report (pytest's ``--junitxml``)."""
-    root = ElementTree.fromstring(data)
-    suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
-    tests = failures = errors = skipped = 0
-    items: list[str] = []
-    for suite in suites:
-        tests += int(suite.get("tests", 0))
-        failures += int(suite.get("failures", 0))
-        errors += int(suite.get("errors", 0))
-        skipped += int(suite.get("skipped", 0))
-        for case in suite.iter("testcase"):
-            if case.find("failure") is not None or case.find("error") is not None:
-                name = f"{case.get('classname', '')}::{case.get('name', '')}".lstrip(":")
-                if len(items) < _ITEMS:
-                    items.append(name)
-    passed = max(tests - failures - errors - skipped, 0)
-    parts = [f"{passed} passed"]
-    parts += [
-        f"{n} {w}" for n, w in ((failures, "failed"), (errors, "errors"), (skipped, "skipped")) if n
-    ]
-    return CheckSummary(
-        passed=passed,
-        failed=failures,
-        errors=errors,
-        skipped=skipped,
-        text=", ".join(parts),
-        items=tuple(items),
-    )
-
-
-class _RuffLocation(msgspec.Struct):
-    row: int = 0
-    column: int = 0
-
-
-class _RuffFinding(msgspec.Struct):
-    code: str | None = None
-    message: str = ""
-    filename: str = ""
-    location: _RuffLocation | None = None
-
-
-_ruff_decode = msgspec.json.Decoder(list[_RuffFinding]).decode
-
-
-def parse_ruff(data: bytes, root: str) -> CheckSummary:
-    """The findings of ``ruff check --output-format json`` (paths made relative to ``root``)."""
-    findings = _ruff_decode(data)
-    items = []
-    for finding in findings[:_ITEMS]:
-        path = finding.filename
-        if path.startswith(root + "/"):
-            path = path[len(root) + 1 :]
-        where = finding.location or _RuffLocation()
-        items.append(f"{path}:{where.row}:{where.column} {finding.code or ''} {finding.message}")
-    count = len(findings)
-    return CheckSummary(
-        failed=count,
-        text=f"{count} finding{'s' if count != 1 else ''}",
-        items=tuple(items),
-    )
 
 
 # --- the runner -------------------------------------------------------------------------------
@@ -460,7 +334,7 @@ class Checks:
                 "(checks see only the variables in env_allow)"
             ) from exc
         except asyncio.CancelledError:  # cancelled while starting: start_process killed it
-            nothing = _Capture(2)
+            nothing = Capture(2)
             with contextlib.suppress(Exception):  # the cancellation is what the caller gets
                 self._record(
                     self._result(
@@ -471,7 +345,7 @@ class Checks:
             raise
         assert proc.stdout is not None
         assert proc.stderr is not None
-        out, err = _Capture(self.output_cap), _Capture(self.output_cap)
+        out, err = Capture(self.output_cap), Capture(self.output_cap)
         readers = [
             asyncio.ensure_future(out.drain(proc.stdout)),
             asyncio.ensure_future(err.drain(proc.stderr)),
@@ -530,8 +404,8 @@ class Checks:
         relative: str,
         started: float,
         returncode: int | None,
-        out: _Capture,
-        err: _Capture,
+        out: Capture,
+        err: Capture,
         isolated: bool,
         note: str,
     ) -> CheckResult:

@@ -17,10 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import difflib
-import hashlib
 import os
-import re
 import secrets
 import stat
 import weakref
@@ -42,6 +39,7 @@ from swarm_actors._exceptions import (
 )
 from swarm_actors._log import get_logger
 from swarm_actors.tools._confine import Located, locate, open_root
+from swarm_actors.tools._diff import is_text, sha256_hex, unified_diff
 from swarm_actors.tools._record import (
     FILE_CHANGE_TYPE,
     FILE_SYSTEM,
@@ -51,7 +49,7 @@ from swarm_actors.tools._record import (
     encode_file_change,
 )
 
-__all__ = ["Entry", "Workspace", "unified_diff"]
+__all__ = ["Entry", "Workspace"]
 
 log = get_logger("swarm_actors.tools")
 
@@ -59,7 +57,6 @@ TEMP_SUFFIX: Final = ".swarm-tmp"
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _CHUNK = 1 << 20
-_NO_EOL = "\\ No newline at end of file\n"
 
 
 class Entry(msgspec.Struct, frozen=True):
@@ -71,20 +68,6 @@ class Entry(msgspec.Struct, frozen=True):
     """Regular file, directory, symbolic link, or anything else (device, FIFO, socket)."""
     size: int
     """Size in bytes (of the link itself for a link)."""
-
-
-def _is_text(data: bytes) -> bool:
-    if b"\0" in data:
-        return False
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _sha(data: bytes | None) -> str:
-    return "" if data is None else hashlib.sha256(data).hexdigest()
 
 
 class _Plan(msgspec.Struct):
@@ -269,7 +252,7 @@ class Workspace:
     ) -> _Plan:
         """The ``FileChange`` of replacing ``before`` by ``after`` (``None``: no file)."""
         sides = [s for s in (before, after) if s is not None]
-        binary = not all(_is_text(s) for s in sides)
+        binary = not all(is_text(s) for s in sides)
         small = all(len(s) <= self.inline_limit for s in sides)
         diff, before_blob, after_blob = "", "", ""
         if not binary and small:
@@ -286,8 +269,8 @@ class Workspace:
         change = FileChange(
             op=op,
             path=path,
-            before_sha256=_sha(before),
-            after_sha256=_sha(after),
+            before_sha256=sha256_hex(before),
+            after_sha256=sha256_hex(after),
             before_size=len(before) if before is not None else 0,
             after_size=len(after) if after is not None else 0,
             binary=binary,
@@ -447,44 +430,6 @@ class Workspace:
             plan = self._describe("move", src.relative, content, content)
             change = msgspec.structs.replace(plan.change, to_path=dst.relative, diff="")
             return _Plan(change=change, reversible=existing is None)
-
-
-_HUNK = re.compile(r"@@ -(\d+)(,\d+)? \+(\d+)(,\d+)? @@")
-
-
-def unified_diff(old: list[str], new: list[str], path: str, context: int = 3) -> str:
-    """``difflib.unified_diff`` of two line lists (``a/<path>`` to ``b/<path>``), made faster.
-
-    difflib's matcher is quadratic in the worst case, and a one-line edit in a long file pays
-    for every line. The common head and tail are cut off first (but ``context`` lines), the
-    middle is diffed, and the hunk headers are moved back by what was cut. A line without a
-    final newline is marked as ``diff`` marks it.
-    """
-    size = min(len(old), len(new))
-    head = 0
-    while head < size and old[head] == new[head]:
-        head += 1
-    tail = 0
-    while tail < size - head and old[-1 - tail] == new[-1 - tail]:
-        tail += 1
-    start = max(head - context, 0)
-    cut = max(tail - context, 0)
-    lines = difflib.unified_diff(
-        old[start : len(old) - cut],
-        new[start : len(new) - cut],
-        f"a/{path}",
-        f"b/{path}",
-        n=context,
-    )
-    out = []
-    for line in lines:
-        if start and line.startswith("@@ "):
-            match = _HUNK.match(line)
-            assert match is not None
-            a, b = int(match[1]) + start, int(match[3]) + start
-            line = f"@@ -{a}{match[2] or ''} +{b}{match[4] or ''} @@\n"
-        out.append(line if line.endswith("\n") else f"{line}\n{_NO_EOL}")
-    return "".join(out)
 
 
 def _replace(parent: int, name: str, data: bytes, mode: int, durable: bool) -> None:
