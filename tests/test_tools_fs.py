@@ -16,7 +16,7 @@ import pytest_asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import until
+from helpers import ready_process, until
 from swarm_actors.errors import (
     FileConflictError,
     FileTooLargeError,
@@ -553,3 +553,38 @@ async def test_an_actor_uses_a_workspace_and_its_changes_join_the_system_journal
         assert [e.event.agent_id for e in entries] == ["/coder/tools"]
         assert decode_file_change(entries[0].event.payload.data).after_sha256 == digest  # type: ignore[union-attr]
     assert (root / "out.txt").read_text() == "hello\n"
+
+
+_CRASHING_WRITER = """
+import asyncio, os, sys, time
+from swarm_actors.tools import Workspace
+
+real_write = os.write
+def write_then_hang(fd, data):
+    written = real_write(fd, data)
+    print("ready", flush=True)  # half of the new content is in the temporary file
+    time.sleep(1000)
+    return written
+
+async def main():
+    ws = Workspace(sys.argv[1])
+    os.write = write_then_hang
+    await ws.write("f.bin", b"N" * (3 << 20))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_process_killed_mid_write_leaves_the_old_file_whole(root: Path) -> None:
+    (root / "f.bin").write_bytes(b"old content\n")
+    async with ready_process("-c", _CRASHING_WRITER, str(root)) as proc:
+        proc.kill()  # SIGKILL: no cleanup runs
+        await proc.wait()
+    assert (root / "f.bin").read_bytes() == b"old content\n"
+    # What a crash leaves is a temporary file, never a half-written target.
+    (temp,) = temporaries(root)
+    assert 0 < temp.stat().st_size < 3 << 20
+    ws = Workspace(root)
+    assert await ws.read("f.bin") == b"old content\n"
+    assert [e.name for e in await ws.list()] == [temp.name, "f.bin"]
