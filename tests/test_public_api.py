@@ -88,9 +88,10 @@ PUBLIC_MODULES = (
     "swarm_actors.hilbert",
     "swarm_actors.space",
     "swarm_actors.testing",
+    "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("cluster", "errors", "hilbert", "space", "tree")
+FACADES = ("cluster", "errors", "hilbert", "space", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:

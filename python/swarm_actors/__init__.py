@@ -11,6 +11,7 @@ public submodules, imported with the package:
 * ``swarm_actors.cluster``: systems across processes over NATS (``Cluster``, ``NatsOptions``,
   ``Placement``, ``PlacedRef``, ``RemoteRef``...).
 * ``swarm_actors.events``: events, hash chains, journals.
+* ``swarm_actors.tools``: the swarm's effectors: a confined ``Workspace``, ``GitRun``, ``Checks``.
 * ``swarm_actors.errors``: every exception, as one tree under ``SwarmError``.
 * ``swarm_actors.testing`` (imported on demand): clocks, probes, NATS servers for tests.
 
@@ -22,6 +23,7 @@ from swarm_actors import errors as errors
 from swarm_actors import events as events
 from swarm_actors import hilbert as hilbert
 from swarm_actors import space as space
+from swarm_actors import tools as tools
 from swarm_actors import tree as tree
 from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
 from swarm_actors._core._actor import Actor, SpaceGrant, handler
