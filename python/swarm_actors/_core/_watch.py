@@ -159,7 +159,7 @@ class DeathWatch:
                 "survive its passivation; watch from an actor started with system.start or "
                 "start_child"
             )
-        if watcher.actor_class._resolve(Terminated) is None:
+        if watcher.resolve(Terminated) is None:
             name = watcher.actor_class.__qualname__
             raise InvalidArgumentError(
                 f"{name} has no handler for Terminated, so the watch's message would be lost: "
