@@ -135,7 +135,7 @@ async def registered(system: ActorSystem) -> None:
     """Until every remote watch of ``system`` is registered with its node."""
     transport = system._transport
     assert transport is not None
-    while not all(r.registered for r in transport.watches._mine.values()):
+    while not all(r.registered for r in transport.watches._mine.values()):  # noqa: ASYNC110
         await asyncio.sleep(0.001)
 
 
