@@ -368,8 +368,10 @@ async def test_a_remote_actor_that_stops_sends_terminated(nats_server: NatsServe
         assert isinstance(ref, RemoteRef)
         w, seen = await watcher(system)
         await w.ask(WatchIt(ref))
+        await w.ask(WatchIt(ref))  # the same ref twice: one watch
         transport = system._transport
         assert transport is not None
+        assert transport.watches.counts() == (1, 0)
         await until(lambda: all(r.registered for r in transport.watches._mine.values()), WAIT)
         await ref.stop()
         got = await next_terminated(seen)
@@ -437,6 +439,59 @@ async def test_watching_a_remote_actor_already_gone_delivers_at_once(
         await w.ask(WatchIt(ref))
         assert (await w.ask(Get()))[-1] == Terminated(ref, "already_dead")
         assert transport.watches.counts() == (0, 0)
+
+
+@pytest.mark.asyncio
+async def test_a_remote_ref_to_an_actor_of_this_node_is_watched_locally(
+    nats_server: NatsServer,
+) -> None:
+    async with ActorSystem(nats=nats_server.url) as system:
+        name = unique()
+        target = await system.start(Target, name=name)
+        transport = system._transport
+        assert transport is not None
+        assert system.node is not None
+        home: RemoteRef[Any] = RemoteRef(transport, name, node=system.node)  # e.g. sent back
+        w, seen = await watcher(system)
+        await w.ask(WatchIt(home))
+        assert transport.watches.counts() == (0, 0)  # nothing went over NATS
+        await target.stop()
+        assert await next_terminated(seen) == Terminated(home, "stopped")
+        gone: RemoteRef[Any] = RemoteRef(transport, unique(), node=system.node)
+        await w.ask(WatchIt(gone))
+        assert (await w.ask(Get()))[-1] == Terminated(gone, "already_dead")
+
+
+@pytest.mark.asyncio
+async def test_a_node_that_answers_no_probe_but_heartbeats_is_not_reported_down(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node that misses probes (as while it reconnects) is down only once its heartbeat is."""
+    ttl = 1.0
+    async with (
+        NatsServer() as server,
+        ActorSystem(nats=server.url, cluster=Cluster(node_ttl=ttl)) as here,
+        ActorSystem(nats=server.url, cluster=Cluster(node_ttl=ttl)) as there,
+    ):
+        name = unique()
+        target = await there.start(Target, name=name)
+        ref = await here.resolve(name, timeout=WAIT)
+        w, seen = await watcher(here)
+        await w.ask(WatchIt(ref))
+        mine = here._transport
+        assert mine is not None
+        await until(lambda: all(r.registered for r in mine.watches._mine.values()), WAIT)
+
+        async def no_answer(node: str) -> str | None:
+            return None
+
+        monkeypatch.setattr(mine, "probe", no_answer)
+        checks = int(2 * ttl / mine.watches.suspect_interval)  # twice the node's TTL
+        await until(lambda: mine.watches.suspect_checks >= checks, WAIT, "suspect checks")
+        assert seen.empty()
+        assert mine.watches.counts() == (1, 0)
+        await target.stop()
+        assert await next_terminated(seen) == Terminated(ref, "stopped")
 
 
 @pytest.mark.asyncio

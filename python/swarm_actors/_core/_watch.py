@@ -2,7 +2,8 @@
 
 ``self.watch(ref)`` asks for one ``Terminated(ref, reason)`` message when the actor behind
 ``ref`` ends; ``self.unwatch(ref)`` takes the request back. Each system keeps one
-``DeathWatch``, the only owner of the watch tables of its cells:
+``DeathWatch`` (on its dispatcher, which every cell reaches), the only owner of the watch
+tables of its cells:
 
 * ``watchers``: for each watched cell of this system, who to tell when it ends: a callable per
   watch (``notify(reason)``), keyed by who watches. A local watcher's callable delivers
@@ -68,9 +69,13 @@ class Terminated(msgspec.Struct, frozen=True):
     * ``"already_dead"``: it was not running when ``watch`` was called (or never existed on the
       node the ref names): delivered at once, how it ended is not known.
 
-    It arrives in the watcher's mailbox like any message (after what is already queued) and is
-    handled by a ``@handler`` for ``Terminated`` (or ``on_receive``): ``watch`` refuses an actor
-    that has neither, so none is ever dropped for lack of a handler.
+    It arrives in the watcher's mailbox like any message, after what is already queued (so
+    after the messages the watched actor sent before it ended, but for those still waiting for
+    room in a full mailbox: ``Terminated`` itself never waits for room), and is handled by a
+    ``@handler`` for ``Terminated`` (or ``on_receive``). ``watch`` refuses an actor that has
+    neither, rather than let the message be lost (Akka fails such a watcher with a
+    ``DeathPactException``; dropping it with a log line would hide the bug until an actor dies):
+    the mistake shows where it is made, with the handler to add.
     """
 
     ref: Ref[Any]
@@ -213,7 +218,8 @@ class DeathWatch:
 
     def failed(self, cell: Cell) -> None:
         """``cell``'s supervisor is about to stop it for a failure (its watchers learn why)."""
-        self._failed.add(cell)
+        if not cell.is_stopped():  # stopped meanwhile (by someone else): no ``ended`` to come
+            self._failed.add(cell)
 
     def ended(self, cell: Cell) -> None:
         """``cell`` is stopped: notify its watchers, and cancel the watches it made."""

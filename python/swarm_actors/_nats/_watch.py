@@ -105,6 +105,8 @@ class NodeWatches:
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._owned: dict[tuple[str, int], Cell] = {}  # (watcher node, id) -> watched cell
         self._ids = _watch_ids()
+        self.suspect_checks = 0
+        """Heartbeat reads for nodes that did not answer a probe (for tests and benchmarks)."""
 
     def counts(self) -> tuple[int, int]:
         """``(watches made here of other nodes' actors, watches of this node's actors)``."""
@@ -217,6 +219,7 @@ class NodeWatches:
                     except Exception as exc:  # JetStream unavailable: ask again
                         _log.debug("watch.heartbeat_unknown", node=node, error=repr(exc))
                     else:
+                        self.suspect_checks += 1
                         for watch_id in list(self._by_node.get(node, ())):
                             incarnation = self._mine[watch_id].incarnation
                             if beat is None or incarnation not in (None, beat):
