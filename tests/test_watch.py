@@ -316,7 +316,7 @@ async def test_on_receive_may_handle_terminated() -> None:
 async def test_watching_what_is_not_a_ref_is_refused() -> None:
     async with ActorSystem() as system:
         w, _ = await watcher(system)
-        for bad in ("counter", None, 42):
+        for bad in ("counter", None, 42, Target, type(w)):  # a class is not a ref either
             with pytest.raises(InvalidArgumentError, match="watch takes the ref of a started"):
                 await w.ask(WatchIt(bad))
         assert system._dispatcher.watches.counts() == (0, 0)
@@ -460,6 +460,9 @@ async def test_a_remote_ref_to_an_actor_of_this_node_is_watched_locally(
         gone: RemoteRef[Any] = RemoteRef(transport, unique(), node=system.node)
         await w.ask(WatchIt(gone))
         assert (await w.ask(Get()))[-1] == Terminated(gone, "already_dead")
+        # The cluster's virtual actors neither: passivation is not death.
+        with pytest.raises(InvalidArgumentError, match="virtual actor is never dead"):
+            await w.ask(WatchIt(system.placed(Session, unique())))
 
 
 @pytest.mark.asyncio

@@ -149,6 +149,9 @@ class Actor:
     * ``self.system``: the ``ActorSystem`` it runs in;
     * ``self.timers``: one-shot and periodic self-messages, cancelled when the actor stops.
 
+    Death watch: ``self.watch(ref)`` sends this actor a ``Terminated`` once the actor behind
+    ``ref`` ends (here or on another node); ``self.unwatch(ref)`` takes it back.
+
     Always available: ``self.log``, a structlog logger bound with the actor's path (``actor``),
     name (``actor_name``) and the trace and span ids of the message being handled
     (``trace_id``, ``span_id``, when it is traced), whose records go to the standard

@@ -104,9 +104,10 @@ _NOT_A_REF = (
     "lookup, or a RemoteRef from lookup / resolve), got {what}"
 )
 _VIRTUAL = (
-    "{ref!r} cannot be watched: a virtual actor is never dead (passivation is not death: its "
-    "next message activates it again), so no Terminated would ever come; watch actors started "
-    "with system.start or start_child"
+    "{ref!r} cannot be watched: only refs of started actors can (ActorRef, RemoteRef); a "
+    "virtual actor is never dead (passivation is not death: its next message activates it "
+    "again), so no Terminated would ever come; watch actors started with system.start or "
+    "start_child"
 )
 
 
@@ -125,9 +126,9 @@ class DeathWatch:
     def watch(self, watcher: Cell, ref: object) -> None:
         """``watcher`` watches the actor behind ``ref`` (see ``Actor.watch``)."""
         self._check_watcher(watcher)
-        hook = getattr(ref, "__swarm_watch__", None)
+        hook = getattr(type(ref), "__swarm_watch__", None)
         if hook is None:
-            if isinstance(ref, Ref):
+            if isinstance(ref, Ref) and not isinstance(ref, type):
                 raise InvalidArgumentError(_VIRTUAL.format(ref=ref))
             raise InvalidArgumentError(_NOT_A_REF.format(what=f"{ref!r} ({type(ref).__name__})"))
         if watcher.is_stopped():
@@ -135,7 +136,7 @@ class DeathWatch:
         mine = self._watching.get(watcher)
         if mine is not None and ref in mine:
             return  # watched already: one Terminated
-        cancel = hook(watcher)
+        cancel = hook(ref, watcher)
         if cancel is not None:
             self._watching.setdefault(watcher, {})[ref] = cancel
 
