@@ -26,8 +26,8 @@ from swarm_actors import (
     Terminated,
     handler,
 )
-from swarm_actors._nats._watch import NOTICE, UNWATCH
-from swarm_actors._nats._wire import TellOut, frame
+from swarm_actors._nats._watch import NOTICE, UNWATCH, WATCH
+from swarm_actors._nats._wire import AskOut, Failure, TellOut, decode_frame, frame
 from swarm_actors.cluster import Cluster, RemoteRef
 from swarm_actors.testing import NatsServer
 from transport_peer import peer
@@ -565,6 +565,9 @@ async def test_bad_watch_traffic_is_a_dead_letter_and_the_node_goes_on(
         ref = await here.resolve(name, timeout=WAIT)
         w, seen = await watcher(here)
         await w.ask(WatchIt(ref))
+        theirs = there._transport
+        assert theirs is not None
+        await until(lambda: theirs.watches.counts() == (0, 1), WAIT, "the watch registered")
         bad = [
             TellOut(NOTICE, "", b"garbage", "", ""),  # not [id, reason]
             TellOut(NOTICE, "", [1, "exploded"], "", ""),  # an unknown reason
@@ -574,6 +577,15 @@ async def test_bad_watch_traffic_is_a_dead_letter_and_the_node_goes_on(
         before = here.dead_letters
         await nats_client.publish(f"swarm.node.{here.node}", frame(bad, ENCODER))
         await until(lambda: here.dead_letters == before + len(bad), WAIT, "four dead letters")
+        # A watch ask with a body that is not [node, id] gets an error answer, registers nothing.
+        answers = await nats_client.subscribe(f"test.{unique()}")
+        ask = AskOut(name, WATCH, "not a watcher", "", "", 7, answers.subject)
+        await nats_client.publish(f"swarm.node.{there.node}", frame([ask], ENCODER))
+        answer = decode_frame((await answers.next_msg(timeout=WAIT)).data)
+        assert isinstance(answer[0], Failure)
+        assert answer[0].corr == 7
+        assert answer[0].error.endswith("WireFormatError")
+        assert theirs.watches.counts() == (0, 1)  # the watcher's real watch only
         # A notice with an id nobody made is dropped quietly (a forged or late one).
         forged = [TellOut(NOTICE, "", [12345, "stopped"], "", "")]
         await nats_client.publish(f"swarm.node.{here.node}", frame(forged, ENCODER))
