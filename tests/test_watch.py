@@ -16,7 +16,7 @@ import msgspec
 import pytest
 from nats.aio.client import Client
 
-from helpers import Fail, Get, instance, unique, until
+from helpers import Fail, Get, instance, ready_process, unique, until
 from swarm_actors import (
     Actor,
     ActorSystem,
@@ -592,3 +592,50 @@ async def test_bad_watch_traffic_is_a_dead_letter_and_the_node_goes_on(
         await target.stop()
         assert await next_terminated(seen) == Terminated(ref, "stopped")
         assert here.dead_letters == before + len(bad)
+
+
+# The watcher in another OS process: it watches an actor of this process and prints each
+# Terminated it handles (the owner side of a watch across processes).
+WATCHER = """
+import asyncio, sys
+from typing import Any
+from swarm_actors import Actor, ActorSystem, Terminated, handler
+
+class Watcher(Actor):
+    def __init__(self, ref: Any) -> None:
+        self.target = ref
+
+    async def on_start(self) -> None:
+        self.watch(self.target)
+
+    @handler
+    async def terminated(self, msg: Terminated) -> None:
+        print("terminated", msg.ref.name, msg.reason, flush=True)
+
+async def main() -> None:
+    async with ActorSystem(nats=sys.argv[1]) as system:
+        await system.start(Watcher, await system.resolve(sys.argv[2], timeout=10))
+        print("ready", flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.asyncio
+async def test_a_watcher_in_another_process_hears_of_an_actor_here(
+    nats_server: NatsServer,
+) -> None:
+    async with ActorSystem(nats=nats_server.url) as system:
+        name = unique()
+        target = await system.start(Target, name=name)
+        transport = system._transport
+        assert transport is not None
+        async with ready_process("-c", WATCHER, nats_server.url, name) as proc:
+            await until(lambda: transport.watches.counts() == (0, 1), WAIT, "the watch registered")
+            await target.stop()
+            assert proc.stdout is not None
+            async with asyncio.timeout(WAIT):
+                line = await proc.stdout.readline()
+            assert line.split() == [b"terminated", name.encode(), b"stopped"]
+            assert transport.watches.counts() == (0, 0)
