@@ -600,6 +600,7 @@ WATCHER = """
 import asyncio, sys
 from typing import Any
 from swarm_actors import Actor, ActorSystem, Terminated, handler
+from swarm_actors.cluster import Cluster
 
 class Watcher(Actor):
     def __init__(self, ref: Any) -> None:
@@ -613,7 +614,8 @@ class Watcher(Actor):
         print("terminated", msg.ref.name, msg.reason, flush=True)
 
 async def main() -> None:
-    async with ActorSystem(nats=sys.argv[1]) as system:
+    cluster = Cluster(node_ttl=float(sys.argv[3]))
+    async with ActorSystem(nats=sys.argv[1], cluster=cluster) as system:
         await system.start(Watcher, await system.resolve(sys.argv[2], timeout=10))
         print("ready", flush=True)
         await asyncio.Event().wait()
@@ -631,7 +633,7 @@ async def test_a_watcher_in_another_process_hears_of_an_actor_here(
         target = await system.start(Target, name=name)
         transport = system._transport
         assert transport is not None
-        async with ready_process("-c", WATCHER, nats_server.url, name) as proc:
+        async with ready_process("-c", WATCHER, nats_server.url, name, "10") as proc:
             await until(lambda: transport.watches.counts() == (0, 1), WAIT, "the watch registered")
             await target.stop()
             assert proc.stdout is not None
@@ -639,3 +641,20 @@ async def test_a_watcher_in_another_process_hears_of_an_actor_here(
                 line = await proc.stdout.readline()
             assert line.split() == [b"terminated", name.encode(), b"stopped"]
             assert transport.watches.counts() == (0, 0)
+
+
+@pytest.mark.asyncio
+async def test_the_watches_of_a_killed_watcher_process_are_dropped(nats_server: NatsServer) -> None:
+    ttl = 1.0
+    async with ActorSystem(nats=nats_server.url, cluster=Cluster(node_ttl=ttl)) as system:
+        name = unique()
+        target = await system.start(Target, name=name)
+        transport = system._transport
+        assert transport is not None
+        async with ready_process("-c", WATCHER, nats_server.url, name, str(ttl)) as proc:
+            await until(lambda: transport.watches.counts() == (0, 1), WAIT, "the watch registered")
+            assert system._dispatcher.watches.counts() == (1, 0)
+            proc.kill()  # its node dies without unwatching
+            await until(lambda: transport.watches.counts() == (0, 0), 10 * ttl, "dropped")
+            assert system._dispatcher.watches.counts() == (0, 0)
+        await target.stop()  # nobody left to notify

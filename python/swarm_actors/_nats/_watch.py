@@ -34,7 +34,9 @@ changing its configuration would touch every running cluster's bucket.
 
 Delivery is at most once, as for tells: a notice lost while the watcher's node was cut off is
 not sent again (the actor's node forgets a watch once it notified it). A watcher's node that
-dies leaves its registrations on the other nodes until their actors end.
+dies leaves its registrations on the other nodes until they notice, by the same rule: a node
+holding registrations lists the heartbeats every ``node_ttl`` and drops those of watcher
+nodes that have none and answer no probe.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class NodeWatches:
         self._by_node: dict[str, set[int]] = {}  # node -> ids of the watches of its actors
         self._monitors: dict[str, asyncio.Task[None]] = {}
         self._owned: dict[tuple[str, int], Cell] = {}  # (watcher node, id) -> watched cell
+        self._sweeper: asyncio.Task[None] | None = None
+        self._ttl = node_ttl
         self._ids = _watch_ids()
         self.suspect_checks = 0
         """Heartbeat reads for nodes that did not answer a probe (for tests and benchmarks)."""
@@ -238,7 +242,39 @@ class NodeWatches:
         key = (node, watch_id)
         self._owned[key] = cell
         self._death.add_watcher(cell, key, partial(self._notify, node, watch_id))
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+            self._transport.track(self._sweeper)
         return self._transport.incarnation
+
+    async def _sweep(self) -> None:
+        """Drop the registrations of watcher nodes that died, every ``node_ttl``, while any.
+
+        One listing of the heartbeat bucket a round; a node missing from it is dropped only if
+        it does not answer a probe either (the registry's rule, as for the other direction).
+        """
+        transport = self._transport
+        try:
+            while self._owned:
+                await asyncio.sleep(self._ttl)
+                watchers = {node for node, _ in self._owned}
+                try:
+                    live = await transport.registry.live_nodes()
+                except Exception as exc:  # JetStream unavailable: the next round
+                    _log.debug("watch.sweep_failed", error=repr(exc))
+                    continue
+                for node in watchers - live:
+                    if await transport.probe(node) is None:
+                        self._drop_watcher_node(node)
+        finally:
+            if self._sweeper is asyncio.current_task():
+                self._sweeper = None
+
+    def _drop_watcher_node(self, node: str) -> None:
+        for key in [key for key in self._owned if key[0] == node]:
+            cell = self._owned.pop(key)
+            self._death.remove_watcher(cell, key)
+        _log.info("watch.watcher_node_gone", node=node)
 
     def _notify(self, node: str, watch_id: int, reason: str) -> None:
         self._owned.pop((node, watch_id), None)
