@@ -1,7 +1,7 @@
 """The inbox of a node: routes each incoming envelope to what is registered to receive it.
 
 A node (``_transport``) subscribes :meth:`Inbox.on_message` to its subjects; the inbox decodes
-the frames and routes each envelope to one of three kinds of addressee:
+the frames and routes each envelope to one of four kinds of addressee:
 
 * a named actor of this system (the system's name table, given at construction): tells are
   enqueued into its mailbox as a local tell is, asks with a future whose completion sends the
@@ -9,6 +9,9 @@ the frames and routes each envelope to one of three kinds of addressee:
   local ask does;
 * a virtual target (``~class~position~key``): handed to the resolver the cluster registered
   with :meth:`Inbox.route_virtual` (``VirtualTargets``);
+* death-watch traffic (``_watch``): asks of kind ``swarm:watch`` to a named actor, and tells to
+  the reserved targets ``!...`` (no actor name starts with ``!``), handed to the handler
+  registered with :meth:`Inbox.route_watches`;
 * an ask this node sent (by its correlation id, registered with :meth:`Inbox.expect`): the
   answer completes the asker's future. Answers are taken only from the node's reply subjects
   (:meth:`Inbox.answers`, see ``_transport``), and only from the node the ask was sent to: an
