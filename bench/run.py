@@ -7,6 +7,7 @@ command that produced them).
 
 Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
+    "watch": ([], ["--quick"]),
 }
 
 

@@ -107,6 +107,7 @@ def test_the_top_level_is_the_everyday_api() -> None:
     assert 25 <= len(swarm_actors.__all__) <= 35
     for name in ("Actor", "handler", "ActorSystem", "ActorRef", "VirtualRef", "Timeouts"):
         assert name in swarm_actors.__all__
+    assert "Terminated" in swarm_actors.__all__  # death watch's message (Actor.watch)
     # The specialised parts live in their submodules only.
     for name in ("TupleSpace", "AgentTree", "hilbert_encode", "PlacedRef", "NatsOptions"):
         assert not hasattr(swarm_actors, name), name

@@ -2,8 +2,8 @@
 
 The top level is the actor API: ``Actor`` and ``@handler``, ``ActorSystem`` and its
 configuration objects, the refs users hold (and ``Ref``, the protocol every kind implements),
-supervision, timers, capabilities and the errors that API raises. Specialised parts are
-public submodules, imported with the package:
+supervision, death watch (``Terminated``), timers, capabilities and the errors that API
+raises. Specialised parts are public submodules, imported with the package:
 
 * ``swarm_actors.space``: the tuple space (``TupleSpace``, ``ANY``, ``Capability``...).
 * ``swarm_actors.hilbert``: n-dimensional Hilbert mapping.
@@ -34,6 +34,7 @@ from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
+from swarm_actors._core._watch import Terminated
 from swarm_actors._public import publish as _publish
 from swarm_actors._system import ActorSystem
 from swarm_actors._tuplecore import __version__ as __version__
@@ -76,6 +77,7 @@ __all__ = [
     "SpaceGrant",
     "SwarmError",
     "SystemStoppedError",
+    "Terminated",
     "Timeouts",
     "Timers",
     "Tracing",

@@ -267,6 +267,7 @@ class ActorSystem:
                     self._nats_options,
                     names=self._names,
                     virtual=self._virtual,
+                    death_watch=self._dispatcher.watches,
                     node=cluster.node,
                     # Without data_dir an embedded server's store is temporary and its own:
                     # one shared default store would collide as soon as two processes embed

@@ -428,6 +428,16 @@ class Registry:
                 return True
         return self._probe is not None and await self._probe(node) == incarnation
 
+    async def incarnation_of(self, node: str) -> str | None:
+        """The incarnation ``node`` heartbeats with now (``None``: no heartbeat within its TTL)."""
+        nodes = self._nodes
+        assert nodes is not None
+        try:
+            entry = await _settled(lambda: nodes.get(node))
+        except _key_not_found():
+            return None
+        return entry.value.decode(errors="replace") if entry.value else None
+
     async def live_nodes(self) -> set[str]:
         """Ids of the nodes that heartbeat now (one bucket listing)."""
         from nats.js.errors import NoKeysError
