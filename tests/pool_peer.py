@@ -62,7 +62,7 @@ async def serve(url: str, node: str, pool: str, size: int, ttl: float) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING)  # shown with the output if the peer fails
-    import pool_peer  # the types under their importable name, not __main__'s
+    import pool_peer as module  # the types under their importable name, not __main__'s
 
     url, node, pool, size, ttl = sys.argv[1:6]
-    asyncio.run(pool_peer.serve(url, node, pool, int(size), float(ttl)))
+    asyncio.run(module.serve(url, node, pool, int(size), float(ttl)))

@@ -516,7 +516,9 @@ class ActorSystem:
                     "placed members are virtual actors, built without arguments: drop them"
                 )
             if self._nats is None:
-                raise NotConnectedError("a placed pool belongs to a cluster: make the system with nats=...")
+                raise NotConnectedError(
+                    "a placed pool belongs to a cluster: make the system with nats=..."
+                )
             transport = self._transport or await self._connect()
             assert transport.cluster is not None
             from swarm_actors._nats._pool import PlacedMembers

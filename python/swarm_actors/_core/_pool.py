@@ -116,7 +116,9 @@ class HashRing:
     def hashed(cls, slots: Sequence[str], vnodes: int = VNODES) -> HashRing:
         """``vnodes`` points per slot, hashed from its name: member ``i`` is ``slots[i]``."""
         return cls(
-            (_hash64(f"{slot}#{v}".encode()), i) for i, slot in enumerate(slots) for v in range(vnodes)
+            (_hash64(f"{slot}#{v}".encode()), i)
+            for i, slot in enumerate(slots)
+            for v in range(vnodes)
         )
 
     def owner(self, point: int) -> int:
@@ -182,7 +184,8 @@ class _MemberCell(Cell):
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
-        assert self.parent is not None and isinstance(self.parent.actor, Pool)
+        assert self.parent is not None
+        assert isinstance(self.parent.actor, Pool)
         self.pool: PoolRef[Any] = self.parent.actor.pool
 
     def strategy(self) -> Any:
@@ -207,7 +210,7 @@ class _MemberCell(Cell):
 
 
 class PoolRef(Generic[A]):
-    """One ref in front of several actors of a class: ``system.pool(Cls, size=, routing=)``.
+    r"""One ref in front of several actors of a class: ``system.pool(Cls, size=, routing=)``.
 
     A ``Ref`` (``tell``, ``tell_nowait``, ``ask``, ``path``, ``is_alive``): each message goes to
     one member, picked by the routing (``"round_robin"``, ``"least_busy"`` or
@@ -499,7 +502,7 @@ class PoolRef(Generic[A]):
 
     @property
     def routing(self) -> str:
-        """How the pool picks a member: ``"round_robin"``, ``"least_busy"``, ``"consistent_hash"``."""
+        """How the pool picks a member (``"round_robin"``, ``"least_busy"``, ...)."""
         return self._routing
 
     # --- routing ------------------------------------------------------------------------------
@@ -534,14 +537,19 @@ class PoolRef(Generic[A]):
             for k in range(n):
                 j = (start + k) % n
                 cell = loads[j]
-                load = len(cell.queue) + cell.busy if cell is not None else inflight.get(self._slots[j], 0)
+                load = (
+                    len(cell.queue) + cell.busy
+                    if cell is not None
+                    else inflight.get(self._slots[j], 0)
+                )
                 if load < least:
                     best, least = j, load
                     if not load:
                         break
             self._next = best + 1
             return best
-        assert self._key is not None and self._ring is not None
+        assert self._key is not None
+        assert self._ring is not None
         key = self._key(message)
         source = self._source
         point = source.point(key) if source is not None else None
@@ -652,7 +660,9 @@ class PoolRef(Generic[A]):
         return not self._closed and self._current() > 0
 
     def __repr__(self) -> str:
-        return f"<PoolRef {self.path} {self._class.__qualname__} x{len(self._refs)} {self._routing}>"
+        return (
+            f"<PoolRef {self.path} {self._class.__qualname__} x{len(self._refs)} {self._routing}>"
+        )
 
     def __eq__(self, other: object) -> bool:
         return other is self

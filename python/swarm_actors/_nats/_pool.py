@@ -1,4 +1,4 @@
-"""Pools across nodes: the members other nodes run, and pools of placed virtual actors.
+r"""Pools across nodes: the members other nodes run, and pools of placed virtual actors.
 
 Both are ``MemberSource``\\ s of the engine's ``PoolRef`` (``_core._pool``).
 
@@ -216,7 +216,9 @@ class PlacedMembers:
 
     def ring(self, slots: Sequence[str]) -> HashRing | None:
         """One point per member, on the Hilbert curve."""
-        return HashRing((self._point(int(slot.rpartition("#")[2])), i) for i, slot in enumerate(slots))
+        return HashRing(
+            (self._point(int(slot.rpartition("#")[2])), i) for i, slot in enumerate(slots)
+        )
 
     def point(self, key: object) -> int | None:
         """A position's Hilbert index; another key hashed onto the curve."""
