@@ -40,6 +40,7 @@ it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 from bisect import bisect_right
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
+from swarm_actors._core._capability import checks_sends
 from swarm_actors._core._cell import Ask, Cell
 from swarm_actors._core._ref import _check_timeout
 from swarm_actors._core._supervision import OneForOne
@@ -83,8 +85,23 @@ def _hash64(data: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _cached_hash(key: str | bytes | int) -> int:
+    return _key_hash(key)
+
+
 def key_hash(key: object) -> int:
-    """The ring point of a routing key: BLAKE2b of its bytes (the same in every process)."""
+    """The ring point of a routing key: BLAKE2b of its bytes (the same in every process).
+
+    Cached (a hot key costs a dict lookup): a key of exactly ``str``, ``bytes`` or ``int``.
+    """
+    kind = type(key)
+    if kind is str or kind is bytes or kind is int:
+        return _cached_hash(key)  # type: ignore[arg-type]
+    return _key_hash(key)
+
+
+def _key_hash(key: object) -> int:
     if isinstance(key, str):
         data = b"s" + key.encode("utf-8", "surrogatepass")
     elif isinstance(key, bytes):
@@ -515,7 +532,10 @@ class PoolRef(Generic[A]):
 
     def _pick(self, message: Any, room: bool = False) -> int:
         """The index of the member for ``message`` (``room``: prefer one whose mailbox has room)."""
-        n = self._current()
+        source = self._source
+        if self._dirty or (source is not None and source.changed()):
+            self._rebuild()
+        n = len(self._refs)
         if n == 0:
             raise ActorDeadError(f"pool {self.path} has no member", actor=self.path)
         routing = self._routing
@@ -551,7 +571,6 @@ class PoolRef(Generic[A]):
         assert self._key is not None
         assert self._ring is not None
         key = self._key(message)
-        source = self._source
         point = source.point(key) if source is not None else None
         return self._ring.owner(key_hash(key) if point is None else point)
 
@@ -567,8 +586,14 @@ class PoolRef(Generic[A]):
         ``ActorDeadError`` when the pool has no member (stopped); a member that stopped meanwhile
         is skipped. What a member's ``tell`` raises otherwise (``MessageCapabilityError``...).
         """
-        for _ in range(len(self._refs) + 2):
-            i = self._pick(message)
+        i = self._pick(message)
+        cell = self._loads[i]
+        # The hot path: a local member with room, no trace to carry and no grant to check.
+        if cell is not None and cell.tracer is None and not checks_sends() and cell.post(message):
+            return
+        for attempt in range(len(self._refs) + 2):
+            if attempt:
+                i = self._pick(message)
             try:
                 await self._refs[i].tell(message)
                 return
