@@ -202,7 +202,9 @@ def main() -> None:
     slow: dict[str, tuple[float, float]] = {}
     for routing in ("round_robin", "least_busy", "consistent_hash"):
         slow[f"swarm-actors pool, {routing}"] = best(
-            routing, repeats, in_loop(lambda r=routing: swarm_pool(n, r, True))  # type: ignore[misc]
+            routing,
+            repeats,
+            in_loop(lambda r=routing: swarm_pool(n, r, True)),  # type: ignore[misc]
         )
     slow["asyncio, 8 tasks on one shared Queue"] = best(
         "asyncio shared", repeats, in_loop(lambda: asyncio_pool(n, True, True))
@@ -218,7 +220,9 @@ def main() -> None:
     fast: dict[str, tuple[float, float]] = {}
     for routing in ("round_robin", "least_busy", "consistent_hash"):
         fast[f"swarm-actors pool of 8, {routing}"] = best(
-            routing, repeats, in_loop(lambda r=routing: swarm_pool(fast_n, r, False))  # type: ignore[misc]
+            routing,
+            repeats,
+            in_loop(lambda r=routing: swarm_pool(fast_n, r, False)),  # type: ignore[misc]
         )
     fast["swarm-actors, one ActorRef (no pool)"] = best(
         "one actor", repeats, in_loop(lambda: swarm_single(fast_n))
@@ -261,8 +265,7 @@ def main() -> None:
     print(table(["sender -> ", "tells/s", "median", "/ one ActorRef"], rows))
     print()
     print(
-        "- Correctness: every run counted each message handled exactly once (N of N) — all "
-        "passed."
+        "- Correctness: every run counted each message handled exactly once (N of N) — all passed."
     )
     print()
 

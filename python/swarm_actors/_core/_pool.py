@@ -97,7 +97,7 @@ def key_hash(key: object) -> int:
     """
     kind = type(key)
     if kind is str or kind is bytes or kind is int:
-        return _cached_hash(key)  # type: ignore[arg-type]
+        return _cached_hash(key)
     return _key_hash(key)
 
 
