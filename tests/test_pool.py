@@ -351,27 +351,38 @@ async def test_more_bad_input() -> None:
 
 @pytest.mark.asyncio
 async def test_a_named_pool_spans_os_processes(nats_server: NatsServer) -> None:
-    name, peer_node = unique("pool"), unique("peer")
+    name, first, second = unique("pool"), unique("peer"), unique("peer")
     async with ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("main"))) as system:
         pool = await system.pool(Worker, size=2, name=name)
         assert pool.path == f"/{name}~{system.node}"
-        async with pool_peer(nats_server.url, peer_node, name, 2, ttl=1.0) as peer:
-            await until(lambda: len(pool.members) == 4, what="the peer's members joined")
+        async with (
+            pool_peer(nats_server.url, first, name, 2, ttl=1.0) as one,
+            pool_peer(nats_server.url, second, name, 1, ttl=1.0) as two,
+        ):
+            await until(lambda: len(pool.members) == 5, what="the peers' members joined")
             remote = [m for m in pool.members if isinstance(m, RemoteRef)]
-            assert [m.node for m in remote] == [peer_node, peer_node]
-            seen = Counter(
-                node for node, _ in [await pool.ask(Where(), timeout=10.0) for _ in range(8)]
-            )
-            assert seen == {system.node: 4, peer_node: 4}
-            assert await pool.broadcast(Where()) == 4
-            peer.send_signal(signal.SIGKILL)
-            await peer.wait()
-            # Asks to its members fail at once (nobody listens): they go to another member.
-            for _ in range(8):
+            assert [m.node for m in remote] == sorted([first, first, second])
+            asked = [await pool.ask(Where(), timeout=10.0) for _ in range(10)]
+            assert Counter(node for node, _ in asked) == {system.node: 4, first: 4, second: 2}
+            assert await pool.broadcast(Where()) == 5
+
+            # Killed: asks to its members are refused at once (nobody listens on its subject),
+            # and go to other members; the pool stops routing to it.
+            one.send_signal(signal.SIGKILL)
+            await one.wait()
+            for _ in range(10):
                 node, _ = await pool.ask(Where(), timeout=10.0)
-                assert node == system.node
+                assert node != first
+            assert first not in {getattr(m, "node", None) for m in pool.members}
+
+            # Killed with no traffic: its members drop out once its heartbeat expires.
+            two.send_signal(signal.SIGKILL)
+            await two.wait()
             await until(lambda: len(pool.members) == 2, what="the dead node's members dropped")
             assert all(not isinstance(m, RemoteRef) for m in pool.members)
+            for _ in range(4):
+                node, _ = await pool.ask(Where(), timeout=10.0)
+                assert node == system.node
 
 
 @pytest.mark.asyncio
