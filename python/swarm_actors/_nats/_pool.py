@@ -31,7 +31,6 @@ where on this node only (open the pool with the same size everywhere).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -148,8 +147,7 @@ class ClusterMembers:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await asyncio.wait([task])  # (wait, unlike await, leaves its cancellation there)
 
 
 def _reversed_bits(number: int, bits: int) -> int:
