@@ -492,7 +492,7 @@ class ActorSystem:
         without ``key`` (or ``key`` without it), a bad ``supervision`` or name, ``placed``
         without ``name``; ``NotConnectedError`` for ``placed`` without NATS.
         """
-        from swarm_actors._core._pool import PoolRef, check_pool
+        from swarm_actors._core._pool import PoolRef, check_pool, open_pool
 
         check_pool(actor_class, size, routing, key, supervision, name)
         self._attach()
@@ -524,16 +524,16 @@ class ActorSystem:
             from swarm_actors._nats._pool import PlacedMembers
 
             members = PlacedMembers(transport.cluster, actor_class, name, size)
-            return await pool._open(size, None, members)
+            return await open_pool(pool, size, None, members)
         if name is None or self._nats is None:
-            return await pool._open(size, name, None)
+            return await open_pool(pool, size, name, None)
         transport = self._transport or await self._connect()
         from swarm_actors._nats._pool import ClusterMembers, supervisor_name
 
         others = ClusterMembers(transport, name, self._cluster.node_ttl)
         await others.open()
         try:
-            return await pool._open(size, supervisor_name(name, transport.node_id), others)
+            return await open_pool(pool, size, supervisor_name(name, transport.node_id), others)
         except BaseException:
             await others.close()
             raise

@@ -71,7 +71,17 @@ if TYPE_CHECKING:
     from swarm_actors._core._ref import ActorRef
     from swarm_actors._system import ActorSystem
 
-__all__ = ["ROUTINGS", "VNODES", "HashRing", "MemberSource", "Pool", "PoolRef", "key_hash"]
+__all__ = [
+    "ROUTINGS",
+    "VNODES",
+    "HashRing",
+    "MemberSource",
+    "Pool",
+    "PoolRef",
+    "check_pool",
+    "key_hash",
+    "open_pool",
+]
 
 A = TypeVar("A", bound="Actor")
 
@@ -706,6 +716,13 @@ class PoolRef(Generic[A]):
             "a PoolRef cannot be sent to another process: send one of pool.members, or name "
             "the pool and open it there with system.pool(..., name=...)"
         )
+
+
+async def open_pool(
+    pool: PoolRef[A], size: int, supervisor: str | None, source: MemberSource | None
+) -> PoolRef[A]:
+    """Start ``pool``'s members (its supervisor named ``supervisor``), or take ``source``'s."""
+    return await pool._open(size, supervisor, source)
 
 
 def _check_size(size: object) -> None:
