@@ -18,6 +18,7 @@ from swarm_actors import (
     ActorDeadError,
     ActorRef,
     ActorSystem,
+    AllForOne,
     Directive,
     InvalidArgumentError,
     OneForOne,
@@ -301,6 +302,43 @@ async def test_a_member_stopped_by_hand_is_routed_around_then_replaced() -> None
         for _ in range(6):
             assert await pool.ask(Job()) != gone.path
         await until(lambda: len(pool.members) == 3, what="the member replaced")
+
+
+class SlowStart(Member):
+    """A member whose ``on_start`` suspends: starts interleave with everything else."""
+
+    async def on_start(self) -> None:
+        await asyncio.sleep(0.001)
+
+
+@pytest.mark.asyncio
+async def test_all_for_one_restarts_every_member() -> None:
+    async with ActorSystem() as system:
+        pool = await system.pool(Member, size=3, supervision=AllForOne())
+        await local(pool)[1].tell(Fail())
+        await until(
+            lambda: [m.stats().restarts for m in local(pool)] == [1, 1, 1],
+            what="every member restarted",
+        )
+
+
+@pytest.mark.asyncio
+async def test_concurrent_resizes_and_replacements_keep_the_size_exact() -> None:
+    async with ActorSystem() as system:
+        pool = await system.pool(SlowStart, size=3)
+
+        async def settled(size: int) -> None:
+            await until(lambda: not system._tasks, what="replacements done")
+            assert len(pool.members) == size
+            assert len(system.actors()) == 1 + size  # the supervisor and its members, no more
+
+        # Each resize counts the members it finds, and a replacement only fills a gap.
+        await asyncio.gather(pool.resize(5), pool.resize(5), local(pool)[0].stop())
+        await settled(5)
+        await asyncio.gather(pool.resize(2), local(pool)[3].stop())
+        await settled(2)
+        await asyncio.gather(pool.resize(4), local(pool)[1].stop(), pool.resize(3))
+        await settled(3)
 
 
 # --- bad input -----------------------------------------------------------------------------------

@@ -274,6 +274,7 @@ class PoolRef(Generic[A]):
         "_next_slot",
         "_orphans",
         "_refs",
+        "_resizing",
         "_retiring",
         "_ring",
         "_routing",
@@ -316,6 +317,7 @@ class PoolRef(Generic[A]):
         self._orphans: list[Any] = []  # queued messages of a stopped member, for the next one
         self._closed = False
         self._target = 0  # local members wanted
+        self._resizing: asyncio.Lock | None = None
         # What the routing reads, rebuilt when the membership changes (``_dirty``).
         self._dirty = True
         self._refs: list[Ref[A]] = []
@@ -372,7 +374,7 @@ class PoolRef(Generic[A]):
 
     async def _grow(self, size: int) -> None:
         self._target = size
-        while len(self._cells) < size and not self._closed:
+        while len(self._serving()) < size and not self._closed:
             slot, name = self._new_slot()
             await self._start_member(slot, name)
 
@@ -465,14 +467,21 @@ class PoolRef(Generic[A]):
             self._fail(self._orphans)
             self._orphans = []
 
+    def _serving(self) -> list[Cell]:
+        """The local members not retired (some may be stopping on their own)."""
+        return [c for c in self._cells.values() if c not in self._retiring]
+
     async def _replace(self, slot: str) -> None:
         name = None if self._member_name is None else slot
         try:
+            if len(self._serving()) >= self._target:
+                raise ActorDeadError("the pool was resized meanwhile: no replacement needed")
             await self._start_member(slot, name)
         except Exception as exc:
-            log.error("pool.replacement_failed", pool=self.path, slot=slot, error=repr(exc))
+            if not isinstance(exc, ActorDeadError):
+                log.error("pool.replacement_failed", pool=self.path, slot=slot, error=repr(exc))
             orphans, self._orphans = self._orphans, []
-            receivers = [c for c in self._cells.values() if c.accepting]
+            receivers = [c for c in self._serving() if c.accepting]
             if receivers:
                 self._deliver(receivers[0], orphans)
             else:
@@ -494,14 +503,18 @@ class PoolRef(Generic[A]):
             await source.resize(size)
             self._dirty = True
             return
-        if size >= len(self._cells):
-            await self._grow(size)
-            return
-        self._target = size
-        retired = list(self._cells.values())[size:]
-        self._retiring.update(retired)
-        self._dirty = True  # no new message from now on
-        await asyncio.gather(*(cell.stop(drain=True) for cell in retired))
+        if self._resizing is None:
+            self._resizing = asyncio.Lock()
+        async with self._resizing:  # one resize at a time: each counts the members first
+            serving = self._serving()
+            if size >= len(serving):
+                await self._grow(size)
+                return
+            self._target = size
+            retired = serving[size:]
+            self._retiring.update(retired)
+            self._dirty = True  # no new message from now on
+            await asyncio.gather(*(cell.stop(drain=True) for cell in retired))
 
     def _rebuild(self) -> None:
         self._dirty = False
