@@ -21,6 +21,7 @@ from swarm_actors import (
     AllForOne,
     Directive,
     InvalidArgumentError,
+    MessageCapabilityError,
     OneForOne,
     PoolRef,
     Ref,
@@ -339,6 +340,27 @@ async def test_concurrent_resizes_and_replacements_keep_the_size_exact() -> None
         await settled(2)
         await asyncio.gather(pool.resize(4), local(pool)[1].stop(), pool.resize(3))
         await settled(3)
+
+
+class Gated(Actor, may_message=("reviewer",)):
+    """An actor that may only message reviewers, sending to a pool of members."""
+
+    def __init__(self, pool: PoolRef[Any]) -> None:
+        self.pool = pool
+
+    @handler
+    async def job(self, msg: Job) -> None:
+        await self.pool.tell(Add(1))
+
+
+@pytest.mark.asyncio
+async def test_a_senders_may_message_grant_applies_through_the_pool() -> None:
+    async with ActorSystem() as system:
+        pool = await system.pool(Member, size=2)
+        gated = await system.start(Gated, pool)
+        with pytest.raises(MessageCapabilityError):
+            await gated.ask(Job())
+        assert [await m.ask(Get()) for m in pool.members] == [0, 0]  # nothing was sent
 
 
 # --- bad input -----------------------------------------------------------------------------------
