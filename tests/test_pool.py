@@ -467,6 +467,27 @@ async def test_a_member_that_leaves_cleanly_drops_out_at_once(nats_server: NatsS
 
 
 @pytest.mark.asyncio
+async def test_every_node_sends_a_key_to_the_same_member(nats_server: NatsServer) -> None:
+    name = unique("pool")
+    async with (
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("a"))) as one,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("b"))) as two,
+    ):
+        pools = [
+            await system.pool(
+                Worker, size=3, name=name, routing="consistent_hash", key=lambda m: m.user
+            )
+            for system in (one, two)
+        ]
+        await until(lambda: [len(p.members) for p in pools] == [6, 6], what="all members")
+        users = [f"user-{n}" for n in range(40)]
+        here = [await pools[0].ask(Where(u), timeout=10.0) for u in users]
+        there = [await pools[1].ask(Where(u), timeout=10.0) for u in users]
+        assert here == there
+        assert {node for node, _ in here} == {one.node, two.node}
+
+
+@pytest.mark.asyncio
 async def test_a_placed_pool_hashes_positions_on_the_hilbert_curve(nats_server: NatsServer) -> None:
     name = unique("placed")
     async with (
