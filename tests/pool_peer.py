@@ -16,11 +16,12 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import msgspec
 
 from helpers import ready_process
-from swarm_actors import Actor, ActorSystem, handler
+from swarm_actors import Actor, ActorSystem, InvalidArgumentError, PoolRef, Ref, handler
 from swarm_actors.cluster import Cluster
 
 
@@ -40,6 +41,28 @@ class Worker(Actor):
     async def where(self, msg: Where) -> tuple[str, str]:
         self.handled += 1
         return self.system.node or "", self.ref.path
+
+
+class UsePool(msgspec.Struct):
+    """Ask the pool in the message ``times`` times where its members run."""
+
+    pool: Ref[Any]
+    times: int
+
+
+class Relay(Actor):
+    """Receives a pool ref in a message and uses it: what another node's actor does."""
+
+    @handler
+    async def use(self, msg: UsePool) -> list[tuple[str, str]]:
+        assert isinstance(msg.pool, PoolRef)
+        try:
+            await msg.pool.resize(5)
+        except InvalidArgumentError:
+            pass  # a view has no members of its own to resize
+        else:
+            raise AssertionError("a received pool was resized")
+        return [await msg.pool.ask(Where(), timeout=10.0) for _ in range(msg.times)]
 
 
 @asynccontextmanager

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from helpers import Add, Fail, Get, unique, until
-from pool_peer import Where, Worker, pool_peer
+from pool_peer import Relay, UsePool, Where, Worker, pool_peer
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -242,7 +242,7 @@ async def test_a_stopped_pool_refuses_messages() -> None:
             await pool.ask(Job())
         with pytest.raises(ActorDeadError):
             await pool.resize(3)
-        with pytest.raises(TypeError, match="cannot be sent"):
+        with pytest.raises(TypeError, match="can be sent"):
             pool.__swarm_wire__(None)  # type: ignore[arg-type]
 
 
@@ -485,6 +485,33 @@ async def test_every_node_sends_a_key_to_the_same_member(nats_server: NatsServer
         there = [await pools[1].ask(Where(u), timeout=10.0) for u in users]
         assert here == there
         assert {node for node, _ in here} == {one.node, two.node}
+
+
+@pytest.mark.asyncio
+async def test_a_named_pool_travels_in_a_message(nats_server: NatsServer) -> None:
+    name, relay_name = unique("pool"), unique("relay")
+    async with (
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("a"))) as one,
+        ActorSystem(nats=nats_server.url, cluster=Cluster(node=unique("b"))) as two,
+    ):
+        pool = await one.pool(Worker, size=2, name=name, routing="least_busy")
+        await two.start(Relay, name=relay_name)
+        relay = await one.resolve(relay_name, timeout=10.0)
+        answers = await relay.ask(UsePool(pool, 4), timeout=10.0)
+        assert sorted(map(tuple, answers)) == sorted((one.node, m.path) for m in pool.members * 2)
+        # The other node opens the pool too: a view received on either node routes over all.
+        theirs = await two.pool(Worker, size=1, name=name)
+        await until(lambda: len(pool.members) == 3, what="the other node's member")
+        answers = await relay.ask(UsePool(theirs, 6), timeout=10.0)
+        assert Counter(node for node, _ in answers) == {one.node: 4, two.node: 2}
+        # A pool whose members another process cannot reach, or whose key cannot travel.
+        unnamed = await one.pool(Worker, size=1)
+        hashed = await one.pool(
+            Worker, size=1, name=unique("h"), routing="consistent_hash", key=lambda m: m.user
+        )
+        for unsendable in (unnamed, hashed):
+            with pytest.raises(TypeError, match="can be sent"):
+                await relay.ask(UsePool(unsendable, 1), timeout=10.0)
 
 
 @pytest.mark.asyncio

@@ -530,7 +530,7 @@ class ActorSystem:
         transport = self._transport or await self._connect()
         from swarm_actors._nats._pool import ClusterMembers, supervisor_name
 
-        others = ClusterMembers(transport, name, self._cluster.node_ttl)
+        others = ClusterMembers(transport, name, actor_class, routing)
         await others.open()
         try:
             return await open_pool(pool, size, supervisor_name(name, transport.node_id), others)

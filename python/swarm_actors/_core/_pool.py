@@ -72,6 +72,9 @@ if TYPE_CHECKING:
     from swarm_actors._system import ActorSystem
 
 __all__ = [
+    "CONSISTENT_HASH",
+    "LEAST_BUSY",
+    "ROUND_ROBIN",
     "ROUTINGS",
     "VNODES",
     "HashRing",
@@ -93,6 +96,7 @@ ROUTINGS = ("round_robin", "least_busy", "consistent_hash")
 VNODES = 64
 """Points each member holds on a consistent-hash ring (more: a more even spread)."""
 
+ROUND_ROBIN, LEAST_BUSY, CONSISTENT_HASH = ROUTINGS
 _ROUND_ROBIN, _LEAST_BUSY, _HASH = ROUTINGS
 
 
@@ -193,6 +197,10 @@ class MemberSource(Protocol):
         """Set the number of members (sources that own the members)."""
         ...
 
+    def wire_form(self, pool: PoolRef[Any]) -> RefForm | None:
+        """The pool as the wire carries it (``None``: it cannot leave this process)."""
+        ...
+
     async def close(self) -> None:
         """The pool stopped: release what the source holds."""
         ...
@@ -253,8 +261,12 @@ class PoolRef(Generic[A]):
 
     Members are supervised by the pool's strategy; one that stops without the pool asking is
     replaced, its queued messages handed to the replacement. ``stop`` stops the pool and its
-    members (draining them by default). A pool cannot be sent to another process (name it and
-    open it there with ``system.pool(..., name=)``, or send one of its ``members``).
+    members (draining them by default).
+
+    A named round-robin or least-busy pool of a system with ``nats=`` can be put in a message:
+    it arrives as a view of the pool, with its routing, over every member the nodes registered
+    (it starts, resizes and stops nothing). Another pool cannot (``TypeError``: send one of
+    its ``members``, or open the named pool on the other node).
     """
 
     __slots__ = (
@@ -298,6 +310,7 @@ class PoolRef(Generic[A]):
         key: Callable[[Any], object] | None,
         strategy: OneForOne,
         name: str | None,
+        source: MemberSource | None = None,
     ) -> None:
         self._system = system
         self._class = actor_class
@@ -309,7 +322,7 @@ class PoolRef(Generic[A]):
         self._name = name
         self._supervisor: ActorRef[Pool] | None = None
         self._member_name: str | None = None  # members' names: f"{this}~{slot number}"
-        self._source: MemberSource | None = None
+        self._source = source  # members this process does not start (``_open`` may set it)
         self._cells: dict[str, Cell] = {}  # slot -> the local member's cell
         self._slot_of: dict[Cell, str] = {}
         self._next_slot = 0
@@ -499,8 +512,8 @@ class PoolRef(Generic[A]):
             raise ActorDeadError(f"pool {self.path} is stopped", actor=self.path)
         source = self._source
         if source is not None and source.owns_members:
-            self._target = size
             await source.resize(size)
+            self._target = size
             self._dirty = True
             return
         if self._resizing is None:
@@ -724,11 +737,20 @@ class PoolRef(Generic[A]):
         return id(self)
 
     def __swarm_wire__(self, node: WireNode) -> RefForm:
-        """A pool cannot cross processes: ``TypeError`` (see the class docstring)."""
-        raise TypeError(
-            "a PoolRef cannot be sent to another process: send one of pool.members, or name "
-            "the pool and open it there with system.pool(..., name=...)"
-        )
+        """The pool on the wire: a named pool spanning nodes, by its name (see the class doc).
+
+        ``TypeError`` for any other pool: its members cannot be reached from another process
+        (send one of ``members`` instead), or, with consistent hashing, its key function
+        cannot travel.
+        """
+        form = self._source.wire_form(self) if self._source is not None else None
+        if form is None or self._routing is _HASH:
+            raise TypeError(
+                "only a named round-robin or least-busy pool of a system with nats= can be sent "
+                "to another process: send one of pool.members, or open the pool there with "
+                "system.pool(..., name=...)"
+            )
+        return form
 
 
 async def open_pool(
