@@ -486,7 +486,8 @@ class ActorSystem:
         ``name`` and ``nats=``): the members are the cluster's virtual actors
         ``actor_class / "<name>#<n>"`` and consistent hashing follows their Hilbert placement:
         a key that is a position (a tree path) goes to the member owning that stretch of the
-        curve, so related keys land together.
+        curve, so related keys land together. A named round-robin or least-busy pool can be
+        sent in a message: another node receives a view of the same members.
 
         ``InvalidArgumentError`` for a size below 1, an unknown routing, ``consistent_hash``
         without ``key`` (or ``key`` without it), a bad ``supervision`` or name, ``placed``

@@ -237,7 +237,7 @@ class _MemberCell(Cell):
         await self.stop(drain=False)
 
     def discard_queue(self, error: ActorDeadError) -> int:
-        if self.pool._keeps_queue(self):
+        if self.pool._keeps_queue():
             self.pool._adopt(self.take_queue())
             return 0
         return super().discard_queue(error)
@@ -418,7 +418,7 @@ class PoolRef(Generic[A]):
 
     # --- members ------------------------------------------------------------------------------
 
-    def _keeps_queue(self, cell: Cell | None = None) -> bool:
+    def _keeps_queue(self) -> bool:
         """Whether a stopping member's queue goes to other members (the pool goes on)."""
         supervisor = self._supervisor
         return not self._closed and supervisor is not None and supervisor.is_alive

@@ -61,7 +61,6 @@ if TYPE_CHECKING:
 __all__ = [
     "ClusterMembers",
     "PlacedMembers",
-    "member_name",
     "pool_from_wire",
     "supervisor_name",
 ]
@@ -72,11 +71,6 @@ _log = get_logger("swarm_actors.transport")
 def supervisor_name(pool: str, node: str) -> str:
     """The registry name of the supervisor of ``node``'s members of pool ``pool``."""
     return f"{pool}~{node}"
-
-
-def member_name(pool: str, node: str, number: int) -> str:
-    """The registry name of member ``number`` of ``node`` in pool ``pool``."""
-    return f"{supervisor_name(pool, node)}~{number}"
 
 
 class _Liveness:
