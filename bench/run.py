@@ -8,6 +8,7 @@ command that produced them).
 Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "placement": ([], ["--quick"]),
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
     "watch": ([], ["--quick"]),
+    "pool": ([], ["--quick"]),
 }
 
 

@@ -30,6 +30,7 @@ from swarm_actors._core._actor import Actor, SpaceGrant, handler
 from swarm_actors._core._capability import MessageGrant
 from swarm_actors._core._contract import Ref
 from swarm_actors._core._messages import register_message_type
+from swarm_actors._core._pool import PoolRef
 from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
@@ -72,6 +73,7 @@ __all__ = [
     "MessageGrant",
     "OneForOne",
     "Passivation",
+    "PoolRef",
     "Ref",
     "Signals",
     "SpaceGrant",

@@ -1147,6 +1147,19 @@ class Cell:
         self.dropped += discarded
         return discarded
 
+    def take_queue(self) -> list[Any]:
+        """Remove every queued message and return them untouched (oldest first).
+
+        For a pool whose member stops unexpectedly: its queue goes to another member instead
+        of being discarded (see ``_pool``). Asks keep their futures: whoever handles them
+        answers their askers.
+        """
+        items = list(self.queue)
+        self.queue.clear()
+        if self.put_waiters:
+            self._wake_putters()
+        return items
+
     async def cut_short(self, reason: str) -> None:
         """A draining stop ran out of time: cancel the handler in progress, discard the rest.
 

@@ -372,6 +372,10 @@ class Registry:
         """The mirrored entry of ``name`` (no I/O)."""
         return self._mirror.get(name)
 
+    def entries(self, prefix: str) -> list[tuple[str, NameEntry]]:
+        """The mirrored entries whose names start with ``prefix``, sorted by name (no I/O)."""
+        return sorted((n, e) for n, e in self._mirror.items() if n.startswith(prefix))
+
     async def fetch(self, name: str) -> NameEntry | None:
         """The entry of ``name`` as stored now (one KV read); updates the mirror."""
         names = self._names

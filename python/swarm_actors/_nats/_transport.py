@@ -50,7 +50,14 @@ from swarm_actors._nats._outbox import Outbox, node_subject
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
 from swarm_actors._nats._watch import NodeWatches
-from swarm_actors._nats._wire import VIRTUAL_NODE, AskOut, Codec, reply_subject, type_name
+from swarm_actors._nats._wire import (
+    POOL_NODE,
+    VIRTUAL_NODE,
+    AskOut,
+    Codec,
+    reply_subject,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -271,6 +278,10 @@ class Transport:
     ) -> Any:
         from swarm_actors._nats._remote import RemoteRef
 
+        if node == POOL_NODE:
+            from swarm_actors._nats._pool import pool_from_wire
+
+            return pool_from_wire(self, name, classes)
         if node == VIRTUAL_NODE and self.cluster is not None:
             try:
                 return self.cluster.ref_for(name)
