@@ -27,6 +27,9 @@ ALLOWED = {
         "swarm_actors._tuplecore",
         "swarm_actors._core",
     ),
+    # Model clients and their guardrails: on the event model only (ModelCall, BlobStore,
+    # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
+    "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
 }
 # Third-party packages a layer must never import.
 FORBIDDEN_THIRD_PARTY = {"swarm_actors._events": ("nats",), "swarm_actors._core": ("nats",)}
