@@ -143,7 +143,23 @@ async def test_retryable_failures_are_retried_with_backoff(
     assert server.requests == 4
     assert len(waits.waits) == 3
     for n, wait in enumerate(waits.waits):  # full jitter: anywhere in [0, initial * 2**n]
-        assert 0 <= wait <= min(8.0, 1.0 * 2 ** (n + 1))
+        assert 0 <= wait <= min(8.0, 1.0 * 2**n)
+
+
+@pytest.mark.asyncio
+async def test_the_backoff_is_full_jitter() -> None:
+    # Exponential windows, each wait uniform in [0, window]: not the window, not a fixed part.
+    errors = [BrainConnectionError("down", retryable=True) for _ in range(200)]
+    waits = Waits()
+    policy = RetryPolicy(attempts=201, initial_wait=0.25, max_wait=1.0, deadline=3600)
+    brain = GuardedBrain(ScriptedBrain([*errors, "up"]), retry=policy, sleep=waits)
+    assert (await brain.complete(ask())).attempts == 201
+    assert waits.waits[0] <= 0.25
+    assert waits.waits[1] <= 0.5
+    late = waits.waits[10:]
+    assert all(0 <= w <= 1.0 for w in late)
+    assert min(late) < 0.25
+    assert max(late) > 0.75
 
 
 @pytest.mark.asyncio

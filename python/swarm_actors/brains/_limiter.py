@@ -82,11 +82,19 @@ class LocalRateLimiter:
 
     async def acquire(self, tokens: int = 0) -> None:
         """Spend one request and ``tokens`` tokens (at most a period's worth), waiting if needed."""
+        amount = min(float(tokens), self._tokens.max_rate) if self._tokens is not None else 0.0
+        if self._requests.has_capacity(1) and (
+            self._tokens is None or self._tokens.has_capacity(amount)
+        ):  # no wait: no timeout to arm (the common case, and the fast one)
+            await self._requests.acquire(1)
+            if self._tokens is not None and amount > 0:
+                await self._tokens.acquire(amount)
+            return
         try:
             async with asyncio.timeout(self._timeout):
                 await self._requests.acquire(1)
-                if self._tokens is not None and tokens > 0:
-                    await self._tokens.acquire(min(float(tokens), self._tokens.max_rate))
+                if self._tokens is not None and amount > 0:
+                    await self._tokens.acquire(amount)
         except TimeoutError:
             raise TimeoutError(
                 f"the rate limiter ({self.limits.requests:g} requests / "
