@@ -4,8 +4,10 @@ The standard library's ``ThreadingHTTPServer`` in a daemon thread, HTTP/1.1 with
 Each request to ``/v1/chat/completions`` takes the next scripted ``Reply`` (then ``default``):
 an answer, an error status (with ``Retry-After``), a slow or stalled answer, malformed JSON,
 a body cut mid-stream, a wrong content type, an empty answer, an oversized body. ``requests``
-counts what arrived, and ``bodies`` keeps each request's JSON. Used by the brain tests and
-``bench/bench_brains.py``.
+counts what arrived (also served as JSON on ``GET /stats``), and ``bodies`` keeps each request's
+JSON. Used by the brain tests and ``bench/bench_brains.py``, which runs it as a process of its
+own (``python tests/fake_openai.py`` prints the base URL, then serves until killed) so that the
+server does not share the client's interpreter lock.
 """
 
 from __future__ import annotations
@@ -104,6 +106,12 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def do_GET(self) -> None:
+            if self.path == "/stats":
+                self._send(200, json.dumps({"requests": state.requests}).encode())
+            else:
+                self._send(404, b'{"error": "not found"}')
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length", 0))
             raw = self.rfile.read(length)
@@ -170,3 +178,9 @@ def fake_openai(*, keep_bodies: bool = True) -> Iterator[FakeOpenAI]:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+if __name__ == "__main__":
+    with fake_openai(keep_bodies=False) as running:
+        print(running.url, flush=True)
+        threading.Event().wait()
