@@ -379,6 +379,16 @@ async def test_an_instruction_too_large_to_fit_is_refused_not_dropped(
     assert server.requests == 0
 
 
+def test_the_instruction_is_never_cut_even_when_it_is_the_largest_message() -> None:
+    instruction = "Follow these rules. " + "rule " * 600  # ~600 tokens, within the limit
+    request = BrainRequest(messages=(system(instruction), user("data " * 500)))
+    compressor = ContextCompressor(max_tokens=1000)
+    out, cuts = compressor.compress_with_report(request)
+    assert out.messages[0] == request.messages[0]
+    assert [c.index for c in cuts] == [1]
+    assert compressor.tokens(out) <= 1000
+
+
 def test_compression_counts_with_a_given_tokenizer() -> None:
     words = ContextCompressor(max_tokens=60, min_keep=5, count=lambda s: len(s.split()))
     request = BrainRequest(

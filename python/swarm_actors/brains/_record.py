@@ -80,6 +80,11 @@ class RecordingBrain:
     with their own sequence from 1 (one recorder per agent id), and ``run_id``. The request's
     canonical bytes and the answer's text are put into ``blobs`` (default: a store in memory).
     A call that is cancelled is not recorded: it neither answered nor failed.
+
+    Where it sits decides what it sees: around a ``GuardedBrain`` it records what the
+    guardrails did (cache hits, attempts, cost) and the request as asked; inside one, only
+    the calls that reached the model, with the request as sent (compressed). Replay through
+    the same layering: a ``ReplayBrain`` matches requests by the digest recorded.
     """
 
     def __init__(
