@@ -300,6 +300,19 @@ async def test_the_budget_ends_the_run_at_a_call_boundary(
 
 
 @pytest.mark.asyncio
+async def test_cache_hits_are_free_once_the_budget_is_spent(
+    server: FakeOpenAI, http: OpenAIBrain
+) -> None:
+    budget = Budget(max_tokens=18)  # one call of 11 + 7 tokens
+    brain = GuardedBrain(http, budget=budget, cache=ResponseCache())
+    await brain.complete(ask("a"))
+    assert (await brain.complete(ask("a"))).cache_hit
+    with pytest.raises(BudgetExceededError):
+        await brain.complete(ask("b"))
+    assert (server.requests, budget.summary().calls) == (1, 1)
+
+
+@pytest.mark.asyncio
 async def test_a_cost_budget(server: FakeOpenAI, http: OpenAIBrain) -> None:
     budget = Budget(max_cost=0.01, prices={"m": Price(10_000.0, 0.0)})
     brain = GuardedBrain(http, budget=budget)

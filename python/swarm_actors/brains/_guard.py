@@ -1,12 +1,12 @@
 """The guardrails around every model call: cache, retries, circuit breaker, limiter, budget.
 
-``GuardedBrain`` wraps a brain. A call goes: budget (refused if spent) -> context compression
-(``ContextCompressor``, if given) -> response cache (keyed by the request's digest; a hit
-returns at once) -> circuit breaker of the provider (open: ``CircuitOpenError``, no call) ->
-rate limiter (requests and estimated tokens; shared by every agent of a swarm) -> the call,
-retried with exponential backoff and full jitter (tenacity's ``wait_random_exponential``)
-for retryable failures only, honouring ``Retry-After`` -> usage charged to the budget,
-answer cached.
+``GuardedBrain`` wraps a brain. A call goes: context compression (``ContextCompressor``, if
+given) -> response cache (keyed by the request's digest; a hit returns at once, free) ->
+budget (refused if spent, or if the request would overrun it) -> circuit breaker of the
+provider (open: ``CircuitOpenError``, no call) -> rate limiter (requests and estimated
+tokens; shared by every agent of a swarm) -> the call, retried with exponential backoff and
+full jitter (tenacity's ``wait_random_exponential``) for retryable failures only, honouring
+``Retry-After`` -> usage charged to the budget, answer cached.
 
 What is hand-written and why: the LRU+TTL cache (an ``OrderedDict`` is the whole of it, and
 the hit path must stay under 20 µs), the circuit breaker (no maintained asyncio breaker
@@ -321,7 +321,8 @@ class BudgetSummary(msgspec.Struct, frozen=True, kw_only=True):
 class Budget:
     """A run's budget in tokens and, where ``prices`` (by model) are given, cost.
 
-    Checked before every call through a ``GuardedBrain``: once a limit is reached, or when the
+    Checked before every call through a ``GuardedBrain`` (cache hits are free and not checked):
+    once a limit is reached, or when the
     prompt's estimated tokens plus its ``max_tokens`` would pass the token limit, the call is
     refused with ``BudgetExceededError`` carrying ``summary()``. The run ends at a call boundary
     (never in the middle of one). Share one ``Budget`` among the brains of a run.
@@ -397,7 +398,7 @@ class Budget:
 
 
 class GuardedBrain:
-    """A brain behind the guardrails: budget, compression, cache, breaker, limiter, retries.
+    """A brain behind the guardrails: compression, cache, budget, breaker, limiter, retries.
 
     Every guardrail is optional except retries (``RetryPolicy()`` by default; pass
     ``RetryPolicy(attempts=1)`` for none). ``sleep`` is what waits between attempts (tests
@@ -443,17 +444,17 @@ class GuardedBrain:
     async def complete(self, request: BrainRequest) -> BrainResponse:
         """The answer to ``request``, through every configured guardrail."""
         started = time.perf_counter_ns()
-        if self.budget is not None:
-            self.budget.check(request)
         if self.compressor is not None:
             request = self.compressor.compress(request)
         digest = request.digest() if self.cache is not None else ""
         if self.cache is not None:
             hit = self.cache.get(digest)
-            if hit is not None:
+            if hit is not None:  # free: the budget is not asked
                 return msgspec.structs.replace(
                     hit, cache_hit=True, attempts=0, latency_ns=0, cost=0.0
                 )
+        if self.budget is not None:
+            self.budget.check(request)  # what will be sent: the compressed request
         response, attempts = await self._call(request)
         cost = self.budget.charge(response, request.model) if self.budget is not None else 0.0
         response = msgspec.structs.replace(
