@@ -393,3 +393,28 @@ async def test_the_deterministic_brain_approves_clean_reports_and_plans_requests
 async def test_the_deterministic_brain_takes_rules() -> None:
     brain = DeterministicBrain([lambda r: None, lambda r: f"echo {r.last_user}"])
     assert (await brain.complete(ask("x"))).text == "echo x"
+
+
+DIFF = """\
+--- a/src/app/io.py
++++ b/src/app/io.py
+@@ -10,3 +10,6 @@ def load(path):
+     with open(path) as f:
+-        return f.read()
++        try:
++            return f.read()
++        except:
++            print("failed")
+"""
+
+
+@pytest.mark.asyncio
+async def test_the_deterministic_brain_reviews_a_diff() -> None:
+    brain = DeterministicBrain()
+    review = (await brain.complete(ask(f"Review this change:\n{DIFF}", json_output=True))).json()
+    assert review["verdict"] == "changes_needed"
+    assert [(s["kind"], s["line"]) for s in review["steps"]] == [("bare_except", 13), ("print", 14)]
+    assert "src/app/io.py (+4/-1)" in review["summary"]
+    clean = DIFF.replace('+        except:\n+            print("failed")\n', "")
+    ok = (await brain.complete(ask(f"Review:\n{clean}", json_output=True))).json()
+    assert ok["verdict"] == "ok"

@@ -29,8 +29,11 @@ from swarm_actors.brains._compress import ContextCompressor, Cut
 from swarm_actors.brains._deterministic import (
     DeterministicBrain,
     Finding,
+    diff_review_rule,
     findings_in,
     plan_from_findings,
+    request_plan_rule,
+    tool_report_rule,
 )
 from swarm_actors.brains._guard import (
     BreakerState,
@@ -88,10 +91,13 @@ __all__ = [
     "SpeculativeBrain",
     "Usage",
     "assistant",
+    "diff_review_rule",
     "estimate_tokens",
     "findings_in",
     "plan_from_findings",
+    "request_plan_rule",
     "system",
+    "tool_report_rule",
     "user",
 ]
 

@@ -3,9 +3,11 @@
 For demos, tests and offline runs. The default rules read what tools report in the messages
 (pytest's failures and summary line, Python tracebacks, ruff / flake8 / mypy / compiler
 diagnostics ``path:line[:col]: ...``, ruff's JSON output) and turn them into a plan: one step
-per finding, grouped by file, with the evidence quoted. With nothing to read from tools, the
-request itself is planned: each sentence or bullet of the last user message becomes a step,
-with the file paths it names. The same request always gets the same answer.
+per finding, grouped by file, with the evidence quoted. A unified diff in the request is
+reviewed: risky added lines (bare or broad excepts, debuggers, TODOs, prints, credentials)
+are findings, none is an approval. With nothing else to read, the request itself is
+planned: each sentence or bullet of the last user message becomes a step, with the file
+paths it names. The same request always gets the same answer.
 
 With ``json_output`` the answer is a JSON object::
 
@@ -27,7 +29,16 @@ import msgspec
 
 from swarm_actors.brains._types import BrainRequest, BrainResponse, Usage, estimate_tokens
 
-__all__ = ["DeterministicBrain", "Finding", "Rule", "findings_in", "plan_from_findings"]
+__all__ = [
+    "DeterministicBrain",
+    "Finding",
+    "Rule",
+    "diff_review_rule",
+    "findings_in",
+    "plan_from_findings",
+    "request_plan_rule",
+    "tool_report_rule",
+]
 
 Rule = Callable[[BrainRequest], "str | dict[str, Any] | None"]
 """A rule: the answer to a request (text, or a dict answered as JSON), or ``None`` to pass."""
@@ -240,6 +251,80 @@ def request_plan_rule(request: BrainRequest) -> dict[str, Any]:
     return {"verdict": "plan", "summary": summary, "steps": steps}
 
 
+_DIFF_FILE = re.compile(r"^\+\+\+ (?:b/)?(?P<file>\S+)", re.M)
+_HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(?P<line>\d+)")
+#: What a reviewer flags in added lines: (pattern, kind, what to do).
+_RISKS: tuple[tuple[re.Pattern[str], str, str], ...] = (
+    (re.compile(r"^\s*except\s*:"), "bare_except", "Catch a specific exception, not everything"),
+    (
+        re.compile(r"except\s+(?:Base)?Exception\s*:\s*(?:pass)?\s*$"),
+        "broad_except",
+        "Handle or re-raise: a broad except hides failures",
+    ),
+    (
+        re.compile(r"\b(?:breakpoint\(\)|import pdb|pdb\.set_trace)"),
+        "debugger",
+        "Remove the debugger",
+    ),
+    (re.compile(r"\b(?:TODO|FIXME|XXX)\b"), "todo", "Resolve the TODO or track it elsewhere"),
+    (re.compile(r"^\s*print\("), "print", "Use logging instead of print"),
+    (
+        re.compile(r"(?:password|secret|api_key|token)\s*=\s*['\"][^'\"]+['\"]", re.I),
+        "secret",
+        "Do not commit credentials; read them from the environment",
+    ),
+)
+
+
+def diff_review_rule(request: BrainRequest) -> dict[str, Any] | None:
+    """Review a unified diff in the request: risky added lines, per file; ``None`` without one."""
+    text = "\n".join(m.content for m in request.messages if m.role != "system")
+    if not _DIFF_FILE.search(text):
+        return None
+    steps: list[dict[str, Any]] = []
+    files: dict[str, list[int]] = {}  # file -> [added, removed]
+    current, line = "", 0
+    for raw in text.splitlines():
+        head = _DIFF_FILE.match(raw)
+        if head:
+            current = head["file"]
+            files.setdefault(current, [0, 0])
+            continue
+        hunk = _HUNK.match(raw)
+        if hunk:
+            line = int(hunk["line"])
+            continue
+        if not current or raw.startswith("---"):
+            continue
+        if raw.startswith("+"):
+            files[current][0] += 1
+            added = raw[1:]
+            for pattern, kind, action in _RISKS:
+                if pattern.search(added):
+                    steps.append(
+                        {
+                            "action": f"{action} in {current}:{line}",
+                            "file": current,
+                            "line": line,
+                            "kind": kind,
+                            "evidence": added.strip()[:300],
+                        }
+                    )
+            line += 1
+        elif raw.startswith("-"):
+            files[current][1] += 1
+        else:
+            line += 1
+    changed = ", ".join(f"{f} (+{a}/-{r})" for f, (a, r) in files.items())
+    if not steps:
+        return {"verdict": "ok", "summary": f"no risky lines added in {changed}", "steps": []}
+    return {
+        "verdict": "changes_needed",
+        "summary": f"{len(steps)} finding{'s' if len(steps) != 1 else ''} in {changed}",
+        "steps": steps,
+    }
+
+
 def _as_text(answer: dict[str, Any]) -> str:
     lines = [f"{answer.get('verdict', 'plan')}: {answer.get('summary', '')}"]
     for i, step in enumerate(answer.get("steps", ()), 1):
@@ -249,17 +334,19 @@ def _as_text(answer: dict[str, Any]) -> str:
 
 
 class DeterministicBrain:
-    """A brain of rules, no model: plans from tool reports, else from the request's sentences.
+    """A brain of rules, no model: plans from tool reports, reviews diffs, else plans the request.
 
-    ``rules`` replaces the default ``(tool_report_rule, request_plan_rule)``; the first rule
-    that answers wins. Usage is estimated. Same request, same answer.
+    ``rules`` replaces the default ``(tool_report_rule, diff_review_rule, request_plan_rule)``;
+    the first rule that answers wins. Usage is estimated. Same request, same answer.
     """
 
     def __init__(
         self, rules: Iterable[Rule] | None = None, *, provider: str = "deterministic"
     ) -> None:
         self._rules: tuple[Rule, ...] = (
-            tuple(rules) if rules is not None else (tool_report_rule, request_plan_rule)
+            tuple(rules)
+            if rules is not None
+            else (tool_report_rule, diff_review_rule, request_plan_rule)
         )
         self._provider = provider
 
