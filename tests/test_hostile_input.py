@@ -227,7 +227,8 @@ async def test_the_journal_skips_deep_nesting_and_unknown_fields_or_raises_typed
             js = client.jetstream()
             await js.publish(subject, DEEP)  # 2: the probe's 1 KB message
             fields = msgspec.msgpack.decode(encode_event(decision(3)))
-            await js.publish(subject, msgspec.msgpack.encode([*fields, "unknown"]))  # 3
+            # 3: past the last field (run_id, version 2) of the current version
+            await js.publish(subject, msgspec.msgpack.encode([*fields, "run", "unknown"]))
             await js.publish(subject, b"\x9a" + b"\xa1x" * 9 + b"\x91" * 100_000 + b"\xc0")  # 4
             await journal.append(decision(5))
             with pytest.raises(EventDecodeError, match="sequence 2"):
