@@ -195,6 +195,13 @@ class OpenAIBrain:
                         )
                     chunks.append(chunk)
                 return reply.status_code, reply.headers, b"".join(chunks)
+        except httpx.ConnectTimeout as exc:
+            raise BrainConnectionError(
+                f"cannot reach {self._url} within the connect timeout "
+                "(check base_url= / OPENAI_BASE_URL and that the server is up)",
+                provider=p,
+                retryable=True,
+            ) from exc
         except httpx.TimeoutException as exc:
             raise BrainTimeoutError(
                 f"{type(exc).__name__} from {self._url}: the server is slow or stalled",
