@@ -9,6 +9,7 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
     "watch": ([], ["--quick"]),
     "pool": ([], ["--quick"]),
+    "brains": (["--nats"], ["--quick"]),
 }
 
 

@@ -82,6 +82,7 @@ def test_every_events_name_has_a_docstring(name: str) -> None:
 
 PUBLIC_MODULES = (
     "swarm_actors",
+    "swarm_actors.brains",
     "swarm_actors.cluster",
     "swarm_actors.errors",
     "swarm_actors.events",
@@ -91,7 +92,7 @@ PUBLIC_MODULES = (
     "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("cluster", "errors", "hilbert", "space", "tools", "tree")
+FACADES = ("brains", "cluster", "errors", "hilbert", "space", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:

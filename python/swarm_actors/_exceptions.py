@@ -46,6 +46,18 @@ One root, grouped by the part of the system that raises them::
     │   ├── NotConnectedError                  NATS work asked of a system not connected to it
     │   ├── RemoteError                        a remote handler raised; carries its type and text
     │   └── WireFormatError (ValueError)       bytes from NATS that are not a valid frame / message
+    ├── BrainError                     model calls (``swarm_actors.brains``)
+    │   ├── BrainConfigError (ValueError)      a missing key, model or base URL: names the fix
+    │   ├── BrainConnectionError               no connection to the provider, or it broke mid-reply
+    │   ├── BrainTimeoutError (TimeoutError)   no complete reply within the call's timeout
+    │   ├── BrainHTTPError                     the provider answered with an error status
+    │   │   └── BrainRateLimitedError          429 Too Many Requests (``retry_after`` if it said)
+    │   ├── BrainReplyError (ValueError)       a malformed, empty, oversized or mistyped reply
+    │   ├── BrainInputTooLargeError (ValueError)  the instruction alone exceeds the context limit
+    │   ├── CircuitOpenError                   the provider's circuit breaker is open
+    │   ├── BudgetExceededError                the run's token or cost budget is spent
+    │   ├── ReplayMissError (LookupError)      replay: the request was never recorded
+    │   └── ScriptError (AssertionError)       a scripted brain was called off its script
     ├── ToolError                      workspace files, git and checks (``swarm_actors.tools``)
     │   ├── PathEscapeError (PermissionError)  a path leading outside the workspace root
     │   ├── SpecialFileError (PermissionError)  a device, FIFO, socket or directory, not a file
@@ -68,7 +80,9 @@ they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
 ``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
 ``log_tail``; tool errors carry ``path`` (workspace paths, relative to the root),
 ``GitError`` the ``command``, ``returncode`` and ``stderr``, ``CheckTimeoutError`` the
-``result`` captured until the kill. Timeouts raise the builtin ``TimeoutError``
+``result`` captured until the kill; brain errors carry ``provider`` and ``retryable``
+(``BrainHTTPError``: ``status``, ``retry_after``; ``BudgetExceededError``: ``summary``;
+``ReplayMissError``: ``digest``). Timeouts raise the builtin ``TimeoutError``
 (``JournalTimeoutError`` is one) and cancellation is never converted into one of these.
 """
 
@@ -89,9 +103,19 @@ __all__ = [
     "BlobCorruptError",
     "BlobError",
     "BlobNotFoundError",
+    "BrainConfigError",
+    "BrainConnectionError",
+    "BrainError",
+    "BrainHTTPError",
+    "BrainInputTooLargeError",
+    "BrainRateLimitedError",
+    "BrainReplyError",
+    "BrainTimeoutError",
+    "BudgetExceededError",
     "CapabilityError",
     "ChainBrokenError",
     "CheckTimeoutError",
+    "CircuitOpenError",
     "ConnectError",
     "CoordinateError",
     "CorruptStateError",
@@ -119,7 +143,9 @@ __all__ = [
     "PathEscapeError",
     "RemoteError",
     "ReplayError",
+    "ReplayMissError",
     "SchemaVersionError",
+    "ScriptError",
     "SpaceError",
     "SpecialFileError",
     "SubjectError",
@@ -683,3 +709,128 @@ class CheckTimeoutError(ToolError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (partial(type(self), *self.args, result=self.result), ())
+
+
+class BrainError(SwarmError):
+    """A model call (a brain's ``complete``) failed; nothing was answered.
+
+    ``retryable`` says whether trying the same request again may succeed (a 429, a 5xx, a
+    broken connection, a timeout); ``GuardedBrain`` retries only those.
+    """
+
+    provider: str
+    """The provider the call went to ("" when none was reached)."""
+    retryable: bool
+    """Whether the same request may succeed when tried again."""
+
+    def __init__(self, message: str, *, provider: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retryable = retryable
+
+
+class BrainConfigError(BrainError, ValueError):
+    """A brain is missing its configuration (API key, model, base URL).
+
+    The message names the argument and the environment variable that provide it.
+    """
+
+
+class BrainConnectionError(BrainError):
+    """The provider could not be reached, or the connection broke mid-reply. Retryable.
+
+    Refused, unresolvable or unreachable, or a body cut before its end.
+    """
+
+
+class BrainTimeoutError(BrainError, TimeoutError):
+    """No complete reply arrived within the call's timeout (a slow or stalled provider)."""
+
+
+class BrainHTTPError(BrainError):
+    """The provider answered with an HTTP error status (retryable for 429 and 5xx)."""
+
+    status: int
+    """The HTTP status code."""
+    retry_after: float | None
+    """Seconds the provider asked to wait (``Retry-After``), if it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BrainRateLimitedError(BrainHTTPError):
+    """The provider refused the call for its rate limit (HTTP 429). Retryable."""
+
+
+class BrainReplyError(BrainError, ValueError):
+    """The reply is not a usable answer.
+
+    Malformed JSON, no choices, empty content, over the size limit, the wrong content type,
+    or not the JSON that was asked for.
+    """
+
+
+class BrainInputTooLargeError(BrainError, ValueError):
+    """The request cannot fit the context limit without dropping its instruction.
+
+    The system messages alone (or with every other message cut to its minimum) exceed the
+    limit. Nothing was sent.
+    """
+
+
+class CircuitOpenError(BrainError):
+    """The provider's circuit breaker is open after repeated failures: no call was made.
+
+    Carries ``retry_after``, the seconds until the breaker lets a probe call through.
+    """
+
+    retry_after: float
+    """Seconds until the breaker lets one probe call through (half-open)."""
+
+    def __init__(self, message: str, *, provider: str, retry_after: float) -> None:
+        super().__init__(message, provider=provider, retryable=False)
+        self.retry_after = retry_after
+
+
+class BudgetExceededError(BrainError):
+    """The run's budget (tokens, or cost where prices are configured) is spent.
+
+    The call was not made; ``summary`` says what the run used.
+    """
+
+    summary: Any
+    """The budget's ``BudgetSummary`` when it ran out."""
+
+    def __init__(self, message: str, *, summary: Any) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class ReplayMissError(BrainError, LookupError):
+    """A replay brain was asked a request its journal never recorded (no model is called)."""
+
+    digest: str
+    """The request's digest (``BrainRequest.digest``)."""
+
+    def __init__(self, message: str, *, digest: str) -> None:
+        super().__init__(message, provider="replay")
+        self.digest = digest
+
+
+class ScriptError(BrainError, AssertionError):
+    """A scripted brain's script and the code under test disagree.
+
+    It was called more often than scripted, with a request its step did not expect, or
+    closed with steps unused.
+    """
