@@ -68,6 +68,7 @@ One root, grouped by the part of the system that raises them::
     │   └── CheckTimeoutError (TimeoutError)   a check ran past its timeout; its group was killed
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
+        └── RunNotFoundError (LookupError)     no such run under the data directory
 
 Each error that concerns an agent carries ``agent_id``; ``CapabilityError`` carries
 ``operation``; ``FieldTypeError`` carries ``position``; actor errors carry ``actor`` (the
@@ -82,8 +83,9 @@ they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
 ``GitError`` the ``command``, ``returncode`` and ``stderr``, ``CheckTimeoutError`` the
 ``result`` captured until the kill; brain errors carry ``provider`` and ``retryable``
 (``BrainHTTPError``: ``status``, ``retry_after``; ``BudgetExceededError``: ``summary``;
-``ReplayMissError``: ``digest``). Timeouts raise the builtin ``TimeoutError``
-(``JournalTimeoutError`` is one) and cancellation is never converted into one of these.
+``ReplayMissError``: ``digest``); ``RunNotFoundError`` carries ``run`` and ``data_dir``.
+Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and cancellation
+is never converted into one of these.
 """
 
 from __future__ import annotations
@@ -144,6 +146,7 @@ __all__ = [
     "RemoteError",
     "ReplayError",
     "ReplayMissError",
+    "RunNotFoundError",
     "SchemaVersionError",
     "ScriptError",
     "SpaceError",
@@ -218,6 +221,20 @@ class CoordinateError(SwarmError, ValueError):
 
 class InvalidArgumentError(SwarmError, ValueError):
     """An argument is outside its documented range (for example ``depth=0``)."""
+
+
+class RunNotFoundError(InvalidArgumentError, LookupError):
+    """No run matches ``--run`` under the data directory (or several do: give more of the id)."""
+
+    run: str
+    """What was looked for: an id, a prefix, ``latest`` or a path."""
+    data_dir: str
+    """The data directory searched."""
+
+    def __init__(self, message: str, *, run: str = "", data_dir: str = "") -> None:
+        super().__init__(message)
+        self.run = run
+        self.data_dir = data_dir
 
 
 class ActorError(SwarmError):
