@@ -38,7 +38,7 @@ from swarm_actors import __version__
 __all__ = ["log_level", "main", "parser"]
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _cmd_demo(args: argparse.Namespace) -> int:
     from swarm_actors._cli._demo import UsageError, run_demo
 
     try:
@@ -51,7 +51,7 @@ def _demo(args: argparse.Namespace) -> int:
         return 130
 
 
-def _worker(args: argparse.Namespace) -> int:
+def _cmd_worker(args: argparse.Namespace) -> int:
     from swarm_actors import swarm
     from swarm_actors._cli._demo import UsageError, make_brain
     from swarm_actors.errors import InvalidArgumentError, TransportError
@@ -69,7 +69,7 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cluster_init(args: argparse.Namespace) -> int:
+def _cmd_cluster_init(args: argparse.Namespace) -> int:
     from swarm_actors._cli._cluster import cluster_init
 
     return cluster_init(args)
@@ -158,7 +158,7 @@ def parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--json", action="store_true", help="print the summary as one JSON object on stdout"
     )
-    p_demo.set_defaults(func=_demo)
+    p_demo.set_defaults(func=_cmd_demo)
 
     p_worker = sub.add_parser(
         "worker",
@@ -171,7 +171,7 @@ def parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--nats", required=True, metavar="URL", help="the swarm's NATS server")
     p_worker.add_argument("--coders", type=_positive, default=1, help="how many (default: 1)")
     _add_brain(p_worker)
-    p_worker.set_defaults(func=_worker)
+    p_worker.set_defaults(func=_cmd_worker)
 
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)
@@ -200,7 +200,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p_init.add_argument("--force", action="store_true", help="overwrite files already there")
     p_init.add_argument("--json", action="store_true", help="print what was written as JSON")
-    p_init.set_defaults(func=_cluster_init)
+    p_init.set_defaults(func=_cmd_cluster_init)
     return parser
 
 

@@ -231,7 +231,8 @@ class SummaryView:
         from rich.table import Table
 
         console = Console(file=stream)
-        table = Table(title=self.headline, title_style="bold green" if self.ok else "bold red")
+        console.print(self.headline, style="bold green" if self.ok else "bold red")
+        table = Table()
         table.add_column("")
         table.add_column("", justify="right")
         table.show_header = False

@@ -1,0 +1,304 @@
+"""``swarm-actors demo``: input checks, the run's layout, output, and the user's files untouched.
+
+These run the command in process with a fake ``run_swarm`` (the CLI's own behaviour, fast);
+``test_demo_end_to_end.py`` runs the real swarm in a subprocess and reads its journal.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from swarm_actors._cli import main
+from swarm_actors._runs import latest_run
+
+try:
+    from swarm_actors import swarm as _swarm
+except ImportError:  # pragma: no cover - before the swarm package exists
+    _swarm = None  # type: ignore[assignment]
+
+
+@dataclass
+class Fake:
+    """What the fake swarm saw and does."""
+
+    configs: list[Any]
+    edit: Callable[[Path], None] | None = None
+    ok: bool = True
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
+    """Replace ``run_swarm``: it edits the workspace as told and reports a summary."""
+    state = Fake(configs=[])
+    if _swarm is None:  # pragma: no cover
+        pytest.skip("swarm_actors.swarm is not there yet")
+
+    async def run_swarm(config: Any, *, on_progress: Any = None) -> Any:
+        state.configs.append(config)
+        for n, activity in enumerate(("planning", "fixing F401 in a.py", "reviewing")):
+            if on_progress is not None:
+                role = ("architect", "coder", "reviewer")[n]
+                on_progress(_swarm.Progress(f"/{role}", role, activity, n, 3 - n, 10 * n))
+        if state.edit is not None:
+            state.edit(config.workspace)
+        return _swarm.SwarmSummary(
+            run_id=config.run_id,
+            items=3,
+            approved=2,
+            rejected=1,
+            reverted=1,
+            escalated=1,
+            tests_before=4,
+            tests_after=4 if state.ok else 3,
+            tests_failing_after=0 if state.ok else 1,
+            findings_before=9,
+            findings_after=2,
+            events=30,
+            seconds=0.5,
+            branch=None,
+            patch=None,
+            ok=state.ok,
+        )
+
+    monkeypatch.setattr(_swarm, "run_swarm", run_swarm)
+    return state
+
+
+def demo(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(["demo", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def user_repo(root: Path) -> Path:
+    repo = root / "project"
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "__init__.py").write_text("import os\n")
+    (repo / "test_pkg.py").write_text("def test_ok():\n    assert True\n")
+    git(repo, "init", "-q", "-b", "trunk")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    return repo
+
+
+def snapshot(repo: Path) -> dict[str, Any]:
+    """Everything of the user's checkout the run must leave alone."""
+    return {
+        "branch": git(repo, "symbolic-ref", "HEAD"),
+        "head": git(repo, "rev-parse", "HEAD"),
+        "index": (repo / ".git" / "index").read_bytes(),
+        "status": git(repo, "status", "--porcelain", "--untracked-files=all"),
+        "files": {
+            p.relative_to(repo).as_posix(): p.read_bytes()
+            for p in repo.rglob("*")
+            if p.is_file() and ".git" not in p.relative_to(repo).parts
+        },
+    }
+
+
+# --- the sample, the layout, the output ---------------------------------------------------
+
+
+def test_demo_json_is_one_object_on_stdout(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def edit(ws: Path) -> None:
+        money = ws / "ledger" / "money.py"
+        money.write_text(money.read_text().replace("import os\n", ""))
+
+    fake.edit = edit
+    code, out, err = demo(capsys, "--json", "--data-dir", str(tmp_path), "--run", "r1")
+    assert code == 0, err
+    report = json.loads(out)  # the whole of stdout is one JSON object
+    for key in ("run_id", "items", "approved", "rejected", "reverted", "tests_before"):
+        assert key in report
+    for key in ("tests_after", "findings_before", "findings_after", "events", "seconds"):
+        assert key in report
+    assert report["run_id"] == "r1"
+    run = tmp_path / "runs" / "r1"
+    assert report["run_dir"] == str(run)
+    assert latest_run(tmp_path) == "r1"
+    (config,) = fake.configs
+    assert config.workspace == run / "workspace"
+    assert config.run_dir == run
+    assert config.journal_dir == run / "journal"
+    assert config.coders == 3
+    assert config.nats == "embedded"
+    assert (run / "workspace" / "ledger" / "money.py").is_file()  # the sample was copied
+    assert json.loads((run / "summary.json").read_text()) == report
+    patch = Path(report["patch"])
+    assert patch == run / "approved.patch"
+    assert "-import os" in patch.read_text()
+    assert "a/ledger/money.py" in patch.read_text()
+    assert report["branch"] is None
+
+
+def test_demo_exits_1_when_the_tests_fail_at_the_end(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fake.ok = False
+    code, out, err = demo(capsys, "--data-dir", str(tmp_path), "-q")
+    assert code == 1
+    assert "FAIL" in out
+    assert err == ""  # -q: no progress
+
+
+def test_demo_prints_progress_on_stderr_and_the_summary_on_stdout(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = demo(capsys, "--data-dir", str(tmp_path), "--run", "r2", "--coders", "5")
+    assert code == 0
+    assert fake.configs[0].coders == 5
+    # Progress: plain lines on stderr (stdout is not a terminal here).
+    assert "/architect (architect): planning" in err
+    assert "/reviewer (reviewer): reviewing" in err
+    assert "planning" not in out
+    # The summary and the next commands on stdout.
+    for row in ("items", "approved", "rejected", "reverted", "tests", "findings", "events"):
+        assert row in out
+    assert "4 passing -> 4 passing" in out
+    assert "9 -> 2" in out
+    data = f"--data-dir {tmp_path}"
+    assert f"swarm-actors replay list --run r2 {data}" in out
+    assert f"swarm-actors replay verify --run r2 {data}" in out
+    assert f"swarm-actors dashboard --run r2 {data}" in out
+    assert "no change was approved" in out
+
+
+# --- the user's project ---------------------------------------------------------------------
+
+
+def test_demo_on_a_git_repository_leaves_the_user_alone_and_offers_a_branch(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = user_repo(tmp_path)
+    (repo / "notes.txt").write_text("uncommitted\n")  # the user's work in progress
+    before = snapshot(repo)
+
+    def edit(ws: Path) -> None:
+        (ws / "pkg" / "__init__.py").write_text("")
+        (ws / "__pycache__").mkdir()
+        (ws / "__pycache__" / "x.pyc").write_bytes(b"\0")  # a cache the checks left
+
+    fake.edit = edit
+    code, out, err = demo(capsys, str(repo), "--json", "--data-dir", str(tmp_path / "d"))
+    assert code == 0, err
+    report = json.loads(out)
+    assert "uncommitted changes" in err
+    assert snapshot(repo) == before
+    branch = report["branch"]
+    assert branch == f"swarm/{report['run_id']}"
+    # The approved change is one commit on the run's branch, in the user's repository.
+    assert git(repo, "log", "--format=%s", f"trunk..{branch}").strip().startswith("swarm run")
+    assert git(repo, "diff", "--name-only", "trunk", branch).split() == ["pkg/__init__.py"]
+    patch = Path(report["patch"]).read_text()
+    assert "-import os" in patch
+    # ...and the patch applies to the user's checkout.
+    git(repo, "apply", "--check", report["patch"])
+    assert report["source"] == "worktree"
+
+
+def test_demo_on_a_plain_directory_works_on_a_copy(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "plain"
+    project.mkdir()
+    (project / "mod.py").write_text("import os\n")
+    fake.edit = lambda ws: (ws / "mod.py").write_text("")
+    code, out, err = demo(capsys, str(project), "--data-dir", str(tmp_path / "d"))
+    assert code == 0, err
+    assert (project / "mod.py").read_text() == "import os\n"
+    assert "take the approved changes: the patch: git -C" in out
+    assert fake.configs[0].workspace != project
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["/nonexistent/project"], "no such directory"),
+        (["--test-cmd", "no-such-program-xyz -q"], "not a command on PATH"),
+        (["--test-cmd", "'unbalanced"], "quote it"),
+        (["--test-cmd", ""], "give a command"),
+        (["--test-cmd", "./missing/runner"], "not an executable file"),
+        (["--model", "m"], "go with --brain openai"),
+        (["--run", "bad id"], "run id"),
+    ],
+)
+def test_bad_input_is_refused_with_the_fix(
+    fake: Fake,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    args: list[str],
+    message: str,
+) -> None:
+    code, out, err = demo(capsys, *args, "--data-dir", str(tmp_path))
+    assert code == 2
+    assert out == ""
+    assert message in err
+    assert fake.configs == []
+    assert latest_run(tmp_path) is None
+
+
+def test_not_a_python_project(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "index.md").write_text("# hi\n")
+    code, _, err = demo(capsys, str(tmp_path / "docs"), "--data-dir", str(tmp_path / "d"))
+    assert (code, "not a Python project" in err) == (2, True)
+    (tmp_path / "file.py").write_text("")
+    code, _, err = demo(capsys, str(tmp_path / "file.py"), "--data-dir", str(tmp_path / "d"))
+    assert (code, "not a directory" in err) == (2, True)
+
+
+def test_openai_without_a_key_is_refused(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    code, out, err = demo(capsys, "--brain", "openai", "--model", "m", "--data-dir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert "OPENAI_API_KEY" in err
+    assert fake.configs == []
+
+
+def test_a_taken_run_id_is_refused(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert demo(capsys, "--data-dir", str(tmp_path), "--run", "same", "-q")[0] == 0
+    code, _, err = demo(capsys, "--data-dir", str(tmp_path), "--run", "same")
+    assert code == 2
+    assert "exists already" in err
+
+
+def test_the_command_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "swarm_actors._cli", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    for option in ("--test-cmd", "--brain", "--coders", "--data-dir", "--run", "--json"):
+        assert option in result.stdout
