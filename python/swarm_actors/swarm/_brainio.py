@@ -141,7 +141,8 @@ def _task(request: BrainRequest, task: str) -> dict[str, Any] | None:
 
 def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
     """Plan a ``swarm.plan`` request: safe fixes per file and rule family, unsafe ones per
-    file and rule, findings without a fix left alone. ``None`` for another request."""
+    file and rule, findings without a fix left alone. ``None`` for another request.
+    """
     body = _task(request, "swarm.plan")
     if body is None:
         return None
@@ -194,7 +195,8 @@ def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
 def review_rule(request: BrainRequest) -> dict[str, Any] | None:
     """Decide a ``swarm.review`` request from its facts: approve when the tests pass (no fewer
     than before) and the linter finds fewer of the item's rules; else reject, saying why.
-    ``None`` for another request."""
+    ``None`` for another request.
+    """
     body = _task(request, "swarm.review")
     if body is None:
         return None

@@ -1,5 +1,6 @@
 """What a swarm run is given (``SwarmConfig``), what it reports as it goes (``Progress``) and
-at the end (``SwarmSummary``)."""
+at the end (``SwarmSummary``).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors.brains import Brain
+from swarm_actors.events import Journal
 
 __all__ = ["Progress", "SwarmConfig", "SwarmSummary", "new_run_id"]
 
@@ -63,16 +65,26 @@ class SwarmConfig:
     ``None`` (everything in this process, a ``MemoryJournal``)."""
     journal_dir: Path | None = None
     """Where the embedded server keeps its JetStream data (default ``run_dir/"journal"``)."""
+    journal: Journal | None = None
+    """With ``nats=None``: the journal the run's events go to (default a new
+    ``MemoryJournal``; pass one to read the run's events afterwards)."""
 
     def __post_init__(self) -> None:
         for name in ("coders", "max_attempts", "max_steps"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (
-                0 if name == "coders" else 1
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < (0 if name == "coders" else 1)
             ):
-                raise InvalidArgumentError(f"SwarmConfig.{name} must be an int >= 1, got {value!r}")
+                least = 0 if name == "coders" else 1
+                raise InvalidArgumentError(
+                    f"SwarmConfig.{name} must be an int >= {least}, got {value!r}"
+                )
         if self.max_tokens is not None and self.max_tokens < 1:
-            raise InvalidArgumentError(f"SwarmConfig.max_tokens must be >= 1, got {self.max_tokens}")
+            raise InvalidArgumentError(
+                f"SwarmConfig.max_tokens must be >= 1, got {self.max_tokens}"
+            )
         if self.test_cmd is not None and (isinstance(self.test_cmd, str) or not self.test_cmd):
             raise InvalidArgumentError(
                 "SwarmConfig.test_cmd is a sequence of arguments, e.g. ('pytest', '-q'); "

@@ -44,7 +44,8 @@ class Working(msgspec.Struct, frozen=True):
 
 class TakeWork(msgspec.Struct, frozen=True):
     """A remote coder asks the architect for an item: ``WorkItem``, ``None`` (none now) or
-    ``""`` (the run is over: stop)."""
+    ``""`` (the run is over: stop).
+    """
 
     coder: str = ""
 
@@ -65,7 +66,8 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     """A coder hands its attempt at ``item`` to the reviewer.
 
     ``kind``: ``"change"`` (written: ``change_id`` is its ``StateChange``), ``"noop"`` (the
-    fixes change nothing now) or ``"no_progress"`` (the result is one already rejected).
+    fixes change nothing now), ``"no_progress"`` (the result is one already rejected) or
+    ``"failed"`` (the attempt raised: ``diff`` says what).
     """
 
     item: WorkItem
@@ -83,7 +85,8 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
     """The reviewer's answer: ``"approved"``, ``"rejected"`` (back in the bag),
-    ``"escalated"`` or ``"skipped"``; its decision's event id."""
+    ``"escalated"`` or ``"skipped"``; its decision's event id.
+    """
 
     outcome: str
     reason: str = ""

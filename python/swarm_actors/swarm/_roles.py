@@ -15,17 +15,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
 
-from swarm_actors._core._actor import Actor, handler
-from swarm_actors._events._blobs import BlobStore
-from swarm_actors._events._schema import Payload, SwarmEvent
-from swarm_actors._exceptions import BrainError, ToolError
+from swarm_actors import Actor, handler
 from swarm_actors._log import get_logger
 from swarm_actors.brains import Brain, BrainResponse
+from swarm_actors.errors import (
+    ActorDeadError,
+    BrainError,
+    NotConnectedError,
+    RemoteError,
+    ToolError,
+)
+from swarm_actors.events import BlobStore, Payload, SwarmEvent
 from swarm_actors.swarm._brainio import (
     LintFinding,
     PlanAnswer,
@@ -43,11 +47,11 @@ from swarm_actors.swarm._messages import (
     TakeTurn,
     TakeWork,
     Verdict,
-    WorkItem,
     Working,
+    WorkItem,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import Checks, CheckResult, GitRun, Workspace
+from swarm_actors.tools import Checks, GitRun, Workspace
 
 __all__ = [
     "ARCHITECT_NAME",
@@ -195,7 +199,8 @@ class Architect(Actor, role="architect"):
 
     async def plan_items(self, goal: str, findings: list[LintFinding]) -> tuple[PlanAnswer, str]:
         """The plan of ``findings`` for ``goal`` and where it came from (``"brain"``, or the
-        error that made the rules plan instead)."""
+        error that made the rules plan instead).
+        """
         ledger = self.context.ledger
         ledger.step()
         try:
@@ -260,7 +265,9 @@ class Architect(Actor, role="architect"):
                 memory_ids=inputs,
                 cause=overall,
             )
-            self.space.out(("item", item.id, _ENC.encode(msgspec.structs.replace(item, cause=choice.event_id))))
+            self.space.out(
+                ("item", item.id, _ENC.encode(msgspec.structs.replace(item, cause=choice.event_id)))
+            )
         self._note(f"planned {len(items)} items", events=1 + len(items))
         ledger.plan_done()
         return Planned(len(items), len(findings), overall.event_id)
@@ -348,7 +355,11 @@ class RemoteBag:
     async def take(self) -> WorkItem | None:
         wait = 0.01
         while True:
-            answer = await self.architect.ask(TakeWork(self.coder), timeout=self.timeout)
+            try:
+                answer = await self.architect.ask(TakeWork(self.coder), timeout=self.timeout)
+            except (ActorDeadError, TimeoutError, NotConnectedError, RemoteError) as exc:
+                log.info("the swarm is gone: the coder stops", coder=self.coder, error=repr(exc))
+                return None
             if isinstance(answer, WorkItem):
                 return answer
             if answer == "":
@@ -414,7 +425,9 @@ class Coder(Actor, role="coder"):
     async def propose(self, item: WorkItem, text: str) -> str:
         """The new content of ``item.path`` (now ``text``): ruff's fixes for the item's rules."""
         assert self.recorder is not None
-        new, run = await self.toolkit.fix(self.root, item.path, text, item.rules, unsafe=item.unsafe)
+        new, run = await self.toolkit.fix(
+            self.root, item.path, text, item.rules, unsafe=item.unsafe
+        )
         self.recorder.record(run)
         return new
 
@@ -424,7 +437,14 @@ class Coder(Actor, role="coder"):
             item = await self.bag.take()
             if item is None:
                 return self.handled
-            await self.attempt(item)
+            try:
+                await self.attempt(item)
+            except Exception as exc:  # the item must still end: the reviewer escalates it
+                log.error("coder attempt failed", item=item.id, error=repr(exc))
+                failed = Review(
+                    item=item, kind="failed", coder=self.ref.path, diff=f"{type(exc).__name__}: {exc}"
+                )
+                await self._review(failed)
             self.handled += 1
 
     async def attempt(self, item: WorkItem) -> Verdict:
@@ -435,15 +455,20 @@ class Coder(Actor, role="coder"):
             text = await self.workspace.read_text(item.path)
             new = await self.propose(item, text)
         except (ToolError, OSError, UnicodeDecodeError) as exc:
-            return await self._review(Review(item=item, kind="noop", coder=self.ref.path,
-                                             diff=f"{type(exc).__name__}: {exc}"))
+            return await self._review(
+                Review(
+                    item=item, kind="noop", coder=self.ref.path, diff=f"{type(exc).__name__}: {exc}"
+                )
+            )
         fix_run = self.recorder.last.event_id if self.recorder.last else ""
+        self._decide(item, text, new, fix_run)
         await self.bag.acquire_turn()
         try:
             now = await self.workspace.read_text(item.path)
             if now != text:  # another item changed the file meanwhile: fix what is there now
                 text, new = now, await self.propose(item, now)
                 fix_run = self.recorder.last.event_id if self.recorder.last else ""
+                self._decide(item, text, new, fix_run)
             after = _sha(new)
             if new == text:
                 return await self._review(
@@ -451,8 +476,13 @@ class Coder(Actor, role="coder"):
                 )
             if after in item.rejected:
                 return await self._review(
-                    Review(item=item, kind="no_progress", coder=self.ref.path, after_hash=after,
-                           fix_run=fix_run)
+                    Review(
+                        item=item,
+                        kind="no_progress",
+                        coder=self.ref.path,
+                        after_hash=after,
+                        fix_run=fix_run,
+                    )
                 )
             change = await self.workspace.write(item.path, new.encode())
             event = self.recorder.last
@@ -472,6 +502,31 @@ class Coder(Actor, role="coder"):
             )
         finally:
             await self.bag.release_turn()
+
+    def _decide(self, item: WorkItem, text: str, new: str, fix_run: str) -> None:
+        """Record what this attempt proposes, and why."""
+        if new == text:
+            choice = f"item {item.id}: propose nothing for {item.path}"
+            why = "the fixes change nothing in the file as it is now"
+        elif _sha(new) in item.rejected:
+            choice = f"item {item.id}: give up on {item.path}"
+            why = "the fixes give the content already rejected: proposing it again is no progress"
+        else:
+            kind = "unsafe " if item.unsafe else ""
+            choice = f"item {item.id}: propose ruff's {kind}fixes of {','.join(item.rules)}"
+            why = item.why or "the linter's own fixes for the item's rules"
+            if item.feedback:
+                why += f"; attempt {item.attempt} after: {item.feedback}"
+        self.decide(
+            choice,
+            rationale=why,
+            alternatives=("leave the file as it is", "edit beyond the linter's fixes"),
+            confidence=0.5 if item.unsafe else 0.9,
+            trigger=item.id,
+            memory_ids=(fix_run,) if fix_run else (),
+            cause=item.cause or None,
+        )
+        self._note(choice, 1)
 
     async def _review(self, review: Review) -> Verdict:
         verdict: Verdict = await self.reviewer.ask(review, timeout=self.review_timeout)
@@ -530,11 +585,14 @@ class Reviewer(Actor, role="reviewer"):
         if msg.when == "before":
             self.passed_before = result.summary.passed
         failing = result.summary.failed + result.summary.errors
-        return TestCount(result.summary.passed, failing, result.exit_status == 0 and not failing, run_id)
+        return TestCount(
+            result.summary.passed, failing, result.exit_status == 0 and not failing, run_id
+        )
 
     async def check(self, review: Review) -> tuple[dict[str, Any], list[str], bool]:
         """Run the checks on the change: the facts for the brain, the cited ``ToolRun``
-        event ids, and whether the tests pass."""
+        event ids, and whether the tests pass.
+        """
         assert self.checks is not None and self.recorder is not None
         item, ctx = review.item, self.context
         cited: list[str] = []
@@ -582,6 +640,9 @@ class Reviewer(Actor, role="reviewer"):
             ledger.finish(item.id, "skipped")
             self._note(f"item {item.id}: nothing to do", 1)
             return Verdict(outcome="skipped", reason=why, decision_id=decision.event_id)
+        if review.kind == "failed":
+            ledger.error(RuntimeError(review.diff))
+            return self._escalate(item, f"the coder failed: {review.diff}", cause, ())
         if review.kind == "no_progress":
             return self._escalate(
                 item,
@@ -653,7 +714,9 @@ class Reviewer(Actor, role="reviewer"):
         self._note(f"item {item.id}: rejected, back in the bag (attempt {again.attempt})", 1)
         return Verdict(outcome="rejected", reason=reason, decision_id=decision.event_id)
 
-    async def _revert(self, item: WorkItem, review: Review, cause: SwarmEvent | None = None) -> None:
+    async def _revert(
+        self, item: WorkItem, review: Review, cause: SwarmEvent | None = None
+    ) -> None:
         if review.kind != "change":
             return
         assert self.workspace is not None

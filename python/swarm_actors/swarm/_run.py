@@ -1,5 +1,6 @@
 """``run_swarm``: one architect, coders and one reviewer on a workspace, to a summary;
-``run_worker``: more coders for a running swarm, from another process."""
+``run_worker``: more coders for a running swarm, from another process.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from swarm_actors._nats._options import Cluster
-from swarm_actors._events._blobs import BlobStore
-from swarm_actors._events._journal import MemoryJournal
-from swarm_actors._exceptions import InvalidArgumentError
+from swarm_actors import ActorSystem
 from swarm_actors._log import get_logger
-from swarm_actors._system import ActorSystem
 from swarm_actors.brains import Brain
+from swarm_actors.cluster import Cluster
+from swarm_actors.errors import InvalidArgumentError
+from swarm_actors.events import BlobStore, MemoryJournal
 from swarm_actors.swarm._brainio import default_brain
 from swarm_actors.swarm._config import Progress, SwarmConfig, SwarmSummary, new_run_id
 from swarm_actors.swarm._ledger import Ledger
@@ -71,7 +71,8 @@ async def _git_for(workspace: Path) -> GitRun | None:
 
 def _system(config: SwarmConfig, run_id: str) -> ActorSystem:
     if config.nats is None:
-        return ActorSystem(journal=MemoryJournal(), run_id=run_id)
+        journal = config.journal if config.journal is not None else MemoryJournal()
+        return ActorSystem(journal=journal, run_id=run_id)
     if config.nats == "embedded":
         data = config.journal_dir or config.run_dir / "journal"
         data.mkdir(parents=True, exist_ok=True)
@@ -152,7 +153,8 @@ async def run_swarm(
             await _until_finished(ledger, system, config.max_seconds, started, working)
             for _ in coders:
                 system.space.out(("item", "", b""))
-            await asyncio.wait(working, timeout=ask_timeout)  # they finish what they hold
+            if working:
+                await asyncio.wait(working, timeout=ask_timeout)  # they finish what they hold
             findings_after = await architect.ask(Survey(), timeout=ask_timeout)
             after: TestCount = await reviewer.ask(Baseline("after"), timeout=ask_timeout)
         finally:
@@ -210,9 +212,11 @@ async def _until_finished(
         wait = 0.5 if left is None else min(left, 0.5)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ledger.finished.wait(), wait)
-        crashed = [t for t in working if t.done() and t.exception() is not None]
-        if crashed:
-            raise crashed[0].exception()  # type: ignore[misc]
+        for task in [t for t in working if t.done()]:
+            working.remove(task)
+            if not task.cancelled() and task.exception() is not None:
+                ledger.error(task.exception())  # type: ignore[arg-type]
+                log.error("a coder stopped", error=repr(task.exception()))
 
 
 def _escalate_bag(ledger: Ledger, system: ActorSystem) -> None:
@@ -250,9 +254,12 @@ async def run_worker(
     cancelled). The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
     out. ``brain`` is accepted for coders that think with one (the deterministic coder uses
-    none)."""
+    none).
+    """
     if role != "coder":
-        raise InvalidArgumentError(f"run_worker joins coders only: role must be 'coder', not {role!r}")
+        raise InvalidArgumentError(
+            f"run_worker joins coders only: role must be 'coder', not {role!r}"
+        )
     if coders < 1:
         raise InvalidArgumentError(f"coders must be >= 1, got {coders}")
     del brain
@@ -277,6 +284,7 @@ async def run_worker(
                 reviewer,
                 tools,
                 review_timeout=joined.check_timeout * 4 + 120,
+                name=f"worker-{node}-{n + 1}",
             )
             for n in range(coders)
         ]

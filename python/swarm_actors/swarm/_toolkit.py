@@ -1,6 +1,7 @@
 """The roles' tools: the linter (ruff), its fixer, and the project's tests, through
 ``swarm_actors.tools``. ``Toolkit`` is what a role calls; subclass it to change a tool (a
-benchmark's instant stubs, another linter)."""
+benchmark's instant stubs, another linter).
+"""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import msgspec
 
-from swarm_actors._events._schema import ToolRun
-from swarm_actors._exceptions import ToolError
+from swarm_actors.errors import ToolError
+from swarm_actors.events import ToolRun
 from swarm_actors.swarm._brainio import LintFinding
 from swarm_actors.tools import CheckResult, Checks, CheckSummary
 
@@ -47,7 +48,8 @@ def _uses_pytest(root: Path) -> bool:
 def detect_test_cmd(root: str | os.PathLike[str], python: str = sys.executable) -> tuple[str, ...]:
     """How to run the tests of the project at ``root`` with ``python``: pytest when the project
     uses it (a pytest config, a ``conftest.py``, tests importing pytest) and ``python`` has it,
-    else ``unittest discover``."""
+    else ``unittest discover``.
+    """
     if _uses_pytest(Path(root)):
         return (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
     start = "tests" if (Path(root) / "tests").is_dir() else "."
@@ -77,7 +79,7 @@ def count_tests(result: CheckResult) -> CheckSummary:
         total = int(ran[-1])
         bad = {"failures": 0, "errors": 0, "skipped": 0, "expected failures": 0}
         failed = _UNITTEST_FAILED.findall(text)
-        for part in (failed[-1].split(",") if failed else ()):
+        for part in failed[-1].split(",") if failed else ():
             key, _, value = part.strip().partition("=")
             if key in bad and value.isdigit():
                 bad[key] = int(value)
@@ -161,7 +163,11 @@ class Toolkit:
         for item in _RUFF_ITEMS.decode(result.stdout or b"[]"):
             if not item.code:  # a syntax error: no rule, nothing to fix
                 continue
-            name = os.path.relpath(item.filename, root) if os.path.isabs(item.filename) else item.filename
+            name = (
+                os.path.relpath(item.filename, root)
+                if os.path.isabs(item.filename)
+                else item.filename
+            )
             found.append(
                 LintFinding(
                     file=name.replace(os.sep, "/"),
@@ -177,7 +183,8 @@ class Toolkit:
         self, root: str, path: str, text: str, rules: Sequence[str], *, unsafe: bool
     ) -> tuple[str, ToolRun]:
         """``text`` (the content of ``path``) with ruff's fixes for ``rules`` applied, and the
-        run as a ``ToolRun`` for the caller to record. Raises ``ToolError`` if ruff fails."""
+        run as a ``ToolRun`` for the caller to record. Raises ``ToolError`` if ruff fails.
+        """
         argv = (
             *self.ruff,
             "check",
