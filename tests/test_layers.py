@@ -33,6 +33,19 @@ ALLOWED = {
     # Model clients and their guardrails: on the event model only (ModelCall, BlobStore,
     # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
     "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
+    # The role swarm sits on top: the public facades only (the engine through ``swarm_actors``,
+    # the events, tools, brains, cluster and errors), never the private layers below them.
+    "swarm_actors.swarm": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors.brains",
+        "swarm_actors.cluster",
+        "swarm_actors.errors",
+        "swarm_actors.events",
+        "swarm_actors.tools",
+        "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
+        "swarm_actors.handler",
+    ),
 }
 # Third-party packages a layer must never import.
 FORBIDDEN_THIRD_PARTY = {

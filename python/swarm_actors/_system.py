@@ -123,6 +123,7 @@ class ActorSystem:
     * ``clock``: replaces the event loop's clock for timers, backoff and passivation (see
       ``swarm_actors.testing.VirtualClock``).
     * ``space``: the tuple space actors reach as ``self.space`` (a new one by default).
+    * ``run_id``: the run every event the system records belongs to (``SwarmEvent.run_id``).
 
     Events (``swarm_actors.events``): the system journals a ``SystemSignal`` when an actor
     starts, stops, crashes or restarts, and a ``HEALTH`` signal every
@@ -170,6 +171,7 @@ class ActorSystem:
         supervision: OneForOne | None = None,
         clock: Clock | None = None,
         space: TupleSpace | None = None,
+        run_id: str = "",
     ) -> None:
         _check(timeouts, Timeouts, "timeouts")
         _check(passivation, Passivation, "passivation")
@@ -182,6 +184,9 @@ class ActorSystem:
             callable(getattr(clock, m, None)) for m in ("now", "call_later", "sleep")
         ):
             raise InvalidArgumentError(f"clock must implement the Clock protocol, got {clock!r}")
+        if not isinstance(run_id, str) or len(run_id) > 256:
+            raise InvalidArgumentError(f"run_id must be a str of <= 256 characters, got {run_id!r}")
+        self._run_id = run_id
         self._timeouts = timeouts or Timeouts()
         self._passivation = passivation or Passivation()
         self._tracing_config = tracing or Tracing()
@@ -649,6 +654,11 @@ class ActorSystem:
         return handle
 
     @property
+    def run_id(self) -> str:
+        """The run the events this system records belong to (``SwarmEvent.run_id``; "": none)."""
+        return self._run_id
+
+    @property
     def journal(self) -> Journal | None:
         """Where the system's events go (``None`` if it was created with ``journal=None``).
 
@@ -687,7 +697,14 @@ class ActorSystem:
         full = sum(1 for c in cells if len(c.queue) >= c.capacity)
         failing = sum(1 for c in cells if c.state is SUSPENDED)
         signal = self._health_probe.signal(depth, full, failing)
-        return record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
+        return record(
+            self._journal,
+            self._ledger,
+            signal,
+            role=SYSTEM_ROLE,
+            agent_id=SYSTEM_AGENT,
+            run_id=self._run_id,
+        )
 
     def lookup(self, name_or_path: str) -> ActorRef[Any] | RemoteRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``).

@@ -403,6 +403,18 @@ class Actor:
         )
         return self._record(payload, cause)
 
+    def record_event(
+        self, payload: Payload, *, cause: SwarmEvent | str | None = None
+    ) -> SwarmEvent:
+        """Record any payload (a ``ToolRun``, a ``ModelCall``...) as this actor's next event.
+
+        What ``decide`` and ``record_change`` do for their payloads, for the others: the tools
+        and brains an actor uses record their events as the actor's this way (a state change
+        is chained like ``record_change``'s). Returns the event; raises the journal's error if
+        it refuses it.
+        """
+        return self._record(payload, cause)
+
     def _record(self, payload: Payload, cause: SwarmEvent | str | None) -> SwarmEvent:
         cell = self._cell
         journal = cell.system._journal

@@ -93,6 +93,7 @@ def record(
     role: str,
     agent_id: str,
     cause: SwarmEvent | str | None = None,
+    run_id: str = "",
 ) -> SwarmEvent:
     """Wrap ``payload`` in the agent's next event (sealing a state change) and journal it."""
     if type(payload) is StateChange:
@@ -106,6 +107,7 @@ def record(
         causation_id=cause.event_id if isinstance(cause, SwarmEvent) else (cause or ""),
         trace_id=trace_id,
         span_id=span_id,
+        run_id=run_id,
     )
     return _store(journal, ledger, event)
 
@@ -173,7 +175,13 @@ def record_for(
     if ledger is None:
         ledger = cell.ledger = Ledger()
     return record(
-        journal, ledger, payload, role=cell.actor_class.role, agent_id=cell.path, cause=cause
+        journal,
+        ledger,
+        payload,
+        role=cell.actor_class.role,
+        agent_id=cell.path,
+        cause=cause,
+        run_id=cell.system.run_id,
     )
 
 
