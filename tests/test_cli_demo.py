@@ -1,12 +1,13 @@
-"""``swarm-actors demo``: input checks, the run's layout, output, and the user's files untouched.
-
-These run the command in process with a fake ``run_swarm`` (the CLI's own behaviour, fast);
-``test_demo_end_to_end.py`` runs the real swarm in a subprocess and reads its journal.
+"""``swarm-actors demo``: the real swarm end to end, checked from the run's journal; then the
+CLI's own behaviour (input checks, the run's layout, output, the user's files untouched) in
+process with a fake ``run_swarm``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -16,13 +17,16 @@ from typing import Any
 
 import pytest
 
+import swarm_actors
+from swarm_actors import swarm as _swarm
 from swarm_actors._cli import main
-from swarm_actors._runs import latest_run
-
-try:
-    from swarm_actors import swarm as _swarm
-except ImportError:  # pragma: no cover - before the swarm package exists
-    _swarm = None  # type: ignore[assignment]
+from swarm_actors._nats._conn import connect
+from swarm_actors._runs import latest_run, run_dir
+from swarm_actors.cluster import NatsOptions
+from swarm_actors.events import AgentDecision, JetStreamJournal, StateChange, SwarmEvent, ToolRun
+from swarm_actors.testing import NatsServer
+from swarm_actors.tools import decode_file_change
+from test_sample_project import HARMLESS, TRAPS
 
 
 @dataclass
@@ -38,8 +42,6 @@ class Fake:
 def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
     """Replace ``run_swarm``: it edits the workspace as told and reports a summary."""
     state = Fake(configs=[])
-    if _swarm is None:  # pragma: no cover
-        pytest.skip("swarm_actors.swarm is not there yet")
 
     async def run_swarm(config: Any, *, on_progress: Any = None) -> Any:
         state.configs.append(config)
@@ -112,6 +114,105 @@ def snapshot(repo: Path) -> dict[str, Any]:
             if p.is_file() and ".git" not in p.relative_to(repo).parts
         },
     }
+
+
+# --- the real swarm, end to end -----------------------------------------------------------
+
+
+async def journal_of(data_dir: Path, run: str) -> list[SwarmEvent]:
+    """The run's events, read from the JetStream store it left under its directory."""
+    paths = run_dir(run, data_dir)
+    async with NatsServer(store_dir=paths.journal) as server:
+        client = await connect(NatsOptions(servers=server.url, name="test-reader"))
+        try:
+            journal = JetStreamJournal(client, configure=False)
+            return [e.event async for e in journal.read() if e.event.run_id == paths.run_id]
+        finally:
+            await client.close()
+
+
+def decisions(events: list[SwarmEvent], role: str) -> list[tuple[SwarmEvent, AgentDecision]]:
+    return [
+        (e, e.payload)
+        for e in events
+        if e.agent_role == role and isinstance(e.payload, AgentDecision)
+    ]
+
+
+def cited(decision: AgentDecision, by_id: dict[str, SwarmEvent]) -> list[ToolRun]:
+    runs = [by_id[i].payload for i in decision.memory_ids if i in by_id]
+    return [r for r in runs if isinstance(r, ToolRun)]
+
+
+@pytest.mark.timeout(240)
+def test_the_demo_fixes_the_sample_and_rejects_every_trap(tmp_path: Path) -> None:
+    package = Path(swarm_actors.__file__).resolve().parent.parent
+    run = subprocess.run(
+        [sys.executable, "-m", "swarm_actors._cli", "demo", "--json", "--data-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=230,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(package)},
+    )
+    out, err = run.stdout, run.stderr
+    assert run.returncode == 0, err[-3000:]
+    report = json.loads(out)  # stdout is exactly one JSON object
+    for key in (
+        "run_id", "items", "approved", "rejected", "reverted", "tests_before", "tests_after",
+        "findings_before", "findings_after", "events", "seconds",
+    ):  # fmt: skip
+        assert key in report, key
+    assert report["tests_after"] == report["tests_before"] > 0
+    assert report["findings_after"] < report["findings_before"]
+    assert report["approved"] >= 5
+    assert report["rejected"] >= len(TRAPS)
+    assert report["reverted"] >= len(TRAPS)
+
+    events = asyncio.run(journal_of(tmp_path, report["run_id"]))
+    assert len(events) >= report["events"] > 0
+    by_id = {e.event_id: e for e in events}
+    for role in ("architect", "coder", "reviewer"):
+        assert decisions(events, role), f"no decision from the {role}"
+    reviews = decisions(events, "reviewer")
+    approvals = [d for _, d in reviews if d.choice.startswith("approve item ")]
+    assert len(approvals) == report["approved"]
+    for approval in approvals:  # every approval cites a passing test run
+        tests = [r for r in cited(approval, by_id) if r.tool == "tests"]
+        assert tests, approval
+        assert all(r.exit_status == 0 and r.failed == r.errors == 0 for r in tests)
+    plans = [d.choice for _, d in decisions(events, "architect") if " fixes of " in d.choice]
+
+    def item_of(rule: str) -> str:
+        (choice,) = [c for c in plans if f"unsafe fixes of {rule} " in c]
+        return choice.split(":")[0].removeprefix("item ")
+
+    for rule, path in TRAPS.items():  # every trap rejected on a failing test run, reverted
+        item = item_of(rule)
+        rejects = [(e, d) for e, d in reviews if d.choice == f"reject item {item}"]
+        assert rejects, f"the trap {rule} was not rejected"
+        reject_event, reject = rejects[0]
+        assert any(r.tool == "tests" and r.failed for r in cited(reject, by_id)), reject
+        reverts = [
+            e
+            for e in events
+            if e.agent_role == "reviewer"
+            and isinstance(e.payload, StateChange)
+            and e.timestamp_ns >= reject_event.timestamp_ns
+            and decode_file_change(e.payload.data).path == path
+        ]
+        assert reverts, f"the trap {rule} was not reverted"
+        assert not any(d.choice == f"approve item {item}" for _, d in reviews)
+    for rule in HARMLESS:  # an unsafe fix that breaks nothing is approved
+        assert any(d.choice == f"approve item {item_of(rule)}" for _, d in reviews)
+    # The workspace: the traps are not in it, the approved changes are in the patch.
+    workspace = Path(report["workspace"])
+    assert (
+        "_cache: dict[tuple[str, str], Decimal] = {}"
+        in (workspace / "ledger" / "money.py").read_text()
+    )
+    assert "import os" not in (workspace / "ledger" / "money.py").read_text()
+    assert "-import os" in Path(report["patch"]).read_text()
 
 
 # --- the sample, the layout, the output ---------------------------------------------------
@@ -222,7 +323,11 @@ def test_demo_on_a_plain_directory_works_on_a_copy(
     project = tmp_path / "plain"
     project.mkdir()
     (project / "mod.py").write_text("import os\n")
-    fake.edit = lambda ws: (ws / "mod.py").write_text("")
+
+    def edit(ws: Path) -> None:
+        (ws / "mod.py").write_text("")
+
+    fake.edit = edit
     code, out, err = demo(capsys, str(project), "--data-dir", str(tmp_path / "d"))
     assert code == 0, err
     assert (project / "mod.py").read_text() == "import os\n"

@@ -39,11 +39,12 @@ __all__ = ["log_level", "main", "parser"]
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from swarm_actors._cli._demo import UsageError, run_demo
+    from swarm_actors._cli._demo import run_demo
+    from swarm_actors.errors import InvalidArgumentError
 
     try:
         return run_demo(args)
-    except UsageError as exc:
+    except InvalidArgumentError as exc:  # bad input: the message names the fix
         print(f"swarm-actors demo: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -53,7 +54,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_worker(args: argparse.Namespace) -> int:
     from swarm_actors import swarm
-    from swarm_actors._cli._demo import UsageError, make_brain
+    from swarm_actors._cli._demo import make_brain
     from swarm_actors.errors import InvalidArgumentError, TransportError
 
     try:
@@ -61,7 +62,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         asyncio.run(
             swarm.run_worker(role=args.role, nats_url=args.nats, coders=args.coders, brain=brain)
         )
-    except (UsageError, InvalidArgumentError, TransportError) as exc:
+    except (InvalidArgumentError, TransportError) as exc:
         print(f"swarm-actors worker: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 __all__ = [
     "SKIP",
     "Source",
-    "UsageError",
     "copy_tree",
     "diff_trees",
     "make_brain",
@@ -70,10 +69,6 @@ SKIP = frozenset(
 """Names never copied into a workspace (version control, virtualenvs, caches)."""
 
 _MAX_DIFF_BYTES = 2 * 1024 * 1024  # a file bigger than this is reported, not diffed
-
-
-class UsageError(Exception):
-    """Bad input to the command: the message says what is wrong and how to fix it (exit 2)."""
 
 
 @dataclass(frozen=True)
@@ -193,9 +188,13 @@ def parse_test_cmd(text: str | None, project: Path | None = None) -> list[str] |
     try:
         argv = shlex.split(text)
     except ValueError as exc:
-        raise UsageError(f"bad --test-cmd {text!r}: {exc} (quote it like a shell would)") from None
+        raise InvalidArgumentError(
+            f"bad --test-cmd {text!r}: {exc} (quote it like a shell would)"
+        ) from None
     if not argv:
-        raise UsageError("bad --test-cmd '': give a command, e.g. --test-cmd 'python -m pytest -q'")
+        raise InvalidArgumentError(
+            "bad --test-cmd '': give a command, e.g. --test-cmd 'python -m pytest -q'"
+        )
     program = argv[0]
     if os.sep in program or (os.altsep and os.altsep in program):
         candidates = (
@@ -204,9 +203,9 @@ def parse_test_cmd(text: str | None, project: Path | None = None) -> list[str] |
             else [p / program for p in (project, Path.cwd()) if p is not None]
         )
         if not any(c.is_file() and os.access(c, os.X_OK) for c in candidates):
-            raise UsageError(f"bad --test-cmd: {program!r} is not an executable file")
+            raise InvalidArgumentError(f"bad --test-cmd: {program!r} is not an executable file")
     elif shutil.which(program) is None:
-        raise UsageError(
+        raise InvalidArgumentError(
             f"bad --test-cmd: {program!r} is not a command on PATH (try "
             f"'{sys.executable} -m pytest -q')"
         )
@@ -214,24 +213,25 @@ def parse_test_cmd(text: str | None, project: Path | None = None) -> list[str] |
 
 
 def make_brain(args: argparse.Namespace) -> Brain | None:
-    """The brain ``--brain`` asks for; ``None`` for the swarm's default (deterministic)."""
+    """The brain ``--brain`` asks for: ``None`` for the swarm's deterministic default.
+
+    (``swarm_actors.swarm.default_brain()``: rules over what ruff and the tests report.)
+    """
     if args.brain == "deterministic":
         if args.model or args.base_url:
-            raise UsageError("--model and --base-url go with --brain openai")
-        from swarm_actors.brains import DeterministicBrain
-
-        return DeterministicBrain()
+            raise InvalidArgumentError("--model and --base-url go with --brain openai")
+        return None
     try:
         from swarm_actors.brains import OpenAIBrain
     except ImportError as exc:  # httpx, tenacity, aiolimiter: the brains extra
-        raise UsageError(
+        raise InvalidArgumentError(
             f"--brain openai needs the brains extra ({exc.name} is missing): "
             "pip install 'swarm-actors[brains]'"
         ) from None
     try:
         return OpenAIBrain(model=args.model, base_url=args.base_url)
     except BrainConfigError as exc:
-        raise UsageError(f"--brain openai: {exc}") from None
+        raise InvalidArgumentError(f"--brain openai: {exc}") from None
 
 
 async def _git(cwd: Path, *args: str, ok: tuple[int, ...] = (0,)) -> str:
@@ -371,11 +371,11 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
 def _check_path(raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.exists():
-        raise UsageError(f"no such directory: {raw} (give the root of a Python project)")
+        raise InvalidArgumentError(f"no such directory: {raw} (give the root of a Python project)")
     if not path.is_dir():
-        raise UsageError(f"{raw} is not a directory (give the root of a Python project)")
+        raise InvalidArgumentError(f"{raw} is not a directory (give the root of a Python project)")
     if not is_python_project(path):
-        raise UsageError(f"{raw} is not a Python project: it holds no .py file")
+        raise InvalidArgumentError(f"{raw} is not a Python project: it holds no .py file")
     return path.absolute()
 
 
@@ -387,18 +387,22 @@ def run_demo(args: argparse.Namespace) -> int:
     test_cmd = parse_test_cmd(args.test_cmd, path)
     brain = make_brain(args)
     if args.coders < 1:
-        raise UsageError(f"--coders must be >= 1, got {args.coders}")
+        raise InvalidArgumentError(f"--coders must be >= 1, got {args.coders}")
     data_dir = resolve_data_dir(args.data_dir)
     try:
         run = new_run(data_dir, args.run)
     except InvalidArgumentError as exc:
-        raise UsageError(f"--run: {exc}") from None
+        raise InvalidArgumentError(f"--run: {exc}") from None
     except OSError as exc:
-        raise UsageError(f"cannot make the run's directory under {data_dir}: {exc}") from None
+        raise InvalidArgumentError(
+            f"cannot make the run's directory under {data_dir}: {exc}"
+        ) from None
     try:
         source, workspace = asyncio.run(prepare_workspace(path, run))
     except GitError as exc:
-        raise UsageError(f"cannot make a worktree of {path}: {exc} {exc.stderr.strip()}") from None
+        raise InvalidArgumentError(
+            f"cannot make a worktree of {path}: {exc} {exc.stderr.strip()}"
+        ) from None
     if source.repository is not None and asyncio.run(_dirty(source.repository, source.subdir)):
         print(
             f"note: {path} has uncommitted changes; the run starts from the last commit "

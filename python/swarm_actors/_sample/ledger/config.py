@@ -3,7 +3,7 @@
 import json
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any
 
 
 @dataclass
@@ -11,8 +11,8 @@ class Settings:
     """What the ledger is configured with."""
 
     currency: str = "EUR"
-    categories: Dict[str, str] = field(default_factory=dict)
-    flags: Dict[str, Any] = field(default_factory=dict)
+    categories: dict[str, str] = field(default_factory=dict)
+    flags: dict[str, Any] = field(default_factory=dict)
 
 
 def load_settings(path: str) -> Settings:

@@ -1,9 +1,7 @@
 """Ledger entries: one ``date;description;amount;category`` line each."""
 
 import datetime
-import sys
 from dataclasses import dataclass, field
-from typing import List, Optional
 
 from ledger.money import Money, parse_amount
 
@@ -18,13 +16,13 @@ class Entry:
     description: str
     amount: Money
     category: str = "other"
-    tags: List[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
 
 
 def parse_line(line: str, currency: str = "EUR") -> Entry:
     """An ``Entry`` from ``2024-03-01;Rent;950 EUR;housing`` (the category is optional)."""
     parts = [part.strip() for part in line.split(";")]
-    if not 3 <= len(parts) <= 4:
+    if not len(parts) in (3, 4):
         raise ValueError(f"expected 3 or 4 fields separated by ';', got {len(parts)}: {line!r}")
     date, description, amount = parts[:3]
     category = parts[3] if len(parts) == 4 else "other"
@@ -38,7 +36,7 @@ def parse_line(line: str, currency: str = "EUR") -> Entry:
     )
 
 
-def read_entries(path: str, currency: str = "EUR") -> List[Entry]:
+def read_entries(path: str, currency: str = "EUR") -> list[Entry]:
     """The entries of a ledger file; blank lines and ``#`` comments are skipped."""
     entries = []
     with open(path, "r", encoding="utf-8") as handle:
@@ -53,13 +51,13 @@ def read_entries(path: str, currency: str = "EUR") -> List[Entry]:
     return entries
 
 
-def validate(entries: List[Entry], today: Optional[datetime.date] = None) -> tuple:
+def validate(entries: list[Entry], today: datetime.date | None = None) -> tuple:
     """Check every entry; returns ``(ok, problems)`` with one message per problem found.
 
     Every entry is checked, so that one run reports all the problems of a ledger.
     """
     today = today or datetime.date.today()
-    problems: List[str] = []
+    problems: list[str] = []
 
     def check(entry: Entry) -> bool:
         ok = True

@@ -2,14 +2,14 @@
 
 import re
 import os
+import sys
 from dataclasses import dataclass
 from decimal import Decimal, ROUND_HALF_UP
-from typing import Dict, Tuple
 
 _AMOUNT = re.compile(r"^\s*(-)?\s*(\d+)(?:[.,](\d{1,2}))?\s*([A-Z]{3})?\s*$")
 
 # Rates against the euro, as published by the imaginary central bank of this sample.
-RATES_TO_EUR: Dict[str, Decimal] = {
+RATES_TO_EUR: dict[str, Decimal] = {
     "EUR": Decimal("1"),
     "USD": Decimal("0.92"),
     "GBP": Decimal("1.17"),
@@ -29,7 +29,7 @@ class Money:
     currency: str = "EUR"
 
     def __post_init__(self):
-        if not self.currency in RATES_TO_EUR:
+        if self.currency not in RATES_TO_EUR:
             raise UnknownCurrency("unknown currency: {}".format(self.currency))
 
     def __add__(self, other: "Money") -> "Money":
@@ -52,7 +52,7 @@ def parse_amount(text: str, currency: str = "EUR") -> Money:
     """``"12.5"``, ``"-3,20 USD"`` or ``"7 GBP"`` as ``Money``; the text's currency wins."""
     match = _AMOUNT.match(text)
     if match is None:
-        raise ValueError("not an amount: %r" % (text,))
+        raise ValueError(f"not an amount: {text!r}")
     sign, whole, fraction, code = match.groups()
     cents = int(whole) * 100 + int((fraction or "0").ljust(2, "0"))
     if sign:
@@ -68,7 +68,7 @@ def _lookup_rate(source: str, target: str) -> Decimal:
     return RATES_TO_EUR[source] / RATES_TO_EUR[target]
 
 
-def exchange_rate(source: str, target: str, _cache: Dict[Tuple[str, str], Decimal] = {}) -> Decimal:
+def exchange_rate(source: str, target: str, _cache: dict[tuple[str, str], Decimal] = {}) -> Decimal:
     """The rate from ``source`` to ``target``, looked up once per pair and process.
 
     ``_cache`` is deliberately shared between calls: it is the memo of the slow lookups.

@@ -1,5 +1,4 @@
 import datetime
-import os
 
 from ledger.entries import parse_line
 from ledger.money import Money
