@@ -407,3 +407,34 @@ def test_the_command_runs_as_a_module() -> None:
     assert result.returncode == 0, result.stderr
     for option in ("--test-cmd", "--brain", "--coders", "--data-dir", "--run", "--json"):
         assert option in result.stdout
+
+
+def test_without_pytest_the_tests_run_with_unittest(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "pytest" else real(name, *a)
+    )
+    code, _, err = demo(capsys, "--data-dir", str(tmp_path), "-q")
+    assert code == 0
+    assert "pytest is not installed here" in err
+    assert list(fake.configs[0].test_cmd)[1:4] == ["-m", "unittest", "discover"]
+
+
+def test_with_pytest_the_swarm_detects_the_command(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert demo(capsys, "--data-dir", str(tmp_path), "-q")[0] == 0
+    assert fake.configs[0].test_cmd is None
+    code, _, _ = demo(capsys, "--data-dir", str(tmp_path), "-q", "--test-cmd", "python -m pytest")
+    assert code == 0
+    assert list(fake.configs[1].test_cmd) == ["python", "-m", "pytest"]
+
+
+def test_the_worker_command_checks_its_role(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["worker", "--role", "reviewer", "--nats", "nats://127.0.0.1:1"])
+    assert code == 2
+    assert "role must be 'coder'" in capsys.readouterr().err

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import difflib
+import importlib.util
 import json
 import os
 import shlex
@@ -368,6 +369,19 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
     ]
 
 
+def _without_pytest(detected: list[str], workspace: Path) -> list[str] | None:
+    """The test command to give the swarm: ``None`` (it detects one) unless that is pytest.
+
+    ...and pytest is not installed here: then unittest, which every Python has (the sample's
+    tests are ``TestCase`` classes that both run).
+    """
+    if detected[1:3] != ["-m", "pytest"] or importlib.util.find_spec("pytest") is not None:
+        return None
+    print("note: pytest is not installed here; the tests run with unittest", file=sys.stderr)
+    start = "tests" if (workspace / "tests").is_dir() else "."
+    return [sys.executable, "-m", "unittest", "discover", "-s", start, "-t", "."]
+
+
 def _check_path(raw: str) -> Path:
     path = Path(raw).expanduser()
     if not path.exists():
@@ -409,6 +423,8 @@ def run_demo(args: argparse.Namespace) -> int:
             f"({(source.base or '')[:12]}) without them",
             file=sys.stderr,
         )
+    if test_cmd is None:
+        test_cmd = _without_pytest(list(swarm.detect_test_cmd(workspace)), workspace)
     config = swarm.SwarmConfig(
         workspace=workspace,
         run_dir=run.root,
