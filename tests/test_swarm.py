@@ -166,9 +166,7 @@ async def test_a_brain_that_misbehaves_still_ends_with_a_summary(tmp_path: Path)
     events = await _events(journal, summary.run_id)
     architect = _decisions(events, "architect")
     assert "unusable" in architect[0][1].rationale
-    unusable = [
-        d for _, d in _decisions(events, "reviewer") if "unusable" in d.rationale
-    ]
+    unusable = [d for _, d in _decisions(events, "reviewer") if "unusable" in d.rationale]
     assert unusable
     assert all(d.choice.startswith("escalate") for d in unusable)
 
@@ -235,4 +233,11 @@ def test_the_rules_plan_and_review_from_facts_alone() -> None:
 def test_the_test_command_is_detected(tmp_path: Path) -> None:
     assert detect_test_cmd(tmp_path)[1:3] == ("-m", "unittest")
     (tmp_path / "conftest.py").write_text("")
-    assert detect_test_cmd(tmp_path) == (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert detect_test_cmd(tmp_path) == (
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    )

@@ -140,8 +140,10 @@ def _task(request: BrainRequest, task: str) -> dict[str, Any] | None:
 
 
 def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
-    """Plan a ``swarm.plan`` request: safe fixes per file and rule family, unsafe ones per
-    file and rule, findings without a fix left alone. ``None`` for another request.
+    """Plan a ``swarm.plan`` request by rule (``None`` for another request).
+
+    Safe fixes per file and rule family, unsafe ones per file and rule, findings without a
+    fix left alone.
     """
     body = _task(request, "swarm.plan")
     if body is None:
@@ -193,9 +195,10 @@ def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
 
 
 def review_rule(request: BrainRequest) -> dict[str, Any] | None:
-    """Decide a ``swarm.review`` request from its facts: approve when the tests pass (no fewer
-    than before) and the linter finds fewer of the item's rules; else reject, saying why.
-    ``None`` for another request.
+    """Decide a ``swarm.review`` request from its facts (``None`` for another request).
+
+    Approve when the tests pass (no fewer than before) and the linter finds fewer of the
+    item's rules; else reject, saying why.
     """
     body = _task(request, "swarm.review")
     if body is None:

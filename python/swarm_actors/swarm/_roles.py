@@ -198,8 +198,9 @@ class Architect(Actor, role="architect"):
         self.context.ledger.note(self.ref.path, "architect", activity, events)
 
     async def plan_items(self, goal: str, findings: list[LintFinding]) -> tuple[PlanAnswer, str]:
-        """The plan of ``findings`` for ``goal`` and where it came from (``"brain"``, or the
-        error that made the rules plan instead).
+        """The plan of ``findings`` for ``goal``, and where it came from.
+
+        The source is ``"brain"``, or the error that made ``plan_rule`` plan instead.
         """
         ledger = self.context.ledger
         ledger.step()
@@ -216,9 +217,10 @@ class Architect(Actor, role="architect"):
     @handler
     async def plan(self, msg: Plan) -> Planned:
         ctx, ledger = self.context, self.context.ledger
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         self._note("running the linter")
-        run, findings = await ctx.toolkit.lint(self.checks)
+        findings = (await ctx.toolkit.lint(self.checks))[1]
         lint_event = self.recorder.last
         ctx.findings = findings
         self._note(f"planning {len(findings)} findings")
@@ -442,14 +444,18 @@ class Coder(Actor, role="coder"):
             except Exception as exc:  # the item must still end: the reviewer escalates it
                 log.error("coder attempt failed", item=item.id, error=repr(exc))
                 failed = Review(
-                    item=item, kind="failed", coder=self.ref.path, diff=f"{type(exc).__name__}: {exc}"
+                    item=item,
+                    kind="failed",
+                    coder=self.ref.path,
+                    diff=f"{type(exc).__name__}: {exc}",
                 )
                 await self._review(failed)
             self.handled += 1
 
     async def attempt(self, item: WorkItem) -> Verdict:
         """Do ``item`` once and hand the result to the reviewer; its verdict."""
-        assert self.workspace is not None and self.recorder is not None
+        assert self.workspace is not None
+        assert self.recorder is not None
         self._note(f"item {item.id}: fixing {','.join(item.rules)} in {item.path}", 0)
         try:
             text = await self.workspace.read_text(item.path)
@@ -578,7 +584,8 @@ class Reviewer(Actor, role="reviewer"):
 
     @handler
     async def baseline(self, msg: Baseline) -> TestCount:
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         self._note(f"running the tests ({msg.when})")
         result = await self.context.toolkit.test(self.checks)
         run_id = self.recorder.last.event_id if self.recorder.last else ""
@@ -590,10 +597,13 @@ class Reviewer(Actor, role="reviewer"):
         )
 
     async def check(self, review: Review) -> tuple[dict[str, Any], list[str], bool]:
-        """Run the checks on the change: the facts for the brain, the cited ``ToolRun``
-        event ids, and whether the tests pass.
+        """Run the checks on the change.
+
+        Returns the facts for the brain, the ``ToolRun`` event ids to cite, and whether the
+        tests pass.
         """
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         item, ctx = review.item, self.context
         cited: list[str] = []
         self._note(f"item {item.id}: running the tests")

@@ -1,6 +1,4 @@
-"""``run_swarm``: one architect, coders and one reviewer on a workspace, to a summary;
-``run_worker``: more coders for a running swarm, from another process.
-"""
+"""``run_swarm`` (a whole run, to its summary) and ``run_worker`` (coders from elsewhere)."""
 
 from __future__ import annotations
 
@@ -48,12 +46,26 @@ __all__ = ["run_swarm", "run_worker"]
 log = get_logger("swarm_actors.swarm")
 
 
+def _same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _prepare(config: SwarmConfig) -> tuple[Path, Path]:
+    """The workspace (resolved, checked) and the run's directory (made)."""
+    workspace = Path(config.workspace).resolve()
+    if not workspace.is_dir():
+        raise InvalidArgumentError(f"the workspace {workspace} is not a directory")
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return workspace, run_dir
+
+
 async def _git_for(workspace: Path) -> GitRun | None:
     """The workspace's own checkout as the run's ``GitRun`` when it is a repository's top."""
     if not await is_repository(workspace):
         return None
     _, top = await git_command(workspace, "rev-parse", "--show-toplevel")
-    if os.path.realpath(top.strip()) != os.path.realpath(workspace):
+    if not _same_path(top.strip(), workspace):
         return None
     code, branch = await git_command(
         workspace, "symbolic-ref", "--quiet", "--short", "HEAD", ok_codes=(0, 1)
@@ -98,12 +110,8 @@ async def run_swarm(
     left. ``toolkit`` replaces the tools (tests, a benchmark's stubs).
     """
     started = time.perf_counter()
-    workspace = Path(config.workspace).resolve()
-    if not workspace.is_dir():
-        raise InvalidArgumentError(f"the workspace {workspace} is not a directory")
+    workspace, run_dir = await asyncio.to_thread(_prepare, config)
     run_id = config.run_id or new_run_id()
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     blobs = BlobStore(run_dir / "blobs")
     ledger = Ledger(
         max_steps=config.max_steps, max_tokens=config.max_tokens, on_progress=on_progress
@@ -195,7 +203,7 @@ async def _until_finished(
     system: ActorSystem,
     max_seconds: float | None,
     started: float,
-    working: list[asyncio.Future[Any]],
+    working: list[asyncio.Task[Any]],
 ) -> None:
     """Wait for every item to end; on a budget or the deadline, escalate what is left."""
     deadline = None if max_seconds is None else started + max_seconds
@@ -250,8 +258,9 @@ async def run_worker(
     toolkit: Toolkit | None = None,
     join_timeout: float = 30.0,
 ) -> None:
-    """Join ``coders`` coders to the swarm running on ``nats_url`` until it ends (or this is
-    cancelled). The workspace must be reachable here at the path the swarm uses (the same
+    """Join ``coders`` coders to the swarm on ``nats_url`` until it ends (or this is cancelled).
+
+    The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
     out. ``brain`` is accepted for coders that think with one (the deterministic coder uses
     none).
@@ -266,7 +275,7 @@ async def run_worker(
     async with ActorSystem(nats=nats_url, journal=None) as probe:
         architect = await probe.resolve(ARCHITECT_NAME, timeout=join_timeout)
         joined: Joined = await architect.ask(Join(), timeout=join_timeout)
-    if not Path(joined.workspace).is_dir():
+    if not await asyncio.to_thread(os.path.isdir, joined.workspace):
         raise InvalidArgumentError(
             f"the swarm's workspace {joined.workspace} is not reachable here: run the worker "
             "on the same machine or share the directory at the same path"
