@@ -412,9 +412,11 @@ class Coder(Actor, role="coder"):
 
     async def on_start(self) -> None:
         self.recorder = _Recorder(self, self.ledger)
-        self.workspace = Workspace(
-            self.root, recorder=self.recorder, blobs=self.blobs, agent_id=self.ref.path
-        )
+        self.workspace = self.open_workspace(self.recorder)
+
+    def open_workspace(self, recorder: _Recorder) -> Workspace:
+        """The ``Workspace`` this coder changes files through, recording with ``recorder``."""
+        return Workspace(self.root, recorder=recorder, blobs=self.blobs, agent_id=self.ref.path)
 
     async def on_stop(self) -> None:
         if self.workspace is not None:

@@ -97,6 +97,9 @@ async def run_swarm(
     *,
     on_progress: Callable[[Progress], None] | None = None,
     toolkit: Toolkit | None = None,
+    architect: type[Architect] = Architect,
+    coder: type[Coder] = Coder,
+    reviewer: type[Reviewer] = Reviewer,
 ) -> SwarmSummary:
     """Run the swarm on ``config.workspace`` until every work item ends; the summary.
 
@@ -107,7 +110,8 @@ async def run_swarm(
     decision, change and check is an event of ``run_id`` in the journal (JetStream with
     ``nats=``, else a ``MemoryJournal``). The run always ends with a summary: a budget spent
     (``max_steps``, ``max_tokens``, ``max_seconds``) or a brain's bad answer escalates what is
-    left. ``toolkit`` replaces the tools (tests, a benchmark's stubs).
+    left. ``toolkit`` replaces the tools (tests, a benchmark's stubs); ``architect``,
+    ``coder`` and ``reviewer`` are the role classes (subclasses of the defaults).
     """
     started = time.perf_counter()
     workspace, run_dir = await asyncio.to_thread(_prepare, config)
@@ -135,17 +139,17 @@ async def run_swarm(
     )
     system = _system(config, run_id)
     async with system:
-        architect = await system.start(Architect, context, name=ARCHITECT_NAME)
-        reviewer = await system.start(Reviewer, context, name=REVIEWER_NAME)
+        planner = await system.start(architect, context, name=ARCHITECT_NAME)
+        checker = await system.start(reviewer, context, name=REVIEWER_NAME)
         ask_timeout = config.check_timeout * 2 + 60
-        before: TestCount = await reviewer.ask(Baseline("before"), timeout=ask_timeout)
+        before: TestCount = await checker.ask(Baseline("before"), timeout=ask_timeout)
         system.space.out(TURN)
         coders = [
             await system.start(
-                Coder,
+                coder,
                 str(workspace),
                 LocalBag(system.space, ledger),
-                reviewer,
+                checker,
                 tools,
                 ledger=ledger,
                 blobs=blobs,
@@ -156,15 +160,15 @@ async def run_swarm(
         ]
         working = [asyncio.ensure_future(c.ask(Working(), timeout=None)) for c in coders]
         try:
-            planned = await architect.ask(Plan(config.goal), timeout=ask_timeout)
+            planned = await planner.ask(Plan(config.goal), timeout=ask_timeout)
             log.info("swarm planned", run_id=run_id, items=planned.items)
             await _until_finished(ledger, system, config.max_seconds, started, working)
             for _ in coders:
                 system.space.out(("item", "", b""))
             if working:
                 await asyncio.wait(working, timeout=ask_timeout)  # they finish what they hold
-            findings_after = await architect.ask(Survey(), timeout=ask_timeout)
-            after: TestCount = await reviewer.ask(Baseline("after"), timeout=ask_timeout)
+            findings_after = await planner.ask(Survey(), timeout=ask_timeout)
+            after: TestCount = await checker.ask(Baseline("after"), timeout=ask_timeout)
         finally:
             for task in working:
                 task.cancel()
