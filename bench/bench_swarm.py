@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 from _common import machine, progress, table
-
 from swarm_actors.brains import Brain, BrainRequest, BrainResponse
 from swarm_actors.events import MemoryJournal, ToolRun
 from swarm_actors.swarm import (
@@ -142,7 +141,7 @@ class TimedBrain:
 
 
 async def one_run(items: int, coders: int, nats: str | None) -> dict[str, float]:
-    base = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    base = "/dev/shm" if await asyncio.to_thread(os.path.isdir, "/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="bench-swarm-", dir=base) as tmp:
         root = Path(tmp) / "workspace"
         root.mkdir()

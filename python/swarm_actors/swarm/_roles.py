@@ -115,7 +115,8 @@ class RunContext:
     max_attempts: int
     check_timeout: float
     git: GitRun | None = None
-    findings: list[LintFinding] = field(default_factory=list)
+    findings: dict[str, list[LintFinding]] = field(default_factory=dict)
+    """The architect's findings, by file."""
 
 
 # --- messages of the coordinator ---------------------------------------------------------
@@ -222,7 +223,8 @@ class Architect(Actor, role="architect"):
         self._note("running the linter")
         findings = (await ctx.toolkit.lint(self.checks))[1]
         lint_event = self.recorder.last
-        ctx.findings = findings
+        for finding in findings:
+            ctx.findings.setdefault(finding.file, []).append(finding)
         self._note(f"planning {len(findings)} findings")
         answer, source = await self.plan_items(msg.goal, findings)
         inputs = (lint_event.event_id,) if lint_event is not None else ()
@@ -616,7 +618,7 @@ class Reviewer(Actor, role="reviewer"):
         _, left = await ctx.toolkit.lint(self.checks, item.path, rules=item.rules)
         if self.recorder.last is not None:
             cited.append(self.recorder.last.event_id)
-        before = sum(1 for f in ctx.findings if f.file == item.path and f.code in item.rules)
+        before = sum(1 for f in ctx.findings.get(item.path, ()) if f.code in item.rules)
         s = tests.summary
         failing = s.failed + s.errors
         facts = {
