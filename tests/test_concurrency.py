@@ -120,7 +120,7 @@ async def test_handlers_start_in_mailbox_order_and_finish_in_any() -> None:
             self.finished: list[int] = []
 
         @handler
-        async def step(self, n: int) -> None:
+        async def record(self, n: int) -> None:
             self.started.append(n)
             for _ in range(n % 5):  # later messages may finish first
                 await asyncio.sleep(0)
@@ -160,7 +160,7 @@ async def test_the_default_is_one_at_a_time_on_the_plain_engine() -> None:
 async def test_max_concurrency_must_be_a_positive_int(bad: object) -> None:
     with pytest.raises(InvalidArgumentError, match="max_concurrency must be an int >= 1"):
 
-        class Bad(Actor, max_concurrency=bad):  # type: ignore[call-arg]
+        class Bad(Actor, max_concurrency=bad):  # type: ignore[arg-type]
             pass
 
 

@@ -33,7 +33,6 @@ async def test_stashed_tells_and_asks_are_handled_in_order_after_unstash_all() -
         first = asyncio.ensure_future(gate.ask(Work(1)))  # inline: the actor is idle
         await until(lambda: gate.stats().stashed == 1, poll=0)
 
-
         async def tell_then_ask() -> int:
             gate.tell_nowait(Work(2))
             answer: int = await gate.ask(Work(3))  # queued behind Work(2): not inline
@@ -71,7 +70,7 @@ async def test_the_stash_is_bounded_by_the_mailbox_size() -> None:
         await gate.tell(Work(1))
         await gate.tell(Work(2))
         await until(lambda: gate.stats().stashed == 2)
-        with pytest.raises(MailboxFullError, match="stash of .* is full") as info:
+        with pytest.raises(MailboxFullError, match=r"stash of .* is full") as info:
             await gate.ask(Work(3))  # its handler's stash() raised: the asker gets it
         assert info.value.capacity == 2
         assert gate.stats().stashed == 2
@@ -197,7 +196,7 @@ async def test_stash_needs_the_class_keyword_and_a_handler() -> None:
 async def test_stash_must_be_a_bool() -> None:
     with pytest.raises(InvalidArgumentError, match="stash must be True or False"):
 
-        class Bad(Actor, stash="yes"):  # type: ignore[call-arg]
+        class Bad(Actor, stash="yes"):  # type: ignore[arg-type]
             pass
 
 

@@ -1276,13 +1276,13 @@ class Call:
     """One handler call of a ``TrackedCell``, from its first step until it returns or raises.
 
     ``reply`` is the ask's answer (``None`` for a tell, and for an inline ask until the handler
-    suspends or stashes: only then does the asker need a future). ``stashed``: the entry ``stash``
-    took the message back in (the handler's return then answers nothing). ``retired``: a stop or a restart
-    cancelled it (``None``: not), with the text of the ``ActorDeadError`` its asker gets.
+    suspends or stashes: only then does the asker need a future). ``stashed``: the entry that
+    ``stash`` took the message back in (the handler's return then answers nothing).
+    ``retired``: a stop or a restart cancelled it (``None``: not), with the text of the
+    ``ActorDeadError`` its asker gets.
     """
 
     __slots__ = ("asked", "context", "coro", "message", "reply", "retired", "stashed", "task")
-
 
     def __init__(
         self,
@@ -1332,13 +1332,14 @@ class TrackedCell(Cell):
     (their asks get ``ActorDeadError``), draining or not: nothing else would ever unstash them.
     """
 
-    __slots__ = ("calls", "limit", "stash_limit", "stashed")
+    __slots__ = ("calls", "current", "limit", "stash_limit", "stashed")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
         actor_class = self.actor_class
         self.limit = actor_class.max_concurrency
-        self.calls: dict[Call, None] = {}  # in flight, in the order they started
+        self.calls: dict[Call, None] = {}  # in flight (suspended), in the order they started
+        self.current: Call | None = None  # the call whose first step runs now
         self.stashed: deque[Any] = deque()
         self.stash_limit = self.capacity if actor_class.stashing else 0
 
@@ -1363,19 +1364,15 @@ class TrackedCell(Cell):
     # --- starting and finishing calls -----------------------------------------------------
 
     def _first_step(self, fn: Callable[..., Any], call: Call) -> tuple[bool, Any]:
-        """Run ``call``'s handler up to its first suspension, as this actor, in this context.
+        """Run ``call``'s handler up to its first suspension, here, as this actor.
 
-        Returns ``(True, result)`` if it finished, ``(False, None)`` if it suspended (a task
-        finishes it; an ask got its ``reply`` future), and raises what the handler raised. The
-        call counts as in flight from here until ``_leave``.
+        The caller has made the actor not ``runnable`` meanwhile (an ask from the handler to
+        this actor is queued, not run inline inside it). Returns ``(True, result)`` if it
+        finished, ``(False, None)`` if it suspended (the call is in flight and a task of its
+        own finishes it; an ask got its ``reply`` future), and raises what the handler raised.
         """
-        calls = self.calls
-        calls[call] = None
-        self.busy = True
-        if len(calls) >= self.limit:
-            self.runnable = False
-        sender = CURRENT_SENDER.set(self)
-        token = CURRENT_CALL.set(call)
+        previous = self.current
+        self.current = call  # what ``stash`` defers, until the handler first suspends
         context = call.context
         if context is not None:
             attached = attach_context(context)
@@ -1385,24 +1382,30 @@ class TrackedCell(Cell):
         except StopIteration as stop:
             return True, stop.value
         else:
-            if call.asked and call.reply is None:
-                call.reply = self.loop.create_future()
-            call.coro = coro
-            # The task goes on in a copy of this context: the handler keeps its call, its
-            # sender and its trace wherever it is resumed.
-            call.task = self.loop.create_task(
-                self._drive(call, coro, value), context=contextvars.copy_context()
-            )
+            self._suspended(call, coro, value)
             return False, None
         finally:
             if context is not None:
                 detach_context(attached)
-            CURRENT_CALL.reset(token)
-            CURRENT_SENDER.reset(sender)
+            self.current = previous
+
+    def _suspended(self, call: Call, coro: Coroutine[Any, Any, Any], value: Any) -> None:
+        """``call``'s handler suspended: in flight from now on, finished by a task of its own."""
+        self.calls[call] = None
+        self.busy = True
+        if call.asked and call.reply is None:
+            call.reply = self.loop.create_future()
+        call.coro = coro
+        # The task goes on in a copy of this context (where the handler's sends are the
+        # actor's and its trace is current), with the call bound for ``stash``.
+        context = contextvars.copy_context()
+        context.run(CURRENT_CALL.set, call)
+        call.task = self.loop.create_task(self._drive(call, coro, value), context=context)
 
     def _leave(self, call: Call) -> None:
-        del self.calls[call]
-        self.busy = bool(self.calls)
+        calls = self.calls
+        if calls.pop(call, False) is None:  # it was in flight
+            self.busy = bool(calls)
 
     def _settle(self, call: Call, result: Any) -> None:
         """The handler returned ``result``: answer its ask (unless it stashed the message)."""
@@ -1475,32 +1478,39 @@ class TrackedCell(Cell):
         self.scheduled = False
         if not self.runnable:
             return
+        self.runnable = False  # while first steps run here: an ask to itself is queued
         queue = self.queue
         calls = self.calls
         limit = self.limit
         budget = TURN_BUDGET
-        while queue and budget and len(calls) < limit and self.state is RUNNING:
-            budget -= 1
-            item = queue.popleft()
-            if type(item) is Ask:
-                call = Call(item.message, item.future, item.context)
-            else:
-                call = Call(item, None)
-            message = call.message
-            fn = self.cache.get(type(message), _MISSING)
-            if fn is _MISSING:
-                fn = self.resolve(type(message))
-            self.processed += 1
-            if fn is None:
-                self.unhandled(message, call.reply)
-                continue
-            try:
-                done, result = self._first_step(cast("Callable[..., Any]", fn), call)
-            except (Exception, asyncio.CancelledError) as exc:
-                self._fault(call, exc)
-                continue
-            if done:
-                self._settle(call, result)
+        token = CURRENT_SENDER.set(self)  # sends made by the handlers come from this actor
+        try:
+            while queue and budget and len(calls) < limit and self.state is RUNNING:
+                budget -= 1
+                item = queue.popleft()
+                if type(item) is Ask:
+                    call = Call(item.message, item.future, item.context)
+                else:
+                    call = Call(item, None)
+                message = call.message
+                fn = self.cache.get(type(message), _MISSING)
+                if fn is _MISSING:
+                    fn = self.resolve(type(message))
+                self.processed += 1
+                if fn is None:
+                    self.unhandled(message, call.reply)
+                    continue
+                try:
+                    done, result = self._first_step(cast("Callable[..., Any]", fn), call)
+                except (Exception, asyncio.CancelledError) as exc:
+                    self._fault(call, exc)
+                    continue
+                if done:
+                    reply = call.reply
+                    if reply is not None and call.stashed is None and not reply.done():
+                        reply.set_result(result)
+        finally:
+            CURRENT_SENDER.reset(token)
         if self.put_waiters:
             self._wake_putters()
         if self.state is RUNNING:
@@ -1523,32 +1533,40 @@ class TrackedCell(Cell):
         self.processed += 1
         if fn is None:
             raise self.unhandled_error(message)
-        asker = CURRENT_SENDER.get()
+        self.runnable = False  # while its first step runs here (see run_turn)
+        was_busy = self.busy
+        self.busy = True
+        token = CURRENT_SENDER.set(self)
+        asker = token.old_value
+        if asker is Token.MISSING:
+            asker = None
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
         call = Call(message, None, asked=True)
         try:
             done, result = self._first_step(cast("Callable[..., Any]", fn), call)
         except (Exception, asyncio.CancelledError) as exc:
+            self.busy = was_busy or bool(self.calls)
             if self._fault(call, exc):  # the error is the asker's answer: the actor goes on
                 self.after_handler()
             raise
         finally:
+            CURRENT_SENDER.reset(token)
             if asker is not None:
                 asker.awaiting = None
-        if not done:
-            return False, call.reply
-        self._leave(call)
+        self.busy = was_busy or bool(self.calls)
         self.after_handler()
-        if call.stashed is not None:
+        if not done or call.stashed is not None:
             return False, call.reply
         return True, result
 
     # --- stopping and restarting ----------------------------------------------------------
 
     async def cancel_handlers(self, reason: str = "") -> None:
-        """Cancel every call in flight and wait for them to unwind; their asks get
-        ``ActorDeadError`` (``reason``, or that the actor stopped)."""
+        """Cancel every call in flight and wait for them to unwind.
+
+        Their asks get ``ActorDeadError`` (with ``reason``, or saying that the actor stopped).
+        """
         tasks = []
         for call in list(self.calls):
             call.retired = reason or f"{self.path} stopped"
@@ -1614,8 +1632,12 @@ class TrackedCell(Cell):
         """
         if not self.stash_limit:
             raise self._no_stash()
-        call = CURRENT_CALL.get()
-        if call is None or call not in self.calls:
+        call = self.current
+        if call is None:  # not in a first step: in the task of a call in flight, if any
+            call = CURRENT_CALL.get()
+            if call is not None and call not in self.calls:
+                call = None
+        if call is None:
             raise InvalidArgumentError(
                 f"{self.actor_class.__qualname__}: self.stash() defers the message being "
                 "handled, so call it in a handler of this actor (not in on_start, on_stop, "
@@ -1624,7 +1646,9 @@ class TrackedCell(Cell):
         if call.stashed is not None:
             return
         if self.state is STOPPING or self.state is STOPPED:
-            raise ActorDeadError(f"{self.path} is stopping: nothing can be stashed", actor=self.path)
+            raise ActorDeadError(
+                f"{self.path} is stopping: nothing can be stashed", actor=self.path
+            )
         if len(self.stashed) >= self.stash_limit:
             raise MailboxFullError(
                 f"the stash of {self.path} is full ({self.stash_limit} messages): call "
