@@ -116,7 +116,7 @@ async def sleeps_swarm(actor_class: type[Serial]) -> tuple[float, bool, str]:
         started = time.perf_counter()
         answers = await asyncio.gather(*(ref.ask(Sleep(i), timeout=60.0) for i in range(ASKERS)))
         spent = time.perf_counter() - started
-        peak = ref._cell.actor.peak  # type: ignore[union-attr]
+        peak = ref._cell.actor.peak
         want = actor_class.max_concurrency
         ok = answers == list(range(ASKERS)) and peak == want
         return spent, ok, f"answers ok: {answers == list(range(ASKERS))}, peak {peak} (want {want})"
@@ -206,7 +206,7 @@ def main() -> None:
         ("swarm-actors, max_concurrency=1 (default)", lambda: sleeps_swarm(Serial)),
         (f"plain asyncio: gather of {ASKERS} tasks", sleeps_asyncio),
     ]:
-        values, failed = runs(repeats, lambda fn=fn: asyncio.run(fn()))  # type: ignore[misc]
+        values, failed = runs(repeats, lambda fn=fn: asyncio.run(fn()))
         check(label, failed)
         best, median = min(values), statistics.median(values)
         wall[label] = best, median
@@ -224,7 +224,7 @@ def main() -> None:
         ("swarm-actors, max_concurrency=1 (default)", lambda: yields_swarm(Serial, n_yield)),
         ("plain asyncio: the same calls, no actor", lambda: yields_asyncio(n_yield)),
     ]:
-        values, failed = runs(repeats, lambda fn2=fn2: asyncio.run(fn2()))  # type: ignore[misc]
+        values, failed = runs(repeats, lambda fn2=fn2: asyncio.run(fn2()))
         check(label, failed)
         rates[label] = max(values), statistics.median(values)
         progress(f"  {label}: {fmt_rate(max(values))}")
@@ -241,7 +241,7 @@ def main() -> None:
         ("stash=True (tracked engine, N=1)", Stashing),
         (f"max_concurrency={ASKERS} (tracked engine)", Concurrent),
     ]:
-        values, failed = runs(repeats, lambda cls=cls: asyncio.run(tells_swarm(cls, n_tell)))  # type: ignore[misc]
+        values, failed = runs(repeats, lambda cls=cls: asyncio.run(tells_swarm(cls, n_tell)))
         check(label, failed)
         tells[label] = max(values), statistics.median(values)
         progress(f"  {label}: {fmt_rate(max(values))}")
