@@ -11,6 +11,9 @@ from typing import Any
 
 import msgspec
 import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from concurrency_peer import Arrive, Gathering, Peak, peer
 from helpers import Fail, Get, count_turns, instance, unique, until
@@ -21,6 +24,7 @@ from swarm_actors import (
     Directive,
     InvalidArgumentError,
     OneForOne,
+    Tracing,
     handler,
 )
 from swarm_actors._core._cell import Cell, TrackedCell
@@ -275,6 +279,43 @@ async def test_a_virtual_actor_runs_its_calls_concurrently() -> None:
         ref = system.virtual(Gathering, "k")
         peaks = await asyncio.gather(*(ref.ask(Arrive(5), timeout=10.0) for _ in range(5)))
         assert peaks == [5] * 5
+
+
+async def test_a_call_keeps_its_trace_across_its_awaits() -> None:
+    class Traced(Actor, max_concurrency=2):
+        @handler
+        async def work(self, msg: str) -> str:
+            await asyncio.sleep(0)  # finished in a task of its own: the trace goes with it
+            with self.step(f"step {msg}"):
+                await asyncio.sleep(0)
+            return msg
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("tests")
+    try:
+        async with ActorSystem(tracing=Tracing(provider=provider)) as system:
+            ref = await system.start(Traced)
+            with tracer.start_as_current_span("root"):
+                # The first two start inline; the third waits in the mailbox for a slot.
+                assert await asyncio.gather(*(ref.ask(m) for m in "abc")) == list("abc")
+    finally:
+        provider.shutdown()
+    finished = exporter.get_finished_spans()
+    spans = {s.name: s for s in finished}
+    root = spans["root"].context
+    assert root is not None
+    asks = {s.context.span_id for s in finished if s.name == "ask str" and s.context}
+    assert len(asks) == 3
+    parents = set()
+    for name in ("step a", "step b", "step c"):
+        span = spans[name]
+        assert span.parent is not None
+        assert span.context is not None
+        assert span.context.trace_id == root.trace_id, name
+        parents.add(span.parent.span_id)
+    assert parents == asks  # each step under its own ask's span
 
 
 async def test_concurrent_calls_across_os_processes(nats_server: NatsServer) -> None:
