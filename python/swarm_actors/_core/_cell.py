@@ -1501,7 +1501,7 @@ class TrackedCell(Cell):
                     self.unhandled(message, call.reply)
                     continue
                 try:
-                    done, result = self._first_step(cast("Callable[..., Any]", fn), call)
+                    done, result = self._first_step(fn, call)  # type: ignore[arg-type]
                 except (Exception, asyncio.CancelledError) as exc:
                     self._fault(call, exc)
                     continue
@@ -1544,7 +1544,7 @@ class TrackedCell(Cell):
             asker.awaiting = self  # the handler, run here, may ask the asker back
         call = Call(message, None, asked=True)
         try:
-            done, result = self._first_step(cast("Callable[..., Any]", fn), call)
+            done, result = self._first_step(fn, call)  # type: ignore[arg-type]
         except (Exception, asyncio.CancelledError) as exc:
             self.busy = was_busy or bool(self.calls)
             if self._fault(call, exc):  # the error is the asker's answer: the actor goes on
