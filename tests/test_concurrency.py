@@ -205,6 +205,25 @@ async def test_a_restart_cancels_the_old_instances_calls_in_flight() -> None:
         assert await ref.ask(Hold(7)) == 7  # the new instance serves
 
 
+async def test_failures_while_the_supervisor_decides_are_covered_by_its_decision() -> None:
+    class FailTogether(Held):
+        @handler
+        async def fail_later(self, msg: str) -> None:
+            await self.release.wait()
+            raise RuntimeError(msg)
+
+    async with ActorSystem() as system:
+        ref = await system.start(FailTogether)
+        old = instance(ref)
+        await ref.tell("first")
+        await ref.tell("second")
+        await until(lambda: ref.stats().in_flight == 2)
+        old.release.set()  # both fail in the same turn of the loop: one decision, one restart
+        await until(lambda: ref.stats().failures == 2 and ref.stats().restarts == 1)
+        assert await ref.ask(Quick()) == "quick"
+        assert ref.stats().restarts == 1
+
+
 async def test_resume_lets_the_calls_in_flight_finish() -> None:
     resume = OneForOne(decider=lambda exc: Directive.RESUME)
     async with ActorSystem(supervision=resume) as system:
