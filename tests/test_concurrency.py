@@ -224,6 +224,22 @@ async def test_failures_while_the_supervisor_decides_are_covered_by_its_decision
         assert ref.stats().restarts == 1
 
 
+async def test_a_restart_whose_on_start_fails_is_supervised_again() -> None:
+    starts: list[int] = []
+
+    class Flaky(Held):
+        async def on_start(self) -> None:
+            starts.append(1)
+            if len(starts) == 2:  # the first restart fails; the next one works
+                raise RuntimeError("on_start failed")
+
+    async with ActorSystem() as system:
+        ref = await system.start(Flaky)
+        await ref.tell(Fail())
+        await until(lambda: len(starts) == 3, what="a second restart after the failed one")
+        assert await ref.ask(Quick()) == "quick"
+
+
 async def test_resume_lets_the_calls_in_flight_finish() -> None:
     resume = OneForOne(decider=lambda exc: Directive.RESUME)
     async with ActorSystem(supervision=resume) as system:

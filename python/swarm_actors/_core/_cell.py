@@ -1332,7 +1332,7 @@ class TrackedCell(Cell):
     (their asks get ``ActorDeadError``), draining or not: nothing else would ever unstash them.
     """
 
-    __slots__ = ("calls", "current", "limit", "stash_limit", "stashed")
+    __slots__ = ("calls", "current", "deciding", "limit", "stash_limit", "stashed")
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)
@@ -1340,6 +1340,7 @@ class TrackedCell(Cell):
         self.limit = actor_class.max_concurrency
         self.calls: dict[Call, None] = {}  # in flight (suspended), in the order they started
         self.current: Call | None = None  # the call whose first step runs now
+        self.deciding = False  # a supervisor's decision about this actor is pending
         self.stashed: deque[Any] = deque()
         self.stash_limit = self.capacity if actor_class.stashing else 0
 
@@ -1434,13 +1435,26 @@ class TrackedCell(Cell):
         (Another call in flight may fail while the supervisor decides about the first one:
         counted, answered if it was an ask, logged, and not supervised a second time.)
         """
-        if self.state is SUSPENDED:
+        if self.deciding:
             self.failures += 1
             if reply is not None and not reply.done():
                 reply.set_exception(exc)
             log.warning("actor.failed_while_suspended", actor=self.path, error=repr(exc))
             return False
-        return super().fail(exc, reply, asked=asked)
+        goes_on = super().fail(exc, reply, asked=asked)
+        if self.state is SUSPENDED:
+            self.deciding = True  # the supervisor was asked
+        return goes_on
+
+    def suspend(self) -> None:
+        """``Cell.suspend`` (a sibling failed): a decision is pending for this actor too."""
+        if self.state is RUNNING:
+            self.deciding = True
+        super().suspend()
+
+    def resume(self) -> None:
+        self.deciding = False
+        super().resume()
 
     @types.coroutine
     def _drive(
@@ -1589,6 +1603,7 @@ class TrackedCell(Cell):
                 f"{self.path} restarted after a failure: the call in progress was cancelled"
             )
         self._unstash_front()  # the new instance sees them first
+        self.deciding = False  # carried out: a failure of the new instance is a new one
         await super().restart()
 
     def discard_queue(self, error: ActorDeadError) -> int:
