@@ -168,6 +168,12 @@ async def test_max_concurrency_must_be_a_positive_int(bad: object) -> None:
             pass
 
 
+async def test_a_pool_of_concurrent_actors_is_refused_for_now() -> None:
+    async with ActorSystem() as system:
+        with pytest.raises(InvalidArgumentError, match="not supported in a pool"):
+            await system.pool(Gathering, size=2)
+
+
 async def test_an_asks_failure_leaves_the_other_calls_alone() -> None:
     class Mixed(Held):
         @handler

@@ -1224,9 +1224,9 @@ class Cell:
         name = self.actor_class.__qualname__
         if self.actor_class.stashing:  # a stash class in a cell without one (run_actor's)
             return InvalidArgumentError(
-                f"{name} declares stash=True, but this cell steps messages one by one "
-                "(swarm_actors.testing.run_actor) and has no stash: test it with a real "
-                "ActorSystem"
+                f"{name} declares stash=True, but it runs in a cell that steps messages one "
+                "by one and has no stash (swarm_actors.testing.run_actor): test it with a "
+                "real ActorSystem"
             )
         return InvalidArgumentError(
             f"{name} has no stash: declare it with `class {name}(Actor, stash=True)` to use "
