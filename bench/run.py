@@ -10,6 +10,8 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
+        concurrency]
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "watch": ([], ["--quick"]),
     "pool": ([], ["--quick"]),
     "brains": (["--nats"], ["--quick"]),
+    "concurrency": ([], ["--quick"]),
 }
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
-from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
+from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher, cell_class_for
 from swarm_actors._core._clock import Clock, LoopClock, TimerHandle
 from swarm_actors._core._recorder import (
     SYSTEM_AGENT,
@@ -413,7 +413,7 @@ class ActorSystem:
         *,
         name: str | None,
         parent: ActorRef[Any] | None,
-        cell_class: type[Cell] = Cell,
+        cell_class: type[Cell] | None = None,
     ) -> ActorRef[A]:
         from swarm_actors._core._actor import Actor
 
@@ -441,6 +441,7 @@ class ActorSystem:
                 f"cannot start a child of {parent_cell.path}: it is stopping",
                 actor=parent_cell.path,
             )
+        cell_class = cell_class or cell_class_for(actor_class)
         cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
