@@ -42,6 +42,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "pool": ([], ["--quick"]),
     "brains": (["--nats"], ["--quick"]),
     "concurrency": ([], ["--quick"]),
+    "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
 }
 
 
