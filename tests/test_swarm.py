@@ -172,6 +172,22 @@ async def test_a_brain_that_misbehaves_still_ends_with_a_summary(tmp_path: Path)
 
 
 @async_test
+async def test_a_test_failing_before_the_run_blocks_only_new_failures(tmp_path: Path) -> None:
+    config = _config(tmp_path, coders=1)
+    (config.workspace / "tests" / "test_known.py").write_text(
+        "import unittest\n\n\nclass Known(unittest.TestCase):\n"
+        "    def test_known_bug(self):\n        self.assertEqual(1, 2)\n"
+    )
+    summary = await run_swarm(config)
+    assert not summary.ok  # the known failure is still there at the end
+    assert summary.tests_before == summary.tests_after == 4
+    assert summary.tests_failing_after == 1
+    assert summary.approved == 2  # the safe fixes break nothing that passed
+    assert summary.escalated == 1  # the trap breaks a test that passed
+    assert "flag == True" in (config.workspace / "calc.py").read_text()
+
+
+@async_test
 async def test_a_spent_step_budget_ends_the_run_with_a_summary(tmp_path: Path) -> None:
     summary = await run_swarm(_config(tmp_path, max_steps=2, coders=1))
     assert summary.stopped_by == "max_steps"

@@ -51,7 +51,7 @@ from swarm_actors.swarm._messages import (
     WorkItem,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import Checks, GitRun, Workspace
+from swarm_actors.tools import CheckResult, Checks, GitRun, Workspace
 
 __all__ = [
     "ARCHITECT_NAME",
@@ -563,7 +563,8 @@ class Reviewer(Actor, role="reviewer"):
         self.recorder: _Recorder | None = None
         self.checks: Checks | None = None
         self.workspace: Workspace | None = None
-        self.passed_before = 0
+        self.before: CheckResult | None = None
+        """The tests' run before the swarm changed anything."""
 
     async def on_start(self) -> None:
         ctx = self.context
@@ -594,22 +595,26 @@ class Reviewer(Actor, role="reviewer"):
         result = await self.context.toolkit.test(self.checks)
         run_id = self.recorder.last.event_id if self.recorder.last else ""
         if msg.when == "before":
-            self.passed_before = result.summary.passed
+            self.before = result
         failing = result.summary.failed + result.summary.errors
         return TestCount(
             result.summary.passed, failing, result.exit_status == 0 and not failing, run_id
         )
 
     async def check(self, review: Review) -> tuple[dict[str, Any], list[str], bool]:
-        """Run the checks on the change.
+        """Run the checks on the change: a compile of the file, the tests, the linter.
 
         Returns the facts for the brain, the ``ToolRun`` event ids to cite, and whether the
-        tests pass.
+        change keeps the tests as they were before the run (no test that passed fails, none
+        goes missing; the tests that failed before may still fail).
         """
         assert self.checks is not None
         assert self.recorder is not None
         item, ctx = review.item, self.context
         cited: list[str] = []
+        compiled = await ctx.toolkit.compile(self.checks, item.path)
+        if self.recorder.last is not None:
+            cited.append(self.recorder.last.event_id)
         self._note(f"item {item.id}: running the tests")
         tests = await ctx.toolkit.test(self.checks)
         if self.recorder.last is not None:
@@ -619,23 +624,38 @@ class Reviewer(Actor, role="reviewer"):
         if self.recorder.last is not None:
             cited.append(self.recorder.last.event_id)
         before = sum(1 for f in ctx.findings.get(item.path, ()) if f.code in item.rules)
-        s = tests.summary
-        failing = s.failed + s.errors
+        s, base = tests.summary, self.before
+        failing = set(s.items)
+        new_failures = sorted(failing - set(base.summary.items)) if base else sorted(failing)
+        if base is None:
+            kept = tests.exit_status == 0 and s.failed + s.errors == 0
+        else:
+            b = base.summary
+            kept = (
+                not new_failures
+                and s.failed + s.errors <= b.failed + b.errors
+                and s.passed >= b.passed
+                and (tests.exit_status == 0 or tests.exit_status == base.exit_status)
+            )
         facts = {
             "item": {"file": item.path, "rules": list(item.rules), "unsafe": item.unsafe},
+            "compile": {"exit_status": compiled.exit_status},
             "tests": {
                 "exit_status": tests.exit_status,
+                "exit_status_before": base.exit_status if base else 0,
                 "passed": s.passed,
                 "failed": s.failed,
                 "errors": s.errors,
-                "passed_before": self.passed_before,
+                "passed_before": base.summary.passed if base else 0,
+                "failing_before": base.summary.failed + base.summary.errors if base else 0,
                 "failing": list(s.items[:10]),
+                "new_failures": new_failures[:10],
                 "output_tail": tests.stdout[-1500:].decode("utf-8", "replace"),
             },
             "lint": {"before": before, "remaining": len(left)},
             "diff": review.diff[:20000],
         }
-        return facts, cited, tests.exit_status == 0 and failing == 0
+        return facts, cited, kept and compiled.exit_status == 0
 
     @handler
     async def review(self, review: Review) -> Verdict:
@@ -701,7 +721,7 @@ class Reviewer(Actor, role="reviewer"):
             return Verdict(outcome="approved", reason=answer.reason, decision_id=decision.event_id)
         reason = answer.reason
         if answer.verdict == "approve":
-            reason = f"the brain approved, but the tests fail: {reason}"
+            reason = f"the brain approved, but the checks fail: {reason}"
         decision = self.decide(
             f"reject item {item.id}",
             rationale=reason,

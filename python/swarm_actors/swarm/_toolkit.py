@@ -232,6 +232,12 @@ class Toolkit:
             raise ToolError(f"ruff --fix failed on {path}: {run.summary}", path=path)
         return out.decode("utf-8"), run
 
+    async def compile(self, checks: Checks, path: str) -> CheckResult:
+        """Compile ``path`` in memory (no ``.pyc`` is written): does the file still parse."""
+        code = "import sys; compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')"
+        argv = (checks.python, "-c", code, path)
+        return await checks.run(argv, tool="compile", timeout=self.timeout)
+
     async def test(self, checks: Checks) -> CheckResult:
         """Run the project's tests in ``checks``' root; the run, counted."""
         argv = self.test_cmd or detect_test_cmd(checks.root, checks.python)
