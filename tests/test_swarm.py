@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from helpers import ready_process
 from swarm_actors.brains import BrainRequest, ScriptedBrain, user
+from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import (
     AgentDecision,
     JetStreamJournal,
@@ -257,3 +258,15 @@ def test_the_test_command_is_detected(tmp_path: Path) -> None:
         "-p",
         "no:cacheprovider",
     )
+
+
+@async_test
+async def test_bad_settings_are_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_attempts"):
+        SwarmConfig(workspace=tmp_path, run_dir=tmp_path, max_attempts=0)
+    with pytest.raises(InvalidArgumentError, match="test_cmd"):
+        SwarmConfig(workspace=tmp_path, run_dir=tmp_path, test_cmd="pytest -q")
+    with pytest.raises(InvalidArgumentError, match="nats=URL"):
+        await run_swarm(SwarmConfig(workspace=tmp_path, run_dir=tmp_path, coders=0, nats=None))
+    with pytest.raises(InvalidArgumentError, match="not a directory"):
+        await run_swarm(SwarmConfig(workspace=tmp_path / "none", run_dir=tmp_path, nats=None))

@@ -675,7 +675,7 @@ class Reviewer(Actor, role="reviewer"):
             self._note(f"item {item.id}: nothing to do", 1)
             return Verdict(outcome="skipped", reason=why, decision_id=decision.event_id)
         if review.kind == "failed":
-            ledger.error(RuntimeError(review.diff))
+            ledger.error(review.diff)
             return self._escalate(item, f"the coder failed: {review.diff}", cause, ())
         if review.kind == "no_progress":
             return self._escalate(

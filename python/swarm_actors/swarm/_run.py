@@ -114,6 +114,13 @@ async def run_swarm(
     ``coder`` and ``reviewer`` are the role classes (subclasses of the defaults).
     """
     started = time.perf_counter()
+    if config.coders == 0:
+        if config.nats is None or config.nats == "embedded":
+            raise InvalidArgumentError(
+                "coders=0 needs coders from other processes (run_worker), which need a NATS "
+                "server they can reach: pass nats=URL, or coders >= 1"
+            )
+        log.warning("no coder in this process: waiting for workers", nats=config.nats)
     workspace, run_dir = await asyncio.to_thread(_prepare, config)
     run_id = config.run_id or new_run_id()
     blobs = BlobStore(run_dir / "blobs")
