@@ -11,7 +11,9 @@ import pytest
 from nats.aio.client import Client
 
 from helpers import ready_process
+from swarm_actors import ActorSystem
 from swarm_actors.brains import BrainRequest, ScriptedBrain, user
+from swarm_actors.cluster import Cluster
 from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import (
     AgentDecision,
@@ -141,6 +143,19 @@ async def test_the_swarm_fixes_safe_findings_and_rejects_the_trap(tmp_path: Path
     assert summary.patch is not None
     assert "-import json" in summary.patch.read_text()
     assert {"architect", "coder", "reviewer"} <= set(seen)
+
+
+@async_test
+async def test_on_the_embedded_default_the_journal_is_jetstream_and_stays(tmp_path: Path) -> None:
+    config = _config(tmp_path, nats="embedded", coders=2)
+    summary = await run_swarm(config)
+    # The run's JetStream store outlives the run: a node on the same directory reads it.
+    data = str(config.run_dir / "journal")
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)) as system:
+        assert isinstance(system.journal, JetStreamJournal)
+        events = await _events(system.journal, summary.run_id)
+    _check_run(events, summary)
+    assert summary.escalated == 1
 
 
 @async_test
