@@ -139,12 +139,15 @@ async def test_a_flood_of_distinct_keys_from_a_plain_client_leaves_nothing_behin
                     for i in range(start, start + 500)
                 ]
                 await client.publish(subject, frame(tells, encoder))
-            await client.flush()
-            await until(
-                lambda: system.virtual_stats().activations >= activations + FLOOD,
-                60,
-                f"every {prefix} key activated",
-            )
+                # Paced by the node: on a loaded machine an unpaced burst overflows the node's
+                # subscription (a slow consumer drops tells, at most once as documented), and
+                # this test is about what the handled keys leave behind, not about overload.
+                done = start + 500
+                await until(
+                    lambda done=done: system.virtual_stats().activations >= activations + done,
+                    60,
+                    f"{prefix} keys up to {done} activated",
+                )
             await until(lambda: forgotten(system), 30, f"every {prefix} key to be forgotten")
 
         try:
