@@ -31,6 +31,7 @@ from swarm_actors._core._messages import register_message_type
 from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
+from swarm_actors._core._topics import TopicStats
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
 from swarm_actors._public import publish as _publish
 from swarm_actors._system import ActorSystem
@@ -76,6 +77,7 @@ __all__ = [
     "SystemStoppedError",
     "Timeouts",
     "Timers",
+    "TopicStats",
     "Tracing",
     "UnhandledMessageError",
     "VirtualBatch",

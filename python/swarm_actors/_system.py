@@ -213,7 +213,7 @@ class ActorSystem:
             )
         self._journal: Journal | None = journal
         self._ledger = Ledger()  # the system's own events (health)
-        self._topics = Topics()
+        self._topics = Topics(self._spawn)
         self._health_interval = self._signals.health_interval
         self._health_probe: HealthProbe | None = None
         self._health_timer: TimerHandle | None = None

@@ -31,7 +31,7 @@ unwatched system pays one attribute read per event).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -90,11 +90,6 @@ def _subject(topic: object, pattern: bool) -> str:
             raise InvalidArgumentError(
                 f"{what} {topic!r}: token {token!r} must be printable ASCII without spaces"
             )
-        if token in ("*", ">") and not pattern:
-            raise InvalidArgumentError(
-                f"cannot publish to {topic!r}: wildcards ('*', '>') belong in subscriptions; "
-                "publish to one concrete topic"
-            )
         if ("*" in token or ">" in token) and token not in ("*", ">"):
             raise InvalidArgumentError(
                 f"{what} {topic!r}: '*' and '>' are whole tokens only (e.g. 'orders.*'), "
@@ -102,6 +97,11 @@ def _subject(topic: object, pattern: bool) -> str:
             )
         if token == ">" and i != last:
             raise InvalidArgumentError(f"{what} {topic!r}: '>' must be the last token")
+        if token in ("*", ">") and not pattern:
+            raise InvalidArgumentError(
+                f"cannot publish to {topic!r}: wildcards ('*', '>') belong in subscriptions; "
+                "publish to one concrete topic"
+            )
     if tokens[0] == _EVENTS:
         if not pattern:
             raise InvalidArgumentError(
@@ -193,7 +193,8 @@ class _Pattern:
 class Topics:
     """The topic subscriptions of one system and their delivery (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spawn: Callable[[Coroutine[Any, Any, None]], object]) -> None:
+        self._spawn = spawn  # runs a coroutine in a task the system cancels when it stops
         self._patterns: dict[str, _Pattern] = {}
         self._by_cell: dict[Cell, set[str]] = {}
         self._matching: dict[str, tuple[_Pattern, ...]] = {}  # subject -> its patterns (cache)
@@ -367,13 +368,24 @@ class Topics:
                     try:
                         ref.tell_nowait(message)
                         delivered += 1
-                    except ActorDeadError:
-                        self._discard(entry.subject, ref, False)
+                    except ActorDeadError:  # not active: a tell may activate it
+                        self._spawn(self._tell(entry, ref, message))
                     except Exception as exc:  # full, refused: this subscriber only
                         self._dropped(entry, entry.refs, ref, ref.path, repr(exc))
             finally:
                 CURRENT_SENDER.reset(token)
         self.delivered += delivered
+
+    async def _tell(self, entry: _Pattern, ref: Any, message: Any) -> None:
+        """Deliver with ``tell``, which activates a virtual actor (and may wait for room)."""
+        try:
+            await ref.tell(message)
+            self.delivered += 1
+        except ActorDeadError:  # really gone: its subscriptions end
+            self._discard(entry.subject, ref, False)
+        except Exception as exc:
+            if ref in entry.refs:
+                self._dropped(entry, entry.refs, ref, ref.path, repr(exc))
 
     def _dropped(
         self, entry: _Pattern, table: dict[Any, int], who: Any, path: str, reason: str
