@@ -136,6 +136,10 @@ class ActorSystem:
     ``MemoryJournal`` even with NATS), any ``Journal`` (e.g. a ``JetStreamJournal`` with other
     settings), or ``None`` for none.
 
+    Topics: ``publish`` sends a message to every subscriber of a topic (``Actor.subscribe``,
+    ``subscribe`` for any ref), on every node; ``events.<role>.<kind>`` patterns receive the
+    journaled events live. See ``Actor.subscribe`` and ``publish``.
+
     Across processes (NATS): with ``nats=`` the system is a *node* that other processes
     attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
     changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
@@ -155,8 +159,8 @@ class ActorSystem:
 
     Once stopped (its ``async with`` block has exited, or ``stop_all``), a system refuses all
     work with ``SystemStoppedError``: ``start``, ``virtual``, ``placed``, ``batch_spawn``,
-    ``lookup``, ``resolve`` and ``health``; called from another event loop it raises
-    ``WrongLoopError``.
+    ``lookup``, ``resolve``, ``health``, ``publish`` and ``subscribe``; called from another
+    event loop it raises ``WrongLoopError``.
     """
 
     def __init__(
