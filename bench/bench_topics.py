@@ -94,10 +94,17 @@ class Result:
 
 
 async def wait_for(total: Callable[[], Coroutine[Any, Any, int]], expected: int) -> bool:
-    """Poll ``total()`` until it reaches ``expected`` (60 s at most); whether it did exactly."""
-    deadline = time.perf_counter() + 60
-    while (seen := await total()) < expected and time.perf_counter() < deadline:  # noqa: ASYNC110
+    """Poll ``total()`` until it reaches ``expected`` (120 s at most); whether it did exactly."""
+    deadline = time.perf_counter() + 120
+    seen = 0
+    while seen < expected and time.perf_counter() < deadline:
+        try:
+            seen = await total()
+        except TimeoutError:  # the other process is busy: ask again
+            continue
         await asyncio.sleep(0.002)  # the count may be another process's: polled
+    if seen != expected:
+        progress(f"only {seen:,} of {expected:,} deliveries arrived")
     return seen == expected
 
 
@@ -249,7 +256,7 @@ async def raw_two_nodes(url: str, n: int) -> Result:
     publish = nc.publish
 
     async def total() -> int:
-        return int((await nc.request("x.count", b"", timeout=30)).data)
+        return int((await nc.request("x.count", b"", timeout=5)).data)
 
     started = time.perf_counter()
     for i in range(n):
@@ -276,7 +283,7 @@ def main() -> None:
     quiet_logs()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller N (smoke run)")
-    parser.add_argument("--n", type=int, help="publications per run (default 20,000)")
+    parser.add_argument("--n", type=int, help="publications per run (default 10,000)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--serve", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--serve-raw", metavar="URL", help=argparse.SUPPRESS)
@@ -287,7 +294,7 @@ def main() -> None:
     if args.serve_raw:
         asyncio.run(serve_raw(args.serve_raw))
         return
-    n = args.n or (2_000 if args.quick else 20_000)
+    n = args.n or (2_000 if args.quick else 10_000)
     measured: dict[str, tuple[float, float, bool]] = {}
     with bench_server() as server:
         url = server.url

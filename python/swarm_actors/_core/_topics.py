@@ -348,7 +348,10 @@ class Topics:
     def _deliver(self, entry: _Pattern, message: Any, context: Context | None) -> None:
         delivered = 0
         if entry.cells:
-            for cell in tuple(entry.cells):
+            stopped: list[Cell] = []
+            # Iterated as it is: nothing below adds or removes a subscriber (post() never runs
+            # a handler; a drop only updates its count), and stopped cells are dropped after.
+            for cell in entry.cells:
                 item = message
                 if cell.tracer is not None:
                     ctx = context if context is not None else cell.dispatcher.traces.sampled()
@@ -359,7 +362,9 @@ class Topics:
                 elif cell.accepting:
                     self._dropped(entry, entry.cells, cell, cell.path, "its mailbox is full")
                 else:  # stopped (a passivated virtual actor): its subscriptions end
-                    self.drop(cell)
+                    stopped.append(cell)
+            for cell in stopped:
+                self.drop(cell)
         if entry.refs:
             # The subscriber chose to listen: the publisher's may_message does not apply.
             token = CURRENT_SENDER.set(None)
