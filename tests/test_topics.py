@@ -14,7 +14,7 @@ from helpers import instance, unique, until, until_async
 from log_capture import capture_logs
 from swarm_actors import Actor, ActorSystem, InvalidArgumentError, TopicStats, handler
 from swarm_actors.cluster import Cluster, NatsOptions, write_cluster_credentials
-from swarm_actors.errors import NotConnectedError
+from swarm_actors.errors import MessageTooLargeError, NotConnectedError
 from swarm_actors.events import SignalKind, SwarmEvent, SystemSignal
 from swarm_actors.testing import NatsServer
 from topics_peer import Decide, Events, Listener, News, Publish, Seen, peer
@@ -343,6 +343,22 @@ async def test_garbage_on_a_topic_subject_is_a_dead_letter(
         await until(lambda: system.dead_letters == before + 2, what="two dead letters")
         await system.publish(topic, "still fine")
         await until(lambda: got(inbox) == ["still fine"], what="delivery goes on")
+
+
+@pytest.mark.asyncio
+async def test_a_message_other_nodes_cannot_get_is_refused_before_any_delivery(
+    nats_server: NatsServer,
+) -> None:
+    topic = unique("big")
+    async with ActorSystem(nats=nats_server.url) as system:
+        inbox = await system.start(Inbox, topic)
+        with pytest.raises(MessageTooLargeError):
+            await system.publish(topic, "x" * 2_000_000)  # over the server's max_payload
+        with pytest.raises(TypeError, match="cannot be sent"):
+            system.publish_nowait(topic, object())
+        await system.publish(topic, "small")
+        await until(lambda: got(inbox) == ["small"], what="the small one, alone")
+        assert system.topic_stats().published == 1
 
 
 @pytest.mark.asyncio
