@@ -696,7 +696,8 @@ class ActorSystem:
         ``topic`` may hold wildcards (``*`` one token, ``>`` the rest); see
         ``Actor.subscribe``, which an actor uses for itself, for the semantics. An actor of
         this system is unsubscribed when it stops; any other ref when a delivery finds it
-        dead (``ActorDeadError``). Returns once the subscription is in place on NATS
+        dead (``ActorDeadError``); a stopped actor of this system cannot subscribe
+        (``ActorDeadError``). Returns once the subscription is in place on NATS
         (messages published anywhere from then on reach it). ``InvalidArgumentError`` for a
         topic that is not a valid subject pattern, ``TypeError`` for something not a ref.
         """
@@ -704,16 +705,17 @@ class ActorSystem:
         if not isinstance(ref, Ref):
             raise TypeError(f"subscribe expects a ref (ActorRef, RemoteRef...), got {ref!r}")
         self._attach()
-        cell = ref._cell if isinstance(ref, ActorRef) else None
-        if cell is not None and cell.system is self:
-            await self._subscribe(subject, cell, cell=True)
-        else:
-            await self._subscribe(subject, ref, cell=False)
-
-    async def _subscribe(self, subject: str, subscriber: Any, *, cell: bool) -> None:
         if self._nats is not None:
             await self._connect()
-        await self._topics.subscribe(subject, subscriber, cell)
+        cell = ref._cell if isinstance(ref, ActorRef) else None
+        if cell is not None and cell.system is self:
+            if not cell.accepting:
+                raise ActorDeadError(
+                    f"{cell.path} is stopped: it cannot subscribe", actor=cell.path
+                )
+            await self._topics.subscribe(subject, cell, cell=True)
+        else:
+            await self._topics.subscribe(subject, ref, cell=False)
 
     def unsubscribe(self, topic: str, ref: Ref[Any]) -> bool:
         """End ``ref``'s subscription to ``topic`` (the same pattern); whether it had one.

@@ -319,21 +319,15 @@ class Actor:
         pattern that is not a valid subject (an empty token, whitespace, ``*`` inside a
         token, ``>`` before the end).
         """
-        from swarm_actors._core._topics import pattern_subject
-
-        subject = pattern_subject(topic)
-        cell = self._cell
-        if cell.accepting:  # a stopping actor (in on_stop) takes nothing more
-            await cell.system._subscribe(subject, cell, cell=True)
+        if self._cell.accepting:  # a stopping actor (in on_stop) takes nothing more
+            await self.system.subscribe(topic, self.ref)
 
     def unsubscribe(self, topic: str) -> bool:
         """End the subscription to ``topic`` (the same pattern as subscribed); whether it had one.
 
         Nothing published afterwards reaches this actor through that pattern.
         """
-        from swarm_actors._core._topics import pattern_subject
-
-        return self._cell.system._topics.unsubscribe(pattern_subject(topic), self._cell, True)
+        return self.system.unsubscribe(topic, self.ref)
 
     async def start_child(
         self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
