@@ -12,7 +12,14 @@ from nats.aio.client import Client
 
 from helpers import instance, unique, until, until_async
 from log_capture import capture_logs
-from swarm_actors import Actor, ActorSystem, InvalidArgumentError, TopicStats, handler
+from swarm_actors import (
+    Actor,
+    ActorDeadError,
+    ActorSystem,
+    InvalidArgumentError,
+    TopicStats,
+    handler,
+)
 from swarm_actors.cluster import Cluster, NatsOptions, write_cluster_credentials
 from swarm_actors.errors import MessageTooLargeError, NotConnectedError
 from swarm_actors.events import SignalKind, SwarmEvent, SystemSignal
@@ -94,6 +101,8 @@ async def test_unsubscribe_and_stop_end_subscriptions() -> None:
         )
         await system.publish("t.3", 3)  # nobody listens: nothing happens
         assert system.topic_stats().delivered == 3
+        with pytest.raises(ActorDeadError, match="stopped"):
+            await system.subscribe("t.*", other)
 
 
 class Fragile(Actor):
