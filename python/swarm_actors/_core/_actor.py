@@ -377,6 +377,31 @@ class Actor:
         called on a first activation (there is no state yet).
         """
 
+    async def subscribe(self, topic: str) -> None:
+        """Receive what is published on ``topic`` (``ActorSystem.publish``), from every node.
+
+        ``topic`` is a NATS subject without its prefix: tokens of printable ASCII separated
+        by dots, where ``*`` matches one token and ``>`` (last) one or more, e.g.
+        ``"orders.*.created"`` or ``"orders.>"``. ``"events.<role>.<kind>"`` patterns
+        (``"events.>"``, ``"events.*.system_signal"``...) receive the runtime's own events,
+        ``SwarmEvent`` objects (see ``ActorSystem.journal``). Messages arrive as tells (a
+        full mailbox drops one: at most once), once per matching pattern the actor holds.
+        Subscribing twice to one pattern is one subscription; subscriptions outlive
+        restarts and end when the actor stops (a virtual actor's when it is passivated).
+        Returns once a subscription on NATS covers it. ``InvalidArgumentError`` for a
+        pattern that is not a valid subject (an empty token, whitespace, ``*`` inside a
+        token, ``>`` before the end).
+        """
+        if self._cell.accepting:  # a stopping actor (in on_stop) takes nothing more
+            await self.system.subscribe(topic, self.ref)
+
+    def unsubscribe(self, topic: str) -> bool:
+        """End the subscription to ``topic`` (the same pattern as subscribed); whether it had one.
+
+        Nothing published afterwards reaches this actor through that pattern.
+        """
+        return self.system.unsubscribe(topic, self.ref)
+
     async def start_child(
         self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any
     ) -> ActorRef[A]:
