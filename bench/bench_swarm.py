@@ -32,7 +32,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from _common import machine, progress, table
 from swarm_actors.brains import Brain, BrainRequest, BrainResponse
@@ -46,7 +45,7 @@ from swarm_actors.swarm import (
     default_brain,
     run_swarm,
 )
-from swarm_actors.tools import CheckResult, Checks, CheckSummary, Workspace
+from swarm_actors.tools import CheckResult, Checks, CheckSummary, EventRecorder, Workspace
 
 FILE = "import os\n\n\ndef f{n}():\n    return {n}\n"
 
@@ -122,7 +121,7 @@ class StubToolkit(Toolkit):
 
 
 class BenchCoder(Coder):
-    def open_workspace(self, recorder: Any) -> Workspace:
+    def open_workspace(self, recorder: EventRecorder) -> Workspace:
         return Workspace(
             self.root, recorder=recorder, blobs=self.blobs, agent_id=self.ref.path, durable=False
         )

@@ -51,7 +51,7 @@ from swarm_actors.swarm._messages import (
     WorkItem,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import CheckResult, Checks, GitRun, Workspace
+from swarm_actors.tools import CheckResult, Checks, EventRecorder, GitRun, Workspace
 
 __all__ = [
     "ARCHITECT_NAME",
@@ -416,7 +416,7 @@ class Coder(Actor, role="coder"):
         self.recorder = _Recorder(self, self.ledger)
         self.workspace = self.open_workspace(self.recorder)
 
-    def open_workspace(self, recorder: _Recorder) -> Workspace:
+    def open_workspace(self, recorder: EventRecorder) -> Workspace:
         """The ``Workspace`` this coder changes files through, recording with ``recorder``."""
         return Workspace(self.root, recorder=recorder, blobs=self.blobs, agent_id=self.ref.path)
 
