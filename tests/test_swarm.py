@@ -285,3 +285,16 @@ async def test_bad_settings_are_refused_with_the_fix(tmp_path: Path) -> None:
         await run_swarm(SwarmConfig(workspace=tmp_path, run_dir=tmp_path, coders=0, nats=None))
     with pytest.raises(InvalidArgumentError, match="not a directory"):
         await run_swarm(SwarmConfig(workspace=tmp_path / "none", run_dir=tmp_path, nats=None))
+
+
+@async_test
+async def test_a_check_that_hangs_is_killed_and_its_change_escalated(tmp_path: Path) -> None:
+    # The "tests" hang only once the trap's fix is in: its review times out.
+    hang = "import time\nif 'if flag:' in open('calc.py').read():\n    time.sleep(60)\n"
+    config = _config(tmp_path, test_cmd=(sys.executable, "-c", hang), check_timeout=3.0, coders=1)
+    summary = await run_swarm(config)
+    assert summary.ok
+    assert summary.approved == 2
+    assert summary.escalated == 1
+    assert any(e.startswith("CheckTimeoutError") for e in summary.errors)
+    assert "flag == True" in (config.workspace / "calc.py").read_text()

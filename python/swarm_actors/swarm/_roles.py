@@ -688,7 +688,12 @@ class Reviewer(Actor, role="reviewer"):
         if not ledger.step():
             await self._revert(item, review)
             return self._escalate(item, f"budget spent ({ledger.stopped_by})", cause, ())
-        facts, cited, tests_pass = await self.check(review)
+        try:
+            facts, cited, tests_pass = await self.check(review)
+        except (ToolError, TimeoutError) as exc:  # a check that hangs or cannot start
+            text = ledger.error(exc)
+            await self._revert(item, review)
+            return self._escalate(item, f"the checks could not judge the change: {text}", cause, ())
         try:
             response = await ask(ctx.brain, review_request(facts))
             _brain_tokens(ledger, response)
@@ -701,11 +706,14 @@ class Reviewer(Actor, role="reviewer"):
         if approve:
             commit = None
             if ctx.git is not None:
-                commit = await ctx.git.commit(
-                    f"swarm: fix {','.join(item.rules)} in {item.path}\n\n{answer.reason}\n\n"
-                    f"run {ctx.run_id}, item {item.id}",
-                    item.path,
-                )
+                try:
+                    commit = await ctx.git.commit(
+                        f"swarm: fix {','.join(item.rules)} in {item.path}\n\n"
+                        f"{answer.reason}\n\nrun {ctx.run_id}, item {item.id}",
+                        item.path,
+                    )
+                except ToolError as exc:  # approved all the same: the change is in the workspace
+                    ledger.error(exc)
             decision = self.decide(
                 f"approve item {item.id}" + (f" (commit {commit[:12]})" if commit else ""),
                 rationale=answer.reason,
