@@ -6,10 +6,13 @@ concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS
 command that produced them).
 
 Run: python bench/run.py [--quick]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,topics]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
+        concurrency]
 """
 
 from __future__ import annotations
@@ -35,10 +38,13 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "nats": ([], ["--quick"]),
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
+    "topics": ([], ["--quick"]),
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
     "watch": ([], ["--quick"]),
     "pool": ([], ["--quick"]),
     "brains": (["--nats"], ["--quick"]),
+    "concurrency": ([], ["--quick"]),
+    "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
 }
 
 

@@ -29,14 +29,7 @@ FILES = {
         '        return "on"\n'
         '    return "off"\n'
     ),
-    "util.py": (
-        "import json\n"
-        "\n"
-        "\n"
-        "def twice(x):\n"
-        "    l = x * 2\n"
-        "    return l\n"
-    ),
+    "util.py": ("import json\n\n\ndef twice(x):\n    l = x * 2\n    return l\n"),
     "tests/__init__.py": "",
     "tests/test_calc.py": (
         "import unittest\n"

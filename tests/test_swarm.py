@@ -11,7 +11,10 @@ import pytest
 from nats.aio.client import Client
 
 from helpers import ready_process
+from swarm_actors import ActorSystem
 from swarm_actors.brains import BrainRequest, ScriptedBrain, user
+from swarm_actors.cluster import Cluster
+from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import (
     AgentDecision,
     JetStreamJournal,
@@ -143,6 +146,19 @@ async def test_the_swarm_fixes_safe_findings_and_rejects_the_trap(tmp_path: Path
 
 
 @async_test
+async def test_on_the_embedded_default_the_journal_is_jetstream_and_stays(tmp_path: Path) -> None:
+    config = _config(tmp_path, nats="embedded", coders=2)
+    summary = await run_swarm(config)
+    # The run's JetStream store outlives the run: a node on the same directory reads it.
+    data = str(config.run_dir / "journal")
+    async with ActorSystem(nats="embedded", cluster=Cluster(data_dir=data)) as system:
+        assert isinstance(system.journal, JetStreamJournal)
+        events = await _events(system.journal, summary.run_id)
+    _check_run(events, summary)
+    assert summary.escalated == 1
+
+
+@async_test
 async def test_a_brain_that_misbehaves_still_ends_with_a_summary(tmp_path: Path) -> None:
     brain = ScriptedBrain(
         [
@@ -166,11 +182,25 @@ async def test_a_brain_that_misbehaves_still_ends_with_a_summary(tmp_path: Path)
     events = await _events(journal, summary.run_id)
     architect = _decisions(events, "architect")
     assert "unusable" in architect[0][1].rationale
-    unusable = [
-        d for _, d in _decisions(events, "reviewer") if "unusable" in d.rationale
-    ]
+    unusable = [d for _, d in _decisions(events, "reviewer") if "unusable" in d.rationale]
     assert unusable
     assert all(d.choice.startswith("escalate") for d in unusable)
+
+
+@async_test
+async def test_a_test_failing_before_the_run_blocks_only_new_failures(tmp_path: Path) -> None:
+    config = _config(tmp_path, coders=1)
+    (config.workspace / "tests" / "test_known.py").write_text(
+        "import unittest\n\n\nclass Known(unittest.TestCase):\n"
+        "    def test_known_bug(self):\n        self.assertEqual(1, 2)\n"
+    )
+    summary = await run_swarm(config)
+    assert not summary.ok  # the known failure is still there at the end
+    assert summary.tests_before == summary.tests_after == 4
+    assert summary.tests_failing_after == 1
+    assert summary.approved == 2  # the safe fixes break nothing that passed
+    assert summary.escalated == 1  # the trap breaks a test that passed
+    assert "flag == True" in (config.workspace / "calc.py").read_text()
 
 
 @async_test
@@ -235,4 +265,36 @@ def test_the_rules_plan_and_review_from_facts_alone() -> None:
 def test_the_test_command_is_detected(tmp_path: Path) -> None:
     assert detect_test_cmd(tmp_path)[1:3] == ("-m", "unittest")
     (tmp_path / "conftest.py").write_text("")
-    assert detect_test_cmd(tmp_path) == (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert detect_test_cmd(tmp_path) == (
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+    )
+
+
+@async_test
+async def test_bad_settings_are_refused_with_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArgumentError, match="max_attempts"):
+        SwarmConfig(workspace=tmp_path, run_dir=tmp_path, max_attempts=0)
+    with pytest.raises(InvalidArgumentError, match="test_cmd"):
+        SwarmConfig(workspace=tmp_path, run_dir=tmp_path, test_cmd="pytest -q")
+    with pytest.raises(InvalidArgumentError, match="nats=URL"):
+        await run_swarm(SwarmConfig(workspace=tmp_path, run_dir=tmp_path, coders=0, nats=None))
+    with pytest.raises(InvalidArgumentError, match="not a directory"):
+        await run_swarm(SwarmConfig(workspace=tmp_path / "none", run_dir=tmp_path, nats=None))
+
+
+@async_test
+async def test_a_check_that_hangs_is_killed_and_its_change_escalated(tmp_path: Path) -> None:
+    # The "tests" hang only once the trap's fix is in: its review times out.
+    hang = "import time\nif 'if flag:' in open('calc.py').read():\n    time.sleep(60)\n"
+    config = _config(tmp_path, test_cmd=(sys.executable, "-c", hang), check_timeout=3.0, coders=1)
+    summary = await run_swarm(config)
+    assert summary.ok
+    assert summary.approved == 2
+    assert summary.escalated == 1
+    assert any(e.startswith("CheckTimeoutError") for e in summary.errors)
+    assert "flag == True" in (config.workspace / "calc.py").read_text()

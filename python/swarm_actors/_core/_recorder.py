@@ -174,7 +174,7 @@ def record_for(
     ledger = cell.ledger
     if ledger is None:
         ledger = cell.ledger = Ledger()
-    return record(
+    event = record(
         journal,
         ledger,
         payload,
@@ -183,6 +183,10 @@ def record_for(
         cause=cause,
         run_id=cell.system.run_id,
     )
+    tap = cell.system._topics.event_tap  # None unless events are watched in this process
+    if tap is not None:
+        tap(event)
+    return event
 
 
 def record_signal(

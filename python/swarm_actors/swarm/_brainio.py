@@ -140,8 +140,10 @@ def _task(request: BrainRequest, task: str) -> dict[str, Any] | None:
 
 
 def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
-    """Plan a ``swarm.plan`` request: safe fixes per file and rule family, unsafe ones per
-    file and rule, findings without a fix left alone. ``None`` for another request.
+    """Plan a ``swarm.plan`` request by rule (``None`` for another request).
+
+    Safe fixes per file and rule family, unsafe ones per file and rule, findings without a
+    fix left alone.
     """
     body = _task(request, "swarm.plan")
     if body is None:
@@ -193,22 +195,37 @@ def plan_rule(request: BrainRequest) -> dict[str, Any] | None:
 
 
 def review_rule(request: BrainRequest) -> dict[str, Any] | None:
-    """Decide a ``swarm.review`` request from its facts: approve when the tests pass (no fewer
-    than before) and the linter finds fewer of the item's rules; else reject, saying why.
-    ``None`` for another request.
+    """Decide a ``swarm.review`` request from its facts (``None`` for another request).
+
+    Approve when the file compiles, no test fails that passed before the run (and none goes
+    missing) and the linter finds fewer of the item's rules; else reject, saying why.
     """
     body = _task(request, "swarm.review")
     if body is None:
         return None
     tests = body.get("tests") or {}
     lint = body.get("lint") or {}
-    failing = int(tests.get("failed", 0)) + int(tests.get("errors", 0))
-    passed, before = int(tests.get("passed", 0)), int(tests.get("passed_before", 0))
-    if tests.get("exit_status", 1) != 0 or failing:
-        names = ", ".join(tests.get("failing", [])[:5]) or "see the test output"
+    if (body.get("compile") or {}).get("exit_status", 0) != 0:
         return {
             "verdict": "reject",
-            "reason": f"the tests fail with this change ({failing} failing: {names})",
+            "reason": "the changed file does not compile",
+            "confidence": 0.99,
+        }
+    failing = int(tests.get("failed", 0)) + int(tests.get("errors", 0))
+    failing_before = int(tests.get("failing_before", 0))
+    passed, before = int(tests.get("passed", 0)), int(tests.get("passed_before", 0))
+    new = list(tests.get("new_failures", ()))
+    exit_status = tests.get("exit_status", 1)
+    if (
+        new
+        or failing > failing_before
+        or (exit_status != 0 and exit_status != tests.get("exit_status_before", 0))
+    ):
+        names = ", ".join(new[:5] or tests.get("failing", [])[:5]) or "see the test output"
+        return {
+            "verdict": "reject",
+            "reason": f"the tests fail with this change ({failing} failing, {failing_before} "
+            f"before: {names})",
             "confidence": 0.95,
         }
     if passed < before:

@@ -1,6 +1,4 @@
-"""What a swarm run is given (``SwarmConfig``), what it reports as it goes (``Progress``) and
-at the end (``SwarmSummary``).
-"""
+"""A swarm run's settings (``SwarmConfig``), progress (``Progress``) and end (``SwarmSummary``)."""
 
 from __future__ import annotations
 

@@ -114,7 +114,8 @@ class Ledger:
             except Exception as exc:  # a display's bug must not stop the swarm
                 log.error("on_progress raised", error=repr(exc))
 
-    def error(self, exc: BaseException) -> str:
-        text = f"{type(exc).__name__}: {exc}"
+    def error(self, exc: BaseException | str) -> str:
+        """Note a typed error the run met (``Type: message``); the text."""
+        text = exc if isinstance(exc, str) else f"{type(exc).__name__}: {exc}"
         self.errors.append(text[:500])
         return text

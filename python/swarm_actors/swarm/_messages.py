@@ -43,8 +43,9 @@ class Working(msgspec.Struct, frozen=True):
 
 
 class TakeWork(msgspec.Struct, frozen=True):
-    """A remote coder asks the architect for an item: ``WorkItem``, ``None`` (none now) or
-    ``""`` (the run is over: stop).
+    """A remote coder asks the architect for an item.
+
+    The answer: a ``WorkItem``, ``None`` (none now) or ``""`` (the run is over: stop).
     """
 
     coder: str = ""
@@ -84,8 +85,10 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):
-    """The reviewer's answer: ``"approved"``, ``"rejected"`` (back in the bag),
-    ``"escalated"`` or ``"skipped"``; its decision's event id.
+    """The reviewer's answer to a ``Review``, and its decision's event id.
+
+    ``outcome``: ``"approved"``, ``"rejected"`` (back in the bag), ``"escalated"`` or
+    ``"skipped"``.
     """
 
     outcome: str

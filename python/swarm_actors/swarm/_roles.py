@@ -51,7 +51,7 @@ from swarm_actors.swarm._messages import (
     WorkItem,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import Checks, GitRun, Workspace
+from swarm_actors.tools import CheckResult, Checks, EventRecorder, GitRun, Workspace
 
 __all__ = [
     "ARCHITECT_NAME",
@@ -115,7 +115,8 @@ class RunContext:
     max_attempts: int
     check_timeout: float
     git: GitRun | None = None
-    findings: list[LintFinding] = field(default_factory=list)
+    findings: dict[str, list[LintFinding]] = field(default_factory=dict)
+    """The architect's findings, by file."""
 
 
 # --- messages of the coordinator ---------------------------------------------------------
@@ -198,8 +199,9 @@ class Architect(Actor, role="architect"):
         self.context.ledger.note(self.ref.path, "architect", activity, events)
 
     async def plan_items(self, goal: str, findings: list[LintFinding]) -> tuple[PlanAnswer, str]:
-        """The plan of ``findings`` for ``goal`` and where it came from (``"brain"``, or the
-        error that made the rules plan instead).
+        """The plan of ``findings`` for ``goal``, and where it came from.
+
+        The source is ``"brain"``, or the error that made ``plan_rule`` plan instead.
         """
         ledger = self.context.ledger
         ledger.step()
@@ -216,11 +218,13 @@ class Architect(Actor, role="architect"):
     @handler
     async def plan(self, msg: Plan) -> Planned:
         ctx, ledger = self.context, self.context.ledger
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         self._note("running the linter")
-        run, findings = await ctx.toolkit.lint(self.checks)
+        findings = (await ctx.toolkit.lint(self.checks))[1]
         lint_event = self.recorder.last
-        ctx.findings = findings
+        for finding in findings:
+            ctx.findings.setdefault(finding.file, []).append(finding)
         self._note(f"planning {len(findings)} findings")
         answer, source = await self.plan_items(msg.goal, findings)
         inputs = (lint_event.event_id,) if lint_event is not None else ()
@@ -410,9 +414,11 @@ class Coder(Actor, role="coder"):
 
     async def on_start(self) -> None:
         self.recorder = _Recorder(self, self.ledger)
-        self.workspace = Workspace(
-            self.root, recorder=self.recorder, blobs=self.blobs, agent_id=self.ref.path
-        )
+        self.workspace = self.open_workspace(self.recorder)
+
+    def open_workspace(self, recorder: EventRecorder) -> Workspace:
+        """The ``Workspace`` this coder changes files through, recording with ``recorder``."""
+        return Workspace(self.root, recorder=recorder, blobs=self.blobs, agent_id=self.ref.path)
 
     async def on_stop(self) -> None:
         if self.workspace is not None:
@@ -442,14 +448,18 @@ class Coder(Actor, role="coder"):
             except Exception as exc:  # the item must still end: the reviewer escalates it
                 log.error("coder attempt failed", item=item.id, error=repr(exc))
                 failed = Review(
-                    item=item, kind="failed", coder=self.ref.path, diff=f"{type(exc).__name__}: {exc}"
+                    item=item,
+                    kind="failed",
+                    coder=self.ref.path,
+                    diff=f"{type(exc).__name__}: {exc}",
                 )
                 await self._review(failed)
             self.handled += 1
 
     async def attempt(self, item: WorkItem) -> Verdict:
         """Do ``item`` once and hand the result to the reviewer; its verdict."""
-        assert self.workspace is not None and self.recorder is not None
+        assert self.workspace is not None
+        assert self.recorder is not None
         self._note(f"item {item.id}: fixing {','.join(item.rules)} in {item.path}", 0)
         try:
             text = await self.workspace.read_text(item.path)
@@ -553,7 +563,8 @@ class Reviewer(Actor, role="reviewer"):
         self.recorder: _Recorder | None = None
         self.checks: Checks | None = None
         self.workspace: Workspace | None = None
-        self.passed_before = 0
+        self.before: CheckResult | None = None
+        """The tests' run before the swarm changed anything."""
 
     async def on_start(self) -> None:
         ctx = self.context
@@ -578,24 +589,32 @@ class Reviewer(Actor, role="reviewer"):
 
     @handler
     async def baseline(self, msg: Baseline) -> TestCount:
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         self._note(f"running the tests ({msg.when})")
         result = await self.context.toolkit.test(self.checks)
         run_id = self.recorder.last.event_id if self.recorder.last else ""
         if msg.when == "before":
-            self.passed_before = result.summary.passed
+            self.before = result
         failing = result.summary.failed + result.summary.errors
         return TestCount(
             result.summary.passed, failing, result.exit_status == 0 and not failing, run_id
         )
 
     async def check(self, review: Review) -> tuple[dict[str, Any], list[str], bool]:
-        """Run the checks on the change: the facts for the brain, the cited ``ToolRun``
-        event ids, and whether the tests pass.
+        """Run the checks on the change: a compile of the file, the tests, the linter.
+
+        Returns the facts for the brain, the ``ToolRun`` event ids to cite, and whether the
+        change keeps the tests as they were before the run (no test that passed fails, none
+        goes missing; the tests that failed before may still fail).
         """
-        assert self.checks is not None and self.recorder is not None
+        assert self.checks is not None
+        assert self.recorder is not None
         item, ctx = review.item, self.context
         cited: list[str] = []
+        compiled = await ctx.toolkit.compile(self.checks, item.path)
+        if self.recorder.last is not None:
+            cited.append(self.recorder.last.event_id)
         self._note(f"item {item.id}: running the tests")
         tests = await ctx.toolkit.test(self.checks)
         if self.recorder.last is not None:
@@ -604,24 +623,39 @@ class Reviewer(Actor, role="reviewer"):
         _, left = await ctx.toolkit.lint(self.checks, item.path, rules=item.rules)
         if self.recorder.last is not None:
             cited.append(self.recorder.last.event_id)
-        before = sum(1 for f in ctx.findings if f.file == item.path and f.code in item.rules)
-        s = tests.summary
-        failing = s.failed + s.errors
+        before = sum(1 for f in ctx.findings.get(item.path, ()) if f.code in item.rules)
+        s, base = tests.summary, self.before
+        failing = set(s.items)
+        new_failures = sorted(failing - set(base.summary.items)) if base else sorted(failing)
+        if base is None:
+            kept = tests.exit_status == 0 and s.failed + s.errors == 0
+        else:
+            b = base.summary
+            kept = (
+                not new_failures
+                and s.failed + s.errors <= b.failed + b.errors
+                and s.passed >= b.passed
+                and (tests.exit_status == 0 or tests.exit_status == base.exit_status)
+            )
         facts = {
             "item": {"file": item.path, "rules": list(item.rules), "unsafe": item.unsafe},
+            "compile": {"exit_status": compiled.exit_status},
             "tests": {
                 "exit_status": tests.exit_status,
+                "exit_status_before": base.exit_status if base else 0,
                 "passed": s.passed,
                 "failed": s.failed,
                 "errors": s.errors,
-                "passed_before": self.passed_before,
+                "passed_before": base.summary.passed if base else 0,
+                "failing_before": base.summary.failed + base.summary.errors if base else 0,
                 "failing": list(s.items[:10]),
+                "new_failures": new_failures[:10],
                 "output_tail": tests.stdout[-1500:].decode("utf-8", "replace"),
             },
             "lint": {"before": before, "remaining": len(left)},
             "diff": review.diff[:20000],
         }
-        return facts, cited, tests.exit_status == 0 and failing == 0
+        return facts, cited, kept and compiled.exit_status == 0
 
     @handler
     async def review(self, review: Review) -> Verdict:
@@ -641,7 +675,7 @@ class Reviewer(Actor, role="reviewer"):
             self._note(f"item {item.id}: nothing to do", 1)
             return Verdict(outcome="skipped", reason=why, decision_id=decision.event_id)
         if review.kind == "failed":
-            ledger.error(RuntimeError(review.diff))
+            ledger.error(review.diff)
             return self._escalate(item, f"the coder failed: {review.diff}", cause, ())
         if review.kind == "no_progress":
             return self._escalate(
@@ -654,7 +688,12 @@ class Reviewer(Actor, role="reviewer"):
         if not ledger.step():
             await self._revert(item, review)
             return self._escalate(item, f"budget spent ({ledger.stopped_by})", cause, ())
-        facts, cited, tests_pass = await self.check(review)
+        try:
+            facts, cited, tests_pass = await self.check(review)
+        except (ToolError, TimeoutError) as exc:  # a check that hangs or cannot start
+            text = ledger.error(exc)
+            await self._revert(item, review)
+            return self._escalate(item, f"the checks could not judge the change: {text}", cause, ())
         try:
             response = await ask(ctx.brain, review_request(facts))
             _brain_tokens(ledger, response)
@@ -667,11 +706,14 @@ class Reviewer(Actor, role="reviewer"):
         if approve:
             commit = None
             if ctx.git is not None:
-                commit = await ctx.git.commit(
-                    f"swarm: fix {','.join(item.rules)} in {item.path}\n\n{answer.reason}\n\n"
-                    f"run {ctx.run_id}, item {item.id}",
-                    item.path,
-                )
+                try:
+                    commit = await ctx.git.commit(
+                        f"swarm: fix {','.join(item.rules)} in {item.path}\n\n"
+                        f"{answer.reason}\n\nrun {ctx.run_id}, item {item.id}",
+                        item.path,
+                    )
+                except ToolError as exc:  # approved all the same: the change is in the workspace
+                    ledger.error(exc)
             decision = self.decide(
                 f"approve item {item.id}" + (f" (commit {commit[:12]})" if commit else ""),
                 rationale=answer.reason,
@@ -687,7 +729,7 @@ class Reviewer(Actor, role="reviewer"):
             return Verdict(outcome="approved", reason=answer.reason, decision_id=decision.event_id)
         reason = answer.reason
         if answer.verdict == "approve":
-            reason = f"the brain approved, but the tests fail: {reason}"
+            reason = f"the brain approved, but the checks fail: {reason}"
         decision = self.decide(
             f"reject item {item.id}",
             rationale=reason,

@@ -1,6 +1,4 @@
-"""``run_swarm``: one architect, coders and one reviewer on a workspace, to a summary;
-``run_worker``: more coders for a running swarm, from another process.
-"""
+"""``run_swarm`` (a whole run, to its summary) and ``run_worker`` (coders from elsewhere)."""
 
 from __future__ import annotations
 
@@ -48,12 +46,26 @@ __all__ = ["run_swarm", "run_worker"]
 log = get_logger("swarm_actors.swarm")
 
 
+def _same_path(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _prepare(config: SwarmConfig) -> tuple[Path, Path]:
+    """The workspace (resolved, checked) and the run's directory (made)."""
+    workspace = Path(config.workspace).resolve()
+    if not workspace.is_dir():
+        raise InvalidArgumentError(f"the workspace {workspace} is not a directory")
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return workspace, run_dir
+
+
 async def _git_for(workspace: Path) -> GitRun | None:
     """The workspace's own checkout as the run's ``GitRun`` when it is a repository's top."""
     if not await is_repository(workspace):
         return None
     _, top = await git_command(workspace, "rev-parse", "--show-toplevel")
-    if os.path.realpath(top.strip()) != os.path.realpath(workspace):
+    if not _same_path(top.strip(), workspace):
         return None
     code, branch = await git_command(
         workspace, "symbolic-ref", "--quiet", "--short", "HEAD", ok_codes=(0, 1)
@@ -85,6 +97,9 @@ async def run_swarm(
     *,
     on_progress: Callable[[Progress], None] | None = None,
     toolkit: Toolkit | None = None,
+    architect: type[Architect] = Architect,
+    coder: type[Coder] = Coder,
+    reviewer: type[Reviewer] = Reviewer,
 ) -> SwarmSummary:
     """Run the swarm on ``config.workspace`` until every work item ends; the summary.
 
@@ -95,15 +110,19 @@ async def run_swarm(
     decision, change and check is an event of ``run_id`` in the journal (JetStream with
     ``nats=``, else a ``MemoryJournal``). The run always ends with a summary: a budget spent
     (``max_steps``, ``max_tokens``, ``max_seconds``) or a brain's bad answer escalates what is
-    left. ``toolkit`` replaces the tools (tests, a benchmark's stubs).
+    left. ``toolkit`` replaces the tools (tests, a benchmark's stubs); ``architect``,
+    ``coder`` and ``reviewer`` are the role classes (subclasses of the defaults).
     """
     started = time.perf_counter()
-    workspace = Path(config.workspace).resolve()
-    if not workspace.is_dir():
-        raise InvalidArgumentError(f"the workspace {workspace} is not a directory")
+    if config.coders == 0:
+        if config.nats is None or config.nats == "embedded":
+            raise InvalidArgumentError(
+                "coders=0 needs coders from other processes (run_worker), which need a NATS "
+                "server they can reach: pass nats=URL, or coders >= 1"
+            )
+        log.warning("no coder in this process: waiting for workers", nats=config.nats)
+    workspace, run_dir = await asyncio.to_thread(_prepare, config)
     run_id = config.run_id or new_run_id()
-    run_dir = Path(config.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
     blobs = BlobStore(run_dir / "blobs")
     ledger = Ledger(
         max_steps=config.max_steps, max_tokens=config.max_tokens, on_progress=on_progress
@@ -127,17 +146,17 @@ async def run_swarm(
     )
     system = _system(config, run_id)
     async with system:
-        architect = await system.start(Architect, context, name=ARCHITECT_NAME)
-        reviewer = await system.start(Reviewer, context, name=REVIEWER_NAME)
+        planner = await system.start(architect, context, name=ARCHITECT_NAME)
+        checker = await system.start(reviewer, context, name=REVIEWER_NAME)
         ask_timeout = config.check_timeout * 2 + 60
-        before: TestCount = await reviewer.ask(Baseline("before"), timeout=ask_timeout)
+        before: TestCount = await checker.ask(Baseline("before"), timeout=ask_timeout)
         system.space.out(TURN)
         coders = [
             await system.start(
-                Coder,
+                coder,
                 str(workspace),
                 LocalBag(system.space, ledger),
-                reviewer,
+                checker,
                 tools,
                 ledger=ledger,
                 blobs=blobs,
@@ -148,15 +167,15 @@ async def run_swarm(
         ]
         working = [asyncio.ensure_future(c.ask(Working(), timeout=None)) for c in coders]
         try:
-            planned = await architect.ask(Plan(config.goal), timeout=ask_timeout)
+            planned = await planner.ask(Plan(config.goal), timeout=ask_timeout)
             log.info("swarm planned", run_id=run_id, items=planned.items)
             await _until_finished(ledger, system, config.max_seconds, started, working)
             for _ in coders:
                 system.space.out(("item", "", b""))
             if working:
                 await asyncio.wait(working, timeout=ask_timeout)  # they finish what they hold
-            findings_after = await architect.ask(Survey(), timeout=ask_timeout)
-            after: TestCount = await reviewer.ask(Baseline("after"), timeout=ask_timeout)
+            findings_after = await planner.ask(Survey(), timeout=ask_timeout)
+            after: TestCount = await checker.ask(Baseline("after"), timeout=ask_timeout)
         finally:
             for task in working:
                 task.cancel()
@@ -195,7 +214,7 @@ async def _until_finished(
     system: ActorSystem,
     max_seconds: float | None,
     started: float,
-    working: list[asyncio.Future[Any]],
+    working: list[asyncio.Task[Any]],
 ) -> None:
     """Wait for every item to end; on a budget or the deadline, escalate what is left."""
     deadline = None if max_seconds is None else started + max_seconds
@@ -250,8 +269,9 @@ async def run_worker(
     toolkit: Toolkit | None = None,
     join_timeout: float = 30.0,
 ) -> None:
-    """Join ``coders`` coders to the swarm running on ``nats_url`` until it ends (or this is
-    cancelled). The workspace must be reachable here at the path the swarm uses (the same
+    """Join ``coders`` coders to the swarm on ``nats_url`` until it ends (or this is cancelled).
+
+    The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
     out. ``brain`` is accepted for coders that think with one (the deterministic coder uses
     none).
@@ -266,7 +286,7 @@ async def run_worker(
     async with ActorSystem(nats=nats_url, journal=None) as probe:
         architect = await probe.resolve(ARCHITECT_NAME, timeout=join_timeout)
         joined: Joined = await architect.ask(Join(), timeout=join_timeout)
-    if not Path(joined.workspace).is_dir():
+    if not await asyncio.to_thread(os.path.isdir, joined.workspace):
         raise InvalidArgumentError(
             f"the swarm's workspace {joined.workspace} is not reachable here: run the worker "
             "on the same machine or share the directory at the same path"

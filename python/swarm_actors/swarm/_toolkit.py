@@ -1,6 +1,7 @@
-"""The roles' tools: the linter (ruff), its fixer, and the project's tests, through
-``swarm_actors.tools``. ``Toolkit`` is what a role calls; subclass it to change a tool (a
-benchmark's instant stubs, another linter).
+"""The roles' tools: the linter (ruff), its fixer, and the tests, via ``swarm_actors.tools``.
+
+``Toolkit`` is what a role calls; subclass it to change a tool (a benchmark's instant stubs,
+another linter).
 """
 
 from __future__ import annotations
@@ -46,9 +47,10 @@ def _uses_pytest(root: Path) -> bool:
 
 
 def detect_test_cmd(root: str | os.PathLike[str], python: str = sys.executable) -> tuple[str, ...]:
-    """How to run the tests of the project at ``root`` with ``python``: pytest when the project
-    uses it (a pytest config, a ``conftest.py``, tests importing pytest) and ``python`` has it,
-    else ``unittest discover``.
+    """How to run the tests of the project at ``root`` with ``python``.
+
+    pytest when the project uses it (a pytest config, a ``conftest.py``, tests importing
+    pytest), else ``unittest discover``.
     """
     if _uses_pytest(Path(root)):
         return (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
@@ -116,6 +118,27 @@ class _RuffItem(msgspec.Struct):
 _RUFF_ITEMS = msgspec.json.Decoder(list[_RuffItem])
 
 
+def _findings(output: bytes, root: str) -> list[LintFinding]:
+    """The findings in ruff's JSON output, with paths relative to ``root``."""
+    found = []
+    for item in _RUFF_ITEMS.decode(output or b"[]"):
+        if not item.code:  # a syntax error: no rule, nothing to fix
+            continue
+        name = item.filename
+        if os.path.isabs(name):
+            name = os.path.relpath(name, root)
+        found.append(
+            LintFinding(
+                file=name.replace(os.sep, "/"),
+                code=item.code,
+                line=item.location.row if item.location else 0,
+                message=item.message,
+                fix=item.fix.applicability if item.fix else "",
+            )
+        )
+    return found
+
+
 class Toolkit:
     """The linter, its fixer and the tests, as the roles use them.
 
@@ -158,32 +181,15 @@ class Toolkit:
                 f"ruff failed (exit {result.exit_status}): "
                 f"{result.stderr.decode('utf-8', 'replace')[-300:]} (is ruff installed?)"
             )
-        root = checks.root
-        found = []
-        for item in _RUFF_ITEMS.decode(result.stdout or b"[]"):
-            if not item.code:  # a syntax error: no rule, nothing to fix
-                continue
-            name = (
-                os.path.relpath(item.filename, root)
-                if os.path.isabs(item.filename)
-                else item.filename
-            )
-            found.append(
-                LintFinding(
-                    file=name.replace(os.sep, "/"),
-                    code=item.code,
-                    line=item.location.row if item.location else 0,
-                    message=item.message,
-                    fix=item.fix.applicability if item.fix else "",
-                )
-            )
-        return result, found
+        return result, _findings(result.stdout, checks.root)
 
     async def fix(
         self, root: str, path: str, text: str, rules: Sequence[str], *, unsafe: bool
     ) -> tuple[str, ToolRun]:
-        """``text`` (the content of ``path``) with ruff's fixes for ``rules`` applied, and the
-        run as a ``ToolRun`` for the caller to record. Raises ``ToolError`` if ruff fails.
+        """``text`` (the content of ``path``) with ruff's fixes for ``rules`` applied.
+
+        Also the run, as a ``ToolRun`` for the caller to record. Raises ``ToolError`` if ruff
+        fails.
         """
         argv = (
             *self.ruff,
@@ -225,6 +231,12 @@ class Toolkit:
         if proc.returncode != 0:
             raise ToolError(f"ruff --fix failed on {path}: {run.summary}", path=path)
         return out.decode("utf-8"), run
+
+    async def compile(self, checks: Checks, path: str) -> CheckResult:
+        """Compile ``path`` in memory (no ``.pyc`` is written): does the file still parse."""
+        code = "import sys; compile(open(sys.argv[1], 'rb').read(), sys.argv[1], 'exec')"
+        argv = (checks.python, "-c", code, path)
+        return await checks.run(argv, tool="compile", timeout=self.timeout)
 
     async def test(self, checks: Checks) -> CheckResult:
         """Run the project's tests in ``checks``' root; the run, counted."""
