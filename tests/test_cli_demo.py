@@ -438,3 +438,34 @@ def test_the_worker_command_checks_its_role(capsys: pytest.CaptureFixture[str]) 
     code = main(["worker", "--role", "reviewer", "--nats", "nats://127.0.0.1:1"])
     assert code == 2
     assert "role must be 'coder'" in capsys.readouterr().err
+
+
+def test_the_live_display_shows_agents_counters_and_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+    import logging
+
+    from swarm_actors._cli._view import LiveDisplay, PlainDisplay, make_display
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(sys.stderr)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with LiveDisplay("run x", file=out) as display:
+            display.progress(_swarm.Progress("/coder-1", "coder", "fixing F401", 2, 5, 40))
+            display.progress(_swarm.Progress("/swarm-reviewer", "reviewer", "testing", 3, 4, 50))
+            logging.getLogger("swarm_actors.test").warning("a log line")
+            assert handler.stream is not sys.stderr  # logs go through the live console
+        assert handler.stream is sys.stderr
+    finally:
+        root.removeHandler(handler)
+    text = out.getvalue()
+    for expected in ("run x", "/coder-1", "fixing F401", "/swarm-reviewer", "3 done", "4 pending"):
+        assert expected in text
+    assert "a log line" in text
+    # Not a terminal: plain lines; -q: nothing.
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert isinstance(make_display(quiet=False, json_out=False, title="t"), PlainDisplay)
+    tty = make_display(quiet=False, json_out=True, title="t", isatty=lambda s: s is sys.stderr)
+    assert isinstance(tty, LiveDisplay)
+    assert not isinstance(make_display(quiet=True, json_out=False, title="t"), PlainDisplay)

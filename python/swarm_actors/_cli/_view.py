@@ -9,16 +9,17 @@ to stdout.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import IO, TYPE_CHECKING, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from rich.console import RenderableType
+    from rich.console import Console, RenderableType
 
 __all__ = ["Display", "LiveDisplay", "NullDisplay", "PlainDisplay", "SummaryView", "make_display"]
 
@@ -131,6 +132,7 @@ class LiveDisplay:
         self._title = title
         self._state = _State()
         self._lock = threading.Lock()
+        self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
         self._console = Console(file=file or sys.stderr, stderr=file is None)
         self._live = Live(
             get_renderable=self._render,
@@ -143,9 +145,21 @@ class LiveDisplay:
 
     def __enter__(self) -> LiveDisplay:
         self._live.start()
+        # Log records (-v) go above the live table instead of through it.
+        writer: Any = _ConsoleWriter(self._console)
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (
+                sys.stderr,
+                sys.stdout,
+            ):
+                self._swapped.append((handler, handler.stream))
+                handler.setStream(writer)
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for handler, stream in self._swapped:
+            handler.setStream(stream)
+        self._swapped.clear()
         self._live.stop()
 
     def progress(self, p: ProgressLike) -> None:
@@ -180,6 +194,20 @@ class LiveDisplay:
         for agent, (role, activity) in agents:
             table.add_row(agent, Text(role, style=_ROLE_STYLE.get(role, "")), activity)
         return Group(head, table)
+
+
+class _ConsoleWriter:
+    """A stream that prints through a rich console (above its live display)."""
+
+    def __init__(self, console: Console) -> None:
+        self._console = console
+
+    def write(self, text: str) -> int:
+        self._console.print(text, end="", markup=False, highlight=False, soft_wrap=True)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 _ROLE_ORDER = {"architect": 0, "coder": 1, "reviewer": 2}
