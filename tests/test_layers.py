@@ -46,12 +46,27 @@ ALLOWED = {
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
     ),
+    # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
+    "swarm_actors._runs": BASE,
+    # The command line is an application of the public facades (and of _runs), never of the
+    # engine or the NATS layer: what it can do, a user's program can.
+    "swarm_actors._cli": (
+        *BASE,
+        "swarm_actors._runs",
+        "swarm_actors.swarm",
+        "swarm_actors.brains",
+        "swarm_actors.tools",
+        "swarm_actors.cluster",
+        "swarm_actors.errors",
+        "swarm_actors.__version__",
+    ),
 }
 # Third-party packages a layer must never import.
 FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._events": ("nats",),
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
+    "swarm_actors._cli": ("nats",),
 }
 
 
