@@ -469,3 +469,11 @@ def test_the_live_display_shows_agents_counters_and_logs(monkeypatch: pytest.Mon
     tty = make_display(quiet=False, json_out=True, title="t", isatty=lambda s: s is sys.stderr)
     assert isinstance(tty, LiveDisplay)
     assert not isinstance(make_display(quiet=True, json_out=False, title="t"), PlainDisplay)
+
+
+def test_an_unreachable_nats_server_is_bad_input(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = demo(capsys, "--nats", "nats://127.0.0.1:1", "--data-dir", str(tmp_path), "-q")
+    assert (code, out) == (2, "")
+    assert "--nats nats://127.0.0.1:1: could not connect" in err

@@ -40,13 +40,22 @@ __all__ = ["log_level", "main", "parser"]
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from swarm_actors._cli._demo import run_demo
-    from swarm_actors.errors import InvalidArgumentError
+    from swarm_actors.errors import ConnectError, InvalidArgumentError, SwarmError
 
     try:
         return run_demo(args)
     except InvalidArgumentError as exc:  # bad input: the message names the fix
         print(f"swarm-actors demo: {exc}", file=sys.stderr)
         return 2
+    except ConnectError as exc:
+        if args.nats == "embedded":
+            raise
+        print(f"swarm-actors demo: --nats {args.nats}: {exc}", file=sys.stderr)
+        return 2
+    except SwarmError as exc:  # the run failed: say why, the traceback with -vv
+        logging.getLogger("swarm_actors").debug("the run failed", exc_info=True)
+        print(f"swarm-actors demo: the run failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("swarm-actors demo: interrupted", file=sys.stderr)
         return 130
