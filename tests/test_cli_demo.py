@@ -477,3 +477,30 @@ def test_an_unreachable_nats_server_is_bad_input(
     code, out, err = demo(capsys, "--nats", "nats://127.0.0.1:1", "--data-dir", str(tmp_path), "-q")
     assert (code, out) == (2, "")
     assert "--nats nats://127.0.0.1:1: could not connect" in err
+
+
+@pytest.mark.timeout(120)
+def test_the_real_swarm_on_a_git_repository_commits_only_on_its_branch(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "project"
+    repo.mkdir()
+    (repo / "calc.py").write_text("import os\n\n\ndef double(x):\n    return x * 2\n")
+    (repo / "test_calc.py").write_text(
+        "import unittest\n\nfrom calc import double\n\n\n"
+        "class T(unittest.TestCase):\n    def test_double(self):\n"
+        "        self.assertEqual(double(2), 4)\n"
+    )
+    git(repo, "init", "-q", "-b", "trunk")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "first")
+    before = snapshot(repo)
+    code, out, err = demo(capsys, str(repo), "--json", "--data-dir", str(tmp_path / "d"), "-q")
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["approved"] == 1
+    assert snapshot(repo) == before
+    branch = report["branch"]
+    assert git(repo, "diff", "--name-only", "trunk", branch).split() == ["calc.py"]
+    assert "import os" not in git(repo, "show", f"{branch}:calc.py")
+    git(repo, "apply", "--check", report["patch"])
