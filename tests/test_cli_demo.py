@@ -504,3 +504,25 @@ def test_the_real_swarm_on_a_git_repository_commits_only_on_its_branch(
     assert git(repo, "diff", "--name-only", "trunk", branch).split() == ["calc.py"]
     assert "import os" not in git(repo, "show", f"{branch}:calc.py")
     git(repo, "apply", "--check", report["patch"])
+
+
+def test_demo_on_a_directory_inside_a_repository_works_in_that_part_of_a_worktree(
+    fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = user_repo(tmp_path)
+    before = snapshot(repo)
+
+    def edit(ws: Path) -> None:
+        (ws / "__init__.py").write_text("")
+
+    fake.edit = edit
+    code, out, err = demo(capsys, str(repo / "pkg"), "--json", "--data-dir", str(tmp_path / "d"))
+    assert code == 0, err
+    report = json.loads(out)
+    assert fake.configs[0].workspace.name == "pkg"
+    assert fake.configs[0].workspace.parent.name == "workspace"
+    assert snapshot(repo) == before
+    assert git(repo, "diff", "--name-only", "trunk", report["branch"]).split() == [
+        "pkg/__init__.py"
+    ]
+    git(repo, "apply", "--check", report["patch"])
