@@ -173,8 +173,15 @@ def test_cli_refuses_verbose_and_quiet_together() -> None:
         _cli.parser().parse_args(["-v", "-q", "demo"])
 
 
-def test_cli_logs_to_stderr_only_when_asked() -> None:
-    demo = ["demo", "--tasks", "20", "--workers", "2", "--active", "200"]
+def test_cli_logs_to_stderr_only_when_asked(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "calc.py").write_text("import os\n\n\ndef double(x):\n    return x * 2\n")
+    (project / "test_calc.py").write_text(
+        "import unittest\n\nfrom calc import double\n\n\nclass T(unittest.TestCase):\n"
+        "    def test_double(self):\n        self.assertEqual(double(2), 4)\n"
+    )
+    demo = ["demo", str(project), "--json", "--data-dir", str(tmp_path / "data")]
     env = {**os.environ, "PYTHONASYNCIODEBUG": ""}
     runs = {
         flag: subprocess.run(
@@ -183,13 +190,15 @@ def test_cli_logs_to_stderr_only_when_asked() -> None:
             text=True,
             check=True,
             env=env,
-            timeout=60,
+            timeout=120,
         )
         for flag in ("", "-vv")
     }
-    assert runs[""].stderr == ""
+    # By default stderr has the demo's progress and no log record.
+    for level in ("DEBUG", "INFO", "WARNING"):
+        assert f" {level} " not in runs[""].stderr
     # asyncio logs its selector at DEBUG when the demo's event loop starts.
     assert "DEBUG asyncio: Using selector" in runs["-vv"].stderr
     for run in runs.values():
         assert "DEBUG" not in run.stdout
-        assert run.stdout.rstrip().endswith("all checks passed")
+        assert json.loads(run.stdout)["approved"] == 1  # stdout: the one JSON object
