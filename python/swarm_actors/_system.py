@@ -739,6 +739,10 @@ class ActorSystem:
 
     # --- internals used by cells ------------------------------------------------------------
 
+    def _virtual_ref(self, cell: Cell) -> Any:
+        """The ``VirtualRef`` or ``PlacedRef`` of the running virtual actor of ``cell``."""
+        return self._virtual.ref_of(cell)
+
     def _unregister(self, cell: Cell) -> None:
         if cell.virtual_id is not None:
             self._virtual.forget(cell)

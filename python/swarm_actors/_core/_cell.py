@@ -41,6 +41,7 @@ from swarm_actors._core._capability import CURRENT_SENDER
 from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import ActorRef
+from swarm_actors._core._sender import ORIGIN, origin_of
 from swarm_actors._core._supervision import Directive
 from swarm_actors._core._telemetry import (
     InContext,
@@ -621,11 +622,15 @@ class Cell:
         while queue and budget:
             budget -= 1
             item = queue.popleft()
-            context = None
+            entry = None  # an entry whose handler runs in a context of its own
             if type(item) is Ask:
-                # A traced entry carries its sender's context: attached while the handler's
-                # first step runs, and kept by the handler wherever it is resumed (InContext).
-                message, reply, context = item.message, item.future, item.context
+                message, reply = item.message, item.future
+                # A traced entry carries its sender's trace context, an entry with a sender
+                # its origin (``_sender``): set while the handler's first step runs, and kept
+                # by the handler wherever it is resumed (InContext), so that each handler
+                # call keeps its own, however many are in flight.
+                if item.context is not None or item.origin is not None:
+                    entry = item
             else:
                 message, reply = item, None
             fn = self.cache.get(type(message), _MISSING)
@@ -635,8 +640,9 @@ class Cell:
             if fn is None:
                 self.unhandled(message, reply)
                 continue
-            if context is not None:
-                attached = attach_context(context)
+            if entry is not None:
+                attached = None if entry.context is None else attach_context(entry.context)
+                bound = None if entry.origin is None else ORIGIN.set((self, entry.origin))
             try:
                 coro = fn(self.actor, message)  # type: ignore[operator]
                 yielded = coro.send(None)
@@ -648,15 +654,18 @@ class Cell:
                 self.fail(exc, reply)
                 return None
             else:
-                if context is not None:
+                if entry is not None:
                     coro = InContext(coro, contextvars.copy_context())
             finally:
-                if context is not None:
-                    detach_context(attached)
+                if entry is not None:
+                    if bound is not None:
+                        ORIGIN.reset(bound)
+                    if attached is not None:
+                        detach_context(attached)
             return coro, yielded, reply
         return None
 
-    def ask_inline(self, message: Any) -> tuple[bool, Any]:
+    def ask_inline(self, message: Any, origin: Any = None) -> tuple[bool, Any]:
         """Run the handler of an ask in the caller, the actor being idle (``runnable``, empty).
 
         The one inline-ask path (local refs and the transport). Returns ``(True, result)``, or
@@ -664,7 +673,9 @@ class Cell:
         (cancelling the caller cannot interrupt it halfway), which answers ``future``. Raises
         what the handler raised (the actor goes on: an ask's error is its answer), or
         ``UnhandledMessageError``. While the handler runs here its sends come from the actor,
-        and an asking actor (the current sender) is marked as waiting for this one.
+        and an asking actor (the current sender) is marked as waiting for this one. The
+        handler's ``self.sender`` is ``origin`` (a remote asker, from the transport) or else the
+        asking actor (see ``_sender``).
         """
         fn = self.cache.get(type(message), _MISSING)
         if fn is _MISSING:
@@ -680,6 +691,9 @@ class Cell:
             asker = None
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
+            if origin is None:
+                origin = asker if asker.virtual_id is None else origin_of(asker)
+        bound = None if origin is None else ORIGIN.set((self, origin))
         try:
             coro = fn(self.actor, message)  # type: ignore[operator]
             yielded = coro.send(None)
@@ -692,7 +706,12 @@ class Cell:
             if self.fail(exc, None, asked=True):
                 self.after_handler()  # the error is the asker's answer: the actor goes on
             raise
+        else:
+            if bound is not None:  # its sender goes with it, as in _handle_queued
+                coro = InContext(coro, contextvars.copy_context())
         finally:
+            if bound is not None:
+                ORIGIN.reset(bound)
             CURRENT_SENDER.reset(token)
             if asker is not None:
                 asker.awaiting = None
@@ -878,7 +897,7 @@ class Cell:
                 item = queue[0]
                 fn = None
                 if type(item) is Ask:
-                    if item.context is None:
+                    if item.context is None and item.origin is None:
                         message, reply = item.message, item.future
                         fn = self.cache.get(type(message))
                 else:
@@ -972,6 +991,9 @@ class Cell:
         return self.parent.actor_class.supervision if self.parent else self.system.supervision
 
     async def supervise(self, exc: BaseException) -> None:
+        # Its own task, outside any handler (the failed one's sender may be in the context it
+        # was spawned from): on_failure and a restart's on_start see no sender.
+        ORIGIN.set(None)
         actor = self.actor
         if actor is not None:
             try:

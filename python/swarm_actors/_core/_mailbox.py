@@ -28,19 +28,24 @@ one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802
 
 
 class Ask:
-    """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
+    """A mailbox entry that expects a reply (``future``), carries a trace context, a sender.
 
-    A tell is queued bare unless its sender's trace context travels with it (see _telemetry).
+    A tell is queued bare unless it has a sender (``origin``: it was sent from an actor or
+    with ``reply_to``, see ``_sender``) or its sender's trace context travels with it (see
+    ``_telemetry``): a tell from outside any actor costs no entry.
     """
 
-    __slots__ = ("context", "future", "message")
+    __slots__ = ("context", "future", "message", "origin")
 
     def __init__(
         self,
         message: Any,
         future: asyncio.Future[Any] | None,
         context: OtelContext | None = None,
+        origin: Any = None,
     ) -> None:
         self.message = message
         self.future = future
         self.context = context
+        self.origin = origin
+        """Who sent it (``None``: nobody to reply to); ``_sender`` says what it can be."""
