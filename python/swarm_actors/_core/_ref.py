@@ -11,7 +11,7 @@ from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import class_names
-from swarm_actors._core._capability import CURRENT_SENDER, check_send
+from swarm_actors._core._capability import check_send, current_sender
 from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._sender import check_reply_to, origin_of
 from swarm_actors._core._telemetry import current_context, start_ask_span
@@ -199,7 +199,7 @@ class ActorRef(Generic[A]):
         """Whether the actor still accepts messages."""
         return self._cell.accepting
 
-    async def tell(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` without waiting for it to be handled.
 
         Waits while the mailbox is full (backpressure). Raises ``ActorDeadError`` if the actor
@@ -209,15 +209,17 @@ class ActorRef(Generic[A]):
         else the sending actor (``None`` from outside any actor).
         """
         cell = self._cell
-        sender = CURRENT_SENDER.get()  # one read: the capability check and the sender
-        if sender is not None:
-            if sender.grant is not None:
+        sender = current_sender()  # one read: the capability check and the sender
+        if reply_to is not sender:  # from an actor, or a reply_to given (None is neither)
+            if sender is not None and sender.grant is not None:
                 check_send(cell.actor_class, cell.path)
-            if reply_to is None:
-                origin = sender if sender.virtual_id is None else origin_of(sender)
-                message = Ask(message, None, None, origin)
-        if reply_to is not None:
-            message = Ask(message, None, None, check_reply_to(reply_to))
+            if reply_to is None:  # ``with_origin``, written out for actor-to-actor tells
+                assert sender is not None
+                message = Ask(
+                    message, None, None, sender if sender.virtual_id is None else origin_of(sender)
+                )
+            else:
+                message = Ask(message, None, None, check_reply_to(reply_to))
         if cell.tracer is not None:  # inlined SampledCache.sampled(): this is the hottest path
             current = current_context()
             traces = cell.dispatcher.traces
@@ -235,7 +237,7 @@ class ActorRef(Generic[A]):
         ``MessageCapabilityError`` when the sender's ``may_message`` refuses it.
         """
         cell = self._cell
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
         message = with_origin(message, sender, reply_to)
@@ -257,7 +259,7 @@ class ActorRef(Generic[A]):
         if timeout is not DEFAULT:
             _check_timeout(timeout)
         cell = self._cell
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
         if not cell.accepting:
@@ -312,7 +314,7 @@ class ActorRef(Generic[A]):
             if cell.runnable and not cell.queue:
                 return await self._ask_inline(message, timeout)
             future: asyncio.Future[Any] = cell.loop.create_future()
-            sender = CURRENT_SENDER.get()
+            sender = current_sender()
             origin = None if sender is None else origin_of(sender)
             entry = Ask(message, future, current_context(), origin)
             return await _deliver(cell, entry, timeout, sender)
@@ -325,7 +327,7 @@ class ActorRef(Generic[A]):
             cell.dispatcher.inline_left -= 1  # at 0, ``ask`` takes the checkpoint (see there)
             return value
         # The handler suspended and finishes in the actor's own task, which answers ``value``.
-        return await _wait_reply(cell, value, timeout, CURRENT_SENDER.get())
+        return await _wait_reply(cell, value, timeout, current_sender())
 
     async def stop(self, *, drain: bool = True) -> int:
         """Stop the actor and its children; returns the number of discarded messages.

@@ -41,7 +41,7 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends, current_sender
 from swarm_actors._core._cell import RUNNING, Cell, _Resume
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import _check_timeout, _traced, with_origin
@@ -638,7 +638,7 @@ class VirtualRef(Generic[A]):
         ``may_message`` does not include this one. ``reply_to``: as for ``ActorRef.tell``.
         """
         registry = self._registry
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             self._check_send()
         message = with_origin(message, sender, reply_to)
@@ -671,7 +671,7 @@ class VirtualRef(Generic[A]):
 
     def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             self._check_send()
         cell = self._registry.cells.get(self._agent)

@@ -38,7 +38,7 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import class_names
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
+from swarm_actors._core._capability import check_send, checks_sends, current_sender
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
@@ -649,7 +649,7 @@ class PlacedRef(Generic[A]):
 
     def _send(self, node: str, message: Any, hops: int = 0, reply_to: Any = None) -> None:
         transport = self._cluster.transport
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if type(message) is Entry:  # forwarded with its trace context and its sender
             context, origin, message = message.context, message.origin, message.message
             trace = traceparent(context) if context is not None else ""
@@ -715,7 +715,7 @@ class PlacedRef(Generic[A]):
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
                     cluster.sent_remote += 1
-                    sender = CURRENT_SENDER.get()
+                    sender = current_sender()
                     return await cluster.transport.ask(
                         owner,
                         self._target,

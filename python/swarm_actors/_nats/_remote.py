@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, check_send_remote
+from swarm_actors._core._capability import check_send_remote, current_sender
 from swarm_actors._core._ref import resolve_timeout
 from swarm_actors._core._sender import check_reply_to
 from swarm_actors._core._telemetry import sampled_context, start_ask_span, traceparent
@@ -163,7 +163,7 @@ class RemoteRef(Generic[A]):
         transport = self._transport
         if self._version != transport.registry.version:
             self._node()
-        sender = CURRENT_SENDER.get()  # one read: the capability check and the sender
+        sender = current_sender()  # one read: the capability check and the sender
         if sender is not None and sender.grant is not None:
             self._check_send(self._resolved)
         transport.outbox.tell(
@@ -184,7 +184,7 @@ class RemoteRef(Generic[A]):
     def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` now (buffered for this event-loop iteration); never waits."""
         node = self._node()
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             self._check_send(node)
         self._transport.outbox.tell(
@@ -213,7 +213,7 @@ class RemoteRef(Generic[A]):
 
     async def _ask(self, message: Any, timeout: float | None, kind: str | None) -> Any:
         node = self._node()
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             self._check_send(node)
         sender_path = sender.path if sender is not None else ""
