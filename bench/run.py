@@ -6,7 +6,7 @@ concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS
 command that produced them).
 
 Run: python bench/run.py [--quick]
-    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,sender]
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "nats": ([], ["--quick"]),
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
+    "sender": ([], ["--quick"]),
 }
 
 

@@ -327,3 +327,42 @@ async def test_a_local_virtual_sender_arrives_as_none_on_another_node(
 
         await until_async(pinged, 10.0, "echo handled the Ping")
         assert seen == [(6, "None")]
+
+
+# --- on the wire ----------------------------------------------------------------------------
+
+
+def test_the_origin_travels_as_a_ref_extension_and_is_optional() -> None:
+    from swarm_actors._nats._wire import Ask, AskOut, Tell, TellOut, decode_frame, frame
+    from swarm_actors.errors import WireFormatError
+    from test_wire import FakeRef, make_codec
+
+    codec = make_codec()
+    sender = FakeRef(("node-a", "client", "/client", "echo", ("sender_peer:Echo",)))
+    tell, ask, bare = decode_frame(
+        frame(
+            [
+                TellOut("echo", "", 1, "", "/client", 0, sender),
+                AskOut("echo", "", 2, "", "/client", 7, "swarm.reply.x", sender),
+                TellOut("echo", "", 3, "", ""),
+            ],
+            codec.encoder,
+        )
+    )
+    assert isinstance(tell, Tell)
+    assert isinstance(ask, Ask)
+    assert isinstance(bare, Tell)
+    assert tell.origin is not None
+    assert ask.origin is not None
+    assert codec.origin(tell.origin).spec == sender.spec
+    assert codec.origin(ask.origin).spec == sender.spec
+    assert bare.origin is None  # from outside any actor: nobody to reply to
+    # A frame from a node that writes no origin at all (six fields): nobody either.
+    old = msgspec.msgpack.encode([[0, "echo", "", msgspec.msgpack.encode(4), "", "", 0]])
+    [decoded] = decode_frame(old)
+    assert isinstance(decoded, Tell)
+    assert decoded.origin is None
+    with pytest.raises(WireFormatError, match="bad sender ref"):
+        codec.origin(msgspec.msgpack.Ext(9, b"\x90"))
+    with pytest.raises(WireFormatError, match="bad sender ref"):
+        codec.origin(msgspec.msgpack.Ext(1, b"\xc0"))

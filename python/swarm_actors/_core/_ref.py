@@ -210,7 +210,8 @@ class ActorRef(Generic[A]):
         """
         cell = self._cell
         sender = current_sender()  # one read: the capability check and the sender
-        if reply_to is not sender:  # from an actor, or a reply_to given (None is neither)
+        # One comparison for the common case: both None (from outside, no reply_to).
+        if reply_to is not sender:  # type: ignore[comparison-overlap]
             if sender is not None and sender.grant is not None:
                 check_send(cell.actor_class, cell.path)
             if reply_to is None:  # ``with_origin``, written out for actor-to-actor tells
@@ -230,7 +231,7 @@ class ActorRef(Generic[A]):
         if not cell.post(message):
             await cell.put(message)  # stopped (it raises) or full (it waits)
 
-    def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` now or raise (``self.sender`` as for ``tell``).
 
         Raises ``MailboxFullError`` when full, ``ActorDeadError`` when stopped, and

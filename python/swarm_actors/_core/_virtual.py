@@ -631,7 +631,7 @@ class VirtualRef(Generic[A]):
         """Whether a message can reach the actor: until its system stops (it activates)."""
         return not self._registry.system.stopped
 
-    async def tell(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message``, activating the actor if needed; waits while its mailbox is full.
 
         Raises ``MessageCapabilityError`` (sending nothing) if the sending actor's
@@ -669,7 +669,7 @@ class VirtualRef(Generic[A]):
             if pinned:
                 registry.unpin(agent)
 
-    def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
         sender = current_sender()
         if sender is not None and sender.grant is not None:

@@ -570,7 +570,7 @@ class PlacedRef(Generic[A]):
         """Whether a message can reach the actor: while this node is attached to the cluster."""
         return not self._cluster.transport.closed
 
-    def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send without waiting: to the actor running here, or buffered for its node.
 
         Raises ``ActorDeadError`` when it would have to wait: the actor is not active on this
@@ -596,7 +596,7 @@ class PlacedRef(Generic[A]):
         if self._local is not None:
             await self._local.passivate()
 
-    async def tell(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` to the actor, wherever it runs; see the class docstring.
 
         ``reply_to``: the handler's ``self.sender`` (default: the sending actor's ref).

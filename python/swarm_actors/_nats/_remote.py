@@ -151,7 +151,7 @@ class RemoteRef(Generic[A]):
         context = sampled_context()
         return traceparent(context) if context is not None else ""
 
-    async def tell(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` (at most once); see the class docstring.
 
         Raises ``MessageCapabilityError`` (sending nothing) if the sending actor may not message
@@ -181,7 +181,7 @@ class RemoteRef(Generic[A]):
             # this caller's own (a timeout around the tell would never fire).
             await asyncio.shield(stalled)
 
-    def tell_nowait(self, message: Any, *, reply_to: Ref[Any] | None = None) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` now (buffered for this event-loop iteration); never waits."""
         node = self._node()
         sender = current_sender()
