@@ -374,7 +374,7 @@ class ActorSystem:
         self._refuse_if_stopped()
         if self._loop is None:
             self._loop = loop
-            self._dispatcher = Dispatcher(loop)
+            self._dispatcher = Dispatcher(loop, self._virtual)
             self.clock = self._clock_override or LoopClock(loop)
             self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
             if self._health_interval is not None and self._journal is not None:
@@ -738,10 +738,6 @@ class ActorSystem:
         return self._tracer is not None
 
     # --- internals used by cells ------------------------------------------------------------
-
-    def _virtual_ref(self, cell: Cell) -> Any:
-        """The ``VirtualRef`` or ``PlacedRef`` of the running virtual actor of ``cell``."""
-        return self._virtual.ref_of(cell)
 
     def _unregister(self, cell: Cell) -> None:
         if cell.virtual_id is not None:

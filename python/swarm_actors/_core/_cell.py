@@ -214,7 +214,8 @@ class Dispatcher:
 
     One per ``ActorSystem``, reached from every cell: it also holds the system's own state of
     the hot paths, which no two systems in a process share: the inline-ask budget until the
-    next checkpoint (``inline_left``) and the sampled-context cache (``traces``).
+    next checkpoint (``inline_left``) and the sampled-context cache (``traces``); and its
+    virtual-actor registry (``virtuals``), where a virtual actor's sender ref comes from.
     """
 
     __slots__ = (
@@ -226,10 +227,12 @@ class Dispatcher:
         "running",
         "stale",
         "traces",
+        "virtuals",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, virtuals: Any = None) -> None:
         self.loop = loop
+        self.virtuals = virtuals  # the system's VirtualRegistry (see _sender.origin_of)
         self.ready: deque[Cell] = deque()
         self.pending = False
         self.stale = 0

@@ -46,7 +46,7 @@ def origin_of(cell: Cell) -> Any:
     """How a message sent by the actor of ``cell`` remembers it (see the module docstring)."""
     if cell.virtual_id is None:
         return cell
-    return cell.system._virtual_ref(cell)
+    return cell.dispatcher.virtuals.ref_of(cell)
 
 
 def sender_of(cell: Cell) -> Ref[Any] | None:
