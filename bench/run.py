@@ -7,6 +7,10 @@ command that produced them).
 
 Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,sender]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
     "sender": ([], ["--quick"]),
+    "tools": ([], ["--writes", "100", "--repeats", "1"]),
+    "watch": ([], ["--quick"]),
+    "pool": ([], ["--quick"]),
+    "brains": (["--nats"], ["--quick"]),
 }
 
 

@@ -8,10 +8,12 @@ from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     HealthStatus,
+    ModelCall,
     SignalKind,
     StateChange,
     SwarmEvent,
     SystemSignal,
+    ToolRun,
 )
 
 # Any Unicode that UTF-8 (msgpack, protobuf) can carry: no lone surrogates.
@@ -55,7 +57,47 @@ signals = st.builds(
     memory_bytes=u64s,
     mailbox_depth=u64s,
 )
-payloads = st.one_of(decisions, changes, signals)
+i32 = st.integers(-(2**31), 2**31 - 1)
+model_calls = st.builds(
+    ModelCall,
+    provider=text,
+    model=text,
+    request_digest=text,
+    prompt_ref=text,
+    response_ref=text,
+    prompt_preview=text,
+    response_preview=text,
+    tokens_in=u64s,
+    tokens_out=u64s,
+    latency_ns=u64s,
+    cache_hit=st.booleans(),
+    attempts=u32,
+    error_type=text,
+    error_message=text,
+    cost=st.floats(min_value=0.0, allow_nan=False, allow_infinity=True),
+    speculative=st.booleans(),
+    winner=st.booleans(),
+    finish_reason=text,
+)
+tool_runs = st.builds(
+    ToolRun,
+    tool=text,
+    argv=texts,
+    cwd=text,
+    exit_status=st.one_of(st.integers(-64, 255), i32),
+    duration_ns=u64s,
+    timed_out=st.booleans(),
+    passed=u32,
+    failed=u32,
+    errors=u32,
+    skipped=u32,
+    summary=text,
+    output_ref=text,
+    output_bytes=u64s,
+    truncated=st.booleans(),
+    output_preview=text,
+)
+payloads = st.one_of(decisions, changes, signals, model_calls, tool_runs)
 
 
 def events(payload: st.SearchStrategy[object] = payloads) -> st.SearchStrategy[SwarmEvent]:
@@ -71,4 +113,5 @@ def events(payload: st.SearchStrategy[object] = payloads) -> st.SearchStrategy[S
         sequence=u64s,
         causation_id=text,
         payload=payload,
+        run_id=st.one_of(st.just(""), text),
     )

@@ -15,14 +15,17 @@ from swarm_actors import SwarmError
 from swarm_actors._events import _schema as _events
 from swarm_actors._events._journal import subject_matches
 from swarm_actors._events._schema import (
+    KINDS,
     SCHEMA_VERSION,
     AgentDecision,
     ChangeForm,
     HealthStatus,
+    ModelCall,
     SignalKind,
     StateChange,
     SwarmEvent,
     SystemSignal,
+    ToolRun,
     check_role,
     decode_event,
     encode_event,
@@ -32,9 +35,10 @@ from swarm_actors._events._schema import (
     subject_for,
 )
 from swarm_actors.errors import EventDecodeError, SchemaVersionError, SubjectError
+from swarm_actors.events import Payload
 
 
-def sample(payload: AgentDecision | StateChange | SystemSignal, **kw: object) -> SwarmEvent:
+def sample(payload: Payload, **kw: object) -> SwarmEvent:
     fields: dict[str, object] = {"agent_role": "worker", "agent_id": "/w1", "sequence": 1}
     fields.update(kw)
     return new_event(payload, **fields)  # type: ignore[arg-type]
@@ -204,20 +208,46 @@ def test_future_version_with_a_new_shape_is_still_a_version_error() -> None:
 
 
 def test_an_older_version_decodes_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
-    # As a build with schema version 2 (which appended fields) would read version-1 bytes.
-    monkeypatch.setattr(_events, "SCHEMA_VERSION", 2)
+    # Version 2 appended fields; a later build that appends more reads both as they are.
     old = decode_event(bytes.fromhex(GOLDEN_V1[1]))
     assert old.schema_version == 1
+    assert old.run_id == ""  # the field version 2 appended, at its default
     assert state_hash(old) == old.payload.hash  # type: ignore[union-attr]
-    assert decode_event(encode_event(msgspec.structs.replace(SIGNAL, schema_version=2))) == (
-        msgspec.structs.replace(SIGNAL, schema_version=2)
-    )
+    monkeypatch.setattr(_events, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    assert decode_event(encode_event(SIGNAL)) == SIGNAL
+    newer = msgspec.structs.replace(SIGNAL, schema_version=SCHEMA_VERSION + 1)
+    assert decode_event(encode_event(newer)) == newer
     with pytest.raises(SchemaVersionError):
-        decode_event(encode_event(msgspec.structs.replace(SIGNAL, schema_version=3)))
+        decode_event(encode_event(msgspec.structs.replace(SIGNAL, schema_version=9)))
+
+
+def test_an_empty_run_id_is_left_out_of_the_bytes() -> None:
+    # An event without a run encodes as version 1 laid it out (10 fields); one with a run
+    # carries it as the 11th. Both read back whole.
+    assert len(raw_of(SIGNAL)) == 10
+    with_run = sample(ModelCall(model="m"), run_id="run-1")
+    raw = raw_of(with_run)
+    assert (len(raw), raw[10]) == (11, "run-1")
+    assert decode_event(encode_event(with_run)) == with_run
+    explicit = msgspec.msgpack.encode([*raw_of(SIGNAL), ""])  # an explicit empty run_id
+    assert decode_event(explicit) == SIGNAL
+
+
+def test_a_version_1_event_cannot_carry_what_version_2_added() -> None:
+    # Claiming version 1 while carrying a version-2 payload or field is no version-1 event.
+    v1_signal = raw_of(msgspec.structs.replace(SIGNAL, schema_version=1))
+    assert decode_event(msgspec.msgpack.encode(v1_signal)).schema_version == 1
+    with pytest.raises(EventDecodeError, match="version 2 introduced"):
+        decode_event(msgspec.msgpack.encode([*v1_signal, "run-1"]))
+    for payload in (ModelCall(), ToolRun()):
+        raw = raw_of(msgspec.structs.replace(sample(payload), schema_version=1))
+        with pytest.raises(EventDecodeError, match=f"carries a {type(payload).__name__}"):
+            decode_event(msgspec.msgpack.encode(raw))
+        raw[6] = 2
+        assert type(decode_event(msgspec.msgpack.encode(raw)).payload) is type(payload)
 
 
 def test_an_older_layout_goes_through_its_upgrade(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(_events, "SCHEMA_VERSION", 2)
     seen: list[bytes] = []
 
     def upgrade(data: bytes) -> SwarmEvent:
@@ -228,7 +258,8 @@ def test_an_older_layout_goes_through_its_upgrade(monkeypatch: pytest.MonkeyPatc
     golden = bytes.fromhex(GOLDEN_V1[2])
     assert decode_event(golden) is SIGNAL
     raw = raw_of(SIGNAL)
-    raw[9] = [13, "a payload the current Structs do not know"]
+    raw[6] = 1
+    raw[9] = [99, "a payload the current Structs do not know"]
     odd = msgspec.msgpack.encode(raw)
     assert decode_event(odd) is SIGNAL
     assert seen == [golden, odd]
@@ -250,6 +281,9 @@ def test_subjects() -> None:
     assert subject_for(sample(SystemSignal(kind=SignalKind.CRASHED), agent_role="A-b_9")) == (
         "swarm.events.A-b_9.system_signal"
     )
+    assert subject_for(sample(ModelCall())) == "swarm.events.worker.model_call"
+    assert subject_for(sample(ToolRun())) == "swarm.events.worker.tool_run"
+    assert KINDS == ("decision", "state_change", "system_signal", "model_call", "tool_run")
 
 
 @pytest.mark.parametrize("role", ["", "a.b", "a*", ">", "a b", "tab\t", "é", "x" * 65, "a\n"])

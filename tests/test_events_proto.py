@@ -22,12 +22,15 @@ from hypothesis import given
 from event_strategies import events
 from swarm_actors._events._protomap import encode_proto, enum_prefix, oneof, proto, proto_fields
 from swarm_actors._events._schema import (
+    SCHEMA_VERSION,
     AgentDecision,
     ChangeForm,
+    ModelCall,
     SignalKind,
     StateChange,
     SwarmEvent,
     SystemSignal,
+    ToolRun,
     from_proto_dict,
     new_event,
     to_proto_dict,
@@ -159,7 +162,9 @@ def test_structs_match_the_proto(compiled: tuple[Any, ModuleType]) -> None:
     assert schema_diff(proto_schema(file), python_schema(SwarmEvent)) == []
 
 
-@pytest.mark.parametrize("cls", [SwarmEvent, AgentDecision, StateChange, SystemSignal])
+@pytest.mark.parametrize(
+    "cls", [SwarmEvent, AgentDecision, StateChange, SystemSignal, ModelCall, ToolRun]
+)
 def test_wire_positions_follow_field_numbers(cls: type[msgspec.Struct]) -> None:
     # array_like: a field's position is its place in the Struct, so the Struct order must be the
     # number order and new fields can only be appended (a new, higher number).
@@ -306,6 +311,8 @@ def test_protobuf_round_trip(compiled: tuple[Any, ModuleType], event: SwarmEvent
             AgentDecision: "decision",
             StateChange: "state_change",
             SystemSignal: "system_signal",
+            ModelCall: "model_call",
+            ToolRun: "tool_run",
         }[type(event.payload)]
     )
     assert json_format.MessageToDict(message) == to_proto_dict(event)
@@ -349,6 +356,55 @@ def test_fields_read_through_the_generated_code(compiled: tuple[Any, ModuleType]
     assert converted.payload == SystemSignal(
         kind=SignalKind.CRASHED, error_type="builtins.KeyError"
     )
+
+
+def test_version_2_kinds_read_through_the_generated_code(
+    compiled: tuple[Any, ModuleType],
+) -> None:
+    _, pb = compiled
+    call = ModelCall(
+        provider="openai",
+        model="m",
+        request_digest="ab" * 32,
+        tokens_in=2**40,
+        latency_ns=2**64 - 1,
+        cache_hit=True,
+        cost=0.25,
+        winner=True,
+        finish_reason="stop",
+    )
+    event = new_event(call, agent_role="coder", agent_id="c1", sequence=1, run_id="run-7")
+    message = pb.SwarmEvent.FromString(encode_proto(event))
+    assert message.WhichOneof("payload") == "model_call"
+    assert message.run_id == "run-7"
+    assert message.model_call.tokens_in == 2**40
+    assert message.model_call.latency_ns == 2**64 - 1
+    assert message.model_call.cache_hit
+    assert message.model_call.finish_reason == "stop"
+    built = pb.SwarmEvent(
+        event_id="e",
+        timestamp_ns=1,
+        agent_role="w",
+        agent_id="a",
+        schema_version=2,
+        sequence=1,
+        run_id="r",
+        tool_run=pb.ToolRun(tool="pytest", argv=["pytest", "-q"], exit_status=-9, timed_out=True),
+    )
+    converted = from_proto_dict(json_format.MessageToDict(built))
+    assert converted.run_id == "r"
+    assert converted.payload == ToolRun(
+        tool="pytest", argv=("pytest", "-q"), exit_status=-9, timed_out=True
+    )
+
+
+def test_version_1_dicts_cannot_carry_version_2_content() -> None:
+    with pytest.raises(EventDecodeError, match="version 2 introduced"):
+        from_proto_dict({**GOOD, "runId": "r"})
+    v1_call = {k: v for k, v in GOOD.items() if k != "systemSignal"} | {"modelCall": {}}
+    with pytest.raises(EventDecodeError, match="carries a ModelCall"):
+        from_proto_dict(v1_call)
+    assert from_proto_dict({**v1_call, "schemaVersion": 2}).payload == ModelCall()
 
 
 # --- strict conversion from dicts --------------------------------------------------------------
@@ -403,7 +459,7 @@ def test_bad_dicts_are_typed_errors(change: dict[str, Any], message: str) -> Non
 
 def test_future_version_dict_is_a_version_error() -> None:
     with pytest.raises(SchemaVersionError):
-        from_proto_dict({**GOOD, "schemaVersion": 2})
+        from_proto_dict({**GOOD, "schemaVersion": SCHEMA_VERSION + 1})
 
 
 def test_bytes_accept_url_safe_and_unpadded_base64() -> None:

@@ -226,7 +226,11 @@ async def test_the_journal_skips_deep_nesting_and_unknown_fields_or_raises_typed
             await journal.append(decision(1))
             js = client.jetstream()
             await js.publish(subject, DEEP)  # 2: the probe's 1 KB message
-            fields = msgspec.msgpack.decode(encode_event(decision(3)))
+            # A field past the last one its version defines (run_id, set so it is not left out).
+            with_run = new_event(
+                AgentDecision(choice="c3"), agent_role=role, agent_id="a", sequence=3, run_id="r"
+            )
+            fields = msgspec.msgpack.decode(encode_event(with_run))
             await js.publish(subject, msgspec.msgpack.encode([*fields, "unknown"]))  # 3
             await js.publish(subject, b"\x9a" + b"\xa1x" * 9 + b"\x91" * 100_000 + b"\xc0")  # 4
             await journal.append(decision(5))

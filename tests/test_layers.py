@@ -27,9 +27,19 @@ ALLOWED = {
         "swarm_actors._tuplecore",
         "swarm_actors._core",
     ),
+    # Tools sit beside the engine: events, blobs and errors, never the engine or NATS (an
+    # actor plugs in through an EventRecorder); _public names its public classes.
+    "swarm_actors.tools": (*BASE, "swarm_actors._events", "swarm_actors._public"),
+    # Model clients and their guardrails: on the event model only (ModelCall, BlobStore,
+    # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
+    "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
 }
 # Third-party packages a layer must never import.
-FORBIDDEN_THIRD_PARTY = {"swarm_actors._events": ("nats",), "swarm_actors._core": ("nats",)}
+FORBIDDEN_THIRD_PARTY = {
+    "swarm_actors._events": ("nats",),
+    "swarm_actors._core": ("nats",),
+    "swarm_actors.tools": ("nats",),
+}
 
 
 def module_name(path: Path) -> str:

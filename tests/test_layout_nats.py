@@ -44,6 +44,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_core/_cell.py", "_spawn"): ENGINE,
     ("_core/_cell.py", "_unregister"): ENGINE,
     ("_core/_cell.py", "_dead_letter"): ENGINE,
+    ("_core/_pool.py", "_start"): ENGINE,  # a pool starts its members as start_child does
+    ("_core/_pool.py", "_cell"): ENGINE,
+    ("_core/_pool.py", "_spawn"): ENGINE,
+    ("_core/_pool.py", "_dead_letter"): ENGINE,
     ("_core/_recorder.py", "_journal"): ENGINE,
     ("_core/_virtual.py", "_dispatcher"): ENGINE,
     ("_core/_virtual.py", "_loop"): ENGINE,

@@ -82,15 +82,17 @@ def test_every_events_name_has_a_docstring(name: str) -> None:
 
 PUBLIC_MODULES = (
     "swarm_actors",
+    "swarm_actors.brains",
     "swarm_actors.cluster",
     "swarm_actors.errors",
     "swarm_actors.events",
     "swarm_actors.hilbert",
     "swarm_actors.space",
     "swarm_actors.testing",
+    "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("cluster", "errors", "hilbert", "space", "tree")
+FACADES = ("brains", "cluster", "errors", "hilbert", "space", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:
@@ -106,6 +108,7 @@ def test_the_top_level_is_the_everyday_api() -> None:
     assert 25 <= len(swarm_actors.__all__) <= 35
     for name in ("Actor", "handler", "ActorSystem", "ActorRef", "VirtualRef", "Timeouts"):
         assert name in swarm_actors.__all__
+    assert "Terminated" in swarm_actors.__all__  # death watch's message (Actor.watch)
     # The specialised parts live in their submodules only.
     for name in ("TupleSpace", "AgentTree", "hilbert_encode", "PlacedRef", "NatsOptions"):
         assert not hasattr(swarm_actors, name), name

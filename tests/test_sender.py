@@ -366,3 +366,17 @@ def test_the_origin_travels_as_a_ref_extension_and_is_optional() -> None:
         codec.origin(msgspec.msgpack.Ext(9, b"\x90"))
     with pytest.raises(WireFormatError, match="bad sender ref"):
         codec.origin(msgspec.msgpack.Ext(1, b"\xc0"))
+
+
+@pytest.mark.asyncio
+async def test_a_pool_member_sees_the_sender_and_reply_to() -> None:
+    async with ActorSystem() as system:
+        pool = await system.pool(Echo, size=2)
+        client = await system.start(Echo, name="client")
+        await client.tell(Call(pool, 1))  # from client's handler, through the pool
+        [(n, _)] = await received(client, 1)
+        assert n == 1
+        collector = await system.start(Echo, name="collector")
+        await pool.tell(Ping(2), reply_to=collector)
+        pool.tell_nowait(Ping(3), collector)
+        assert sorted(n for n, _ in await received(collector, 2)) == [2, 3]

@@ -2,8 +2,8 @@
 
 The top level is the actor API: ``Actor`` and ``@handler``, ``ActorSystem`` and its
 configuration objects, the refs users hold (and ``Ref``, the protocol every kind implements),
-supervision, timers, capabilities and the errors that API raises. Specialised parts are
-public submodules, imported with the package:
+supervision, death watch (``Terminated``), timers, capabilities and the errors that API
+raises. Specialised parts are public submodules, imported with the package:
 
 * ``swarm_actors.space``: the tuple space (``TupleSpace``, ``ANY``, ``Capability``...).
 * ``swarm_actors.hilbert``: n-dimensional Hilbert mapping.
@@ -11,6 +11,7 @@ public submodules, imported with the package:
 * ``swarm_actors.cluster``: systems across processes over NATS (``Cluster``, ``NatsOptions``,
   ``Placement``, ``PlacedRef``, ``RemoteRef``...).
 * ``swarm_actors.events``: events, hash chains, journals.
+* ``swarm_actors.tools``: the swarm's effectors: a confined ``Workspace``, ``GitRun``, ``Checks``.
 * ``swarm_actors.errors``: every exception, as one tree under ``SwarmError``.
 * ``swarm_actors.testing`` (imported on demand): clocks, probes, NATS servers for tests.
 
@@ -22,16 +23,19 @@ from swarm_actors import errors as errors
 from swarm_actors import events as events
 from swarm_actors import hilbert as hilbert
 from swarm_actors import space as space
+from swarm_actors import tools as tools
 from swarm_actors import tree as tree
 from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
 from swarm_actors._core._actor import Actor, SpaceGrant, handler
 from swarm_actors._core._capability import MessageGrant
 from swarm_actors._core._contract import Ref
 from swarm_actors._core._messages import register_message_type
+from swarm_actors._core._pool import PoolRef
 from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
+from swarm_actors._core._watch import Terminated
 from swarm_actors._public import publish as _publish
 from swarm_actors._system import ActorSystem
 from swarm_actors._tuplecore import __version__ as __version__
@@ -69,11 +73,13 @@ __all__ = [
     "MessageGrant",
     "OneForOne",
     "Passivation",
+    "PoolRef",
     "Ref",
     "Signals",
     "SpaceGrant",
     "SwarmError",
     "SystemStoppedError",
+    "Terminated",
     "Timeouts",
     "Timers",
     "Tracing",

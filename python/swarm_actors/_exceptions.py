@@ -33,8 +33,11 @@ One root, grouped by the part of the system that raises them::
     │   ├── JournalClosedError                 the journal is closed
     │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
     │   ├── JournalGapError                    a read crossed sequences missing from the journal
-    │   └── JournalWriteError                  the journal did not confirm storing some events
-    │       └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
+    │   ├── JournalWriteError                  the journal did not confirm storing some events
+    │   │   └── JournalTimeoutError (TimeoutError)  no confirmation within the append timeout
+    │   └── BlobError                          the content-addressed blob store of large contents
+    │       ├── BlobNotFoundError (LookupError)    no blob is stored under the digest
+    │       └── BlobCorruptError (ValueError)      a stored blob no longer hashes to its digest
     ├── TransportError                 NATS connections, servers and remote calls
     │   ├── ConnectError                       no server answered within the connect timeout
     │   ├── AuthenticationError                a server refused the credentials
@@ -43,6 +46,26 @@ One root, grouped by the part of the system that raises them::
     │   ├── NotConnectedError                  NATS work asked of a system not connected to it
     │   ├── RemoteError                        a remote handler raised; carries its type and text
     │   └── WireFormatError (ValueError)       bytes from NATS that are not a valid frame / message
+    ├── BrainError                     model calls (``swarm_actors.brains``)
+    │   ├── BrainConfigError (ValueError)      a missing key, model or base URL: names the fix
+    │   ├── BrainConnectionError               no connection to the provider, or it broke mid-reply
+    │   ├── BrainTimeoutError (TimeoutError)   no complete reply within the call's timeout
+    │   ├── BrainHTTPError                     the provider answered with an error status
+    │   │   └── BrainRateLimitedError          429 Too Many Requests (``retry_after`` if it said)
+    │   ├── BrainReplyError (ValueError)       a malformed, empty, oversized or mistyped reply
+    │   ├── BrainInputTooLargeError (ValueError)  the instruction alone exceeds the context limit
+    │   ├── CircuitOpenError                   the provider's circuit breaker is open
+    │   ├── BudgetExceededError                the run's token or cost budget is spent
+    │   ├── ReplayMissError (LookupError)      replay: the request was never recorded
+    │   └── ScriptError (AssertionError)       a scripted brain was called off its script
+    ├── ToolError                      workspace files, git and checks (``swarm_actors.tools``)
+    │   ├── PathEscapeError (PermissionError)  a path leading outside the workspace root
+    │   ├── SpecialFileError (PermissionError)  a device, FIFO, socket or directory, not a file
+    │   ├── NoSuchFileError (FileNotFoundError)  no file or directory at a workspace path
+    │   ├── FileConflictError (FileExistsError)  a move onto a path that is already taken
+    │   ├── FileTooLargeError (ValueError)     content over the workspace's size limit
+    │   ├── GitError                           a git command failed; carries its stderr
+    │   └── CheckTimeoutError (TimeoutError)   a check ran past its timeout; its group was killed
     ├── CoordinateError (ValueError)   a Hilbert point, index or order outside the curve
     └── InvalidArgumentError (ValueError)  an argument outside its documented range
 
@@ -52,11 +75,15 @@ target's path), ``MessageCapabilityError`` also ``sender`` and ``AskCycleError``
 ``cycle`` of paths; event errors carry what
 they concern (``ChainBrokenError``: ``agent_id``, ``sequence``, ``event_id``;
 ``SchemaVersionError``: ``version``; ``JournalWriteError``: ``sequences``;
-``JournalGapError``: ``first``, ``last``, ``missing``);
+``JournalGapError``: ``first``, ``last``, ``missing``; blob errors: ``digest``);
 ``MessageTooLargeError`` carries ``size`` and ``limit``; ``RemoteError`` carries
 ``remote_type`` and ``remote_message``; ``NatsServerError`` carries the server's
-``log_tail``. Timeouts raise the builtin ``TimeoutError`` (``JournalTimeoutError`` is one) and
-cancellation is never converted into one of these.
+``log_tail``; tool errors carry ``path`` (workspace paths, relative to the root),
+``GitError`` the ``command``, ``returncode`` and ``stderr``, ``CheckTimeoutError`` the
+``result`` captured until the kill; brain errors carry ``provider`` and ``retryable``
+(``BrainHTTPError``: ``status``, ``retry_after``; ``BudgetExceededError``: ``summary``;
+``ReplayMissError``: ``digest``). Timeouts raise the builtin ``TimeoutError``
+(``JournalTimeoutError`` is one) and cancellation is never converted into one of these.
 """
 
 from __future__ import annotations
@@ -73,8 +100,22 @@ __all__ = [
     "ArityError",
     "AskCycleError",
     "AuthenticationError",
+    "BlobCorruptError",
+    "BlobError",
+    "BlobNotFoundError",
+    "BrainConfigError",
+    "BrainConnectionError",
+    "BrainError",
+    "BrainHTTPError",
+    "BrainInputTooLargeError",
+    "BrainRateLimitedError",
+    "BrainReplyError",
+    "BrainTimeoutError",
+    "BudgetExceededError",
     "CapabilityError",
     "ChainBrokenError",
+    "CheckTimeoutError",
+    "CircuitOpenError",
     "ConnectError",
     "CoordinateError",
     "CorruptStateError",
@@ -82,6 +123,9 @@ __all__ = [
     "EventDecodeError",
     "EventError",
     "FieldTypeError",
+    "FileConflictError",
+    "FileTooLargeError",
+    "GitError",
     "InvalidArgumentError",
     "JournalClosedError",
     "JournalFullError",
@@ -93,15 +137,21 @@ __all__ = [
     "NatsServerError",
     "NoJournalError",
     "NoSuchActorError",
+    "NoSuchFileError",
     "NotConnectedError",
     "NotOwnerError",
+    "PathEscapeError",
     "RemoteError",
     "ReplayError",
+    "ReplayMissError",
     "SchemaVersionError",
+    "ScriptError",
     "SpaceError",
+    "SpecialFileError",
     "SubjectError",
     "SwarmError",
     "SystemStoppedError",
+    "ToolError",
     "TransportError",
     "UnhandledMessageError",
     "UnknownAgentError",
@@ -521,3 +571,266 @@ class JournalWriteError(EventError):
 
 class JournalTimeoutError(JournalWriteError, TimeoutError):
     """The journal did not confirm every event within the append timeout (a ``TimeoutError``)."""
+
+
+class BlobError(EventError):
+    """The content-addressed blob store could not store or return a blob."""
+
+    digest: str
+    """The blob's SHA-256 hex digest."""
+
+    def __init__(self, message: str, *, digest: str) -> None:
+        super().__init__(message)
+        self.digest = digest
+
+
+class BlobNotFoundError(BlobError, LookupError):
+    """No blob is stored under the digest (never put, or put into another store)."""
+
+
+class BlobCorruptError(BlobError, ValueError):
+    """A stored blob no longer hashes to its digest: the file was altered or damaged on disk.
+
+    The blob is not returned. ``put`` of the original content repairs it.
+    """
+
+
+class ToolError(SwarmError):
+    """A workspace file operation, git command or check failed; the workspace is unchanged.
+
+    Nothing is half-written: a refused or failed write leaves the old file (or no file) and no
+    temporary file behind.
+    """
+
+    path: str
+    """The workspace path concerned, relative to the root (empty when none)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, path=self.path), ())
+
+
+class PathEscapeError(ToolError, PermissionError):
+    """A path leads outside the workspace root, so it was refused before anything was opened.
+
+    An absolute path, ``..`` past the root, a symbolic link (anywhere on the path) whose target
+    is absolute or climbs out of the root, or a mount point inside the root (``/proc`` or a
+    device file system mounted there). Give a path relative to the root that stays inside it.
+    """
+
+
+class SpecialFileError(ToolError, PermissionError):
+    """The path names a device, FIFO, socket or directory where a regular file is needed.
+
+    Workspace reads and writes touch regular files only (reading a FIFO or a device could block
+    or never end); list a directory with ``Workspace.list``.
+    """
+
+
+class NoSuchFileError(ToolError, FileNotFoundError):
+    """No file or directory at that workspace path (or a directory on the way is missing)."""
+
+
+class FileConflictError(ToolError, FileExistsError):
+    """A move's destination already exists; pass ``overwrite=True`` to replace it."""
+
+
+class FileTooLargeError(ToolError, ValueError):
+    """Content, or a file to read, is larger than the workspace's ``max_file_size``."""
+
+    size: int
+    """Size of the content in bytes."""
+    limit: int
+    """The workspace's ``max_file_size`` in bytes."""
+
+    def __init__(self, message: str, *, path: str = "", size: int = 0, limit: int = 0) -> None:
+        super().__init__(message, path=path)
+        self.size = size
+        self.limit = limit
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            partial(type(self), *self.args, path=self.path, size=self.size, limit=self.limit),
+            (),
+        )
+
+
+class GitError(ToolError):
+    """A git command failed (or git is missing); ``stderr`` says why, as git wrote it."""
+
+    command: tuple[str, ...]
+    """The git arguments (after ``git`` and its ``-c`` options)."""
+    returncode: int
+    """git's exit status (-1 when git could not be started)."""
+    stderr: str
+    """What git wrote to its standard error (the end of it, when long)."""
+
+    def __init__(
+        self, message: str, *, command: tuple[str, ...] = (), returncode: int = -1, stderr: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.command = command
+        self.returncode = returncode
+        self.stderr = stderr
+
+    def __str__(self) -> str:
+        detail = self.stderr.strip()
+        return f"{self.args[0]}: {detail}" if detail else str(self.args[0])
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (
+            partial(
+                type(self),
+                *self.args,
+                command=self.command,
+                returncode=self.returncode,
+                stderr=self.stderr,
+            ),
+            (),
+        )
+
+
+class CheckTimeoutError(ToolError, TimeoutError):
+    """A check ran past its timeout: its whole process group was killed.
+
+    ``result`` is what was captured until then (``timed_out`` set), and the check's event
+    was recorded before this was raised.
+    """
+
+    result: Any
+    """The ``CheckResult`` of the killed run (typed ``Any`` here: tools defines it)."""
+
+    def __init__(self, message: str, *, result: Any = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, result=self.result), ())
+
+
+class BrainError(SwarmError):
+    """A model call (a brain's ``complete``) failed; nothing was answered.
+
+    ``retryable`` says whether trying the same request again may succeed (a 429, a 5xx, a
+    broken connection, a timeout); ``GuardedBrain`` retries only those.
+    """
+
+    provider: str
+    """The provider the call went to ("" when none was reached)."""
+    retryable: bool
+    """Whether the same request may succeed when tried again."""
+
+    def __init__(self, message: str, *, provider: str = "", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retryable = retryable
+
+
+class BrainConfigError(BrainError, ValueError):
+    """A brain is missing its configuration (API key, model, base URL).
+
+    The message names the argument and the environment variable that provide it.
+    """
+
+
+class BrainConnectionError(BrainError):
+    """The provider could not be reached, or the connection broke mid-reply. Retryable.
+
+    Refused, unresolvable or unreachable, or a body cut before its end.
+    """
+
+
+class BrainTimeoutError(BrainError, TimeoutError):
+    """No complete reply arrived within the call's timeout (a slow or stalled provider)."""
+
+
+class BrainHTTPError(BrainError):
+    """The provider answered with an HTTP error status (retryable for 429 and 5xx)."""
+
+    status: int
+    """The HTTP status code."""
+    retry_after: float | None
+    """Seconds the provider asked to wait (``Retry-After``), if it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str = "",
+        retryable: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class BrainRateLimitedError(BrainHTTPError):
+    """The provider refused the call for its rate limit (HTTP 429). Retryable."""
+
+
+class BrainReplyError(BrainError, ValueError):
+    """The reply is not a usable answer.
+
+    Malformed JSON, no choices, empty content, over the size limit, the wrong content type,
+    or not the JSON that was asked for.
+    """
+
+
+class BrainInputTooLargeError(BrainError, ValueError):
+    """The request cannot fit the context limit without dropping its instruction.
+
+    The system messages alone (or with every other message cut to its minimum) exceed the
+    limit. Nothing was sent.
+    """
+
+
+class CircuitOpenError(BrainError):
+    """The provider's circuit breaker is open after repeated failures: no call was made.
+
+    Carries ``retry_after``, the seconds until the breaker lets a probe call through.
+    """
+
+    retry_after: float
+    """Seconds until the breaker lets one probe call through (half-open)."""
+
+    def __init__(self, message: str, *, provider: str, retry_after: float) -> None:
+        super().__init__(message, provider=provider, retryable=False)
+        self.retry_after = retry_after
+
+
+class BudgetExceededError(BrainError):
+    """The run's budget (tokens, or cost where prices are configured) is spent.
+
+    The call was not made; ``summary`` says what the run used.
+    """
+
+    summary: Any
+    """The budget's ``BudgetSummary`` when it ran out."""
+
+    def __init__(self, message: str, *, summary: Any) -> None:
+        super().__init__(message)
+        self.summary = summary
+
+
+class ReplayMissError(BrainError, LookupError):
+    """A replay brain was asked a request its journal never recorded (no model is called)."""
+
+    digest: str
+    """The request's digest (``BrainRequest.digest``)."""
+
+    def __init__(self, message: str, *, digest: str) -> None:
+        super().__init__(message, provider="replay")
+        self.digest = digest
+
+
+class ScriptError(BrainError, AssertionError):
+    """A scripted brain's script and the code under test disagree.
+
+    It was called more often than scripted, with a request its step did not expect, or
+    closed with steps unused.
+    """

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from swarm_actors._core._actor import Actor
+    from swarm_actors._core._pool import PoolRef
     from swarm_actors._core._ref import ActorRef
     from swarm_actors._nats._cluster import PlacedRef, PlacementStats
     from swarm_actors._nats._remote import RemoteRef
@@ -267,6 +268,7 @@ class ActorSystem:
                     self._nats_options,
                     names=self._names,
                     virtual=self._virtual,
+                    death_watch=self._dispatcher.watches,
                     node=cluster.node,
                     # Without data_dir an embedded server's store is temporary and its own:
                     # one shared default store would collide as soon as two processes embed
@@ -458,6 +460,85 @@ class ActorSystem:
         cell.set_running()
         record_signal(cell, SignalKind.STARTED)
         return cell.ref
+
+    async def pool(
+        self,
+        actor_class: type[A],
+        *args: Any,
+        size: int = 4,
+        routing: str = "round_robin",
+        key: Callable[[Any], object] | None = None,
+        name: str | None = None,
+        supervision: OneForOne | None = None,
+        placed: bool = False,
+        **kwargs: Any,
+    ) -> PoolRef[A]:
+        """Start ``size`` actors of ``actor_class`` behind one ref, a ``PoolRef``.
+
+        ``routing`` picks the member of each message: ``"round_robin"``, ``"least_busy"`` (the
+        shortest mailbox) or ``"consistent_hash"`` on ``key(message)`` (a str, bytes or int;
+        e.g. ``key=lambda m: m.user``). ``supervision`` is the members' strategy (default
+        ``OneForOne()``); a member that stops without the pool asking is replaced. ``args`` and
+        ``kwargs`` go to each member's constructor.
+
+        ``name``: with ``nats=``, a pool that spans nodes: every node that opens a pool of
+        this name adds its members, registered as ``<name>~<node>~<n>``, and routes over all
+        of them (members of a node that died or left drop out). ``placed=True`` (needs
+        ``name`` and ``nats=``): the members are the cluster's virtual actors
+        ``actor_class / "<name>#<n>"`` and consistent hashing follows their Hilbert placement:
+        a key that is a position (a tree path) goes to the member owning that stretch of the
+        curve, so related keys land together. A named round-robin or least-busy pool can be
+        sent in a message: another node receives a view of the same members.
+
+        ``InvalidArgumentError`` for a size below 1, an unknown routing, ``consistent_hash``
+        without ``key`` (or ``key`` without it), a bad ``supervision`` or name, ``placed``
+        without ``name``; ``NotConnectedError`` for ``placed`` without NATS.
+        """
+        from swarm_actors._core._pool import PoolRef, check_pool, open_pool
+
+        check_pool(actor_class, size, routing, key, supervision, name)
+        self._attach()
+        pool = PoolRef(
+            self,
+            actor_class,
+            args,
+            kwargs,
+            routing=routing,
+            key=key,
+            strategy=supervision or OneForOne(),
+            name=name,
+        )
+        if placed:
+            if name is None:
+                raise InvalidArgumentError(
+                    "placed=True needs name=: the members are the virtual actors <name>#<n>"
+                )
+            if args or kwargs:
+                raise InvalidArgumentError(
+                    "placed members are virtual actors, built without arguments: drop them"
+                )
+            if self._nats is None:
+                raise NotConnectedError(
+                    "a placed pool belongs to a cluster: make the system with nats=..."
+                )
+            transport = self._transport or await self._connect()
+            assert transport.cluster is not None
+            from swarm_actors._nats._pool import PlacedMembers
+
+            members = PlacedMembers(transport.cluster, actor_class, name, size)
+            return await open_pool(pool, size, None, members)
+        if name is None or self._nats is None:
+            return await open_pool(pool, size, name, None)
+        transport = self._transport or await self._connect()
+        from swarm_actors._nats._pool import ClusterMembers, supervisor_name
+
+        others = ClusterMembers(transport, name, actor_class, routing)
+        await others.open()
+        try:
+            return await open_pool(pool, size, supervisor_name(name, transport.node_id), others)
+        except BaseException:
+            await others.close()
+            raise
 
     def virtual(self, actor_class: type[A], key: str) -> VirtualRef[A]:
         """A ref to this system's virtual actor ``actor_class`` / ``key``, running or not.

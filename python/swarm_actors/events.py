@@ -1,17 +1,20 @@
 """The swarm's events and their journal: the public face of ``_events``, ``_chain``, ``_journal``.
 
-Every decision ("why"), state change ("what") and lifecycle or health signal is a typed
+Every decision ("why"), state change ("what"), lifecycle or health signal, model call
+(``ModelCall``) and tool run (``ToolRun``) is a typed
 ``SwarmEvent``, the msgspec mirror of ``proto/swarm/events/v1/events.proto`` (the schema of
 record). Events travel as msgspec msgpack on ``swarm.events.<agent_role>.<kind>`` and are
 stored in a ``Journal``: ``MemoryJournal`` in process, ``JetStreamJournal`` (a JetStream stream,
 with ``DurableConsumer`` for at-least-once processing) across processes.
 An agent's state changes form a hash chain that ``verify_chain`` checks and ``replay_state``
-folds to show the agent's state at any earlier point. Errors are the ``EventError`` family
-of ``swarm_actors``.
+folds to show the agent's state at any earlier point. Large contents (prompts, responses, tool
+output) are stored once in a content-addressed ``BlobStore`` and referenced from events by
+their SHA-256 digest. Errors are the ``EventError`` family of ``swarm_actors``.
 """
 
 from types import FunctionType as _Function
 
+from swarm_actors._events._blobs import BlobStore, blob_digest
 from swarm_actors._events._chain import ReplayedState, replay_journal, replay_state, verify_chain
 from swarm_actors._events._journal import (
     ALL_EVENTS,
@@ -27,11 +30,13 @@ from swarm_actors._events._schema import (
     AgentDecision,
     ChangeForm,
     HealthStatus,
+    ModelCall,
     Payload,
     SignalKind,
     StateChange,
     SwarmEvent,
     SystemSignal,
+    ToolRun,
     check_role,
     decode_event,
     encode_event,
@@ -53,6 +58,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SUBJECT_PREFIX",
     "AgentDecision",
+    "BlobStore",
     "ChangeForm",
     "Delivery",
     "DurableConsumer",
@@ -61,12 +67,15 @@ __all__ = [
     "Journal",
     "JournalEntry",
     "MemoryJournal",
+    "ModelCall",
     "Payload",
     "ReplayedState",
     "SignalKind",
     "StateChange",
     "SwarmEvent",
     "SystemSignal",
+    "ToolRun",
+    "blob_digest",
     "check_role",
     "decode_event",
     "encode_event",

@@ -44,6 +44,7 @@ __all__ = ["Actor", "SpaceGrant", "class_names", "handler"]
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 A = TypeVar("A", bound="Actor")
+R = TypeVar("R")
 
 DEFAULT_MAILBOX_SIZE = 1000
 
@@ -161,6 +162,9 @@ class Actor:
     ``restore`` and ``snapshot``. A task that a handler starts keeps that handler's sender.
     Asks still return their answer as the handler's result; ``self.sender`` in an ask's
     handler is the asking actor.
+
+    Death watch: ``self.watch(ref)`` sends this actor a ``Terminated`` once the actor behind
+    ``ref`` ends (here or on another node); ``self.unwatch(ref)`` takes it back.
 
     Always available: ``self.log``, a structlog logger bound with the actor's path (``actor``),
     name (``actor_name``) and the trace and span ids of the message being handled
@@ -333,6 +337,33 @@ class Actor:
     ) -> ActorRef[A]:
         """Start a child actor supervised by this one; it stops when this actor stops."""
         return await self.system._start(actor_class, args, kwargs, name=name, parent=self.ref)
+
+    def watch(self, ref: R) -> R:
+        """Have ``Terminated(ref, reason)`` sent to this actor once the actor behind ``ref`` ends.
+
+        ``ref`` is an ``ActorRef`` (this process) or a ``RemoteRef`` (another node: the watch
+        is registered with that node, and its death is detected within about
+        ``Cluster.node_ttl`` seconds; see ``Terminated`` for the reasons). An actor already gone
+        gets its ``Terminated`` at once (``"already_dead"``); watching the same ref twice
+        still sends one. Returns ``ref``. Watches last until the ``Terminated``, ``unwatch``
+        or this actor's stop, and survive its restarts.
+
+        Raises ``InvalidArgumentError`` for anything but such a ref (a virtual or placed ref
+        too: passivation is not death, so no ``Terminated`` would come), for a watch of
+        itself, from a virtual actor, or from an actor class with no handler for
+        ``Terminated`` (the message would be lost: the error says what to add).
+        """
+        cell = self._cell
+        cell.dispatcher.watches.watch(cell, ref)
+        return ref
+
+    def unwatch(self, ref: Any) -> None:
+        """Take back the watch of ``ref``: no ``Terminated`` for it will be handled from now on.
+
+        One already waiting in the mailbox is taken out. Does nothing if ``ref`` is not watched.
+        """
+        cell = self._cell
+        cell.dispatcher.watches.unwatch(cell, ref)
 
     def decide(
         self,

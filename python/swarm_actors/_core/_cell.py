@@ -26,6 +26,7 @@ timer (``Deadlines``) instead of a ``call_later`` each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import enum
 import inspect
@@ -49,6 +50,7 @@ from swarm_actors._core._telemetry import (
     attach_context,
     detach_context,
 )
+from swarm_actors._core._watch import DeathWatch
 from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import (
     ActorDeadError,
@@ -215,6 +217,7 @@ class Dispatcher:
     One per ``ActorSystem``, reached from every cell: it also holds the system's own state of
     the hot paths, which no two systems in a process share: the inline-ask budget until the
     next checkpoint (``inline_left``) and the sampled-context cache (``traces``); and its
+    death watch (``watches``, see ``_watch``), which every cell tells when it stops; and the
     virtual-actor registry (``virtuals``), where a virtual actor's sender ref comes from.
     """
 
@@ -228,10 +231,12 @@ class Dispatcher:
         "stale",
         "traces",
         "virtuals",
+        "watches",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop, virtuals: Any = None) -> None:
         self.loop = loop
+        self.watches = DeathWatch()  # the system's death watch (``Actor.watch``)
         self.virtuals = virtuals  # the system's VirtualRegistry (see _sender.origin_of)
         self.ready: deque[Cell] = deque()
         self.pending = False
@@ -448,6 +453,10 @@ class Cell:
         finally:
             CURRENT_SENDER.set(previous)
 
+    def is_stopped(self) -> bool:
+        """Whether the cell is STOPPED for good."""
+        return self.state is STOPPED
+
     def is_running(self) -> bool:
         """Whether the cell is RUNNING (a call, so type narrowing does not go stale)."""
         return self.state is RUNNING
@@ -463,6 +472,7 @@ class Cell:
         self.refuse_senders(error)
         self.state = STOPPED
         self.discard_queue(error)
+        self.dispatcher.watches.ended(self)
 
     def begin_passivation(self) -> None:
         """A virtual actor is being passivated: no more messages, no more turns (STOPPING).
@@ -516,6 +526,23 @@ class Cell:
                 self.schedule()
             return True
         return False
+
+    def post_urgent(self, item: Any) -> bool:
+        """Deliver a notice of the runtime (``Terminated``) even past the mailbox's capacity.
+
+        ``False`` once the actor takes no more messages (nobody is left to handle it).
+        """
+        if not self.accepting:
+            return False
+        self.queue.append(item)
+        if not self.scheduled and self.runnable:
+            self.schedule()
+        return True
+
+    def withdraw(self, item: Any) -> None:
+        """Take ``item`` back out of the mailbox, if still there (an ``unwatch``)."""
+        with contextlib.suppress(ValueError):
+            self.queue.remove(item)
 
     def enqueue_nowait(self, item: Any) -> None:
         """Deliver ``item`` now or raise ``ActorDeadError`` (stopped) / ``MailboxFullError``."""
@@ -1048,6 +1075,7 @@ class Cell:
         elif directive is Directive.RESUME:
             self.resume()
         elif directive is Directive.STOP:
+            self.dispatcher.watches.failed(self)  # its watchers learn it failed
             for cell in (self, *siblings):
                 await cell.stop(drain=False)
         else:
@@ -1068,6 +1096,7 @@ class Cell:
         parent = self.parent
         if parent is None:
             log.error("failure escalated to the system: stopping the actor", actor=self.path)
+            self.dispatcher.watches.failed(self)
             await self.stop(drain=False)
             return
         error = EscalatedError(f"child {self.path} escalated {exc!r}", actor=parent.path)
@@ -1143,6 +1172,19 @@ class Cell:
         self.dropped += discarded
         return discarded
 
+    def take_queue(self) -> list[Any]:
+        """Remove every queued message and return them untouched (oldest first).
+
+        For a pool whose member stops unexpectedly: its queue goes to another member instead
+        of being discarded (see ``_pool``). Asks keep their futures: whoever handles them
+        answers their askers.
+        """
+        items = list(self.queue)
+        self.queue.clear()
+        if self.put_waiters:
+            self._wake_putters()
+        return items
+
     async def cut_short(self, reason: str) -> None:
         """A draining stop ran out of time: cancel the handler in progress, discard the rest.
 
@@ -1195,6 +1237,7 @@ class Cell:
                 log.exception("on_stop raised", actor=self.path)
         self.state = STOPPED
         self.system._unregister(self)
+        self.dispatcher.watches.ended(self)  # its watchers get Terminated; its watches go
         detail = f"discarded {discarded} message(s)"
         if self.stop_note:
             detail = f"{detail}; {self.stop_note}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -361,6 +362,17 @@ class ActorRef(Generic[A]):
 
     def __hash__(self) -> int:
         return id(self._cell)
+
+    def __swarm_watch__(self, watcher: Cell) -> Callable[[], None] | None:
+        """Register ``watcher``'s watch of this actor (see ``Watchable``, ``Actor.watch``)."""
+        cell = self._cell
+        if cell.virtual_id is not None:  # ``self.ref`` of a virtual actor: it is passivated
+            raise InvalidArgumentError(
+                f"{cell.path} is a virtual actor: it cannot be watched (passivation is not "
+                "death: its next message activates it again); watch actors started with "
+                "system.start or start_child"
+            )
+        return watcher.dispatcher.watches.watch_cell(watcher, cell, self)
 
     def __swarm_wire__(self, node: WireNode) -> RefForm:
         """The ref as sent from ``node`` (see ``Ref``): by name, or by its virtual address."""

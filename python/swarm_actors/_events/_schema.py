@@ -3,7 +3,7 @@
 The ``.proto`` is the schema of record; these Structs mirror it field for field, each field
 annotated with its proto number (``_protomap.proto``), and ``tests/test_events_proto.py`` fails
 on any drift. The payload is a msgspec tagged union whose tags are the oneof members' field
-numbers (10, 11, 12: compact, and proof against renames as protobuf is); the members' names
+numbers (10 to 14: compact, and proof against renames as protobuf is); the members' names
 (``KINDS``) are the ``<kind>`` of the NATS subject ``swarm.events.<agent_role>.<kind>``.
 
 Wire format: msgspec msgpack with ``array_like=True`` (on a 2-core machine with CPython 3.11:
@@ -23,6 +23,12 @@ Schema versions (``SCHEMA_VERSION``, carried by every event):
   it is, the new fields at their defaults, which proto3 leaves out of the canonical bytes: the
   hashes of old state changes still verify. A version whose layout changed otherwise gets an
   entry in ``_UPGRADES`` (its own Structs and a conversion). Version 1 is the first.
+  An event that claims an older version but carries what only a later one has (a payload kind,
+  a non-default appended field) is refused too (``_INTRODUCED``): it is no event of that version.
+* Version 2 added the ``ModelCall`` and ``ToolRun`` payloads and the envelope's ``run_id``
+  (appended, proto number 15). An empty ``run_id`` is left out of the msgpack bytes (the
+  envelope is then the 10-element array of version 1), as proto3 leaves defaults out of its
+  bytes: a version-1 event re-encodes to its own bytes.
   ``tests/test_events.py`` decodes checked-in version-1 bytes (and pins a version-1 hash), so a
   change that would make old journals unreadable fails there.
 """
@@ -51,11 +57,13 @@ __all__ = [
     "AgentDecision",
     "ChangeForm",
     "HealthStatus",
+    "ModelCall",
     "Payload",
     "SignalKind",
     "StateChange",
     "SwarmEvent",
     "SystemSignal",
+    "ToolRun",
     "check_role",
     "decode_event",
     "encode_event",
@@ -68,13 +76,13 @@ __all__ = [
     "to_proto_dict",
 ]
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 """The schema version this build writes (and the newest it reads)."""
 
 SUBJECT_PREFIX: Final = "swarm.events"
 """Every event subject is ``swarm.events.<agent_role>.<kind>``."""
 
-KINDS: Final = ("decision", "state_change", "system_signal")
+KINDS: Final = ("decision", "state_change", "system_signal", "model_call", "tool_run")
 """The payload kinds: the oneof's member names, and the last token of an event's subject."""
 
 
@@ -192,8 +200,92 @@ class SystemSignal(_Record, tag=12, frozen=True, kw_only=True):
     """``HEALTH``: messages waiting in the mailbox."""
 
 
-Payload = AgentDecision | StateChange | SystemSignal
-"""The oneof ``payload``: one of the three kinds."""
+class ModelCall(_Record, tag=13, frozen=True, kw_only=True):
+    """A call to a model: what was asked, what came back, what it cost (proto ``ModelCall``).
+
+    Large contents are referenced, not inline: ``prompt_ref`` and ``response_ref`` are SHA-256
+    hex digests of blobs in a ``BlobStore``. Added in schema version 2.
+    """
+
+    provider: Annotated[str, proto(1, "string")] = ""
+    """Who served the call: ``"openai"``, a host, ``"scripted"``, ``"replay"``..."""
+    model: Annotated[str, proto(2, "string")] = ""
+    """The model name as sent to the provider."""
+    request_digest: Annotated[str, proto(3, "string")] = ""
+    """SHA-256 hex of the normalized request: the cache's and replay's key."""
+    prompt_ref: Annotated[str, proto(4, "string")] = ""
+    """SHA-256 hex of the normalized request's bytes in the blob store, or empty."""
+    response_ref: Annotated[str, proto(5, "string")] = ""
+    """SHA-256 hex of the response text in the blob store, or empty (an error)."""
+    prompt_preview: Annotated[str, proto(6, "string")] = ""
+    """The start of the last user message (at most 200 characters)."""
+    response_preview: Annotated[str, proto(7, "string")] = ""
+    """The start of the response text (at most 200 characters)."""
+    tokens_in: Annotated[int, proto(8, "uint64")] = 0
+    """Prompt tokens, as the provider counted them (estimated when it did not say)."""
+    tokens_out: Annotated[int, proto(9, "uint64")] = 0
+    """Completion tokens."""
+    latency_ns: Annotated[int, proto(10, "uint64")] = 0
+    """Wall-clock time of the call in nanoseconds, retries included; 0 for a cache hit."""
+    cache_hit: Annotated[bool, proto(11, "bool")] = False
+    """The answer came from the response cache: no request was made."""
+    attempts: Annotated[int, proto(12, "uint32")] = 0
+    """Requests made (1 without retries; 0 for a cache hit or a replay)."""
+    error_type: Annotated[str, proto(13, "string")] = ""
+    """On failure: the error's qualified type name."""
+    error_message: Annotated[str, proto(14, "string")] = ""
+    """On failure: the error message."""
+    cost: Annotated[float, proto(15, "double", ge=0.0)] = 0.0
+    """What the call cost where prices are configured, else 0."""
+    speculative: Annotated[bool, proto(16, "bool")] = False
+    """One of several calls racing for the same request."""
+    winner: Annotated[bool, proto(17, "bool")] = False
+    """Of a speculative race: this call's answer was used."""
+    finish_reason: Annotated[str, proto(18, "string")] = ""
+    """Why the model stopped: ``"stop"``, ``"length"``...; empty on failure."""
+
+
+class ToolRun(_Record, tag=14, frozen=True, kw_only=True):
+    """A run of an external tool (tests, a linter, a compiler) and its verdict (proto ``ToolRun``).
+
+    The whole output is stored once in a ``BlobStore``; ``output_ref`` is its SHA-256 hex.
+    Added in schema version 2.
+    """
+
+    tool: Annotated[str, proto(1, "string")] = ""
+    """The tool's short name: ``"pytest"``, ``"ruff"``..."""
+    argv: Annotated[tuple[str, ...], proto(2, "string")] = ()
+    """The command line as executed, ``argv[0]`` first."""
+    cwd: Annotated[str, proto(3, "string")] = ""
+    """The working directory, relative to the workspace root."""
+    exit_status: Annotated[int, proto(4, "int32")] = 0
+    """The exit code, or minus the number of the signal that ended the process."""
+    duration_ns: Annotated[int, proto(5, "uint64")] = 0
+    """Wall-clock duration in nanoseconds."""
+    timed_out: Annotated[bool, proto(6, "bool")] = False
+    """The run hit its timeout and its process group was killed."""
+    passed: Annotated[int, proto(7, "uint32")] = 0
+    """Tests passed (parsed from the tool's machine output)."""
+    failed: Annotated[int, proto(8, "uint32")] = 0
+    """Tests failed, or findings reported."""
+    errors: Annotated[int, proto(9, "uint32")] = 0
+    """Errors (tests that errored, files that did not parse)."""
+    skipped: Annotated[int, proto(10, "uint32")] = 0
+    """Tests skipped."""
+    summary: Annotated[str, proto(11, "string")] = ""
+    """A short human summary, e.g. ``"12 passed, 1 failed"``."""
+    output_ref: Annotated[str, proto(12, "string")] = ""
+    """SHA-256 hex of the captured output in the blob store."""
+    output_bytes: Annotated[int, proto(13, "uint64")] = 0
+    """Size of the captured output in bytes (after the cap)."""
+    truncated: Annotated[bool, proto(14, "bool")] = False
+    """The output exceeded the capture cap and was cut."""
+    output_preview: Annotated[str, proto(15, "string")] = ""
+    """The end of the output (at most 500 characters)."""
+
+
+Payload = AgentDecision | StateChange | SystemSignal | ModelCall | ToolRun
+"""The oneof ``payload``: one of the five kinds."""
 
 _ROLE_PATTERN = r"^[A-Za-z0-9_-]{1,64}\Z"  # \Z, not $: "a\n" is no role
 
@@ -219,8 +311,20 @@ class SwarmEvent(_Record, frozen=True, kw_only=True):
     """Per-agent sequence, 1 for an agent's first event, +1 for each next one."""
     causation_id: Annotated[str, proto(9, "string")] = ""
     """Id of the event that caused this one, or empty."""
-    payload: Annotated[Payload, oneof("payload", decision=10, state_change=11, system_signal=12)]
+    payload: Annotated[
+        Payload,
+        oneof(
+            "payload",
+            decision=10,
+            state_change=11,
+            system_signal=12,
+            model_call=13,
+            tool_run=14,
+        ),
+    ]
     """What happened."""
+    run_id: Annotated[str, proto(15, "string", max_length=256)] = ""
+    """The run the event belongs to, or empty (version 2; left out of the bytes when empty)."""
 
 
 # --- codec ------------------------------------------------------------------------------------
@@ -234,10 +338,26 @@ _VERSION_POSITION = 6  # schema_version's index in the envelope array
 #: Every other version from 1 to ``SCHEMA_VERSION`` decodes directly.
 _UPGRADES: dict[int, Callable[[bytes], SwarmEvent]] = {}
 
+#: What a version added, and so an event of an earlier version cannot carry: payload kinds,
+#: and envelope fields with their defaults.
+_INTRODUCED_KINDS: dict[type, int] = {ModelCall: 2, ToolRun: 2}
+_INTRODUCED_FIELDS: dict[str, tuple[int, object]] = {"run_id": (2, "")}
+
+_V1_HEAD = b"\x9a"  # fixarray of 10: the envelope without run_id
+_EMPTY_RUN_TAIL = b"\xa0"  # the empty string run_id, last in the array
+
 
 def encode_event(event: SwarmEvent) -> bytes:
-    """The msgpack bytes of an event (what goes on the wire and into a journal)."""
-    return _encoder.encode(event)
+    """The msgpack bytes of an event (what goes on the wire and into a journal).
+
+    An empty ``run_id`` (the last envelope field, version 2) is left out, so the envelope is
+    then the 10-element array every version reads, and a version-1 event encodes to the
+    bytes it was read from. The envelope's array header is one byte (fewer than 16 fields).
+    """
+    data = _encoder.encode(event)
+    if not event.run_id:
+        return _V1_HEAD + data[1:-1]
+    return data
 
 
 def _version_error(version: int) -> SchemaVersionError:
@@ -257,6 +377,17 @@ def _older(event: SwarmEvent, data: bytes | None) -> SwarmEvent:
         raise EventDecodeError(f"event has schema version {version}, which never existed")
     if data is not None and version in _UPGRADES:
         return _UPGRADES[version](data)
+    since = _INTRODUCED_KINDS.get(type(event.payload), 1)
+    if version < since:
+        raise EventDecodeError(
+            f"event of schema version {version} carries a {type(event.payload).__name__}, "
+            f"which version {since} introduced"
+        )
+    for name, (since, default) in _INTRODUCED_FIELDS.items():
+        if version < since and getattr(event, name) != default:
+            raise EventDecodeError(
+                f"event of schema version {version} sets {name}, which version {since} introduced"
+            )
     return event
 
 
@@ -350,8 +481,14 @@ def from_proto_dict(data: Mapping[str, Any]) -> SwarmEvent:
 # --- subjects ---------------------------------------------------------------------------------
 
 _ROLE = re.compile(_ROLE_PATTERN)
-_KIND_INDEX: dict[type, int] = {AgentDecision: 0, StateChange: 1, SystemSignal: 2}
-_subjects: dict[str, tuple[str, str, str]] = {}
+_KIND_INDEX: dict[type, int] = {
+    AgentDecision: 0,
+    StateChange: 1,
+    SystemSignal: 2,
+    ModelCall: 3,
+    ToolRun: 4,
+}
+_subjects: dict[str, tuple[str, ...]] = {}
 
 
 def check_role(role: str) -> str:
@@ -374,11 +511,7 @@ def subject_for(event: SwarmEvent) -> str:
         role = check_role(event.agent_role)
         if len(_subjects) >= 4096:  # roles are few; do not grow without bound if they are not
             _subjects.clear()
-        subjects = _subjects[role] = (
-            f"{SUBJECT_PREFIX}.{role}.decision",
-            f"{SUBJECT_PREFIX}.{role}.state_change",
-            f"{SUBJECT_PREFIX}.{role}.system_signal",
-        )
+        subjects = _subjects[role] = tuple(f"{SUBJECT_PREFIX}.{role}.{kind}" for kind in KINDS)
     return subjects[_KIND_INDEX[type(event.payload)]]
 
 
@@ -452,12 +585,14 @@ def new_event(
     span_id: str = "",
     event_id: str | None = None,
     timestamp_ns: int | None = None,
+    run_id: str = "",
 ) -> SwarmEvent:
     """A new event around ``payload``, with a fresh id and the current time unless given.
 
     A ``StateChange`` is sealed: its ``hash`` is computed here from everything else, so pass
     ``prev_hash`` (the agent's previous change's ``hash``, empty for its first) and leave
     ``hash`` empty. The role is checked (``SubjectError``) so the event can be published.
+    ``run_id`` names the run the event belongs to (empty: none).
     """
     if agent_role not in _subjects:
         check_role(agent_role)
@@ -472,6 +607,7 @@ def new_event(
         sequence=sequence,
         causation_id=causation_id,
         payload=payload,
+        run_id=run_id,
     )
     if type(payload) is StateChange:
         sealed = msgspec.structs.replace(payload, hash=state_hash(event))

@@ -1,7 +1,7 @@
 """The inbox of a node: routes each incoming envelope to what is registered to receive it.
 
 A node (``_transport``) subscribes :meth:`Inbox.on_message` to its subjects; the inbox decodes
-the frames and routes each envelope to one of three kinds of addressee:
+the frames and routes each envelope to one of four kinds of addressee:
 
 * a named actor of this system (the system's name table, given at construction): tells are
   enqueued into its mailbox as a local tell is, asks with a future whose completion sends the
@@ -9,6 +9,9 @@ the frames and routes each envelope to one of three kinds of addressee:
   local ask does;
 * a virtual target (``~class~position~key``): handed to the resolver the cluster registered
   with :meth:`Inbox.route_virtual` (``VirtualTargets``);
+* death-watch traffic (``_watch``): asks of kind ``swarm:watch`` to a named actor, and tells to
+  the reserved targets ``!...`` (no actor name starts with ``!``), handed to the handler
+  registered with :meth:`Inbox.route_watches`;
 * an ask this node sent (by its correlation id, registered with :meth:`Inbox.expect`): the
   answer completes the asker's future. Answers are taken only from the node's reply subjects
   (:meth:`Inbox.answers`, see ``_transport``), and only from the node the ask was sent to: an
@@ -50,6 +53,7 @@ from swarm_actors._exceptions import (
     WireFormatError,
 )
 from swarm_actors._log import get_logger
+from swarm_actors._nats._watch import WATCH
 from swarm_actors._nats._wire import (
     NO_SUCH_ACTOR,
     STOP,
@@ -101,6 +105,18 @@ class VirtualTargets(Protocol):
         ...
 
 
+class WatchRoutes(Protocol):
+    """What the inbox hands death-watch traffic to (``_watch.NodeWatches``)."""
+
+    def on_watch(self, cell: Cell, body: Any) -> str:
+        """Another node watches ``cell``; the answer to its ask (``WireFormatError``: bad body)."""
+        ...
+
+    def on_tell(self, envelope: Tell) -> None:
+        """A tell to a reserved target (``!...``); ``WireFormatError`` for a bad one."""
+        ...
+
+
 class Inbox:
     """Routes a node's incoming envelopes (see the module docstring).
 
@@ -124,6 +140,7 @@ class Inbox:
         self.codec = codec
         self.outbox = outbox
         self.virtual_targets: VirtualTargets | None = None
+        self.watches: WatchRoutes | None = None
         self._loop = asyncio.get_running_loop()
         self._pending: dict[int, tuple[asyncio.Future[Any], str]] = {}
         self._overflow: dict[Cell, deque[Any]] = {}
@@ -132,6 +149,10 @@ class Inbox:
     def route_virtual(self, targets: VirtualTargets) -> None:
         """Hand envelopes addressed to virtual targets (``~...``) to ``targets`` from now on."""
         self.virtual_targets = targets
+
+    def route_watches(self, watches: WatchRoutes) -> None:
+        """Hand watch asks and tells to reserved targets (``!...``) to ``watches`` from now on."""
+        self.watches = watches
 
     # --- asks this node sent ----------------------------------------------------------------
 
@@ -189,6 +210,8 @@ class Inbox:
                     if cell is None:
                         if envelope.target[:1] == "~" and self.virtual_targets is not None:
                             self._virtual_tell(envelope)
+                        elif envelope.target[:1] == "!" and self.watches is not None:
+                            self._watch_tell(envelope)
                         else:
                             self.dead_letter(envelope, "no such actor")
                         continue
@@ -297,6 +320,22 @@ class Inbox:
         except (WireFormatError, ValueError) as exc:
             self.dead_letter(envelope, str(exc))
 
+    def _watch_tell(self, envelope: Tell) -> None:
+        assert self.watches is not None
+        try:
+            self.watches.on_tell(envelope)
+        except WireFormatError as exc:
+            self.dead_letter(envelope, str(exc))
+
+    def _watch_ask(self, cell: Cell, envelope: Ask) -> None:
+        assert self.watches is not None
+        try:
+            answer = self.watches.on_watch(cell, envelope.body)
+        except WireFormatError as exc:
+            self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
+            return
+        self._reply(envelope.reply, envelope.corr, cell.path, answer)
+
     def _virtual_ask(self, envelope: Ask) -> None:
         assert self.virtual_targets is not None
         try:
@@ -324,7 +363,7 @@ class Inbox:
             cell is None
             and envelope.target[:1] == "~"
             and self.virtual_targets is not None
-            and envelope.type != STOP
+            and envelope.type not in (STOP, WATCH)
         ):
             self._virtual_ask(envelope)
             return
@@ -334,6 +373,9 @@ class Inbox:
             return
         if envelope.type == STOP:
             self._stop(cell, envelope)
+            return
+        if envelope.type == WATCH and self.watches is not None:
+            self._watch_ask(cell, envelope)
             return
         try:
             message = self.codec.decode_body(envelope.type, envelope.body)

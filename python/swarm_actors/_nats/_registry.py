@@ -372,6 +372,10 @@ class Registry:
         """The mirrored entry of ``name`` (no I/O)."""
         return self._mirror.get(name)
 
+    def entries(self, prefix: str) -> list[tuple[str, NameEntry]]:
+        """The mirrored entries whose names start with ``prefix``, sorted by name (no I/O)."""
+        return sorted((n, e) for n, e in self._mirror.items() if n.startswith(prefix))
+
     async def fetch(self, name: str) -> NameEntry | None:
         """The entry of ``name`` as stored now (one KV read); updates the mirror."""
         names = self._names
@@ -427,6 +431,16 @@ class Registry:
             if entry.value is not None and entry.value.decode() == incarnation:
                 return True
         return self._probe is not None and await self._probe(node) == incarnation
+
+    async def incarnation_of(self, node: str) -> str | None:
+        """The incarnation ``node`` heartbeats with now (``None``: no heartbeat within its TTL)."""
+        nodes = self._nodes
+        assert nodes is not None
+        try:
+            entry = await _settled(lambda: nodes.get(node))
+        except _key_not_found():
+            return None
+        return entry.value.decode(errors="replace") if entry.value else None
 
     async def live_nodes(self) -> set[str]:
         """Ids of the nodes that heartbeat now (one bucket listing)."""

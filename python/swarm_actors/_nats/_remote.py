@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opentelemetry import trace
@@ -139,6 +140,10 @@ class RemoteRef(Generic[A]):
     def _check_send(self, node: str) -> None:
         role, classes, path = self._capabilities()
         check_send_remote(role, classes, path, node)
+
+    def __swarm_watch__(self, watcher: Cell) -> Callable[[], None] | None:
+        """Register ``watcher``'s watch with the actor's node (see ``Actor.watch``)."""
+        return self._transport.watches.watch(watcher, self)
 
     def __swarm_wire__(self, node: WireNode) -> RefForm:
         """The ref on the wire (see ``Ref``): the same from any node, the one it runs on."""

@@ -49,7 +49,15 @@ from swarm_actors._nats._inbox import Inbox
 from swarm_actors._nats._outbox import Outbox, node_subject
 from swarm_actors._nats._placement import Placement
 from swarm_actors._nats._registry import NameEntry, Registry, cluster_replicas
-from swarm_actors._nats._wire import VIRTUAL_NODE, AskOut, Codec, reply_subject, type_name
+from swarm_actors._nats._watch import NodeWatches
+from swarm_actors._nats._wire import (
+    POOL_NODE,
+    VIRTUAL_NODE,
+    AskOut,
+    Codec,
+    reply_subject,
+    type_name,
+)
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -57,6 +65,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._cell import Cell
     from swarm_actors._core._virtual import VirtualRegistry
+    from swarm_actors._core._watch import DeathWatch
     from swarm_actors._nats._cluster import ClusterState
     from swarm_actors._nats._server import NatsServer
     from swarm_actors._system import ActorSystem
@@ -84,6 +93,7 @@ class Transport:
         *,
         names: Mapping[str, Cell],
         virtual: VirtualRegistry,
+        death_watch: DeathWatch,
         node: str | None,
         data_dir: str | None,
         node_ttl: float,
@@ -93,6 +103,9 @@ class Transport:
         self.system = system
         self.names = names
         self.virtual = virtual
+        self._death_watch = death_watch
+        self.watches: NodeWatches
+        """Death watches across nodes (``_watch``), made when the node connects."""
         self.tracer = system.tracer
         """The system's tracer (``None``: tracing is off), kept in step by the system: the
         node's refs read it on every send, where a property of the system costs a call."""
@@ -149,6 +162,8 @@ class Transport:
             self.inbox = Inbox(
                 self.system, self.names, self.node_id, self.codec, self.outbox, self._tasks
             )
+            self.watches = NodeWatches(self, self._death_watch, self._node_ttl)
+            self.inbox.route_watches(self.watches)
             self._subs.append(
                 await fast_subscribe(self.client, self.subject, self.inbox.on_message)
             )
@@ -274,6 +289,10 @@ class Transport:
     ) -> Any:
         from swarm_actors._nats._remote import RemoteRef
 
+        if node == POOL_NODE:
+            from swarm_actors._nats._pool import pool_from_wire
+
+            return pool_from_wire(self, name, classes)
         if node == VIRTUAL_NODE and self.cluster is not None:
             try:
                 return self.cluster.ref_for(name)

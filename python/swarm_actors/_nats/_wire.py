@@ -58,6 +58,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_SUCH_ACTOR",
+    "POOL_NODE",
     "REF_EXT",
     "STOP",
     "TYPE_NAMES",
@@ -96,6 +97,9 @@ STOP = "swarm:stop"
 
 VIRTUAL_NODE = "~"
 """The node of a ref to a placed virtual actor on the wire (its name is the virtual target)."""
+
+POOL_NODE = "*"
+"""The node of a ref to a named pool on the wire (its name is the pool's name)."""
 
 
 MAX_REPLY_SUBJECT = 256
