@@ -295,14 +295,30 @@ async def test_a_placed_actor_s_sender_across_os_processes(nats_server: NatsServ
     async with ActorSystem(nats=nats_server.url) as system, peer(nats_server.url, node, name):
         echo = await system.resolve(name, timeout=10.0)
         roamer = system.placed(Roamer, unique("roamer"))
-        await roamer.tell(Call(echo, 4))  # the placed actor, wherever it runs, tells echo
-        # echo saw a PlacedRef and its reply found the placed actor through it (a RemoteRef
-        # to echo if the roamer runs here, its ActorRef if the roamer's shard is the peer's).
-        [(n, sender)] = await received(roamer, 1)
+        # A tell across nodes is at most once, and the peer joining moves shards meanwhile: a
+        # Call (or its Pong) may be lost in the handover, so it is sent again until one lands.
+        # The placed actor, wherever it runs, tells echo; echo's reply finds it through the
+        # PlacedRef it saw as its sender (a RemoteRef to echo if the roamer runs here, its
+        # ActorRef if the roamer's shard is the peer's).
+        [(n, sender), *_] = await received_resending(roamer, lambda: roamer.tell(Call(echo, 4)))
         assert n == 4
         assert sender in (f"RemoteRef /{name}", f"ActorRef /{name}")
-        await echo.tell(Call(roamer, 5))
-        assert await received(echo, 1) == [(5, f"PlacedRef {roamer.path}")]
+        [(n, sender), *_] = await received_resending(echo, lambda: echo.tell(Call(roamer, 5)))
+        assert (n, sender) == (5, f"PlacedRef {roamer.path}")
+
+
+async def received_resending(ref: Any, send: Any) -> list[tuple[int, str]]:
+    """``received(ref, 1)``, sending again with ``send()`` each second until a Pong lands."""
+    seen: list[tuple[int, str]] = []
+
+    async def landed() -> bool:
+        seen[:] = [tuple(pair) for pair in await ref.ask(Received(), timeout=5.0)]
+        if not seen:
+            await send()
+        return bool(seen)
+
+    await until_async(landed, 60.0, "a Pong received", poll=1.0)
+    return seen
 
 
 @pytest.mark.asyncio
