@@ -7,10 +7,13 @@ command that produced them).
 
 Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,sender]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,topics]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,pool]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
+        concurrency]
 """
 
 from __future__ import annotations
@@ -37,10 +40,12 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
     "sender": ([], ["--quick"]),
+    "topics": ([], ["--quick"]),
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
     "watch": ([], ["--quick"]),
     "pool": ([], ["--quick"]),
     "brains": (["--nats"], ["--quick"]),
+    "concurrency": ([], ["--quick"]),
 }
 
 

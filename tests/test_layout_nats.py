@@ -49,6 +49,7 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_core/_pool.py", "_spawn"): ENGINE,
     ("_core/_pool.py", "_dead_letter"): ENGINE,
     ("_core/_recorder.py", "_journal"): ENGINE,
+    ("_core/_recorder.py", "_topics"): ENGINE,
     ("_core/_virtual.py", "_dispatcher"): ENGINE,
     ("_core/_virtual.py", "_loop"): ENGINE,
     ("_core/_virtual.py", "_spawn"): ENGINE,

@@ -12,6 +12,7 @@ import gc
 import tracemalloc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import msgspec
 import nats
@@ -111,6 +112,11 @@ async def test_messages_racing_the_forgetting_are_not_lost(nats_server: NatsServ
 FLOOD = 5000
 
 
+def reached(system: ActorSystem, activations: int) -> bool:
+    """Whether ``system`` has activated at least ``activations`` virtual actors in all."""
+    return system.virtual_stats().activations >= activations
+
+
 @pytest.mark.asyncio
 async def test_a_flood_of_distinct_keys_from_a_plain_client_leaves_nothing_behind(
     nats_server: NatsServer,
@@ -139,12 +145,15 @@ async def test_a_flood_of_distinct_keys_from_a_plain_client_leaves_nothing_behin
                     for i in range(start, start + 500)
                 ]
                 await client.publish(subject, frame(tells, encoder))
-            await client.flush()
-            await until(
-                lambda: system.virtual_stats().activations >= activations + FLOOD,
-                60,
-                f"every {prefix} key activated",
-            )
+                # Paced by the node: on a loaded machine an unpaced burst overflows the node's
+                # subscription (a slow consumer drops tells, at most once as documented), and
+                # this test is about what the handled keys leave behind, not about overload.
+                target = activations + start + 500
+                await until(
+                    partial(reached, system, target),
+                    60,
+                    f"{prefix} keys up to {start + 500} activated",
+                )
             await until(lambda: forgotten(system), 30, f"every {prefix} key to be forgotten")
 
         try:

@@ -396,3 +396,33 @@ async def test_a_pool_member_sees_the_sender_and_reply_to() -> None:
         await pool.tell(Ping(2), reply_to=collector)
         pool.tell_nowait(Ping(3), collector)
         assert sorted(n for n, _ in await received(collector, 2)) == [2, 3]
+
+
+@pytest.mark.asyncio
+async def test_with_max_concurrency_each_call_in_flight_keeps_its_sender() -> None:
+    """Two calls of one actor in flight at once: the first, resumed after the second started
+    (and finished), still replies to its own sender."""
+    release = asyncio.Event()
+
+    class Both(Actor, max_concurrency=2):
+        @handler
+        async def ping(self, msg: Ping) -> None:
+            if msg.n == 1:
+                await release.wait()  # in flight while the call of Ping(2) runs
+            assert self.sender is not None
+            await self.sender.tell(Pong(msg.n, describe(self.sender)))
+
+    async with ActorSystem() as system:
+        both = await system.start(Both)
+        first = await system.start(Echo, name="first")
+        second = await system.start(Echo, name="second")
+        await first.tell(Call(both, 1))
+        await until_async(lambda: _in_flight(both), 5.0, "Ping(1) in flight")
+        await second.tell(Call(both, 2))
+        assert [n for n, _ in await received(second, 1)] == [2]
+        release.set()
+        assert [n for n, _ in await received(first, 1)] == [1]
+
+
+async def _in_flight(ref: ActorRef[Any]) -> bool:
+    return ref.stats().in_flight == 1

@@ -34,6 +34,7 @@ from swarm_actors._core._pool import PoolRef
 from swarm_actors._core._ref import ActorRef, MailboxStats
 from swarm_actors._core._supervision import AllForOne, Backoff, Directive, OneForOne
 from swarm_actors._core._timers import Timers
+from swarm_actors._core._topics import TopicStats
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualStats
 from swarm_actors._core._watch import Terminated
 from swarm_actors._public import publish as _publish
@@ -82,6 +83,7 @@ __all__ = [
     "Terminated",
     "Timeouts",
     "Timers",
+    "TopicStats",
     "Tracing",
     "UnhandledMessageError",
     "VirtualBatch",

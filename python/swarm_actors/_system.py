@@ -9,8 +9,10 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from swarm_actors._config import Passivation, Signals, Timeouts, Tracing
-from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher
+from swarm_actors._core._capability import CURRENT_SENDER
+from swarm_actors._core._cell import STOPPED, STOPPING, SUSPENDED, Cell, Dispatcher, cell_class_for
 from swarm_actors._core._clock import Clock, LoopClock, TimerHandle
+from swarm_actors._core._contract import Ref
 from swarm_actors._core._recorder import (
     SYSTEM_AGENT,
     SYSTEM_ROLE,
@@ -19,8 +21,10 @@ from swarm_actors._core._recorder import (
     record,
     record_signal,
 )
+from swarm_actors._core._ref import ActorRef
 from swarm_actors._core._supervision import OneForOne
 from swarm_actors._core._telemetry import resolve_tracer
+from swarm_actors._core._topics import Topics, TopicStats, pattern_subject, topic_subject
 from swarm_actors._core._virtual import VirtualBatch, VirtualRef, VirtualRegistry, VirtualStats
 from swarm_actors._events._journal import Journal, MemoryJournal
 from swarm_actors._events._schema import SignalKind, SwarmEvent
@@ -44,7 +48,6 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._pool import PoolRef
-    from swarm_actors._core._ref import ActorRef
     from swarm_actors._nats._cluster import PlacedRef, PlacementStats
     from swarm_actors._nats._remote import RemoteRef
     from swarm_actors._nats._transport import Transport
@@ -134,6 +137,10 @@ class ActorSystem:
     ``MemoryJournal`` even with NATS), any ``Journal`` (e.g. a ``JetStreamJournal`` with other
     settings), or ``None`` for none.
 
+    Topics: ``publish`` sends a message to every subscriber of a topic (``Actor.subscribe``,
+    ``subscribe`` for any ref), on every node; ``events.<role>.<kind>`` patterns receive the
+    journaled events live. See ``Actor.subscribe`` and ``publish``.
+
     Across processes (NATS): with ``nats=`` the system is a *node* that other processes
     attached to the same NATS reach. ``nats`` is ``None`` (local only, the default: nothing
     changes and nats-py is never imported), ``"embedded"`` (start a private ``nats-server``
@@ -153,8 +160,8 @@ class ActorSystem:
 
     Once stopped (its ``async with`` block has exited, or ``stop_all``), a system refuses all
     work with ``SystemStoppedError``: ``start``, ``virtual``, ``placed``, ``batch_spawn``,
-    ``lookup``, ``resolve`` and ``health``; called from another event loop it raises
-    ``WrongLoopError``.
+    ``lookup``, ``resolve``, ``health``, ``publish`` and ``subscribe``; called from another
+    event loop it raises ``WrongLoopError``.
     """
 
     def __init__(
@@ -211,6 +218,7 @@ class ActorSystem:
             )
         self._journal: Journal | None = journal
         self._ledger = Ledger()  # the system's own events (health)
+        self._topics = Topics(self._spawn)
         self._health_interval = self._signals.health_interval
         self._health_probe: HealthProbe | None = None
         self._health_timer: TimerHandle | None = None
@@ -279,14 +287,26 @@ class ActorSystem:
                     placement=cluster.placement,
                 )
                 await transport.open()
-                if self._journal_pending:
-                    try:
+                try:
+                    if self._journal_pending:
                         await self._open_journal(transport)
-                    except BaseException:
-                        await transport.close()
-                        raise
+                    await self._attach_topics(transport)
+                except BaseException:
+                    self._topics.detach()
+                    await transport.close()
+                    raise
                 self._transport = transport
             return self._transport
+
+    async def _attach_topics(self, transport: Transport) -> None:
+        """Carry topics over NATS: the subscriptions made so far, and events from journals."""
+        from swarm_actors._nats._jetstream import JetStreamJournal
+        from swarm_actors._nats._topics import TopicBridge
+
+        # A JetStream journal publishes the events on NATS, where the bridge hears them (this
+        # node's too): they are not handed over locally then, or they would come twice.
+        via_nats = isinstance(self._journal, JetStreamJournal)
+        await self._topics.attach(TopicBridge(transport, self._topics), events_via_link=via_nats)
 
     async def _open_journal(self, transport: Transport) -> None:
         """Make the default journal of a system with ``nats=``: ``SWARM_EVENTS`` on JetStream.
@@ -408,7 +428,7 @@ class ActorSystem:
         *,
         name: str | None,
         parent: ActorRef[Any] | None,
-        cell_class: type[Cell] = Cell,
+        cell_class: type[Cell] | None = None,
     ) -> ActorRef[A]:
         from swarm_actors._core._actor import Actor
 
@@ -436,6 +456,7 @@ class ActorSystem:
                 f"cannot start a child of {parent_cell.path}: it is stopping",
                 actor=parent_cell.path,
             )
+        cell_class = cell_class or cell_class_for(actor_class)
         cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
@@ -687,7 +708,11 @@ class ActorSystem:
         full = sum(1 for c in cells if len(c.queue) >= c.capacity)
         failing = sum(1 for c in cells if c.state is SUSPENDED)
         signal = self._health_probe.signal(depth, full, failing)
-        return record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
+        event = record(self._journal, self._ledger, signal, role=SYSTEM_ROLE, agent_id=SYSTEM_AGENT)
+        tap = self._topics.event_tap
+        if tap is not None:
+            tap(event)
+        return event
 
     def lookup(self, name_or_path: str) -> ActorRef[Any] | RemoteRef[Any] | None:
         """The ref of a running actor by name (``"counter"``) or path (``"/parent/child"``).
@@ -745,6 +770,92 @@ class ActorSystem:
                 f"no actor named {name!r} on any node (waited {timeout} s)", actor=name
             ) from None
 
+    # --- topics -----------------------------------------------------------------------------
+
+    async def subscribe(self, topic: str, ref: Ref[Any]) -> None:
+        """Subscribe ``ref`` (any kind of ref) to ``topic``: what is published there reaches it.
+
+        ``topic`` may hold wildcards (``*`` one token, ``>`` the rest); see
+        ``Actor.subscribe``, which an actor uses for itself, for the semantics. An actor of
+        this system is unsubscribed when it stops; any other ref when a delivery finds it
+        dead (``ActorDeadError``); a stopped actor of this system cannot subscribe
+        (``ActorDeadError``). Returns once the subscription is in place on NATS
+        (messages published anywhere from then on reach it). ``InvalidArgumentError`` for a
+        topic that is not a valid subject pattern, ``TypeError`` for something not a ref.
+        """
+        subject = pattern_subject(topic)
+        if not isinstance(ref, Ref):
+            raise TypeError(f"subscribe expects a ref (ActorRef, RemoteRef...), got {ref!r}")
+        self._attach()
+        if self._nats is not None:
+            await self._connect()
+        cell = ref._cell if isinstance(ref, ActorRef) else None
+        if cell is not None and cell.system is self:
+            if not cell.accepting:
+                raise ActorDeadError(
+                    f"{cell.path} is stopped: it cannot subscribe", actor=cell.path
+                )
+            await self._topics.subscribe(subject, cell, cell=True)
+        else:
+            await self._topics.subscribe(subject, ref, cell=False)
+
+    def unsubscribe(self, topic: str, ref: Ref[Any]) -> bool:
+        """End ``ref``'s subscription to ``topic`` (the same pattern); whether it had one.
+
+        Takes effect at once: nothing published afterwards is delivered to it for ``topic``.
+        """
+        subject = pattern_subject(topic)
+        cell = ref._cell if isinstance(ref, ActorRef) else None
+        if cell is not None and cell.system is self:
+            return self._topics.unsubscribe(subject, cell, cell=True)
+        return self._topics.unsubscribe(subject, ref, cell=False)
+
+    async def publish(self, topic: str, message: Any) -> None:
+        """Send ``message`` to every subscriber of ``topic``, on every node; at most once.
+
+        Like a tell that never waits for a mailbox: a subscriber whose mailbox is full misses
+        this message (counted in ``topic_stats().dropped``, and logged), and nothing one
+        subscriber does affects the others. Subscribers of this process get the message
+        object itself (treat it as immutable); those of other nodes a decoded copy, so its
+        type must be registered there (a ``@handler`` type, or ``register_message_type``).
+        With ``nats=``, it waits only while the NATS client's buffer is full; it raises
+        ``TypeError`` for a message that cannot be encoded and ``MessageTooLargeError`` for
+        one over the server's payload limit, delivering nothing. ``InvalidArgumentError``
+        for a topic that is not a valid subject (wildcards, an empty token, whitespace, the
+        reserved ``events.`` topics). See ``publish_nowait`` to publish from sync code.
+        """
+        subject = topic_subject(topic)
+        self._attach()
+        if self._nats is not None:
+            await self._connect()
+            waiting = self._topics.backpressure()
+            if waiting is not None:
+                await waiting
+        self._publish(subject, message)
+
+    def publish_nowait(self, topic: str, message: Any) -> None:
+        """``publish`` without waiting (for sync code): the message is buffered at once.
+
+        ``NotConnectedError`` for a system with ``nats=`` that is not connected yet (use
+        ``publish``, which connects).
+        """
+        subject = topic_subject(topic)
+        self._attach()
+        if self._nats is not None and self._transport is None:
+            raise NotConnectedError(
+                "a system with nats= publishes once connected: publish inside `async with "
+                "ActorSystem(...)`, or await publish(), which connects"
+            )
+        self._publish(subject, message)
+
+    def _publish(self, subject: str, message: Any) -> None:
+        sender = CURRENT_SENDER.get()
+        self._topics.publish(subject, message, "" if sender is None else sender.path)
+
+    def topic_stats(self) -> TopicStats:
+        """Counters of this system's topics: patterns, subscriptions, deliveries, drops."""
+        return self._topics.stats()
+
     def actors(self) -> list[ActorRef[Any]]:
         """Refs of every running actor, parents before children."""
         return [c.ref for c in sorted(self._paths.values(), key=lambda c: c.path.count("/"))]
@@ -794,6 +905,7 @@ class ActorSystem:
             # Even when the journal could not store everything: the node leaves NATS.
             if self._transport is not None:
                 transport, self._transport = self._transport, None
+                self._topics.detach()
                 await transport.close()
 
     @property
@@ -821,6 +933,7 @@ class ActorSystem:
     # --- internals used by cells ------------------------------------------------------------
 
     def _unregister(self, cell: Cell) -> None:
+        self._topics.drop(cell)
         if cell.virtual_id is not None:
             self._virtual.forget(cell)
         if self._names.get(cell.name) is cell:

@@ -2,8 +2,9 @@
 
 Owns: ``Actor`` and ``@handler`` (``_actor``), the ``Cell`` state machine and the dispatcher
 (``_cell``), local refs (``_ref``), supervision, timers, virtual-actor activation
-(``_virtual``), message capabilities, the message-type registry (``_messages``), tracing hooks
-(``_telemetry``), the recording of actors' events (``_recorder``) and clocks.
+(``_virtual``), message capabilities, the message-type registry (``_messages``), topic
+subscriptions and their local fan-out (``_topics``), tracing hooks (``_telemetry``), the
+recording of actors' events (``_recorder``) and clocks.
 
 May import: the standard library, msgspec, opentelemetry-api (lazily), ``swarm_actors._events``,
 ``_exceptions``, ``_config``, ``_log`` and the Rust core. Never nats-py, the wire format or

@@ -136,6 +136,22 @@ class Actor:
     Class keywords:
 
     * ``mailbox_size``: pending messages before ``tell`` waits (default 1000);
+    * ``max_concurrency``: how many handler calls may run at once (default 1), for handlers
+      that spend their time awaiting I/O (a model call, a fetch). **Above 1, the actor's
+      state is yours to guard**: every ``await`` in a handler is a point where another
+      handler of the same actor may run and change it (use an ``asyncio.Lock``, or keep
+      state changes between two awaits). What still holds: handlers *start* in mailbox order
+      (so in each sender's order), one first step (up to its first ``await`` that suspends)
+      after another; they *finish* in any order. An ask's exception is its answer and the
+      other calls go on; any other failure stops new calls from starting while the
+      supervisor decides, lets the calls in flight go on, and a restart or a stop then
+      cancels them (their asks get ``ActorDeadError``). ``stop(drain=True)`` waits for the
+      mailbox and every call in flight; ``drain=False`` cancels them. An ask runs inline
+      (in the asker's task) whenever a slot is free and the mailbox empty. ``AskCycleError``
+      is only raised for cycles of one-at-a-time actors (this one may answer while it waits).
+      ``ref.stats().in_flight`` counts the calls in progress;
+    * ``stash``: ``True`` gives the actor a stash (``self.stash()``, ``self.unstash_all()``)
+      holding up to ``mailbox_size`` messages;
     * ``supervision``: the strategy this actor applies to *its children* (default
       ``OneForOne()``);
     * ``role``: the role name in events and capability checks (default: inherited, or the
@@ -174,6 +190,10 @@ class Actor:
     """
 
     mailbox_size: ClassVar[int] = DEFAULT_MAILBOX_SIZE
+    max_concurrency: ClassVar[int] = 1
+    """How many handler calls of this actor may run at once (the class keyword)."""
+    stashing: ClassVar[bool] = False
+    """Whether this actor has a stash (the class keyword ``stash=True``)."""
     space_grant: ClassVar[SpaceGrant | None] = None
     message_grant: ClassVar[MessageGrant | None] = None
     role: ClassVar[str] = "actor"
@@ -196,6 +216,8 @@ class Actor:
         space: SpaceGrant | None = None,
         role: str | None = None,
         may_message: Iterable[Any] | None = None,
+        max_concurrency: int | None = None,
+        stash: bool | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init_subclass__(**kwargs)
@@ -218,6 +240,23 @@ class Actor:
             if not isinstance(mailbox_size, int) or mailbox_size < 1:
                 raise InvalidArgumentError(f"{cls.__qualname__}: mailbox_size must be an int >= 1")
             cls.mailbox_size = mailbox_size
+        if max_concurrency is not None:
+            if (
+                not isinstance(max_concurrency, int)
+                or isinstance(max_concurrency, bool)
+                or max_concurrency < 1
+            ):
+                raise InvalidArgumentError(
+                    f"{cls.__qualname__}: max_concurrency must be an int >= 1 (1, the default, "
+                    f"handles one message at a time), got {max_concurrency!r}"
+                )
+            cls.max_concurrency = max_concurrency
+        if stash is not None:
+            if not isinstance(stash, bool):
+                raise InvalidArgumentError(
+                    f"{cls.__qualname__}: stash must be True or False, got {stash!r}"
+                )
+            cls.stashing = stash
         if supervision is not None:
             if not isinstance(supervision, OneForOne):
                 raise TypeError(f"{cls.__qualname__}: supervision must be OneForOne or AllForOne")
@@ -281,6 +320,36 @@ class Actor:
         timers: Timers = self._cell.get_timers()
         return timers
 
+    def stash(self) -> None:
+        """Defer the message being handled: it is handled again after ``unstash_all``.
+
+        For an actor declared with ``stash=True``, inside one of its handlers (typically while
+        it is not ready: during a long initialization, or while it waits for a reply); return
+        right after it. An ask stays unanswered, its asker waiting within its timeout, and is
+        answered by the handler that finally handles it; what this handler returns is dropped.
+        Calling it again for the same message does nothing. An exception the handler raises
+        after it is still the handler's failure, and the message leaves the stash.
+
+        The stash keeps the messages' order and holds up to ``mailbox_size`` of them: beyond
+        that it raises ``MailboxFullError`` (nothing is dropped silently). A supervisor's
+        restart puts the stash back in front of the mailbox (the new instance sees the
+        messages first, as Akka does); a stop discards it, drained or not (stashed asks get
+        ``ActorDeadError``). With ``max_concurrency > 1`` each call stashes its own message.
+
+        Raises ``InvalidArgumentError`` without ``stash=True``, or outside a handler call
+        (``on_start``, ``on_stop``, a task the handler made).
+        """
+        self._cell.stash()
+
+    def unstash_all(self) -> int:
+        """Put every stashed message back in front of the mailbox, in the order they came.
+
+        They are handled next, before anything already queued; returns how many there were.
+        Callable from anywhere in the actor (a handler, ``on_start``, a timer's message).
+        Raises ``InvalidArgumentError`` without ``stash=True``.
+        """
+        return self._cell.unstash_all()
+
     async def on_start(self) -> None:
         """Runs once before the first message, and again on each restart (a fresh instance).
 
@@ -331,6 +400,31 @@ class Actor:
         into that type; unannotated, it arrives as plain msgpack values (dicts, lists, ...). Not
         called on a first activation (there is no state yet).
         """
+
+    async def subscribe(self, topic: str) -> None:
+        """Receive what is published on ``topic`` (``ActorSystem.publish``), from every node.
+
+        ``topic`` is a NATS subject without its prefix: tokens of printable ASCII separated
+        by dots, where ``*`` matches one token and ``>`` (last) one or more, e.g.
+        ``"orders.*.created"`` or ``"orders.>"``. ``"events.<role>.<kind>"`` patterns
+        (``"events.>"``, ``"events.*.system_signal"``...) receive the runtime's own events,
+        ``SwarmEvent`` objects (see ``ActorSystem.journal``). Messages arrive as tells (a
+        full mailbox drops one: at most once), once per matching pattern the actor holds.
+        Subscribing twice to one pattern is one subscription; subscriptions outlive
+        restarts and end when the actor stops (a virtual actor's when it is passivated).
+        Returns once a subscription on NATS covers it. ``InvalidArgumentError`` for a
+        pattern that is not a valid subject (an empty token, whitespace, ``*`` inside a
+        token, ``>`` before the end).
+        """
+        if self._cell.accepting:  # a stopping actor (in on_stop) takes nothing more
+            await self.system.subscribe(topic, self.ref)
+
+    def unsubscribe(self, topic: str) -> bool:
+        """End the subscription to ``topic`` (the same pattern as subscribed); whether it had one.
+
+        Nothing published afterwards reaches this actor through that pattern.
+        """
+        return self.system.unsubscribe(topic, self.ref)
 
     async def start_child(
         self, actor_class: type[A], *args: Any, name: str | None = None, **kwargs: Any

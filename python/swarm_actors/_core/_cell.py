@@ -21,6 +21,12 @@ the next iteration it asked for, so a suspending ask costs two iterations (a pla
 iteration when it is empty: an asker answered there usually asks again in that iteration, and
 its ask is served without a task of its own. Ask timeouts with the system's default share one
 timer (``Deadlines``) instead of a ``call_later`` each.
+
+None of these paths keeps the message being handled anywhere but in local variables, and each
+assumes one handler at a time. An actor class that asks for more (``max_concurrency > 1``, or
+a stash: ``stash=True``) runs in a ``TrackedCell`` instead: every handler call is a ``Call``
+with a task of its own once it suspends, at some cost per message that plain actors do not pay
+(see ``cell_class_for``).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import (
     ActorDeadError,
     EscalatedError,
+    InvalidArgumentError,
     MailboxFullError,
     UnhandledMessageError,
 )
@@ -67,7 +74,14 @@ if TYPE_CHECKING:
     from swarm_actors._core._timers import Timers
     from swarm_actors._system import ActorSystem
 
-__all__ = ["INLINE_CHECKPOINT", "Ask", "Cell", "Dispatcher"]  # Ask and the constant: from _mailbox
+__all__ = [
+    "INLINE_CHECKPOINT",
+    "Ask",
+    "Cell",
+    "Dispatcher",
+    "TrackedCell",
+    "cell_class_for",
+]  # Ask and the constant: from _mailbox
 
 log = get_logger("swarm_actors")
 
@@ -1198,6 +1212,52 @@ class Cell:
             self.stop_note = f"cancelled its handler {handler} in progress: {reason}"
         await self.stop(drain=False)
 
+    async def cancel_handlers(self) -> None:
+        """Cancel the handler in progress (STOPPING) and wait for it to unwind.
+
+        Its task answers the asker (``ActorDeadError``). A task not yet started (the handler
+        suspended in this loop iteration) is left to cancel itself when it starts: cancelled
+        now, it would never run ``_finish`` at all, and the handler would stay suspended and
+        its asker unanswered forever.
+        """
+        task = self.task
+        if task is not None:
+            finish = cast("Generator[Any, Any, None]", task.get_coro())  # _finish's
+            if inspect.getgeneratorstate(finish) != inspect.GEN_CREATED:
+                task.cancel()
+            # Wait for the handler to unwind without re-raising its cancellation here (a
+            # cancellation of *this* caller still propagates).
+            await asyncio.wait([task])
+
+    def in_flight(self) -> int:
+        """How many handler calls are in progress (started and not finished): 0 or 1 here."""
+        return 1 if self.busy and (self.task is None or self.running is not None) else 0
+
+    def stashed_count(self) -> int:
+        """How many messages ``stash`` holds back (none: this cell has no stash)."""
+        return 0
+
+    def stash(self) -> None:
+        """``Actor.stash``: only a ``TrackedCell`` has a stash; say how to get one."""
+        raise self._no_stash()
+
+    def unstash_all(self) -> int:
+        """``Actor.unstash_all``: only a ``TrackedCell`` has a stash; say how to get one."""
+        raise self._no_stash()
+
+    def _no_stash(self) -> Exception:
+        name = self.actor_class.__qualname__
+        if self.actor_class.stashing:  # a stash class in a cell without one (run_actor's)
+            return InvalidArgumentError(
+                f"{name} declares stash=True, but it runs in a cell that steps messages one "
+                "by one and has no stash (swarm_actors.testing.run_actor): test it with a "
+                "real ActorSystem"
+            )
+        return InvalidArgumentError(
+            f"{name} has no stash: declare it with `class {name}(Actor, stash=True)` to use "
+            "self.stash() and self.unstash_all()"
+        )
+
     def handler_in_progress(self) -> str:
         """The qualified name of the handler this actor is running, or ``"?"``."""
         coro = self.running if self.task is not None else None  # None: inline, in an asker
@@ -1215,18 +1275,7 @@ class Cell:
         self.state = STOPPING
         self.runnable = False
         discarded = self.discard_queue(dead)
-        task = self.task
-        if task is not None:
-            # Cancel the handler in progress; its task answers the asker (ActorDeadError). A
-            # task not yet started (the handler suspended in this loop iteration) is left to
-            # cancel itself when it starts: cancelled now, it would never run _finish at all,
-            # and the handler would stay suspended and its asker unanswered forever.
-            finish = cast("Generator[Any, Any, None]", task.get_coro())  # _finish's
-            if inspect.getgeneratorstate(finish) != inspect.GEN_CREATED:
-                task.cancel()
-            # Wait for the handler to unwind without re-raising its cancellation here (a
-            # cancellation of *this* caller still propagates).
-            await asyncio.wait([task])
+        await self.cancel_handlers()
         self.cancel_timers()
         if self.children:
             await asyncio.gather(*(c.stop(drain) for c in list(self.children.values())))
@@ -1243,3 +1292,460 @@ class Cell:
             detail = f"{detail}; {self.stop_note}"
         record_signal(self, SignalKind.STOPPED, detail=detail)
         return discarded
+
+
+# --- actors that run several handlers at once, or stash --------------------------------------
+
+
+class Call:
+    """One handler call of a ``TrackedCell``, from its first step until it returns or raises.
+
+    ``reply`` is the ask's answer (``None`` for a tell, and for an inline ask until the handler
+    suspends or stashes: only then does the asker need a future). ``stashed``: the entry that
+    ``stash`` took the message back in (the handler's return then answers nothing).
+    ``retired``: a stop or a restart cancelled it (``None``: not), with the text of the
+    ``ActorDeadError`` its asker gets.
+    """
+
+    __slots__ = (
+        "asked",
+        "context",
+        "coro",
+        "message",
+        "origin",
+        "reply",
+        "retired",
+        "stashed",
+        "task",
+    )
+
+    def __init__(
+        self,
+        message: Any,
+        reply: asyncio.Future[Any] | None,
+        context: Any = None,
+        asked: bool = False,
+        origin: Any = None,
+    ) -> None:
+        self.message = message
+        self.reply = reply
+        self.context = context  # the sender's trace context, kept if the message is stashed
+        self.origin = origin  # who sent it: ``self.sender`` (see ``_sender``), kept if stashed
+        self.asked = asked or reply is not None
+        self.coro: Coroutine[Any, Any, Any] | None = None  # set once it suspends
+        self.task: asyncio.Task[None] | None = None
+        self.stashed: Ask | None = None  # its entry in the stash, once stashed
+        self.retired: str | None = None
+
+
+CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "swarm_actors_call", default=None
+)
+"""The ``TrackedCell`` handler call running in this context (what ``stash`` defers)."""
+
+
+class TrackedCell(Cell):
+    """The cell of an actor class with ``max_concurrency > 1`` or ``stash=True``.
+
+    Every handler call is tracked on its own (a ``Call``): it starts with a synchronous first
+    step (in a dispatcher turn, or inline in an asker, like ``Cell``'s), and one that suspends
+    is finished by a task of its own. Up to ``limit`` calls are in flight at once; handlers
+    start in mailbox order, one first step after the other, and finish in any order. The
+    actor is ``busy`` while any call is in flight and ``runnable`` while it is RUNNING with a
+    free slot: a turn (or an inline ask, the mailbox being empty) then starts another call.
+
+    This path costs more per message than ``Cell``'s (a ``Call``, a context variable, a task
+    per suspending handler, no serving task that lingers), which is why plain actors keep
+    ``Cell``: the classes that need it declare so.
+
+    Failures: an ask's ``Exception`` is its answer and the other calls go on, as in ``Cell``.
+    Any other failure suspends the actor (no call starts) while the calls already in flight go
+    on; the supervisor's ``RESUME`` lets them be, a ``RESTART`` first cancels them (they
+    belong to the old instance: their asks get ``ActorDeadError``), a stop cancels them too.
+
+    The stash (``stash=True``) holds messages that ``Actor.stash`` took back, in their
+    order, up to the mailbox's capacity; ``unstash_all`` puts them back in front of the
+    mailbox, and so does a restart (the new instance sees them first). A stop discards them
+    (their asks get ``ActorDeadError``), draining or not: nothing else would ever unstash them.
+    """
+
+    __slots__ = ("calls", "current", "deciding", "limit", "stash_limit", "stashed")
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        actor_class = self.actor_class
+        self.limit = actor_class.max_concurrency
+        self.calls: dict[Call, None] = {}  # in flight (suspended), in the order they started
+        self.current: Call | None = None  # the call whose first step runs now
+        self.deciding = False  # a supervisor's decision about this actor is pending
+        self.stashed: deque[Any] = deque()
+        self.stash_limit = self.capacity if actor_class.stashing else 0
+
+    def set_running(self) -> None:
+        self.state = RUNNING
+        self.runnable = self.dispatched and len(self.calls) < self.limit
+        if self.queue and self.runnable and not self.scheduled:
+            self.schedule()
+
+    def after_handler(self) -> None:
+        """A call finished (or the actor resumed): open a slot and start what is queued."""
+        if self.state is RUNNING:
+            self.runnable = self.dispatched and len(self.calls) < self.limit
+            if self.queue:
+                if self.runnable and not self.scheduled:
+                    self.schedule()
+            elif self.drained is not None and not self.calls:
+                self._set_drained()
+        if self.put_waiters:
+            self._wake_putters()
+
+    # --- starting and finishing calls -----------------------------------------------------
+
+    def _first_step(self, fn: Callable[..., Any], call: Call) -> tuple[bool, Any]:
+        """Run ``call``'s handler up to its first suspension, here, as this actor.
+
+        The caller has made the actor not ``runnable`` meanwhile (an ask from the handler to
+        this actor is queued, not run inline inside it). Returns ``(True, result)`` if it
+        finished, ``(False, None)`` if it suspended (the call is in flight and a task of its
+        own finishes it; an ask got its ``reply`` future), and raises what the handler raised.
+        """
+        previous = self.current
+        self.current = call  # what ``stash`` defers, until the handler first suspends
+        context = call.context
+        if context is not None:
+            attached = attach_context(context)
+        # The call's sender: set for its first step, and copied with this context into the
+        # task that finishes it (``_suspended``), so each call in flight keeps its own.
+        bound = None if call.origin is None else ORIGIN.set((self, call.origin))
+        try:
+            coro = fn(self.actor, call.message)
+            value = coro.send(None)
+        except StopIteration as stop:
+            return True, stop.value
+        else:
+            self._suspended(call, coro, value)
+            return False, None
+        finally:
+            if bound is not None:
+                ORIGIN.reset(bound)
+            if context is not None:
+                detach_context(attached)
+            self.current = previous
+
+    def _suspended(self, call: Call, coro: Coroutine[Any, Any, Any], value: Any) -> None:
+        """``call``'s handler suspended: in flight from now on, finished by a task of its own."""
+        self.calls[call] = None
+        self.busy = True
+        if call.asked and call.reply is None:
+            call.reply = self.loop.create_future()
+        call.coro = coro
+        # The task goes on in a copy of this context (where the handler's sends are the
+        # actor's and its trace is current), with the call bound for ``stash``.
+        context = contextvars.copy_context()
+        context.run(CURRENT_CALL.set, call)
+        call.task = self.loop.create_task(self._drive(call, coro, value), context=context)
+
+    def _leave(self, call: Call) -> None:
+        calls = self.calls
+        if calls.pop(call, False) is None:  # it was in flight
+            self.busy = bool(calls)
+
+    def _settle(self, call: Call, result: Any) -> None:
+        """The handler returned ``result``: answer its ask (unless it stashed the message)."""
+        self._leave(call)
+        reply = call.reply
+        if reply is not None and call.stashed is None and not reply.done():
+            reply.set_result(result)
+
+    def _fault(self, call: Call, exc: BaseException) -> bool:
+        """The handler raised: its ask's answer, or a failure for the supervisor (``fail``).
+
+        Raised after ``stash``, it still is the handler's failure, and the message leaves the
+        stash (it is not handled twice, and its asker gets the error now). Returns whether
+        the actor goes on.
+        """
+        self._leave(call)
+        if call.stashed is not None:
+            self._unstash_one(call)
+        return self.fail(exc, call.reply, asked=call.asked)
+
+    def fail(
+        self, exc: BaseException, reply: asyncio.Future[Any] | None, *, asked: bool = False
+    ) -> bool:
+        """``Cell.fail``; a failure while a decision is pending is covered by that decision.
+
+        (Another call in flight may fail while the supervisor decides about the first one:
+        counted, answered if it was an ask, logged, and not supervised a second time.)
+        """
+        if self.deciding:
+            self.failures += 1
+            if reply is not None and not reply.done():
+                reply.set_exception(exc)
+            log.warning("actor.failed_while_suspended", actor=self.path, error=repr(exc))
+            return False
+        goes_on = super().fail(exc, reply, asked=asked)
+        if self.state is SUSPENDED:
+            self.deciding = True  # the supervisor was asked
+        return goes_on
+
+    def suspend(self) -> None:
+        """``Cell.suspend`` (a sibling failed): a decision is pending for this actor too."""
+        if self.state is RUNNING:
+            self.deciding = True
+        super().suspend()
+
+    def resume(self) -> None:
+        self.deciding = False
+        super().resume()
+
+    @types.coroutine
+    def _drive(
+        self, call: Call, coro: Coroutine[Any, Any, Any], first: Any
+    ) -> Generator[Any, Any, None]:
+        """The task of a call whose handler suspended: finish it, then answer and leave."""
+        started = True
+        if call.retired is not None:
+            # A stop or a restart came before this first step and left the cancelling to this
+            # task (see ``cancel_handlers``): cancelled at its first yield, the handler unwinds.
+            this = asyncio.current_task()
+            assert this is not None
+            this.cancel()
+            started = False
+        try:
+            result = yield from _resume(coro, first, started)
+        except asyncio.CancelledError as exc:
+            if call.retired is None:  # not the engine's cancellation: a failure, as in Cell
+                if self._fault(call, exc):
+                    self.after_handler()
+                return
+            self._leave(call)
+            reply = call.reply
+            if reply is not None and call.stashed is None and not reply.done():
+                reply.set_exception(ActorDeadError(call.retired, actor=self.path))
+            return
+        except Exception as exc:
+            if self._fault(call, exc):
+                self.after_handler()
+            return
+        self._settle(call, result)
+        self.after_handler()
+
+    def run_turn(self) -> None:
+        self.scheduled = False
+        if not self.runnable:
+            return
+        self.runnable = False  # while first steps run here: an ask to itself is queued
+        queue = self.queue
+        calls = self.calls
+        limit = self.limit
+        budget = TURN_BUDGET
+        token = CURRENT_SENDER.set(self)  # sends made by the handlers come from this actor
+        try:
+            while queue and budget and len(calls) < limit and self.state is RUNNING:
+                budget -= 1
+                item = queue.popleft()
+                if type(item) is Ask:
+                    call = Call(item.message, item.future, item.context, origin=item.origin)
+                else:
+                    call = Call(item, None)
+                message = call.message
+                fn = self.cache.get(type(message), _MISSING)
+                if fn is _MISSING:
+                    fn = self.resolve(type(message))
+                self.processed += 1
+                if fn is None:
+                    self.unhandled(message, call.reply)
+                    continue
+                try:
+                    done, result = self._first_step(fn, call)  # type: ignore[arg-type]
+                except (Exception, asyncio.CancelledError) as exc:
+                    self._fault(call, exc)
+                    continue
+                if done:
+                    reply = call.reply
+                    if reply is not None and call.stashed is None and not reply.done():
+                        reply.set_result(result)
+        finally:
+            CURRENT_SENDER.reset(token)
+        if self.put_waiters:
+            self._wake_putters()
+        if self.state is RUNNING:
+            self.runnable = self.dispatched and len(calls) < limit
+            if queue:
+                if self.runnable and not self.scheduled:
+                    self.schedule()
+            elif self.drained is not None and not calls:
+                self._set_drained()
+
+    def ask_inline(self, message: Any, origin: Any = None) -> tuple[bool, Any]:
+        """Start the call of an ask in the caller: a slot is free and the mailbox empty.
+
+        As ``Cell.ask_inline``: ``(True, result)``, ``(False, future)`` when the handler
+        suspended or stashed the message, or the handler's exception raised.
+        """
+        fn = self.cache.get(type(message), _MISSING)
+        if fn is _MISSING:
+            fn = self.resolve(type(message))
+        self.processed += 1
+        if fn is None:
+            raise self.unhandled_error(message)
+        self.runnable = False  # while its first step runs here (see run_turn)
+        was_busy = self.busy
+        self.busy = True
+        token = CURRENT_SENDER.set(self)
+        asker = token.old_value
+        if asker is Token.MISSING:
+            asker = None
+        if asker is not None:
+            asker.awaiting = self  # the handler, run here, may ask the asker back
+        if asker is not None and origin is None:
+            origin = asker if asker.virtual_id is None else origin_of(asker)
+        call = Call(message, None, asked=True, origin=origin)
+        try:
+            done, result = self._first_step(fn, call)  # type: ignore[arg-type]
+        except (Exception, asyncio.CancelledError) as exc:
+            self.busy = was_busy or bool(self.calls)
+            if self._fault(call, exc):  # the error is the asker's answer: the actor goes on
+                self.after_handler()
+            raise
+        finally:
+            CURRENT_SENDER.reset(token)
+            if asker is not None:
+                asker.awaiting = None
+        self.busy = was_busy or bool(self.calls)
+        self.after_handler()
+        if not done or call.stashed is not None:
+            return False, call.reply
+        return True, result
+
+    # --- stopping and restarting ----------------------------------------------------------
+
+    async def cancel_handlers(self, reason: str = "") -> None:
+        """Cancel every call in flight and wait for them to unwind.
+
+        Their asks get ``ActorDeadError`` (with ``reason``, or saying that the actor stopped).
+        """
+        tasks = []
+        for call in list(self.calls):
+            call.retired = reason or f"{self.path} stopped"
+            task = call.task
+            if task is None:
+                continue  # in its first step: a handler that stops its own actor
+            tasks.append(task)
+            if inspect.getgeneratorstate(task.get_coro()) != inspect.GEN_CREATED:  # type: ignore[arg-type]
+                task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def restart(self) -> None:
+        if self.state in (STOPPING, STOPPED):
+            return
+        self.state = SUSPENDED  # no call starts while the old instance's calls unwind
+        self.runnable = False
+        if self.calls:
+            await self.cancel_handlers(
+                f"{self.path} restarted after a failure: the call in progress was cancelled"
+            )
+        self._unstash_front()  # the new instance sees them first
+        self.deciding = False  # carried out: a failure of the new instance is a new one
+        await super().restart()
+
+    def discard_queue(self, error: ActorDeadError) -> int:
+        """``Cell.discard_queue``, and the stash with it."""
+        discarded = super().discard_queue(error)
+        stashed = self.stashed
+        count = len(stashed)
+        while stashed:
+            item = stashed.popleft()
+            if type(item) is Ask and item.future is not None and not item.future.done():
+                item.future.set_exception(error)
+        self.dropped += count
+        return discarded + count
+
+    # --- reporting ------------------------------------------------------------------------
+
+    def in_flight(self) -> int:
+        return len(self.calls)
+
+    def handler_in_progress(self) -> str:
+        """The qualified names of the handlers in flight, in the order they started."""
+        names = []
+        for call in self.calls:
+            coro = call.coro
+            if isinstance(coro, InContext):
+                coro = coro.coro
+            names.append(getattr(coro, "__qualname__", "?"))
+        return ", ".join(names) or "?"
+
+    # --- the stash ------------------------------------------------------------------------
+
+    def stashed_count(self) -> int:
+        return len(self.stashed)
+
+    def stash(self) -> None:
+        """Take the message of the call running here back, to be handled after ``unstash_all``.
+
+        Its ask stays unanswered (the asker keeps waiting, within its timeout); whatever the
+        handler returns is dropped. Raises ``MailboxFullError`` when the stash holds as many
+        messages as the mailbox can, and ``ActorDeadError`` once the actor is stopping.
+        """
+        if not self.stash_limit:
+            raise self._no_stash()
+        call = self.current
+        if call is None:  # not in a first step: in the task of a call in flight, if any
+            call = CURRENT_CALL.get()
+            if call is not None and call not in self.calls:
+                call = None
+        if call is None:
+            raise InvalidArgumentError(
+                f"{self.actor_class.__qualname__}: self.stash() defers the message being "
+                "handled, so call it in a handler of this actor (not in on_start, on_stop, "
+                "or a task the handler made)"
+            )
+        if call.stashed is not None:
+            return
+        if self.state is STOPPING or self.state is STOPPED:
+            raise ActorDeadError(
+                f"{self.path} is stopping: nothing can be stashed", actor=self.path
+            )
+        if len(self.stashed) >= self.stash_limit:
+            raise MailboxFullError(
+                f"the stash of {self.path} is full ({self.stash_limit} messages): call "
+                "self.unstash_all() before stashing more, or raise mailbox_size",
+                actor=self.path,
+                capacity=self.stash_limit,
+            )
+        if call.asked and call.reply is None:
+            call.reply = self.loop.create_future()  # an inline ask: its asker waits on it now
+        call.stashed = Ask(call.message, call.reply, call.context, call.origin)
+        self.stashed.append(call.stashed)
+
+    def unstash_all(self) -> int:
+        """Put every stashed message back in front of the mailbox, in order; how many."""
+        if not self.stash_limit:
+            raise self._no_stash()
+        count = self._unstash_front()
+        if count and self.runnable and not self.scheduled:
+            self.schedule()
+        return count
+
+    def _unstash_front(self) -> int:
+        stashed = self.stashed
+        count = len(stashed)
+        if count:
+            self.queue.extendleft(reversed(stashed))
+            stashed.clear()
+        return count
+
+    def _unstash_one(self, call: Call) -> None:
+        """The handler of a stashed message raised: the message leaves the stash."""
+        entry = call.stashed
+        if entry is not None and entry in self.stashed:
+            self.stashed.remove(entry)
+
+
+def cell_class_for(actor_class: type[Actor]) -> type[Cell]:
+    """The cell an actor class runs in: ``TrackedCell`` if it asks for concurrency or a stash."""
+    if actor_class.max_concurrency > 1 or actor_class.stashing:
+        return TrackedCell
+    return Cell

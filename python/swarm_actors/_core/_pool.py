@@ -785,6 +785,13 @@ def check_pool(
     """``InvalidArgumentError`` (``TypeError`` for a class) for a pool that cannot be made."""
     if not (isinstance(actor_class, type) and issubclass(actor_class, Actor)):
         raise TypeError(f"expected an Actor subclass, got {actor_class!r}")
+    if actor_class.max_concurrency > 1 or actor_class.stashing:
+        # Members run in _MemberCell, one message at a time and without a stash.
+        raise InvalidArgumentError(
+            f"{actor_class.__qualname__}: a pool's members handle one message at a time and "
+            "have no stash, so max_concurrency > 1 and stash=True are not supported in a pool "
+            "yet; start the actor itself (max_concurrency=N runs N calls at once)"
+        )
     _check_size(size)
     if routing not in ROUTINGS:
         raise InvalidArgumentError(

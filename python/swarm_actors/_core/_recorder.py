@@ -172,9 +172,13 @@ def record_for(
     ledger = cell.ledger
     if ledger is None:
         ledger = cell.ledger = Ledger()
-    return record(
+    event = record(
         journal, ledger, payload, role=cell.actor_class.role, agent_id=cell.path, cause=cause
     )
+    tap = cell.system._topics.event_tap  # None unless events are watched in this process
+    if tap is not None:
+        tap(event)
+    return event
 
 
 def record_signal(

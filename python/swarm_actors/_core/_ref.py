@@ -47,6 +47,10 @@ class MailboxStats:
     """Handler failures."""
     restarts: int
     """Restarts carried out by the supervisor."""
+    in_flight: int = 0
+    """Handler calls in progress: 0 or 1, up to ``max_concurrency`` for an actor declaring it."""
+    stashed: int = 0
+    """Messages held back by ``Actor.stash`` (for an actor declared with ``stash=True``)."""
 
 
 async def _wait_reply(
@@ -116,10 +120,18 @@ async def _checkpoint(cell: Cell) -> None:
 
 
 def _refuse_cycle(asker: Cell, cell: Cell) -> None:
-    """``AskCycleError`` if ``cell`` is, through a chain of asks, waiting for ``asker``."""
+    """``AskCycleError`` if ``cell`` is, through a chain of asks, waiting for ``asker``.
+
+    A chain through an actor with ``max_concurrency > 1`` is no cycle: it may take the ask
+    while it waits (and its ``awaiting`` says nothing, several of its calls may be waiting).
+    """
+    if asker.actor_class.max_concurrency > 1:
+        return
     cycle = [asker.path, cell.path]
     waiter: Cell | None = cell
     while waiter is not None and len(cycle) <= 1000:
+        if waiter.actor_class.max_concurrency > 1:
+            return
         if waiter is asker:
             raise AskCycleError(
                 f"ask cycle: {' -> '.join(cycle)} (each waits for the next; an actor handles "
@@ -352,6 +364,8 @@ class ActorRef(Generic[A]):
             capacity=c.capacity,
             failures=c.failures,
             restarts=c.restarts,
+            in_flight=c.in_flight(),
+            stashed=c.stashed_count(),
         )
 
     def __repr__(self) -> str:

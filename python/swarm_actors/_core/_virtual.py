@@ -42,7 +42,7 @@ import msgspec
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
 from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends, current_sender
-from swarm_actors._core._cell import RUNNING, Cell, _Resume
+from swarm_actors._core._cell import RUNNING, Cell, _Resume, cell_class_for
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import _check_timeout, _traced, with_origin
 from swarm_actors._events._schema import SignalKind
@@ -324,7 +324,7 @@ class VirtualRegistry:
             )
         data = self.tree.activate(agent)  # restored if compressed, else materialized / touched
         try:
-            cell = Cell(
+            cell = cell_class_for(actor_class)(
                 self.system, actor_class, (), _NO_KWARGS, f"{actor_class.__qualname__}:{key}", None
             )
             actor = cell.install(key, agent)
@@ -434,7 +434,13 @@ class VirtualRegistry:
             # Drain what is queued in one turn under the actor's own guard (handlers that do
             # not suspend finish here); whatever remains goes the asynchronous way.
             cell.turn_now()
-        if cell.queue or cell.busy or cell.children or cell.state is not RUNNING:
+        if (
+            cell.queue
+            or cell.busy
+            or cell.stashed_count()  # passivated, its stash would be lost
+            or cell.children
+            or cell.state is not RUNNING
+        ):
             return False
         if cell.actor_class.on_stop is _BASE_ON_STOP:
             # Nothing runs between the decision and the seal: ``seal`` itself refuses the
@@ -566,7 +572,12 @@ class VirtualRegistry:
         """Passivate actors that handled nothing since the previous sweep."""
         marks = {}
         for agent, cell in list(self.cells.items()):
-            if self._sweep_marks.get(agent) == cell.processed and not cell.queue and not cell.busy:
+            if (
+                self._sweep_marks.get(agent) == cell.processed
+                and not cell.queue
+                and not cell.busy
+                and not cell.stashed_count()
+            ):
                 self.passivate_soon(agent)
             else:
                 marks[agent] = cell.processed

@@ -7,7 +7,11 @@ travels) and subject permissions that keep each node to its own traffic:
 * subscribe: only ``swarm.node.<id>`` (its frames), ``swarm.node.<id>.live`` (liveness probes),
   ``swarm.reply.<id>.>`` (the answers to its asks) and ``_INBOX.<id>.>`` (its nats-py inbox:
   JetStream API answers, key-value watches, probe answers). No node reads another's asks.
-* publish: frames and probes to any node (``swarm.node.*``, ``swarm.node.*.live``); answers
+  Topics are broadcast by nature: every node may subscribe and publish to ``swarm.topic.>``
+  and subscribe to the events (``swarm.events.>``, which it could read through the JetStream
+  API anyway), to watch them live.
+* publish: frames and probes to any node (``swarm.node.*``, ``swarm.node.*.live``); topics
+  (``swarm.topic.>``); answers
   only on ``swarm.reply.*.*.<id>`` (a subject that names the answering node: the asker accepts
   an answer only from the node it asked, see ``_inbox``); its own dead letters; the events
   stream and the registry's key-value buckets; the JetStream API (every node creates and reads
@@ -31,11 +35,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from swarm_actors._core._topics import TOPIC_PREFIX
 from swarm_actors._exceptions import InvalidArgumentError
 
 __all__ = [
     "ALL_EVENTS_SUBJECTS",
     "SWARM_BUCKETS",
+    "TOPIC_SUBJECTS",
     "ClusterCredentials",
     "NkeyUser",
     "Permissions",
@@ -55,6 +61,8 @@ SWARM_BUCKETS = ("swarm_names", "swarm_nodes", "swarm_shards", "swarm_state")
 """The key-value buckets every node reads and writes (names, heartbeats, shard leases, state)."""
 ALL_EVENTS_SUBJECTS = "swarm.events.>"
 """The subjects of the default journal (``SWARM_EVENTS``)."""
+TOPIC_SUBJECTS = f"{TOPIC_PREFIX}.>"
+"""The subjects of topics (``ActorSystem.publish``, ``Actor.subscribe``)."""
 
 _NODE = re.compile(r"\A[A-Za-z0-9_-]{1,64}\Z")
 _SUBJECT = re.compile(r"\A[^\s.]+(\.[^\s.]+)*\Z")
@@ -193,7 +201,8 @@ def node_permissions(
 ) -> Permissions:
     """The permissions of cluster node ``node`` (see the module docstring).
 
-    ``events``: the subjects of the journal's stream; ``buckets``: the key-value buckets.
+    ``events``: the subjects of the journal's stream (published, and subscribed to for the
+    ``events.`` topics); ``buckets``: the key-value buckets.
     """
     _check_node(node)
     return Permissions(
@@ -203,6 +212,7 @@ def node_permissions(
             f"swarm.reply.*.*.{node}",
             f"swarm.deadletter.{node}",
             events,
+            TOPIC_SUBJECTS,
             *(f"$KV.{bucket}.>" for bucket in buckets),
             "$JS.API.>",
             "$JS.ACK.>",
@@ -213,6 +223,8 @@ def node_permissions(
             f"swarm.node.{node}.live",
             f"swarm.reply.{node}.>",
             f"_INBOX.{node}.>",
+            TOPIC_SUBJECTS,
+            events,
         ),
         allow_responses=ResponsePermission(max_msgs=1, expires=60.0),
     )

@@ -8,7 +8,10 @@ A *frame* is one NATS message: a msgpack array of envelopes (always written with
   ``target``; ``hops`` counts how often nodes forwarded it to a placed actor's new owner;
 * ``Ask(target, type, body, trace, sender, corr, reply[, origin])``: an ask; the answer goes to
   the ``reply`` subject with the same ``corr``;
-* ``Reply(corr, type, body)`` and ``Failure(corr, error, message, actor)``: the answers.
+* ``Reply(corr, type, body)`` and ``Failure(corr, error, message, actor)``: the answers;
+* ``Publish(origin, type, body, trace, sender)``: a message published on a topic, in frames
+  of their own on the topic's subject (``swarm.topic.<topic>``, see ``_topics``), never on a
+  node's; ``origin`` is the publishing node's id.
 
 ``body`` is the msgpack of the user's message, decoded only once its ``type`` is known:
 ``""`` for plain msgpack values (``str``, ``int``, ``float``, ``bool``, ``None``, ``bytes``,
@@ -68,10 +71,13 @@ __all__ = [
     "Codec",
     "Failure",
     "NoSuchActorError",
+    "Publish",
+    "PublishOut",
     "Reply",
     "ReplyOut",
     "Tell",
     "TellOut",
+    "decode_publications",
     "describe_exception",
     "rebuild_exception",
     "register_message_type",
@@ -223,6 +229,26 @@ class ReplyOut(msgspec.Struct, array_like=True, tag=2, tag_field="k"):
     corr: int
     type: str
     body: Any
+
+
+class Publish(msgspec.Struct, array_like=True, tag=4, tag_field="k", frozen=True):
+    """A message published on a topic by node ``origin`` (as decoded: ``body`` still raw)."""
+
+    origin: str
+    type: str
+    body: msgspec.Raw
+    trace: str
+    sender: str
+
+
+class PublishOut(msgspec.Struct, array_like=True, tag=4, tag_field="k"):
+    """``Publish`` as written."""
+
+    origin: str
+    type: str
+    body: Any
+    trace: str
+    sender: str
 
 
 Envelope = Tell | Ask | Reply | Failure
@@ -382,6 +408,17 @@ def decode_frame(data: bytes) -> list[Envelope]:
         raise WireFormatError(f"not a valid frame: {exc}") from exc
     except RecursionError as exc:  # msgspec recurses per nesting level, even to skip a Raw
         raise WireFormatError(f"not a valid frame: {exc}") from exc
+
+
+_PUBLICATIONS = msgspec.msgpack.Decoder(list[Publish])
+
+
+def decode_publications(data: bytes) -> list[Publish]:
+    """Every envelope of a topic frame; ``WireFormatError`` if any of them is malformed."""
+    try:
+        return _PUBLICATIONS.decode(data)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        raise WireFormatError(f"not a valid topic frame: {exc}") from exc
 
 
 def decode_frame_leniently(data: bytes) -> list[Envelope | tuple[bytes, WireFormatError]]:

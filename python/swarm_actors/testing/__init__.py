@@ -268,7 +268,9 @@ async def run_actor(
     ``on_start`` runs before the block. Without ``system``, a new ``ActorSystem`` on a
     ``VirtualClock`` (``clock``, or a new one) is made and always stopped at the end; with
     one, the actor joins it (and other actors run normally) and is stopped at the end.
-    Leaving the block stops the actor without handling what is still queued.
+    Leaving the block stops the actor without handling what is still queued. Messages are
+    stepped one at a time whatever the class's ``max_concurrency``, and ``stash`` is not
+    available here (``InvalidArgumentError``): test those with a real ``ActorSystem``.
     """
     own = system is None
     if system is None:
