@@ -15,14 +15,18 @@ any actor travels bare, as before, at no extra cost. An origin is one of:
 
 While a handler runs, ``ORIGIN`` holds ``(cell, origin)``: the engine sets it around the
 handler's first step, and a handler that suspends keeps a copy of that context wherever it is
-resumed (it is wrapped in ``InContext``, as a traced handler is). It is a context variable and
-not an attribute of the actor because an attribute is one value per actor: with several
-handler calls of one actor in flight (``max_concurrency`` > 1), the call that suspended first
-would, once resumed, read the sender of whichever call started last. A context belongs to one
-handler call, so each call reads its own sender however the calls interleave. The cell in the
-pair is the actor the value was set for: code that runs in that context for another actor
-(``on_start`` of a child started from the handler, an actor asked inline) reads ``None``
-rather than a sender that is not its own.
+resumed (a ``Cell`` wraps it in ``InContext``, as a traced handler; a ``TrackedCell``, the cell
+of an actor with ``max_concurrency`` > 1 or a stash, runs each suspended call in a task of its
+own made in a copy of that context). A message handled without a sender has no ``ORIGIN`` in
+its context at all: nothing is set for it (a tell from outside any actor pays nothing).
+
+It is a context variable and not an attribute of the actor because an attribute is one value
+per actor: with several handler calls of one actor in flight (``max_concurrency`` > 1), the
+call that suspended first would, once resumed, read the sender of whichever call started last.
+A context belongs to one handler call, so each call reads its own sender however the calls
+interleave. The cell in the pair is the actor the value was set for: code that runs in that
+context for another actor (``on_start`` of a child started from the handler, an actor asked
+inline) reads ``None`` rather than a sender that is not its own.
 """
 
 from __future__ import annotations
