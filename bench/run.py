@@ -6,6 +6,7 @@ concatenation to ``bench/out/results.md`` (copy the figures into ``bench/RESULTS
 command that produced them).
 
 Run: python bench/run.py [--quick]
+    [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,sender]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,topics]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,tools]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,watch]
@@ -38,6 +39,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "nats": ([], ["--quick"]),
     "transport": ([], ["--quick"]),
     "placement": ([], ["--quick"]),
+    "sender": ([], ["--quick"]),
     "topics": ([], ["--quick"]),
     "tools": ([], ["--writes", "100", "--repeats", "1"]),
     "watch": ([], ["--quick"]),

@@ -93,10 +93,10 @@ class FakeRef:
     path = "/fake"
     is_alive = True
 
-    async def tell(self, message: Any) -> None:
+    async def tell(self, message: Any, reply_to: Any = None) -> None:
         raise NotImplementedError
 
-    def tell_nowait(self, message: Any) -> None:
+    def tell_nowait(self, message: Any, reply_to: Any = None) -> None:
         raise NotImplementedError
 
     async def ask(self, message: Any, *, timeout: Any = None) -> Any:

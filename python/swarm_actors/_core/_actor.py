@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, Union, get_args, get_o
 from swarm_actors._core._capability import MessageGrant, class_name, valid_role
 from swarm_actors._core._messages import register_actor_class, register_handler_types
 from swarm_actors._core._recorder import decision, record_for, state_change
+from swarm_actors._core._sender import sender_of
 from swarm_actors._core._supervision import OneForOne
 from swarm_actors._core._telemetry import ActorLog, step_span
 from swarm_actors._exceptions import InvalidArgumentError, NoJournalError, UnhandledMessageError
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from opentelemetry.util.types import AttributeValue
 
     from swarm_actors._core._cell import Cell
+    from swarm_actors._core._contract import Ref
     from swarm_actors._core._ref import ActorRef
     from swarm_actors._core._timers import Timers
     from swarm_actors._events._schema import Payload, SwarmEvent
@@ -165,6 +167,18 @@ class Actor:
     * ``self.system``: the ``ActorSystem`` it runs in;
     * ``self.timers``: one-shot and periodic self-messages, cancelled when the actor stops.
 
+    The sender: inside a handler, ``self.sender`` is a ref to the actor that sent the message
+    being handled, by ``tell`` or ``ask``, from this node or another (a ``RemoteRef`` back to
+    it then), so that ``await self.sender.tell(Reply(...))`` answers a tell. A virtual or
+    placed actor's sender is its ``VirtualRef`` / ``PlacedRef``; a sender that named another
+    ref with ``tell(msg, reply_to=ref)`` gives that ref. It is ``None`` when there is nobody
+    to reply to: a message sent from outside any actor, a timer's message (the clock sent it,
+    not an actor), a sender on another node that no other node can reach (a ``virtual`` actor
+    of that process), and outside handlers: in ``on_start``, ``on_stop``, ``on_failure``,
+    ``restore`` and ``snapshot``. A task that a handler starts keeps that handler's sender.
+    Asks still return their answer as the handler's result; ``self.sender`` in an ask's
+    handler is the asking actor.
+
     Death watch: ``self.watch(ref)`` sends this actor a ``Terminated`` once the actor behind
     ``ref`` ends (here or on another node); ``self.unwatch(ref)`` takes it back.
 
@@ -280,6 +294,16 @@ class Actor:
     def ref(self) -> ActorRef[Any]:
         """The ``ActorRef`` of this actor (set up by the runtime before ``on_start`` runs)."""
         return self._cell.ref
+
+    @property
+    def sender(self) -> Ref[Any] | None:
+        """The sender of the message being handled, as a ref to reply to (see the class docs).
+
+        ``None`` from outside any actor, for a timer's message, and outside handlers. Correct
+        per handler call (a context variable, not an attribute): see ``_core/_sender.py``.
+        """
+        cell = getattr(self, "_cell", None)
+        return None if cell is None else sender_of(cell)
 
     @property
     def space(self) -> TupleSpace:

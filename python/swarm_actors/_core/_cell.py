@@ -48,6 +48,7 @@ from swarm_actors._core._capability import CURRENT_SENDER
 from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
 from swarm_actors._core._recorder import Ledger, record_signal
 from swarm_actors._core._ref import ActorRef
+from swarm_actors._core._sender import ORIGIN, origin_of
 from swarm_actors._core._supervision import Directive
 from swarm_actors._core._telemetry import (
     InContext,
@@ -230,7 +231,8 @@ class Dispatcher:
     One per ``ActorSystem``, reached from every cell: it also holds the system's own state of
     the hot paths, which no two systems in a process share: the inline-ask budget until the
     next checkpoint (``inline_left``) and the sampled-context cache (``traces``); and its
-    death watch (``watches``, see ``_watch``), which every cell tells when it stops.
+    death watch (``watches``, see ``_watch``), which every cell tells when it stops; and the
+    virtual-actor registry (``virtuals``), where a virtual actor's sender ref comes from.
     """
 
     __slots__ = (
@@ -242,12 +244,14 @@ class Dispatcher:
         "running",
         "stale",
         "traces",
+        "virtuals",
         "watches",
     )
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, virtuals: Any = None) -> None:
         self.loop = loop
         self.watches = DeathWatch()  # the system's death watch (``Actor.watch``)
+        self.virtuals = virtuals  # the system's VirtualRegistry (see _sender.origin_of)
         self.ready: deque[Cell] = deque()
         self.pending = False
         self.stale = 0
@@ -662,11 +666,15 @@ class Cell:
         while queue and budget:
             budget -= 1
             item = queue.popleft()
-            context = None
+            entry = None  # an entry whose handler runs in a context of its own
             if type(item) is Ask:
-                # A traced entry carries its sender's context: attached while the handler's
-                # first step runs, and kept by the handler wherever it is resumed (InContext).
-                message, reply, context = item.message, item.future, item.context
+                message, reply = item.message, item.future
+                # A traced entry carries its sender's trace context, an entry with a sender
+                # its origin (``_sender``): set while the handler's first step runs, and kept
+                # by the handler wherever it is resumed (InContext), so that each handler
+                # call keeps its own, however many are in flight.
+                if item.context is not None or item.origin is not None:
+                    entry = item
             else:
                 message, reply = item, None
             fn = self.cache.get(type(message), _MISSING)
@@ -676,8 +684,9 @@ class Cell:
             if fn is None:
                 self.unhandled(message, reply)
                 continue
-            if context is not None:
-                attached = attach_context(context)
+            if entry is not None:
+                attached = None if entry.context is None else attach_context(entry.context)
+                bound = None if entry.origin is None else ORIGIN.set((self, entry.origin))
             try:
                 coro = fn(self.actor, message)  # type: ignore[operator]
                 yielded = coro.send(None)
@@ -689,15 +698,18 @@ class Cell:
                 self.fail(exc, reply)
                 return None
             else:
-                if context is not None:
+                if entry is not None:
                     coro = InContext(coro, contextvars.copy_context())
             finally:
-                if context is not None:
-                    detach_context(attached)
+                if entry is not None:
+                    if bound is not None:
+                        ORIGIN.reset(bound)
+                    if attached is not None:
+                        detach_context(attached)
             return coro, yielded, reply
         return None
 
-    def ask_inline(self, message: Any) -> tuple[bool, Any]:
+    def ask_inline(self, message: Any, origin: Any = None) -> tuple[bool, Any]:
         """Run the handler of an ask in the caller, the actor being idle (``runnable``, empty).
 
         The one inline-ask path (local refs and the transport). Returns ``(True, result)``, or
@@ -705,7 +717,9 @@ class Cell:
         (cancelling the caller cannot interrupt it halfway), which answers ``future``. Raises
         what the handler raised (the actor goes on: an ask's error is its answer), or
         ``UnhandledMessageError``. While the handler runs here its sends come from the actor,
-        and an asking actor (the current sender) is marked as waiting for this one.
+        and an asking actor (the current sender) is marked as waiting for this one. The
+        handler's ``self.sender`` is ``origin`` (a remote asker, from the transport) or else the
+        asking actor (see ``_sender``).
         """
         fn = self.cache.get(type(message), _MISSING)
         if fn is _MISSING:
@@ -721,6 +735,9 @@ class Cell:
             asker = None
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
+            if origin is None:
+                origin = asker if asker.virtual_id is None else origin_of(asker)
+        bound = None if origin is None else ORIGIN.set((self, origin))
         try:
             coro = fn(self.actor, message)  # type: ignore[operator]
             yielded = coro.send(None)
@@ -733,7 +750,12 @@ class Cell:
             if self.fail(exc, None, asked=True):
                 self.after_handler()  # the error is the asker's answer: the actor goes on
             raise
+        else:
+            if bound is not None:  # its sender goes with it, as in _handle_queued
+                coro = InContext(coro, contextvars.copy_context())
         finally:
+            if bound is not None:
+                ORIGIN.reset(bound)
             CURRENT_SENDER.reset(token)
             if asker is not None:
                 asker.awaiting = None
@@ -919,7 +941,7 @@ class Cell:
                 item = queue[0]
                 fn = None
                 if type(item) is Ask:
-                    if item.context is None:
+                    if item.context is None and item.origin is None:
                         message, reply = item.message, item.future
                         fn = self.cache.get(type(message))
                 else:
@@ -1013,6 +1035,9 @@ class Cell:
         return self.parent.actor_class.supervision if self.parent else self.system.supervision
 
     async def supervise(self, exc: BaseException) -> None:
+        # Its own task, outside any handler (the failed one's sender may be in the context it
+        # was spawned from): on_failure and a restart's on_start see no sender.
+        ORIGIN.set(None)
         actor = self.actor
         if actor is not None:
             try:
@@ -1282,7 +1307,17 @@ class Call:
     ``ActorDeadError`` its asker gets.
     """
 
-    __slots__ = ("asked", "context", "coro", "message", "reply", "retired", "stashed", "task")
+    __slots__ = (
+        "asked",
+        "context",
+        "coro",
+        "message",
+        "origin",
+        "reply",
+        "retired",
+        "stashed",
+        "task",
+    )
 
     def __init__(
         self,
@@ -1290,10 +1325,12 @@ class Call:
         reply: asyncio.Future[Any] | None,
         context: Any = None,
         asked: bool = False,
+        origin: Any = None,
     ) -> None:
         self.message = message
         self.reply = reply
         self.context = context  # the sender's trace context, kept if the message is stashed
+        self.origin = origin  # who sent it: ``self.sender`` (see ``_sender``), kept if stashed
         self.asked = asked or reply is not None
         self.coro: Coroutine[Any, Any, Any] | None = None  # set once it suspends
         self.task: asyncio.Task[None] | None = None
@@ -1377,6 +1414,9 @@ class TrackedCell(Cell):
         context = call.context
         if context is not None:
             attached = attach_context(context)
+        # The call's sender: set for its first step, and copied with this context into the
+        # task that finishes it (``_suspended``), so each call in flight keeps its own.
+        bound = None if call.origin is None else ORIGIN.set((self, call.origin))
         try:
             coro = fn(self.actor, call.message)
             value = coro.send(None)
@@ -1386,6 +1426,8 @@ class TrackedCell(Cell):
             self._suspended(call, coro, value)
             return False, None
         finally:
+            if bound is not None:
+                ORIGIN.reset(bound)
             if context is not None:
                 detach_context(attached)
             self.current = previous
@@ -1503,7 +1545,7 @@ class TrackedCell(Cell):
                 budget -= 1
                 item = queue.popleft()
                 if type(item) is Ask:
-                    call = Call(item.message, item.future, item.context)
+                    call = Call(item.message, item.future, item.context, origin=item.origin)
                 else:
                     call = Call(item, None)
                 message = call.message
@@ -1535,7 +1577,7 @@ class TrackedCell(Cell):
             elif self.drained is not None and not calls:
                 self._set_drained()
 
-    def ask_inline(self, message: Any) -> tuple[bool, Any]:
+    def ask_inline(self, message: Any, origin: Any = None) -> tuple[bool, Any]:
         """Start the call of an ask in the caller: a slot is free and the mailbox empty.
 
         As ``Cell.ask_inline``: ``(True, result)``, ``(False, future)`` when the handler
@@ -1556,7 +1598,9 @@ class TrackedCell(Cell):
             asker = None
         if asker is not None:
             asker.awaiting = self  # the handler, run here, may ask the asker back
-        call = Call(message, None, asked=True)
+        if asker is not None and origin is None:
+            origin = asker if asker.virtual_id is None else origin_of(asker)
+        call = Call(message, None, asked=True, origin=origin)
         try:
             done, result = self._first_step(fn, call)  # type: ignore[arg-type]
         except (Exception, asyncio.CancelledError) as exc:
@@ -1673,7 +1717,7 @@ class TrackedCell(Cell):
             )
         if call.asked and call.reply is None:
             call.reply = self.loop.create_future()  # an inline ask: its asker waits on it now
-        call.stashed = Ask(call.message, call.reply, call.context)
+        call.stashed = Ask(call.message, call.reply, call.context, call.origin)
         self.stashed.append(call.stashed)
 
     def unstash_all(self) -> int:

@@ -70,12 +70,19 @@ class Ref(Protocol[A_co]):
         """Whether messages sent now can reach the actor, as far as this process knows."""
         ...
 
-    async def tell(self, message: Any) -> None:
-        """Send ``message`` without waiting for it to be handled (may wait for room)."""
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
+        """Send ``message`` without waiting for it to be handled (may wait for room).
+
+        The handler's ``self.sender`` is ``reply_to`` if given, else the sending actor's ref
+        (``None`` when sent from outside any actor). ``reply_to`` may be given by position, as
+        Akka's ``tell(msg, sender)``: a keyword-only parameter would cost every tell about 200
+        instructions (CPython 3.11 fills keyword-only defaults from a dict and does not
+        specialize such calls), and ``tell`` is the hottest path.
+        """
         ...
 
-    def tell_nowait(self, message: Any) -> None:
-        """Send ``message`` now, or raise instead of waiting."""
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
+        """Send ``message`` now, or raise instead of waiting (``reply_to``: as for ``tell``)."""
         ...
 
     async def ask(self, message: Any, *, timeout: Timeout = ...) -> Any:

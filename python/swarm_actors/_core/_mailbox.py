@@ -6,11 +6,12 @@ import it, and neither imports the other at run time for it.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    import asyncio
+import msgspec
 
+if TYPE_CHECKING:
     from opentelemetry.context import Context as OtelContext
 
 __all__ = ["INLINE_CHECKPOINT", "Ask"]
@@ -27,20 +28,18 @@ one ``sleep(0)`` per 128 asks left sequential inline asks unchanged (803k/s, 802
 """
 
 
-class Ask:
-    """A mailbox entry that expects a reply (``future``), carries a trace context, or both.
+class Ask(msgspec.Struct):
+    """A mailbox entry that expects a reply (``future``), carries a trace context, a sender.
 
-    A tell is queued bare unless its sender's trace context travels with it (see _telemetry).
+    A tell is queued bare unless it has a sender (``origin``: it was sent from an actor or
+    with ``reply_to``, see ``_sender``) or its sender's trace context travels with it (see
+    ``_telemetry``): a tell from outside any actor costs no entry. A ``msgspec.Struct`` for
+    its constructor, written in C: a third of a Python ``__init__``'s cost, on every tell
+    from an actor and every queued ask.
     """
 
-    __slots__ = ("context", "future", "message")
-
-    def __init__(
-        self,
-        message: Any,
-        future: asyncio.Future[Any] | None,
-        context: OtelContext | None = None,
-    ) -> None:
-        self.message = message
-        self.future = future
-        self.context = context
+    message: Any
+    future: asyncio.Future[Any] | None
+    context: OtelContext | None = None
+    origin: Any = None
+    """Who sent it (``None``: nobody to reply to); ``_sender`` says what it can be."""

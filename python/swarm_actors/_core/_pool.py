@@ -54,7 +54,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
-from swarm_actors._core._capability import checks_sends
+from swarm_actors._core._capability import current_sender
 from swarm_actors._core._cell import Ask, Cell
 from swarm_actors._core._ref import _check_timeout
 from swarm_actors._core._supervision import OneForOne
@@ -621,22 +621,29 @@ class PoolRef(Generic[A]):
         if self._loads[i] is None and self._source is not None:
             self._source.unreachable(self._slots[i])
 
-    async def tell(self, message: Any) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` to one member (waits while that member's mailbox is full).
 
         ``ActorDeadError`` when the pool has no member (stopped); a member that stopped meanwhile
         is skipped. What a member's ``tell`` raises otherwise (``MessageCapabilityError``...).
+        The member's ``self.sender`` is ``reply_to`` or the sending actor, as for any ref.
         """
         i = self._pick(message)
         cell = self._loads[i]
-        # The hot path: a local member with room, no trace to carry and no grant to check.
-        if cell is not None and cell.tracer is None and not checks_sends() and cell.post(message):
+        # The hot path: a local member with room, no trace to carry, no sender to remember
+        # (sent from outside any actor, no reply_to) and so no grant to check.
+        if (
+            cell is not None
+            and cell.tracer is None
+            and reply_to is current_sender()  # type: ignore[comparison-overlap]  # both None
+            and cell.post(message)
+        ):
             return
         for attempt in range(len(self._refs) + 2):
             if attempt:
                 i = self._pick(message)
             try:
-                await self._refs[i].tell(message)
+                await self._refs[i].tell(message, reply_to)
                 return
             except NoSuchActorError:
                 self._gone(i)
@@ -644,7 +651,7 @@ class PoolRef(Generic[A]):
                 self._dirty = True
         raise ActorDeadError(f"pool {self.path}: no member took the message", actor=self.path)
 
-    def tell_nowait(self, message: Any) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` to one member now, or raise.
 
         ``MailboxFullError`` when the member picked is full (with round-robin and least-busy,
@@ -653,7 +660,7 @@ class PoolRef(Generic[A]):
         for _ in range(len(self._refs) + 2):
             i = self._pick(message, room=True)
             try:
-                self._refs[i].tell_nowait(message)
+                self._refs[i].tell_nowait(message, reply_to)
                 return
             except NoSuchActorError:
                 self._gone(i)

@@ -12,8 +12,9 @@ from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import class_names
-from swarm_actors._core._capability import CURRENT_SENDER, check_send
+from swarm_actors._core._capability import check_send, current_sender
 from swarm_actors._core._mailbox import INLINE_CHECKPOINT, Ask
+from swarm_actors._core._sender import check_reply_to, origin_of
 from swarm_actors._core._telemetry import current_context, start_ask_span
 from swarm_actors._exceptions import ActorDeadError, AskCycleError, InvalidArgumentError
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._cell import Cell
-    from swarm_actors._core._contract import RefForm, WireNode
+    from swarm_actors._core._contract import Ref, RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
 __all__ = ["INLINE_CHECKPOINT", "ActorRef", "MailboxStats"]
@@ -143,6 +144,27 @@ def _refuse_cycle(asker: Cell, cell: Cell) -> None:
             cycle.append(waiter.path)
 
 
+def with_origin(message: Any, sender: Cell | None, reply_to: Any) -> Any:
+    """``message`` as a mailbox item that remembers its sender (see ``_sender``), if it has one.
+
+    ``reply_to`` (checked: a ref) wins over ``sender``, the running actor (``None``: outside
+    any actor); without either, the message stays bare.
+    """
+    if reply_to is not None:
+        return Ask(message, None, None, check_reply_to(reply_to))
+    if sender is None:
+        return message
+    return Ask(message, None, None, origin_of(sender))
+
+
+def _traced(message: Any, context: Context) -> Ask:
+    """A tell's mailbox item with the sender's trace ``context`` (it may have an origin)."""
+    if type(message) is Ask:
+        message.context = context
+        return message
+    return Ask(message, None, context)
+
+
 def _check_timeout(timeout: Timeout) -> None:
     if timeout is DEFAULT or timeout is None:
         return
@@ -190,40 +212,51 @@ class ActorRef(Generic[A]):
         """Whether the actor still accepts messages."""
         return self._cell.accepting
 
-    async def tell(self, message: Any) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` without waiting for it to be handled.
 
         Waits while the mailbox is full (backpressure). Raises ``ActorDeadError`` if the actor
         is stopped, and ``MessageCapabilityError`` (sending nothing) if the sending actor's
         ``may_message`` does not include this one. Messages from one sender are handled in
-        the order sent.
+        the order sent. The handler's ``self.sender`` is ``reply_to`` if given (any ref),
+        else the sending actor (``None`` from outside any actor).
         """
         cell = self._cell
-        sender = CURRENT_SENDER.get()
-        if sender is not None and sender.grant is not None:
-            check_send(cell.actor_class, cell.path)
+        sender = current_sender()  # one read: the capability check and the sender
+        # One comparison for the common case: both None (from outside, no reply_to).
+        if reply_to is not sender:  # type: ignore[comparison-overlap]
+            if sender is not None and sender.grant is not None:
+                check_send(cell.actor_class, cell.path)
+            if reply_to is None:  # ``with_origin``, written out for actor-to-actor tells
+                assert sender is not None
+                message = Ask(
+                    message, None, None, sender if sender.virtual_id is None else origin_of(sender)
+                )
+            else:
+                message = Ask(message, None, None, check_reply_to(reply_to))
         if cell.tracer is not None:  # inlined SampledCache.sampled(): this is the hottest path
             current = current_context()
             traces = cell.dispatcher.traces
             last = traces.last
             context = last[1] if last[0] is current else traces.sampled()
             if context is not None:
-                message = Ask(message, None, context)
+                message = _traced(message, context)
         if not cell.post(message):
             await cell.put(message)  # stopped (it raises) or full (it waits)
 
-    def tell_nowait(self, message: Any) -> None:
-        """Send ``message`` now or raise.
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
+        """Send ``message`` now or raise (``self.sender`` as for ``tell``).
 
         Raises ``MailboxFullError`` when full, ``ActorDeadError`` when stopped, and
         ``MessageCapabilityError`` when the sender's ``may_message`` refuses it.
         """
         cell = self._cell
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
+        message = with_origin(message, sender, reply_to)
         if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
-            message = Ask(message, None, context)
+            message = _traced(message, context)
         cell.enqueue_nowait(message)
 
     async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
@@ -240,7 +273,7 @@ class ActorRef(Generic[A]):
         if timeout is not DEFAULT:
             _check_timeout(timeout)
         cell = self._cell
-        sender = CURRENT_SENDER.get()
+        sender = current_sender()
         if sender is not None and sender.grant is not None:
             check_send(cell.actor_class, cell.path)
         if not cell.accepting:
@@ -261,7 +294,10 @@ class ActorRef(Generic[A]):
             # The handler suspended: the actor's own task finishes it and answers ``future``.
         else:
             future = cell.loop.create_future()
-            entry = Ask(message, future)
+            if sender is None:
+                entry = Ask(message, future)
+            else:
+                entry = Ask(message, future, None, origin_of(sender))
             if sender is not None or not cell.post(entry):  # from an actor, or no room now
                 return await _deliver(cell, entry, timeout, sender)
         # Waiting for the answer: ``_wait_reply``, written out on the two hottest paths (a
@@ -292,8 +328,10 @@ class ActorRef(Generic[A]):
             if cell.runnable and not cell.queue:
                 return await self._ask_inline(message, timeout)
             future: asyncio.Future[Any] = cell.loop.create_future()
-            entry = Ask(message, future, current_context())
-            return await _deliver(cell, entry, timeout, CURRENT_SENDER.get())
+            sender = current_sender()
+            origin = None if sender is None else origin_of(sender)
+            entry = Ask(message, future, current_context(), origin)
+            return await _deliver(cell, entry, timeout, sender)
 
     async def _ask_inline(self, message: Any, timeout: Timeout) -> Any:
         """The actor is idle: run the handler in the caller's task under the actor's guard."""
@@ -303,7 +341,7 @@ class ActorRef(Generic[A]):
             cell.dispatcher.inline_left -= 1  # at 0, ``ask`` takes the checkpoint (see there)
             return value
         # The handler suspended and finishes in the actor's own task, which answers ``value``.
-        return await _wait_reply(cell, value, timeout, CURRENT_SENDER.get())
+        return await _wait_reply(cell, value, timeout, current_sender())
 
     async def stop(self, *, drain: bool = True) -> int:
         """Stop the actor and its children; returns the number of discarded messages.

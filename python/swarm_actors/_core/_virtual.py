@@ -41,17 +41,17 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import Actor
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
-from swarm_actors._core._cell import RUNNING, Ask, Cell, _Resume, cell_class_for
+from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends, current_sender
+from swarm_actors._core._cell import RUNNING, Cell, _Resume, cell_class_for
 from swarm_actors._core._recorder import Ledger, record_signal
-from swarm_actors._core._ref import _check_timeout
+from swarm_actors._core._ref import _check_timeout, _traced, with_origin
 from swarm_actors._events._schema import SignalKind
 from swarm_actors._exceptions import ActorDeadError, SystemStoppedError
 from swarm_actors._log import get_logger
 from swarm_actors._tuplecore import AgentTree, BatchInfo
 
 if TYPE_CHECKING:
-    from swarm_actors._core._contract import Placer, RefForm, WireNode
+    from swarm_actors._core._contract import Placer, Ref, RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
 __all__ = ["VirtualBatch", "VirtualRef", "VirtualStats"]
@@ -369,6 +369,20 @@ class VirtualRegistry:
             self.system.clock.call_later(self.passivate_after, self._sweep)
         return cell
 
+    def ref_of(self, cell: Cell) -> Any:
+        """The ref that reaches the virtual actor of ``cell``: its ``PlacedRef`` or ``VirtualRef``.
+
+        What a message it sends remembers as its sender (see ``_sender``): an activation may
+        be passivated before the reply comes, the virtual actor is still there.
+        """
+        agent = cell.virtual_id
+        assert agent is not None
+        placed = self.placed.get(agent)
+        if placed is not None:
+            return placed
+        actor = cell.actor
+        return VirtualRef(self, cell.actor_class, agent, agent if actor is None else actor.key)
+
     def forget(self, cell: Cell) -> None:
         """A virtual actor's cell stopped (passivation or supervision)."""
         agent = cell.virtual_id
@@ -628,20 +642,22 @@ class VirtualRef(Generic[A]):
         """Whether a message can reach the actor: until its system stops (it activates)."""
         return not self._registry.system.stopped
 
-    async def tell(self, message: Any) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message``, activating the actor if needed; waits while its mailbox is full.
 
         Raises ``MessageCapabilityError`` (sending nothing) if the sending actor's
-        ``may_message`` does not include this one.
+        ``may_message`` does not include this one. ``reply_to``: as for ``ActorRef.tell``.
         """
         registry = self._registry
-        if checks_sends():
+        sender = current_sender()
+        if sender is not None and sender.grant is not None:
             self._check_send()
+        message = with_origin(message, sender, reply_to)
         if (
             registry.system._tracer is not None
             and (context := registry.system._dispatcher.traces.sampled()) is not None
         ):
-            message = Ask(message, None, context)
+            message = _traced(message, context)
         agent = self._agent
         cell = registry.cells.get(agent)
         if cell is not None and cell.post(message):
@@ -664,16 +680,18 @@ class VirtualRef(Generic[A]):
             if pinned:
                 registry.unpin(agent)
 
-    def tell_nowait(self, message: Any) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send to a running actor without waiting; raises ``ActorDeadError`` if not running."""
-        if checks_sends():
+        sender = current_sender()
+        if sender is not None and sender.grant is not None:
             self._check_send()
         cell = self._registry.cells.get(self._agent)
         if cell is None:
             raise ActorDeadError(f"virtual actor {self._key!r} is not active; use tell()")
         self._registry.tree.touch(self._agent)
+        message = with_origin(message, sender, reply_to)
         if cell.tracer is not None and (context := cell.dispatcher.traces.sampled()) is not None:
-            message = Ask(message, None, context)
+            message = _traced(message, context)
         cell.enqueue_nowait(message)
 
     async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:

@@ -38,10 +38,11 @@ import msgspec
 
 from swarm_actors._config import DEFAULT, Timeout
 from swarm_actors._core._actor import class_names
-from swarm_actors._core._capability import CURRENT_SENDER, check_send, checks_sends
+from swarm_actors._core._capability import check_send, checks_sends, current_sender
 from swarm_actors._core._cell import Ask as Entry
 from swarm_actors._core._messages import ACTOR_CLASSES, type_name
 from swarm_actors._core._ref import resolve_timeout
+from swarm_actors._core._sender import check_reply_to
 from swarm_actors._core._telemetry import sampled_context, traceparent, traceparent_context
 from swarm_actors._core._virtual import VirtualRef
 from swarm_actors._exceptions import ActorDeadError, NotOwnerError, TransportError
@@ -63,7 +64,7 @@ if TYPE_CHECKING:
 
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._cell import Cell
-    from swarm_actors._core._contract import RefForm, WireNode
+    from swarm_actors._core._contract import Ref, RefForm, WireNode
     from swarm_actors._nats._transport import Transport
     from swarm_actors._nats._wire import Ask
 
@@ -398,11 +399,13 @@ class ClusterState:
                 raise ValueError(f"not a canonical virtual target: {target!r}")
         return ref
 
-    def on_tell(self, envelope: Tell, message: Any) -> None:
-        """A tell arrived for a virtual target (``message`` decoded)."""
+    def on_tell(self, envelope: Tell, message: Any, origin: Any = None) -> None:
+        """A tell arrived for a virtual target (``message`` decoded, ``origin`` its sender)."""
         ref = self.ref_for(envelope.target)
         if envelope.trace:
-            message = Entry(message, None, traceparent_context(envelope.trace))
+            message = Entry(message, None, traceparent_context(envelope.trace), origin)
+        elif origin is not None:
+            message = Entry(message, None, None, origin)
         if self.leases.valid(ref.shard):
             self.received += 1
             self._deliver(ref, message, envelope)
@@ -415,15 +418,17 @@ class ClusterState:
         else:  # the shard moved: send it on (or wait for an owner)
             self._forward(ref, message, envelope, envelope.hops + 1)
 
-    def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
-        """An ask arrived for a virtual target; ``future`` answers it."""
+    def on_ask(
+        self, envelope: Ask, message: Any, future: asyncio.Future[Any], origin: Any = None
+    ) -> None:
+        """An ask arrived for a virtual target; ``future`` answers it (``origin``: its asker)."""
         ref = self.ref_for(envelope.target)
         if not self.leases.valid(ref.shard):
             future.set_exception(NotOwnerError(f"{self.node} does not hold {envelope.target}"))
             return
         context = traceparent_context(envelope.trace) if envelope.trace else None
         self.received += 1
-        self._deliver(ref, Entry(message, future, context), envelope)
+        self._deliver(ref, Entry(message, future, context, origin), envelope)
 
     def _deliver(self, ref: PlacedRef[Any], item: Any, envelope: Tell | Ask) -> None:
         local = ref._bound()
@@ -565,7 +570,7 @@ class PlacedRef(Generic[A]):
         """Whether a message can reach the actor: while this node is attached to the cluster."""
         return not self._cluster.transport.closed
 
-    def tell_nowait(self, message: Any) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send without waiting: to the actor running here, or buffered for its node.
 
         Raises ``ActorDeadError`` when it would have to wait: the actor is not active on this
@@ -573,27 +578,34 @@ class PlacedRef(Generic[A]):
         """
         if checks_sends():
             check_send(self._class, self.path)
+        if reply_to is not None:
+            check_reply_to(reply_to)
         cluster = self._cluster
         if cluster.leases.valid(self.shard):
-            self._bound().tell_nowait(message)
+            self._bound().tell_nowait(message, reply_to=reply_to)
             cluster.sent_local += 1
             return
         owner = cluster.leases.owner(self.shard)
         if owner is None or owner == cluster.node:
             raise ActorDeadError(f"shard {self.shard} of {self.path} has no owner now; use tell()")
         cluster.sent_remote += 1
-        self._send(owner, message)
+        self._send(owner, message, 0, reply_to)
 
     async def passivate(self) -> None:
         """Passivate the actor if it runs on this node (no-op otherwise)."""
         if self._local is not None:
             await self._local.passivate()
 
-    async def tell(self, message: Any) -> None:
-        """Send ``message`` to the actor, wherever it runs; see the class docstring."""
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
+        """Send ``message`` to the actor, wherever it runs; see the class docstring.
+
+        ``reply_to``: the handler's ``self.sender`` (default: the sending actor's ref).
+        """
         if checks_sends():
             check_send(self._class, self.path)
-        await self._route(message)
+        if reply_to is not None:
+            check_reply_to(reply_to)
+        await self._route(message, 0, reply_to)
 
     async def _forward(self, message: Any, hops: int) -> None:
         """Send on a tell that arrived here after its shard left (its ``hops``-th forward).
@@ -608,7 +620,7 @@ class PlacedRef(Generic[A]):
             await asyncio.sleep(min(_FORWARD_BACKOFF * 2 ** (hops - 2), _FORWARD_BACKOFF_MAX))
         await self._route(message, hops)
 
-    async def _route(self, message: Any, hops: int = 0) -> None:
+    async def _route(self, message: Any, hops: int = 0, reply_to: Any = None) -> None:
         cluster = self._cluster
         leases = cluster.leases
         deadline: float | None = None
@@ -617,7 +629,7 @@ class PlacedRef(Generic[A]):
             if leases.valid(self.shard):
                 local = self._bound()
                 try:
-                    await local.tell(message)
+                    await local.tell(message, reply_to=reply_to)
                     cluster.sent_local += 1
                     return
                 except NotOwnerError:
@@ -626,7 +638,7 @@ class PlacedRef(Generic[A]):
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
                     cluster.sent_remote += 1
-                    self._send(owner, message, hops)
+                    self._send(owner, message, hops, reply_to)
                     stalled = cluster.transport.outbox.stalled
                     if stalled is not None:
                         await asyncio.shield(stalled)
@@ -635,14 +647,17 @@ class PlacedRef(Generic[A]):
                 deadline = loop.time() + cluster.handover_timeout
             await self._wait_owner(deadline)
 
-    def _send(self, node: str, message: Any, hops: int = 0) -> None:
+    def _send(self, node: str, message: Any, hops: int = 0, reply_to: Any = None) -> None:
         transport = self._cluster.transport
-        if type(message) is Entry:  # forwarded with its trace context
-            context, message = message.context, message.message
+        sender = current_sender()
+        if type(message) is Entry:  # forwarded with its trace context and its sender
+            context, origin, message = message.context, message.origin, message.message
             trace = traceparent(context) if context is not None else ""
         else:
             trace = self._trace()
-        sender = CURRENT_SENDER.get()
+            origin = reply_to
+            if origin is None and sender is not None:
+                origin = transport.origin(sender)
         transport.outbox.tell(
             transport.outbox.subject_of(node),
             self._target,
@@ -650,6 +665,7 @@ class PlacedRef(Generic[A]):
             trace,
             "" if sender is None else sender.path,
             hops,
+            origin,
         )
 
     def _trace(self) -> str:
@@ -699,7 +715,7 @@ class PlacedRef(Generic[A]):
                 owner = leases.owner(self.shard)
                 if owner is not None and owner != cluster.node:
                     cluster.sent_remote += 1
-                    sender = CURRENT_SENDER.get()
+                    sender = current_sender()
                     return await cluster.transport.ask(
                         owner,
                         self._target,
@@ -707,6 +723,8 @@ class PlacedRef(Generic[A]):
                         remaining,
                         self._trace(),
                         "" if sender is None else sender.path,
+                        None,
+                        None if sender is None else cluster.transport.origin(sender),
                     )
             except NoSuchActorError:  # the owner moved or died: look again
                 pass

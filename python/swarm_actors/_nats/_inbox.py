@@ -94,12 +94,14 @@ _DEAD = "swarm_actors._exceptions.ActorDeadError"
 class VirtualTargets(Protocol):
     """What the inbox hands envelopes addressed to virtual targets to (the cluster)."""
 
-    def on_tell(self, envelope: Tell, message: Any) -> None:
-        """A tell arrived for a virtual target (``message`` decoded)."""
+    def on_tell(self, envelope: Tell, message: Any, origin: Any = None) -> None:
+        """A tell arrived for a virtual target (``message`` decoded, ``origin`` its sender)."""
         ...
 
-    def on_ask(self, envelope: Ask, message: Any, future: asyncio.Future[Any]) -> None:
-        """An ask arrived for a virtual target; ``future`` answers it."""
+    def on_ask(
+        self, envelope: Ask, message: Any, future: asyncio.Future[Any], origin: Any = None
+    ) -> None:
+        """An ask arrived for a virtual target; ``future`` answers it (``origin``: its asker)."""
         ...
 
 
@@ -214,18 +216,24 @@ class Inbox:
                             self.dead_letter(envelope, "no such actor")
                         continue
                     decoder = decoders.get(envelope.type)
+                    origin = envelope.origin
                     try:
                         if decoder is None:
                             message = self.codec.decode_body(envelope.type, envelope.body)
                         else:
                             message = decoder.decode(envelope.body)
+                        if origin is not None:  # the sender: ``self.sender`` of its handler
+                            origin = self.codec.origin(origin)
                     except Exception as exc:  # see Codec.decode_body: any failure is a bad body
                         if not isinstance(exc, WireFormatError):  # say which type, as decode_body
                             exc = self.codec.body_error(envelope.type, exc)
                         self.dead_letter(envelope, str(exc))
                         continue
                     if envelope.trace and cell.tracer is not None:
-                        message = Entry(message, None, traceparent_context(envelope.trace))
+                        context = traceparent_context(envelope.trace)
+                        message = Entry(message, None, context, origin)
+                    elif origin is not None:
+                        message = Entry(message, None, None, origin)
                     if overflow or not cell.post(message):  # as a local tell does
                         self._enqueue(cell, message, envelope)
                 elif kind is Ask:
@@ -307,7 +315,8 @@ class Inbox:
         assert self.virtual_targets is not None
         try:
             message = self.codec.decode_body(envelope.type, envelope.body)
-            self.virtual_targets.on_tell(envelope, message)
+            origin = None if envelope.origin is None else self.codec.origin(envelope.origin)
+            self.virtual_targets.on_tell(envelope, message, origin)
         except (WireFormatError, ValueError) as exc:
             self.dead_letter(envelope, str(exc))
 
@@ -331,6 +340,7 @@ class Inbox:
         assert self.virtual_targets is not None
         try:
             message = self.codec.decode_body(envelope.type, envelope.body)
+            origin = None if envelope.origin is None else self.codec.origin(envelope.origin)
         except WireFormatError as exc:
             self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
             return
@@ -339,7 +349,7 @@ class Inbox:
             partial(self._answer, envelope.reply, envelope.corr, envelope.target)
         )
         try:
-            self.virtual_targets.on_ask(envelope, message, future)
+            self.virtual_targets.on_ask(envelope, message, future, origin)
         except ValueError as exc:
             text = f"bad virtual actor target {envelope.target!r}: {exc}"
             self._answer_failure(envelope.reply, envelope.corr, NO_SUCH_ACTOR, text, "")
@@ -369,6 +379,7 @@ class Inbox:
             return
         try:
             message = self.codec.decode_body(envelope.type, envelope.body)
+            origin = None if envelope.origin is None else self.codec.origin(envelope.origin)
         except WireFormatError as exc:
             _log.warning(
                 "transport.bad_message",
@@ -380,16 +391,16 @@ class Inbox:
             self._answer_failure(envelope.reply, envelope.corr, *describe_exception(exc))
             return
         if cell.runnable and not cell.queue and not envelope.trace and cell not in self._overflow:
-            self._ask_inline(cell, message, envelope)
+            self._ask_inline(cell, message, envelope, origin)
             return
         future: asyncio.Future[Any] = self._loop.create_future()
         future.add_done_callback(partial(self._answer, envelope.reply, envelope.corr, cell.path))
         context = None
         if envelope.trace and cell.tracer is not None:
             context = traceparent_context(envelope.trace)
-        self._enqueue(cell, Entry(message, future, context), envelope)
+        self._enqueue(cell, Entry(message, future, context, origin), envelope)
 
-    def _ask_inline(self, cell: Cell, message: Any, envelope: Ask) -> None:
+    def _ask_inline(self, cell: Cell, message: Any, envelope: Ask, origin: Any) -> None:
         """The actor is idle: run the handler now, in the read loop, as a local inline ask does.
 
         Saves the two event-loop iterations of a mailbox round (the dispatcher's turn, then
@@ -399,7 +410,7 @@ class Inbox:
         """
         reply, corr = envelope.reply, envelope.corr
         try:
-            done, value = cell.ask_inline(message)
+            done, value = cell.ask_inline(message, origin)
         except (Exception, asyncio.CancelledError) as exc:  # the handler's, or unhandled
             self._answer_failure(reply, corr, *describe_exception(exc))
             return

@@ -116,11 +116,19 @@ class Outbox:
         return reply
 
     def tell(
-        self, subject: str, name: str, message: Any, trace: str, sender: str, hops: int = 0
+        self,
+        subject: str,
+        name: str,
+        message: Any,
+        trace: str,
+        sender: str,
+        hops: int = 0,
+        origin: Any = None,
     ) -> None:
         """Buffer a tell to ``name`` on the node of ``subject`` (the hot path of remote tells).
 
-        ``hops``: how many nodes forwarded it already (placed actors whose shard moved).
+        ``hops``: how many nodes forwarded it already (placed actors whose shard moved);
+        ``origin``: the ref its handler's ``self.sender`` is (``None``: nobody).
         """
         out = self._out.get(subject)
         if out is None:
@@ -132,7 +140,8 @@ class Outbox:
         if wire_type is None:
             wire_type = type_name(cls)
         try:
-            self._encode_into(TellOut(name, wire_type, message, trace, sender, hops), buffer, -1)
+            envelope = TellOut(name, wire_type, message, trace, sender, hops, origin)
+            self._encode_into(envelope, buffer, -1)
         except BaseException:
             del buffer[start:]
             raise

@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 from opentelemetry import trace
 
 from swarm_actors._config import DEFAULT, Timeout
-from swarm_actors._core._capability import CURRENT_SENDER, check_send_remote, checks_sends
+from swarm_actors._core._capability import check_send_remote, current_sender
 from swarm_actors._core._ref import resolve_timeout
+from swarm_actors._core._sender import check_reply_to
 from swarm_actors._core._telemetry import sampled_context, start_ask_span, traceparent
 from swarm_actors._exceptions import ActorDeadError
 from swarm_actors._nats._wire import STOP, NoSuchActorError
@@ -18,7 +19,7 @@ from swarm_actors._nats._wire import STOP, NoSuchActorError
 if TYPE_CHECKING:
     from swarm_actors._core._actor import Actor
     from swarm_actors._core._cell import Cell
-    from swarm_actors._core._contract import RefForm, WireNode
+    from swarm_actors._core._contract import Ref, RefForm, WireNode
     from swarm_actors._nats._transport import Transport
 
 __all__ = ["RemoteRef"]
@@ -155,25 +156,29 @@ class RemoteRef(Generic[A]):
         context = sampled_context()
         return traceparent(context) if context is not None else ""
 
-    async def tell(self, message: Any) -> None:
+    async def tell(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` (at most once); see the class docstring.
 
         Raises ``MessageCapabilityError`` (sending nothing) if the sending actor may not message
         this one, ``MessageTooLargeError`` if it exceeds the server's payload limit, and
-        ``TypeError`` if it cannot be encoded. Waits while the NATS client's buffer is full.
+        ``TypeError`` if it (or ``reply_to``) cannot be encoded. Waits while the NATS client's
+        buffer is full. The remote handler's ``self.sender`` is ``reply_to`` if given, else a
+        ref back to the sending actor (``None`` from outside any actor).
         """
         transport = self._transport
         if self._version != transport.registry.version:
             self._node()
-        if checks_sends():
+        sender = current_sender()  # one read: the capability check and the sender
+        if sender is not None and sender.grant is not None:
             self._check_send(self._resolved)
-        sender = CURRENT_SENDER.get()
         transport.outbox.tell(
             self._subject,
             self._name,
             message,
             "" if transport.tracer is None else self._trace(),
             "" if sender is None else sender.path,
+            0,
+            self._origin(sender, reply_to),
         )
         stalled = transport.outbox.stalled
         if stalled is not None:
@@ -181,19 +186,27 @@ class RemoteRef(Generic[A]):
             # this caller's own (a timeout around the tell would never fire).
             await asyncio.shield(stalled)
 
-    def tell_nowait(self, message: Any) -> None:
+    def tell_nowait(self, message: Any, reply_to: Ref[Any] | None = None) -> None:
         """Send ``message`` now (buffered for this event-loop iteration); never waits."""
         node = self._node()
-        if checks_sends():
+        sender = current_sender()
+        if sender is not None and sender.grant is not None:
             self._check_send(node)
-        sender = CURRENT_SENDER.get()
         self._transport.outbox.tell(
             self._subject,
             self._name,
             message,
             self._trace(),
             "" if sender is None else sender.path,
+            0,
+            self._origin(sender, reply_to),
         )
+
+    def _origin(self, sender: Cell | None, reply_to: Any) -> Any:
+        """What the remote handler's ``self.sender`` is: ``reply_to``, or the sending actor."""
+        if reply_to is not None:
+            return check_reply_to(reply_to)
+        return None if sender is None else self._transport.origin(sender)
 
     async def ask(self, message: Any, *, timeout: Timeout = DEFAULT) -> Any:
         """Send ``message`` and return the remote handler's result; see the class docstring.
@@ -205,24 +218,32 @@ class RemoteRef(Generic[A]):
 
     async def _ask(self, message: Any, timeout: float | None, kind: str | None) -> Any:
         node = self._node()
-        if checks_sends():
+        sender = current_sender()
+        if sender is not None and sender.grant is not None:
             self._check_send(node)
-        sender = CURRENT_SENDER.get()
         sender_path = sender.path if sender is not None else ""
         transport = self._transport
+        origin = None if sender is None else transport.origin(sender)
         tracer = transport.tracer
         context = sampled_context() if tracer is not None else None
         for attempt in range(2):
             try:
                 if tracer is None or context is None:
                     return await transport.ask(
-                        node, self._name, message, timeout, "", sender_path, kind
+                        node, self._name, message, timeout, "", sender_path, kind, origin
                     )
                 span = start_ask_span(tracer, self.path, message, context)
                 with trace.use_span(span, end_on_exit=True):
                     parent = trace.set_span_in_context(span, context)
                     return await transport.ask(
-                        node, self._name, message, timeout, traceparent(parent), sender_path, kind
+                        node,
+                        self._name,
+                        message,
+                        timeout,
+                        traceparent(parent),
+                        sender_path,
+                        kind,
+                        origin,
                     )
             except NoSuchActorError:
                 # The registry may have moved on (restarted elsewhere): look once more.

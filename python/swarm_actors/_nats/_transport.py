@@ -273,6 +273,17 @@ class Transport:
         target = self.cluster.target_of(agent) if self.cluster is not None else None
         return None if target is None else (VIRTUAL_NODE, target)
 
+    def origin(self, sender: Cell) -> Any:
+        """The ref a message sent by ``sender`` (a local actor) names as its origin on the wire.
+
+        ``None`` when no other node could reach it (a ``system.virtual`` actor, a batch
+        member): the receiving handler's ``self.sender`` is then ``None``, and the message
+        goes all the same.
+        """
+        if sender.virtual_id is None or self.virtual_address(sender.virtual_id) is not None:
+            return sender.ref  # described by name (or virtual target) when encoded
+        return None
+
     def _ref_from_wire(
         self, node: str, name: str, path: str, role: str, classes: tuple[str, ...]
     ) -> Any:
@@ -304,14 +315,19 @@ class Transport:
         trace: str,
         sender: str,
         kind: str | None = None,
+        origin: Any = None,
     ) -> Any:
-        """Send an ask and wait for its answer (``TimeoutError`` after ``timeout`` seconds)."""
+        """Send an ask and wait for its answer (``TimeoutError`` after ``timeout`` seconds).
+
+        ``origin``: the ref the remote handler's ``self.sender`` is (``None``: nobody).
+        """
         corr = next(self._corr)
         future: asyncio.Future[Any] = self._loop.create_future()
         while not self.inbox.expect(corr, future, node):  # a collision: 2**-63 per pending ask
             corr = next(self._corr)
         wire_type = type_name(type(message)) if kind is None else kind
-        envelope = AskOut(name, wire_type, message, trace, sender, corr, self.outbox.reply_to(node))
+        reply = self.outbox.reply_to(node)
+        envelope = AskOut(name, wire_type, message, trace, sender, corr, reply, origin)
         try:
             self.outbox.append(self.outbox.subject_of(node), envelope, trace, node)
         except BaseException:

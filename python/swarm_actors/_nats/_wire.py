@@ -4,10 +4,10 @@ A *frame* is one NATS message: a msgpack array of envelopes (always written with
 ``array32`` header, so the count can be filled in when the frame is flushed). Envelopes are
 ``array_like`` msgspec Structs tagged by an int (the first array element):
 
-* ``Tell(target, type, body, trace, sender[, hops])``: a tell to the actor named ``target``;
-  ``hops`` counts how often nodes forwarded it to a placed actor's new owner;
-* ``Ask(target, type, body, trace, sender, corr, reply)``: an ask; the answer goes to the
-  ``reply`` subject with the same ``corr``;
+* ``Tell(target, type, body, trace, sender[, hops[, origin]])``: a tell to the actor named
+  ``target``; ``hops`` counts how often nodes forwarded it to a placed actor's new owner;
+* ``Ask(target, type, body, trace, sender, corr, reply[, origin])``: an ask; the answer goes to
+  the ``reply`` subject with the same ``corr``;
 * ``Reply(corr, type, body)`` and ``Failure(corr, error, message, actor)``: the answers;
 * ``Publish(origin, type, body, trace, sender)``: a message published on a topic, in frames
   of their own on the topic's subject (``swarm.topic.<topic>``, see ``_topics``), never on a
@@ -28,7 +28,9 @@ role, classes]``, which each ref gives itself (``__swarm_wire__``, the ``Ref`` c
 receiving side turns them back into refs (``Codec``'s hooks).
 
 ``trace`` is a W3C ``traceparent`` (``""`` when the sender's span is not sampled) and ``sender``
-the sending actor's path (``""`` outside actors), for logs and dead letters.
+the sending actor's path (``""`` outside actors), for logs and dead letters. ``origin`` is who
+the receiving handler's ``self.sender`` is: the sending actor, or the ``reply_to`` ref it gave,
+as a ref extension like the refs in messages (nil, or left out by older nodes: nobody).
 """
 
 from __future__ import annotations
@@ -159,6 +161,7 @@ class Tell(msgspec.Struct, array_like=True, tag=0, tag_field="k", frozen=True):
     trace: str
     sender: str
     hops: int = 0
+    origin: msgspec.msgpack.Ext | None = None
 
 
 class Ask(msgspec.Struct, array_like=True, tag=1, tag_field="k", frozen=True):
@@ -171,6 +174,7 @@ class Ask(msgspec.Struct, array_like=True, tag=1, tag_field="k", frozen=True):
     sender: str
     corr: int
     reply: str
+    origin: msgspec.msgpack.Ext | None = None
 
 
 class Reply(msgspec.Struct, array_like=True, tag=2, tag_field="k", frozen=True):
@@ -203,6 +207,7 @@ class TellOut(msgspec.Struct, array_like=True, tag=0, tag_field="k"):
     trace: str
     sender: str
     hops: int = 0
+    origin: Any = None  # a ref (encoded by the codec's hook) or None
 
 
 class AskOut(msgspec.Struct, array_like=True, tag=1, tag_field="k"):
@@ -215,6 +220,7 @@ class AskOut(msgspec.Struct, array_like=True, tag=1, tag_field="k"):
     sender: str
     corr: int
     reply: str
+    origin: Any = None
 
 
 class ReplyOut(msgspec.Struct, array_like=True, tag=2, tag_field="k"):
@@ -346,6 +352,15 @@ class Codec:
         # msgspec turns a TypeError raised here into its ValidationError (naming the field);
         # anything else (NotImplementedError included) would escape the decoder as it is.
         raise TypeError(f"expected {getattr(cls, '__qualname__', cls)}, got {type(obj).__name__}")
+
+    def origin(self, ext: msgspec.msgpack.Ext) -> Any:
+        """The ref an envelope's ``origin`` describes; ``WireFormatError`` if it describes none."""
+        try:
+            return self._ext_hook(ext.code, memoryview(ext.data))
+        except WireFormatError:
+            raise
+        except Exception as exc:  # a wrong extension code, a malformed ref
+            raise WireFormatError(f"bad sender ref: {exc}") from exc
 
     def decoder(self, name: str) -> msgspec.msgpack.Decoder[Any]:
         """The decoder of a wire type name; ``WireFormatError`` for a type not registered."""
