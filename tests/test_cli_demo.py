@@ -36,6 +36,8 @@ class Fake:
     configs: list[Any]
     edit: Callable[[Path], None] | None = None
     ok: bool = True
+    stopped_by: str = ""
+    errors: tuple[str, ...] = ()
 
 
 @pytest.fixture
@@ -68,6 +70,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Fake:
             branch=None,
             patch=None,
             ok=state.ok,
+            stopped_by=state.stopped_by,
+            errors=state.errors,
         )
 
     monkeypatch.setattr(_swarm, "run_swarm", run_swarm)
@@ -256,9 +260,14 @@ def test_demo_exits_1_when_the_tests_fail_at_the_end(
     fake: Fake, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake.ok = False
+    fake.stopped_by = "max_steps"
+    fake.errors = ("BrainReplyError: not JSON",)
     code, out, err = demo(capsys, "--data-dir", str(tmp_path), "-q")
     assert code == 1
     assert "FAIL" in out
+    assert "3 passing, 1 failing" in out
+    assert "stopped by  max_steps" in out
+    assert "BrainReplyError: not JSON" in out
     assert err == ""  # -q: no progress
 
 

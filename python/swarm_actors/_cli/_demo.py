@@ -356,6 +356,8 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
     tests = f"{s.tests_before} passing -> {s.tests_after} passing"
     if s.tests_failing_after:
         tests += f", {s.tests_failing_after} failing"
+    extra = [("stopped by", s.stopped_by)] if s.stopped_by else []
+    extra += [("error", str(e)[:200]) for e in s.errors[:5]]
     return [
         ("items", str(s.items)),
         ("approved", str(s.approved)),
@@ -366,6 +368,7 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
         ("findings", f"{s.findings_before} -> {s.findings_after}"),
         ("events", str(s.events)),
         ("wall time", f"{s.seconds:.1f} s"),
+        *extra,
     ]
 
 
