@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -412,6 +414,52 @@ def test_compression_counts_with_a_given_tokenizer() -> None:
     assert out.messages[1].content.startswith("w0 w1")
     assert out.messages[1].content.endswith("w499")
     assert estimate_tokens("") == 0
+
+
+def test_an_installed_tokenizer_counts_once_loaded_and_estimates_until_then() -> None:
+    import threading
+    import types
+
+    from swarm_actors.brains import TokenCounter, token_counter
+    from swarm_actors.brains._compress import _tiktoken_loader
+
+    release = threading.Event()
+
+    def load() -> Any:
+        release.wait(10)  # a tokenizer still fetching its files
+        return lambda text: 1000 * len(text)
+
+    counter = TokenCounter(load)
+    assert counter("four words in here") == estimate_tokens("four words in here")  # not blocked
+    assert counter.tokenizer == "estimate"
+    release.set()
+    assert counter.wait(10)
+    assert counter("ab") == 2000
+    assert counter.tokenizer == "tiktoken:cl100k_base"
+
+    def broken() -> Any:
+        raise OSError("offline: cannot fetch the encoding")
+
+    failed = TokenCounter(broken)
+    assert failed.wait(10)
+    assert failed("four words in here") == estimate_tokens("four words in here")
+
+    # tiktoken importable: its cl100k_base is what gets loaded (a stand-in module here).
+    class Encoding:
+        def encode(self, text: str, disallowed_special: Any = None) -> list[int]:
+            return [0] * len(text)
+
+    fake = types.ModuleType("tiktoken")
+    fake.get_encoding = lambda name: Encoding() if name == "cl100k_base" else None  # type: ignore[attr-defined]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "tiktoken", fake)
+        loader = _tiktoken_loader()
+        assert loader is not None
+        assert loader()("abc") == 3
+        mp.setitem(sys.modules, "tiktoken", None)  # not installed
+        assert _tiktoken_loader() is None
+    assert isinstance(token_counter(), TokenCounter)
+    assert token_counter() is token_counter()  # loaded once per process
 
 
 # --- speculation ----------------------------------------------------------------------------

@@ -25,7 +25,7 @@ tenacity, aiolimiter and nats-py (the KV limiter).
 from types import FunctionType as _Function
 
 from swarm_actors._public import publish as _publish
-from swarm_actors.brains._compress import ContextCompressor, Cut
+from swarm_actors.brains._compress import ContextCompressor, Cut, TokenCounter, token_counter
 from swarm_actors.brains._deterministic import (
     DeterministicBrain,
     Finding,
@@ -89,6 +89,7 @@ __all__ = [
     "RetryPolicy",
     "ScriptedBrain",
     "SpeculativeBrain",
+    "TokenCounter",
     "Usage",
     "assistant",
     "diff_review_rule",
@@ -97,6 +98,7 @@ __all__ = [
     "plan_from_findings",
     "request_plan_rule",
     "system",
+    "token_counter",
     "tool_report_rule",
     "user",
 ]

@@ -8,13 +8,16 @@ and the tail (one third) stay. System messages (the instruction) are never cut o
 request whose instruction alone does not fit is refused (``BrainInputTooLargeError``).
 
 Tokens are counted with ``count`` when given (e.g. a ``tiktoken`` encoding's
-``lambda s: len(enc.encode(s))``), else estimated (``estimate_tokens``).
+``lambda s: len(enc.encode(s))``), else by ``token_counter()``: ``tiktoken``'s ``cl100k_base``
+when ``tiktoken`` is installed, else an estimate (``estimate_tokens``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import msgspec
 
@@ -22,11 +25,76 @@ from swarm_actors._exceptions import BrainInputTooLargeError, InvalidArgumentErr
 from swarm_actors._log import get_logger
 from swarm_actors.brains._types import BrainRequest, Message, estimate_tokens
 
-__all__ = ["ContextCompressor", "Cut"]
+__all__ = ["ContextCompressor", "Cut", "TokenCounter", "token_counter"]
 
 log = get_logger("swarm_actors.brains")
 
 _PER_MESSAGE = 4  # tokens of framing per chat message (role, separators)
+
+
+class TokenCounter:
+    """Counts tokens with an installed tokenizer once it is loaded, estimating until then.
+
+    ``tiktoken`` fetches its encoding files on first use, so loading it may need the network:
+    it loads in a daemon thread, never in the caller, and while it loads (or when it cannot
+    load, e.g. offline) counts are ``estimate_tokens``'s. ``wait(timeout)`` waits for it.
+    """
+
+    def __init__(self, load: Callable[[], Callable[[str], int]] | None) -> None:
+        self._encode: Callable[[str], int] | None = None
+        self._loaded = threading.Event()
+        self.tokenizer = "estimate"
+        """``"tiktoken:cl100k_base"`` once the tokenizer is in use, else ``"estimate"``."""
+        if load is None:
+            self._loaded.set()
+            return
+        threading.Thread(
+            target=self._load, args=(load,), name="swarm-actors-tokenizer", daemon=True
+        ).start()
+
+    def _load(self, load: Callable[[], Callable[[str], int]]) -> None:
+        try:
+            self._encode = load()
+            self.tokenizer = "tiktoken:cl100k_base"
+        except Exception as exc:  # offline, a broken install: the estimate stays
+            log.info("brains.tokenizer_unavailable", error=f"{type(exc).__name__}: {exc}")
+        finally:
+            self._loaded.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the tokenizer loaded or failed to; whether that happened in time."""
+        return self._loaded.wait(timeout)
+
+    def __call__(self, text: str) -> int:
+        """Tokens in ``text``."""
+        encode = self._encode
+        return estimate_tokens(text) if encode is None else encode(text)
+
+
+def _tiktoken_loader() -> Callable[[], Callable[[str], int]] | None:
+    try:
+        import tiktoken  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+
+    def load() -> Callable[[str], int]:
+        encoding: Any = tiktoken.get_encoding("cl100k_base")
+        encode = encoding.encode
+        return lambda text: len(encode(text, disallowed_special=()))
+
+    return load
+
+
+_COUNTER_LOCK = threading.Lock()
+_counters: list[TokenCounter] = []  # the process's one counter (a tokenizer loads once)
+
+
+def token_counter() -> TokenCounter:
+    """The process's token counter: ``tiktoken`` when installed (loaded once), else estimates."""
+    with _COUNTER_LOCK:
+        if not _counters:
+            _counters.append(TokenCounter(_tiktoken_loader()))
+        return _counters[0]
 
 
 class Cut(msgspec.Struct, frozen=True, kw_only=True):
@@ -48,7 +116,7 @@ class ContextCompressor:
     """Fits requests into ``max_tokens`` by cutting the middle of their largest messages.
 
     ``min_keep`` tokens of each cut message are always kept (its head and tail). ``count``
-    counts a text's tokens (default: an estimate).
+    counts a text's tokens (default: ``token_counter()``, a tokenizer when one is installed).
     """
 
     def __init__(
@@ -63,7 +131,7 @@ class ContextCompressor:
         self.max_tokens = max_tokens
         """The most tokens a request may have once compressed."""
         self._min_keep = min_keep
-        self._count = count or estimate_tokens
+        self._count = count or token_counter()
 
     def tokens(self, request: BrainRequest) -> int:
         """The request's tokens as this compressor counts them."""

@@ -191,7 +191,7 @@ class Brain(Protocol):
 def estimate_tokens(text: str) -> int:
     """Tokens in ``text``: a rough estimate (4 characters a token, at least one per word).
 
-    Used where no tokenizer is installed and the provider did not count (``ContextCompressor``
-    counts with ``tiktoken`` when it is installed).
+    Used where no tokenizer is installed and the provider did not count (``token_counter()``,
+    ``ContextCompressor``'s default, counts with ``tiktoken`` when it is installed).
     """
     return max(len(text) // 4, len(text.split())) if text else 0
