@@ -7,6 +7,8 @@ Python, a Rust toolchain and ``pip install nox``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nox
@@ -40,7 +42,14 @@ def tests(session: nox.Session) -> None:
     session.run("cargo", "test", "--workspace", "--locked", external=True)
     install_project(session, "test")
     env = {"HYPOTHESIS_PROFILE": "ci"} if os.environ.get("CI") else {}
-    session.run("pytest", *session.posargs, env=env)
+    # The tests' temporary directories outside the checkout: nox points TMPDIR into .nox/,
+    # and a project the tests build there sits inside this repository (git sees it as part of
+    # it, ruff skips it as .gitignored, pytest picks up this repository's configuration).
+    outside = tempfile.mkdtemp(prefix="swarm-actors-tests-")
+    try:
+        session.run("pytest", *session.posargs, env={**env, "TMPDIR": outside})
+    finally:
+        shutil.rmtree(outside, ignore_errors=True)
 
 
 @nox.session

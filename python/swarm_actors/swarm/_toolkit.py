@@ -164,6 +164,17 @@ class Toolkit:
         self.ruff = tuple(ruff)
         """The command running ruff."""
 
+    @staticmethod
+    def _gitignore(root: str) -> tuple[str, ...]:
+        """``--no-respect-gitignore`` unless ``root`` is a git checkout of its own.
+
+        ruff skips what an enclosing repository's ``.gitignore`` ignores: a workspace copied
+        under an ignored directory of another repository (a ``.nox`` or ``.data`` dir, say)
+        would show no findings at all. A checkout of its own (the run's worktree of the user's
+        repository) keeps its ignores.
+        """
+        return () if os.path.exists(os.path.join(root, ".git")) else ("--no-respect-gitignore",)
+
     def _rules(self, rules: Sequence[str] | None) -> tuple[str, ...]:
         chosen = rules if rules is not None else self.select
         return ("--select", ",".join(chosen)) if chosen else ()
@@ -172,7 +183,15 @@ class Toolkit:
         self, checks: Checks, *paths: str, rules: Sequence[str] | None = None
     ) -> tuple[CheckResult, list[LintFinding]]:
         """Run ruff (JSON output) on ``paths`` (default the whole root); the run and findings."""
-        argv = (*self.ruff, "check", "--output-format", "json", "--no-cache", "--exit-zero")
+        argv = (
+            *self.ruff,
+            "check",
+            "--output-format",
+            "json",
+            "--no-cache",
+            "--exit-zero",
+            *self._gitignore(checks.root),
+        )
         result = await checks.run(
             (*argv, *self._rules(rules), *(paths or (".",))), tool="ruff", timeout=self.timeout
         )
@@ -197,6 +216,7 @@ class Toolkit:
             "--fix",
             "--exit-zero",
             "--no-cache",
+            *self._gitignore(root),
             *(("--unsafe-fixes",) if unsafe else ("--no-unsafe-fixes",)),
             "--select",
             ",".join(rules),
