@@ -11,6 +11,7 @@ from nats.aio.client import Client
 
 from swarm_actors._nats._conn import connect
 from swarm_actors.cluster import NatsOptions
+from swarm_actors.events import BlobStore, MemoryJournal
 from swarm_actors.testing import NatsServer
 
 # The fixtures users get (actor_system, virtual_clock); our own tests use them too.
@@ -41,3 +42,20 @@ async def nats_client(nats_server: NatsServer) -> AsyncIterator[Client]:
 def unique_name() -> str:
     """A name no other test uses: valid as a stream, consumer or subject token."""
     return f"T{uuid.uuid4().hex[:16]}"
+
+
+# --- tools: an in-memory journal and blob store for a workspace's or a check's events ----------
+
+
+@pytest_asyncio.fixture
+async def journal() -> AsyncIterator[MemoryJournal]:
+    """An in-memory journal, closed after the test (a module may define its own ``journal``)."""
+    j = MemoryJournal()
+    yield j
+    await j.close()
+
+
+@pytest.fixture
+def blobs() -> BlobStore:
+    """An in-memory content-addressed blob store."""
+    return BlobStore()

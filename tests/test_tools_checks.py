@@ -5,11 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 
 from helpers import until
 from swarm_actors.errors import (
@@ -33,18 +31,6 @@ def alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state not in ("Z", "X")
-
-
-@pytest_asyncio.fixture
-async def journal() -> AsyncIterator[MemoryJournal]:
-    j = MemoryJournal()
-    yield j
-    await j.close()
-
-
-@pytest.fixture
-def blobs() -> BlobStore:
-    return BlobStore()
 
 
 @pytest.fixture

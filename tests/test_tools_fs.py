@@ -8,11 +8,9 @@ import os
 import re
 import stat
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import pytest_asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -46,18 +44,6 @@ def root(tmp_path: Path) -> Path:
     (tmp_path / "outside").mkdir()
     (tmp_path / "outside" / "secret.txt").write_text("secret\n")
     return tmp_path / "ws"
-
-
-@pytest_asyncio.fixture
-async def journal() -> AsyncIterator[MemoryJournal]:
-    j = MemoryJournal()
-    yield j
-    await j.close()
-
-
-@pytest.fixture
-def blobs() -> BlobStore:
-    return BlobStore()
 
 
 @pytest.fixture
