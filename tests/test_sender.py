@@ -62,6 +62,62 @@ async def test_the_sender_is_none_from_outside_any_actor() -> None:
         assert await echo.ask(Describe()) == "None"
 
 
+class Note(msgspec.Struct):
+    n: int
+
+
+class Kick(msgspec.Struct):
+    target: Any
+    first: int
+    count: int
+
+
+class Notebook(Actor):
+    """Keeps, per ``Note``, who sent it (as ``describe`` spells it)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, str]] = []
+
+    @handler
+    async def note(self, msg: Note) -> None:
+        self.seen.append((msg.n, describe(self.sender)))
+
+    @handler
+    async def read(self, msg: Received) -> list[tuple[int, str]]:
+        return self.seen
+
+
+class Kicker(Actor):
+    @handler
+    async def kick(self, msg: Kick) -> None:
+        for n in range(msg.first, msg.first + msg.count):
+            msg.target.tell_nowait(Note(n))
+
+
+@pytest.mark.asyncio
+async def test_each_message_of_one_turn_has_its_own_sender() -> None:
+    # One turn handles a burst from one actor, tells from outside and a burst from another
+    # actor: each handler sees its own message's sender, never the one before it.
+    async with ActorSystem() as system:
+        book = await system.start(Notebook)
+        a = await system.start(Kicker, name="a")
+        b = await system.start(Kicker, name="b")
+        await a.ask(Kick(book, 1, 2))  # run inline: no turn of the book's in between
+        book.tell_nowait(Note(3))
+        book.tell_nowait(Note(4))
+        await b.ask(Kick(book, 5, 2))
+        book.tell_nowait(Note(7))
+        assert await book.ask(Received()) == [
+            (1, "ActorRef /a"),
+            (2, "ActorRef /a"),
+            (3, "None"),
+            (4, "None"),
+            (5, "ActorRef /b"),
+            (6, "ActorRef /b"),
+            (7, "None"),
+        ]
+
+
 @pytest.mark.asyncio
 async def test_an_ask_handler_sees_the_asking_actor_and_the_ask_returns_its_value() -> None:
     class Asker(Actor):

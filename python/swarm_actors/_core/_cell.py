@@ -663,51 +663,65 @@ class Cell:
         self, budget: int
     ) -> tuple[Coroutine[Any, Any, Any], Any, asyncio.Future[Any] | None] | None:
         queue = self.queue
-        while queue and budget:
-            budget -= 1
-            item = queue.popleft()
-            entry = None  # an entry whose handler runs in a context of its own
-            if type(item) is Ask:
-                message, reply = item.message, item.future
-                # A traced entry carries its sender's trace context, an entry with a sender
-                # its origin (``_sender``): set while the handler's first step runs, and kept
-                # by the handler wherever it is resumed (InContext), so that each handler
-                # call keeps its own, however many are in flight.
-                if item.context is not None or item.origin is not None:
-                    entry = item
-            else:
-                message, reply = item, None
-            fn = self.cache.get(type(message), _MISSING)
-            if fn is _MISSING:
-                fn = self.resolve(type(message))
-            self.processed += 1
-            if fn is None:
-                self.unhandled(message, reply)
-                continue
-            if entry is not None:
-                attached = None if entry.context is None else attach_context(entry.context)
-                bound = None if entry.origin is None else ORIGIN.set((self, entry.origin))
-            try:
-                coro = fn(self.actor, message)  # type: ignore[operator]
-                yielded = coro.send(None)
-            except StopIteration as stop:
-                if reply is not None and not reply.done():
-                    reply.set_result(stop.value)
-                continue
-            except (Exception, asyncio.CancelledError) as exc:
-                self.fail(exc, reply)
-                return None
-            else:
+        # ``ORIGIN`` as this call bound it: set when a message's origin differs from the one
+        # before it, not set and reset around every message (a burst from one sender, the
+        # usual case, binds it once), and put back as it was when the call returns.
+        bound: Any = None
+        token: Token[Any] | None = None
+        try:
+            while queue and budget:
+                budget -= 1
+                item = queue.popleft()
+                entry = None  # an entry whose handler runs in a context of its own
+                origin = None
+                if type(item) is Ask:
+                    message, reply = item.message, item.future
+                    # A traced entry carries its sender's trace context, an entry with a
+                    # sender its origin (``_sender``): current while the handler's first step
+                    # runs, and kept by the handler wherever it is resumed (InContext), so
+                    # that each handler call keeps its own, however many are in flight.
+                    origin = item.origin
+                    if item.context is not None or origin is not None:
+                        entry = item
+                else:
+                    message, reply = item, None
+                fn = self.cache.get(type(message), _MISSING)
+                if fn is _MISSING:
+                    fn = self.resolve(type(message))
+                self.processed += 1
+                if fn is None:
+                    self.unhandled(message, reply)
+                    continue
+                if origin is not bound:
+                    value = None if origin is None else (self, origin)
+                    if token is None:
+                        token = ORIGIN.set(value)
+                    else:
+                        ORIGIN.set(value)
+                    bound = origin
                 if entry is not None:
-                    coro = InContext(coro, contextvars.copy_context())
-            finally:
-                if entry is not None:
-                    if bound is not None:
-                        ORIGIN.reset(bound)
-                    if attached is not None:
+                    attached = None if entry.context is None else attach_context(entry.context)
+                try:
+                    coro = fn(self.actor, message)  # type: ignore[operator]
+                    yielded = coro.send(None)
+                except StopIteration as stop:
+                    if reply is not None and not reply.done():
+                        reply.set_result(stop.value)
+                    continue
+                except (Exception, asyncio.CancelledError) as exc:
+                    self.fail(exc, reply)
+                    return None
+                else:
+                    if entry is not None:
+                        coro = InContext(coro, contextvars.copy_context())
+                finally:
+                    if entry is not None and attached is not None:
                         detach_context(attached)
-            return coro, yielded, reply
-        return None
+                return coro, yielded, reply
+            return None
+        finally:
+            if token is not None:
+                ORIGIN.reset(token)
 
     def ask_inline(self, message: Any, origin: Any = None) -> tuple[bool, Any]:
         """Run the handler of an ask in the caller, the actor being idle (``runnable``, empty).
