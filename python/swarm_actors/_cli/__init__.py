@@ -7,7 +7,8 @@ branch of its own: the user's files and branch are never touched). It shows the 
 ends with a summary and says how to take the approved changes. Exit status: 0 when the
 workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 
-``swarm-actors worker --role coder --nats URL`` joins coders to a swarm running elsewhere.
+``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
+embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
@@ -32,8 +33,12 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from swarm_actors import __version__
+
+if TYPE_CHECKING:
+    from swarm_actors.cluster import NatsOptions
 
 __all__ = ["log_level", "main", "parser"]
 
@@ -68,15 +73,33 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     try:
         brain = make_brain(args)
-        asyncio.run(
-            swarm.run_worker(role=args.role, nats_url=args.nats, coders=args.coders, brain=brain)
-        )
+        url = args.nats or _live_run_url(args)
+        asyncio.run(swarm.run_worker(role=args.role, nats_url=url, coders=args.coders, brain=brain))
     except (InvalidArgumentError, TransportError) as exc:
         print(f"swarm-actors worker: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
     return 0
+
+
+def _live_run_url(args: argparse.Namespace) -> NatsOptions:
+    """The embedded server of the ``--run`` run (``InvalidArgumentError`` when it is not live)."""
+    from swarm_actors._runjournal import live_options
+    from swarm_actors._runs import run_dir
+    from swarm_actors.errors import InvalidArgumentError, RunNotFoundError
+
+    try:
+        run = run_dir(args.run, args.data_dir)
+    except RunNotFoundError as exc:
+        raise InvalidArgumentError(f"no --nats URL, and {exc}") from None
+    options = live_options(run.root)
+    if options is None:
+        raise InvalidArgumentError(
+            f"run {run.run_id} is not going on (it names no live server in {run.root}): start "
+            "`swarm-actors demo` first, or pass --nats URL of a swarm on a server of your own"
+        )
+    return options
 
 
 def _cmd_cluster_init(args: argparse.Namespace) -> int:
@@ -162,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
         "--nats",
         default="embedded",
         metavar="URL",
-        help="a NATS server to run on, so that `swarm-actors worker` can join "
+        help="a NATS server to run on (`swarm-actors worker` joins either way) "
         "(default: a private embedded one)",
     )
     p_demo.add_argument(
@@ -178,7 +201,16 @@ def parser() -> argparse.ArgumentParser:
     )
     _add_verbosity(p_worker, default=argparse.SUPPRESS)
     p_worker.add_argument("--role", required=True, help="the role to join as: coder")
-    p_worker.add_argument("--nats", required=True, metavar="URL", help="the swarm's NATS server")
+    p_worker.add_argument(
+        "--nats",
+        metavar="URL",
+        help="the swarm's NATS server (default: the embedded server of the --run run, while "
+        "it goes on)",
+    )
+    p_worker.add_argument(
+        "--run", default=None, help="the demo run to join without --nats (default: the latest)"
+    )
+    _add_data_dir(p_worker)
     p_worker.add_argument("--coders", type=_positive, default=1, help="how many (default: 1)")
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)

@@ -6,14 +6,15 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from swarm_actors import ActorSystem
 from swarm_actors._log import get_logger
+from swarm_actors._runjournal import clear_live_url, write_live_url
 from swarm_actors.brains import Brain
-from swarm_actors.cluster import Cluster
+from swarm_actors.cluster import Cluster, NatsOptions
 from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import BlobStore, MemoryJournal
 from swarm_actors.swarm._brainio import default_brain
@@ -92,6 +93,24 @@ def _system(config: SwarmConfig, run_id: str) -> ActorSystem:
     return ActorSystem(nats=config.nats, run_id=run_id)
 
 
+@contextlib.asynccontextmanager
+async def _announced(system: ActorSystem, run_dir: Path | None) -> AsyncIterator[None]:
+    """While the run goes on, its directory names its embedded server (``live.json``).
+
+    Readers (``replay``, ``dashboard``, a ``worker`` joining the run) find it there; the file
+    is removed when the run ends.
+    """
+    url = system.nats_url if run_dir is not None else None
+    if url is None or run_dir is None:
+        yield
+        return
+    await asyncio.to_thread(write_live_url, run_dir, url)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(clear_live_url, run_dir)
+
+
 async def run_swarm(
     config: SwarmConfig,
     *,
@@ -145,7 +164,7 @@ async def run_swarm(
         git=git,
     )
     system = _system(config, run_id)
-    async with system:
+    async with system, _announced(system, run_dir if config.nats == "embedded" else None):
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
         ask_timeout = config.check_timeout * 2 + 60
@@ -263,13 +282,16 @@ async def _patch(git: GitRun | None, ledger: Ledger, run_dir: Path) -> Path | No
 async def run_worker(
     *,
     role: str,
-    nats_url: str,
+    nats_url: str | NatsOptions,
     coders: int = 1,
     brain: Brain | None = None,
     toolkit: Toolkit | None = None,
     join_timeout: float = 30.0,
 ) -> None:
     """Join ``coders`` coders to the swarm on ``nats_url`` until it ends (or this is cancelled).
+
+    ``nats_url``: the server's URL, or ``NatsOptions`` (credentials, TLS); for a demo run on its
+    embedded server, ``swarm_actors._runjournal.live_options(run_dir)``.
 
     The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
