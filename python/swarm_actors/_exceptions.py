@@ -46,6 +46,7 @@ One root, grouped by the part of the system that raises them::
     │   ├── NotConnectedError                  NATS work asked of a system not connected to it
     │   ├── RemoteError                        a remote handler raised; carries its type and text
     │   └── WireFormatError (ValueError)       bytes from NATS that are not a valid frame / message
+    ├── ArchiveError                   the SQL archive: no chDB, a newer archive, a failed query
     ├── BrainError                     model calls (``swarm_actors.brains``)
     │   ├── BrainConfigError (ValueError)      a missing key, model or base URL: names the fix
     │   ├── BrainConnectionError               no connection to the provider, or it broke mid-reply
@@ -726,6 +727,11 @@ class CheckTimeoutError(ToolError, TimeoutError):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (partial(type(self), *self.args, result=self.result), ())
+
+
+class ArchiveError(SwarmError):
+    """The SQL archive (``swarm_actors.archive``) failed: its client is not installed, its
+    server does not answer, it was written by a newer build, or a query failed."""
 
 
 class BrainError(SwarmError):

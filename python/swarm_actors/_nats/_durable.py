@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
 from swarm_actors._events._journal import JournalEntry, _check_filter
@@ -40,7 +40,7 @@ class JetStreamApi(Protocol):
     def __call__(self, call: Callable[[], Awaitable[T]], /) -> Awaitable[T]: ...
 
 
-__all__ = ["Delivery", "DurableConsumer"]
+__all__ = ["Delivery", "DurableConsumer", "RawDelivery"]
 
 _log = get_logger("swarm_actors.journal")
 
@@ -98,6 +98,34 @@ class Delivery:
 
     def __repr__(self) -> str:
         return f"<Delivery seq={self.entry.sequence} delivered={self.delivered}>"
+
+
+class RawDelivery:
+    """One message handed out by :meth:`DurableConsumer.fetch_raw`, not decoded.
+
+    For a consumer that must keep what it cannot decode (an archive's dead letters) rather
+    than have it terminated: decode ``data`` with ``decode_event``, settle with
+    :meth:`DurableConsumer.ack_many` (or ``ack``) once the outcome is durable.
+    """
+
+    __slots__ = ("_msg", "data", "delivered", "sequence", "stored_ns", "subject")
+
+    def __init__(self, msg: Msg) -> None:
+        meta = msg.metadata
+        self.sequence: int = meta.sequence.stream
+        """The stream sequence."""
+        self.subject: str = msg.subject
+        """The subject it was published on."""
+        self.data: bytes = msg.data
+        """Its bytes, as stored."""
+        self.stored_ns: int = _stored_ns(msg.reply)
+        """When the server stored it (Unix ns)."""
+        self.delivered: int = meta.num_delivered
+        """How many times the server has handed it out (1 the first time)."""
+        self._msg = msg
+
+    def __repr__(self) -> str:
+        return f"<RawDelivery seq={self.sequence} delivered={self.delivered}>"
 
 
 class DurableConsumer:
@@ -223,6 +251,32 @@ class DurableConsumer:
             entry = JournalEntry(seq, msg.subject, event, _stored_ns(msg.reply))
             out.append(Delivery(entry, msg, meta.num_delivered, api_timeout))
         return out
+
+    async def fetch_raw(self, batch: int = 100, timeout: float = 5.0) -> list[RawDelivery]:
+        """Up to ``batch`` messages as stored, undecoded (undecodable ones included).
+
+        Waits up to ``timeout`` seconds for the first one; an empty list when none came.
+        """
+        if batch < 1 or not timeout > 0:
+            raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
+        sub = await self._subscription()
+        try:
+            msgs = await sub.fetch(batch, timeout=timeout)
+        except TimeoutError:  # nats-py raises its own subclass, or the builtin itself
+            msgs = []
+        _raise_lost_cancellation()
+        return [RawDelivery(msg) for msg in msgs]
+
+    async def ack_many(self, deliveries: Sequence[RawDelivery | Delivery]) -> None:
+        """Acknowledge many at once: one publish each, then one round trip for them all.
+
+        A flush (PING/PONG) returns once the server has read every acknowledgement before it,
+        so this costs one round trip per batch instead of one per message (``ack``).
+        """
+        client = self._journal.client
+        for delivery in deliveries:
+            await delivery._msg.ack()  # noqa: SLF001 - this module's own class
+        await client.flush(timeout=max(1, round(self._api_timeout)))
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:
         """Deliveries as they come, until cancelled or the journal closes."""

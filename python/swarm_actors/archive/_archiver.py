@@ -1,0 +1,179 @@
+"""The archiver: a durable JetStream consumer that batches events into the archive.
+
+Exactly once in the table, from at-least-once delivery:
+
+* A durable pull consumer (its name per archive, ``archive-<digest of the archive>``) keeps
+  the position on the server: in the run's own JetStream store for a finished run, in the
+  server's for ``--nats``. A restarted archiver continues after the last acknowledged batch.
+* A batch is 1,000 messages or 1 s, whichever comes first (ClickHouse wants few, large
+  inserts), inserted as one Arrow block, and acknowledged only after the insert returned.
+* A crash between insert and acknowledgement hands the batch out again (after ``ack_wait``).
+  Redelivered messages say so (``delivered > 1``): for a batch holding any, the ids already in
+  the table are looked up and skipped, so even ``count()`` without ``FINAL`` counts each event
+  once. The table's ``ReplacingMergeTree`` on the event id is the backstop (two archivers on
+  one table, a stream holding an event twice): ``FINAL`` reads it deduplicated.
+* What is not an event this build can read (a newer schema version, bytes that do not
+  decode) goes to ``dead_letters`` with the reason, in the same batch, and is acknowledged
+  with it: it never stops the archiver, and it is kept rather than dropped.
+
+Without ``follow`` the archiver stops once the consumer has nothing pending (every message
+stored when it looked is archived and acknowledged); with ``follow`` it keeps up until
+cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from swarm_actors._events._schema import decode_event
+from swarm_actors._exceptions import EventDecodeError, InvalidArgumentError, SchemaVersionError
+from swarm_actors._log import get_logger
+from swarm_actors.archive._rows import dead_table, event_row, events_table
+
+if TYPE_CHECKING:
+    from swarm_actors._nats._durable import DurableConsumer, RawDelivery
+    from swarm_actors._nats._jetstream import JetStreamJournal
+    from swarm_actors.archive._store import ArchiveStore
+
+__all__ = ["ArchiveStats", "Archiver", "consumer_name"]
+
+_log = get_logger("swarm_actors.archive")
+
+
+def consumer_name(store: ArchiveStore) -> str:
+    """The durable consumer name of an archive: one position per archive (location, database)."""
+    digest = hashlib.sha256(f"{store.location}\0{store.database}".encode()).hexdigest()
+    return f"archive-{digest[:16]}"
+
+
+@dataclass
+class ArchiveStats:
+    """What an archiver has done so far (updated after each batch)."""
+
+    archived: int = 0
+    """Events inserted into ``events``."""
+    duplicates: int = 0
+    """Redelivered events found already archived, and so skipped."""
+    dead_letters: int = 0
+    """Messages put in ``dead_letters``."""
+    batches: int = 0
+    """Batches inserted and acknowledged."""
+    last_sequence: int = 0
+    """The highest stream sequence acknowledged."""
+    started: float = field(default_factory=time.monotonic)
+    """When the archiver started (``time.monotonic``)."""
+
+    @property
+    def rate(self) -> float:
+        """Messages settled per second since the start."""
+        elapsed = time.monotonic() - self.started
+        total = self.archived + self.duplicates + self.dead_letters
+        return total / elapsed if elapsed > 0 else 0.0
+
+
+class Archiver:
+    """Archive a JetStream journal's events into an :class:`ArchiveStore`.
+
+    ``journal`` is the stream to read (``open_run_journal(...).journal`` for a run, or a
+    ``JetStreamJournal`` on a server); ``store`` the archive. ``batch_size`` rows or
+    ``batch_interval`` seconds make a batch; ``ack_wait`` is how long a batch handed out to an
+    archiver that died waits before it is handed out again. ``on_batch`` is called with the
+    stats after each batch (progress).
+    """
+
+    def __init__(
+        self,
+        journal: JetStreamJournal,
+        store: ArchiveStore,
+        *,
+        batch_size: int = 1000,
+        batch_interval: float = 1.0,
+        ack_wait: float = 30.0,
+        name: str | None = None,
+        on_batch: Callable[[ArchiveStats], None] | None = None,
+    ) -> None:
+        if batch_size < 1 or not batch_interval > 0 or not ack_wait > 0:
+            raise InvalidArgumentError("batch_size >= 1, batch_interval > 0 and ack_wait > 0")
+        self._journal = journal
+        self._store = store
+        self._batch_size = batch_size
+        self._interval = batch_interval
+        self._ack_wait = ack_wait
+        self.name = name or consumer_name(store)
+        """The durable consumer's name."""
+        self._on_batch = on_batch
+        self.stats = ArchiveStats()
+        """What was archived so far."""
+
+    async def run(self, *, follow: bool = False) -> ArchiveStats:
+        """Archive until nothing is pending (or, with ``follow``, until cancelled)."""
+        consumer = self._journal.durable(self.name, ack_wait=self._ack_wait)
+        async with consumer:
+            while True:
+                batch = await self._collect(consumer, follow=follow)
+                if batch:
+                    await self._settle(consumer, batch)
+                elif not follow and await consumer.pending() == 0:
+                    return self.stats
+
+    async def _collect(self, consumer: DurableConsumer, *, follow: bool) -> list[RawDelivery]:
+        """Up to ``batch_size`` messages, or what came within ``batch_interval``."""
+        batch: list[RawDelivery] = []
+        deadline = time.monotonic() + self._interval
+        while len(batch) < self._batch_size:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = await consumer.fetch_raw(self._batch_size - len(batch), timeout=left)
+            batch += got
+            if not got and not follow:
+                break  # nothing more right now: archive what there is, then see if it is all
+        return batch
+
+    async def _settle(self, consumer: DurableConsumer, batch: list[RawDelivery]) -> None:
+        rows, dead, duplicates = await asyncio.to_thread(self._insert, batch)
+        await consumer.ack_many(batch)
+        stats = self.stats
+        stats.archived += rows
+        stats.dead_letters += dead
+        stats.duplicates += duplicates
+        stats.batches += 1
+        stats.last_sequence = max(stats.last_sequence, batch[-1].sequence)
+        _log.debug("archive.batch", rows=rows, dead=dead, duplicates=duplicates)
+        if self._on_batch is not None:
+            self._on_batch(stats)
+
+    def _insert(self, batch: list[RawDelivery]) -> tuple[int, int, int]:
+        """Decode and insert one batch (in a worker thread); (rows, dead letters, skipped)."""
+        rows: list[tuple[Any, ...]] = []
+        dead: list[tuple[Any, ...]] = []
+        ids: list[str] = []
+        stream = self._journal.stream
+        for d in batch:
+            try:
+                event = decode_event(d.data)
+            except EventDecodeError as exc:
+                version = exc.version if isinstance(exc, SchemaVersionError) else None
+                reason = f"{type(exc).__name__}: {exc}"
+                dead.append((stream, d.sequence, d.subject, d.stored_ns, reason, version, d.data))
+                _log.warning("archive.dead_letter", sequence=d.sequence, reason=reason)
+                continue
+            rows.append(event_row(event, d.sequence, d.stored_ns))
+            ids.append(event.event_id)
+        skipped = 0
+        if any(d.delivered > 1 for d in batch):  # handed out before: some may be stored
+            seen = self._store.existing_ids(ids)
+            if seen:
+                kept = [row for row in rows if row[0] not in seen]
+                skipped = len(rows) - len(kept)
+                rows = kept
+        # Dead letters first: a crash between the two inserts redelivers the batch, and the
+        # dead letters' ReplacingMergeTree on the stream sequence absorbs the repeat.
+        self._store.insert_arrow("dead_letters", dead_table(dead))
+        self._store.insert_arrow("events", events_table(rows))
+        return len(rows), len(dead), skipped
