@@ -10,6 +10,9 @@ workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 ``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
 embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
+``swarm-actors archive`` copies a run's events into the SQL archive (chDB under
+``DATA/archive``, or a ClickHouse server); ``swarm-actors sql`` queries it (``_archive``).
+
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
@@ -150,6 +153,13 @@ def _positive(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of the ``swarm-actors`` command."""
     parser = argparse.ArgumentParser(prog="swarm-actors", description=__doc__.splitlines()[0])
@@ -243,6 +253,15 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("--force", action="store_true", help="overwrite files already there")
     p_init.add_argument("--json", action="store_true", help="print what was written as JSON")
     p_init.set_defaults(func=_cmd_cluster_init)
+
+    from swarm_actors._cli._archive import add_archive_commands
+
+    add_archive_commands(
+        sub,
+        add_common=lambda p: _add_verbosity(p, default=argparse.SUPPRESS),
+        add_data_dir=_add_data_dir,
+        positive_float=_positive_float,
+    )
     return parser
 
 
