@@ -46,6 +46,16 @@ ALLOWED = {
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
     ),
+    # The SQL archive reads journals (the NATS layer's durable consumers, the run conventions)
+    # and writes ClickHouse; the commands use it, nothing below it does.
+    "swarm_actors.archive": (
+        *BASE,
+        "swarm_actors._events",
+        "swarm_actors._nats",
+        "swarm_actors._public",
+        "swarm_actors._runjournal",
+        "swarm_actors._runs",
+    ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
     # The command line is an application of the public facades (and of _runs), never of the
@@ -53,6 +63,7 @@ ALLOWED = {
     "swarm_actors._cli": (
         *BASE,
         "swarm_actors._runs",
+        "swarm_actors.archive",
         "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",

@@ -84,6 +84,7 @@ def test_every_events_name_has_a_docstring(name: str) -> None:
 
 PUBLIC_MODULES = (
     "swarm_actors",
+    "swarm_actors.archive",
     "swarm_actors.brains",
     "swarm_actors.cluster",
     "swarm_actors.errors",
@@ -95,7 +96,7 @@ PUBLIC_MODULES = (
     "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("brains", "cluster", "errors", "hilbert", "space", "swarm", "tools", "tree")
+FACADES = ("archive", "brains", "cluster", "errors", "hilbert", "space", "swarm", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:

@@ -730,8 +730,11 @@ class CheckTimeoutError(ToolError, TimeoutError):
 
 
 class ArchiveError(SwarmError):
-    """The SQL archive (``swarm_actors.archive``) failed: its client is not installed, its
-    server does not answer, it was written by a newer build, or a query failed."""
+    """The SQL archive (``swarm_actors.archive``) failed.
+
+    Its client is not installed, its server does not answer, it was written by a newer
+    build, or a query failed: the message says which, and the fix.
+    """
 
 
 class BrainError(SwarmError):

@@ -136,11 +136,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     if args.list:
         for query in QUERIES.values():
-            params = ", ".join(f"--{k} (default {v!r})" for k, v in query.defaults.items())
-            print(f"{query.name}: {query.summary}; {params}")
+            takes = ", ".join(f"--{k} (default {v!r})" for k, v in query.defaults.items())
+            print(f"{query.name}: {query.summary}; {takes}")
         return 0
     if (args.sql is None) == (args.query is None):
-        print("swarm-actors sql: give SQL text or --query NAME (--list shows them)", file=sys.stderr)
+        print(
+            "swarm-actors sql: give SQL text or --query NAME (--list shows them)", file=sys.stderr
+        )
         return 2
     fmt = "json" if args.json else args.format
     try:
@@ -229,5 +231,3 @@ def add_archive_commands(
     )
     q.add_argument("--json", action="store_true", help="the same as --format json")
     q.set_defaults(func=cmd_sql)
-
-

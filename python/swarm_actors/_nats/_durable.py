@@ -275,7 +275,7 @@ class DurableConsumer:
         """
         client = self._journal.client
         for delivery in deliveries:
-            await delivery._msg.ack()  # noqa: SLF001 - this module's own class
+            await delivery._msg.ack()
         await client.flush(timeout=max(1, round(self._api_timeout)))
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:

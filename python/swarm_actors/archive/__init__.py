@@ -18,11 +18,9 @@ Typical use (what ``swarm-actors archive`` and ``swarm-actors sql`` do)::
         print(run_query(store, "error-rate", window="30d").rows)
 """
 
-from __future__ import annotations
-
 from swarm_actors._public import publish as _publish
 from swarm_actors.archive._api import archive_dir, archive_events
-from swarm_actors.archive._archiver import ArchiveStats, Archiver, consumer_name
+from swarm_actors.archive._archiver import Archiver, ArchiveStats, consumer_name
 from swarm_actors.archive._queries import QUERIES, Query, parse_window, run_query
 from swarm_actors.archive._rows import COLUMNS
 from swarm_actors.archive._store import ArchiveStore, QueryResult, ddl_versions

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._runs import resolve_data_dir
-from swarm_actors.archive._archiver import ArchiveStats, Archiver
+from swarm_actors.archive._archiver import Archiver, ArchiveStats
 
 if TYPE_CHECKING:
     from swarm_actors._runs import RunPaths

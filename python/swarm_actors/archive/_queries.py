@@ -45,7 +45,9 @@ class Query:
     @property
     def sql(self) -> str:
         """The SQL text."""
-        return resources.files("swarm_actors.archive").joinpath(f"queries/{self.name}.sql").read_text()
+        return (
+            resources.files("swarm_actors.archive").joinpath(f"queries/{self.name}.sql").read_text()
+        )
 
 
 QUERIES: Mapping[str, Query] = {
@@ -64,9 +66,7 @@ QUERIES: Mapping[str, Query] = {
         Query("most-changed", "the resources changed most often", {"run": "", "limit": 20}),
         Query("latency", "p50/p95/max handling latency per role (cause to effect)", {"run": ""}),
         Query("tokens-cost", "model tokens and cost per run and per agent", {"run": ""}),
-        Query(
-            "rejections", "rejected changes and the reasons given", {"run": "", "limit": 100}
-        ),
+        Query("rejections", "rejected changes and the reasons given", {"run": "", "limit": 100}),
     )
 }
 """The shipped queries by name."""

@@ -29,7 +29,7 @@ from swarm_actors._events._schema import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-__all__ = ["COLUMNS", "DEAD_COLUMNS", "dead_table", "events_table", "event_row"]
+__all__ = ["COLUMNS", "DEAD_COLUMNS", "dead_table", "event_row", "events_table"]
 
 _S, _F, _U, _I, _B, _L, _T, _Y = "str", "f64", "u64", "i32", "bool", "list", "ts", "bytes"
 
@@ -258,10 +258,7 @@ def _table(rows: Iterable[tuple[Any, ...]], columns: tuple[tuple[str, str], ...]
     import pyarrow as pa
 
     rows = list(rows)
-    if rows:
-        cols = list(zip(*rows, strict=True))
-    else:
-        cols = [() for _ in columns]
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
     arrays = [
         pa.array(col, type=_arrow_type(kind)) for col, (_, kind) in zip(cols, columns, strict=True)
     ]

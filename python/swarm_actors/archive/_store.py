@@ -168,7 +168,8 @@ class ArchiveStore:
             "applied_at DateTime64(3, 'UTC') DEFAULT now64(3), ddl String) "
             "ENGINE = ReplacingMergeTree ORDER BY version"
         )
-        current = int(self._client.command(f"SELECT max(version) FROM {db}.schema_versions") or 0)
+        found = self._client.command(f"SELECT max(version) FROM {db}.schema_versions")
+        current = int(found) if isinstance(found, (int, str)) else 0
         if current > SCHEMA_VERSION:
             raise ArchiveError(
                 f"the archive at {self.location} has schema version {current}, written by a "
@@ -220,7 +221,7 @@ class ArchiveStore:
             if type(exc).__module__.startswith("clickhouse_connect"):
                 raise ArchiveError(f"the query failed: {exc}") from exc
             raise
-        return QueryResult(tuple(result.column_names), list(result.result_rows))
+        return QueryResult(tuple(result.column_names), [tuple(r) for r in result.result_rows])
 
     def close(self) -> None:
         """Close the client (the chDB engine stays up for this process's other stores)."""
