@@ -49,6 +49,8 @@ from swarm_actors.events import (
 )
 from swarm_actors.testing import NatsServer
 
+pytestmark = pytest.mark.timeout(400)  # a real demo run, then subprocesses that load chDB
+
 PACKAGE = Path(swarm_actors.__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(PACKAGE)}
 CLI = [sys.executable, "-m", "swarm_actors._cli"]
