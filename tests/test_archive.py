@@ -23,6 +23,7 @@ import msgspec
 import pytest
 
 import swarm_actors
+from helpers import until
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors._runjournal import open_run_journal
 from swarm_actors._runs import RunPaths, new_run, run_dir
@@ -291,6 +292,40 @@ def test_a_batch_inserted_but_never_acknowledged_is_archived_once(
     assert sub.query("SELECT count(), uniqExact(event_id) FROM events").rows == [(41, 41)]
     rates = run_query(sub, "error-rate", window="1d", run="run-c").rows
     assert sum(r[3] for r in rates) == 1  # the crash signal is the one error
+
+
+def test_follow_keeps_up_with_new_events_until_cancelled(
+    tmp_path: Path, store: ArchiveStore
+) -> None:
+    live = ArchiveStore.open(path=store.location, database="follow")  # the same engine
+    batches: list[int] = []
+
+    async def go() -> None:
+        async with NatsServer(store_dir=tmp_path, max_file_store=64 << 20) as server:
+            journal = await JetStreamJournal.connect(server.client_options())
+            try:
+                await journal.append_many([_event(n, "run-f") for n in range(5)])
+                task = asyncio.create_task(
+                    archive_events(
+                        live,
+                        nats=server.url,
+                        follow=True,
+                        batch_interval=0.1,
+                        on_batch=lambda stats: batches.append(stats.archived),
+                    )
+                )
+                await until(lambda: batches[-1:] == [5], what="the first events archived")
+                await journal.append_many([_event(n, "run-f") for n in range(5, 12)])
+                await until(lambda: batches[-1:] == [12], what="the new events archived")
+                assert not task.done()  # following: it does not stop when it has caught up
+                task.cancel()
+                with pytest.raises(asyncio.CancelledError):
+                    await task
+            finally:
+                await journal.close()
+
+    asyncio.run(go())
+    assert live.query("SELECT count(), uniqExact(event_id) FROM events").rows == [(12, 12)]
 
 
 def test_bad_arguments_are_refused_with_the_fix(store: ArchiveStore) -> None:
