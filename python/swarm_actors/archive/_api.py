@@ -44,20 +44,31 @@ async def archive_events(
     """
     if (run is None) == (nats is None):
         raise InvalidArgumentError("archive a run (its directory) or a NATS server's stream")
-    kwargs = {"batch_size": batch_size, "batch_interval": batch_interval, "ack_wait": ack_wait}
+
+    from swarm_actors._nats._jetstream import JetStreamJournal
+
+    def archiver(journal: object) -> Archiver:
+        if not isinstance(journal, JetStreamJournal):  # a run's journal is always one
+            raise InvalidArgumentError("the archive reads JetStream journals only")
+        return Archiver(
+            journal,
+            store,
+            batch_size=batch_size,
+            batch_interval=batch_interval,
+            ack_wait=ack_wait,
+            on_batch=on_batch,
+        )
+
     if nats is not None:
         from swarm_actors._nats._conn import NatsOptions
-        from swarm_actors._nats._jetstream import JetStreamJournal
 
         journal = await JetStreamJournal.connect(NatsOptions(servers=nats), configure=False)
         try:
-            archiver = Archiver(journal, store, on_batch=on_batch, **kwargs)  # type: ignore[arg-type]
-            return await archiver.run(follow=follow)
+            return await archiver(journal).run(follow=follow)
         finally:
             await journal.close()
     from swarm_actors._runjournal import open_run_journal
 
     assert run is not None
     async with open_run_journal(run) as rj:
-        archiver = Archiver(rj.journal, store, on_batch=on_batch, **kwargs)  # type: ignore[arg-type]
-        return await archiver.run(follow=follow)
+        return await archiver(rj.journal).run(follow=follow)
