@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -320,14 +322,28 @@ def test_the_rules_plan_and_review_from_facts_alone() -> None:
 def test_the_test_command_is_detected(tmp_path: Path) -> None:
     assert detect_test_cmd(tmp_path)[1:3] == ("-m", "unittest")
     (tmp_path / "conftest.py").write_text("")
-    assert detect_test_cmd(tmp_path) == (
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
+    pytest_cmd = (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert detect_test_cmd(tmp_path) == (*pytest_cmd, "-c", os.devnull, "--rootdir", ".")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    assert detect_test_cmd(tmp_path) == pytest_cmd  # its own configuration is used
+
+
+def test_a_project_inside_another_is_tested_without_the_outer_configuration(
+    tmp_path: Path,
+) -> None:
+    # The outer project's configuration would fail every run of the inner one's tests.
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = ["--no-such-option"]\n'
     )
+    inner = tmp_path / "vendored" / "lib"
+    inner.mkdir(parents=True)
+    (inner / "conftest.py").write_text("")
+    (inner / "test_lib.py").write_text("def test_one():\n    assert True\n")
+    result = subprocess.run(
+        detect_test_cmd(inner), cwd=inner, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
 
 
 @async_test
