@@ -62,7 +62,7 @@ def detect_test_cmd(root: str | os.PathLike[str], python: str = sys.executable) 
     configuration of a project enclosing the workspace (its options, plugins, test paths).
     """
     if _uses_pytest(Path(root)):
-        cmd = (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+        cmd: tuple[str, ...] = (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
         if not _has_pytest_config(Path(root)):
             cmd += ("-c", os.devnull, "--rootdir", ".")
         return cmd
