@@ -16,9 +16,12 @@ processed, so it is terminated (``+TERM``: never redelivered) and logged
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
+
+import msgspec
 
 from swarm_actors._events._journal import JournalEntry, _check_filter
 from swarm_actors._events._schema import decode_event
@@ -27,6 +30,7 @@ from swarm_actors._log import get_logger
 
 if TYPE_CHECKING:
     from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription
     from nats.js.client import JetStreamContext
 
     from swarm_actors._nats._jetstream import JetStreamJournal
@@ -105,27 +109,52 @@ class RawDelivery:
 
     For a consumer that must keep what it cannot decode (an archive's dead letters) rather
     than have it terminated: decode ``data`` with ``decode_event``, settle with
-    :meth:`DurableConsumer.ack_many` (or ``ack``) once the outcome is durable.
+    :meth:`DurableConsumer.ack_many` once the outcome is durable. Everything but the bytes
+    comes from the reply subject (no header is parsed).
     """
 
-    __slots__ = ("_msg", "data", "delivered", "sequence", "stored_ns", "subject")
+    __slots__ = ("data", "delivered", "reply", "sequence", "stored_ns", "subject")
 
-    def __init__(self, msg: Msg) -> None:
-        meta = msg.metadata
-        self.sequence: int = meta.sequence.stream
+    def __init__(self, subject: str, reply: str, data: bytes) -> None:
+        tokens = reply.split(".")
+        # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<dseq>.<ns>.<pending>, or the form
+        # with a domain and an account hash after ACK (and a random token at the end).
+        at = 4 if len(tokens) == 9 else 6
+        self.sequence: int = int(tokens[at + 1])
         """The stream sequence."""
-        self.subject: str = msg.subject
+        self.subject = subject
         """The subject it was published on."""
-        self.data: bytes = msg.data
+        self.reply = reply
+        """Where its acknowledgement goes."""
+        self.data = data
         """Its bytes, as stored."""
-        self.stored_ns: int = _stored_ns(msg.reply)
+        self.stored_ns: int = int(tokens[at + 3])
         """When the server stored it (Unix ns)."""
-        self.delivered: int = meta.num_delivered
+        self.delivered: int = int(tokens[at])
         """How many times the server has handed it out (1 the first time)."""
-        self._msg = msg
 
     def __repr__(self) -> str:
         return f"<RawDelivery seq={self.sequence} delivered={self.delivered}>"
+
+
+class _RawInbox:
+    """The raw-bytes handler of ``fetch_raw``'s inbox: messages and pull statuses, in order."""
+
+    __slots__ = ("messages", "statuses", "waiter")
+
+    def __init__(self) -> None:
+        self.messages: collections.deque[RawDelivery] = collections.deque()
+        self.statuses: collections.deque[bytes] = collections.deque()
+        self.waiter: asyncio.Future[None] | None = None
+
+    def on_msg(self, subject: bytes, reply: bytes, data: bytes, status: bytes | None) -> None:
+        if status is None:
+            self.messages.append(RawDelivery(subject.decode(), reply.decode(), data))
+        elif status != b"100":  # heartbeats say nothing here
+            self.statuses.append(status)
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
 
 class DurableConsumer:
@@ -167,6 +196,7 @@ class DurableConsumer:
         self._api_timeout = api_timeout
         self._js: JetStreamContext = journal.client.jetstream(timeout=api_timeout)
         self._sub: JetStreamContext.PullSubscription | None = None
+        self._raw: tuple[_RawInbox, Subscription] | None = None
         self._lock = asyncio.Lock()
 
     @property
@@ -255,19 +285,52 @@ class DurableConsumer:
     async def fetch_raw(self, batch: int = 100, timeout: float = 5.0) -> list[RawDelivery]:
         """Up to ``batch`` messages as stored, undecoded (undecodable ones included).
 
-        Waits up to ``timeout`` seconds for the first one; an empty list when none came.
+        One pull of ``batch`` expiring after ``timeout`` seconds: returns once ``batch`` came,
+        or when the pull expired with fewer (an empty list when none came). Read through the
+        raw-bytes fast path (``_compat.fast_subscribe``), several times nats-py's ``fetch``.
         """
         if batch < 1 or not timeout > 0:
             raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
-        sub = await self._subscription()
-        try:
-            msgs = await sub.fetch(batch, timeout=timeout)
-        except TimeoutError:  # nats-py raises its own subclass, or the builtin itself
-            msgs = []
-        _raise_lost_cancellation()
-        return [RawDelivery(msg) for msg in msgs]
+        inbox, sub = await self._raw_inbox()
+        out: list[RawDelivery] = []
+        messages, statuses = inbox.messages, inbox.statuses
+        while messages and len(out) < batch:  # left over from a pull that came late
+            out.append(messages.popleft())
+        if len(out) == batch:
+            return out
+        statuses.clear()  # a late pull's end says nothing of this one
+        request = msgspec.json.encode({"batch": batch - len(out), "expires": int(timeout * 1e9)})
+        pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._journal.stream}.{self._name}"
+        await self._journal.client.publish(pull, request, reply=sub.subject)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout + 1.0  # the server's 408 ends the pull before this
+        while len(out) < batch:
+            if messages:
+                out.append(messages.popleft())
+                continue
+            if statuses or self._journal.closed:
+                break  # 408: expired; 404 / 409: nothing, or the consumer changed
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            inbox.waiter = loop.create_future()
+            try:
+                await asyncio.wait((inbox.waiter,), timeout=left)
+            finally:
+                inbox.waiter = None
+        return out
 
-    async def ack_many(self, deliveries: Sequence[RawDelivery | Delivery]) -> None:
+    async def _raw_inbox(self) -> tuple[_RawInbox, Subscription]:
+        if self._raw is None:
+            await self._subscription()  # the durable consumer exists on the server
+            from swarm_actors._nats._compat import fast_subscribe
+
+            inbox = _RawInbox()
+            client = self._journal.client
+            self._raw = (inbox, await fast_subscribe(client, client.new_inbox(), inbox.on_msg))
+        return self._raw
+
+    async def ack_many(self, deliveries: Sequence[RawDelivery]) -> None:
         """Acknowledge many at once: one publish each, then one round trip for them all.
 
         A flush (PING/PONG) returns once the server has read every acknowledgement before it,
@@ -275,7 +338,7 @@ class DurableConsumer:
         """
         client = self._journal.client
         for delivery in deliveries:
-            await delivery._msg.ack()
+            await client.publish(delivery.reply, b"+ACK")
         await client.flush(timeout=max(1, round(self._api_timeout)))
 
     async def __aiter__(self) -> AsyncIterator[Delivery]:
@@ -318,6 +381,11 @@ class DurableConsumer:
     async def close(self) -> None:
         """Stop consuming here; the server keeps the position (and unacked entries return)."""
         sub, self._sub = self._sub, None
+        raw, self._raw = self._raw, None
+        if raw is not None:
+            from swarm_actors._nats._compat import unsubscribe_quietly
+
+            await unsubscribe_quietly(self._journal.client, raw[1])
         if sub is not None and not self._journal.client.is_closed:
             from nats.errors import Error as NatsError
 
