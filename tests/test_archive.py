@@ -375,7 +375,7 @@ def _synthetic_run(data: Path, count: int) -> RunPaths:
 def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    count = 6000
+    count = 3000  # three batches: the kill lands while the second or third is under way
     _synthetic_run(tmp_path, count)
     archive = [*CLI, "archive", "--data-dir", str(tmp_path), "--ack-wait", "1", "--json"]
     proc = subprocess.Popen(archive, stderr=subprocess.PIPE, text=True, env=ENV)
@@ -396,3 +396,59 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(
     assert json.loads(counts.stdout) == {"n": count, "ids": count}
     stats = json.loads(done.stdout)
     assert 0 < stats["archived"] + stats["duplicates"] < count + 1
+
+
+# --- the sql command, in this process: its data directory's archive is the module's store -----
+
+
+@pytest.fixture
+def cli_data(tmp_path: Path, store: ArchiveStore) -> Path:
+    """A data directory whose ``archive`` is the module's store (one chDB engine per process)."""
+    (tmp_path / "archive").symlink_to(store.location)
+    return tmp_path
+
+
+def test_sql_prints_csv_json_and_a_table(
+    cli_data: Path,
+    entries: list[JournalEntry],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from swarm_actors._cli import main
+
+    base = ["sql", "--data-dir", str(cli_data)]
+    assert main([*base, "--query", "most-changed", "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "resource,type,changes,agents,last_changed"
+    changed = {e.event.payload.target_resource for e in entries if e.subject.endswith("change")}
+    assert {line.split(",")[0] for line in lines[1:]} == changed
+    assert main([*base, "--json", "SELECT kind, count() AS n FROM events GROUP BY kind"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sum(r["n"] for r in rows) >= len(entries)
+    assert main([*base, "--query", "low-confidence", "--threshold", "0.55"]) == 0
+    out = capsys.readouterr().out.splitlines()  # aligned text when not on a terminal
+    assert out[0].split() == [
+        "timestamp",
+        "run_id",
+        "agent_id",
+        "confidence",
+        "choice",
+        "rationale",
+    ]
+    assert len(out) > 1
+
+
+def test_commands_refuse_bad_input_with_exit_2(
+    cli_data: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from swarm_actors._cli import main
+
+    assert main(["sql", "--data-dir", str(cli_data)]) == 2
+    assert "--query NAME" in capsys.readouterr().err
+    assert main(["sql", "--data-dir", str(cli_data), "SELECT nope FROM events"]) == 2
+    assert "UNKNOWN_IDENTIFIER" in capsys.readouterr().err
+    assert main(["sql", "--data-dir", str(cli_data), "--query", "error-rate", "--window", "x"]) == 2
+    assert "e.g. 30d" in capsys.readouterr().err
+    assert main(["archive", "--data-dir", str(cli_data), "--run", "nope"]) == 2
+    assert "nope" in capsys.readouterr().err
+    assert main(["sql", "--list"]) == 0
+    assert "error-rate:" in capsys.readouterr().out
