@@ -108,6 +108,18 @@ def test_the_written_columns_are_the_tables(store: ArchiveStore) -> None:
     assert engine[0][1].endswith("event_id")
 
 
+def test_clickhouse_keeps_no_growing_system_logs(
+    store: ArchiveStore, entries: list[JournalEntry]
+) -> None:
+    # Langfuse's lesson: ClickHouse's own logs grow without bound unless told otherwise.
+    settings = dict(_rows(store, "SELECT name, value FROM system.settings WHERE name LIKE 'log_%'"))
+    for name in ("log_queries", "log_query_threads", "log_query_views", "log_processors_profiles"):
+        assert settings[name] == "0", name
+    logs = [r[0] for r in _rows(store, "SELECT name FROM system.tables WHERE name LIKE '%_log'")]
+    for name in logs:  # chDB keeps at most a user query log, and nothing is written there
+        assert _rows(store, f"SELECT count() FROM system.{name}") == [(0,)], name
+
+
 def test_a_demo_run_is_archived_once(
     demo: tuple[Path, RunPaths], store: ArchiveStore, entries: list[JournalEntry]
 ) -> None:
@@ -450,5 +462,8 @@ def test_commands_refuse_bad_input_with_exit_2(
     assert "e.g. 30d" in capsys.readouterr().err
     assert main(["archive", "--data-dir", str(cli_data), "--run", "nope"]) == 2
     assert "nope" in capsys.readouterr().err
+    # The server path shares everything but the client: one that does not answer is named.
+    assert main(["sql", "--clickhouse", "http://127.0.0.1:1", "SELECT 1"]) == 2
+    assert "no ClickHouse server answered at http://127.0.0.1:1" in capsys.readouterr().err
     assert main(["sql", "--list"]) == 0
     assert "error-rate:" in capsys.readouterr().out
