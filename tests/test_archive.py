@@ -431,7 +431,7 @@ def test_sql_prints_csv_json_and_a_table(
     assert main([*base, "--query", "most-changed", "--format", "csv"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "resource,type,changes,agents,last_changed"
-    changed = {e.event.payload.target_resource for e in entries if e.subject.endswith("change")}
+    changed = {p.target_resource for e in entries if isinstance(p := e.event.payload, StateChange)}
     assert {line.split(",")[0] for line in lines[1:]} == changed
     assert main([*base, "--json", "SELECT kind, count() AS n FROM events GROUP BY kind"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
