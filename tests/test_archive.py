@@ -389,7 +389,7 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(
 ) -> None:
     count = 3000  # three batches: the kill lands while the second or third is under way
     _synthetic_run(tmp_path, count)
-    archive = [*CLI, "archive", "--data-dir", str(tmp_path), "--ack-wait", "1", "--json"]
+    archive = [*CLI, "archive", "--data-dir", str(tmp_path), "--ack-wait", "2", "--json"]
     proc = subprocess.Popen(archive, stderr=subprocess.PIPE, text=True, env=ENV)
     assert proc.stderr is not None
     for line in proc.stderr:  # the first batch is in; the next ones are under way
@@ -407,7 +407,10 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(
     )  # fmt: skip
     assert json.loads(counts.stdout) == {"n": count, "ids": count}
     stats = json.loads(done.stdout)
-    assert 0 < stats["archived"] + stats["duplicates"] < count + 1
+    # The killed archiver's acknowledged batches stay done: the restart archived the rest. (It
+    # may count more duplicates than the kill left: a batch waiting past --ack-wait on this
+    # busy machine comes again, and is found stored.)
+    assert 0 < stats["archived"] < count
 
 
 # --- the sql command, in this process: its data directory's archive is the module's store -----

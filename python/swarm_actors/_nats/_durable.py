@@ -174,6 +174,7 @@ class DurableConsumer:
         start_sequence: int | None,
         ack_wait: float,
         max_deliver: int,
+        max_ack_pending: int | None = None,
         api: JetStreamApi,
         api_timeout: float,
     ) -> None:
@@ -186,6 +187,9 @@ class DurableConsumer:
             raise InvalidArgumentError(f"ack_wait must be > 0 seconds, got {ack_wait}")
         if max_deliver == 0 or max_deliver < -1:
             raise InvalidArgumentError("max_deliver must be >= 1, or -1 for no limit")
+        if max_ack_pending is not None and max_ack_pending < 1:
+            raise InvalidArgumentError("max_ack_pending must be >= 1 (None: the server's 1,000)")
+        self._max_ack_pending = max_ack_pending
         self._journal = journal
         self._name = name
         self._subject = subject
@@ -232,6 +236,7 @@ class DurableConsumer:
                     opt_start_seq=self._start_sequence,
                     ack_wait=self._ack_wait,
                     max_deliver=self._max_deliver,
+                    max_ack_pending=self._max_ack_pending,
                     filter_subject=self._subject,
                 )
                 self._sub = await self._api(

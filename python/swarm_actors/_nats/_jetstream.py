@@ -1099,6 +1099,7 @@ class JetStreamJournal:
         start_sequence: int | None = None,
         ack_wait: float = 30.0,
         max_deliver: int = -1,
+        max_ack_pending: int | None = None,
     ) -> DurableConsumer:
         """A durable consumer of this journal: at-least-once, explicit acks, survives crashes.
 
@@ -1106,6 +1107,9 @@ class JetStreamJournal:
         under ``name``; a consumer opened again with the same name resumes after the last
         acknowledged entry, and unacknowledged entries come again after ``ack_wait``.
         ``start_sequence`` applies only when the consumer is first created.
+        ``max_ack_pending`` bounds the entries handed out and not yet acknowledged (``None``:
+        the server's default, 1,000); a consumer that pulls a batch while acknowledging the
+        previous one needs room for both.
         """
         from swarm_actors._nats._durable import DurableConsumer
 
@@ -1117,6 +1121,7 @@ class JetStreamJournal:
             start_sequence=start_sequence,
             ack_wait=ack_wait,
             max_deliver=max_deliver,
+            max_ack_pending=max_ack_pending,
             api=self._api,
             api_timeout=self._api_timeout,
         )

@@ -111,15 +111,33 @@ class Archiver:
         """What was archived so far."""
 
     async def run(self, *, follow: bool = False) -> ArchiveStats:
-        """Archive until nothing is pending (or, with ``follow``, until cancelled)."""
-        consumer = self._journal.durable(self.name, ack_wait=self._ack_wait)
+        """Archive until nothing is pending (or, with ``follow``, until cancelled).
+
+        Pipelined: the next batch is pulled while the previous one is inserted (in a worker
+        thread: chDB releases the GIL) and acknowledged; one batch is settled at a time, in
+        order, so an acknowledgement still follows its own batch's insert.
+        """
+        consumer = self._journal.durable(
+            self.name, ack_wait=self._ack_wait, max_ack_pending=2 * self._batch_size
+        )
+        settling: asyncio.Task[None] | None = None
         async with consumer:
-            while True:
-                batch = await self._collect(consumer, follow=follow)
-                if batch:
-                    await self._settle(consumer, batch)
-                elif not follow and await consumer.pending() == 0:
-                    return self.stats
+            try:
+                while True:
+                    batch = await self._collect(consumer, follow=follow)
+                    if settling is not None:
+                        await settling
+                        settling = None
+                    if batch:
+                        settling = asyncio.create_task(self._settle(consumer, batch))
+                    elif not follow and await consumer.pending() == 0:
+                        return self.stats
+            finally:
+                if settling is not None:
+                    settling.cancel()  # unacknowledged: the batch comes again, found stored
+                    await asyncio.wait((settling,))
+                    if not settling.cancelled():
+                        settling.exception()  # seen: what is raised here is the first error
 
     async def _collect(self, consumer: DurableConsumer, *, follow: bool) -> list[RawDelivery]:
         """Up to ``batch_size`` messages, or what came within ``batch_interval``."""
