@@ -12,6 +12,9 @@ Exactly once in the table, from at-least-once delivery:
   the table are looked up and skipped, so even ``count()`` without ``FINAL`` counts each event
   once. The table's ``ReplacingMergeTree`` on the event id is the backstop (two archivers on
   one table, a stream holding an event twice): ``FINAL`` reads it deduplicated.
+* While one batch is inserted (in a worker thread) and acknowledged, the next is pulled; one
+  batch is settled at a time, in order. A batch that waits longer than ``ack_wait`` comes
+  again and is found stored, as after a crash.
 * What is not an event this build can read (a newer schema version, bytes that do not
   decode) goes to ``dead_letters`` with the reason, in the same batch, and is acknowledged
   with it: it never stops the archiver, and it is kept rather than dropped.
