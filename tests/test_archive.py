@@ -387,7 +387,7 @@ def _synthetic_run(data: Path, count: int) -> RunPaths:
 def test_sigkill_mid_batch_then_restart_loses_nothing_and_counts_nothing_twice(
     tmp_path: Path,
 ) -> None:
-    count = 3000  # three batches: the kill lands while the second or third is under way
+    count = 10_000  # ten batches: the kill lands while the second or a later one is under way
     _synthetic_run(tmp_path, count)
     archive = [*CLI, "archive", "--data-dir", str(tmp_path), "--ack-wait", "2", "--json"]
     proc = subprocess.Popen(archive, stderr=subprocess.PIPE, text=True, env=ENV)

@@ -287,12 +287,16 @@ class DurableConsumer:
             out.append(Delivery(entry, msg, meta.num_delivered, api_timeout))
         return out
 
-    async def fetch_raw(self, batch: int = 100, timeout: float = 5.0) -> list[RawDelivery]:
+    async def fetch_raw(
+        self, batch: int = 100, timeout: float = 5.0, *, no_wait: bool = False
+    ) -> list[RawDelivery]:
         """Up to ``batch`` messages as stored, undecoded (undecodable ones included).
 
         One pull of ``batch`` expiring after ``timeout`` seconds: returns once ``batch`` came,
-        or when the pull expired with fewer (an empty list when none came). Read through the
-        raw-bytes fast path (``_compat.fast_subscribe``), several times nats-py's ``fetch``.
+        or when the pull expired with fewer (an empty list when none came). With ``no_wait``
+        the pull takes what is there now and ends at once (the server's 404 after it). Read
+        through the raw-bytes fast path (``_compat.fast_subscribe``), several times nats-py's
+        ``fetch``.
         """
         if batch < 1 or not timeout > 0:
             raise InvalidArgumentError("batch must be >= 1 and timeout > 0")
@@ -304,7 +308,12 @@ class DurableConsumer:
         if len(out) == batch:
             return out
         statuses.clear()  # a late pull's end says nothing of this one
-        request = msgspec.json.encode({"batch": batch - len(out), "expires": int(timeout * 1e9)})
+        ask: dict[str, object] = {"batch": batch - len(out)}
+        if no_wait:
+            ask["no_wait"] = True
+        else:
+            ask["expires"] = int(timeout * 1e9)
+        request = msgspec.json.encode(ask)
         pull = f"$JS.API.CONSUMER.MSG.NEXT.{self._journal.stream}.{self._name}"
         await self._journal.client.publish(pull, request, reply=sub.subject)
         loop = asyncio.get_running_loop()

@@ -124,17 +124,23 @@ class Archiver:
             self.name, ack_wait=self._ack_wait, max_ack_pending=2 * self._batch_size
         )
         settling: asyncio.Task[None] | None = None
+        wait = follow
         async with consumer:
             try:
                 while True:
-                    batch = await self._collect(consumer, follow=follow)
+                    batch = await self._collect(consumer, wait=wait)
                     if settling is not None:
                         await settling
                         settling = None
                     if batch:
                         settling = asyncio.create_task(self._settle(consumer, batch))
-                    elif not follow and await consumer.pending() == 0:
-                        return self.stats
+                        wait = follow
+                    elif not follow:
+                        if await consumer.pending() == 0:
+                            return self.stats
+                        # Out to an archiver that died (until ack_wait), or acks on their way:
+                        # wait for them with a pull that lasts, rather than ask again at once.
+                        wait = True
             finally:
                 if settling is not None:
                     settling.cancel()  # unacknowledged: the batch comes again, found stored
@@ -142,7 +148,7 @@ class Archiver:
                     if not settling.cancelled():
                         settling.exception()  # seen: what is raised here is the first error
 
-    async def _collect(self, consumer: DurableConsumer, *, follow: bool) -> list[RawDelivery]:
+    async def _collect(self, consumer: DurableConsumer, *, wait: bool) -> list[RawDelivery]:
         """Up to ``batch_size`` messages, or what came within ``batch_interval``."""
         batch: list[RawDelivery] = []
         deadline = time.monotonic() + self._interval
@@ -150,9 +156,13 @@ class Archiver:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
-            got = await consumer.fetch_raw(self._batch_size - len(batch), timeout=left)
+            # Following, a pull waits for what comes within the batch's second; else it takes
+            # what is stored and ends at once (no second lost at the end of the journal).
+            got = await consumer.fetch_raw(
+                self._batch_size - len(batch), timeout=left, no_wait=not wait
+            )
             batch += got
-            if not got and not follow:
+            if not got and not wait:
                 break  # nothing more right now: archive what there is, then see if it is all
         return batch
 
