@@ -10,6 +10,10 @@ workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 ``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
 embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
+``swarm-actors dashboard [--run RUN]`` serves mission control for a run on 127.0.0.1: the
+agent graph, the event log, diffs and verdicts, traces, model calls and a replay slider, live
+while the run goes on (``swarm_actors._cli._dashboard``).
+
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
@@ -214,6 +218,10 @@ def parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--coders", type=_positive, default=1, help="how many (default: 1)")
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)
+
+    from swarm_actors._cli._dashboard import add_parser as add_dashboard
+
+    add_dashboard(sub)
 
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)

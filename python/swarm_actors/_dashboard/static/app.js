@@ -1,0 +1,79 @@
+// Mission control: wires the views to the run's event stream (server-sent events).
+// window.dashboard exposes the store and the views to tests and benchmarks.
+
+import { Store } from './store.js';
+import { LogView, makeFilter } from './log.js';
+import { GraphView } from './graph.js';
+import { DetailView } from './detail.js';
+import { ModelsView } from './models.js';
+import { ReplayView } from './replay.js';
+
+const $ = (id) => document.getElementById(id);
+const store = new Store();
+const metrics = { expected: -1, lag: [], backlog: [], batches: 0 };
+
+const detail = new DetailView($('detail'), $('trace'), store, (seq) => { log.select(seq); log.scrollToSeq(seq); });
+const log = new LogView($('log'), $('log-spacer'), store, (seq) => detail.show(seq));
+const graph = new GraphView($('graph'), $('legend'), store, (agent) => {
+  const form = $('filters');
+  form.elements.agent.value = form.elements.agent.value === agent ? '' : agent;
+  graph.pick(form.elements.agent.value);
+  log.setFilter(makeFilter(Object.fromEntries(new FormData(form))));
+});
+const models = new ModelsView($('models').tBodies[0], store);
+const replay = new ReplayView($('slider'), $('slider-label'), $('slider-now'), $('tree'), $('replay-diff'), store);
+
+const form = $('filters');
+const refilter = () => log.setFilter(makeFilter(Object.fromEntries(new FormData(form))));
+form.addEventListener('input', refilter);
+form.addEventListener('reset', () => setTimeout(refilter));
+form.addEventListener('submit', (e) => e.preventDefault());
+
+function setStatus(info) {
+  $('run').textContent = info.run_id;
+  const s = $('status');
+  s.textContent = info.status + (info.error ? `: ${info.error}` : '');
+  s.className = 'status ' + info.status;
+  if (metrics.expected < 0) metrics.expected = info.events;
+}
+
+let slowFrame = 0;
+function frame() {
+  log.render();
+  const now = performance.now();
+  if (now - slowFrame > 250) {  // topology, tables and labels: a few times a second is plenty
+    slowFrame = now;
+    graph.render(); models.render(); replay.render();
+    $('count').textContent = `${log.match.length.toLocaleString()} / ${store.rows.length.toLocaleString()} events`;
+  }
+  if (metrics.expected >= 0 && store.rows.length >= metrics.expected && !metrics.history) {
+    graph.render(); models.render(); replay.render();
+    metrics.history = performance.now();
+    performance.mark('dashboard:history-rendered', { detail: { events: store.rows.length } });
+  }
+  requestAnimationFrame(frame);
+}
+
+async function start() {
+  const info = await (await fetch('/api/info')).json();
+  detail.jaeger = info.jaeger;
+  replay.available = info.replay;
+  setStatus(info);
+  metrics.expected = -1;  // taken from the stream's first status: what it will send first
+  const source = new EventSource('/api/stream');
+  source.addEventListener('status', (e) => setStatus(JSON.parse(e.data)));
+  source.addEventListener('rows', (e) => {
+    const msg = JSON.parse(e.data);
+    store.add(msg.rows);
+    metrics.batches++;
+    if (msg.rows.length) {
+      metrics.lag.push([Date.now(), Date.now() - msg.rows[msg.rows.length - 1].t]);
+      metrics.backlog.push([Date.now(), msg.n - store.rows.length]);
+      if (metrics.lag.length > 100000) { metrics.lag.splice(0, 50000); metrics.backlog.splice(0, 50000); }
+    }
+  });
+  requestAnimationFrame(frame);
+}
+
+window.dashboard = { store, log, graph, detail, replay, metrics };
+start();
