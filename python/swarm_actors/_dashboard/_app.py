@@ -36,6 +36,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from swarm_actors._log import get_logger
+
 from ._feed import Feed, FeedTask
 from ._rows import event_details
 
@@ -49,6 +51,8 @@ CSP = (
 
 TOKEN_COOKIE = "swarm_dashboard_token"
 """The cookie that carries the access token after the first ``?token=`` visit."""
+
+log = get_logger(__name__)
 
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 _BATCH = 5000  # rows per SSE message while catching up (about 1 MB)
@@ -229,6 +233,9 @@ def create_app(
             return _json({"error": str(exc)}, 404)
         except ValueError as exc:
             return _json({"error": str(exc)}, 400)
+        except Exception as exc:  # a broken history (ReplayError...): say so, keep serving
+            log.error("replay failed", error=repr(exc))
+            return _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
 
     async def stream(request: Request) -> Response:
         try:

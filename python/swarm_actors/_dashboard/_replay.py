@@ -16,6 +16,7 @@ from typing import Any
 
 from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._runs import RunPaths
+from swarm_actors.replay import RunReplay, workspace_diff
 
 from ._app import ReplayApi, safe_path
 from ._feed import Feed
@@ -31,8 +32,6 @@ def replay_api(run: RunPaths | None, feed: Feed) -> ReplayApi:
     lock = asyncio.Lock()
 
     def current() -> RunReplay:
-        from swarm_actors.replay import RunReplay  # TEMP until i15-core lands
-
         if cache["size"] != len(feed):
             cache["replay"] = RunReplay(list(feed.entries), feed.blobs, run_id=feed.run_id)
             cache["size"] = len(feed)
@@ -79,8 +78,6 @@ def replay_api(run: RunPaths | None, feed: Feed) -> ReplayApi:
         return {"at": at, "last": replay.last_seq, "files": listing, "change": change}
 
     def one_file(query: Mapping[str, str]) -> dict[str, Any]:
-        from swarm_actors.replay import workspace_diff  # TEMP until i15-core lands
-
         replay = current()
         at = at_of(replay, query)
         path = safe_path(query.get("path", ""))

@@ -10,7 +10,7 @@ import { ReplayView } from './replay.js';
 
 const $ = (id) => document.getElementById(id);
 const store = new Store();
-const metrics = { expected: -1, lag: [], backlog: [], batches: 0 };
+const metrics = { expected: -1, lag: [], backlog: [], batches: 0, statuses: [] };
 
 const detail = new DetailView($('detail'), $('trace'), store, (seq) => { log.select(seq); log.scrollToSeq(seq); });
 const log = new LogView($('log'), $('log-spacer'), store, (seq) => detail.show(seq));
@@ -34,6 +34,7 @@ function setStatus(info) {
   const s = $('status');
   s.textContent = info.status + (info.error ? `: ${info.error}` : '');
   s.className = 'status ' + info.status;
+  if (metrics.statuses[metrics.statuses.length - 1] !== info.status) metrics.statuses.push(info.status);
   if (metrics.expected < 0) metrics.expected = info.events;
 }
 

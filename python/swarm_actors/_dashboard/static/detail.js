@@ -37,8 +37,13 @@ export class DetailView {
 
   async show(seq) {
     const token = ++this.token;
-    const res = await fetch(`/api/event/${seq}`);
-    const data = await res.json();
+    let res, data;
+    try {
+      res = await fetch(`/api/event/${seq}`);
+      data = await res.json();
+    } catch (err) {
+      res = { ok: false }; data = { error: `event #${seq} could not be loaded: ${err}` };
+    }
     if (token !== this.token) return;  // another event was selected meanwhile
     const root = this.root;
     while (root.firstChild) root.removeChild(root.firstChild);

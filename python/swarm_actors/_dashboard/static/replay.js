@@ -31,8 +31,14 @@ export class ReplayView {
   async load(at) {
     if (!this.available || at === this.shown) return;
     const token = ++this.token;
-    const res = await fetch(`/api/workspace?at=${at}`);
-    const data = await res.json();
+    let res, data;
+    try {
+      res = await fetch(`/api/workspace?at=${at}`);
+      data = await res.json();
+    } catch (err) {
+      data = { error: `the workspace at #${at} could not be loaded: ${err}` };
+      res = { ok: false, status: 0 };
+    }
     if (token !== this.token) return;
     this.shown = at;
     const tree = this.tree;
