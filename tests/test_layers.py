@@ -46,6 +46,17 @@ ALLOWED = {
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
     ),
+    # Time travel reads runs (found by _runs, opened by _runjournal) through the public facades
+    # of the events and the tools; never the engine, the NATS layer or the swarm's roles.
+    "swarm_actors.replay": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.errors",
+        "swarm_actors.events",
+        "swarm_actors.tools",
+    ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
     # The command line is an application of the public facades (and of _runs), never of the
@@ -53,6 +64,7 @@ ALLOWED = {
     "swarm_actors._cli": (
         *BASE,
         "swarm_actors._runs",
+        "swarm_actors.replay",
         "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",
@@ -67,6 +79,7 @@ FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
     "swarm_actors._cli": ("nats",),
+    "swarm_actors.replay": ("nats",),
 }
 
 

@@ -1,0 +1,61 @@
+"""Time travel: a run's timeline, any event in full, the workspace at any event, and verify.
+
+Replay never calls a model and never writes to the journal: everything comes from the run's
+events and its blob store, and gives the same result every time.
+
+* ``load_run(run, data_dir=..., nats=...)`` reads a run (finished, or still going on) into a
+  ``RunReplay``; ``RunReplay(entries, blobs)`` takes entries from anywhere (a
+  ``MemoryJournal``).
+* ``RunReplay.timeline(agent=, role=, kind=, resource=, since_ns=, until_ns=)``: one
+  ``TimelineRow`` per event (journal ``seq``, time, agent, kind, resource, one-line summary,
+  ids); ``show(seq)``: an ``EventDetail`` (the event, its ``FileChange``, its cause).
+* ``RunReplay.files_at(seq)``: the workspace right after event ``seq`` as ``{path: bytes}``,
+  byte for byte (the run's starting snapshot, then each ``FileChange``, hashes checked);
+  ``checkout(seq, to=DIR)`` writes it; ``diff(a, b)`` is a unified diff between two points.
+* ``apply_file_change(files, change, blobs)``: one ``FileChange`` applied to such a dict (what
+  a revert or a fork builds on).
+
+Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
+(``RunReplay``), ``_load`` (reading a run's journal, gaps and all).
+
+May import: the public ``events``, ``tools`` and ``errors``, ``_runs`` and ``_runjournal``
+(how runs are found and read), ``_exceptions``, ``_log`` and ``_public``.
+"""
+
+from swarm_actors._public import publish as _publish
+from swarm_actors.replay._load import JournalProblem, load_run, read_run_entries
+from swarm_actors.replay._patch import apply_diff, apply_file_change
+from swarm_actors.replay._replay import CHECKPOINT_EVERY, EventDetail, RunReplay, workspace_diff
+from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
+
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "EventDetail",
+    "JournalProblem",
+    "RunReplay",
+    "TimelineRow",
+    "apply_diff",
+    "apply_file_change",
+    "filter_rows",
+    "format_time",
+    "load_run",
+    "read_run_entries",
+    "row_of",
+    "workspace_diff",
+]
+
+_publish(
+    __name__,
+    EventDetail,
+    JournalProblem,
+    RunReplay,
+    TimelineRow,
+    apply_diff,
+    apply_file_change,
+    filter_rows,
+    format_time,
+    load_run,
+    read_run_entries,
+    row_of,
+    workspace_diff,
+)
