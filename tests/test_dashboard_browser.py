@@ -153,8 +153,11 @@ def test_agents_appear_while_the_run_goes_on(page: Any, artifacts: Path) -> None
 
 
 def test_clicking_a_change_shows_its_diff(page: Any, artifacts: Path) -> None:
+    path = wait_for("a file change", lambda: js(page, "window.dashboard.store.rows.find(r => r.op)?.res"))
     page.locator("#filters select[name=kind]").select_option("state_change")
-    wait_for("a file change in the log", lambda: page.locator(".log-row[data-seq]").count() > 0)
+    page.locator("#filters input[name=resource]").fill(path)
+    wait_for("the change in the log", lambda: page.locator(".log-row[data-seq]").count() > 0)
+    assert path in page.locator(".log-row[data-seq]").first.inner_text()
     page.locator(".log-row[data-seq]").first.click()
     diff = page.locator("#detail #diff")
     diff.wait_for(timeout=30_000)
@@ -171,8 +174,7 @@ def test_clicking_a_change_shows_its_diff(page: Any, artifacts: Path) -> None:
 def test_the_slider_moves_the_workspace(page: Any, artifacts: Path) -> None:
     first = wait_for(
         "a file change",
-        lambda: js(page, "window.dashboard.store.rows.find(r => r.k === 'state_change' && "
-                   "r.res && !r.res.startsWith('/'))?.s"),
+        lambda: js(page, "window.dashboard.store.rows.find(r => r.op)?.s"),
     )
     slider = page.locator("#slider")
     wait_for("the slider to reach the change", lambda: int(slider.get_attribute("max")) >= first)

@@ -81,7 +81,6 @@ def run_dashboard(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(
             f"the dashboard needs its extra: pip install 'swarm-actors[dashboard]' ({exc})"
         ) from None
-    from swarm_actors._dashboard._replay import replay_api
     from swarm_actors._runjournal import LIVE_FILE
     from swarm_actors.events import BlobStore
 
@@ -113,7 +112,7 @@ def run_dashboard(args: argparse.Namespace) -> int:
         token=token,
         loopback=loopback,
         jaeger=jaeger,
-        replay=replay_api(run, feed),
+        replay=_dashboard.replay_api(run, feed),
     )
 
     def ready() -> None:

@@ -17,6 +17,7 @@ the NATS layer directly. Needs the ``dashboard`` extra (starlette, uvicorn).
 
 from swarm_actors._dashboard._app import CSP, TOKEN_COOKIE, Guard, create_app, safe_path
 from swarm_actors._dashboard._feed import Feed, FeedTask, Status, follow_run
+from swarm_actors._dashboard._replay import replay_api
 from swarm_actors._dashboard._serve import bind, is_loopback, serve
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "create_app",
     "follow_run",
     "is_loopback",
+    "replay_api",
     "safe_path",
     "serve",
 ]

@@ -25,7 +25,7 @@ from swarm_actors.events import (
     SystemSignal,
     ToolRun,
 )
-from swarm_actors.tools import FILE_CHANGE_TYPE, FileChange, decode_file_change
+from swarm_actors.tools import FILE_CHANGE_TYPE, SNAPSHOT_TYPE, FileChange, decode_file_change
 
 __all__ = ["KIND_NAMES", "event_details", "file_change_of", "row_of", "unified_diff"]
 
@@ -63,7 +63,8 @@ def row_of(entry: JournalEntry) -> dict[str, Any]:
     Keys: ``s`` journal sequence, ``t`` time (ms since the epoch), ``r`` role, ``a`` agent,
     ``k`` kind, ``i`` event id, ``c`` causation id, ``tr`` trace id, ``res`` the resource
     (a file, a tool, a model), ``sum`` a one-line summary, and where they apply ``m`` the
-    event ids a decision cites, ``sig`` a signal's kind, ``x`` a model call's figures
+    event ids a decision cites, ``sig`` a signal's kind, ``op`` a workspace file change's
+    operation, ``x`` a model call's figures
     (tokens in and out, latency in ms, cache hit).
     """
     event = entry.event
@@ -88,11 +89,16 @@ def row_of(entry: JournalEntry) -> dict[str, Any]:
     elif isinstance(payload, StateChange):
         resource = payload.target_resource
         change = file_change_of(payload)
-        summary = (
-            f"{change.op} {change.path}" + (f" -> {change.to_path}" if change.to_path else "")
-            if change is not None
-            else f"{payload.target_type} {payload.target_resource}"
-        )
+        if change is not None:
+            row["op"] = change.op
+        if change is not None:
+            summary = f"{change.op} {change.path}" + (
+                f" -> {change.to_path}" if change.to_path else ""
+            )
+        elif payload.content_type == SNAPSHOT_TYPE:
+            summary = "the workspace as the run started (snapshot)"
+        else:
+            summary = f"{payload.target_type} {payload.target_resource}"
     elif isinstance(payload, SystemSignal):
         row["sig"] = SignalKind(payload.kind).name.lower()
         summary = row["sig"] + (f": {payload.detail}" if payload.detail else "")

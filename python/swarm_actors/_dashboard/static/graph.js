@@ -55,7 +55,10 @@ export class GraphView {
       const label = el('text', { x, y: 14, 'text-anchor': 'middle', class: 'role' }, svg);
       label.textContent = role;
       const step = (height - 30) / (agents.length + 1);
-      agents.forEach((a, i) => pos.set(a.id, [x, 24 + step * (i + 1)]));
+      // Lone agents of neighbouring roles sit at different heights, so an arrow between two
+      // of them does not run through a third.
+      const nudge = agents.length === 1 ? (ci % 2 ? 0.18 : -0.18) * (height - 30) : 0;
+      agents.forEach((a, i) => pos.set(a.id, [x, 24 + step * (i + 1) + nudge]));
     });
     const radius = Math.max(4, Math.min(12, (height - 30) / (2.5 * Math.max(1, ...roles.map((r) => byRole.get(r).length)))));
     const edges = el('g', {}, svg);
