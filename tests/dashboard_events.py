@@ -96,7 +96,9 @@ def synthetic_events(items: int, *, coders: int = 4, run_id: str = RUN_ID) -> It
         path = f"pkg/module_{n % 50}.py"
         coder = pool[n % coders]
         plan = architect.emit(
-            AgentDecision(choice=f"item {n}: fix {path}", rationale="lint findings", confidence_score=0.8),
+            AgentDecision(
+                choice=f"item {n}: fix {path}", rationale="lint findings", confidence_score=0.8
+            ),
             trace=trace,
         )
         yield plan

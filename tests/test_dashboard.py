@@ -15,12 +15,11 @@ pytest.importorskip("starlette")
 
 from starlette.testclient import TestClient
 
+from dashboard_events import RUN_ID, synthetic_events
 from swarm_actors._dashboard import CSP, TOKEN_COOKIE, Feed, create_app, is_loopback, safe_path
 from swarm_actors._dashboard._app import _sse
 from swarm_actors._dashboard._rows import row_of
-from swarm_actors.events import JournalEntry, MemoryJournal, SwarmEvent
-
-from dashboard_events import RUN_ID, synthetic_events
+from swarm_actors.events import JournalEntry, MemoryJournal
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,9 +63,11 @@ def test_rows_carry_only_explicit_links() -> None:
     assert signal["sig"] == "started"
     assert "c" not in signal  # nothing caused it: no edge may be drawn to it
     call = next(r for r in rows if r["k"] == "model_call")
-    assert call["x"][0] >= 200 and call["x"][3] == 1  # item 0's call is a cache hit
+    assert call["x"][0] >= 200
+    assert call["x"][3] == 1
     change = next(r for r in rows if r["k"] == "state_change")
-    assert change["res"] == "pkg/module_0.py" and change["sum"] == "create pkg/module_0.py"
+    assert change["res"] == "pkg/module_0.py"
+    assert change["sum"] == "create pkg/module_0.py"
 
 
 def test_a_change_shows_its_diff_hashes_and_verdict(client: TestClient) -> None:
@@ -74,12 +75,15 @@ def test_a_change_shows_its_diff_hashes_and_verdict(client: TestClient) -> None:
     rejected = _by_kind(feed, "state_change")[2]  # item 2: rejected
     body = client.get(f"/api/event/{rejected.sequence}").json()
     fc = body["file_change"]
-    assert fc["path"] == "pkg/module_2.py" and fc["op"] == "create"
-    assert len(fc["after_sha256"]) == 64 and fc["before_sha256"] == ""
+    assert fc["path"] == "pkg/module_2.py"
+    assert fc["op"] == "create"
+    assert len(fc["after_sha256"]) == 64
+    assert fc["before_sha256"] == ""
     assert "+value_2 = 2" in fc["diff"]
     assert [v["choice"] for v in body["verdicts"]] == ["reject item 2"]
     assert body["verdicts"][0]["rationale"] == "a test fails"
-    assert body["trace_id"] and len(body["trace_id"]) == 32
+    assert body["trace_id"]
+    assert len(body["trace_id"]) == 32
     assert client.get("/api/event/99999").status_code == 404
     assert client.get("/api/event/x").status_code == 400
 
@@ -89,13 +93,15 @@ def test_every_response_has_the_strict_csp(client: TestClient) -> None:
         response = client.get(path)
         assert response.headers["content-security-policy"] == CSP, path
         assert response.headers["x-content-type-options"] == "nosniff"
-    assert "default-src 'none'" in CSP and "'unsafe-inline'" not in CSP
+    assert "default-src 'none'" in CSP
+    assert "'unsafe-inline'" not in CSP
     page = client.get("/").text
-    assert "<script type=\"module\" src=\"/static/app.js\">" in page
+    assert '<script type="module" src="/static/app.js">' in page
     assert "http" not in page.replace("http-equiv", "")  # nothing from elsewhere
     for name in ("app.js", "log.js", "graph.js", "detail.js", "store.js", "replay.js"):
         js = client.get(f"/static/{name}")
-        assert js.status_code == 200 and js.headers["content-type"].startswith("text/javascript")
+        assert js.status_code == 200
+        assert js.headers["content-type"].startswith("text/javascript")
         assert "http://" not in js.text.replace("http://www.w3.org/2000/svg", "")
         assert "https://" not in js.text
 
@@ -119,7 +125,8 @@ def test_every_response_has_the_strict_csp(client: TestClient) -> None:
 def test_nothing_outside_is_served(client: TestClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code in (400, 404), (path, response.status_code)
-    assert "root:" not in response.text and "import" not in response.text
+    assert "root:" not in response.text
+    assert "import" not in response.text
 
 
 def test_safe_path() -> None:
@@ -136,8 +143,11 @@ def test_loopback_only_answers_loopback_host_names() -> None:
     for host in ("127.0.0.1", "localhost", "[::1]"):
         with TestClient(app, base_url=f"http://{host}:8765") as c:
             assert c.get("/api/info").status_code == 200, host
-    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
-    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.2")
+    assert is_loopback("127.0.0.1")
+    assert is_loopback("::1")
+    assert is_loopback("localhost")
+    assert not is_loopback("0.0.0.0")
+    assert not is_loopback("192.168.1.2")
 
 
 def test_a_token_is_required_when_set() -> None:
@@ -150,7 +160,8 @@ def test_a_token_is_required_when_set() -> None:
         first = c.get("/?token=s3cret")
         assert first.status_code == 200
         cookie = first.headers["set-cookie"]
-        assert cookie.startswith(f"{TOKEN_COOKIE}=s3cret") and "HttpOnly" in cookie
+        assert cookie.startswith(f"{TOKEN_COOKIE}=s3cret")
+        assert "HttpOnly" in cookie
         assert "SameSite=Strict" in cookie
         assert c.get("/api/info").status_code == 200  # the cookie carries it now
 
@@ -194,10 +205,12 @@ def _cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 def test_cli_bad_input_exits_2(tmp_path: Path) -> None:
     result = _cli("--data-dir", str(tmp_path))
     assert result.returncode == 2
-    assert "no run yet" in result.stderr and "swarm-actors demo" in result.stderr
+    assert "no run yet" in result.stderr
+    assert "swarm-actors demo" in result.stderr
     (tmp_path / "runs" / "r1").mkdir(parents=True)
     result = _cli("--data-dir", str(tmp_path), "--run", "r1")
-    assert result.returncode == 2 and "no journal" in result.stderr
+    assert result.returncode == 2
+    assert "no journal" in result.stderr
     result = _cli("--data-dir", str(tmp_path), "--run", "r1", "--jaeger", "javascript:x")
     assert result.returncode == 2
 
@@ -216,7 +229,8 @@ def test_cli_off_loopback_makes_a_token(tmp_path: Path) -> None:
         try:
             assert proc.stdout is not None
             line = json.loads(proc.stdout.readline())
-            assert line["run_id"] == "r1" and "?token=" in line["url"]
+            assert line["run_id"] == "r1"
+            assert "?token=" in line["url"]
             assert len(line["url"].rpartition("=")[2]) >= 24
         finally:
             proc.terminate()

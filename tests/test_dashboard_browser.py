@@ -118,9 +118,9 @@ def page(live_dashboard: str, artifacts: Path) -> Iterator[Any]:
         page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
         page.on(
             "console",
-            lambda msg: problems.append(f"console {msg.type}: {msg.text}")
-            if msg.type == "error"
-            else None,
+            lambda msg: (
+                problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+            ),
         )
         page.problems = problems
         page.goto(live_dashboard)
@@ -153,7 +153,9 @@ def test_agents_appear_while_the_run_goes_on(page: Any, artifacts: Path) -> None
 
 
 def test_clicking_a_change_shows_its_diff(page: Any, artifacts: Path) -> None:
-    path = wait_for("a file change", lambda: js(page, "window.dashboard.store.rows.find(r => r.op)?.res"))
+    path = wait_for(
+        "a file change", lambda: js(page, "window.dashboard.store.rows.find(r => r.op)?.res")
+    )
     page.locator("#filters select[name=kind]").select_option("state_change")
     page.locator("#filters input[name=resource]").fill(path)
     wait_for("the change in the log", lambda: page.locator(".log-row[data-seq]").count() > 0)
@@ -162,9 +164,11 @@ def test_clicking_a_change_shows_its_diff(page: Any, artifacts: Path) -> None:
     diff = page.locator("#detail #diff")
     diff.wait_for(timeout=30_000)
     text = diff.inner_text()
-    assert "@@" in text and ("\n+" in text or text.startswith("+"))
+    assert "@@" in text
+    assert "\n+" in text or text.startswith("+")
     detail = page.locator("#detail").inner_text()
-    assert "before" in detail and "after" in detail
+    assert "before" in detail
+    assert "after" in detail
     assert any(len(w) == 64 and all(c in "0123456789abcdef" for c in w) for w in detail.split())
     page.screenshot(path=str(artifacts / "diff.png"))
     page.locator("#filters button[type=reset]").click()

@@ -71,6 +71,21 @@ ALLOWED = {
         "swarm_actors.cluster",
         "swarm_actors.errors",
         "swarm_actors.__version__",
+        # Opening a run's journal (worker, dashboard), the dashboard's server, its events.
+        "swarm_actors._runjournal",
+        "swarm_actors._dashboard",
+        "swarm_actors.events",
+    ),
+    # The dashboard's server: runs and their journals, the public events, tools and replay;
+    # never the engine or the NATS layer (it reads journals through _runjournal).
+    "swarm_actors._dashboard": (
+        *BASE,
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.events",
+        "swarm_actors.tools",
+        "swarm_actors.replay",
+        "swarm_actors.errors",
     ),
 }
 # Third-party packages a layer must never import.

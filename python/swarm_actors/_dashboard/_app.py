@@ -25,14 +25,14 @@ import asyncio
 import contextlib
 import hmac
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from importlib import resources
 from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,7 +54,12 @@ TOKEN_COOKIE = "swarm_dashboard_token"
 
 log = get_logger(__name__)
 
-_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".html": "text/html",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+}
 _BATCH = 5000  # rows per SSE message while catching up (about 1 MB)
 _FRAME = 0.05  # a live page gets at most this many batches a second (1 / _FRAME)
 _PING = 15.0  # seconds between keep-alive comments
@@ -68,8 +73,11 @@ _SAFE_SEGMENT = re.compile(r"\A[^\x00-\x1f\\:]+\Z")
 
 
 def safe_path(path: str) -> str:
-    """``path`` if it is a plain relative path inside a tree (no ``..``, no root, no drive,
-    no backslash, no control character); else ``ValueError``."""
+    """``path`` if it is a plain relative path inside a tree, else ``ValueError``.
+
+    Refused: empty, absolute, ``.`` or ``..`` segments, empty segments, backslashes, drive
+    colons and control characters.
+    """
     parts = path.split("/")
     if not path or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"not a relative path inside the workspace: {path!r}")
@@ -276,7 +284,7 @@ def create_app(
     return Guard(app, token=token, loopback=loopback)
 
 
-async def _sse(feed: Feed, after: int) -> AsyncIterator[bytes]:
+async def _sse(feed: Feed, after: int) -> AsyncGenerator[bytes, None]:
     """The page's feed: its status, the rows after ``after``, then each new batch."""
     index = feed.index_after(after)
     status = None

@@ -165,8 +165,11 @@ async def _follow_live(feed: Feed, run: RunPaths, start: int | None, poll: float
 
 
 async def _read_store(feed: Feed, run: RunPaths, start: int | None, patience: float) -> None:
-    """Read the finished run's store from ``start`` to its end (waiting for its server to
-    let go of the store's lock: the run may have ended a moment ago)."""
+    """Read the finished run's store from ``start`` to its end.
+
+    The run may have ended a moment ago: its server may still hold the store's lock, so a
+    failed open is tried again for ``patience`` seconds.
+    """
     deadline = time.monotonic() + patience
     while True:
         try:

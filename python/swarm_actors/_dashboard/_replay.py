@@ -93,7 +93,9 @@ def replay_api(run: RunPaths | None, feed: Feed) -> ReplayApi:
             raise LookupError(f"no such endpoint: /api/{what}")
         async with lock:  # one rebuild at a time; a big run's rebuild runs off the loop
             try:
-                return await asyncio.to_thread(workspace if what == "workspace" else one_file, query)
+                return await asyncio.to_thread(
+                    workspace if what == "workspace" else one_file, query
+                )
             except InvalidArgumentError as exc:
                 raise ValueError(str(exc)) from None
 

@@ -135,9 +135,7 @@ def unified_diff(change: FileChange, blobs: BlobStore | None) -> str:
             return ""
         sides.append(text.splitlines(keepends=True))
     target = change.to_path or change.path
-    lines = list(
-        difflib.unified_diff(sides[0], sides[1], f"a/{change.path}", f"b/{target}", n=3)
-    )
+    lines = list(difflib.unified_diff(sides[0], sides[1], f"a/{change.path}", f"b/{target}", n=3))
     if len(lines) > _MAX_DIFF_LINES:
         lines = [*lines[:_MAX_DIFF_LINES], f"... {len(lines) - _MAX_DIFF_LINES} more lines\n"]
     return "".join(lines)
@@ -153,8 +151,11 @@ def _plain(value: object) -> Any:
 def event_details(
     entry: JournalEntry, *, verdicts: list[SwarmEvent], blobs: BlobStore | None
 ) -> dict[str, Any]:
-    """Everything about one event for the page: envelope, payload, and for a file change its
-    diff, hashes and the verdicts on it (the decisions caused by it, e.g. the reviewer's)."""
+    """Everything about one event for the page.
+
+    Envelope and payload; the decisions it caused (``verdicts``: the reviewer's on a change);
+    for a file change its unified diff and before/after hashes.
+    """
     event = entry.event
     payload = event.payload
     fields = {f: getattr(payload, f) for f in payload.__struct_fields__}
@@ -182,9 +183,9 @@ def event_details(
             {
                 "event_id": v.event_id,
                 "agent_id": v.agent_id,
-                "choice": v.payload.choice,  # type: ignore[union-attr]
-                "rationale": v.payload.rationale,  # type: ignore[union-attr]
-                "confidence": v.payload.confidence_score,  # type: ignore[union-attr]
+                "choice": v.payload.choice,
+                "rationale": v.payload.rationale,
+                "confidence": v.payload.confidence_score,
             }
             for v in verdicts
             if isinstance(v.payload, AgentDecision)

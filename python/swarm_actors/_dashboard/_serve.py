@@ -47,8 +47,11 @@ def bind(host: str, port: int) -> socket.socket:
 async def serve(
     app: object, sock: socket.socket, *, on_ready: Callable[[], None] | None = None
 ) -> None:
-    """Serve ``app`` on ``sock`` until cancelled or interrupted (uvicorn, its logs at warning
-    level; in the main thread it stops on SIGINT/SIGTERM, then raises them again)."""
+    """Serve ``app`` on ``sock`` until cancelled or interrupted.
+
+    uvicorn, its logs at warning level; in the main thread it stops on SIGINT/SIGTERM, then
+    raises them again. ``on_ready`` is called once it accepts connections.
+    """
     import uvicorn
 
     config = uvicorn.Config(
