@@ -50,24 +50,36 @@ def _by_kind(feed: Feed, kind: str) -> list[JournalEntry]:
 
 
 def test_rows_carry_only_explicit_links() -> None:
-    entries = _entries(3)
-    rows = [row_of(e) for e in entries]
-    by_id = {r["i"]: r for r in rows}
+    feed = _feed(3)
+    rows = [json.loads(r) for r in feed.rows]
+    by_seq = {r["s"]: r for r in rows}
     verdicts = [r for r in rows if r["k"] == "decision" and r["r"] == "reviewer"]
     assert len(verdicts) == 3
     for verdict in verdicts:
-        cause = by_id[verdict["c"]]  # the change it judges
+        cause = by_seq[verdict["c"]]  # the change it judges, by journal sequence
         assert cause["k"] == "state_change"
-        assert by_id[verdict["m"][0]]["k"] == "tool_run"  # the test run it cites
+        assert by_seq[verdict["m"][0]]["k"] == "tool_run"  # the test run it cites
     signal = rows[0]
     assert signal["sig"] == "started"
     assert "c" not in signal  # nothing caused it: no edge may be drawn to it
+    assert "c" not in row_of(feed.entries[-1])  # without a way to resolve ids, no link
     call = next(r for r in rows if r["k"] == "model_call")
     assert call["x"][0] >= 200
     assert call["x"][3] == 1
     change = next(r for r in rows if r["k"] == "state_change")
     assert change["res"] == "pkg/module_0.py"
     assert change["sum"] == "create pkg/module_0.py"
+
+
+def test_a_cause_stored_after_its_effect_still_links() -> None:
+    entries = _entries(1)
+    change = next(e for e in entries if row_of(e)["k"] == "state_change")
+    verdict = entries[-1]
+    feed = Feed()
+    feed.add(verdict)  # the effect first: its cause is unknown yet
+    assert "c" not in json.loads(feed.rows[0])
+    feed.add(change)
+    assert json.loads(feed.rows[1])["e"] == [[verdict.sequence, "cause"]]
 
 
 def test_a_change_shows_its_diff_hashes_and_verdict(client: TestClient) -> None:

@@ -5,6 +5,7 @@ Routes::
     GET /                      the page
     GET /static/<name>         the page's modules and style, from the package (a fixed list)
     GET /api/info              the run, the feed's status, the Jaeger link template
+    GET /api/rows?after=SEQ    a batch of rows after SEQ (history: the page fetches these first)
     GET /api/stream?after=SEQ  server-sent events: ``rows`` batches after SEQ, ``status``
     GET /api/event/<seq>       one event in full (a change's diff, hashes and verdicts)
     GET /api/workspace?at=SEQ  the workspace at a journal sequence (replay): files and hashes
@@ -60,7 +61,8 @@ _TYPES = {
     ".css": "text/css",
     ".svg": "image/svg+xml",
 }
-_BATCH = 5000  # rows per SSE message while catching up (about 1 MB)
+_BATCH = 5000  # rows per SSE message while catching up (about 0.6 MB)
+_HISTORY_BATCH = 25_000  # rows per /api/rows answer (about 3 MB; fetch parses it fastest)
 _FRAME = 0.05  # a live page gets at most this many batches a second (1 / _FRAME)
 _PING = 15.0  # seconds between keep-alive comments
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]", "::1")
@@ -224,8 +226,12 @@ def create_app(
         entry = feed.entry(seq)
         if entry is None:
             return _json({"error": f"no event at sequence {seq} in this run"}, 404)
+        cause = feed.by_event_id(entry.event.causation_id) if entry.event.causation_id else None
         details = event_details(
-            entry, verdicts=feed.verdicts(entry.event.event_id), blobs=feed.blobs
+            entry,
+            verdicts=feed.verdicts(entry.event.event_id),
+            blobs=feed.blobs,
+            cause_sequence=cause.sequence if cause is not None else None,
         )
         return _json(details)
 
@@ -244,6 +250,16 @@ def create_app(
         except Exception as exc:  # a broken history (ReplayError...): say so, keep serving
             log.error("replay failed", error=repr(exc))
             return _json({"error": f"{type(exc).__name__}: {exc}"}, 500)
+
+    async def rows(request: Request) -> Response:
+        try:
+            after = _int(request.query_params.get("after"), "after")
+        except ValueError as exc:
+            return _json({"error": str(exc)}, 400)
+        index = feed.index_after(after)
+        end = min(len(feed.rows), index + _HISTORY_BATCH)
+        body = b'{"n":%d,"rows":[%s]}' % (len(feed), b",".join(feed.rows[index:end]))
+        return Response(body, media_type="application/json", headers={"cache-control": "no-store"})
 
     async def stream(request: Request) -> Response:
         try:
@@ -275,6 +291,7 @@ def create_app(
             Route("/", page),
             Route("/static/{name}", static_file),
             Route("/api/info", info),
+            Route("/api/rows", rows),
             Route("/api/stream", stream),
             Route("/api/event/{seq}", event),
             Route("/api/{what:str}", replayed),

@@ -59,6 +59,9 @@ class Feed:
         self._position: dict[int, int] = {}  # journal sequence -> index in rows
         self._by_id: dict[str, int] = {}  # event id -> index
         self._caused: dict[str, list[int]] = {}  # event id -> indexes of the decisions it caused
+        # A cause stored after its effect (two processes' appends can cross): the effect's
+        # sequence and link kind wait here, and go out with the cause's row ("e").
+        self._waiting: dict[str, list[tuple[int, str]]] = {}
         self._changed = asyncio.Event()
 
     def __len__(self) -> int:
@@ -70,13 +73,26 @@ class Feed:
             return
         index = len(self.rows)
         event = entry.event
-        self.rows.append(_encode(row_of(entry)))
+        row = row_of(entry, self._sequence_of)
+        if event.causation_id and "c" not in row:
+            self._waiting.setdefault(event.causation_id, []).append((entry.sequence, "cause"))
+        if isinstance(event.payload, AgentDecision):
+            for cited in event.payload.memory_ids:
+                if cited not in self._by_id:
+                    self._waiting.setdefault(cited, []).append((entry.sequence, "cites"))
+        if self._waiting and (late := self._waiting.pop(event.event_id, None)):
+            row["e"] = late
+        self.rows.append(_encode(row))
         self.entries.append(entry)
         self._position[entry.sequence] = index
         self._by_id[event.event_id] = index
         if event.causation_id and isinstance(event.payload, AgentDecision):
             self._caused.setdefault(event.causation_id, []).append(index)
         self._notify()
+
+    def _sequence_of(self, event_id: str) -> int | None:
+        index = self._by_id.get(event_id)
+        return None if index is None else self.entries[index].sequence
 
     def set_status(self, status: Status, *, error: str = "") -> None:
         """Move to ``status`` and wake the pages (they show it)."""

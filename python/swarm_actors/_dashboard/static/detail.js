@@ -50,7 +50,7 @@ export class DetailView {
     if (!res.ok) { root.textContent = data.error; return; }
     root.dataset.seq = seq;
     const causeLink = (id) => {
-      const row = this.store.byId.get(id);
+      const row = this.store.at(data.cause_sequence);
       if (!row) return id || undefined;
       const a = document.createElement('span'); a.className = 'linkish';
       a.textContent = `#${row.s} ${row.k} by ${row.a}`; a.addEventListener('click', () => this.jump(row.s));

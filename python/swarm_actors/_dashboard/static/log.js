@@ -5,6 +5,12 @@
 const ROW = 20;          // px, as .log-row's height in style.css
 const MARGIN = 10;       // rows drawn above and below the view
 
+// Columns are padded text in a monospace font: three text nodes a row (the kind is
+// coloured), no grid to lay out. A scroll frame's cost is the text of the rows it rewrites.
+const fit = (text, width) => (text.length > width ? '…' + text.slice(-(width - 1)) : text.padEnd(width));
+export const HEADER = 'seq'.padEnd(8) + 'time'.padEnd(9) + 'role'.padEnd(11) + 'agent'.padEnd(17)
+  + 'kind'.padEnd(14) + 'resource'.padEnd(19) + 'summary';
+
 const fmt = new Intl.DateTimeFormat(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit', hour12: false });
 
 export class LogView {
@@ -14,6 +20,9 @@ export class LogView {
     this.filter = null;       // null: keep all
     this.checked = 0;         // store rows filtered so far
     this.pool = [];
+    // The rows in view live in one block moved by a single transform: a scroll frame moves
+    // one element and rewrites the text of the rows that changed, nothing else.
+    this.slots = 0;           // pool size: row i is drawn by pool[i % slots]
     this.selected = -1;       // journal sequence of the selected row
     this.follow = true;       // stay at the bottom as rows arrive
     this.dirty = true;
@@ -27,6 +36,12 @@ export class LogView {
       if (el && el.dataset.seq) this.select(Number(el.dataset.seq));
     });
     root.addEventListener('keydown', (e) => this._key(e));
+    // Full text on hover only: titles on every row of every frame would cost attribute writes.
+    root.addEventListener('mouseover', (e) => {
+      const el = e.target.closest('.log-row');
+      const row = el && el.dataset.seq ? this.store.rows[this.store.indexAt(Number(el.dataset.seq))] : null;
+      if (row && el._titled !== row.s) { el.title = `${row.a} · ${row.res ?? ''}\n${row.sum ?? ''}`; el._titled = row.s; }
+    });
   }
 
   setFilter(f) {
@@ -77,31 +92,38 @@ export class LogView {
     const first = Math.max(0, Math.floor(root.scrollTop / ROW) - MARGIN);
     const last = Math.min(n, Math.ceil((root.scrollTop + view) / ROW) + MARGIN);
     const want = last - first;
-    while (this.pool.length < want) {
-      const el = document.createElement('div');
-      el.className = 'log-row';
-      for (let c = 0; c < 7; c++) el.appendChild(document.createElement('span'));
-      root.appendChild(el); this.pool.push(el);
+    // Row i is drawn by pool[i % slots]: a scroll by k rows rewrites k rows, not all of them.
+    if (this.pool.length < want) {
+      while (this.pool.length < want) {
+        const el = document.createElement('div');
+        el.className = 'log-row';
+        for (let c = 0; c < 3; c++) el.appendChild(document.createElement('span'));
+        root.appendChild(el); this.pool.push(el);
+      }
+      for (const el of this.pool) el._pos = -1;
     }
+    const slots = this.pool.length;
     const rows = this.store.rows;
-    for (let p = 0; p < this.pool.length; p++) {
-      const el = this.pool[p];
-      if (p >= want) { if (!el.hidden) el.hidden = true; continue; }
-      const row = rows[this.match[first + p]];
-      el.hidden = false;
-      el.style.transform = `translateY(${(first + p) * ROW}px)`;
+    const drawn = new Uint8Array(slots);
+    for (let i = first; i < last; i++) {
+      const slot = i % slots, el = this.pool[slot];
+      drawn[slot] = 1;
+      const row = rows[this.match[i]];
+      if (el._pos !== i) { el.style.transform = `translateY(${i * ROW}px)`; el._pos = i; }
+      if (el.hidden) el.hidden = false;
       if (el._seq !== row.s) {
         el._seq = row.s; el.dataset.seq = row.s;
         const c = el.children;
-        c[0].textContent = row.s;
-        c[1].textContent = fmt.format(row.t);
-        c[2].textContent = row.r;
-        c[3].textContent = row.a; c[3].title = row.a;
-        c[4].textContent = row.k; c[4].className = 'k-' + row.k;
-        c[5].textContent = row.res ?? ''; c[5].title = row.res ?? '';
-        c[6].textContent = row.sum ?? ''; c[6].title = row.sum ?? '';
+        c[0].textContent = String(row.s).padEnd(8) + (row._time ??= fmt.format(row.t)).padEnd(9)
+          + fit(row.r, 10) + ' ' + fit(row.a, 16) + ' ';
+        c[1].textContent = row.k.padEnd(14); c[1].className = 'k-' + row.k;
+        c[2].textContent = fit(row.res ?? '', 18) + ' ' + (row.sum ? row.sum.slice(0, 120) : '');
       }
-      el.classList.toggle('selected', row.s === this.selected);
+      const selected = row.s === this.selected;
+      if (el._selected !== selected) { el.classList.toggle('selected', selected); el._selected = selected; }
+    }
+    for (let slot = 0; slot < slots; slot++) {
+      if (!drawn[slot] && !this.pool[slot].hidden) { this.pool[slot].hidden = true; this.pool[slot]._pos = -1; }
     }
     this.lastRender = performance.now() - t0;
   }

@@ -1,7 +1,8 @@
 // The page's copy of the run: rows in journal order, the agents, the causal edges between
 // them and the model-call figures, all updated incrementally as batches arrive.
-// Edges come only from links the events carry: a causation id (c) and the event ids a
-// decision cites (m). An event whose cause has not arrived yet waits in `pending`.
+// Edges come only from links the events carry: the journal sequence of an event's cause
+// (c), those of the events a decision cites (m), and, on a cause stored after its effect,
+// the effects that named it (e: [sequence, kind]). The server resolves ids to sequences.
 
 const SIGNAL_STATE = {
   started: 'running', activated: 'running', restarted: 'restarted',
@@ -11,29 +12,24 @@ const SIGNAL_STATE = {
 export class Store {
   constructor() {
     this.rows = [];
-    this.byId = new Map();       // event id -> row
-    this.bySeq = new Map();      // journal sequence -> row
     this.agents = new Map();     // agent id -> {id, role, state, events, first}
     this.edges = new Map();      // "from\u0000to\u0000kind" -> {from, to, kind, count}
     this.models = new Map();     // agent id -> {calls, tin, tout, lat, hits}
-    this.pending = new Map();    // event id not seen yet -> [[row, kind]]
     this.topology = 0;           // bumps when agents, states or edges change
     this.serverCount = 0;        // rows the server had at its last message
   }
 
   add(rows) {
     for (const row of rows) {
-      if (this.bySeq.has(row.s)) continue;
+      // Rows come in journal order, each once (a reconnect resumes after the last one seen).
+      if (this.rows.length && row.s <= this.rows[this.rows.length - 1].s) continue;
       this.rows.push(row);
-      this.bySeq.set(row.s, row);
-      this.byId.set(row.i, row);
       this._agent(row);
       if (row.c) this._link(row.c, row, 'cause');
-      if (row.m) for (const id of row.m) this._link(id, row, 'cites');
-      const waiting = this.pending.get(row.i);
-      if (waiting) {
-        this.pending.delete(row.i);
-        for (const [later, kind] of waiting) this._edge(row.a, later.a, kind);
+      if (row.m) for (const seq of row.m) this._link(seq, row, 'cites');
+      if (row.e) for (const [seq, kind] of row.e) {
+        const effect = this.at(seq);
+        if (effect) this._edge(row.a, effect.a, kind);
       }
       if (row.x) this._model(row);
     }
@@ -53,13 +49,15 @@ export class Store {
     }
   }
 
-  _link(id, row, kind) {
-    const cause = this.byId.get(id);
+  _link(seq, row, kind) {
+    const cause = this.at(seq);
     if (cause) this._edge(cause.a, row.a, kind);
-    else {
-      const list = this.pending.get(id);
-      if (list) list.push([row, kind]); else this.pending.set(id, [[row, kind]]);
-    }
+  }
+
+  // The row at journal sequence `seq`, or undefined.
+  at(seq) {
+    const i = this.indexAt(seq);
+    return i >= 0 && this.rows[i].s === seq ? this.rows[i] : undefined;
   }
 
   _edge(from, to, kind) {
