@@ -26,6 +26,7 @@ sync_api = pytest.importorskip(
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = "dash-live"
+ROWS = ".log-row[data-seq]:not([hidden])"  # the log's rows in view (the pool's others hide)
 
 
 def chromium() -> str | None:
@@ -103,30 +104,21 @@ def live_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(live_dashboard: str, artifacts: Path) -> Iterator[Any]:
-    executable = chromium()
-    assert executable is not None
-    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
-    with sync_api.sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=executable, args=args)
-        except sync_api.Error as exc:
-            pytest.skip(f"chromium at {executable} does not start: {exc}")
-        page = browser.new_page(viewport={"width": 1500, "height": 900})
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-        page.on(
-            "console",
-            lambda msg: (
-                problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
-            ),
-        )
-        page.problems = problems
-        page.goto(live_dashboard)
-        yield page
-        page.screenshot(path=str(artifacts / "final.png"))
-        browser.close()
+def page(browser: Any, live_dashboard: str, artifacts: Path) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on(
+        "console",
+        lambda msg: (
+            problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None
+        ),
+    )
+    page.problems = problems
+    page.goto(live_dashboard)
+    yield page
+    page.screenshot(path=str(artifacts / "final.png"))
+    page.close()
 
 
 def js(page: Any, expression: str) -> Any:
@@ -145,7 +137,7 @@ def test_agents_appear_while_the_run_goes_on(page: Any, artifacts: Path) -> None
         ),
     )
     assert "live" in js(page, "window.dashboard.metrics.statuses")  # seen while it went on
-    assert page.locator("#graph .edge").count() >= 1  # causation between agents
+    wait_for("a causal edge between agents", lambda: page.locator("#graph .edge").count() >= 1)
     assert page.locator("#status").inner_text().startswith(("live", "done"))
     page.screenshot(path=str(artifacts / "agents.png"))
     assert len(roles) >= 3
@@ -158,9 +150,9 @@ def test_clicking_a_change_shows_its_diff(page: Any, artifacts: Path) -> None:
     )
     page.locator("#filters select[name=kind]").select_option("state_change")
     page.locator("#filters input[name=resource]").fill(path)
-    wait_for("the change in the log", lambda: page.locator(".log-row[data-seq]").count() > 0)
-    assert path in page.locator(".log-row[data-seq]").first.inner_text()
-    page.locator(".log-row[data-seq]").first.click()
+    wait_for("the change in the log", lambda: page.locator(ROWS).count() > 0)
+    assert path in page.locator(ROWS).first.inner_text()
+    page.locator(ROWS).first.click()
     diff = page.locator("#detail #diff")
     diff.wait_for(timeout=30_000)
     text = diff.inner_text()
@@ -197,3 +189,103 @@ def test_the_slider_moves_the_workspace(page: Any, artifacts: Path) -> None:
     assert "@@" in after_diff
     assert page.locator("#tree li.changed").count() >= 1
     assert not page.problems, page.problems
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    executable = chromium()
+    if executable is None:
+        pytest.skip("no chromium executable (apt-get install chromium, or set $SWARM_CHROMIUM)")
+    os.environ.setdefault("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    # Root (a CI container) cannot use chromium's sandbox.
+    args = ["--no-sandbox"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+    with sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=executable, args=args)
+        except sync_api.Error as exc:
+            pytest.skip(f"chromium at {executable} does not start: {exc}")
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def synthetic_board() -> Iterator[str]:
+    """A dashboard over synthetic events (trace ids, model calls) with a Jaeger and a token,
+    served in a thread; its URL without the token."""
+    import asyncio
+    import contextlib
+    import threading
+
+    from dashboard_events import synthetic_events
+    from swarm_actors._dashboard import Feed, bind, create_app, serve
+    from swarm_actors.events import MemoryJournal
+
+    journal = MemoryJournal()
+    for event in synthetic_events(40, coders=3):
+        journal.append_nowait(event)
+    feed = Feed(run_id="synthetic")
+    for entry in journal.entries():
+        feed.add(entry)
+    feed.set_status("done")
+    app = create_app(feed, token="tok3n", loopback=False, jaeger="http://jaeger.example:16686")
+    sock = bind("127.0.0.1", 0)
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    task = loop.create_task(serve(app, sock, on_ready=ready.set))
+
+    def run() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(task)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(30)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
+    loop.call_soon_threadsafe(task.cancel)
+    thread.join(10)
+    loop.close()
+
+
+def test_token_trace_link_filters_and_model_calls(
+    browser: Any, synthetic_board: str, artifacts: Path
+) -> None:
+    page = browser.new_page(viewport={"width": 1500, "height": 900})
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    refused = page.goto(synthetic_board)
+    assert refused is not None
+    assert refused.status == 403  # no token, nothing
+    page.goto(synthetic_board + "?token=tok3n")  # the cookie carries it from here
+    wait_for("every event", lambda: js(page, "window.dashboard.store.rows.length") == 5 + 5 * 40)
+    # Model calls per agent: 3 coders, tokens and cache hits.
+    wait_for("the model table", lambda: page.locator("#models tbody tr").count() == 3)
+    table = page.locator("#models").inner_text()
+    assert "/coder-1" in table
+    assert "%" in table
+    # Trace panel: a selected event's trace id, its link to Jaeger, the events of the trace.
+    trace = js(page, "window.dashboard.store.rows.find(r => r.k === 'state_change').tr")
+    page.locator("#filters input[name=trace]").fill(trace)
+    wait_for("the trace's 5 events", lambda: page.locator(ROWS).count() == 5)
+    page.locator(ROWS).nth(2).click()
+    link = page.locator("#trace a")
+    link.wait_for(timeout=30_000)
+    assert link.get_attribute("href") == f"http://jaeger.example:16686/trace/{trace}"
+    assert "5" in page.locator("#trace").inner_text()
+    # Filters: by agent through the graph (a click on a node), by kind.
+    page.locator("#filters button[type=reset]").click()
+    page.locator("#graph .node[data-agent='/reviewer']").click()
+    wait_for(
+        "the reviewer's events only",
+        lambda: (
+            page.locator(ROWS).count() > 0
+            and js(
+                page,
+                "window.dashboard.log.match.every(i => "
+                "window.dashboard.store.rows[i].a === '/reviewer')",
+            )
+        ),
+    )
+    assert js(page, "window.dashboard.log.match.length") == 1 + 2 * 40
+    page.screenshot(path=str(artifacts / "synthetic.png"))
+    assert not problems, problems
+    page.close()
