@@ -61,8 +61,9 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def live_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of a dashboard following a demo run that is going on when it starts."""
+def live_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The URL of a dashboard following a demo run that is going on when it starts, and the
+    run's directory."""
     executable = chromium()
     if executable is None:
         pytest.skip("no chromium executable (apt-get install chromium, or set $SWARM_CHROMIUM)")
@@ -91,7 +92,7 @@ def live_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         assert board.stdout is not None
         line = board.stdout.readline()
         assert line, (data / "dashboard.log").read_text()
-        yield json.loads(line)["url"]
+        yield json.loads(line)["url"], data / "runs" / RUN
     finally:
         for proc in (board, demo):
             if proc is not None and proc.poll() is None:
@@ -104,7 +105,7 @@ def live_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page(browser: Any, live_dashboard: str, artifacts: Path) -> Iterator[Any]:
+def page(browser: Any, live_dashboard: tuple[str, Path], artifacts: Path) -> Iterator[Any]:
     page = browser.new_page(viewport={"width": 1500, "height": 900})
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -115,7 +116,7 @@ def page(browser: Any, live_dashboard: str, artifacts: Path) -> Iterator[Any]:
         ),
     )
     page.problems = problems
-    page.goto(live_dashboard)
+    page.goto(live_dashboard[0])
     yield page
     page.screenshot(path=str(artifacts / "final.png"))
     page.close()
@@ -188,6 +189,26 @@ def test_the_slider_moves_the_workspace(page: Any, artifacts: Path) -> None:
     assert (before_tree, before_diff) != (after_tree, after_diff)
     assert "@@" in after_diff
     assert page.locator("#tree li.changed").count() >= 1
+    assert not page.problems, page.problems
+
+
+@pytest.mark.timeout(300)  # the demo takes 20 s on an idle machine, minutes on a busy one
+def test_the_page_follows_the_run_to_its_end(
+    page: Any, live_dashboard: tuple[str, Path], artifacts: Path
+) -> None:
+    # The run ends: its server goes, the dashboard reads the rest from the store, and the
+    # page has every event the run recorded, none twice.
+    summary = live_dashboard[1] / "summary.json"
+    wait_for("the run's end", summary.exists, timeout=240)
+    wait_for(
+        "the page to say done",
+        lambda: js(page, "window.dashboard.metrics.statuses.at(-1)") == "done",
+    )
+    events = json.loads(summary.read_text())["events"]
+    seqs = js(page, "window.dashboard.store.rows.map(r => r.s)")
+    assert len(seqs) == len(set(seqs)) >= events
+    assert seqs == sorted(seqs)
+    page.screenshot(path=str(artifacts / "done.png"))
     assert not page.problems, page.problems
 
 

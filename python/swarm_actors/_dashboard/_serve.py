@@ -66,10 +66,12 @@ async def serve(
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         while not server.started and not task.done():
-            await asyncio.wait({task}, timeout=0.05)
+            await asyncio.wait({task}, timeout=0.05)  # uvicorn has no "started" event to await
         if server.started and on_ready is not None:
             on_ready()
-        await task
+        # Shielded: a cancellation of ours must not cancel uvicorn mid-request; it is asked
+        # to exit below, and shuts down (lifespan and all) in its own time.
+        await asyncio.shield(task)
     finally:
         if not task.done():
             server.should_exit = True
