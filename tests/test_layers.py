@@ -45,14 +45,25 @@ ALLOWED = {
         "swarm_actors.tools",
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
+        "swarm_actors.Terminated",
+        "swarm_actors._runjournal",  # a run announces its live server (live.json)
     ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
+    # Opening a run's journal (its live server, or a private one on its store): the one place
+    # above the NATS layer that the commands read runs through.
+    "swarm_actors._runjournal": (
+        *BASE,
+        "swarm_actors._runs",
+        "swarm_actors._events",
+        "swarm_actors._nats",
+    ),
     # The command line is an application of the public facades (and of _runs), never of the
     # engine or the NATS layer: what it can do, a user's program can.
     "swarm_actors._cli": (
         *BASE,
         "swarm_actors._runs",
+        "swarm_actors._runjournal",
         "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",
