@@ -14,11 +14,15 @@ events and its blob store, and gives the same result every time.
   ``checkout(seq, to=DIR)`` writes it; ``diff(a, b)`` is a unified diff between two points.
 * ``verify_run(replay)``: every hash chain, every agent's numbering, every change applied;
   a ``VerifyReport`` naming the first broken link (missing or altered, which event).
+* ``checkout_run(run, seq, to)``: a checkout that costs one stored snapshot plus the tail of
+  the journal (``store_snapshots`` stores one every ``SNAPSHOT_EVERY`` changes in the run's
+  blob store, indexed in ``snapshots.json``).
 * ``apply_file_change(files, change, blobs)``: one ``FileChange`` applied to such a dict (what
   a revert or a fork builds on).
 
 Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
-(``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_verify``.
+(``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_verify``,
+``_snapshots`` (periodic snapshots).
 
 May import: the public ``events``, ``tools`` and ``errors``, ``_runs`` and ``_runjournal``
 (how runs are found and read), ``_exceptions``, ``_log`` and ``_public``.
@@ -34,25 +38,39 @@ from swarm_actors.replay._replay import (
     WorkspaceStep,
     workspace_diff,
 )
+from swarm_actors.replay._snapshots import (
+    INDEX_FILE,
+    SNAPSHOT_EVERY,
+    StoredSnapshot,
+    checkout_run,
+    read_index,
+    store_snapshots,
+)
 from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
 from swarm_actors.replay._verify import BrokenLink, VerifyReport, verify_run
 
 __all__ = [
     "CHECKPOINT_EVERY",
+    "INDEX_FILE",
+    "SNAPSHOT_EVERY",
     "BrokenLink",
     "EventDetail",
     "JournalProblem",
     "RunReplay",
+    "StoredSnapshot",
     "TimelineRow",
     "VerifyReport",
     "WorkspaceStep",
     "apply_diff",
     "apply_file_change",
+    "checkout_run",
     "filter_rows",
     "format_time",
     "load_run",
+    "read_index",
     "read_run_entries",
     "row_of",
+    "store_snapshots",
     "verify_run",
     "workspace_diff",
 ]
@@ -63,16 +81,20 @@ _publish(
     EventDetail,
     JournalProblem,
     RunReplay,
+    StoredSnapshot,
     TimelineRow,
     VerifyReport,
     WorkspaceStep,
     apply_diff,
     apply_file_change,
+    checkout_run,
     filter_rows,
     format_time,
     load_run,
+    read_index,
     read_run_entries,
     row_of,
+    store_snapshots,
     verify_run,
     workspace_diff,
 )
