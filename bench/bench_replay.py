@@ -355,9 +355,9 @@ def verify_rows(n: int, repeats: int) -> list[list[object]]:
                 best = max(best, n / (time.perf_counter() - started))
             return best
 
-        old = rate(lambda: _old_verify(events))
-        new = rate(lambda: verify_chain(events))
-        full = rate(lambda: verify_run(replay))
+        old = rate(lambda e=events: _old_verify(e))
+        new = rate(lambda e=events: verify_chain(e))
+        full = rate(lambda r=replay: verify_run(r))
         assert verify_run(replay).ok
         rows += [
             [f"`verify_chain` as on main ({label})", fmt_rate(old), "1.0x"],
@@ -388,7 +388,6 @@ def main() -> None:
     per_event = info["event_bytes"] / changes
     per_store = info["store_bytes"] / (changes + 1)
     per_changed = info["changed"] / changes
-    ratio_event, ratio_store = per_event / per_changed, per_store / per_changed
     print(f"## Replay (issue 15): `python bench/bench_replay.py --changes {args.changes}`\n")
     print(machine() + "\n")
     print(table(["checkout", "time", "vs git", "check"], checkout) + "\n")

@@ -7,8 +7,9 @@ journal spent about 85% of its time there. An event with a ``StateChange`` alway
 same shape, so this writes it in straight-line code, and the fields whose values repeat from
 event to event (role and agent, run, a change's type, resource and form) are encoded once and
 kept (at most 4,096 of them): the same bytes (a differential test holds it to
-``encode_proto`` over generated events), about 4x faster. Field numbers are the ``.proto``'s (``SwarmEvent`` 1-9, 11, 15; ``StateChange`` 1-8); a
-default value (empty, zero, false) is left out, as proto3 leaves it out.
+``encode_proto`` over generated events), about 4x faster. Field numbers are the ``.proto``'s
+(``SwarmEvent`` 1-9, 11, 15; ``StateChange`` 1-8); a default value (empty, zero, false) is
+left out, as proto3 leaves it out.
 """
 
 from __future__ import annotations
