@@ -271,24 +271,28 @@ class RunReplay:
             return dict(self._base[1])
         for step in self.steps():
             if step.snapshot:
-                return self._apply(step, {})
+                return self._apply(step, {}, {})
             break
         return {}
 
-    def _apply(self, step: WorkspaceStep, files: Files) -> Files:
-        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot)."""
-        where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
+    def _apply(self, step: WorkspaceStep, files: Files, hashes: dict[str, str]) -> Files:
+        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot).
+
+        ``hashes`` holds the SHA-256 of contents already hashed (see ``apply_file_change``).
+        """
         try:
             if step.snapshot:
                 if self.blobs is None:
                     raise PatchError("a snapshot needs the run's blob store, and none was given")
-                assert self.blobs is not None
                 snapshot = load_snapshot(self.blobs, step.snapshot)
+                hashes.clear()
+                hashes.update((path, f.sha256) for path, f in snapshot.files.items())
                 return {path: self.blobs.get(f.sha256) for path, f in snapshot.files.items()}
             assert step.change is not None
-            apply_file_change(files, step.change, self.blobs)
+            apply_file_change(files, step.change, self.blobs, hashes=hashes)
             return files
         except (PatchError, BlobError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
             raise ReplayError(
                 f"cannot rebuild the workspace at {where}: {exc} (`swarm-actors replay "
                 "verify` names the first broken link)",
@@ -315,8 +319,9 @@ class RunReplay:
             self._checkpoints[done] = dict(files)
         else:
             files = dict(self._checkpoints[done])
+        hashes: dict[str, str] = {}  # filled as the fold hashes files
         for index in range(done, target):
-            files = self._apply(steps[index], files)
+            files = self._apply(steps[index], files, hashes)
             if (index + 1) % CHECKPOINT_EVERY == 0:
                 self._checkpoints[index + 1] = dict(files)
         return files
