@@ -206,7 +206,9 @@ def checkout_rows(
         result = fn()  # type: ignore[operator]
         return time.perf_counter() - started, result
 
-    results: dict[str, list[float]] = {k: [] for k in ("full", "snap", "fold", "git", "load")}
+    results: dict[str, list[float]] = {
+        k: [] for k in ("full", "snap", "tail", "fold", "git", "load")
+    }
     checks: dict[str, bool] = {}
     replay = asyncio.run(load_run(run))
     for r in range(repeats):
@@ -229,11 +231,16 @@ def checkout_rows(
         results["git"].append(took)
         checks["git"] = tree(tmp / "git") == end
     store_snapshots(replay, run)
+    before_last = replay.files_at(last_seq - 1)  # the snapshot before it, then 999 changes
     for r in range(repeats):
         out = tmp / f"snap{r}"
         took, _ = timed(lambda o=out: asyncio.run(checkout_run(run, last_seq, o)))
         results["snap"].append(took)
         checks["snap"] = tree(out) == end
+        out = tmp / f"tail{r}"
+        took, _ = timed(lambda o=out: asyncio.run(checkout_run(run, last_seq - 1, o)))
+        results["tail"].append(took)
+        checks["tail"] = tree(out) == before_last
     best = {k: min(v) for k, v in results.items()}
     git = best["git"]
     rows = [
@@ -248,6 +255,12 @@ def checkout_rows(
             f"{best['snap'] * 1e3:.0f} ms",
             f"{best['snap'] / git:.1f}x",
             "ok" if checks["snap"] else "DIFFERS",
+        ],
+        [
+            f"`checkout_run` of change {changes - 1:,}: a snapshot + {999:,} changes of tail",
+            f"{best['tail'] * 1e3:.0f} ms",
+            f"{best['tail'] / git:.1f}x",
+            "ok" if checks["tail"] else "DIFFERS",
         ],
         [
             "  of which: the fold alone from the start (events in memory)",
