@@ -250,6 +250,11 @@ def test_a_fold_reproduces_every_kind_of_change(tmp_path: Path) -> None:
     assert replay.files_at(0) == {"start.txt": b"hello\n"}
     assert replay.files_at(replay.last_seq) == _workspace_files(root)
     assert replay.files_at(2)["a.txt"] == b"one\ntwo\nthree"
+    big = next(s.seq for s in replay.steps() if s.change and s.change.path == "big.txt")
+    shown = replay.show(big)
+    assert shown.change is not None
+    assert not shown.change.diff  # over the inline limit: in the blob store...
+    assert shown.diff.startswith("diff --git a/big.txt b/big.txt\n")  # ...and shown as a diff
     # Without the blob store the inline diffs still replay, the blobs do not.
     with pytest.raises(ReplayError, match="blob store"):
         RunReplay(entries, None).files_at(replay.last_seq)
@@ -308,20 +313,26 @@ def _state_changes(replay: RunReplay) -> list[JournalEntry]:
     ]
 
 
+@pytest.mark.parametrize("where", ["change", "decision"])
 def test_a_flipped_byte_in_the_store_fails_verify_at_that_event(
-    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path
+    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path, where: str
 ) -> None:
-    # A copy of the run, one byte flipped inside a coder's change as the store holds it.
+    # A copy of the run, one byte flipped inside a coder's change (a link of its chain) or a
+    # reviewer's decision (no chain covers it: the store's own checksum must) as stored.
     run_id = demo_run["run_id"]
     copy = tmp_path / "runs" / run_id
     shutil.copytree(demo_run["run_dir"], copy, ignore=shutil.ignore_patterns("workspace"))
-    target = _state_changes(replay)[1]
+    if where == "change":
+        target = _state_changes(replay)[1]
+    else:
+        target = replay.entry(replay.timeline(role="reviewer", kind="decision")[1].seq)
     raw = encode_event(target.event)
     (block,) = (copy / "journal").glob("jetstream/*/streams/SWARM_EVENTS/msgs/*.blk")
     data = bytearray(block.read_bytes())
     at = data.find(raw)
     assert at >= 0
-    data[at + raw.find(b"@@ ") + 4] ^= 0x01  # a digit of the diff's hunk header
+    # A digit of the diff's hunk header, or a byte in the middle of the decision.
+    data[at + (raw.find(b"@@ ") + 4 if where == "change" else len(raw) // 2)] ^= 0x01
     block.write_bytes(bytes(data))
     damaged = asyncio.run(load_run(str(copy)))
     report = verify_run(damaged)

@@ -192,6 +192,7 @@ def _show(replay: RunReplay, args: argparse.Namespace) -> int:
         lines.append(f"cause: {_plain_row(detail.cause)}")
     lines.append(f"agent sequence: {detail.row.agent_seq}")
     payload = dict(data["payload"])
+    data.pop("diff", None)
     for key in ("rationale", "choice", "rejected_alternatives", "memory_ids"):
         if payload.get(key):
             lines.append(f"{key}: {payload.pop(key)}")
@@ -205,8 +206,8 @@ def _show(replay: RunReplay, args: argparse.Namespace) -> int:
             f"{change.before_sha256[:12] or 'none'} ({change.before_size} B) -> "
             f"{change.after_sha256[:12] or 'none'} ({change.after_size} B)"
         )
-        if change.diff:
-            lines.extend(["", change.diff.rstrip("\n")])
+        if detail.diff:
+            lines.extend(["", detail.diff.rstrip("\n")])
         elif change.after_blob or change.before_blob:
             lines.append(f"content in the blob store: {change.after_blob or change.before_blob}")
     print("\n".join(lines))
