@@ -114,7 +114,14 @@ def add_replay_parser(sub: Any, common: Any) -> None:
 async def _load(args: argparse.Namespace) -> RunReplay:
     from swarm_actors.replay import load_run
 
-    return await load_run(args.run, data_dir=args.data_dir, nats=args.nats)
+    # Progress on a terminal only (stderr): a long run takes seconds to read.
+    show = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    if show:  # pragma: no cover - needs a terminal
+        print(f"reading run {args.run or 'latest'}...", end="\r", file=sys.stderr, flush=True)
+    replay = await load_run(args.run, data_dir=args.data_dir, nats=args.nats)
+    if show:  # pragma: no cover - needs a terminal
+        print(f"run {replay.run_id}: {len(replay.entries)} events", file=sys.stderr)
+    return replay
 
 
 def run_replay(args: argparse.Namespace) -> int:
