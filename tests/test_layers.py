@@ -48,6 +48,17 @@ ALLOWED = {
         "swarm_actors.Terminated",
         "swarm_actors._runjournal",  # a run announces its live server (live.json)
     ),
+    # Time travel reads runs (found by _runs, opened by _runjournal) through the public facades
+    # of the events and the tools; never the engine, the NATS layer or the swarm's roles.
+    "swarm_actors.replay": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.errors",
+        "swarm_actors.events",
+        "swarm_actors.tools",
+    ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
     # Opening a run's journal (its live server, or a private one on its store): the one place
@@ -64,6 +75,7 @@ ALLOWED = {
         *BASE,
         "swarm_actors._runs",
         "swarm_actors._runjournal",
+        "swarm_actors.replay",
         "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",
@@ -78,6 +90,7 @@ FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
     "swarm_actors._cli": ("nats",),
+    "swarm_actors.replay": ("nats",),
 }
 
 

@@ -10,6 +10,10 @@ workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 ``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
 embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
+``swarm-actors replay list|show|checkout|diff|verify`` travels through a run's journal: its
+timeline, any event in full, the workspace at any event, and every hash chain checked
+(``_cli/_replay.py``).
+
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
@@ -214,6 +218,14 @@ def parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--coders", type=_positive, default=1, help="how many (default: 1)")
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)
+
+    from swarm_actors._cli._replay import add_replay_parser
+
+    def common(p: argparse.ArgumentParser) -> None:
+        _add_verbosity(p, default=argparse.SUPPRESS)
+        _add_data_dir(p)
+
+    add_replay_parser(sub, common)
 
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)
