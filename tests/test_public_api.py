@@ -89,13 +89,14 @@ PUBLIC_MODULES = (
     "swarm_actors.errors",
     "swarm_actors.events",
     "swarm_actors.hilbert",
+    "swarm_actors.memory",
     "swarm_actors.space",
     "swarm_actors.swarm",
     "swarm_actors.testing",
     "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("brains", "cluster", "errors", "hilbert", "space", "swarm", "tools", "tree")
+FACADES = ("brains", "cluster", "errors", "hilbert", "memory", "space", "swarm", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:

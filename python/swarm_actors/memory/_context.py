@@ -99,7 +99,10 @@ class ContextWindow:
             at = sum(1 for m in messages if m.role == "system")
             messages.insert(at, note)
         request = BrainRequest(messages=tuple(messages), **options)  # type: ignore[arg-type]
-        return ContextCompressor(self.max_tokens, count=self._count).compress(request)
+        keep = min(64, self.max_tokens // 8)  # what the compressor keeps of a cut message
+        return ContextCompressor(self.max_tokens, min_keep=keep, count=self._count).compress(
+            request
+        )
 
     def _note(self) -> Message | None:
         """The message standing for the dropped turns (the last 20 named, older ones counted)."""

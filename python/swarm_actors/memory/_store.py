@@ -181,10 +181,10 @@ class MemoryStore:
         self._index.reload()
 
     def _sync_vectors(self) -> None:
-        import numpy as np
-
         if self.embedder is None:
             return
+        import numpy as np  # with the embedder only (the memory extra brings it)
+
         meta_path, data_path = self.directory / "vectors.json", self.directory / "vectors.f32"
         dim = self.embedder.dim
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -320,11 +320,10 @@ class MemoryStore:
         return rows[:_DEPTH]
 
     def _similar(self, query: str, allowed: set[int] | None) -> list[int]:
-        import numpy as np
-
         vectors = self._vectors
         if self.embedder is None or vectors is None or not len(vectors) or not query.strip():
             return []
+        import numpy as np
         try:
             q = self.embedder.embed([query])[0]
         except RuntimeError as exc:  # the embedder did not load: the other lists stand
