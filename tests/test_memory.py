@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -32,13 +33,13 @@ from swarm_actors.memory import (
 )
 
 
-def approved(path: str, rule: str, text: str, **kw: object) -> MemoryEntry:
+def approved(path: str, rule: str, text: str, **kw: Any) -> MemoryEntry:
     return MemoryEntry(
         kind=APPROVED, text=text, path=path, rules=(rule,), evidence=("ev-tests",), **kw
     )
 
 
-def rejected(path: str, rule: str, text: str, reason: str, **kw: object) -> MemoryEntry:
+def rejected(path: str, rule: str, text: str, reason: str, **kw: Any) -> MemoryEntry:
     return MemoryEntry(
         kind=REJECTED,
         text=text,
@@ -84,7 +85,8 @@ def store(tmp_path: Path, embedder: WordLlamaEmbedder) -> MemoryStore:
 def test_entries_are_deduplicated_by_content_and_persist(tmp_path: Path) -> None:
     memory = MemoryStore(tmp_path / "m", embedder=None)
     first = memory.add_many([*CORPUS, CORPUS[0]])
-    assert len(first.stored) == len(CORPUS) and first.duplicates == 1
+    assert len(first.stored) == len(CORPUS)
+    assert first.duplicates == 1
     # The same outcome from another run is the same entry: the run is not part of its id.
     again = approved("app/io.py", "F401", "remove the unused import of os", run_id="run-2")
     assert again.id == CORPUS[0].id
@@ -145,7 +147,8 @@ def test_structured_keys_match_exactly(store: MemoryStore) -> None:
     assert store.lookup("path:app/io.py", "rule:I001") == []
     # A query naming a rule code finds its entry though no word of the text matches.
     hits = store.search("B006", k=2)
-    assert hits[0].id == CORPUS[2].id and hits[0].ranks["keys"] == 1
+    assert hits[0].id == CORPUS[2].id
+    assert hits[0].ranks["keys"] == 1
     # A failing test's id finds the rejection it caused.
     hit = store.search("tests/test_money.py::Rates::test_cache", k=1)[0]
     assert hit.id == CORPUS[2].id
@@ -182,7 +185,11 @@ class _Fake:
 
     name = "fake"
     dim = 3
-    table = {"a.py": (1.0, 0.0, 0.0), "b.py": (0.0, 1.0, 0.0), "c.py": (0.0, 0.6, 0.8)}
+    table: ClassVar[dict[str, tuple[float, float, float]]] = {
+        "a.py": (1.0, 0.0, 0.0),
+        "b.py": (0.0, 1.0, 0.0),
+        "c.py": (0.0, 0.6, 0.8),
+    }
 
     def embed(self, texts: list[str]) -> NDArray[np.float32]:
         rows = [next((v for k, v in self.table.items() if k in t), (0.0, 1.0, 0.0)) for t in texts]
@@ -256,4 +263,6 @@ def test_the_context_window_drops_the_oldest_turns_and_says_so() -> None:
     # A newest turn too large alone is cut by the brains' compressor, head and tail kept.
     window.add(Message("user", "start " + "filler " * 1000 + "end"))
     cut = window.request().messages[-1].content
-    assert cut.startswith("start ") and cut.endswith("end") and "cut from the middle" in cut
+    assert cut.startswith("start ")
+    assert cut.endswith("end")
+    assert "cut from the middle" in cut

@@ -113,8 +113,10 @@ def _cmd_memory(args: argparse.Namespace) -> int:
     from swarm_actors.errors import InvalidArgumentError
 
     try:
-        return _memory.memory_search(args) if args.memory_command == "search" else (
-            _memory.memory_stats(args)
+        return (
+            _memory.memory_search(args)
+            if args.memory_command == "search"
+            else (_memory.memory_stats(args))
         )
     except InvalidArgumentError as exc:
         print(f"swarm-actors memory {args.memory_command}: {exc}", file=sys.stderr)

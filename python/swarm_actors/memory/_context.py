@@ -124,9 +124,7 @@ class ContextWindow:
             total = kept + (self._tokens(note) if note is not None else 0)
             if total <= self.max_tokens:
                 return
-            droppable = [
-                i for i, (_, m) in enumerate(self._turns[:-1]) if m.role != "system"
-            ]
+            droppable = [i for i, (_, m) in enumerate(self._turns[:-1]) if m.role != "system"]
             if not droppable:
                 return  # the newest turn alone: ContextCompressor cuts it
             turn, message = self._turns.pop(droppable[0])

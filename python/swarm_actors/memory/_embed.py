@@ -70,7 +70,8 @@ class WordLlamaEmbedder:
             from wordllama import WordLlama  # type: ignore[import-untyped]
 
             spec = importlib.util.find_spec("wordllama")
-            assert spec is not None and spec.origin is not None
+            assert spec is not None
+            assert spec.origin is not None
             package = Path(spec.origin).parent
             self._model = WordLlama.load(
                 config="l2_supercat", dim=self.dim, cache_dir=package, disable_download=True
@@ -97,7 +98,7 @@ class WordLlamaEmbedder:
 
 
 def default_embedder() -> Embedder | None:
-    """``WordLlamaEmbedder`` when ``wordllama`` is installed (the ``memory`` extra), else ``None``."""
+    """``WordLlamaEmbedder`` if ``wordllama`` is installed (the ``memory`` extra), else ``None``."""
     if importlib.util.find_spec("wordllama") is None:
         return None
     return WordLlamaEmbedder()

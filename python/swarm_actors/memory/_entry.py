@@ -75,7 +75,12 @@ class MemoryEntry(msgspec.Struct, frozen=True, kw_only=True):
         return "mem-" + self.content_hash()[:20]
 
     def content_hash(self) -> str:
-        """SHA-256 hex of the content (kind, text, keys, hashes, reason), not of its origin."""
+        """SHA-256 hex of what it says (kind, text, keys, reason), not of where it came from.
+
+        The run, the evidence and the file's hashes are left out: the same fix approved on a
+        file that another change had touched first (another order of the same run) is the
+        same outcome.
+        """
         parts = (
             self.kind,
             self.text,
@@ -83,13 +88,11 @@ class MemoryEntry(msgspec.Struct, frozen=True, kw_only=True):
             "\x1f".join(self.rules),
             "\x1f".join(self.signatures),
             self.change_key,
-            self.before_hash,
-            self.after_hash,
             self.reason,
         )
         return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()
 
-    def keys(self) -> tuple[str, ...]:
+    def exact_keys(self) -> tuple[str, ...]:
         """Its exact keys: ``path:``, ``rule:``, ``sig:``, ``change:`` and ``kind:`` terms."""
         found = [f"kind:{self.kind}"]
         if self.path:
@@ -123,9 +126,7 @@ def change_key(path: str, before: str, after: str) -> str:
     """
     lines = difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm="")
     body = [
-        line.rstrip()
-        for line in lines
-        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+        line.rstrip() for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
     return hashlib.sha256("\n".join([path, *body]).encode()).hexdigest()[:32]
 

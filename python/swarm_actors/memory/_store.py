@@ -111,7 +111,9 @@ class MemoryStore:
 
         if isinstance(embedder, str):
             if embedder != "auto":
-                raise InvalidArgumentError(f"embedder must be 'auto', None or an Embedder, not {embedder!r}")
+                raise InvalidArgumentError(
+                    f"embedder must be 'auto', None or an Embedder, not {embedder!r}"
+                )
             embedder = default_embedder()
         self.directory = Path(directory)
         self.embedder = embedder
@@ -136,7 +138,7 @@ class MemoryStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        """This process's lock and the directory's (another process may write too)."""
+        """The process's lock and the directory's (another process may write too)."""
         with self._lock, open(self.directory / "memory.lock", "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -163,7 +165,7 @@ class MemoryStore:
         row = len(self._entries)
         self._entries.append(entry)
         self._ids[entry.id] = row
-        for key in entry.keys():
+        for key in entry.exact_keys():
             self._keys.setdefault(key, []).append(row)
         return row
 
@@ -252,9 +254,11 @@ class MemoryStore:
         return list(self._entries)
 
     def lookup(self, *keys: str) -> list[MemoryEntry]:
-        """The entries having every one of ``keys`` (``"path:a.py"``, ``"change:..."``), oldest first."""
+        """The entries with every one of ``keys`` (``"path:a.py"``...), oldest first."""
         rows = self._rows(keys)
-        return [self._entries[r] for r in sorted(rows)] if rows is not None else list(self._entries)
+        if rows is None:
+            return list(self._entries)
+        return [self._entries[r] for r in sorted(rows)]
 
     def _rows(self, keys: Sequence[str]) -> set[int] | None:
         rows: set[int] | None = None
@@ -324,6 +328,7 @@ class MemoryStore:
         if self.embedder is None or vectors is None or not len(vectors) or not query.strip():
             return []
         import numpy as np
+
         try:
             q = self.embedder.embed([query])[0]
         except RuntimeError as exc:  # the embedder did not load: the other lists stand

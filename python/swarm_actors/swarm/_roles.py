@@ -280,17 +280,17 @@ class Architect(Actor, role="architect"):
         )
         ledger.add_items(len(items))
         for item in items:
-            known = _known(consulted, item.path, item.rules)
+            recalled = _known(consulted, item.path, item.rules)
             choice = self.decide(
                 f"item {item.id}: {'unsafe ' if item.unsafe else ''}fixes of "
                 f"{','.join(item.rules)} in {item.path}",
-                rationale=item.why + "".join(f"; memory: {_said(e)}" for e in known),
+                rationale=item.why + "".join(f"; memory: {_said(e)}" for e in recalled),
                 alternatives=(
                     ("apply it with the safe fixes",) if item.unsafe else ("one item per finding",)
                 ),
                 confidence=0.6 if item.unsafe else 0.9,
                 trigger=msg.goal,
-                memory_ids=inputs + tuple(e.id for e in known),
+                memory_ids=inputs + tuple(e.id for e in recalled),
                 cause=overall,
             )
             self.space.out(
@@ -314,9 +314,7 @@ class Architect(Actor, role="architect"):
         query = goal + "\n" + "\n".join(f"{f.code} {f.file}: {f.message}" for f in findings)
 
         def consult() -> list[MemoryEntry]:
-            found = {
-                e.id: e for p, r in pairs for e in memory.lookup(f"path:{p}", f"rule:{r}")
-            }
+            found = {e.id: e for p, r in pairs for e in memory.lookup(f"path:{p}", f"rule:{r}")}
             for hit in memory.search(query, k=5):
                 found.setdefault(hit.id, hit.entry)
             return list(found.values())
