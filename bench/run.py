@@ -14,6 +14,7 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
         concurrency]
+    [--only ...,memory]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "brains": (["--nats"], ["--quick"]),
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
+    "memory": ([], ["--entries", "2000", "--queries", "100", "--latency-entries", "20000"]),
 }
 
 

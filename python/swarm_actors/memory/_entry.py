@@ -36,7 +36,7 @@ DECISION = "decision"
 _NODE_ID = re.compile(r"[\w./-]+\.py::[\w.:\[\]-]+")
 _ERROR = re.compile(r"\b[A-Z][A-Za-z0-9]*(?:Error|Exception|Failure)\b")
 _PATH = re.compile(r"(?<![\w/.-])[\w.-]*(?:/[\w.-]+)*\.(?:py|pyi|toml|cfg|ini|txt|md|json)\b")
-_RULE = re.compile(r"\b[A-Z]{1,4}[0-9]{3,4}\b")
+_RULE = re.compile(r"\b[A-Z]{1,5}[0-9]{3,4}\b")  # F401, PLR0913, ASYNC100
 
 
 class MemoryEntry(msgspec.Struct, frozen=True, kw_only=True):
