@@ -266,3 +266,31 @@ def test_the_context_window_drops_the_oldest_turns_and_says_so() -> None:
     assert cut.startswith("start ")
     assert cut.endswith("end")
     assert "cut from the middle" in cut
+
+
+class _Random:
+    """Random unit vectors, one per distinct text (seeded by the text)."""
+
+    name = "random"
+    dim = 64
+
+    def embed(self, texts: list[str]) -> NDArray[np.float32]:
+        rows = []
+        for text in texts:
+            key = text.split()[0]  # the entry's own word (the index text adds path and rules)
+            rng = np.random.default_rng(abs(hash(key)) % 2**32)
+            v = rng.standard_normal(self.dim).astype(np.float32)
+            rows.append(v / np.linalg.norm(v))
+        return np.array(rows, dtype=np.float32)
+
+
+def test_a_large_store_finds_the_nearest_vectors_in_two_steps(tmp_path: Path) -> None:
+    """Over 4096 entries the sign bits pick candidates and floats rescore them: same answers."""
+    memory = MemoryStore(tmp_path / "m", embedder=_Random())
+    entries = [approved(f"f{n}.py", "X100", f"w{n}") for n in range(5000)]
+    memory.add_many(entries)
+    vectors = _Random().embed([e.text for e in entries])
+    for n in (0, 1234, 4999):
+        hits = memory.search(f"w{n}", k=5, methods=("embedding",))
+        exact = np.argsort(-(vectors @ vectors[n]), kind="stable")[:5]
+        assert [h.id for h in hits] == [entries[int(i)].id for i in exact]
