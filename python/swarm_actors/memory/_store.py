@@ -51,10 +51,13 @@ _DEPTH = 50  # candidates taken from each list before fusing
 _EXACT_ROWS = 4096
 _RESCORE = 1000
 _WORD = re.compile(r"\w+")
-_STOP_WORDS = frozenset(
-    "a an and are as at be but by for if in into is it its of on or such that the their then "
-    "there these they this to was were will with".split()
-)  # Lucene's English stop words, less "no" and "not" (they matter in code)
+# fmt: off
+_STOP_WORDS = frozenset((
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is",
+    "it", "its", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "were", "will", "with",
+))  # Lucene's English stop words, less "no" and "not" (they matter in code)
+# fmt: on
 _ENCODER = msgspec.json.Encoder()
 _DECODER = msgspec.json.Decoder(MemoryEntry)
 
