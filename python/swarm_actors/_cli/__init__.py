@@ -15,6 +15,10 @@ cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configu
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
 securely"). It prints what it wrote, as a table on a terminal or as JSON with ``--json``.
 
+``swarm-actors memory search "QUERY"`` and ``swarm-actors memory stats`` read the data
+directory's memory of earlier runs (``swarm_actors.memory``), which each demo run consults and
+feeds (``demo --no-memory``: neither).
+
 Runs live under a data directory (``--data-dir``, else ``$SWARM_DATA_DIR``, else the per-user
 data directory) as ``runs/<run_id>/``; ``--run`` names one (``swarm_actors._runs``).
 
