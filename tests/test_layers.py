@@ -33,6 +33,8 @@ ALLOWED = {
     # Model clients and their guardrails: on the event model only (ModelCall, BlobStore,
     # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
     "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
+    # Memory: on the brains (the request, the token counter, the compressor) and nothing else.
+    "swarm_actors.memory": (*BASE, "swarm_actors._public", "swarm_actors.brains"),
     # The role swarm sits on top: the public facades only (the engine through ``swarm_actors``,
     # the events, tools, brains, cluster and errors), never the private layers below them.
     "swarm_actors.swarm": (
@@ -42,6 +44,7 @@ ALLOWED = {
         "swarm_actors.cluster",
         "swarm_actors.errors",
         "swarm_actors.events",
+        "swarm_actors.memory",
         "swarm_actors.tools",
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
@@ -76,6 +79,7 @@ ALLOWED = {
         "swarm_actors._runs",
         "swarm_actors._runjournal",
         "swarm_actors.replay",
+        "swarm_actors.memory",
         "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",
@@ -89,6 +93,7 @@ FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._events": ("nats",),
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
+    "swarm_actors.memory": ("nats",),
     "swarm_actors._cli": ("nats",),
     "swarm_actors.replay": ("nats",),
 }

@@ -170,6 +170,7 @@ async def run_swarm(
         max_attempts=config.max_attempts,
         check_timeout=config.check_timeout,
         git=git,
+        memory=config.memory,
     )
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
@@ -190,6 +191,7 @@ async def run_swarm(
                 ledger=ledger,
                 blobs=blobs,
                 review_timeout=ask_timeout * 2,
+                memory=config.memory,
                 name=f"coder-{n + 1}",
             )
             for n in range(config.coders)
@@ -215,6 +217,10 @@ async def run_swarm(
             await journal.flush()
             async for entry in journal.read():
                 events += entry.event.run_id == run_id
+    remembered = 0
+    if config.memory is not None and context.outcomes:  # the run's verdicts, for the next
+        added = await asyncio.to_thread(config.memory.add_many, context.outcomes)
+        remembered = len(added.stored)
     return SwarmSummary(
         run_id=run_id,
         items=ledger.items,
@@ -235,6 +241,7 @@ async def run_swarm(
         ok=after.ok,
         stopped_by=ledger.stopped_by,
         errors=tuple(ledger.errors),
+        remembered=remembered,
     )
 
 
