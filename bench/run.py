@@ -15,6 +15,8 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
         concurrency]
     [--only dashboard]
+    [--only ...,swarm,replay]
+    [--only ...,memory]
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
     "dashboard": ([], ["--events", "20000", "--live-seconds", "10"]),
+    "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
+    "memory": ([], ["--entries", "2000", "--queries", "100", "--latency-entries", "20000"]),
 }
 
 

@@ -247,3 +247,28 @@ def test_cli_off_loopback_makes_a_token(tmp_path: Path) -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=10)
+
+
+def test_the_workspace_follows_the_journal_sequence() -> None:
+    from swarm_actors._dashboard import replay_api
+
+    feed = _feed(6)
+    changes = _by_kind(feed, "state_change")
+    app = create_app(feed, replay=replay_api(None, feed))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as c:
+        start = c.get("/api/workspace?at=0").json()
+        assert start["files"] == []
+        assert start["change"] is None
+        first = c.get(f"/api/workspace?at={changes[0].sequence}").json()
+        assert [f["path"] for f in first["files"]] == ["pkg/module_0.py"]
+        assert first["files"][0]["changed"] is True
+        assert first["change"]["path"] == "pkg/module_0.py"
+        assert "+value_0 = 0" in first["change"]["diff"]
+        later = c.get(f"/api/workspace?at={changes[3].sequence + 1}").json()
+        assert len(later["files"]) == 4
+        assert later["change"]["sequence"] == changes[3].sequence  # the last change so far
+        one = c.get(f"/api/file?at={changes[2].sequence}&path=pkg/module_2.py").json()
+        assert "+value_2 = 2" in one["diff_from_start"]
+        assert c.get("/api/file?at=1&path=pkg/nothing.py").status_code == 404
+        assert c.get("/api/workspace?at=x").status_code == 400
+        assert c.get("/api/elsewhere").status_code == 404

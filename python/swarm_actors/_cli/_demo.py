@@ -353,6 +353,7 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
         ("findings", f"{s.findings_before} -> {s.findings_after}"),
         ("events", str(s.events)),
         ("wall time", f"{s.seconds:.1f} s"),
+        ("remembered", f"{s.remembered} new verdicts"),
         *extra,
     ]
 
@@ -413,6 +414,17 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     if test_cmd is None:
         test_cmd = _without_pytest(list(swarm.detect_test_cmd(workspace)), workspace)
+    memory = None
+    if not args.no_memory:
+        from swarm_actors._cli._memory import open_memory
+
+        memory = open_memory(data_dir)
+        if memory.embedder is None:
+            print(
+                "note: memory searches without embeddings (BM25 and exact keys only); "
+                "pip install 'swarm-actors[memory]' adds them",
+                file=sys.stderr,
+            )
     config = swarm.SwarmConfig(
         workspace=workspace,
         run_dir=run.root,
@@ -422,6 +434,7 @@ def run_demo(args: argparse.Namespace) -> int:
         test_cmd=test_cmd,
         nats=args.nats,
         journal_dir=run.journal,
+        memory=memory,
     )
     what = "the sample project" if path is None else str(path)
     display = make_display(

@@ -50,21 +50,18 @@ def replay_api(run: RunPaths | None, feed: Feed) -> ReplayApi:
         replay = current()
         at = at_of(replay, query)
         start, files = replay.files_at(0), replay.files_at(at)
-        steps = replay.steps()
-        seqs = [seq for seq, change in steps]
-        i = bisect.bisect_right(seqs, at) - 1
+        steps = [step for step in replay.steps() if step.change is not None]  # no snapshots
+        i = bisect.bisect_right([step.seq for step in steps], at) - 1
         change = None
-        while i >= 0 and steps[i][1] is None:  # a snapshot is no change
-            i -= 1
         if i >= 0:
-            seq, file_change = steps[i]
-            assert file_change is not None
+            step = steps[i]
+            assert step.change is not None
             change = {
-                "sequence": seq,
-                "op": file_change.op,
-                "path": file_change.to_path or file_change.path,
-                "agent": replay.entry(seq).event.agent_id,
-                "diff": replay.diff(max(0, seq - 1), seq),
+                "sequence": step.seq,
+                "op": step.change.op,
+                "path": step.change.to_path or step.change.path,
+                "agent": step.event.agent_id,
+                "diff": replay.diff(max(0, step.seq - 1), step.seq),
             }
         listing = [
             {

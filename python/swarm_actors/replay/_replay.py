@@ -39,7 +39,7 @@ from swarm_actors.tools import (
     load_snapshot,
 )
 
-__all__ = ["CHECKPOINT_EVERY", "EventDetail", "RunReplay", "workspace_diff"]
+__all__ = ["CHECKPOINT_EVERY", "EventDetail", "RunReplay", "WorkspaceStep", "workspace_diff"]
 
 CHECKPOINT_EVERY = 256
 """Changes between two in-memory copies of the files a fold keeps."""
@@ -58,6 +58,9 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
     """The workspace change it records, if it records one."""
     cause: TimelineRow | None = None
     """The event that caused it (``causation_id``), when it is in the run."""
+    diff: str = ""
+    """The change as a unified diff: inline, or made from its blobs when both sides are text
+    (empty for a binary change, or blobs the store does not have)."""
 
     def to_builtins(self) -> dict[str, Any]:
         """A JSON-ready dict: the row's fields, ``payload`` (bytes in hex), ``change``, ``cause``.
@@ -77,16 +80,21 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
         out["run_id"] = self.event.run_id
         out["change"] = None if self.change is None else msgspec.to_builtins(self.change)
         out["cause"] = None if self.cause is None else msgspec.to_builtins(self.cause)
+        out["diff"] = self.diff
         return out
 
 
-class _Step(msgspec.Struct, frozen=True):
-    """One workspace step of the run: a file change, or a whole snapshot."""
+class WorkspaceStep(msgspec.Struct, frozen=True):
+    """One step of a run's workspace: a file change, or a whole snapshot."""
 
     seq: int
+    """Its journal sequence."""
     event: SwarmEvent
+    """The ``StateChange`` event recording it."""
     change: FileChange | None
-    snapshot: str  # manifest blob key of a snapshot step, else ""
+    """The file change (``None`` for a snapshot)."""
+    snapshot: str
+    """A snapshot's file list (its blob key); empty for a file change."""
 
 
 def workspace_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:
@@ -128,7 +136,9 @@ class RunReplay:
     ``JournalEntry`` does, e.g. a ``MemoryJournal``'s). ``blobs`` is the run's blob store
     (large and binary contents, the starting snapshot); ``None`` replays inline diffs only.
     ``problems`` are what reading the journal met (gaps, undecodable messages), for
-    ``verify``. Nothing here writes to the journal.
+    ``verify``. ``base``: ``(seq, files)``, the workspace right after journal sequence
+    ``seq`` (a stored snapshot): the replay starts there and ``entries`` are its tail (see
+    ``checkout_run``). Nothing here writes to the journal.
     """
 
     def __init__(
@@ -138,6 +148,7 @@ class RunReplay:
         *,
         run_id: str = "",
         problems: Sequence[Any] = (),
+        base: tuple[int, Mapping[str, bytes]] | None = None,
     ) -> None:
         self.entries: list[JournalEntry] = sorted(entries, key=lambda e: e.sequence)
         """The run's journal entries, by sequence."""
@@ -147,9 +158,10 @@ class RunReplay:
         """The run's id (empty if unknown)."""
         self.problems = list(problems)
         """What reading the journal met: gaps and undecodable messages (``verify`` reports)."""
+        self._base = base
         self._seqs = [e.sequence for e in self.entries]
         self._rows: list[TimelineRow] | None = None
-        self._steps: list[_Step] | None = None
+        self._steps: list[WorkspaceStep] | None = None
         self._step_seqs: list[int] = []
         self._checkpoints: dict[int, Files] = {}  # steps folded -> the files then
 
@@ -215,18 +227,33 @@ class RunReplay:
         cause = None
         if event.causation_id:
             cause = next((r for r in self.rows() if r.event_id == event.causation_id), None)
-        return EventDetail(row=row_of(entry), event=event, change=change, cause=cause)
+        diff = "" if change is None else change.diff or self._blob_diff(change)
+        return EventDetail(row=row_of(entry), event=event, change=change, cause=cause, diff=diff)
+
+    def _blob_diff(self, change: FileChange) -> str:
+        """The diff of a change whose contents are in the blob store (``""`` if not text)."""
+        if self.blobs is None or not (change.before_blob or change.after_blob):
+            return ""
+        try:
+            before = self.blobs.get(change.before_blob) if change.before_blob else None
+            after = self.blobs.get(change.after_blob) if change.after_blob else None
+        except BlobError:
+            return ""
+        old = {change.path: before} if before is not None else {}
+        new = {change.to_path or change.path: after} if after is not None else {}
+        text = workspace_diff(old, new)
+        return "" if "\nBinary files " in text else text
 
     # --- the workspace -----------------------------------------------------------------------
 
-    def steps(self) -> list[tuple[int, FileChange | None]]:
-        """The run's workspace steps: ``(seq, FileChange)``, or ``(seq, None)`` for a snapshot."""
-        return [(s.seq, s.change) for s in self._workspace_steps()]
-
-    def _workspace_steps(self) -> list[_Step]:
+    def steps(self) -> list[WorkspaceStep]:
+        """The run's workspace steps (snapshots and file changes), in journal order."""
         if self._steps is None:
-            steps: list[_Step] = []
+            steps: list[WorkspaceStep] = []
+            after = self._base[0] if self._base is not None else -1
             for entry in self.entries:
+                if entry.sequence <= after:
+                    continue
                 change = entry.event.payload
                 if type(change) is not StateChange:
                     continue
@@ -235,11 +262,11 @@ class RunReplay:
                         ref = decode_snapshot_ref(change.data)
                     except (msgspec.ValidationError, msgspec.DecodeError):
                         continue
-                    steps.append(_Step(entry.sequence, entry.event, None, ref.manifest))
+                    steps.append(WorkspaceStep(entry.sequence, entry.event, None, ref.manifest))
                     continue
                 file = file_change_of(change)
                 if file is not None:
-                    steps.append(_Step(entry.sequence, entry.event, file, ""))
+                    steps.append(WorkspaceStep(entry.sequence, entry.event, file, ""))
             self._steps = steps
             self._step_seqs = [s.seq for s in steps]
         return self._steps
@@ -247,6 +274,10 @@ class RunReplay:
     def _check_seq(self, seq: int) -> None:
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise InvalidArgumentError(f"a sequence is an int >= 0, got {seq!r}")
+        if self._base is not None and seq < self._base[0]:
+            raise InvalidArgumentError(
+                f"this replay of run {self.run_id or '?'} starts after sequence {self._base[0]}"
+            )
         if seq > self.last_seq:
             raise InvalidArgumentError(
                 f"sequence {seq} is past the end of run {self.run_id or '?'} (its last event "
@@ -255,26 +286,32 @@ class RunReplay:
 
     def _baseline(self) -> Files:
         """The files as the run started: its first snapshot (seq 0 and before any change)."""
-        for step in self._workspace_steps():
+        if self._base is not None:
+            return dict(self._base[1])
+        for step in self.steps():
             if step.snapshot:
-                return self._apply(step, {})
+                return self._apply(step, {}, {})
             break
         return {}
 
-    def _apply(self, step: _Step, files: Files) -> Files:
-        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot)."""
-        where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
+    def _apply(self, step: WorkspaceStep, files: Files, hashes: dict[str, str]) -> Files:
+        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot).
+
+        ``hashes`` holds the SHA-256 of contents already hashed (see ``apply_file_change``).
+        """
         try:
             if step.snapshot:
                 if self.blobs is None:
                     raise PatchError("a snapshot needs the run's blob store, and none was given")
-                assert self.blobs is not None
                 snapshot = load_snapshot(self.blobs, step.snapshot)
+                hashes.clear()
+                hashes.update((path, f.sha256) for path, f in snapshot.files.items())
                 return {path: self.blobs.get(f.sha256) for path, f in snapshot.files.items()}
             assert step.change is not None
-            apply_file_change(files, step.change, self.blobs)
+            apply_file_change(files, step.change, self.blobs, hashes=hashes)
             return files
         except (PatchError, BlobError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
             raise ReplayError(
                 f"cannot rebuild the workspace at {where}: {exc} (`swarm-actors replay "
                 "verify` names the first broken link)",
@@ -291,18 +328,19 @@ class RunReplay:
         if seq is None:
             seq = self.last_seq
         self._check_seq(seq)
-        steps = self._workspace_steps()
+        steps = self.steps()
         target = bisect.bisect_right(self._step_seqs, seq)  # steps to fold
         done = max((k for k in self._checkpoints if k <= target), default=-1)
         if done < 0:
             files, done = self._baseline(), 0
-            if steps and steps[0].snapshot:
+            if self._base is None and steps and steps[0].snapshot:
                 done = 1
             self._checkpoints[done] = dict(files)
         else:
             files = dict(self._checkpoints[done])
+        hashes: dict[str, str] = {}  # filled as the fold hashes files
         for index in range(done, target):
-            files = self._apply(steps[index], files)
+            files = self._apply(steps[index], files, hashes)
             if (index + 1) % CHECKPOINT_EVERY == 0:
                 self._checkpoints[index + 1] = dict(files)
         return files
@@ -330,7 +368,7 @@ class RunReplay:
 
     def _modes(self) -> dict[str, bool]:
         """Execute bits of the starting files (changes keep a file's mode)."""
-        steps = self._workspace_steps()
+        steps = self.steps()
         if not steps or not steps[0].snapshot or self.blobs is None:
             return {}
         try:

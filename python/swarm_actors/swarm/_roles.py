@@ -13,13 +13,14 @@ time (the ``"turn"`` tuple): the tests judge one change, not a mix of several.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
-from swarm_actors import Actor, handler
+from swarm_actors import Actor, Terminated, handler
 from swarm_actors._log import get_logger
 from swarm_actors.brains import Brain, BrainResponse
 from swarm_actors.errors import (
@@ -30,6 +31,14 @@ from swarm_actors.errors import (
     ToolError,
 )
 from swarm_actors.events import BlobStore, Payload, SwarmEvent
+from swarm_actors.memory import (
+    APPROVED,
+    REJECTED,
+    MemoryEntry,
+    MemoryStore,
+    change_key,
+    failure_signatures,
+)
 from swarm_actors.swarm._brainio import (
     LintFinding,
     PlanAnswer,
@@ -117,6 +126,12 @@ class RunContext:
     git: GitRun | None = None
     findings: dict[str, list[LintFinding]] = field(default_factory=dict)
     """The architect's findings, by file."""
+    reviewer: Any = None
+    """The reviewer's ref, once it is started."""
+    memory: MemoryStore | None = None
+    """Long-term memory of earlier runs (``None``: the run remembers nothing)."""
+    outcomes: list[MemoryEntry] = field(default_factory=list)
+    """The reviewer's verdicts as memory entries (stored at the run's end)."""
 
 
 # --- messages of the coordinator ---------------------------------------------------------
@@ -136,6 +151,10 @@ class Planned(msgspec.Struct, frozen=True):
 
 class Survey(msgspec.Struct, frozen=True):
     """Ask the architect for the linter's findings now (their count)."""
+
+
+class Settle(msgspec.Struct, frozen=True):
+    """Ask the reviewer to answer once what it was handling before is done (it answers in order)."""
 
 
 class Join(msgspec.Struct, frozen=True):
@@ -166,6 +185,16 @@ def _brain_tokens(ledger: Ledger | None, response: BrainResponse) -> None:
         ledger.spend_tokens(response.usage.total_tokens)
 
 
+def _known(entries: list[MemoryEntry], path: str, rules: tuple[str, ...]) -> list[MemoryEntry]:
+    """The entries about ``path`` and one of ``rules``."""
+    return [e for e in entries if e.path == path and set(e.rules) & set(rules)]
+
+
+def _said(entry: MemoryEntry) -> str:
+    what = f"{entry.kind} in run {entry.run_id} ({entry.id})"
+    return f"{what}: {entry.reason}" if entry.reason else what
+
+
 # --- architect ---------------------------------------------------------------------------
 
 
@@ -184,6 +213,15 @@ class Architect(Actor, role="architect"):
         self.context = context
         self.checks: Checks | None = None
         self.recorder: _Recorder | None = None
+        # Remote coders (run_worker) take items and the turn by asking: who holds what, so
+        # that a worker that dies gives them back (watched; see ``coder_gone``).
+        self._holders: dict[str, Any] = {}
+        """Item id -> the remote coder that took it last."""
+        self._items: dict[str, bytes] = {}
+        """Item id -> its encoded ``WorkItem`` (to put it back in the bag)."""
+        self._turn: Any = None
+        """The remote coder holding the review turn, if one does."""
+        self._watched: set[Any] = set()
 
     async def on_start(self) -> None:
         self.recorder = _Recorder(self, self.context.ledger)
@@ -225,6 +263,7 @@ class Architect(Actor, role="architect"):
         lint_event = self.recorder.last
         for finding in findings:
             ctx.findings.setdefault(finding.file, []).append(finding)
+        consulted = await self.recall(msg.goal, findings)
         self._note(f"planning {len(findings)} findings")
         answer, source = await self.plan_items(msg.goal, findings)
         inputs = (lint_event.event_id,) if lint_event is not None else ()
@@ -253,20 +292,21 @@ class Architect(Actor, role="architect"):
             alternatives=tuple(answer.alternatives) + tuple(answer.skipped),
             confidence=answer.confidence if source == "brain" else min(answer.confidence, 0.5),
             trigger=msg.goal,
-            memory_ids=inputs,
+            memory_ids=inputs + tuple(e.id for e in consulted),
         )
         ledger.add_items(len(items))
         for item in items:
+            recalled = _known(consulted, item.path, item.rules)
             choice = self.decide(
                 f"item {item.id}: {'unsafe ' if item.unsafe else ''}fixes of "
                 f"{','.join(item.rules)} in {item.path}",
-                rationale=item.why,
+                rationale=item.why + "".join(f"; memory: {_said(e)}" for e in recalled),
                 alternatives=(
                     ("apply it with the safe fixes",) if item.unsafe else ("one item per finding",)
                 ),
                 confidence=0.6 if item.unsafe else 0.9,
                 trigger=msg.goal,
-                memory_ids=inputs,
+                memory_ids=inputs + tuple(e.id for e in recalled),
                 cause=overall,
             )
             self.space.out(
@@ -275,6 +315,29 @@ class Architect(Actor, role="architect"):
         self._note(f"planned {len(items)} items", events=1 + len(items))
         ledger.plan_done()
         return Planned(len(items), len(findings), overall.event_id)
+
+    async def recall(self, goal: str, findings: list[LintFinding]) -> list[MemoryEntry]:
+        """What memory holds about these findings: outcomes of earlier runs, to cite.
+
+        Every stored outcome on a (file, rule) the linter reports now, found by exact keys,
+        and the best of a hybrid search on the goal and the findings' messages.
+        """
+        memory = self.context.memory
+        if memory is None or not findings:
+            return []
+        self._note("consulting memory")
+        pairs = sorted({(f.file, f.code) for f in findings})
+        query = goal + "\n" + "\n".join(f"{f.code} {f.file}: {f.message}" for f in findings)
+
+        def consult() -> list[MemoryEntry]:
+            found = {e.id: e for p, r in pairs for e in memory.lookup(f"path:{p}", f"rule:{r}")}
+            for hit in memory.search(query, k=5):
+                found.setdefault(hit.id, hit.entry)
+            return list(found.values())
+
+        consulted = await asyncio.to_thread(consult)
+        log.info("architect consulted memory", entries=len(consulted))
+        return consulted
 
     @handler
     async def survey(self, msg: Survey) -> int:
@@ -302,15 +365,70 @@ class Architect(Actor, role="architect"):
         if not ledger.step():
             self.space.out(found)
             return ""
+        coder = self._watch_coder()
+        if coder is not None:
+            self._holders[found[1]] = coder
+            self._items[found[1]] = found[2]
         return _ITEM.decode(found[2])
 
     @handler
     async def take_turn(self, msg: TakeTurn) -> bool:
-        return self.space.take_nowait(TURN) is not None
+        if self.space.take_nowait(TURN) is None:
+            return False
+        self._turn = self._watch_coder()
+        return True
 
     @handler
     async def give_turn(self, msg: GiveTurn) -> None:
+        self._turn = None
         self.space.out(TURN)
+
+    def _watch_coder(self) -> Any:
+        """The remote coder asking (watched from its first ask), or ``None`` if not known."""
+        coder = self.sender
+        if coder is None:
+            return None
+        if coder not in self._watched:
+            self._watched.add(coder)
+            self.watch(coder)
+        return coder
+
+    @handler
+    async def coder_gone(self, msg: Terminated) -> None:
+        """A remote coder ended: its unfinished items back in the bag, the turn given back.
+
+        The turn only once the reviewer has settled what it was reviewing for that coder (it
+        answers in order), so that no other change is written under a review still running.
+        """
+        gone = msg.ref
+        self._watched.discard(gone)
+        ledger = self.context.ledger
+        returned = []
+        for item_id, holder in list(self._holders.items()):
+            if holder != gone:
+                continue
+            del self._holders[item_id]
+            data = self._items.pop(item_id)
+            queued = self.space.read_nowait(("item", item_id, bytes)) is not None
+            if item_id not in ledger.outcomes and not queued:
+                self.space.out(("item", item_id, data))
+                returned.append(item_id)
+        held_turn = self._turn is not None and self._turn == gone
+        if returned or held_turn:
+            self.decide(
+                f"return the work of coder {gone.path} ({msg.reason})",
+                rationale=f"items back in the bag: {', '.join(returned) or 'none'}; "
+                f"{'the review turn given back' if held_turn else 'it held no turn'}",
+                trigger=f"Terminated {gone.path}",
+                confidence=1.0,
+            )
+        if held_turn:
+            self._turn = None
+            reviewer = self.context.reviewer
+            if reviewer is not None:
+                with contextlib.suppress(Exception):
+                    await reviewer.ask(Settle(), timeout=self.context.check_timeout * 2 + 60)
+            self.space.out(TURN)
 
 
 # --- coder -------------------------------------------------------------------------------
@@ -386,8 +504,11 @@ class Coder(Actor, role="coder"):
 
     Each change is written through a ``Workspace`` (a ``StateChange`` with the diff and the
     before/after hashes, recorded as this coder's), with the fixer's run a ``ToolRun``. An
-    attempt whose result was rejected before is not written again (``"no_progress"``).
-    Subclass it to change how an item is done: override ``propose``.
+    attempt whose result was rejected before is not written again (``"no_progress"``), nor
+    is a change that memory says an earlier run saw rejected (the same ``change_key`` on the
+    same file, never approved since). A retry consults memory with the failure signature of
+    the rejection and cites what it found. Subclass it to change how an item is done:
+    override ``propose``.
     """
 
     def __init__(
@@ -400,8 +521,10 @@ class Coder(Actor, role="coder"):
         ledger: Ledger | None = None,
         blobs: BlobStore | None = None,
         review_timeout: float = 900.0,
+        memory: MemoryStore | None = None,
     ) -> None:
         self.root = workspace
+        self.memory = memory
         self.bag = bag
         self.reviewer = reviewer
         self.toolkit = toolkit
@@ -471,18 +594,32 @@ class Coder(Actor, role="coder"):
                 )
             )
         fix_run = self.recorder.last.event_id if self.recorder.last else ""
-        self._decide(item, text, new, fix_run)
+        known, cited = await self.recall(item, text, new)
+        self._decide(item, text, new, fix_run, known, cited)
         await self.bag.acquire_turn()
         try:
             now = await self.workspace.read_text(item.path)
             if now != text:  # another item changed the file meanwhile: fix what is there now
                 text, new = now, await self.propose(item, now)
                 fix_run = self.recorder.last.event_id if self.recorder.last else ""
-                self._decide(item, text, new, fix_run)
+                known, cited = await self.recall(item, text, new)
+                self._decide(item, text, new, fix_run, known, cited)
             after = _sha(new)
             if new == text:
                 return await self._review(
                     Review(item=item, kind="noop", coder=self.ref.path, fix_run=fix_run)
+                )
+            if known is not None and new != text:
+                return await self._review(
+                    Review(
+                        item=item,
+                        kind="no_progress",
+                        coder=self.ref.path,
+                        after_hash=after,
+                        diff=f"rejected in run {known.run_id}: {known.reason}",
+                        fix_run=fix_run,
+                        memory_ids=(known.id,),
+                    )
                 )
             if after in item.rejected:
                 return await self._review(
@@ -508,16 +645,58 @@ class Coder(Actor, role="coder"):
                     after_hash=after,
                     diff=change.diff,
                     fix_run=fix_run,
+                    change_key=change_key(item.path, text, new),
                 )
             )
         finally:
             await self.bag.release_turn()
 
-    def _decide(self, item: WorkItem, text: str, new: str, fix_run: str) -> None:
+    async def recall(
+        self, item: WorkItem, text: str, new: str
+    ) -> tuple[MemoryEntry | None, tuple[str, ...]]:
+        """What memory says of changing ``item.path`` from ``text`` to ``new``.
+
+        The earlier rejection of this very change (same file, same ``change_key``) unless an
+        approval of it followed, and the ids of the entries consulted: the change's own, and
+        on a retry those sharing a failure signature with the reviewer's feedback.
+        """
+        memory = self.memory
+        if memory is None or new == text:
+            return None, ()
+        key = change_key(item.path, text, new)
+
+        def consult() -> tuple[MemoryEntry | None, tuple[str, ...]]:
+            same = memory.lookup(f"path:{item.path}", f"change:{key}")
+            cited = [e.id for e in same]
+            signatures = set(failure_signatures(item.feedback))
+            if signatures:
+                for hit in memory.search(item.feedback, k=5):
+                    if signatures & set(hit.entry.signatures) and hit.id not in cited:
+                        cited.append(hit.id)
+            last = same[-1] if same else None
+            return (last if last is not None and last.kind == REJECTED else None), tuple(cited)
+
+        return await asyncio.to_thread(consult)
+
+    def _decide(
+        self,
+        item: WorkItem,
+        text: str,
+        new: str,
+        fix_run: str,
+        known: MemoryEntry | None = None,
+        cited: tuple[str, ...] = (),
+    ) -> None:
         """Record what this attempt proposes, and why."""
         if new == text:
             choice = f"item {item.id}: propose nothing for {item.path}"
             why = "the fixes change nothing in the file as it is now"
+        elif known is not None:
+            choice = f"item {item.id}: skip the fixes of {','.join(item.rules)} in {item.path}"
+            why = (
+                f"memory: this same change was rejected in run {known.run_id} "
+                f"({known.id}): {known.reason}"
+            )
         elif _sha(new) in item.rejected:
             choice = f"item {item.id}: give up on {item.path}"
             why = "the fixes give the content already rejected: proposing it again is no progress"
@@ -533,7 +712,7 @@ class Coder(Actor, role="coder"):
             alternatives=("leave the file as it is", "edit beyond the linter's fixes"),
             confidence=0.5 if item.unsafe else 0.9,
             trigger=item.id,
-            memory_ids=(fix_run,) if fix_run else (),
+            memory_ids=((fix_run,) if fix_run else ()) + cited,
             cause=item.cause or None,
         )
         self._note(choice, 1)
@@ -565,6 +744,8 @@ class Reviewer(Actor, role="reviewer"):
         self.workspace: Workspace | None = None
         self.before: CheckResult | None = None
         """The tests' run before the swarm changed anything."""
+        self.passing: list[str] = []
+        """The ``ToolRun`` event ids of the last ``check``'s runs that passed."""
 
     async def on_start(self) -> None:
         ctx = self.context
@@ -586,6 +767,10 @@ class Reviewer(Actor, role="reviewer"):
 
     def _note(self, activity: str, events: int = 0) -> None:
         self.context.ledger.note(self.ref.path, "reviewer", activity, events)
+
+    @handler
+    async def settle(self, msg: Settle) -> None:
+        """Answered once what came before it was handled (a review in progress, say)."""
 
     @handler
     async def baseline(self, msg: Baseline) -> TestCount:
@@ -637,6 +822,9 @@ class Reviewer(Actor, role="reviewer"):
                 and s.passed >= b.passed
                 and (tests.exit_status == 0 or tests.exit_status == base.exit_status)
             )
+        self.passing = [cited[0]] if compiled.exit_status == 0 and cited else []
+        if kept and len(cited) > 1:
+            self.passing.append(cited[1])
         facts = {
             "item": {"file": item.path, "rules": list(item.rules), "unsafe": item.unsafe},
             "compile": {"exit_status": compiled.exit_status},
@@ -678,12 +866,13 @@ class Reviewer(Actor, role="reviewer"):
             ledger.error(review.diff)
             return self._escalate(item, f"the coder failed: {review.diff}", cause, ())
         if review.kind == "no_progress":
+            earlier = f"an earlier run ({review.diff})" if review.memory_ids else "before"
             return self._escalate(
                 item,
                 "the same change was proposed again (content hash "
-                f"{review.after_hash[:12]} was rejected before): no progress",
+                f"{review.after_hash[:12]} was rejected {earlier}): no progress",
                 cause,
-                (review.fix_run,) if review.fix_run else (),
+                ((review.fix_run,) if review.fix_run else ()) + review.memory_ids,
             )
         if not ledger.step():
             await self._revert(item, review)
@@ -723,6 +912,7 @@ class Reviewer(Actor, role="reviewer"):
                 memory_ids=cited,
                 cause=cause,
             )
+            self._remember(APPROVED, review, answer.reason, facts, decision, self.passing)
             ledger.approved_diffs.append(review.diff)
             ledger.finish(item.id, "approved")
             self._note(f"item {item.id}: approved", 1)
@@ -740,6 +930,7 @@ class Reviewer(Actor, role="reviewer"):
             cause=cause,
         )
         ledger.count("rejected")
+        self._remember(REJECTED, review, reason, facts, decision, cited)
         await self._revert(item, review, decision)
         if item.attempt >= ctx.max_attempts:
             return self._escalate(
@@ -755,6 +946,41 @@ class Reviewer(Actor, role="reviewer"):
         self.space.out(("item", item.id, _ENC.encode(again)))
         self._note(f"item {item.id}: rejected, back in the bag (attempt {again.attempt})", 1)
         return Verdict(outcome="rejected", reason=reason, decision_id=decision.event_id)
+
+    def _remember(
+        self,
+        kind: str,
+        review: Review,
+        reason: str,
+        facts: dict[str, Any],
+        decision: SwarmEvent,
+        evidence: list[str],
+    ) -> None:
+        """Keep the verdict as a memory entry, stored at the run's end (``outcomes``)."""
+        item = review.item
+        after = _apply_diff_text(review.diff)
+        tests = facts["tests"]
+        failing = "\n".join(tests["new_failures"]) + "\n" + tests["output_tail"]
+        unsafe = "unsafe " if item.unsafe else ""
+        self.context.outcomes.append(
+            MemoryEntry(
+                kind=kind,
+                text=(
+                    f"{kind}: ruff's {unsafe}fixes of {', '.join(item.rules)} in {item.path}. "
+                    f"{item.why}\n{after}"
+                )[:2000],
+                path=item.path,
+                rules=item.rules,
+                signatures=failure_signatures(reason + "\n" + failing) if kind == REJECTED else (),
+                change_key=review.change_key,
+                before_hash=review.before_hash,
+                after_hash=review.after_hash,
+                reason=reason,
+                evidence=tuple(evidence),
+                run_id=self.context.run_id,
+                decision_id=decision.event_id,
+            )
+        )
 
     async def _revert(
         self, item: WorkItem, review: Review, cause: SwarmEvent | None = None
@@ -792,3 +1018,13 @@ class Reviewer(Actor, role="reviewer"):
         self.context.ledger.finish(item.id, "escalated")
         self._note(f"item {item.id}: escalated", 1)
         return Verdict(outcome="escalated", reason=reason, decision_id=decision.event_id)
+
+
+def _apply_diff_text(diff: str) -> str:
+    """A diff's changed lines only (what the change did, for search), at most 40."""
+    lines = [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    return "\n".join(lines[:40])

@@ -170,12 +170,14 @@ async def run_swarm(
         max_attempts=config.max_attempts,
         check_timeout=config.check_timeout,
         git=git,
+        memory=config.memory,
     )
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
         await _record_baseline(system, workspace, blobs, run_id)
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
+        context.reviewer = checker
         ask_timeout = config.check_timeout * 2 + 60
         before: TestCount = await checker.ask(Baseline("before"), timeout=ask_timeout)
         system.space.out(TURN)
@@ -189,6 +191,7 @@ async def run_swarm(
                 ledger=ledger,
                 blobs=blobs,
                 review_timeout=ask_timeout * 2,
+                memory=config.memory,
                 name=f"coder-{n + 1}",
             )
             for n in range(config.coders)
@@ -214,6 +217,10 @@ async def run_swarm(
             await journal.flush()
             async for entry in journal.read():
                 events += entry.event.run_id == run_id
+    remembered = 0
+    if config.memory is not None and context.outcomes:  # the run's verdicts, for the next
+        added = await asyncio.to_thread(config.memory.add_many, context.outcomes)
+        remembered = len(added.stored)
     return SwarmSummary(
         run_id=run_id,
         items=ledger.items,
@@ -234,6 +241,7 @@ async def run_swarm(
         ok=after.ok,
         stopped_by=ledger.stopped_by,
         errors=tuple(ledger.errors),
+        remembered=remembered,
     )
 
 
@@ -313,11 +321,14 @@ async def run_worker(
     brain: Brain | None = None,
     toolkit: Toolkit | None = None,
     join_timeout: float = 30.0,
+    coder: type[Coder] = Coder,
 ) -> None:
     """Join ``coders`` coders to the swarm on ``nats_url`` until it ends (or this is cancelled).
 
     ``nats_url``: the server's URL, or ``NatsOptions`` (credentials, TLS); for a demo run on its
-    embedded server, ``swarm_actors._runjournal.live_options(run_dir)``.
+    embedded server, ``swarm_actors._runjournal.live_options(run_dir)``. ``coder``: the coder
+    class (a subclass of ``Coder``). A worker that dies gives its items and the review turn back
+    (the architect watches the coders that ask it for work).
 
     The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
@@ -346,7 +357,7 @@ async def run_worker(
         node = os.getpid()
         refs = [
             await system.start(
-                Coder,
+                coder,
                 joined.workspace,
                 RemoteBag(architect, f"worker-{node}-{n + 1}"),
                 reviewer,
