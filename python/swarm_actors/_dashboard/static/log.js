@@ -3,7 +3,7 @@
 // 100,000 rows cost one array of indexes; a scroll frame touches about 60 elements.
 
 const ROW = 20;          // px, as .log-row's height in style.css
-const MARGIN = 10;       // rows drawn above and below the view
+const MARGIN = 3;        // rows drawn above and below the view (a wheel step is 3-5 rows)
 
 // Columns are padded text in a monospace font: three text nodes a row (the kind is
 // coloured), no grid to lay out. A scroll frame's cost is the text of the rows it rewrites.
