@@ -272,3 +272,36 @@ def test_the_workspace_follows_the_journal_sequence() -> None:
         assert c.get("/api/file?at=1&path=pkg/nothing.py").status_code == 404
         assert c.get("/api/workspace?at=x").status_code == 400
         assert c.get("/api/elsewhere").status_code == 404
+
+
+@pytest.mark.asyncio
+async def test_follow_run_reads_a_run_on_a_nats_server(tmp_path: Path) -> None:
+    # dashboard --nats URL: the run's events on a server of the user's, others' skipped.
+    from helpers import until
+    from swarm_actors._dashboard import follow_run
+    from swarm_actors._runs import RunPaths
+    from swarm_actors.events import JetStreamJournal
+    from swarm_actors.testing import NatsServer
+
+    async with NatsServer() as server:
+        journal = await JetStreamJournal.connect(server.client_options())
+        try:
+            await journal.append_many(list(synthetic_events(2, coders=1, run_id="elsewhere")))
+            ours = list(synthetic_events(2, coders=1))  # 3 started signals, 5 events an item
+            await journal.append_many(ours)
+            feed = Feed(run_id=RUN_ID)
+            fill = asyncio.ensure_future(
+                follow_run(RunPaths(RUN_ID, tmp_path), nats=server.url)(feed)
+            )
+            await until(lambda: len(feed) == len(ours) or feed.status == "failed", what="history")
+            assert feed.status == "live", feed.error
+            assert feed.status == "live"
+            more = list(synthetic_events(1, coders=1))  # while the dashboard follows
+            await journal.append_many(more)
+            await until(lambda: len(feed) == len(ours) + len(more), what="the new events")
+            assert {e.event.run_id for e in feed.entries} == {RUN_ID}
+            fill.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await fill
+        finally:
+            await journal.close()
