@@ -305,3 +305,16 @@ async def test_follow_run_reads_a_run_on_a_nats_server(tmp_path: Path) -> None:
                 await fill
         finally:
             await journal.close()
+
+
+def test_signals_name_the_agent_state() -> None:
+    from swarm_actors.events import HealthStatus, SignalKind, SystemSignal, new_event
+
+    def row(payload: SystemSignal) -> dict[str, object]:
+        event = new_event(payload, agent_role="coder", agent_id="/c", sequence=1)
+        return row_of(JournalEntry(1, "swarm.events.coder.system_signal", event, 0))
+
+    assert row(SystemSignal(kind=SignalKind.CRASHED, detail="boom"))["sig"] == "crashed"
+    health = row(SystemSignal(kind=SignalKind.HEALTH, health=HealthStatus.DEGRADED))
+    assert health["sig"] == "health_degraded"
+    assert health["sum"] == "health_degraded"

@@ -18,6 +18,7 @@ import msgspec
 from swarm_actors.events import (
     AgentDecision,
     BlobStore,
+    HealthStatus,
     JournalEntry,
     ModelCall,
     SignalKind,
@@ -68,8 +69,9 @@ def row_of(
     causation id: a number is a fifth of an event id's bytes, and the page needs no id index),
     ``tr`` trace id, ``res`` the resource (a file, a tool, a model), ``sum`` a one-line
     summary, and where they apply ``m`` the sequences of the events a decision cites, ``sig``
-    a signal's kind, ``op`` a workspace file change's operation, ``x`` a model call's figures
-    (tokens in and out, latency in ms, cache hit).
+    a signal's kind (``health_<verdict>`` for a health report), ``op`` a workspace file
+    change's operation, ``x`` a model call's figures (tokens in and out, latency in ms, cache
+    hit).
     """
     event = entry.event
     payload = event.payload
@@ -105,6 +107,8 @@ def row_of(
             summary = f"{payload.target_type} {payload.target_resource}"
     elif isinstance(payload, SystemSignal):
         row["sig"] = SignalKind(payload.kind).name.lower()
+        if payload.kind == SignalKind.HEALTH:  # the verdict colours the agent: health_ok...
+            row["sig"] += "_" + HealthStatus(payload.health).name.lower()
         summary = row["sig"] + (f": {payload.detail}" if payload.detail else "")
     elif isinstance(payload, ModelCall):
         resource = payload.model

@@ -4,8 +4,8 @@
 // changes, never per event.
 
 const NS = 'http://www.w3.org/2000/svg';
-const STATES = ['running', 'seen', 'restarted', 'stopped', 'crashed'];
-const STATE_TEXT = { running: 'running', seen: 'active (no lifecycle signal yet)', restarted: 'restarted', stopped: 'stopped', crashed: 'crashed' };
+const STATES = ['running', 'seen', 'restarted', 'degraded', 'failing', 'stopped', 'crashed'];
+const STATE_TEXT = { running: 'running', seen: 'active (no lifecycle signal yet)', restarted: 'restarted', degraded: 'degraded', failing: 'failing', stopped: 'stopped', crashed: 'crashed' };
 
 function el(name, attrs, parent) {
   const node = document.createElementNS(NS, name);

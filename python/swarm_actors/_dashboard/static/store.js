@@ -7,6 +7,7 @@
 const SIGNAL_STATE = {
   started: 'running', activated: 'running', restarted: 'restarted',
   stopped: 'stopped', passivated: 'stopped', crashed: 'crashed',
+  health_ok: 'running', health_degraded: 'degraded', health_failing: 'failing',
 };
 
 export class Store {
@@ -44,7 +45,7 @@ export class Store {
     }
     agent.events++;
     if (row.sig) {
-      const state = SIGNAL_STATE[row.sig] ?? (row.sig === 'health' ? agent.state : agent.state);
+      const state = SIGNAL_STATE[row.sig] ?? agent.state;  // health_unspecified: no change
       if (state !== agent.state) { agent.state = state; this.topology++; }
     }
   }
