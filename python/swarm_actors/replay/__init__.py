@@ -16,6 +16,14 @@ layer directly.
 """
 
 from swarm_actors._public import publish as _publish
+from swarm_actors.replay._fork import (
+    ReplayOutcome,
+    final_hashes,
+    fork_workspace,
+    replay_run,
+    rerun,
+)
+from swarm_actors.replay._replaybrain import RunReplayBrain, request_subject
 from swarm_actors.replay._revert import (
     OPERATOR_ID,
     OPERATOR_ROLE,
@@ -30,12 +38,35 @@ __all__ = [
     "OPERATOR_ID",
     "OPERATOR_ROLE",
     "Recorded",
+    "ReplayOutcome",
     "RevertResult",
+    "RunReplayBrain",
     "dependents",
     "file_changes",
+    "final_hashes",
+    "fork_workspace",
     "patch_text",
+    "replay_run",
+    "request_subject",
+    "rerun",
     "revert",
     "run_workspace",
 ]
 
-_publish(__name__, Recorded, RevertResult, dependents, file_changes, patch_text, revert, run_workspace)
+_publish(
+    __name__,
+    Recorded,
+    ReplayOutcome,
+    RevertResult,
+    RunReplayBrain,
+    dependents,
+    file_changes,
+    final_hashes,
+    fork_workspace,
+    patch_text,
+    replay_run,
+    request_subject,
+    rerun,
+    revert,
+    run_workspace,
+)
