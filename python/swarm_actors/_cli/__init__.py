@@ -215,6 +215,14 @@ def parser() -> argparse.ArgumentParser:
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)
 
+    p_replay = sub.add_parser("replay", help="time travel over a run's journal")
+    replay_sub = p_replay.add_subparsers(dest="replay_command", required=True)
+    from swarm_actors._cli._replay_revert import add_parsers as add_revert_parsers
+
+    add_revert_parsers(
+        replay_sub, add_data_dir=_add_data_dir, add_brain=_add_brain, add_verbosity=_add_verbosity
+    )
+
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)
     p_init = cluster_sub.add_parser(
