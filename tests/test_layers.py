@@ -46,6 +46,18 @@ ALLOWED = {
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
     ),
+    # Time travel over runs: on the public facades, where runs are and how their journal opens.
+    "swarm_actors.replay": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.brains",
+        "swarm_actors.errors",
+        "swarm_actors.events",
+        "swarm_actors.swarm",
+        "swarm_actors.tools",
+    ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
     # The command line is an application of the public facades (and of _runs), never of the
@@ -54,6 +66,7 @@ ALLOWED = {
         *BASE,
         "swarm_actors._runs",
         "swarm_actors.swarm",
+        "swarm_actors.replay",
         "swarm_actors.brains",
         "swarm_actors.tools",
         "swarm_actors.cluster",

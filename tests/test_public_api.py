@@ -90,12 +90,13 @@ PUBLIC_MODULES = (
     "swarm_actors.events",
     "swarm_actors.hilbert",
     "swarm_actors.space",
+    "swarm_actors.replay",
     "swarm_actors.swarm",
     "swarm_actors.testing",
     "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("brains", "cluster", "errors", "hilbert", "space", "swarm", "tools", "tree")
+FACADES = ("brains", "cluster", "errors", "hilbert", "replay", "space", "swarm", "tools", "tree")
 
 
 def _exported() -> list[tuple[str, str, Any]]:

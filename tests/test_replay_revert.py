@@ -11,7 +11,6 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +46,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Run:
     data = tmp_path_factory.mktemp("replay-data")
     paths = new_run(data)
     write_sample(paths.workspace)
@@ -61,7 +60,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     )
     summary = asyncio.run(run_swarm(config))
     assert summary.approved >= 1
-    yield Run(data, paths)
+    return Run(data, paths)
 
 
 async def _events(paths: RunPaths) -> list[tuple[int, SwarmEvent]]:
@@ -101,7 +100,8 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     after = await _events(demo_run.paths)
     assert after[: len(events)] == events
     new = dict(after[len(events) :])
-    assert result.decision in new and set(result.changes) <= new.keys()
+    assert result.decision in new
+    assert set(result.changes) <= new.keys()
     assert all(e.agent_id == OPERATOR_ID for e in new.values())
     decision = new[result.decision].payload
     assert first.event.event_id in decision.memory_ids  # type: ignore[union-attr]
@@ -131,7 +131,8 @@ async def test_a_change_marked_irreversible_stops_the_revert(demo_run: Run) -> N
         await rj.journal.flush()
     events = await _events(demo_run.paths)
     created, rewritten = [r for r in file_changes(events) if r.change.path == "data.bin"]
-    assert created.reversible and not rewritten.reversible
+    assert created.reversible
+    assert not rewritten.reversible
 
     with pytest.raises(IrreversibleChangeError, match=f"change {rewritten.sequence}") as info:
         await revert(created.sequence, run=demo_run.paths)
@@ -206,7 +207,8 @@ def test_the_cli_reverts_and_reports_json(demo_run: Run) -> None:
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["sequence"] == first and report["files"] == {path: _sha(FILES[path].encode())}
+    assert report["sequence"] == first
+    assert report["files"] == {path: _sha(FILES[path].encode())}
     assert file.read_bytes() == FILES[path].encode()
     back = subprocess.run(
         [*base, str(report["changes"][0]), *where, "--json"],
@@ -216,11 +218,10 @@ def test_the_cli_reverts_and_reports_json(demo_run: Run) -> None:
     )
     assert back.returncode == 0, back.stderr
     assert file.read_bytes() == kept
-    bad = subprocess.run(
-        [*base, "999999", *where], capture_output=True, text=True, timeout=120
-    )
+    bad = subprocess.run([*base, "999999", *where], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2
-    assert "replay list" in bad.stderr and not bad.stdout
+    assert "replay list" in bad.stderr
+    assert not bad.stdout
 
 
 def test_dependents_follow_a_file_through_its_moves() -> None:

@@ -81,7 +81,8 @@ async def _entries(paths: RunPaths) -> list[Any]:
 
 @async_test
 async def test_the_run_records_each_model_call(recorded: Recorded) -> None:
-    assert recorded.summary.ok and recorded.summary.approved >= 1
+    assert recorded.summary.ok
+    assert recorded.summary.approved >= 1
     calls = [e.event.payload for e in await _entries(recorded.paths)]
     calls = [c for c in calls if isinstance(c, ModelCall)]
     assert recorded.calls >= 2  # a plan and reviews
@@ -117,11 +118,12 @@ async def test_rerun_forks_a_new_run_that_calls_the_brain_again(recorded: Record
             first.sequence, run=recorded.paths, data_dir=recorded.data, brain=brain, select=SELECT
         )
     assert recorded.server.requests > before  # a rerun asks the model again
-    assert new.run_id != recorded.paths.run_id and new.root.parent == recorded.paths.root.parent
+    assert new.run_id != recorded.paths.run_id
+    assert new.root.parent == recorded.paths.root.parent
     report = json.loads(new.summary.read_text())
     assert report["forked_from"] == {"run": recorded.paths.run_id, "sequence": first.sequence}
     # It started from the workspace right after that change: the change is in, and so not
     # to be made again by the new run's coders.
     assert summary.ok
-    changed = [r for r in file_changes([(e.sequence, e.event) for e in await _entries(new)])]
+    changed = list(file_changes([(e.sequence, e.event) for e in await _entries(new)]))
     assert all(r.change.before_sha256 != first.change.before_sha256 for r in changed)

@@ -1,5 +1,7 @@
-"""New runs from an old one: ``rerun`` (forked at an event, brains called again) and
-``replay_run`` (re-executed from the start with the recorded answers: no model call).
+"""New runs from an old one: ``rerun`` (brains called again) and ``replay_run`` (no model).
+
+``rerun`` forks at an event and calls the brains again; ``replay_run`` re-executes the run
+from its start with the recorded answers: no model call.
 
 Both start from the old run's workspace as it was right after an event (``fork_workspace``: a
 copy of its workspace now, with every later change undone and checked by content hash), in a

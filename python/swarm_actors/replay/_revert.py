@@ -45,7 +45,7 @@ from swarm_actors.events import (
     StateChange,
     SwarmEvent,
 )
-from swarm_actors.replay._undo import IrreversibleStep, Recorded, file_changes, rewind
+from swarm_actors.replay._undo import Recorded, file_changes, rewind
 from swarm_actors.tools import JournalRecorder, Workspace
 
 __all__ = ["OPERATOR_ID", "OPERATOR_ROLE", "RevertResult", "dependents", "revert", "run_workspace"]
@@ -184,15 +184,12 @@ async def revert(
             now = {p: await _read(workspace, p) for r in undo for p in r.paths}
             try:
                 state = rewind(undo, now.__getitem__, blobs)
-            except IrreversibleStep as step:
-                r = step.recorded
+            except IrreversibleChangeError as exc:
                 raise IrreversibleChangeError(
-                    f"cannot revert {sequence}: change {r.sequence} ({r.change.op} "
-                    f"{r.change.path!r} by {r.event.agent_role} {r.event.agent_id}) cannot be "
-                    f"undone: {step.why}. Nothing was changed; revert a change after "
-                    f"{r.sequence} instead, or restore the file by hand",
-                    sequence=r.sequence,
-                    path=r.change.path,
+                    f"cannot revert {sequence}: {exc}. Nothing was changed; revert a change "
+                    f"after {exc.sequence} instead, or restore the file by hand",
+                    sequence=exc.sequence,
+                    path=exc.path,
                 ) from None
             writes = {p: c for p, c in state.items() if c != now[p]}
             result = RevertResult(

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from swarm_actors._exceptions import ReplayError
+from swarm_actors._exceptions import IrreversibleChangeError, ReplayError
 from swarm_actors.events import BlobStore, StateChange, SwarmEvent
 from swarm_actors.tools import FILE_CHANGE_TYPE, FileChange, decode_file_change
 
@@ -114,13 +114,14 @@ def _sha(data: bytes | None) -> str:
     return "" if data is None else hashlib.sha256(data).hexdigest()
 
 
-class IrreversibleStep(Exception):
-    """Internal: a change that cannot be undone (``rewind``'s caller makes it a typed error)."""
-
-    def __init__(self, recorded: Recorded, why: str) -> None:
-        super().__init__(why)
-        self.recorded = recorded
-        self.why = why
+def _irreversible(recorded: Recorded, why: str) -> IrreversibleChangeError:
+    c, event = recorded.change, recorded.event
+    return IrreversibleChangeError(
+        f"change {recorded.sequence} ({c.op} {c.path!r} by {event.agent_role} "
+        f"{event.agent_id}) cannot be undone: {why}",
+        sequence=recorded.sequence,
+        path=c.path,
+    )
 
 
 def before_content(recorded: Recorded, after: bytes | None, blobs: BlobStore) -> bytes | None:
@@ -149,7 +150,7 @@ def before_content(recorded: Recorded, after: bytes | None, blobs: BlobStore) ->
     elif c.before_sha256 == c.after_sha256:
         before = after or b""  # nothing changed in the content (a move, a write of the same)
     else:
-        raise IrreversibleStep(recorded, "it holds neither a diff nor the content before it")
+        raise _irreversible(recorded, "it holds neither a diff nor the content before it")
     if _sha(before) != c.before_sha256:
         raise ReplayError(
             f"change {recorded.sequence} to {c.path!r}: undone, the content hashes to "
@@ -169,7 +170,7 @@ def rewind(
     ``changes`` are the changes to undo, in journal order, and the last changes to their
     paths: ``read(path)`` gives the content now, which must be what the last of them left
     (``ReplayError`` otherwise, naming the change). A change marked irreversible, or that
-    holds nothing to undo it with, raises ``IrreversibleStep``.
+    holds nothing to undo it with, raises ``IrreversibleChangeError``.
     """
     state: dict[str, bytes | None] = {}
 
@@ -181,7 +182,7 @@ def rewind(
     for recorded in reversed(changes):
         c = recorded.change
         if not recorded.reversible:
-            raise IrreversibleStep(recorded, "it is marked irreversible (is_reversible false)")
+            raise _irreversible(recorded, "it is marked irreversible (is_reversible false)")
         if c.op == "move":
             content = current(c.to_path)
             if _sha(content) != c.after_sha256:
