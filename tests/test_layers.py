@@ -46,7 +46,9 @@ ALLOWED = {
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
     ),
-    # Time travel over runs: on the public facades, where runs are and how their journal opens.
+    # Time travel reads runs (found by _runs, opened by _runjournal) through the public facades
+    # of the events and the tools; never the engine or the NATS layer. Its new runs (rerun,
+    # replay_run) run the swarm through its facade, with the brains.
     "swarm_actors.replay": (
         *BASE,
         "swarm_actors._public",
@@ -65,8 +67,8 @@ ALLOWED = {
     "swarm_actors._cli": (
         *BASE,
         "swarm_actors._runs",
-        "swarm_actors.swarm",
         "swarm_actors.replay",
+        "swarm_actors.swarm",
         "swarm_actors.brains",
         "swarm_actors.tools",
         "swarm_actors.cluster",
@@ -80,6 +82,7 @@ FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
     "swarm_actors._cli": ("nats",),
+    "swarm_actors.replay": ("nats",),
 }
 
 

@@ -89,6 +89,7 @@ PUBLIC_MODULES = (
     "swarm_actors.errors",
     "swarm_actors.events",
     "swarm_actors.hilbert",
+    "swarm_actors.replay",
     "swarm_actors.space",
     "swarm_actors.replay",
     "swarm_actors.swarm",

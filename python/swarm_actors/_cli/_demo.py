@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from swarm_actors._cli._view import SummaryView, make_display
 from swarm_actors._exceptions import BrainConfigError, GitError, InvalidArgumentError
 from swarm_actors._runs import RunPaths, new_run, resolve_data_dir
+from swarm_actors.tools import SNAPSHOT_SKIP
 
 if TYPE_CHECKING:
     from swarm_actors.brains import Brain
@@ -49,25 +50,9 @@ __all__ = [
     "sample_project",
 ]
 
-SKIP = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "__pycache__",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".mypy_cache",
-        ".tox",
-        ".nox",
-        ".venv",
-        "venv",
-        ".eggs",
-        "node_modules",
-        ".DS_Store",
-    }
-)
-"""Names never copied into a workspace (version control, virtualenvs, caches)."""
+SKIP = SNAPSHOT_SKIP
+"""Names never copied into a workspace (version control, virtualenvs, caches): the names a
+workspace snapshot leaves out too (``swarm_actors.tools.SNAPSHOT_SKIP``)."""
 
 _MAX_DIFF_BYTES = 2 * 1024 * 1024  # a file bigger than this is reported, not diffed
 

@@ -1,18 +1,38 @@
-"""Time travel over a run's journal: revert a change, fork a run, replay one without a model.
+"""Time travel: a run's timeline, any event in full, the workspace at any event, and verify;
+revert a change, fork a run, replay one without a model.
 
-* ``revert``: undo a workspace change and the later changes depending on it, as new events of
-  the ``operator`` agent (history is never rewritten; a revert can be reverted); it stops at a
-  change marked irreversible (``IrreversibleChangeError``).
-* ``rerun``: a new run forked from the workspace at an event, calling brains again.
-* ``replay_run``: the swarm re-executed with the answers the run recorded (``RunReplayBrain``):
-  no model call, and the workspace comes out as the run left it.
+Replay never calls a model and never writes to the journal: everything comes from the run's
+events and its blob store, and gives the same result every time.
 
-Owns: ``_undo`` (undoing a ``FileChange``: a diff applied backwards, checked by hash),
-``_revert``, ``_fork`` (``rerun``, ``replay_run``), ``_replaybrain``.
+* ``load_run(run, data_dir=..., nats=...)`` reads a run (finished, or still going on) into a
+  ``RunReplay``; ``RunReplay(entries, blobs)`` takes entries from anywhere (a
+  ``MemoryJournal``).
+* ``RunReplay.timeline(agent=, role=, kind=, resource=, since_ns=, until_ns=)``: one
+  ``TimelineRow`` per event (journal ``seq``, time, agent, kind, resource, one-line summary,
+  ids); ``show(seq)``: an ``EventDetail`` (the event, its ``FileChange``, its cause).
+* ``RunReplay.files_at(seq)``: the workspace right after event ``seq`` as ``{path: bytes}``,
+  byte for byte (the run's starting snapshot, then each ``FileChange``, hashes checked);
+  ``checkout(seq, to=DIR)`` writes it; ``diff(a, b)`` is a unified diff between two points.
+* ``apply_file_change(files, change, blobs)``: one ``FileChange`` applied to such a dict (what
+  a revert or a fork builds on).
 
-May import: the public facades (events, tools, brains, swarm, errors), ``_runs`` and
-``_runjournal`` (where runs are and how their journal is opened); not the engine nor the NATS
-layer directly.
+What writes (new events, new runs; history is never rewritten):
+
+* ``revert(seq)``: undo a workspace change and the later changes depending on it, as new
+  events of the ``operator`` agent (a revert can be reverted); it stops at a change marked
+  irreversible (``IrreversibleChangeError``).
+* ``rerun(seq)``: a new run forked from the workspace at an event, calling brains again.
+* ``replay_run()``: the swarm re-executed with the answers the run recorded
+  (``RunReplayBrain``): no model call, and the workspace comes out as the run left it.
+
+Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
+(``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_undo`` (undoing a
+``FileChange``: a diff applied backwards, checked by hash), ``_revert``, ``_fork``
+(``rerun``, ``replay_run``), ``_replaybrain``.
+
+May import: the public ``events``, ``tools``, ``errors``, ``brains`` and ``swarm`` (the new
+runs of ``rerun`` and ``replay_run``), ``_runs`` and ``_runjournal`` (how runs are found and
+read), ``_exceptions``, ``_log`` and ``_public``.
 """
 
 from swarm_actors._public import publish as _publish
@@ -23,6 +43,9 @@ from swarm_actors.replay._fork import (
     replay_run,
     rerun,
 )
+from swarm_actors.replay._load import JournalProblem, load_run, read_run_entries
+from swarm_actors.replay._patch import apply_diff, apply_file_change
+from swarm_actors.replay._replay import CHECKPOINT_EVERY, EventDetail, RunReplay, workspace_diff
 from swarm_actors.replay._replaybrain import RunReplayBrain, request_subject
 from swarm_actors.replay._revert import (
     OPERATOR_ID,
@@ -32,41 +55,67 @@ from swarm_actors.replay._revert import (
     revert,
     run_workspace,
 )
+from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
 from swarm_actors.replay._undo import Recorded, file_changes, patch_text
 
 __all__ = [
+    "CHECKPOINT_EVERY",
     "OPERATOR_ID",
     "OPERATOR_ROLE",
+    "EventDetail",
+    "JournalProblem",
     "Recorded",
     "ReplayOutcome",
     "RevertResult",
+    "RunReplay",
     "RunReplayBrain",
+    "TimelineRow",
+    "apply_diff",
+    "apply_file_change",
     "dependents",
     "file_changes",
+    "filter_rows",
     "final_hashes",
     "fork_workspace",
+    "format_time",
+    "load_run",
     "patch_text",
+    "read_run_entries",
     "replay_run",
     "request_subject",
     "rerun",
     "revert",
+    "row_of",
     "run_workspace",
+    "workspace_diff",
 ]
 
 _publish(
     __name__,
+    EventDetail,
+    JournalProblem,
     Recorded,
     ReplayOutcome,
     RevertResult,
+    RunReplay,
     RunReplayBrain,
+    TimelineRow,
+    apply_diff,
+    apply_file_change,
     dependents,
     file_changes,
+    filter_rows,
     final_hashes,
     fork_workspace,
+    format_time,
+    load_run,
     patch_text,
+    read_run_entries,
     replay_run,
     request_subject,
     rerun,
     revert,
+    row_of,
     run_workspace,
+    workspace_diff,
 )

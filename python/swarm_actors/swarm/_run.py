@@ -40,7 +40,15 @@ from swarm_actors.swarm._roles import (
     TestCount,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import GitRun, git_command, is_repository
+from swarm_actors.tools import (
+    GitRun,
+    JournalRecorder,
+    git_command,
+    is_repository,
+    snapshot_change,
+    store_snapshot,
+    take_snapshot,
+)
 
 __all__ = ["run_swarm", "run_worker"]
 
@@ -165,6 +173,7 @@ async def run_swarm(
     )
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
+        await _record_baseline(system, workspace, blobs, run_id)
         if config.brain is not None and system.journal is not None:
             # A model's answers are events of the run (ModelCall, contents in its blobs): a
             # replay answers from them alone. The default rules need no recording.
@@ -230,6 +239,23 @@ async def run_swarm(
         stopped_by=ledger.stopped_by,
         errors=tuple(ledger.errors),
     )
+
+
+async def _record_baseline(
+    system: ActorSystem, workspace: Path, blobs: BlobStore, run_id: str
+) -> None:
+    """Record the workspace as the run starts: one ``SNAPSHOT`` event of agent ``/swarm``.
+
+    Replay rebuilds the workspace at any later event from it and the ``FileChange`` events
+    (``swarm_actors.replay``); it is recorded before any actor starts, so before any change.
+    """
+    journal = system.journal
+    if journal is None:
+        return
+    ref = await asyncio.to_thread(lambda: store_snapshot(take_snapshot(workspace, blobs), blobs))
+    recorder = JournalRecorder(journal, role="swarm", agent_id="/swarm", run_id=run_id)
+    recorder.record(snapshot_change(ref))
+    log.info("workspace baseline recorded", run_id=run_id, files=ref.files, size=ref.size)
 
 
 async def _until_finished(
