@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,14 +20,22 @@ import pytest
 from swarm_actors._runjournal import clear_live_url, open_run_journal, write_live_url
 from swarm_actors._runs import RunPaths, new_run
 from swarm_actors.cluster import Cluster
-from swarm_actors.errors import InvalidArgumentError, IrreversibleChangeError, ReplayError
+from swarm_actors.errors import (
+    InvalidArgumentError,
+    IrreversibleChangeError,
+    PatchError,
+    ReplayError,
+)
 from swarm_actors.events import SwarmEvent, verify_chain
 from swarm_actors.replay import (
     OPERATOR_ID,
     Recorded,
+    apply_diff,
     dependents,
     file_changes,
-    patch_text,
+    fork_workspace,
+    invert_diff,
+    load_run,
     revert,
     run_workspace,
 )
@@ -110,6 +119,11 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     assert change.change.after_sha256 == _sha(FILES[path].encode())
     verify_chain(e for _, e in after)
 
+    # Rebuilt from the events alone (the starting snapshot, then every change), the workspace
+    # is the file on disk: the revert's events are real file changes.
+    replay = await load_run(demo_run.paths)
+    assert replay.files_at()[path] == file.read_bytes()
+
     # A revert of the revert gives the file back as it was before the revert.
     again = await revert(result.changes[0], run=demo_run.paths, data_dir=demo_run.data)
     assert file.read_bytes() == before_revert
@@ -117,8 +131,18 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     verify_chain(e for _, e in await _events(demo_run.paths))
 
 
+@pytest.fixture
+def run_copy(demo_run: Run, tmp_path: Path) -> Run:
+    """A copy of the demo run (its journal's store too) under another data directory."""
+    paths = RunPaths(demo_run.paths.run_id, tmp_path / "runs" / demo_run.paths.run_id)
+    shutil.copytree(demo_run.paths.root, paths.root, symlinks=True)
+    return Run(tmp_path, paths)
+
+
 @async_test
-async def test_a_change_marked_irreversible_stops_the_revert(demo_run: Run) -> None:
+async def test_a_change_marked_irreversible_stops_the_revert(run_copy: Run) -> None:
+    # On a copy: the irreversible change stays in the run for good.
+    demo_run = run_copy
     async with open_run_journal(demo_run.paths) as rj:
         recorder = JournalRecorder(
             rj.journal, role="tools", agent_id="/test/binary", run_id=demo_run.paths.run_id
@@ -248,18 +272,42 @@ def test_dependents_follow_a_file_through_its_moves() -> None:
     assert [r.sequence for r in dependents(changes, 2)] == [2, 5]
 
 
-def test_a_diff_undoes_and_redoes_exactly() -> None:
+def test_an_inverted_diff_undoes_exactly() -> None:
     from swarm_actors.tools._diff import unified_diff
 
     cases = [
         ("a\nb\nc\n", "a\nB\nc\nd"),
         ("", "x\n"),
+        ("x", ""),
         ("one\rtwo\x0cthree", "one\rTWO\x0cthree\n"),
+        ("-- a\n++ b\n", "++ b\n-- c\n"),  # content lines that read like headers in a diff
         ("\n".join(map(str, range(50))) + "\n", "\n".join(map(str, range(1, 52, 2))) + "\n"),
     ]
     for old, new in cases:
         diff = unified_diff(old.splitlines(True), new.splitlines(True), "f")
-        assert patch_text(old, diff) == new
-        assert patch_text(new, diff, reverse=True) == old
-    with pytest.raises(ReplayError):
-        patch_text("z\nz\nz\n", unified_diff(["a\n"], ["b\n"], "f"), reverse=True)
+        assert apply_diff(old.encode(), diff) == new.encode()
+        assert apply_diff(new.encode(), invert_diff(diff)) == old.encode()
+    with pytest.raises(PatchError):
+        apply_diff(b"z\nz\nz\n", invert_diff(unified_diff(["a\n"], ["b\n"], "f")))
+
+
+@async_test
+async def test_a_fork_undoing_later_changes_is_the_workspace_rebuilt_from_events(
+    demo_run: Run, tmp_path: Path
+) -> None:
+    # Two independent ways to the workspace at an event: backwards from the files now (the
+    # fork of a run without a snapshot) and forwards from the starting snapshot (checkout).
+    from swarm_actors.events import BlobStore
+
+    replay = await load_run(demo_run.paths)
+    changes = file_changes([(e.sequence, e.event) for e in replay.entries])
+    for n, seq in enumerate({0, changes[0].sequence, changes[len(changes) // 2].sequence}):
+        dest = tmp_path / f"fork-{n}"
+        fork_workspace(
+            run_workspace(demo_run.paths), dest, changes, seq, BlobStore(demo_run.paths.blobs)
+        )
+        want = replay.files_at(seq)
+        for r in changes:
+            for path in r.paths:
+                got = (dest / path).read_bytes() if (dest / path).is_file() else None
+                assert got == want.get(path), (seq, path)

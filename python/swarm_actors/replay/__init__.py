@@ -1,5 +1,4 @@
-"""Time travel: a run's timeline, any event in full, the workspace at any event, and verify;
-revert a change, fork a run, replay one without a model.
+"""Time travel: a run's timeline, its workspace at any event, revert, fork and replay.
 
 Replay never calls a model and never writes to the journal: everything comes from the run's
 events and its blob store, and gives the same result every time.
@@ -27,7 +26,7 @@ What writes (new events, new runs; history is never rewritten):
 
 Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
 (``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_undo`` (undoing a
-``FileChange``: a diff applied backwards, checked by hash), ``_revert``, ``_fork``
+``FileChange``: its diff inverted, checked by hash), ``_revert``, ``_fork``
 (``rerun``, ``replay_run``), ``_replaybrain``.
 
 May import: the public ``events``, ``tools``, ``errors``, ``brains`` and ``swarm`` (the new
@@ -56,7 +55,7 @@ from swarm_actors.replay._revert import (
     run_workspace,
 )
 from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
-from swarm_actors.replay._undo import Recorded, file_changes, patch_text
+from swarm_actors.replay._undo import Recorded, file_changes, invert_diff
 
 __all__ = [
     "CHECKPOINT_EVERY",
@@ -78,8 +77,8 @@ __all__ = [
     "final_hashes",
     "fork_workspace",
     "format_time",
+    "invert_diff",
     "load_run",
-    "patch_text",
     "read_run_entries",
     "replay_run",
     "request_subject",
@@ -108,8 +107,8 @@ _publish(
     final_hashes,
     fork_workspace,
     format_time,
+    invert_diff,
     load_run,
-    patch_text,
     read_run_entries,
     replay_run,
     request_subject,

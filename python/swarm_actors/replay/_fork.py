@@ -3,10 +3,11 @@
 ``rerun`` forks at an event and calls the brains again; ``replay_run`` re-executes the run
 from its start with the recorded answers: no model call.
 
-Both start from the old run's workspace as it was right after an event (``fork_workspace``: a
-copy of its workspace now, with every later change undone and checked by content hash), in a
-new run under the same data directory. The new run's ``summary.json`` says where it came from
-(``forked_from``: run and sequence; ``replay_of``: the run replayed).
+Both start from the old run's workspace as it was right after an event, in a new run under
+the same data directory: ``RunReplay.checkout`` (the run's starting snapshot and its changes)
+when the run recorded a snapshot, else ``fork_workspace`` (a copy of its workspace now, every
+later change undone and checked by content hash). The new run's ``summary.json`` says where
+it came from (``forked_from``: run and sequence; ``replay_of``: the run replayed).
 
 A replay compares its outcome with the recording: the last content hash the journal recorded
 for each file, in the old run and in the new one (``ReplayOutcome.identical``).
@@ -24,10 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swarm_actors._exceptions import InvalidArgumentError
-from swarm_actors._runjournal import open_run_journal
 from swarm_actors._runs import RunPaths, new_run, resolve_data_dir, run_dir
 from swarm_actors.brains import Brain
 from swarm_actors.events import BlobStore, JournalEntry
+from swarm_actors.replay._load import load_run
+from swarm_actors.replay._replay import RunReplay
 from swarm_actors.replay._replaybrain import RunReplayBrain
 from swarm_actors.replay._revert import OPERATOR_ROLE, run_workspace
 from swarm_actors.replay._undo import Recorded, file_changes, rewind
@@ -80,9 +82,8 @@ def fork_workspace(
     return state
 
 
-async def _load(run: RunPaths, nats: str | None) -> list[JournalEntry]:
-    async with open_run_journal(run, nats=nats) as rj:
-        return await rj.load()
+async def _load(run: RunPaths, nats: str | None) -> RunReplay:
+    return await load_run(run, nats=nats)
 
 
 def _coders(entries: Sequence[JournalEntry]) -> int:
@@ -99,19 +100,29 @@ def _write_summary(run: RunPaths, summary: SwarmSummary, data_dir: Path, **extra
 
 async def _fork_run(
     source: RunPaths,
-    entries: Sequence[JournalEntry],
+    replay: RunReplay,
     sequence: int,
     data_dir: Path,
     run_id: str | None,
 ) -> tuple[RunPaths, list[Recorded]]:
-    last = entries[-1].sequence if entries else 0
+    """A new run whose workspace is ``source``'s right after ``sequence``; and its changes.
+
+    Rebuilt from the events alone when the run recorded its starting workspace (a snapshot),
+    else from the run's workspace now, the later changes undone.
+    """
+    last = replay.last_seq
     if not 0 <= sequence <= last:
         raise InvalidArgumentError(
             f"run {source.run_id} has events 1..{last}: fork at one of them (0: its start)"
         )
-    changes = file_changes([(e.sequence, e.event) for e in entries])
+    changes = file_changes([(e.sequence, e.event) for e in replay.entries])
     new = new_run(data_dir, run_id)
-    fork_workspace(run_workspace(source), new.workspace, changes, sequence, BlobStore(source.blobs))
+    steps = replay.steps()
+    if steps and steps[0][1] is None:
+        replay.checkout(sequence, new.workspace)
+    else:
+        blobs = BlobStore(source.blobs)
+        fork_workspace(run_workspace(source), new.workspace, changes, sequence, blobs)
     return new, changes
 
 
@@ -136,13 +147,13 @@ async def rerun(
     """
     data = resolve_data_dir(data_dir)
     source = run if isinstance(run, RunPaths) else run_dir(run, data)
-    entries = await _load(source, nats)
-    new, _ = await _fork_run(source, entries, sequence, data, new_run_id)
+    replay = await _load(source, nats)
+    new, _ = await _fork_run(source, replay, sequence, data, new_run_id)
     config = SwarmConfig(
         workspace=new.workspace,
         run_dir=new.root,
         run_id=new.run_id,
-        coders=coders or _coders(entries),
+        coders=coders or _coders(replay.entries),
         brain=brain,
         test_cmd=test_cmd,
         select=select,
@@ -194,14 +205,14 @@ async def replay_run(
     started = time.perf_counter()
     data = resolve_data_dir(data_dir)
     source = run if isinstance(run, RunPaths) else run_dir(run, data)
-    entries = await _load(source, nats)
-    brain = RunReplayBrain.from_events((e.event for e in entries), BlobStore(source.blobs))
-    new, changes = await _fork_run(source, entries, 0, data, new_run_id)
+    replay = await _load(source, nats)
+    brain = RunReplayBrain.from_events((e.event for e in replay.entries), BlobStore(source.blobs))
+    new, changes = await _fork_run(source, replay, 0, data, new_run_id)
     config = SwarmConfig(
         workspace=new.workspace,
         run_dir=new.root,
         run_id=new.run_id,
-        coders=_coders(entries),
+        coders=_coders(replay.entries),
         brain=brain if brain.recorded else None,
         test_cmd=test_cmd,
         select=select,
@@ -211,7 +222,8 @@ async def replay_run(
     # The swarm's outcome, not a later revert's: the operator's changes are left out.
     swarm_changes = [r for r in changes if r.event.agent_role != OPERATOR_ROLE]
     expected = final_hashes(swarm_changes)
-    got = final_hashes(file_changes([(e.sequence, e.event) for e in await _load(new, None)]))
+    replayed = await _load(new, None)
+    got = final_hashes(file_changes([(e.sequence, e.event) for e in replayed.entries]))
     source_root = run_workspace(source)
     differences = []
     for path in sorted(expected.keys() | got.keys()):

@@ -1,7 +1,8 @@
 """Undoing recorded file changes: a unified diff applied backwards, checked by content hash.
 
 A workspace ``FileChange`` carries what is needed to go from the content after it to the
-content before it: the inline unified diff of a text change (applied in reverse), the
+content before it: the inline unified diff of a text change (inverted, then applied by
+``_patch.apply_diff`` as strictly as a replay applies it), the
 before-blob of a binary or large one, or nothing at all for a creation (no file before). Each
 step is checked against the change's recorded ``before_sha256``/``after_sha256``, so a
 content that came out different is an error here, never a silently wrong file.
@@ -17,14 +18,14 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from swarm_actors._exceptions import IrreversibleChangeError, ReplayError
+from swarm_actors._exceptions import IrreversibleChangeError, PatchError, ReplayError
 from swarm_actors.events import BlobStore, StateChange, SwarmEvent
+from swarm_actors.replay._patch import apply_diff
 from swarm_actors.tools import FILE_CHANGE_TYPE, FileChange, decode_file_change
 
-__all__ = ["Recorded", "file_changes", "patch_text", "rewind"]
+__all__ = ["Recorded", "file_changes", "invert_diff", "rewind"]
 
 _HUNK = re.compile(r"@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
-_NO_EOL = "\\ No newline at end of file"
 
 
 @dataclass(frozen=True)
@@ -61,53 +62,27 @@ def file_changes(entries: Sequence[tuple[int, SwarmEvent]]) -> list[Recorded]:
     return found
 
 
-def _diff_lines(diff: str) -> list[str]:
-    # Split on "\n" only: a diff line ends with "\n", and its content may hold "\r" or "\f".
-    lines = diff.split("\n")
-    return [line + "\n" for line in lines[:-1]] + ([lines[-1]] if lines[-1] else [])
+def invert_diff(diff: str) -> str:
+    """The unified diff that undoes ``diff``: sides, headers and hunk ranges swapped.
 
-
-def patch_text(text: str, diff: str, *, reverse: bool = False) -> str:
-    """``text`` with the unified ``diff`` applied (``reverse``: undone).
-
-    Lines are split as the workspace split them when it made the diff (``str.splitlines``).
-    Raises ``ReplayError`` when a hunk does not match the text.
+    Applied with ``apply_diff`` to the content after the change, it gives the content before.
+    A ``No newline`` marker stays after its line, whose side swaps with it.
     """
-    lines = text.splitlines(keepends=True)
-    diff_lines = _diff_lines(diff)
-    out: list[str] = []
-    pos = 0
-    i = 0
-    while i < len(diff_lines):
-        match = _HUNK.match(diff_lines[i])
-        i += 1
-        if match is None:
-            continue  # the ---/+++ header
-        counts = [int(match[2] or 1), int(match[4] or 1)]
-        starts = [int(match[1]), int(match[3])]
-        old: list[str] = []
-        new: list[str] = []
-        while (len(old) < counts[0] or len(new) < counts[1]) and i < len(diff_lines):
-            line = diff_lines[i]
-            i += 1
-            tag, body = line[:1], line[1:]
-            if i < len(diff_lines) and diff_lines[i].rstrip("\n") == _NO_EOL:
-                body = body[:-1] if body.endswith("\n") else body
-                i += 1
-            if tag in (" ", "-"):
-                old.append(body)
-            if tag in (" ", "+"):
-                new.append(body)
-        source, target = (new, old) if reverse else (old, new)
-        start = starts[1] if reverse else starts[0]
-        start = start - 1 if source else start  # an empty side names the line before it
-        if start < pos or lines[start : start + len(source)] != source:
-            raise ReplayError(f"a hunk at line {start + 1} does not match the file", sequence=0)
-        out += lines[pos:start]
-        out += target
-        pos = start + len(source)
-    out += lines[pos:]
-    return "".join(out)
+    out = []
+    in_hunks = False  # "--- x" in a hunk is a removed line "-- x", not a header
+    for line in diff.split("\n"):
+        match = _HUNK.match(line) if line.startswith("@@") else None
+        if match is not None:
+            in_hunks = True
+            old = match[1] + (f",{match[2]}" if match[2] is not None else "")
+            new = match[3] + (f",{match[4]}" if match[4] is not None else "")
+            line = f"@@ -{new} +{old} @@{line[match.end() :]}"
+        elif not in_hunks and line.startswith(("--- ", "+++ ")):
+            line = ("+++ " if line[0] == "-" else "--- ") + line[4:]
+        elif line[:1] in ("-", "+"):
+            line = ("+" if line[0] == "-" else "-") + line[1:]
+        out.append(line)
+    return "\n".join(out)
 
 
 def _sha(data: bytes | None) -> str:
@@ -139,10 +114,9 @@ def before_content(recorded: Recorded, after: bytes | None, blobs: BlobStore) ->
     if c.before_blob:
         before: bytes = blobs.get(c.before_blob)
     elif c.diff:
-        text = (after or b"").decode("utf-8")
         try:
-            before = patch_text(text, c.diff, reverse=True).encode("utf-8")
-        except ReplayError as exc:
+            before = apply_diff(after or b"", invert_diff(c.diff))
+        except PatchError as exc:
             raise ReplayError(
                 f"change {recorded.sequence} to {c.path!r}: its diff does not undo: {exc}",
                 sequence=recorded.sequence,
