@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,7 +95,8 @@ async def test_the_run_records_each_model_call(recorded: Recorded) -> None:
 @async_test
 async def test_a_replay_makes_no_model_call_and_ends_as_recorded(recorded: Recorded) -> None:
     before = recorded.server.requests
-    outcome = await replay_run(run=recorded.paths.run_id, data_dir=recorded.data, select=SELECT)
+    # Nothing but the run's directory: its answers, its blobs, and how it ran its tools.
+    outcome = await replay_run(run=recorded.paths.run_id, data_dir=recorded.data)
     assert recorded.server.requests == before  # counted at the model: not one request
     assert outcome.answers == recorded.calls
     assert outcome.identical, outcome.differences
@@ -127,3 +130,30 @@ async def test_rerun_forks_a_new_run_that_calls_the_brain_again(recorded: Record
     assert summary.ok
     changed = list(file_changes([(e.sequence, e.event) for e in await _entries(new)]))
     assert all(r.change.before_sha256 != first.change.before_sha256 for r in changed)
+
+
+def test_the_cli_replays_in_another_process_with_no_model_call(recorded: Recorded) -> None:
+    before = recorded.server.requests
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarm_actors._cli",
+            "replay",
+            "run",
+            "--data-dir",
+            str(recorded.data),
+            "--run",
+            recorded.paths.run_id,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["identical"] is True
+    assert report["answers"] == recorded.calls
+    assert report["replay_of"] == recorded.paths.run_id
+    assert recorded.server.requests == before

@@ -39,6 +39,7 @@ from swarm_actors.replay._fork import (
     ReplayOutcome,
     final_hashes,
     fork_workspace,
+    recorded_tools,
     replay_run,
     rerun,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "invert_diff",
     "load_run",
     "read_run_entries",
+    "recorded_tools",
     "replay_run",
     "request_subject",
     "rerun",
@@ -110,6 +112,7 @@ _publish(
     invert_diff,
     load_run,
     read_run_entries,
+    recorded_tools,
     replay_run,
     request_subject,
     rerun,

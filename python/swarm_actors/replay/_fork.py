@@ -27,7 +27,7 @@ from pathlib import Path
 from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors._runs import RunPaths, new_run, resolve_data_dir, run_dir
 from swarm_actors.brains import Brain
-from swarm_actors.events import BlobStore, JournalEntry
+from swarm_actors.events import BlobStore, JournalEntry, ToolRun
 from swarm_actors.replay._load import load_run
 from swarm_actors.replay._replay import RunReplay
 from swarm_actors.replay._replaybrain import RunReplayBrain
@@ -35,7 +35,14 @@ from swarm_actors.replay._revert import OPERATOR_ROLE, run_workspace
 from swarm_actors.replay._undo import Recorded, file_changes, rewind
 from swarm_actors.swarm import Progress, SwarmConfig, SwarmSummary, run_swarm
 
-__all__ = ["ReplayOutcome", "final_hashes", "fork_workspace", "replay_run", "rerun"]
+__all__ = [
+    "ReplayOutcome",
+    "final_hashes",
+    "fork_workspace",
+    "recorded_tools",
+    "replay_run",
+    "rerun",
+]
 
 _SKIP = shutil.ignore_patterns(
     ".git", "__pycache__", "*.py[co]", ".pytest_cache", ".ruff_cache", ".mypy_cache", "*.swarm-tmp"
@@ -84,6 +91,35 @@ def fork_workspace(
 
 async def _load(run: RunPaths, nats: str | None) -> RunReplay:
     return await load_run(run, nats=nats)
+
+
+def recorded_tools(
+    entries: Sequence[JournalEntry],
+) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """How the run ran its tools, from its ``ToolRun`` events: the test command and the rules.
+
+    The test command is the first ``tests`` run's ``argv`` (``None`` if its program is not
+    here: the replay detects one); the rules, the ``--select`` of the first whole-workspace
+    ``ruff`` run (``None``: the project's own configuration).
+    """
+    test_cmd: tuple[str, ...] | None = None
+    select: tuple[str, ...] | None = None
+    seen_tests = seen_ruff = False
+    for entry in entries:
+        run = entry.event.payload
+        if not isinstance(run, ToolRun):
+            continue
+        if run.tool == "tests" and not seen_tests:
+            seen_tests = True
+            program = run.argv[0] if run.argv else ""
+            if program and (shutil.which(program) or Path(program).is_file()):
+                test_cmd = tuple(run.argv)
+        elif run.tool == "ruff" and not seen_ruff and run.argv and run.argv[-1] == ".":
+            seen_ruff = True
+            argv = list(run.argv)
+            if "--select" in argv[:-1]:
+                select = tuple(argv[argv.index("--select") + 1].split(","))
+    return test_cmd, select
 
 
 def _coders(entries: Sequence[JournalEntry]) -> int:
@@ -199,7 +235,8 @@ async def replay_run(
 
     The brain is a ``RunReplayBrain`` over the run's ``ModelCall`` events and blobs (a run of
     the deterministic rules recorded none: they run again, also without a model). The tools
-    (linter, tests) run again. The replay is a new run under the same data directory; its
+    (linter, tests) run again, as the run ran them (``recorded_tools``) unless ``test_cmd`` /
+    ``select`` say otherwise. The replay is a new run under the same data directory; its
     ``summary.json`` holds ``replay_of``.
     """
     started = time.perf_counter()
@@ -207,6 +244,7 @@ async def replay_run(
     source = run if isinstance(run, RunPaths) else run_dir(run, data)
     replay = await _load(source, nats)
     brain = RunReplayBrain.from_events((e.event for e in replay.entries), BlobStore(source.blobs))
+    run_tests, run_rules = recorded_tools(replay.entries)
     new, changes = await _fork_run(source, replay, 0, data, new_run_id)
     config = SwarmConfig(
         workspace=new.workspace,
@@ -214,8 +252,8 @@ async def replay_run(
         run_id=new.run_id,
         coders=_coders(replay.entries),
         brain=brain if brain.recorded else None,
-        test_cmd=test_cmd,
-        select=select,
+        test_cmd=test_cmd if test_cmd is not None else run_tests,
+        select=select if select is not None else run_rules,
         journal_dir=new.journal,
     )
     summary = await run_swarm(config, on_progress=on_progress)
