@@ -157,3 +157,31 @@ def test_the_cli_replays_in_another_process_with_no_model_call(recorded: Recorde
     assert report["answers"] == recorded.calls
     assert report["replay_of"] == recorded.paths.run_id
     assert recorded.server.requests == before
+
+
+@async_test
+async def test_a_request_not_recorded_exactly_is_answered_by_its_subject() -> None:
+    from swarm_actors.brains import RecordingBrain, ScriptedBrain
+    from swarm_actors.errors import ReplayMissError
+    from swarm_actors.events import BlobStore, MemoryJournal
+    from swarm_actors.replay import RunReplayBrain
+    from swarm_actors.swarm import review_request
+
+    item = {"file": "a.py", "rules": ["F401"], "unsafe": False}
+    journal, blobs = MemoryJournal(), BlobStore()
+    recorder = RecordingBrain(ScriptedBrain(["first", "second"]), journal, blobs=blobs)
+    asked = review_request({"item": item, "tests": {"output_tail": "4 passed in 0.51s"}})
+    await recorder.complete(asked)
+    await recorder.complete(review_request({"item": item, "tests": {"output_tail": "x"}}))
+    brain = RunReplayBrain.from_events((e.event for e in journal.entries()), blobs)
+    assert brain.recorded == 2
+
+    # Exactly as recorded; then the same subject with other timings: the next answer.
+    assert (await brain.complete(asked)).text == "first"
+    again = review_request({"item": item, "tests": {"output_tail": "4 passed in 0.73s"}})
+    assert (await brain.complete(again)).text == "second"
+    assert (brain.calls, brain.exact) == (2, 1)
+    # Another item was never asked about: a miss, never a guess.
+    other = review_request({"item": {**item, "file": "b.py"}, "tests": {}})
+    with pytest.raises(ReplayMissError):
+        await brain.complete(other)
