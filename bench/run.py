@@ -47,6 +47,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "brains": (["--nats"], ["--quick"]),
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
+    "revert": ([], ["--changes", "400", "--repeats", "1"]),
 }
 
 

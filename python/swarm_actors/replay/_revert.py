@@ -181,7 +181,8 @@ async def revert(
         blobs = BlobStore(paths.blobs)
         workspace = Workspace(run_workspace(paths), blobs=blobs)
         try:
-            now = {p: await _read(workspace, p) for r in undo for p in r.paths}
+            touched = {p for r in undo for p in r.paths}
+            now = {p: await _read(workspace, p) for p in sorted(touched)}
             try:
                 state = rewind(undo, now.__getitem__, blobs)
             except IrreversibleChangeError as exc:
