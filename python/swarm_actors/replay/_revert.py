@@ -33,6 +33,7 @@ from swarm_actors._exceptions import (
     InvalidArgumentError,
     IrreversibleChangeError,
     NoSuchFileError,
+    ReplayError,
 )
 from swarm_actors._log import get_logger
 from swarm_actors._runjournal import open_run_journal
@@ -45,6 +46,7 @@ from swarm_actors.events import (
     StateChange,
     SwarmEvent,
 )
+from swarm_actors.replay._load import read_run_entries
 from swarm_actors.replay._undo import Recorded, file_changes, rewind
 from swarm_actors.tools import JournalRecorder, Workspace
 
@@ -170,11 +172,19 @@ async def revert(
 
     Raises ``InvalidArgumentError`` (no such event, or not a file change),
     ``IrreversibleChangeError`` (a change to undo is marked irreversible: nothing is written),
-    ``ReplayError`` (a file is not what the journal recorded last, or a diff does not undo).
+    ``ReplayError`` (a file is not what the journal recorded last, a diff does not undo, or
+    the journal lost events). On a live run, a file an agent changes between the revert's
+    read and its write is overwritten, the agent's change then undone in the journal too.
     """
     paths = run if isinstance(run, RunPaths) else run_dir(run, data_dir)
     async with open_run_journal(paths, nats=nats) as rj:
-        entries = await rj.load()
+        entries, problems = await read_run_entries(rj.journal, paths.run_id)
+        if problems:  # a change may be missing: what depends on what cannot be known
+            raise ReplayError(
+                f"run {paths.run_id}'s journal is damaged ({problems[0].message}): nothing "
+                "was reverted (`swarm-actors replay verify` says where)",
+                sequence=problems[0].first,
+            )
         changes = file_changes([(e.sequence, e.event) for e in entries])
         _target(entries, changes, sequence)
         undo = dependents(changes, sequence)
