@@ -20,6 +20,10 @@ than wall time: wall time minus tool time double-counts the tool calls that over
 read files concurrently) and swings with the machine's load.
 
 Run: python bench/bench_swarm.py [--items 1000] [--coders 32] [--nats]
+
+With ``--nats`` also on the embedded JetStream journal, with its default linger (events gather
+for 2 ms before a chunk is published) and without (each chunk at once: the journal before the
+linger), the rounds interleaved.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 
 from _common import machine, progress, table
 from swarm_actors.brains import Brain, BrainRequest, BrainResponse
-from swarm_actors.events import MemoryJournal, ToolRun
+from swarm_actors.events import JetStreamJournal, MemoryJournal, ToolRun
 from swarm_actors.swarm import (
     Coder,
     LintFinding,
@@ -145,7 +149,21 @@ class TimedBrain:
             Clock.brain += time.thread_time() - started
 
 
-async def one_run(items: int, coders: int, nats: str | None) -> dict[str, float]:
+async def one_run(
+    items: int, coders: int, nats: str | None, linger: float | None = None
+) -> dict[str, float]:
+    """One run; ``linger`` overrides the JetStream journal's default (the system makes it)."""
+    defaults = JetStreamJournal.__init__.__kwdefaults__
+    saved = defaults["linger"]
+    if linger is not None:
+        defaults["linger"] = linger
+    try:
+        return await _one_run(items, coders, nats)
+    finally:
+        defaults["linger"] = saved
+
+
+async def _one_run(items: int, coders: int, nats: str | None) -> dict[str, float]:
     base = "/dev/shm" if await asyncio.to_thread(os.path.isdir, "/dev/shm") else None
     with tempfile.TemporaryDirectory(prefix="bench-swarm-", dir=base) as tmp:
         root = Path(tmp) / "workspace"
@@ -201,16 +219,25 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nats", action="store_true", help="also on the embedded NATS default")
     args = parser.parse_args()
+    configs: list[tuple[str, str | None, float | None]] = [
+        ("in-process (MemoryJournal)", None, None)
+    ]
+    if args.nats:
+        configs += [
+            ("embedded NATS (JetStream), linger 0", "embedded", 0.0),
+            ("embedded NATS (JetStream), linger 2 ms (default)", "embedded", None),
+        ]
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in configs}
+    for r in range(args.repeats):  # rounds interleave the configurations: noise hits them all
+        for label, nats, linger in configs:
+            progress(f"swarm: {args.items} items, {args.coders} coders, {label} ({r + 1})")
+            runs[label].append(asyncio.run(one_run(args.items, args.coders, nats, linger)))
     rows = []
-    for nats in (None, "embedded") if args.nats else (None,):
-        runs = []
-        for r in range(args.repeats):
-            progress(f"swarm: {args.items} items, {args.coders} coders, nats={nats} ({r + 1})")
-            runs.append(asyncio.run(one_run(args.items, args.coders, nats)))
-        best = min(runs, key=lambda x: x["overhead_ms"])
+    for label, _, _ in configs:
+        best = min(runs[label], key=lambda x: x["overhead_ms"])
         rows.append(
             (
-                "in-process (MemoryJournal)" if nats is None else "embedded NATS (JetStream)",
+                label,
                 args.items,
                 args.coders,
                 f"{best['items'] / best['wall']:.0f}",

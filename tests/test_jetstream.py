@@ -7,6 +7,7 @@ import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -303,6 +304,44 @@ async def test_flush_returns_under_a_steady_stream_of_events(
         await producer
     await journal.flush()
     assert await journal.last_sequence() == total
+
+
+@pytest.mark.parametrize(("linger", "first_chunk"), [(0.05, 20), (0.0, 1)])
+async def test_append_nowait_lets_events_gather_for_its_linger(
+    nats_client: Client, unique_name: str, linger: float, first_chunk: int
+) -> None:
+    # Events handed over on successive loop iterations go out as one chunk when they arrive
+    # within the linger (fewer writes and ack rounds); without a linger the first goes alone.
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", linger=linger
+    )
+    chunks: list[int] = []
+    store = journal._store
+
+    async def counting(prepared: Any) -> list[int]:
+        chunks.append(len(prepared))
+        return await store(prepared)
+
+    journal._store = counting  # type: ignore[method-assign]
+    try:
+        await journal.start()
+        events = [decision(unique_name, i) for i in range(20)]
+        for event in events:
+            journal.append_nowait(event)
+            await asyncio.sleep(0)
+        await journal.flush()
+        assert chunks[0] == first_chunk
+        assert sum(chunks) == 20
+        assert [e.event for e in await collect(journal.read())] == events
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
+async def test_a_linger_outside_0_to_1_s_is_refused(nats_client: Client) -> None:
+    for bad in (-0.001, 1.5, float("nan")):
+        with pytest.raises(InvalidArgumentError, match="linger"):
+            JetStreamJournal(nats_client, linger=bad)
 
 
 async def test_append_nowait_refuses_when_its_buffer_is_full(

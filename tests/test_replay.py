@@ -8,24 +8,37 @@ reviewer rejects and reverts, plus a binary file the swarm never touches) serves
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from swarm_actors._cli import main
 from swarm_actors._cli._demo import copy_tree, sample_project
-from swarm_actors.errors import InvalidArgumentError, PatchError, ReplayError
-from swarm_actors.events import BlobStore, JournalEntry, MemoryJournal, StateChange
+from swarm_actors.errors import EventDecodeError, InvalidArgumentError, PatchError, ReplayError
+from swarm_actors.events import (
+    BlobStore,
+    JournalEntry,
+    MemoryJournal,
+    StateChange,
+    decode_event,
+    encode_event,
+)
 from swarm_actors.replay import (
+    JournalProblem,
     RunReplay,
     apply_diff,
     apply_file_change,
     filter_rows,
     load_run,
+    verify_run,
 )
 from swarm_actors.tools import (
     SNAPSHOT_TYPE,
@@ -259,3 +272,162 @@ def test_filters_take_shell_patterns(replay: RunReplay) -> None:
     assert filter_rows(rows, kind="state_*") == replay.timeline(kind="state_change")
     assert filter_rows(rows, resource="*.py", kind="state_change")
     assert filter_rows(rows, role="nobody") == []
+
+
+# --- verify -----------------------------------------------------------------------------------
+
+
+def test_the_demo_run_verifies(replay: RunReplay) -> None:
+    report = verify_run(replay)
+    assert report.ok, report.problems
+    assert report.broken is None
+    assert report.events == len(replay.entries)
+    assert report.state_changes >= report.file_changes >= 3
+    assert report.agents >= 5
+
+
+def _state_changes(replay: RunReplay) -> list[JournalEntry]:
+    return [
+        e
+        for e in replay.entries
+        if type(e.event.payload) is StateChange and e.event.agent_role == "coder"
+    ]
+
+
+def test_a_flipped_byte_in_the_store_fails_verify_at_that_event(
+    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path
+) -> None:
+    # A copy of the run, one byte flipped inside a coder's change as the store holds it.
+    run_id = demo_run["run_id"]
+    copy = tmp_path / "runs" / run_id
+    shutil.copytree(demo_run["run_dir"], copy, ignore=shutil.ignore_patterns("workspace"))
+    target = _state_changes(replay)[1]
+    raw = encode_event(target.event)
+    (block,) = (copy / "journal").glob("jetstream/*/streams/SWARM_EVENTS/msgs/*.blk")
+    data = bytearray(block.read_bytes())
+    at = data.find(raw)
+    assert at >= 0
+    data[at + raw.find(b"@@ ") + 4] ^= 0x01  # a digit of the diff's hunk header
+    block.write_bytes(bytes(data))
+    damaged = asyncio.run(load_run(str(copy)))
+    report = verify_run(damaged)
+    assert not report.ok
+    broken = report.broken
+    assert broken is not None
+    # The server drops a message whose checksum fails (a gap), or hands it back altered.
+    assert broken.seq == target.sequence, report.problems
+    assert broken.kind in ("missing", "altered", "undecodable")
+    assert broken.agent_id == target.event.agent_id
+    assert broken.agent_seq == target.event.sequence
+    assert f"{target.event.agent_id} event {target.event.sequence}" in broken.message
+    # The CLI says the same and exits 1.
+    code, out, _ = _cli(["verify", "--run", str(copy)])
+    assert code == 1
+    assert f"BROKEN at sequence {target.sequence}" in out
+
+
+def test_every_flipped_byte_of_a_change_handed_back_is_found_at_that_event(
+    replay: RunReplay,
+) -> None:
+    target = _state_changes(replay)[0]
+    index = replay.entries.index(target)
+    raw = encode_event(target.event)
+    for position in range(len(raw)):
+        flipped = bytearray(raw)
+        flipped[position] ^= 0x01
+        entries = list(replay.entries)
+        problems = []
+        try:
+            event = decode_event(bytes(flipped))
+        except EventDecodeError as exc:
+            del entries[index]  # the read could not deliver it: the journal reports it
+            problems.append(
+                JournalProblem(
+                    kind="undecodable",
+                    first=target.sequence,
+                    last=target.sequence,
+                    message=str(exc),
+                )
+            )
+        else:
+            entries[index] = JournalEntry(target.sequence, target.subject, event, target.stored_ns)
+        damaged = RunReplay(entries, replay.blobs, run_id=replay.run_id, problems=problems)
+        report = verify_run(damaged)
+        assert report.broken is not None, f"byte {position} flipped went unnoticed"
+        assert report.broken.seq == target.sequence, (position, report.broken)
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def _cli(args: list[str], data_dir: str | None = None) -> tuple[int, str, str]:
+    """``swarm-actors replay ARGS`` in process: (exit status, stdout, stderr)."""
+    argv = ["replay", *args, *(["--data-dir", data_dir] if data_dir is not None else [])]
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse refuses
+            code = int(exc.code or 0)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_list_json_has_the_fields_and_filters(
+    replay: RunReplay, demo_run: dict[str, str]
+) -> None:
+    code, out, err = _cli(["list", "--json"], demo_run["data_dir"])
+    assert code == 0, err
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == len(replay.entries)
+    for field in ("seq", "time", "agent_role", "agent_id", "kind", "resource", "summary"):
+        assert all(field in line for line in lines), field
+    assert [line["seq"] for line in lines] == [e.sequence for e in replay.entries]
+    code, out, _ = _cli(
+        ["list", "--json", "--role", "reviewer", "--kind", "state_change"], demo_run["data_dir"]
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert rows
+    assert all(r["agent_role"] == "reviewer" and r["kind"] == "state_change" for r in rows)
+    first = lines[len(lines) // 2]["time"]
+    code, out, _ = _cli(["list", "--json", "--since", first], demo_run["data_dir"])
+    assert all(json.loads(line)["time"] >= first for line in out.splitlines())
+
+
+def test_cli_show_checkout_diff_verify(
+    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path
+) -> None:
+    data = demo_run["data_dir"]
+    change = _state_changes(replay)[0]
+    code, out, err = _cli(["show", str(change.sequence)], data)
+    assert code == 0, err
+    assert "--- a/" in out
+    code, out, err = _cli(["show", str(change.sequence), "--json"], data)
+    assert json.loads(out)["change"]["after_sha256"]
+    code, out, err = _cli(["checkout", str(change.sequence), "--to", str(tmp_path / "w")], data)
+    assert code == 0, err
+    assert _workspace_files(tmp_path / "w") == replay.files_at(change.sequence)
+    code, out, _ = _cli(["diff", str(change.sequence - 1), str(change.sequence)], data)
+    assert out == replay.diff(change.sequence - 1, change.sequence) != ""
+    code, out, err = _cli(["verify"], data)
+    assert code == 0, err
+    assert ": ok: " in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["show", "99999"], "no event at sequence 99999"),
+        (["checkout", "99999", "--to", "{tmp}/x"], "past the end"),
+        (["diff", "0", "99999"], "past the end"),
+        (["list", "--run", "no-such-run"], "no run 'no-such-run'"),
+        (["show", "-3"], "a sequence is >= 0"),
+    ],
+)
+def test_cli_bad_input_exits_2_with_the_fix(
+    demo_run: dict[str, str], tmp_path: Path, args: list[str], message: str
+) -> None:
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    code, out, err = _cli(args, demo_run["data_dir"])
+    assert code == 2
+    assert message in err
+    assert out == ""

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -236,6 +239,60 @@ async def test_a_worker_in_another_process_handles_the_items(
     assert all(c.startswith("/worker-") for c in coders)
 
 
+@async_test
+async def test_a_worker_killed_holding_an_item_and_the_turn_gives_them_back(
+    tmp_path: Path, nats_server: object, nats_client: Client
+) -> None:
+    # The first worker's coder is SIGKILLed right after it takes the review turn (its first
+    # read of a file under the turn): the architect, watching it, puts its item back in the
+    # bag and gives the turn back, so a second worker finishes the run.
+    url = nats_server.url  # type: ignore[attr-defined]
+    killer = (
+        "import asyncio, os, signal, sys\n"
+        "from swarm_actors.swarm import Coder, run_worker\n"
+        "from swarm_actors.tools import Workspace\n"
+        "class Dies(Workspace):\n"
+        "    reads = 0\n"
+        "    async def read_text(self, path, *args, **kwargs):\n"
+        "        Dies.reads += 1\n"
+        "        if Dies.reads == 2:  # the read under the turn\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "        return await super().read_text(path, *args, **kwargs)\n"
+        "class Killed(Coder):\n"
+        "    def open_workspace(self, recorder):\n"
+        "        ws = super().open_workspace(recorder)\n"
+        "        ws.__class__ = Dies\n"
+        "        return ws\n"
+        "print('ready', flush=True)\n"
+        "asyncio.run(run_worker(role='coder', nats_url=sys.argv[1], coder=Killed))\n"
+    )
+    healthy = (
+        "import asyncio, sys\n"
+        "from swarm_actors.swarm import run_worker\n"
+        "print('ready', flush=True)\n"
+        "asyncio.run(run_worker(role='coder', nats_url=sys.argv[1]))\n"
+    )
+    run = asyncio.ensure_future(run_swarm(_config(tmp_path, nats=url, coders=0, max_seconds=90)))
+    try:
+        async with ready_process("-c", killer, url) as worker:
+            async with asyncio.timeout(60):
+                assert await worker.wait() == -signal.SIGKILL
+        async with ready_process("-c", healthy, url) as worker:
+            summary = await asyncio.wait_for(run, 90)
+            async with asyncio.timeout(30):
+                assert await worker.wait() == 0
+    finally:
+        run.cancel()
+    assert summary.stopped_by == ""  # every item ended, not the clock
+    assert summary.ok
+    journal = JetStreamJournal(nats_client, configure=False)
+    events = await _events(journal, summary.run_id)
+    _check_run(events, summary)
+    returned = [d for _, d in _decisions(events, "architect") if d.choice.startswith("return")]
+    assert len(returned) == 1
+    assert "the review turn given back" in returned[0].rationale
+
+
 def test_the_rules_plan_and_review_from_facts_alone() -> None:
     findings = [
         {"file": "a.py", "code": "F401", "line": 1, "fix": "safe"},
@@ -265,14 +322,28 @@ def test_the_rules_plan_and_review_from_facts_alone() -> None:
 def test_the_test_command_is_detected(tmp_path: Path) -> None:
     assert detect_test_cmd(tmp_path)[1:3] == ("-m", "unittest")
     (tmp_path / "conftest.py").write_text("")
-    assert detect_test_cmd(tmp_path) == (
-        sys.executable,
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
+    pytest_cmd = (sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+    assert detect_test_cmd(tmp_path) == (*pytest_cmd, "-c", os.devnull, "--rootdir", ".")
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    assert detect_test_cmd(tmp_path) == pytest_cmd  # its own configuration is used
+
+
+def test_a_project_inside_another_is_tested_without_the_outer_configuration(
+    tmp_path: Path,
+) -> None:
+    # The outer project's configuration would fail every run of the inner one's tests.
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.pytest.ini_options]\naddopts = ["--no-such-option"]\n'
     )
+    inner = tmp_path / "vendored" / "lib"
+    inner.mkdir(parents=True)
+    (inner / "conftest.py").write_text("")
+    (inner / "test_lib.py").write_text("def test_one():\n    assert True\n")
+    result = subprocess.run(
+        detect_test_cmd(inner), cwd=inner, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
 
 
 @async_test

@@ -10,6 +10,10 @@ workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 ``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
 embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
+``swarm-actors replay list|show|checkout|diff|verify`` travels through a run's journal: its
+timeline, any event in full, the workspace at any event, and every hash chain checked
+(``_cli/_replay.py``).
+
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
@@ -215,10 +219,14 @@ def parser() -> argparse.ArgumentParser:
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)
 
-    p_replay = sub.add_parser("replay", help="time travel over a run's journal")
-    replay_sub = p_replay.add_subparsers(dest="replay_command", required=True)
+    from swarm_actors._cli._replay import add_replay_parser
     from swarm_actors._cli._replay_revert import add_parsers as add_revert_parsers
 
+    def common(p: argparse.ArgumentParser) -> None:
+        _add_verbosity(p, default=argparse.SUPPRESS)
+        _add_data_dir(p)
+
+    replay_sub = add_replay_parser(sub, common)
     add_revert_parsers(
         replay_sub, add_data_dir=_add_data_dir, add_brain=_add_brain, add_verbosity=_add_verbosity
     )

@@ -1,7 +1,7 @@
 """Time travel: a run's timeline, its workspace at any event, revert, fork and replay.
 
-Replay never calls a model and never writes to the journal: everything comes from the run's
-events and its blob store, and gives the same result every time.
+Reading a run never calls a model and never writes to the journal: everything comes from the
+run's events and its blob store, and gives the same result every time.
 
 * ``load_run(run, data_dir=..., nats=...)`` reads a run (finished, or still going on) into a
   ``RunReplay``; ``RunReplay(entries, blobs)`` takes entries from anywhere (a
@@ -12,6 +12,8 @@ events and its blob store, and gives the same result every time.
 * ``RunReplay.files_at(seq)``: the workspace right after event ``seq`` as ``{path: bytes}``,
   byte for byte (the run's starting snapshot, then each ``FileChange``, hashes checked);
   ``checkout(seq, to=DIR)`` writes it; ``diff(a, b)`` is a unified diff between two points.
+* ``verify_run(replay)``: every hash chain, every agent's numbering, every change applied;
+  a ``VerifyReport`` naming the first broken link (missing or altered, which event).
 * ``apply_file_change(files, change, blobs)``: one ``FileChange`` applied to such a dict (what
   a revert or a fork builds on).
 
@@ -27,7 +29,7 @@ What writes (new events, new runs; history is never rewritten):
 Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
 (``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_undo`` (undoing a
 ``FileChange``: its diff inverted, checked by hash), ``_revert``, ``_fork``
-(``rerun``, ``replay_run``), ``_replaybrain``.
+(``rerun``, ``replay_run``), ``_replaybrain``, ``_verify``.
 
 May import: the public ``events``, ``tools``, ``errors``, ``brains`` and ``swarm`` (the new
 runs of ``rerun`` and ``replay_run``), ``_runs`` and ``_runjournal`` (how runs are found and
@@ -45,7 +47,13 @@ from swarm_actors.replay._fork import (
 )
 from swarm_actors.replay._load import JournalProblem, load_run, read_run_entries
 from swarm_actors.replay._patch import apply_diff, apply_file_change
-from swarm_actors.replay._replay import CHECKPOINT_EVERY, EventDetail, RunReplay, workspace_diff
+from swarm_actors.replay._replay import (
+    CHECKPOINT_EVERY,
+    EventDetail,
+    RunReplay,
+    WorkspaceStep,
+    workspace_diff,
+)
 from swarm_actors.replay._replaybrain import RunReplayBrain, request_subject
 from swarm_actors.replay._revert import (
     OPERATOR_ID,
@@ -57,11 +65,13 @@ from swarm_actors.replay._revert import (
 )
 from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
 from swarm_actors.replay._undo import Recorded, file_changes, invert_diff
+from swarm_actors.replay._verify import BrokenLink, VerifyReport, verify_run
 
 __all__ = [
     "CHECKPOINT_EVERY",
     "OPERATOR_ID",
     "OPERATOR_ROLE",
+    "BrokenLink",
     "EventDetail",
     "JournalProblem",
     "Recorded",
@@ -70,6 +80,8 @@ __all__ = [
     "RunReplay",
     "RunReplayBrain",
     "TimelineRow",
+    "VerifyReport",
+    "WorkspaceStep",
     "apply_diff",
     "apply_file_change",
     "dependents",
@@ -88,11 +100,13 @@ __all__ = [
     "revert",
     "row_of",
     "run_workspace",
+    "verify_run",
     "workspace_diff",
 ]
 
 _publish(
     __name__,
+    BrokenLink,
     EventDetail,
     JournalProblem,
     Recorded,
@@ -101,6 +115,8 @@ _publish(
     RunReplay,
     RunReplayBrain,
     TimelineRow,
+    VerifyReport,
+    WorkspaceStep,
     apply_diff,
     apply_file_change,
     dependents,
@@ -119,5 +135,6 @@ _publish(
     revert,
     row_of,
     run_workspace,
+    verify_run,
     workspace_diff,
 )

@@ -39,7 +39,7 @@ from swarm_actors.tools import (
     load_snapshot,
 )
 
-__all__ = ["CHECKPOINT_EVERY", "EventDetail", "RunReplay", "workspace_diff"]
+__all__ = ["CHECKPOINT_EVERY", "EventDetail", "RunReplay", "WorkspaceStep", "workspace_diff"]
 
 CHECKPOINT_EVERY = 256
 """Changes between two in-memory copies of the files a fold keeps."""
@@ -80,13 +80,17 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
         return out
 
 
-class _Step(msgspec.Struct, frozen=True):
-    """One workspace step of the run: a file change, or a whole snapshot."""
+class WorkspaceStep(msgspec.Struct, frozen=True):
+    """One step of a run's workspace: a file change, or a whole snapshot."""
 
     seq: int
+    """Its journal sequence."""
     event: SwarmEvent
+    """The ``StateChange`` event recording it."""
     change: FileChange | None
-    snapshot: str  # manifest blob key of a snapshot step, else ""
+    """The file change (``None`` for a snapshot)."""
+    snapshot: str
+    """A snapshot's file list (its blob key); empty for a file change."""
 
 
 def workspace_diff(before: Mapping[str, bytes], after: Mapping[str, bytes]) -> str:
@@ -149,7 +153,7 @@ class RunReplay:
         """What reading the journal met: gaps and undecodable messages (``verify`` reports)."""
         self._seqs = [e.sequence for e in self.entries]
         self._rows: list[TimelineRow] | None = None
-        self._steps: list[_Step] | None = None
+        self._steps: list[WorkspaceStep] | None = None
         self._step_seqs: list[int] = []
         self._checkpoints: dict[int, Files] = {}  # steps folded -> the files then
 
@@ -219,13 +223,10 @@ class RunReplay:
 
     # --- the workspace -----------------------------------------------------------------------
 
-    def steps(self) -> list[tuple[int, FileChange | None]]:
-        """The run's workspace steps: ``(seq, FileChange)``, or ``(seq, None)`` for a snapshot."""
-        return [(s.seq, s.change) for s in self._workspace_steps()]
-
-    def _workspace_steps(self) -> list[_Step]:
+    def steps(self) -> list[WorkspaceStep]:
+        """The run's workspace steps (snapshots and file changes), in journal order."""
         if self._steps is None:
-            steps: list[_Step] = []
+            steps: list[WorkspaceStep] = []
             for entry in self.entries:
                 change = entry.event.payload
                 if type(change) is not StateChange:
@@ -235,11 +236,11 @@ class RunReplay:
                         ref = decode_snapshot_ref(change.data)
                     except (msgspec.ValidationError, msgspec.DecodeError):
                         continue
-                    steps.append(_Step(entry.sequence, entry.event, None, ref.manifest))
+                    steps.append(WorkspaceStep(entry.sequence, entry.event, None, ref.manifest))
                     continue
                 file = file_change_of(change)
                 if file is not None:
-                    steps.append(_Step(entry.sequence, entry.event, file, ""))
+                    steps.append(WorkspaceStep(entry.sequence, entry.event, file, ""))
             self._steps = steps
             self._step_seqs = [s.seq for s in steps]
         return self._steps
@@ -255,13 +256,13 @@ class RunReplay:
 
     def _baseline(self) -> Files:
         """The files as the run started: its first snapshot (seq 0 and before any change)."""
-        for step in self._workspace_steps():
+        for step in self.steps():
             if step.snapshot:
                 return self._apply(step, {})
             break
         return {}
 
-    def _apply(self, step: _Step, files: Files) -> Files:
+    def _apply(self, step: WorkspaceStep, files: Files) -> Files:
         """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot)."""
         where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
         try:
@@ -291,7 +292,7 @@ class RunReplay:
         if seq is None:
             seq = self.last_seq
         self._check_seq(seq)
-        steps = self._workspace_steps()
+        steps = self.steps()
         target = bisect.bisect_right(self._step_seqs, seq)  # steps to fold
         done = max((k for k in self._checkpoints if k <= target), default=-1)
         if done < 0:
@@ -330,7 +331,7 @@ class RunReplay:
 
     def _modes(self) -> dict[str, bool]:
         """Execute bits of the starting files (changes keep a file's mode)."""
-        steps = self._workspace_steps()
+        steps = self.steps()
         if not steps or not steps[0].snapshot or self.blobs is None:
             return {}
         try:

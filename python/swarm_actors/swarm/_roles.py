@@ -13,13 +13,14 @@ time (the ``"turn"`` tuple): the tests judge one change, not a mix of several.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import msgspec
 
-from swarm_actors import Actor, handler
+from swarm_actors import Actor, Terminated, handler
 from swarm_actors._log import get_logger
 from swarm_actors.brains import Brain, BrainResponse
 from swarm_actors.errors import (
@@ -117,6 +118,8 @@ class RunContext:
     git: GitRun | None = None
     findings: dict[str, list[LintFinding]] = field(default_factory=dict)
     """The architect's findings, by file."""
+    reviewer: Any = None
+    """The reviewer's ref, once it is started."""
 
 
 # --- messages of the coordinator ---------------------------------------------------------
@@ -136,6 +139,10 @@ class Planned(msgspec.Struct, frozen=True):
 
 class Survey(msgspec.Struct, frozen=True):
     """Ask the architect for the linter's findings now (their count)."""
+
+
+class Settle(msgspec.Struct, frozen=True):
+    """Ask the reviewer to answer once what it was handling before is done (it answers in order)."""
 
 
 class Join(msgspec.Struct, frozen=True):
@@ -184,6 +191,15 @@ class Architect(Actor, role="architect"):
         self.context = context
         self.checks: Checks | None = None
         self.recorder: _Recorder | None = None
+        # Remote coders (run_worker) take items and the turn by asking: who holds what, so
+        # that a worker that dies gives them back (watched; see ``coder_gone``).
+        self._holders: dict[str, Any] = {}
+        """Item id -> the remote coder that took it last."""
+        self._items: dict[str, bytes] = {}
+        """Item id -> its encoded ``WorkItem`` (to put it back in the bag)."""
+        self._turn: Any = None
+        """The remote coder holding the review turn, if one does."""
+        self._watched: set[Any] = set()
 
     async def on_start(self) -> None:
         self.recorder = _Recorder(self, self.context.ledger)
@@ -302,15 +318,70 @@ class Architect(Actor, role="architect"):
         if not ledger.step():
             self.space.out(found)
             return ""
+        coder = self._watch_coder()
+        if coder is not None:
+            self._holders[found[1]] = coder
+            self._items[found[1]] = found[2]
         return _ITEM.decode(found[2])
 
     @handler
     async def take_turn(self, msg: TakeTurn) -> bool:
-        return self.space.take_nowait(TURN) is not None
+        if self.space.take_nowait(TURN) is None:
+            return False
+        self._turn = self._watch_coder()
+        return True
 
     @handler
     async def give_turn(self, msg: GiveTurn) -> None:
+        self._turn = None
         self.space.out(TURN)
+
+    def _watch_coder(self) -> Any:
+        """The remote coder asking (watched from its first ask), or ``None`` if not known."""
+        coder = self.sender
+        if coder is None:
+            return None
+        if coder not in self._watched:
+            self._watched.add(coder)
+            self.watch(coder)
+        return coder
+
+    @handler
+    async def coder_gone(self, msg: Terminated) -> None:
+        """A remote coder ended: its unfinished items back in the bag, the turn given back.
+
+        The turn only once the reviewer has settled what it was reviewing for that coder (it
+        answers in order), so that no other change is written under a review still running.
+        """
+        gone = msg.ref
+        self._watched.discard(gone)
+        ledger = self.context.ledger
+        returned = []
+        for item_id, holder in list(self._holders.items()):
+            if holder != gone:
+                continue
+            del self._holders[item_id]
+            data = self._items.pop(item_id)
+            queued = self.space.read_nowait(("item", item_id, bytes)) is not None
+            if item_id not in ledger.outcomes and not queued:
+                self.space.out(("item", item_id, data))
+                returned.append(item_id)
+        held_turn = self._turn is not None and self._turn == gone
+        if returned or held_turn:
+            self.decide(
+                f"return the work of coder {gone.path} ({msg.reason})",
+                rationale=f"items back in the bag: {', '.join(returned) or 'none'}; "
+                f"{'the review turn given back' if held_turn else 'it held no turn'}",
+                trigger=f"Terminated {gone.path}",
+                confidence=1.0,
+            )
+        if held_turn:
+            self._turn = None
+            reviewer = self.context.reviewer
+            if reviewer is not None:
+                with contextlib.suppress(Exception):
+                    await reviewer.ask(Settle(), timeout=self.context.check_timeout * 2 + 60)
+            self.space.out(TURN)
 
 
 # --- coder -------------------------------------------------------------------------------
@@ -586,6 +657,10 @@ class Reviewer(Actor, role="reviewer"):
 
     def _note(self, activity: str, events: int = 0) -> None:
         self.context.ledger.note(self.ref.path, "reviewer", activity, events)
+
+    @handler
+    async def settle(self, msg: Settle) -> None:
+        """Answered once what came before it was handled (a review in progress, say)."""
 
     @handler
     async def baseline(self, msg: Baseline) -> TestCount:

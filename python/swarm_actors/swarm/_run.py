@@ -180,6 +180,7 @@ async def run_swarm(
             context.brain = RecordingBrain(brain, system.journal, blobs=blobs, run_id=run_id)
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
+        context.reviewer = checker
         ask_timeout = config.check_timeout * 2 + 60
         before: TestCount = await checker.ask(Baseline("before"), timeout=ask_timeout)
         system.space.out(TURN)
@@ -317,11 +318,14 @@ async def run_worker(
     brain: Brain | None = None,
     toolkit: Toolkit | None = None,
     join_timeout: float = 30.0,
+    coder: type[Coder] = Coder,
 ) -> None:
     """Join ``coders`` coders to the swarm on ``nats_url`` until it ends (or this is cancelled).
 
     ``nats_url``: the server's URL, or ``NatsOptions`` (credentials, TLS); for a demo run on its
-    embedded server, ``swarm_actors._runjournal.live_options(run_dir)``.
+    embedded server, ``swarm_actors._runjournal.live_options(run_dir)``. ``coder``: the coder
+    class (a subclass of ``Coder``). A worker that dies gives its items and the review turn back
+    (the architect watches the coders that ask it for work).
 
     The workspace must be reachable here at the path the swarm uses (the same
     machine, or a shared file system). ``role`` is ``"coder"``: the only role that scales
@@ -350,7 +354,7 @@ async def run_worker(
         node = os.getpid()
         refs = [
             await system.start(
-                Coder,
+                coder,
                 joined.workspace,
                 RemoteBag(architect, f"worker-{node}-{n + 1}"),
                 reviewer,

@@ -26,8 +26,9 @@ __all__ = ["Toolkit", "detect_test_cmd"]
 _PYTEST_CONFIG = re.compile(r"^\[(?:tool:pytest|pytest|tool\.pytest\.ini_options)\]", re.M)
 
 
-def _uses_pytest(root: Path) -> bool:
-    if (root / "pytest.ini").is_file() or (root / "conftest.py").is_file():
+def _has_pytest_config(root: Path) -> bool:
+    """Whether ``root`` has a pytest configuration of its own (pytest would stop there)."""
+    if (root / "pytest.ini").is_file() or (root / ".pytest.ini").is_file():
         return True
     for name in ("pyproject.toml", "setup.cfg", "tox.ini"):
         path = root / name
@@ -36,6 +37,12 @@ def _uses_pytest(root: Path) -> bool:
                 return True
         except OSError:
             continue
+    return False
+
+
+def _uses_pytest(root: Path) -> bool:
+    if _has_pytest_config(root) or (root / "conftest.py").is_file():
+        return True
     for tests in (root / "tests", root / "test"):
         if tests.is_dir() and any(
             "import pytest" in p.read_text("utf-8", "replace")
@@ -50,10 +57,15 @@ def detect_test_cmd(root: str | os.PathLike[str], python: str = sys.executable) 
     """How to run the tests of the project at ``root`` with ``python``.
 
     pytest when the project uses it (a pytest config, a ``conftest.py``, tests importing
-    pytest), else ``unittest discover``.
+    pytest), else ``unittest discover``. A project without a pytest configuration of its own
+    runs with an empty one and itself as the root: pytest would otherwise take the
+    configuration of a project enclosing the workspace (its options, plugins, test paths).
     """
     if _uses_pytest(Path(root)):
-        return (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+        cmd: tuple[str, ...] = (python, "-m", "pytest", "-q", "-p", "no:cacheprovider")
+        if not _has_pytest_config(Path(root)):
+            cmd += ("-c", os.devnull, "--rootdir", ".")
+        return cmd
     start = "tests" if (Path(root) / "tests").is_dir() else "."
     return (python, "-m", "unittest", "discover", "-s", start, "-t", ".")
 
