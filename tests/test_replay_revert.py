@@ -38,6 +38,7 @@ from swarm_actors.replay import (
     load_run,
     revert,
     run_workspace,
+    verify_run,
 )
 from swarm_actors.swarm import SwarmConfig, run_swarm
 from swarm_actors.tools import JournalRecorder, Workspace
@@ -123,12 +124,15 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     # is the file on disk: the revert's events are real file changes.
     replay = await load_run(demo_run.paths)
     assert replay.files_at()[path] == file.read_bytes()
+    report = verify_run(replay)  # every chain, every change applied: the revert's too
+    assert report.ok, report.broken
+    assert report.file_changes == len(file_changes(after))
 
     # A revert of the revert gives the file back as it was before the revert.
     again = await revert(result.changes[0], run=demo_run.paths, data_dir=demo_run.data)
     assert file.read_bytes() == before_revert
     assert again.undone == (result.changes[0],)
-    verify_chain(e for _, e in await _events(demo_run.paths))
+    assert verify_run(await load_run(demo_run.paths)).ok
 
 
 @pytest.fixture

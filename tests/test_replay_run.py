@@ -24,7 +24,14 @@ from swarm_actors._runjournal import open_run_journal
 from swarm_actors._runs import RunPaths, new_run
 from swarm_actors.brains import BrainRequest, Message, OpenAIBrain
 from swarm_actors.events import ModelCall
-from swarm_actors.replay import file_changes, final_hashes, replay_run, rerun
+from swarm_actors.replay import (
+    file_changes,
+    final_hashes,
+    load_run,
+    replay_run,
+    rerun,
+    verify_run,
+)
 from swarm_actors.swarm import SwarmConfig, SwarmSummary, plan_rule, review_rule, run_swarm
 from swarm_sample import SELECT, write_sample
 
@@ -109,6 +116,7 @@ async def test_a_replay_makes_no_model_call_and_ends_as_recorded(recorded: Recor
     assert got == want
     summary = json.loads(outcome.run.summary.read_text())
     assert summary["replay_of"] == recorded.paths.run_id
+    assert verify_run(await load_run(outcome.run)).ok
 
 
 @async_test

@@ -154,7 +154,7 @@ async def _fork_run(
     changes = file_changes([(e.sequence, e.event) for e in replay.entries])
     new = new_run(data_dir, run_id)
     steps = replay.steps()
-    if steps and steps[0][1] is None:
+    if steps and steps[0].snapshot:
         replay.checkout(sequence, new.workspace)
     else:
         blobs = BlobStore(source.blobs)
