@@ -19,7 +19,10 @@ import asyncio
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from swarm_actors._cli._view import Display
 
 __all__ = ["add_parsers"]
 
@@ -90,7 +93,14 @@ def add_parsers(
     p.set_defaults(func=_cmd_run)
 
 
-def _fail(command: str, exc: BaseException, code: int) -> int:
+def _display(args: argparse.Namespace, title: str) -> Display:
+    """Progress on stderr while the swarm runs (none with ``-q``)."""
+    from swarm_actors._cli._view import make_display
+
+    return make_display(quiet=bool(args.quiet), json_out=args.json, title=title)
+
+
+def _fail(command: str, exc: BaseException | str, code: int) -> int:
     print(f"swarm-actors replay {command}: {exc}", file=sys.stderr)
     return code
 
@@ -150,21 +160,27 @@ def _cmd_rerun(args: argparse.Namespace) -> int:
 
     try:
         brain = _brain(args)
-        print(f"forking after event {args.seq}; the swarm runs again...", file=sys.stderr)
-        new, summary = asyncio.run(
-            rerun(
-                args.seq,
-                run=args.run,
-                data_dir=args.data_dir,
-                nats=args.nats,
-                brain=brain,
-                coders=args.coders,
+        if args.coders is not None and args.coders < 1:
+            raise InvalidArgumentError(f"--coders must be >= 1, got {args.coders}")
+        title = f"rerun from event {args.seq} (the brain is called again)"
+        with _display(args, title) as display:
+            new, summary = asyncio.run(
+                rerun(
+                    args.seq,
+                    run=args.run,
+                    data_dir=args.data_dir,
+                    nats=args.nats,
+                    brain=brain,
+                    coders=args.coders,
+                    on_progress=display.progress,
+                )
             )
-        )
     except InvalidArgumentError as exc:
         return _fail("rerun", exc, 2)
     except SwarmError as exc:
         return _fail("rerun", exc, 1)
+    except KeyboardInterrupt:
+        return _fail("rerun", "interrupted", 130)
     report = json.loads(new.summary.read_text())
     forked = report["forked_from"]
     lines = [
@@ -182,12 +198,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from swarm_actors.replay import replay_run
 
     try:
-        print("replaying with the recorded answers (no model call)...", file=sys.stderr)
-        outcome = asyncio.run(replay_run(run=args.run, data_dir=args.data_dir, nats=args.nats))
+        with _display(args, "replay with the recorded answers (no model call)") as display:
+            outcome = asyncio.run(
+                replay_run(
+                    run=args.run,
+                    data_dir=args.data_dir,
+                    nats=args.nats,
+                    on_progress=display.progress,
+                )
+            )
     except InvalidArgumentError as exc:
         return _fail("run", exc, 2)
     except SwarmError as exc:
         return _fail("run", exc, 1)
+    except KeyboardInterrupt:
+        return _fail("run", "interrupted", 130)
     report = {
         "run_id": outcome.run.run_id,
         "replay_of": outcome.replay_of,
