@@ -115,6 +115,7 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     assert all(e.agent_id == OPERATOR_ID for e in new.values())
     decision = new[result.decision].payload
     assert first.event.event_id in decision.memory_ids  # type: ignore[union-attr]
+    assert all(new[s].causation_id == new[result.decision].event_id for s in result.changes)
     (change,) = file_changes([(s, new[s]) for s in result.changes])
     assert change.change.path == path
     assert change.change.after_sha256 == _sha(FILES[path].encode())

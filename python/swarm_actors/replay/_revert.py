@@ -225,7 +225,7 @@ async def revert(
             )
             workspace.recorder = recorder
             undone = ", ".join(str(r.sequence) for r in undo)
-            recorder.record(
+            decision = recorder.record(
                 AgentDecision(
                     input_trigger=f"revert {sequence}",
                     choice=f"revert {sequence}"
@@ -236,6 +236,7 @@ async def revert(
                     confidence_score=1.0,
                 )
             )
+            recorder.inner.causation_id = decision.event_id  # each change follows from it
             for path, content in sorted(writes.items()):
                 if content is None:
                     await workspace.delete(path)
