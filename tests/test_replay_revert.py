@@ -316,3 +316,51 @@ async def test_a_fork_undoing_later_changes_is_the_workspace_rebuilt_from_events
             for path in r.paths:
                 got = (dest / path).read_bytes() if (dest / path).is_file() else None
                 assert got == want.get(path), (seq, path)
+
+
+@async_test
+async def test_revert_while_the_run_goes_on(tmp_path: Path) -> None:
+    # The run is held in its first review (the tests' run waits on a gate), a coder's change
+    # in the workspace: the revert goes through the run's own server, then the run ends.
+    from swarm_actors.swarm import Toolkit
+    from swarm_actors.tools import CheckResult, Checks
+
+    reached, release = asyncio.Event(), asyncio.Event()
+
+    class Held(Toolkit):
+        calls = 0
+
+        async def test(self, checks: Checks) -> CheckResult:
+            Held.calls += 1
+            if Held.calls == 2:  # the first review (the first call is the baseline)
+                reached.set()
+                await release.wait()
+            return await super().test(checks)
+
+    paths = new_run(tmp_path)
+    write_sample(paths.workspace)
+    config = SwarmConfig(
+        workspace=paths.workspace,
+        run_dir=paths.root,
+        run_id=paths.run_id,
+        select=SELECT,
+        coders=1,
+        journal_dir=paths.journal,
+    )
+    run = asyncio.create_task(run_swarm(config, toolkit=Held(select=SELECT)))
+    try:
+        await asyncio.wait_for(reached.wait(), 60)
+        async with open_run_journal(paths) as rj:
+            assert rj.live
+            events = [(e.sequence, e.event) async for e in rj.entries()]
+        (change,) = file_changes(events)  # the coder's change under review
+        result = await revert(change.sequence, run=paths)
+        path = change.change.path
+        assert (paths.workspace / path).read_bytes() == FILES[path].encode()
+    finally:
+        release.set()
+        summary = await asyncio.wait_for(run, 120)
+    assert summary.tests_after == summary.tests_before
+    replay = await load_run(paths)
+    assert verify_run(replay).ok  # the run's changes and the revert's, interleaved
+    assert result.decision in {e.sequence for e in replay.entries}
