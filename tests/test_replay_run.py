@@ -196,3 +196,40 @@ async def test_a_request_not_recorded_exactly_is_answered_by_its_subject() -> No
     other = review_request({"item": {**item, "file": "b.py"}, "tests": {}})
     with pytest.raises(ReplayMissError):
         await brain.complete(other)
+
+
+def test_the_cli_reruns_asking_the_model_again(recorded: Recorded) -> None:
+    import os
+
+    before = recorded.server.requests
+    env = {**os.environ, "OPENAI_API_KEY": ""}  # the fake needs no key
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "swarm_actors._cli",
+            "replay",
+            "rerun",
+            "0",
+            "--brain",
+            "openai",
+            "--model",
+            "fake-model",
+            "--base-url",
+            recorded.server.url,
+            "--data-dir",
+            str(recorded.data),
+            "--run",
+            recorded.paths.run_id,
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["forked_from"] == {"run": recorded.paths.run_id, "sequence": 0}
+    assert report["ok"] is True
+    assert recorded.server.requests > before

@@ -178,21 +178,23 @@ async def rerun(
     """Fork a new run from ``run``'s workspace right after event ``sequence`` and run the swarm.
 
     Unlike a replay, the brains are called again: ``brain`` (``None``: the deterministic
-    rules). ``coders`` defaults to the old run's. The new run is under the same data
+    rules). ``coders`` defaults to the old run's, ``test_cmd`` and ``select`` to how it ran its
+    tools (``recorded_tools``). The new run is under the same data
     directory (``latest`` points at it); its ``summary.json`` holds ``forked_from``.
     """
     data = resolve_data_dir(data_dir)
     source = run if isinstance(run, RunPaths) else run_dir(run, data)
     replay = await _load(source, nats)
     new, _ = await _fork_run(source, replay, sequence, data, new_run_id)
+    run_tests, run_rules = recorded_tools(replay.entries)
     config = SwarmConfig(
         workspace=new.workspace,
         run_dir=new.root,
         run_id=new.run_id,
         coders=coders or _coders(replay.entries),
         brain=brain,
-        test_cmd=test_cmd,
-        select=select,
+        test_cmd=test_cmd if test_cmd is not None else run_tests,
+        select=select if select is not None else run_rules,
         journal_dir=new.journal,
     )
     summary = await run_swarm(config, on_progress=on_progress)
