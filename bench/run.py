@@ -14,6 +14,7 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,brains]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
         concurrency]
+    [--only ...,swarm,replay]
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
     "revert": ([], ["--changes", "400", "--repeats", "1"]),
+    "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
 }
 
 

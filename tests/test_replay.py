@@ -18,10 +18,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from swarm_actors._cli import main
 from swarm_actors._cli._demo import copy_tree, sample_project
+from swarm_actors._runs import run_dir
 from swarm_actors.errors import EventDecodeError, InvalidArgumentError, PatchError, ReplayError
 from swarm_actors.events import (
     BlobStore,
@@ -36,8 +38,11 @@ from swarm_actors.replay import (
     RunReplay,
     apply_diff,
     apply_file_change,
+    checkout_run,
     filter_rows,
     load_run,
+    read_index,
+    store_snapshots,
     verify_run,
 )
 from swarm_actors.tools import (
@@ -45,6 +50,7 @@ from swarm_actors.tools import (
     FileChange,
     JournalRecorder,
     Workspace,
+    load_snapshot,
     snapshot_change,
     store_snapshot,
     take_snapshot,
@@ -431,3 +437,42 @@ def test_cli_bad_input_exits_2_with_the_fix(
     assert code == 2
     assert message in err
     assert out == ""
+
+
+# --- periodic snapshots -----------------------------------------------------------------------
+
+
+def test_checkout_from_a_stored_snapshot_and_the_tail(
+    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path
+) -> None:
+    run = run_dir(demo_run["run_id"], demo_run["data_dir"])
+    stored = store_snapshots(replay, run, every=4)
+    steps = replay.steps()
+    assert [s.seq for s in stored] == [steps[i - 1].seq for i in range(4, len(steps) + 1, 4)]
+    assert read_index(run) == stored
+    for snap in stored:  # each holds the files right after its event
+        listing = load_snapshot(replay.blobs, snap.manifest)  # type: ignore[arg-type]
+        assert {p: replay.blobs.get(f.sha256) for p, f in listing.files.items()} == (  # type: ignore[union-attr]
+            replay.files_at(snap.seq)
+        )
+    targets = [stored[0].seq, stored[0].seq + 1, stored[-1].seq, replay.last_seq]
+    for n, seq in enumerate(targets):
+        out = asyncio.run(checkout_run(run, seq, tmp_path / f"out{n}"))
+        assert _workspace_files(out) == replay.files_at(seq), seq
+    # The checkout reads the snapshot, not the history before it: one whose list were
+    # another's would be what it writes (that is why its event's id and blobs are checked).
+    index = run.root / "snapshots.json"
+    saved = index.read_bytes()
+    try:
+        if len(stored) > 1 and replay.files_at(stored[0].seq) != replay.files_at(stored[-1].seq):
+            lying = [*stored[:-1], msgspec.structs.replace(stored[-1], manifest=stored[0].manifest)]
+            index.write_bytes(msgspec.json.encode(lying))
+            out = asyncio.run(checkout_run(run, stored[-1].seq, tmp_path / "lie", store=False))
+            assert _workspace_files(out) == replay.files_at(stored[0].seq)
+        # A snapshot whose event is not the journal's any more is not trusted: the start is.
+        forged = [msgspec.structs.replace(s, event_id="forged") for s in stored]
+        index.write_bytes(msgspec.json.encode(forged))
+        out = asyncio.run(checkout_run(run, replay.last_seq, tmp_path / "again", store=False))
+        assert _workspace_files(out) == replay.files_at(replay.last_seq)
+    finally:
+        index.write_bytes(saved)

@@ -123,6 +123,8 @@ def run_replay(args: argparse.Namespace) -> int:
     """Run ``swarm-actors replay ...``; the exit status."""
     name = f"swarm-actors replay {args.replay_command}"
     try:
+        if args.replay_command == "checkout":  # one stored snapshot plus the tail
+            return _checkout(args)
         replay = asyncio.run(_load(args))
         return _COMMANDS[args.replay_command](replay, args)
     except InvalidArgumentError as exc:  # no such run or sequence, a busy --to
@@ -213,10 +215,14 @@ def _show(replay: RunReplay, args: argparse.Namespace) -> int:
     return 0
 
 
-def _checkout(replay: RunReplay, args: argparse.Namespace) -> int:
-    path = replay.checkout(args.seq, args.to)
-    files = len(replay.files_at(args.seq))
-    print(f"the workspace after event {args.seq} of run {replay.run_id}: {files} files in {path}")
+def _checkout(args: argparse.Namespace) -> int:
+    from swarm_actors.replay import checkout_run
+
+    path = asyncio.run(
+        checkout_run(args.run, args.seq, args.to, data_dir=args.data_dir, nats=args.nats)
+    )
+    files = sum(1 for p in path.rglob("*") if p.is_file())
+    print(f"the workspace after event {args.seq}: {files} files in {path}")
     return 0
 
 
@@ -252,7 +258,6 @@ def _verify(replay: RunReplay, args: argparse.Namespace) -> int:
 _COMMANDS = {
     "list": _list,
     "show": _show,
-    "checkout": _checkout,
     "diff": _diff,
     "verify": _verify,
 }

@@ -14,6 +14,9 @@ run's events and its blob store, and gives the same result every time.
   ``checkout(seq, to=DIR)`` writes it; ``diff(a, b)`` is a unified diff between two points.
 * ``verify_run(replay)``: every hash chain, every agent's numbering, every change applied;
   a ``VerifyReport`` naming the first broken link (missing or altered, which event).
+* ``checkout_run(run, seq, to)``: a checkout that costs one stored snapshot plus the tail of
+  the journal (``store_snapshots`` stores one every ``SNAPSHOT_EVERY`` changes in the run's
+  blob store, indexed in ``snapshots.json``).
 * ``apply_file_change(files, change, blobs)``: one ``FileChange`` applied to such a dict (what
   a revert or a fork builds on).
 
@@ -27,9 +30,9 @@ What writes (new events, new runs; history is never rewritten):
   (``RunReplayBrain``): no model call, and the workspace comes out as the run left it.
 
 Owns: ``_timeline`` (rows and filters), ``_patch`` (applying a change), ``_replay``
-(``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_undo`` (undoing a
-``FileChange``: its diff inverted, checked by hash), ``_revert``, ``_fork``
-(``rerun``, ``replay_run``), ``_replaybrain``, ``_verify``.
+(``RunReplay``), ``_load`` (reading a run's journal, gaps and all), ``_verify``,
+``_snapshots`` (periodic snapshots), ``_undo`` (undoing a ``FileChange``: its diff inverted,
+checked by hash), ``_revert``, ``_fork`` (``rerun``, ``replay_run``), ``_replaybrain``.
 
 May import: the public ``events``, ``tools``, ``errors``, ``brains`` and ``swarm`` (the new
 runs of ``rerun`` and ``replay_run``), ``_runs`` and ``_runjournal`` (how runs are found and
@@ -63,14 +66,24 @@ from swarm_actors.replay._revert import (
     revert,
     run_workspace,
 )
+from swarm_actors.replay._snapshots import (
+    INDEX_FILE,
+    SNAPSHOT_EVERY,
+    StoredSnapshot,
+    checkout_run,
+    read_index,
+    store_snapshots,
+)
 from swarm_actors.replay._timeline import TimelineRow, filter_rows, format_time, row_of
 from swarm_actors.replay._undo import Recorded, file_changes, invert_diff
 from swarm_actors.replay._verify import BrokenLink, VerifyReport, verify_run
 
 __all__ = [
     "CHECKPOINT_EVERY",
+    "INDEX_FILE",
     "OPERATOR_ID",
     "OPERATOR_ROLE",
+    "SNAPSHOT_EVERY",
     "BrokenLink",
     "EventDetail",
     "JournalProblem",
@@ -79,11 +92,13 @@ __all__ = [
     "RevertResult",
     "RunReplay",
     "RunReplayBrain",
+    "StoredSnapshot",
     "TimelineRow",
     "VerifyReport",
     "WorkspaceStep",
     "apply_diff",
     "apply_file_change",
+    "checkout_run",
     "dependents",
     "file_changes",
     "filter_rows",
@@ -92,6 +107,7 @@ __all__ = [
     "format_time",
     "invert_diff",
     "load_run",
+    "read_index",
     "read_run_entries",
     "recorded_tools",
     "replay_run",
@@ -100,6 +116,7 @@ __all__ = [
     "revert",
     "row_of",
     "run_workspace",
+    "store_snapshots",
     "verify_run",
     "workspace_diff",
 ]
@@ -114,11 +131,13 @@ _publish(
     RevertResult,
     RunReplay,
     RunReplayBrain,
+    StoredSnapshot,
     TimelineRow,
     VerifyReport,
     WorkspaceStep,
     apply_diff,
     apply_file_change,
+    checkout_run,
     dependents,
     file_changes,
     filter_rows,
@@ -127,6 +146,7 @@ _publish(
     format_time,
     invert_diff,
     load_run,
+    read_index,
     read_run_entries,
     recorded_tools,
     replay_run,
@@ -135,6 +155,7 @@ _publish(
     revert,
     row_of,
     run_workspace,
+    store_snapshots,
     verify_run,
     workspace_diff,
 )

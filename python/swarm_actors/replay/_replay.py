@@ -132,7 +132,9 @@ class RunReplay:
     ``JournalEntry`` does, e.g. a ``MemoryJournal``'s). ``blobs`` is the run's blob store
     (large and binary contents, the starting snapshot); ``None`` replays inline diffs only.
     ``problems`` are what reading the journal met (gaps, undecodable messages), for
-    ``verify``. Nothing here writes to the journal.
+    ``verify``. ``base``: ``(seq, files)``, the workspace right after journal sequence
+    ``seq`` (a stored snapshot): the replay starts there and ``entries`` are its tail (see
+    ``checkout_run``). Nothing here writes to the journal.
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class RunReplay:
         *,
         run_id: str = "",
         problems: Sequence[Any] = (),
+        base: tuple[int, Mapping[str, bytes]] | None = None,
     ) -> None:
         self.entries: list[JournalEntry] = sorted(entries, key=lambda e: e.sequence)
         """The run's journal entries, by sequence."""
@@ -151,6 +154,7 @@ class RunReplay:
         """The run's id (empty if unknown)."""
         self.problems = list(problems)
         """What reading the journal met: gaps and undecodable messages (``verify`` reports)."""
+        self._base = base
         self._seqs = [e.sequence for e in self.entries]
         self._rows: list[TimelineRow] | None = None
         self._steps: list[WorkspaceStep] | None = None
@@ -227,7 +231,10 @@ class RunReplay:
         """The run's workspace steps (snapshots and file changes), in journal order."""
         if self._steps is None:
             steps: list[WorkspaceStep] = []
+            after = self._base[0] if self._base is not None else -1
             for entry in self.entries:
+                if entry.sequence <= after:
+                    continue
                 change = entry.event.payload
                 if type(change) is not StateChange:
                     continue
@@ -248,6 +255,10 @@ class RunReplay:
     def _check_seq(self, seq: int) -> None:
         if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
             raise InvalidArgumentError(f"a sequence is an int >= 0, got {seq!r}")
+        if self._base is not None and seq < self._base[0]:
+            raise InvalidArgumentError(
+                f"this replay of run {self.run_id or '?'} starts after sequence {self._base[0]}"
+            )
         if seq > self.last_seq:
             raise InvalidArgumentError(
                 f"sequence {seq} is past the end of run {self.run_id or '?'} (its last event "
@@ -256,26 +267,32 @@ class RunReplay:
 
     def _baseline(self) -> Files:
         """The files as the run started: its first snapshot (seq 0 and before any change)."""
+        if self._base is not None:
+            return dict(self._base[1])
         for step in self.steps():
             if step.snapshot:
-                return self._apply(step, {})
+                return self._apply(step, {}, {})
             break
         return {}
 
-    def _apply(self, step: WorkspaceStep, files: Files) -> Files:
-        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot)."""
-        where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
+    def _apply(self, step: WorkspaceStep, files: Files, hashes: dict[str, str]) -> Files:
+        """``files`` after ``step`` (modified in place for a change; a new dict for a snapshot).
+
+        ``hashes`` holds the SHA-256 of contents already hashed (see ``apply_file_change``).
+        """
         try:
             if step.snapshot:
                 if self.blobs is None:
                     raise PatchError("a snapshot needs the run's blob store, and none was given")
-                assert self.blobs is not None
                 snapshot = load_snapshot(self.blobs, step.snapshot)
+                hashes.clear()
+                hashes.update((path, f.sha256) for path, f in snapshot.files.items())
                 return {path: self.blobs.get(f.sha256) for path, f in snapshot.files.items()}
             assert step.change is not None
-            apply_file_change(files, step.change, self.blobs)
+            apply_file_change(files, step.change, self.blobs, hashes=hashes)
             return files
         except (PatchError, BlobError, msgspec.ValidationError, msgspec.DecodeError) as exc:
+            where = f"sequence {step.seq} ({step.event.agent_id}, event {step.event.event_id})"
             raise ReplayError(
                 f"cannot rebuild the workspace at {where}: {exc} (`swarm-actors replay "
                 "verify` names the first broken link)",
@@ -297,13 +314,14 @@ class RunReplay:
         done = max((k for k in self._checkpoints if k <= target), default=-1)
         if done < 0:
             files, done = self._baseline(), 0
-            if steps and steps[0].snapshot:
+            if self._base is None and steps and steps[0].snapshot:
                 done = 1
             self._checkpoints[done] = dict(files)
         else:
             files = dict(self._checkpoints[done])
+        hashes: dict[str, str] = {}  # filled as the fold hashes files
         for index in range(done, target):
-            files = self._apply(steps[index], files)
+            files = self._apply(steps[index], files, hashes)
             if (index + 1) % CHECKPOINT_EVERY == 0:
                 self._checkpoints[index + 1] = dict(files)
         return files

@@ -185,6 +185,7 @@ def _chains(replay: RunReplay, found: list[BrokenLink], gaps: list[_Gap]) -> tup
 def _workspace(replay: RunReplay, found: list[BrokenLink]) -> int:
     """Fold every workspace step, checking hashes; the file changes applied."""
     files: dict[str, bytes] = {}
+    hashes: dict[str, str] = {}
     applied = 0
     blobs = replay.blobs
     for step in replay.steps():
@@ -196,8 +197,9 @@ def _workspace(replay: RunReplay, found: list[BrokenLink]) -> int:
                     raise PatchError("the run's blob store is needed for its snapshot")
                 snapshot = load_snapshot(blobs, step.snapshot)
                 files = {path: blobs.get(f.sha256) for path, f in snapshot.files.items()}
+                hashes = {path: f.sha256 for path, f in snapshot.files.items()}
                 continue
-            apply_file_change(files, change, blobs)
+            apply_file_change(files, change, blobs, hashes=hashes)
             applied += 1
         except (PatchError, msgspec.ValidationError, msgspec.DecodeError) as exc:
             kind, why = "workspace", f"{exc}"
