@@ -100,6 +100,13 @@ async def test_revert_appends_events_and_restores_the_file_byte_for_byte(demo_ru
     file = run_workspace(demo_run.paths) / path
     before_revert = file.read_bytes()
 
+    plan = await revert(first.sequence, run=demo_run.paths, dry_run=True)  # writes nothing
+    assert plan.dry_run
+    assert list(plan.undone) == later
+    assert (plan.decision, plan.changes) == (0, ())
+    assert file.read_bytes() == before_revert
+    assert await _events(demo_run.paths) == events
+
     result = await revert(first.sequence, run=demo_run.paths.run_id, data_dir=demo_run.data)
 
     # The change and every later change to the file were undone; the file is the original.
