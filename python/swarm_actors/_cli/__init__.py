@@ -12,7 +12,10 @@ embedded server (found in the ``--run`` run's directory while it goes on) or a s
 
 ``swarm-actors replay list|show|checkout|diff|verify`` travels through a run's journal: its
 timeline, any event in full, the workspace at any event, and every hash chain checked
-(``_cli/_replay.py``).
+(``_cli/_replay.py``). ``replay revert SEQ`` undoes a change (and what depends on it) as new
+events, ``replay rerun SEQ`` forks a new run that asks the brain again, and ``replay run``
+re-executes the run with its recorded model answers, calling no model
+(``_cli/_replay_revert.py``).
 
 ``swarm-actors cluster init --nodes a,b,c --out DIR`` makes the credentials of a secure
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
