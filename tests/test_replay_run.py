@@ -233,3 +233,24 @@ def test_the_cli_reruns_asking_the_model_again(recorded: Recorded) -> None:
     assert report["forked_from"] == {"run": recorded.paths.run_id, "sequence": 0}
     assert report["ok"] is True
     assert recorded.server.requests > before
+
+
+@async_test
+async def test_a_replay_that_ends_otherwise_says_which_files_differ(recorded: Recorded) -> None:
+    # Tests that fail once calc.py changes: the replay's reviewer rejects what the run approved.
+    import hashlib
+
+    from swarm_sample import FILES
+
+    digest = hashlib.sha256(FILES["calc.py"].encode()).hexdigest()
+    guard = (
+        "import hashlib, sys; "
+        f"sys.exit(hashlib.sha256(open('calc.py', 'rb').read()).hexdigest() != '{digest}')"
+    )
+    before = recorded.server.requests
+    outcome = await replay_run(
+        run=recorded.paths, data_dir=recorded.data, test_cmd=[sys.executable, "-c", guard]
+    )
+    assert recorded.server.requests == before
+    assert not outcome.identical
+    assert "calc.py" in outcome.differences

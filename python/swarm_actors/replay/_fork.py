@@ -264,10 +264,16 @@ async def replay_run(
     expected = final_hashes(swarm_changes)
     replayed = await _load(new, None)
     got = final_hashes(file_changes([(e.sequence, e.event) for e in replayed.entries]))
+    # A file the replay changed and the run did not must be as the run started.
+    steps = replay.steps()
+    start = replay.files_at(0) if steps and steps[0].snapshot else None
     source_root = run_workspace(source)
     differences = []
     for path in sorted(expected.keys() | got.keys()):
-        want = expected[path] if path in expected else _hex(_read(source_root, path))
+        if path in expected:
+            want = expected[path]
+        else:
+            want = _hex(start.get(path) if start is not None else _read(source_root, path))
         have = _hex(_read(new.workspace, path))
         if have != want or got.get(path, have) != have:
             differences.append(path)
