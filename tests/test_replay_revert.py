@@ -198,8 +198,16 @@ async def test_a_file_edited_outside_the_journal_is_not_overwritten(demo_run: Ru
 async def test_a_revert_of_what_is_not_a_file_change_says_what_to_pick(demo_run: Run) -> None:
     events = await _events(demo_run.paths)
     decision = next(s for s, e in events if type(e.payload).__name__ == "AgentDecision")
-    with pytest.raises(InvalidArgumentError, match="not a file change"):
+    with pytest.raises(InvalidArgumentError, match="AgentDecision, not a workspace file change"):
         await revert(decision, run=demo_run.paths)
+    snapshot = next(
+        s
+        for s, e in events
+        if type(e.payload).__name__ == "StateChange"
+        and s not in {r.sequence for r in file_changes(events)}
+    )
+    with pytest.raises(InvalidArgumentError, match="snapshot"):
+        await revert(snapshot, run=demo_run.paths)
     with pytest.raises(InvalidArgumentError, match="replay list"):
         await revert(events[-1][0] + 1000, run=demo_run.paths)
 

@@ -112,9 +112,16 @@ def _target(entries: Sequence[JournalEntry], changes: Sequence[Recorded], sequen
         return
     for entry in entries:
         if entry.sequence == sequence:
+            payload = entry.event.payload
+            what = (
+                f"a state change of content type {payload.content_type or 'none'} (a snapshot, "
+                "an agent's own state)"
+                if isinstance(payload, StateChange)
+                else f"a {type(payload).__name__}"
+            )
             raise InvalidArgumentError(
-                f"event {sequence} is a {type(entry.event.payload).__name__}, not a file change: "
-                "revert a file change (`swarm-actors replay list --kind state_change`)"
+                f"event {sequence} is {what}, not a workspace file change: revert a file "
+                "change (`swarm-actors replay list --kind state_change`)"
             )
     span = f"{entries[0].sequence}..{entries[-1].sequence}" if entries else "none"
     raise InvalidArgumentError(
