@@ -16,6 +16,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import msgspec
@@ -24,7 +25,13 @@ import pytest
 from swarm_actors._cli import main
 from swarm_actors._cli._demo import copy_tree, sample_project
 from swarm_actors._runs import run_dir
-from swarm_actors.errors import EventDecodeError, InvalidArgumentError, PatchError, ReplayError
+from swarm_actors.errors import (
+    EventDecodeError,
+    InvalidArgumentError,
+    JournalGapError,
+    PatchError,
+    ReplayError,
+)
 from swarm_actors.events import (
     BlobStore,
     JournalEntry,
@@ -42,6 +49,7 @@ from swarm_actors.replay import (
     filter_rows,
     load_run,
     read_index,
+    read_run_entries,
     store_snapshots,
     verify_run,
 )
@@ -242,6 +250,11 @@ def test_a_fold_reproduces_every_kind_of_change(tmp_path: Path) -> None:
     assert replay.files_at(0) == {"start.txt": b"hello\n"}
     assert replay.files_at(replay.last_seq) == _workspace_files(root)
     assert replay.files_at(2)["a.txt"] == b"one\ntwo\nthree"
+    big = next(s.seq for s in replay.steps() if s.change and s.change.path == "big.txt")
+    shown = replay.show(big)
+    assert shown.change is not None
+    assert not shown.change.diff  # over the inline limit: in the blob store...
+    assert shown.diff.startswith("diff --git a/big.txt b/big.txt\n")  # ...and shown as a diff
     # Without the blob store the inline diffs still replay, the blobs do not.
     with pytest.raises(ReplayError, match="blob store"):
         RunReplay(entries, None).files_at(replay.last_seq)
@@ -300,20 +313,26 @@ def _state_changes(replay: RunReplay) -> list[JournalEntry]:
     ]
 
 
+@pytest.mark.parametrize("where", ["change", "decision"])
 def test_a_flipped_byte_in_the_store_fails_verify_at_that_event(
-    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path
+    replay: RunReplay, demo_run: dict[str, str], tmp_path: Path, where: str
 ) -> None:
-    # A copy of the run, one byte flipped inside a coder's change as the store holds it.
+    # A copy of the run, one byte flipped inside a coder's change (a link of its chain) or a
+    # reviewer's decision (no chain covers it: the store's own checksum must) as stored.
     run_id = demo_run["run_id"]
     copy = tmp_path / "runs" / run_id
     shutil.copytree(demo_run["run_dir"], copy, ignore=shutil.ignore_patterns("workspace"))
-    target = _state_changes(replay)[1]
+    if where == "change":
+        target = _state_changes(replay)[1]
+    else:
+        target = replay.entry(replay.timeline(role="reviewer", kind="decision")[1].seq)
     raw = encode_event(target.event)
     (block,) = (copy / "journal").glob("jetstream/*/streams/SWARM_EVENTS/msgs/*.blk")
     data = bytearray(block.read_bytes())
     at = data.find(raw)
     assert at >= 0
-    data[at + raw.find(b"@@ ") + 4] ^= 0x01  # a digit of the diff's hunk header
+    # A digit of the diff's hunk header, or a byte in the middle of the decision.
+    data[at + (raw.find(b"@@ ") + 4 if where == "change" else len(raw) // 2)] ^= 0x01
     block.write_bytes(bytes(data))
     damaged = asyncio.run(load_run(str(copy)))
     report = verify_run(damaged)
@@ -476,3 +495,59 @@ def test_checkout_from_a_stored_snapshot_and_the_tail(
         assert _workspace_files(out) == replay.files_at(replay.last_seq)
     finally:
         index.write_bytes(saved)
+
+
+class _DamagedJournal:
+    """A journal read as JetStream reads a damaged store: a gap, then a message no event."""
+
+    def __init__(self, entries: list[JournalEntry], gap: int, garbled: int) -> None:
+        self.entries, self.gap, self.garbled = entries, gap, garbled
+
+    async def read(self, *, start_sequence: int | None = None) -> AsyncIterator[JournalEntry]:
+        for entry in self.entries:
+            seq = entry.sequence
+            if seq < (start_sequence or 1):
+                continue
+            if seq == self.gap:
+                raise JournalGapError(f"sequence {seq} missing", first=seq, last=seq, missing=1)
+            if seq == self.garbled:
+                raise EventDecodeError(f"journal sequence {seq} is not an event")
+            yield entry
+
+
+def test_reading_goes_on_past_a_gap_and_a_garbled_message(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    root.mkdir()
+    (root / "start.txt").write_text("hello\n")
+    entries = asyncio.run(_record_run(root, BlobStore(tmp_path / "blobs")))
+    journal = _DamagedJournal(entries, gap=3, garbled=5)
+    read, problems = asyncio.run(read_run_entries(journal, "r"))  # type: ignore[arg-type]
+    assert [e.sequence for e in read] == [e.sequence for e in entries if e.sequence not in (3, 5)]
+    assert [(p.kind, p.first, p.last) for p in problems] == [("gap", 3, 3), ("undecodable", 5, 5)]
+    report = verify_run(
+        RunReplay(read, BlobStore(tmp_path / "blobs"), run_id="r", problems=problems)
+    )
+    assert report.broken is not None
+    assert (report.broken.seq, report.broken.kind) == (3, "missing")
+    assert report.broken.agent_id == "/c"
+    assert report.broken.agent_seq == entries[2].event.sequence  # the event the gap held
+    assert f"it held /c event {entries[2].event.sequence}" in report.broken.message
+    assert any(link.kind == "undecodable" and link.seq == 5 for link in report.problems)
+
+
+def test_a_snapshot_keeps_the_files_and_leaves_caches_and_links(tmp_path: Path) -> None:
+    root = tmp_path / "ws"
+    (root / "pkg" / "__pycache__").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("x = 1\n")
+    (root / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"\0")
+    (root / "run.sh").write_text("#!/bin/sh\n")
+    (root / "run.sh").chmod(0o755)
+    (root / ".git").mkdir()
+    (root / ".git" / "HEAD").write_text("ref\n")
+    (root / "link").symlink_to(root / "run.sh")
+    blobs = BlobStore()
+    snapshot = take_snapshot(root, blobs)
+    assert sorted(snapshot.files) == ["pkg/mod.py", "run.sh"]
+    assert snapshot.files["run.sh"].executable
+    assert not snapshot.files["pkg/mod.py"].executable
+    assert blobs.get(snapshot.files["pkg/mod.py"].sha256) == b"x = 1\n"

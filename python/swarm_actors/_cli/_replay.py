@@ -116,7 +116,14 @@ def add_replay_parser(sub: Any, common: Any) -> Any:
 async def _load(args: argparse.Namespace) -> RunReplay:
     from swarm_actors.replay import load_run
 
-    return await load_run(args.run, data_dir=args.data_dir, nats=args.nats)
+    # Progress on a terminal only (stderr): a long run takes seconds to read.
+    show = sys.stderr.isatty() and not getattr(args, "quiet", False)
+    if show:  # pragma: no cover - needs a terminal
+        print(f"reading run {args.run or 'latest'}...", end="\r", file=sys.stderr, flush=True)
+    replay = await load_run(args.run, data_dir=args.data_dir, nats=args.nats)
+    if show:  # pragma: no cover - needs a terminal
+        print(f"run {replay.run_id}: {len(replay.entries)} events", file=sys.stderr)
+    return replay
 
 
 def run_replay(args: argparse.Namespace) -> int:
@@ -194,6 +201,7 @@ def _show(replay: RunReplay, args: argparse.Namespace) -> int:
         lines.append(f"cause: {_plain_row(detail.cause)}")
     lines.append(f"agent sequence: {detail.row.agent_seq}")
     payload = dict(data["payload"])
+    data.pop("diff", None)
     for key in ("rationale", "choice", "rejected_alternatives", "memory_ids"):
         if payload.get(key):
             lines.append(f"{key}: {payload.pop(key)}")
@@ -207,8 +215,8 @@ def _show(replay: RunReplay, args: argparse.Namespace) -> int:
             f"{change.before_sha256[:12] or 'none'} ({change.before_size} B) -> "
             f"{change.after_sha256[:12] or 'none'} ({change.after_size} B)"
         )
-        if change.diff:
-            lines.extend(["", change.diff.rstrip("\n")])
+        if detail.diff:
+            lines.extend(["", detail.diff.rstrip("\n")])
         elif change.after_blob or change.before_blob:
             lines.append(f"content in the blob store: {change.after_blob or change.before_blob}")
     print("\n".join(lines))

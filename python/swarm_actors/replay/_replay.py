@@ -58,6 +58,9 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
     """The workspace change it records, if it records one."""
     cause: TimelineRow | None = None
     """The event that caused it (``causation_id``), when it is in the run."""
+    diff: str = ""
+    """The change as a unified diff: inline, or made from its blobs when both sides are text
+    (empty for a binary change, or blobs the store does not have)."""
 
     def to_builtins(self) -> dict[str, Any]:
         """A JSON-ready dict: the row's fields, ``payload`` (bytes in hex), ``change``, ``cause``.
@@ -77,6 +80,7 @@ class EventDetail(msgspec.Struct, frozen=True, kw_only=True):
         out["run_id"] = self.event.run_id
         out["change"] = None if self.change is None else msgspec.to_builtins(self.change)
         out["cause"] = None if self.cause is None else msgspec.to_builtins(self.cause)
+        out["diff"] = self.diff
         return out
 
 
@@ -223,7 +227,22 @@ class RunReplay:
         cause = None
         if event.causation_id:
             cause = next((r for r in self.rows() if r.event_id == event.causation_id), None)
-        return EventDetail(row=row_of(entry), event=event, change=change, cause=cause)
+        diff = "" if change is None else change.diff or self._blob_diff(change)
+        return EventDetail(row=row_of(entry), event=event, change=change, cause=cause, diff=diff)
+
+    def _blob_diff(self, change: FileChange) -> str:
+        """The diff of a change whose contents are in the blob store (``""`` if not text)."""
+        if self.blobs is None or not (change.before_blob or change.after_blob):
+            return ""
+        try:
+            before = self.blobs.get(change.before_blob) if change.before_blob else None
+            after = self.blobs.get(change.after_blob) if change.after_blob else None
+        except BlobError:
+            return ""
+        old = {change.path: before} if before is not None else {}
+        new = {change.to_path or change.path: after} if after is not None else {}
+        text = workspace_diff(old, new)
+        return "" if "\nBinary files " in text else text
 
     # --- the workspace -----------------------------------------------------------------------
 
