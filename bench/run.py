@@ -49,6 +49,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
     "revert": ([], ["--changes", "400", "--repeats", "1"]),
+    "replay_run": ([], []),
     "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
 }
 
