@@ -49,6 +49,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "brains": (["--nats"], ["--quick"]),
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
+    "revert": ([], ["--changes", "400", "--repeats", "1"]),
+    "replay_run": ([], []),
     "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
     "memory": ([], ["--entries", "2000", "--queries", "100", "--latency-entries", "20000"]),
 }
