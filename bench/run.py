@@ -51,6 +51,8 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
     "dashboard": ([], ["--events", "20000", "--live-seconds", "10"]),
+    "revert": ([], ["--changes", "400", "--repeats", "1"]),
+    "replay_run": ([], []),
     "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
     "memory": ([], ["--entries", "2000", "--queries", "100", "--latency-entries", "20000"]),
 }

@@ -52,14 +52,17 @@ ALLOWED = {
         "swarm_actors._runjournal",  # a run announces its live server (live.json)
     ),
     # Time travel reads runs (found by _runs, opened by _runjournal) through the public facades
-    # of the events and the tools; never the engine, the NATS layer or the swarm's roles.
+    # of the events and the tools; never the engine or the NATS layer. Its new runs (rerun,
+    # replay_run) run the swarm through its facade, with the brains.
     "swarm_actors.replay": (
         *BASE,
         "swarm_actors._public",
         "swarm_actors._runs",
         "swarm_actors._runjournal",
+        "swarm_actors.brains",
         "swarm_actors.errors",
         "swarm_actors.events",
+        "swarm_actors.swarm",
         "swarm_actors.tools",
     ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.

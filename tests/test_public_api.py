@@ -92,6 +92,7 @@ PUBLIC_MODULES = (
     "swarm_actors.replay",
     "swarm_actors.memory",
     "swarm_actors.space",
+    "swarm_actors.replay",
     "swarm_actors.swarm",
     "swarm_actors.testing",
     "swarm_actors.tools",

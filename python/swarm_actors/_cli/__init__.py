@@ -12,7 +12,10 @@ embedded server (found in the ``--run`` run's directory while it goes on) or a s
 
 ``swarm-actors replay list|show|checkout|diff|verify`` travels through a run's journal: its
 timeline, any event in full, the workspace at any event, and every hash chain checked
-(``_cli/_replay.py``).
+(``_cli/_replay.py``). ``replay revert SEQ`` undoes a change (and what depends on it) as new
+events, ``replay rerun SEQ`` forks a new run that asks the brain again, and ``replay run``
+re-executes the run with its recorded model answers, calling no model
+(``_cli/_replay_revert.py``).
 
 ``swarm-actors dashboard [--run RUN]`` serves mission control for a run on 127.0.0.1: the
 agent graph, the event log, diffs and verdicts, traces, model calls and a replay slider, live
@@ -251,12 +254,16 @@ def parser() -> argparse.ArgumentParser:
 
     add_dashboard(sub)
     from swarm_actors._cli._replay import add_replay_parser
+    from swarm_actors._cli._replay_revert import add_parsers as add_revert_parsers
 
     def common(p: argparse.ArgumentParser) -> None:
         _add_verbosity(p, default=argparse.SUPPRESS)
         _add_data_dir(p)
 
-    add_replay_parser(sub, common)
+    replay_sub = add_replay_parser(sub, common)
+    add_revert_parsers(
+        replay_sub, add_data_dir=_add_data_dir, add_brain=_add_brain, add_verbosity=_add_verbosity
+    )
 
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)

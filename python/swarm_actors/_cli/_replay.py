@@ -62,10 +62,11 @@ def _seq(text: str) -> int:
     return value
 
 
-def add_replay_parser(sub: Any, common: Any) -> None:
-    """Add ``replay`` and its subcommands to the ``swarm-actors`` parser.
+def add_replay_parser(sub: Any, common: Any) -> Any:
+    """Add ``replay`` and its subcommands to the ``swarm-actors`` parser; its subparsers.
 
     ``common(parser)`` adds the options every command takes (verbosity, ``--data-dir``).
+    More subcommands (``_replay_revert``) are added to the subparsers returned.
     """
     p = sub.add_parser(
         "replay",
@@ -109,6 +110,7 @@ def add_replay_parser(sub: Any, common: Any) -> None:
     c_verify = command("verify", "check every hash chain and every change; name the first break")
     c_verify.add_argument("--json", action="store_true", help="the report as one JSON object")
     p.set_defaults(func=run_replay)
+    return cmds
 
 
 async def _load(args: argparse.Namespace) -> RunReplay:

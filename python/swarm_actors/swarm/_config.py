@@ -43,7 +43,9 @@ class SwarmConfig:
     coders: int = 3
     """Coders in this process (``run_worker`` adds more from others)."""
     brain: Brain | None = None
-    """The brain of the planning and review decisions; ``None``: ``default_brain()``."""
+    """The brain of the planning and review decisions; ``None``: ``default_brain()``. A brain
+    given here is recorded: each call a ``ModelCall`` event of the run, the request and the
+    answer in its blobs (what ``swarm_actors.replay.replay_run`` answers from)."""
     test_cmd: Sequence[str] | None = None
     """How the reviewer runs the tests; ``None``: pytest if the project uses it (else
     unittest), run with this interpreter (``sys.executable``)."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -101,9 +102,23 @@ class _Recorder:
         self.actor = actor
         self.ledger = ledger
         self.last: SwarmEvent | None = None
+        self.cause: SwarmEvent | str | None = None
+        """What the events recorded now were caused by (``caused_by``)."""
+
+    @contextlib.contextmanager
+    def caused_by(self, cause: SwarmEvent | str | None) -> Iterator[None]:
+        """Record the tools' events of this block as caused by ``cause`` (a decision).
+
+        The role's handlers run one at a time, so the block's events are the tool's own.
+        """
+        previous, self.cause = self.cause, cause
+        try:
+            yield
+        finally:
+            self.cause = previous
 
     def record(self, payload: Payload) -> SwarmEvent:
-        event = self.actor.record_event(payload)
+        event = self.actor.record_event(payload, cause=self.cause)
         self.last = event
         if self.ledger is not None:
             self.ledger.events += 1
@@ -595,7 +610,7 @@ class Coder(Actor, role="coder"):
             )
         fix_run = self.recorder.last.event_id if self.recorder.last else ""
         known, cited = await self.recall(item, text, new)
-        self._decide(item, text, new, fix_run, known, cited)
+        proposal = self._decide(item, text, new, fix_run, known, cited)
         await self.bag.acquire_turn()
         try:
             now = await self.workspace.read_text(item.path)
@@ -603,7 +618,7 @@ class Coder(Actor, role="coder"):
                 text, new = now, await self.propose(item, now)
                 fix_run = self.recorder.last.event_id if self.recorder.last else ""
                 known, cited = await self.recall(item, text, new)
-                self._decide(item, text, new, fix_run, known, cited)
+                proposal = self._decide(item, text, new, fix_run, known, cited)
             after = _sha(new)
             if new == text:
                 return await self._review(
@@ -631,7 +646,8 @@ class Coder(Actor, role="coder"):
                         fix_run=fix_run,
                     )
                 )
-            change = await self.workspace.write(item.path, new.encode())
+            with self.recorder.caused_by(proposal):  # the change is what the decision chose
+                change = await self.workspace.write(item.path, new.encode())
             event = self.recorder.last
             self._note(f"item {item.id}: changed {item.path}, asking for review")
             return await self._review(
@@ -686,8 +702,8 @@ class Coder(Actor, role="coder"):
         fix_run: str,
         known: MemoryEntry | None = None,
         cited: tuple[str, ...] = (),
-    ) -> None:
-        """Record what this attempt proposes, and why."""
+    ) -> SwarmEvent:
+        """Record what this attempt proposes, and why; the decision."""
         if new == text:
             choice = f"item {item.id}: propose nothing for {item.path}"
             why = "the fixes change nothing in the file as it is now"
@@ -706,7 +722,7 @@ class Coder(Actor, role="coder"):
             why = item.why or "the linter's own fixes for the item's rules"
             if item.feedback:
                 why += f"; attempt {item.attempt} after: {item.feedback}"
-        self.decide(
+        decision = self.decide(
             choice,
             rationale=why,
             alternatives=("leave the file as it is", "edit beyond the linter's fixes"),
@@ -716,6 +732,7 @@ class Coder(Actor, role="coder"):
             cause=item.cause or None,
         )
         self._note(choice, 1)
+        return decision
 
     async def _review(self, review: Review) -> Verdict:
         verdict: Verdict = await self.reviewer.ask(review, timeout=self.review_timeout)
@@ -878,7 +895,9 @@ class Reviewer(Actor, role="reviewer"):
             await self._revert(item, review)
             return self._escalate(item, f"budget spent ({ledger.stopped_by})", cause, ())
         try:
-            facts, cited, tests_pass = await self.check(review)
+            assert self.recorder is not None
+            with self.recorder.caused_by(cause):  # the checks run on the change under review
+                facts, cited, tests_pass = await self.check(review)
         except (ToolError, TimeoutError) as exc:  # a check that hangs or cannot start
             text = ledger.error(exc)
             await self._revert(item, review)
@@ -991,7 +1010,9 @@ class Reviewer(Actor, role="reviewer"):
         original = await self._original(review)
         if original is None:
             return
-        await self.workspace.write(item.path, original.encode())
+        assert self.recorder is not None
+        with self.recorder.caused_by(cause):  # the rejection that reverts it, when there is one
+            await self.workspace.write(item.path, original.encode())
         self.context.ledger.count("reverted")
         self._note(f"item {item.id}: reverted {item.path}")
 

@@ -13,7 +13,7 @@ from typing import Any
 from swarm_actors import ActorSystem
 from swarm_actors._log import get_logger
 from swarm_actors._runjournal import clear_live_url, write_live_url
-from swarm_actors.brains import Brain
+from swarm_actors.brains import Brain, RecordingBrain
 from swarm_actors.cluster import Cluster, NatsOptions
 from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import BlobStore, MemoryJournal
@@ -175,6 +175,10 @@ async def run_swarm(
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
         await _record_baseline(system, workspace, blobs, run_id)
+        if config.brain is not None and system.journal is not None:
+            # A model's answers are events of the run (ModelCall, contents in its blobs): a
+            # replay answers from them alone. The default rules need no recording.
+            context.brain = RecordingBrain(brain, system.journal, blobs=blobs, run_id=run_id)
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
         context.reviewer = checker
