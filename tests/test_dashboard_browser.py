@@ -208,6 +208,8 @@ def test_the_page_follows_the_run_to_its_end(
     seqs = js(page, "window.dashboard.store.rows.map(r => r.s)")
     assert len(seqs) == len(set(seqs)) >= events
     assert seqs == sorted(seqs)
+    # The change selected while the run went on shows the verdict that came later.
+    wait_for("the verdict on the selected change", lambda: page.locator("#detail .verdict").count())
     page.screenshot(path=str(artifacts / "done.png"))
     assert not page.problems, page.problems
 

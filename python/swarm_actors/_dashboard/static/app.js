@@ -93,6 +93,8 @@ async function start() {
     const msg = JSON.parse(e.data);
     const t1 = performance.now();
     store.add(msg.rows);
+    // A verdict on the selected change (a decision it caused) arrived: show it.
+    if (log.selected >= 0 && msg.rows.some((r) => r.c === log.selected && r.k === 'decision')) detail.show(log.selected);
     metrics.bytes += e.data.length; metrics.parseMs += t1 - t0; metrics.addMs += performance.now() - t1;
     metrics.batches++;
     if (msg.rows.length) {
