@@ -15,6 +15,9 @@ Run: python bench/run.py [--quick]
     [--only space,tree,hilbert,virtual,actors,telemetry,events,nats,transport,placement,
         concurrency]
     [--only ...,swarm,archive]
+    [--only dashboard]
+    [--only ...,swarm,replay]
+    [--only ...,memory]
 """
 
 from __future__ import annotations
@@ -49,6 +52,11 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {
     "concurrency": ([], ["--quick"]),
     "swarm": (["--nats"], ["--items", "200", "--coders", "8", "--repeats", "1"]),
     "archive": ([], ["--events", "5000", "--rows", "100000", "--repeats", "1"]),
+    "dashboard": ([], ["--events", "20000", "--live-seconds", "10"]),
+    "revert": ([], ["--changes", "400", "--repeats", "1"]),
+    "replay_run": ([], []),
+    "replay": ([], ["--changes", "2000", "--verify-events", "20000", "--repeats", "1"]),
+    "memory": ([], ["--entries", "2000", "--queries", "100", "--latency-entries", "20000"]),
 }
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -48,6 +48,8 @@ class FakeOpenAI:
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
     keep_bodies: bool = True
+    respond: Callable[[dict[str, Any]], str] | None = None
+    """When set, the text of an ``ok`` reply is ``respond(request_body)`` (a model of sorts)."""
 
     def push(self, *replies: Reply) -> None:
         with self.lock:
@@ -61,8 +63,12 @@ class FakeOpenAI:
             return self.script.popleft() if self.script else self.default
 
 
-def _completion(reply: Reply, body: dict[str, Any]) -> bytes:
+def _completion(
+    reply: Reply, body: dict[str, Any], respond: Callable[[dict[str, Any]], str] | None = None
+) -> bytes:
     text = reply.text
+    if reply.kind == "ok" and respond is not None:
+        text = respond(body)
     if reply.kind == "echo":
         text = body["messages"][-1]["content"]
     content: str | None = "" if reply.kind == "empty" else text
@@ -157,7 +163,7 @@ def _handler(state: FakeOpenAI) -> type[BaseHTTPRequestHandler]:
             elif kind == "huge":
                 self._send(200, b'{"pad": "' + b"x" * 200_000 + b'"}')
             else:
-                self._send(200, _completion(reply, body))
+                self._send(200, _completion(reply, body, state.respond))
 
     return Handler
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import msgspec
@@ -9,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from event_strategies import changes, events
 from swarm_actors._events._chain import replay_state, verify_chain
 from swarm_actors._events._schema import (
     AgentDecision,
@@ -218,3 +220,17 @@ def test_replay_verifies_what_it_folds_and_no_further() -> None:
     with pytest.raises(ChainBrokenError) as info:
         replay_state(events, "a1", until_sequence=6)
     assert info.value.sequence == 6
+
+
+@given(events(changes))
+def test_the_fast_canonical_bytes_are_encode_protos(event: SwarmEvent) -> None:
+    # state_hash writes a state change's canonical bytes in straight-line code
+    # (_canonical.state_change_bytes): they must stay encode_proto's, field for field.
+    from swarm_actors._events._canonical import state_change_bytes
+    from swarm_actors._events._protomap import encode_proto
+
+    unsealed = with_change(event, hash=b"")
+    canonical = encode_proto(unsealed)
+    assert state_change_bytes(event) == canonical
+    prev = event.payload.prev_hash  # type: ignore[union-attr]
+    assert state_hash(event) == hashlib.sha256(prev + canonical).digest()

@@ -33,6 +33,8 @@ ALLOWED = {
     # Model clients and their guardrails: on the event model only (ModelCall, BlobStore,
     # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
     "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
+    # Memory: on the brains (the request, the token counter, the compressor) and nothing else.
+    "swarm_actors.memory": (*BASE, "swarm_actors._public", "swarm_actors.brains"),
     # The role swarm sits on top: the public facades only (the engine through ``swarm_actors``,
     # the events, tools, brains, cluster and errors), never the private layers below them.
     "swarm_actors.swarm": (
@@ -42,9 +44,26 @@ ALLOWED = {
         "swarm_actors.cluster",
         "swarm_actors.errors",
         "swarm_actors.events",
+        "swarm_actors.memory",
         "swarm_actors.tools",
         "swarm_actors.Actor",  # ``from swarm_actors import Actor, ActorSystem, handler``
         "swarm_actors.handler",
+        "swarm_actors.Terminated",
+        "swarm_actors._runjournal",  # a run announces its live server (live.json)
+    ),
+    # Time travel reads runs (found by _runs, opened by _runjournal) through the public facades
+    # of the events and the tools; never the engine or the NATS layer. Its new runs (rerun,
+    # replay_run) run the swarm through its facade, with the brains.
+    "swarm_actors.replay": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.brains",
+        "swarm_actors.errors",
+        "swarm_actors.events",
+        "swarm_actors.swarm",
+        "swarm_actors.tools",
     ),
     # The SQL archive reads journals (the NATS layer's durable consumers, the run conventions)
     # and writes ClickHouse; the commands use it, nothing below it does.
@@ -58,11 +77,22 @@ ALLOWED = {
     ),
     # Where runs live (data directory, run ids): shared by the commands, on nothing but BASE.
     "swarm_actors._runs": BASE,
+    # Opening a run's journal (its live server, or a private one on its store): the one place
+    # above the NATS layer that the commands read runs through.
+    "swarm_actors._runjournal": (
+        *BASE,
+        "swarm_actors._runs",
+        "swarm_actors._events",
+        "swarm_actors._nats",
+    ),
     # The command line is an application of the public facades (and of _runs), never of the
     # engine or the NATS layer: what it can do, a user's program can.
     "swarm_actors._cli": (
         *BASE,
         "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.replay",
+        "swarm_actors.memory",
         "swarm_actors.archive",
         "swarm_actors.swarm",
         "swarm_actors.brains",
@@ -70,6 +100,21 @@ ALLOWED = {
         "swarm_actors.cluster",
         "swarm_actors.errors",
         "swarm_actors.__version__",
+        # Opening a run's journal (worker, dashboard), the dashboard's server, its events.
+        "swarm_actors._runjournal",
+        "swarm_actors._dashboard",
+        "swarm_actors.events",
+    ),
+    # The dashboard's server: runs and their journals, the public events, tools and replay;
+    # never the engine or the NATS layer (it reads journals through _runjournal).
+    "swarm_actors._dashboard": (
+        *BASE,
+        "swarm_actors._runs",
+        "swarm_actors._runjournal",
+        "swarm_actors.events",
+        "swarm_actors.tools",
+        "swarm_actors.replay",
+        "swarm_actors.errors",
     ),
 }
 # Third-party packages a layer must never import.
@@ -77,7 +122,9 @@ FORBIDDEN_THIRD_PARTY = {
     "swarm_actors._events": ("nats",),
     "swarm_actors._core": ("nats",),
     "swarm_actors.tools": ("nats",),
+    "swarm_actors.memory": ("nats",),
     "swarm_actors._cli": ("nats",),
+    "swarm_actors.replay": ("nats",),
 }
 
 

@@ -90,13 +90,28 @@ PUBLIC_MODULES = (
     "swarm_actors.errors",
     "swarm_actors.events",
     "swarm_actors.hilbert",
+    "swarm_actors.replay",
+    "swarm_actors.memory",
     "swarm_actors.space",
+    "swarm_actors.replay",
     "swarm_actors.swarm",
     "swarm_actors.testing",
     "swarm_actors.tools",
     "swarm_actors.tree",
 )
-FACADES = ("archive", "brains", "cluster", "errors", "hilbert", "space", "swarm", "tools", "tree")
+FACADES = (
+    "archive",
+    "brains",
+    "cluster",
+    "errors",
+    "hilbert",
+    "memory",
+    "replay",
+    "space",
+    "swarm",
+    "tools",
+    "tree",
+)
 
 
 def _exported() -> list[tuple[str, str, Any]]:

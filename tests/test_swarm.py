@@ -119,6 +119,21 @@ def _check_run(events: list[SwarmEvent], summary: SwarmSummary) -> None:
     ]
     assert changes
     assert all(c.diff and c.before_sha256 and c.after_sha256 for c in changes)
+    # Causation is explicit: a coder's change names the coder's decision that chose it, a
+    # revert the rejection, and the reviewer's checks the change they judge.
+    for e in events:
+        if not isinstance(e.payload, StateChange) or e.agent_role not in ("coder", "reviewer"):
+            continue
+        cause = by_id[e.causation_id]
+        assert cause.agent_id == e.agent_id
+        assert isinstance(cause.payload, AgentDecision)
+        expected = "propose ruff's" if e.agent_role == "coder" else "reject item"
+        assert expected in cause.payload.choice
+    reviewed = {
+        e.event_id for e in events if e.agent_role == "coder" and isinstance(e.payload, StateChange)
+    }
+    checks = [e for e in events if e.agent_role == "reviewer" and isinstance(e.payload, ToolRun)]
+    assert any(e.causation_id in reviewed for e in checks)
     verify_chain(events)
 
 

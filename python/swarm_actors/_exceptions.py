@@ -29,6 +29,8 @@ One root, grouped by the part of the system that raises them::
     │   ├── SubjectError (ValueError)          a role or subject filter unfit for a NATS subject
     │   ├── ChainBrokenError                   a state-change hash chain does not verify
     │   ├── ReplayError                        a replay cannot fold a change (a delta, no ``apply``)
+    │   │   ├── IrreversibleChangeError        a revert reached a change marked irreversible
+    │   │   └── PatchError (ValueError)        a recorded file change does not fit its files
     │   ├── NoJournalError                     the system keeps no journal to record into
     │   ├── JournalClosedError                 the journal is closed
     │   ├── JournalFullError                   ``append_nowait`` found the journal's buffer full
@@ -143,6 +145,7 @@ __all__ = [
     "NoSuchFileError",
     "NotConnectedError",
     "NotOwnerError",
+    "PatchError",
     "PathEscapeError",
     "RemoteError",
     "ReplayError",
@@ -498,6 +501,42 @@ class ReplayError(EventError):
     def __init__(self, message: str, *, sequence: int) -> None:
         super().__init__(message)
         self.sequence = sequence
+
+
+class IrreversibleChangeError(ReplayError):
+    """A revert reached a change it cannot undo: marked irreversible (``is_reversible`` false).
+
+    ``sequence`` is that change's journal sequence, ``path`` its file; nothing was changed.
+    """
+
+    path: str
+    """The file the irreversible change touched."""
+
+    def __init__(self, message: str, *, sequence: int, path: str) -> None:
+        super().__init__(message, sequence=sequence)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, path=self.path, sequence=self.sequence), ())
+
+
+class PatchError(ReplayError, ValueError):
+    """A workspace ``FileChange`` does not fit the files it is applied to: the history breaks.
+
+    The file is not as the change found it (its before hash), the diff's context does not
+    match, or the result does not hash to the change's after hash. ``path`` is the file;
+    ``sequence`` the journal sequence of the change when known (else 0).
+    """
+
+    path: str
+    """The file the change concerns."""
+
+    def __init__(self, message: str, *, path: str = "", sequence: int = 0) -> None:
+        super().__init__(message, sequence=sequence)
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (partial(type(self), *self.args, path=self.path, sequence=self.sequence), ())
 
 
 class NoJournalError(EventError):

@@ -10,6 +10,17 @@ workspace's tests pass at the end, 1 when they do not, 2 for bad input.
 ``swarm-actors worker --role coder [--nats URL]`` joins coders to a running swarm: the demo's
 embedded server (found in the ``--run`` run's directory while it goes on) or a server's URL.
 
+``swarm-actors replay list|show|checkout|diff|verify`` travels through a run's journal: its
+timeline, any event in full, the workspace at any event, and every hash chain checked
+(``_cli/_replay.py``). ``replay revert SEQ`` undoes a change (and what depends on it) as new
+events, ``replay rerun SEQ`` forks a new run that asks the brain again, and ``replay run``
+re-executes the run with its recorded model answers, calling no model
+(``_cli/_replay_revert.py``).
+
+``swarm-actors dashboard [--run RUN]`` serves mission control for a run on 127.0.0.1: the
+agent graph, the event log, diffs and verdicts, traces, model calls and a replay slider, live
+while the run goes on (``swarm_actors._cli._dashboard``).
+
 ``swarm-actors archive`` copies a run's events into the SQL archive (chDB under
 ``DATA/archive``, or a ClickHouse server); ``swarm-actors sql`` queries it (``_archive``).
 
@@ -17,6 +28,10 @@ embedded server (found in the ``--run`` run's directory while it goes on) or a s
 cluster: one nkey seed file per node (mode 0600) and the ``nats-server`` configuration that
 admits them, each node allowed only its own subjects (see the README, "Running across hosts
 securely"). It prints what it wrote, as a table on a terminal or as JSON with ``--json``.
+
+``swarm-actors memory search "QUERY"`` and ``swarm-actors memory stats`` read the data
+directory's memory of earlier runs (``swarm_actors.memory``), which each demo run consults and
+feeds (``demo --no-memory``: neither).
 
 Runs live under a data directory (``--data-dir``, else ``$SWARM_DATA_DIR``, else the per-user
 data directory) as ``runs/<run_id>/``; ``--run`` names one (``swarm_actors._runs``).
@@ -111,6 +126,21 @@ def _cmd_cluster_init(args: argparse.Namespace) -> int:
     return cluster_init(args)
 
 
+def _cmd_memory(args: argparse.Namespace) -> int:
+    from swarm_actors._cli import _memory
+    from swarm_actors.errors import InvalidArgumentError
+
+    try:
+        return (
+            _memory.memory_search(args)
+            if args.memory_command == "search"
+            else (_memory.memory_stats(args))
+        )
+    except InvalidArgumentError as exc:
+        print(f"swarm-actors memory {args.memory_command}: {exc}", file=sys.stderr)
+        return 2
+
+
 def _add_verbosity(parser: argparse.ArgumentParser, *, default: object) -> None:
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
@@ -201,6 +231,11 @@ def parser() -> argparse.ArgumentParser:
     p_demo.add_argument(
         "--json", action="store_true", help="print the summary as one JSON object on stdout"
     )
+    p_demo.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="neither consult nor feed the data directory's memory of earlier runs",
+    )
     p_demo.set_defaults(func=_cmd_demo)
 
     p_worker = sub.add_parser(
@@ -224,6 +259,21 @@ def parser() -> argparse.ArgumentParser:
     p_worker.add_argument("--coders", type=_positive, default=1, help="how many (default: 1)")
     _add_brain(p_worker)
     p_worker.set_defaults(func=_cmd_worker)
+
+    from swarm_actors._cli._dashboard import add_parser as add_dashboard
+
+    add_dashboard(sub)
+    from swarm_actors._cli._replay import add_replay_parser
+    from swarm_actors._cli._replay_revert import add_parsers as add_revert_parsers
+
+    def common(p: argparse.ArgumentParser) -> None:
+        _add_verbosity(p, default=argparse.SUPPRESS)
+        _add_data_dir(p)
+
+    replay_sub = add_replay_parser(sub, common)
+    add_revert_parsers(
+        replay_sub, add_data_dir=_add_data_dir, add_brain=_add_brain, add_verbosity=_add_verbosity
+    )
 
     p_cluster = sub.add_parser("cluster", help="a secure cluster's credentials")
     cluster_sub = p_cluster.add_subparsers(dest="cluster_command", required=True)
@@ -253,6 +303,7 @@ def parser() -> argparse.ArgumentParser:
     p_init.add_argument("--force", action="store_true", help="overwrite files already there")
     p_init.add_argument("--json", action="store_true", help="print what was written as JSON")
     p_init.set_defaults(func=_cmd_cluster_init)
+    _add_memory(sub)
 
     from swarm_actors._cli._archive import add_archive_commands
 
@@ -263,6 +314,30 @@ def parser() -> argparse.ArgumentParser:
         positive_float=_positive_float,
     )
     return parser
+
+
+def _add_memory(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p_memory = sub.add_parser("memory", help="what earlier runs approved and rejected")
+    memory_sub = p_memory.add_subparsers(dest="memory_command", required=True)
+    p_search = memory_sub.add_parser(
+        "search",
+        help="the remembered changes that best answer a query",
+        description="Search memory: exact keys (paths, rule codes, failing tests), BM25 and "
+        "embeddings, fused by rank.",
+    )
+    p_search.add_argument("query", help='what to look for, e.g. "unused import in money.py"')
+    p_search.add_argument("-k", type=_positive, default=5, help="how many (default: 5)")
+    p_search.add_argument(
+        "--key",
+        action="append",
+        help="an exact key every hit must have: path:FILE, rule:CODE, sig:TEST_ID, kind:KIND",
+    )
+    p_stats = memory_sub.add_parser("stats", help="what memory holds")
+    for p in (p_search, p_stats):
+        _add_verbosity(p, default=argparse.SUPPRESS)
+        _add_data_dir(p)
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.set_defaults(func=_cmd_memory)
 
 
 def log_level(args: argparse.Namespace) -> int:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from swarm_actors._cli._view import SummaryView, make_display
 from swarm_actors._exceptions import BrainConfigError, GitError, InvalidArgumentError
 from swarm_actors._runs import RunPaths, new_run, resolve_data_dir
+from swarm_actors.tools import SNAPSHOT_SKIP
 
 if TYPE_CHECKING:
     from swarm_actors.brains import Brain
@@ -49,25 +50,9 @@ __all__ = [
     "sample_project",
 ]
 
-SKIP = frozenset(
-    {
-        ".git",
-        ".hg",
-        ".svn",
-        "__pycache__",
-        ".pytest_cache",
-        ".ruff_cache",
-        ".mypy_cache",
-        ".tox",
-        ".nox",
-        ".venv",
-        "venv",
-        ".eggs",
-        "node_modules",
-        ".DS_Store",
-    }
-)
-"""Names never copied into a workspace (version control, virtualenvs, caches)."""
+SKIP = SNAPSHOT_SKIP
+"""Names never copied into a workspace (version control, virtualenvs, caches): the names a
+workspace snapshot leaves out too (``swarm_actors.tools.SNAPSHOT_SKIP``)."""
 
 _MAX_DIFF_BYTES = 2 * 1024 * 1024  # a file bigger than this is reported, not diffed
 
@@ -368,6 +353,7 @@ def _rows(summary: Any) -> list[tuple[str, str]]:
         ("findings", f"{s.findings_before} -> {s.findings_after}"),
         ("events", str(s.events)),
         ("wall time", f"{s.seconds:.1f} s"),
+        ("remembered", f"{s.remembered} new verdicts"),
         *extra,
     ]
 
@@ -428,6 +414,17 @@ def run_demo(args: argparse.Namespace) -> int:
         )
     if test_cmd is None:
         test_cmd = _without_pytest(list(swarm.detect_test_cmd(workspace)), workspace)
+    memory = None
+    if not args.no_memory:
+        from swarm_actors._cli._memory import open_memory
+
+        memory = open_memory(data_dir)
+        if memory.embedder is None:
+            print(
+                "note: memory searches without embeddings (BM25 and exact keys only); "
+                "pip install 'swarm-actors[memory]' adds them",
+                file=sys.stderr,
+            )
     config = swarm.SwarmConfig(
         workspace=workspace,
         run_dir=run.root,
@@ -437,6 +434,7 @@ def run_demo(args: argparse.Namespace) -> int:
         test_cmd=test_cmd,
         nats=args.nats,
         journal_dir=run.journal,
+        memory=memory,
     )
     what = "the sample project" if path is None else str(path)
     display = make_display(

@@ -47,6 +47,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from swarm_actors._events import _protomap
+from swarm_actors._events._canonical import state_change_bytes
 from swarm_actors._events._protomap import oneof, proto
 from swarm_actors._exceptions import EventDecodeError, SchemaVersionError, SubjectError
 
@@ -569,9 +570,8 @@ def state_hash(event: SwarmEvent) -> bytes:
     change = event.payload
     if type(change) is not StateChange:
         raise TypeError(f"only state changes are hashed, not {type(change).__name__}")
-    if change.hash:
-        event = msgspec.structs.replace(event, payload=msgspec.structs.replace(change, hash=b""))
-    return hashlib.sha256(change.prev_hash + _protomap.encode_proto(event)).digest()
+    # state_change_bytes(event) == encode_proto(event with an empty hash), written faster.
+    return hashlib.sha256(change.prev_hash + state_change_bytes(event)).digest()
 
 
 def new_event(

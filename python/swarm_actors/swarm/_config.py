@@ -12,6 +12,7 @@ from typing import Any
 from swarm_actors._exceptions import InvalidArgumentError
 from swarm_actors.brains import Brain
 from swarm_actors.events import Journal
+from swarm_actors.memory import MemoryStore
 
 __all__ = ["Progress", "SwarmConfig", "SwarmSummary", "new_run_id"]
 
@@ -42,7 +43,9 @@ class SwarmConfig:
     coders: int = 3
     """Coders in this process (``run_worker`` adds more from others)."""
     brain: Brain | None = None
-    """The brain of the planning and review decisions; ``None``: ``default_brain()``."""
+    """The brain of the planning and review decisions; ``None``: ``default_brain()``. A brain
+    given here is recorded: each call a ``ModelCall`` event of the run, the request and the
+    answer in its blobs (what ``swarm_actors.replay.replay_run`` answers from)."""
     test_cmd: Sequence[str] | None = None
     """How the reviewer runs the tests; ``None``: pytest if the project uses it (else
     unittest), run with this interpreter (``sys.executable``)."""
@@ -66,6 +69,9 @@ class SwarmConfig:
     journal: Journal | None = None
     """With ``nats=None``: the journal the run's events go to (default a new
     ``MemoryJournal``; pass one to read the run's events afterwards)."""
+    memory: MemoryStore | None = None
+    """Long-term memory of earlier runs: the roles consult it, and the run's verdicts are
+    stored in it at the end (``None``: the run neither consults nor remembers)."""
 
     def __post_init__(self) -> None:
         for name in ("coders", "max_attempts", "max_steps"):
@@ -135,6 +141,8 @@ class SwarmSummary:
     ``""`` when every item was finished."""
     errors: tuple[str, ...] = ()
     """Typed errors the run met and recorded (a brain's bad answer...), as ``Type: message``."""
+    remembered: int = 0
+    """Verdicts newly stored in memory at the end (``SwarmConfig.memory``)."""
 
     def to_json(self) -> dict[str, Any]:
         """The summary as JSON-ready values (paths as strings)."""

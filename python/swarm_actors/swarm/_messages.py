@@ -82,6 +82,10 @@ class Review(msgspec.Struct, frozen=True, kw_only=True):
     diff: str = ""
     fix_run: str = ""
     """The event id of the coder's ``ToolRun`` of the fixer."""
+    change_key: str = ""
+    """What the change does (``swarm_actors.memory.change_key``: its changed lines)."""
+    memory_ids: tuple[str, ...] = ()
+    """Memory entries the coder relied on (``no_progress``: the earlier run's rejection)."""
 
 
 class Verdict(msgspec.Struct, frozen=True, kw_only=True):

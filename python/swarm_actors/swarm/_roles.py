@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -31,6 +32,14 @@ from swarm_actors.errors import (
     ToolError,
 )
 from swarm_actors.events import BlobStore, Payload, SwarmEvent
+from swarm_actors.memory import (
+    APPROVED,
+    REJECTED,
+    MemoryEntry,
+    MemoryStore,
+    change_key,
+    failure_signatures,
+)
 from swarm_actors.swarm._brainio import (
     LintFinding,
     PlanAnswer,
@@ -93,9 +102,23 @@ class _Recorder:
         self.actor = actor
         self.ledger = ledger
         self.last: SwarmEvent | None = None
+        self.cause: SwarmEvent | str | None = None
+        """What the events recorded now were caused by (``caused_by``)."""
+
+    @contextlib.contextmanager
+    def caused_by(self, cause: SwarmEvent | str | None) -> Iterator[None]:
+        """Record the tools' events of this block as caused by ``cause`` (a decision).
+
+        The role's handlers run one at a time, so the block's events are the tool's own.
+        """
+        previous, self.cause = self.cause, cause
+        try:
+            yield
+        finally:
+            self.cause = previous
 
     def record(self, payload: Payload) -> SwarmEvent:
-        event = self.actor.record_event(payload)
+        event = self.actor.record_event(payload, cause=self.cause)
         self.last = event
         if self.ledger is not None:
             self.ledger.events += 1
@@ -120,6 +143,10 @@ class RunContext:
     """The architect's findings, by file."""
     reviewer: Any = None
     """The reviewer's ref, once it is started."""
+    memory: MemoryStore | None = None
+    """Long-term memory of earlier runs (``None``: the run remembers nothing)."""
+    outcomes: list[MemoryEntry] = field(default_factory=list)
+    """The reviewer's verdicts as memory entries (stored at the run's end)."""
 
 
 # --- messages of the coordinator ---------------------------------------------------------
@@ -171,6 +198,16 @@ class TestCount(msgspec.Struct, frozen=True):
 def _brain_tokens(ledger: Ledger | None, response: BrainResponse) -> None:
     if ledger is not None:
         ledger.spend_tokens(response.usage.total_tokens)
+
+
+def _known(entries: list[MemoryEntry], path: str, rules: tuple[str, ...]) -> list[MemoryEntry]:
+    """The entries about ``path`` and one of ``rules``."""
+    return [e for e in entries if e.path == path and set(e.rules) & set(rules)]
+
+
+def _said(entry: MemoryEntry) -> str:
+    what = f"{entry.kind} in run {entry.run_id} ({entry.id})"
+    return f"{what}: {entry.reason}" if entry.reason else what
 
 
 # --- architect ---------------------------------------------------------------------------
@@ -241,6 +278,7 @@ class Architect(Actor, role="architect"):
         lint_event = self.recorder.last
         for finding in findings:
             ctx.findings.setdefault(finding.file, []).append(finding)
+        consulted = await self.recall(msg.goal, findings)
         self._note(f"planning {len(findings)} findings")
         answer, source = await self.plan_items(msg.goal, findings)
         inputs = (lint_event.event_id,) if lint_event is not None else ()
@@ -269,20 +307,21 @@ class Architect(Actor, role="architect"):
             alternatives=tuple(answer.alternatives) + tuple(answer.skipped),
             confidence=answer.confidence if source == "brain" else min(answer.confidence, 0.5),
             trigger=msg.goal,
-            memory_ids=inputs,
+            memory_ids=inputs + tuple(e.id for e in consulted),
         )
         ledger.add_items(len(items))
         for item in items:
+            recalled = _known(consulted, item.path, item.rules)
             choice = self.decide(
                 f"item {item.id}: {'unsafe ' if item.unsafe else ''}fixes of "
                 f"{','.join(item.rules)} in {item.path}",
-                rationale=item.why,
+                rationale=item.why + "".join(f"; memory: {_said(e)}" for e in recalled),
                 alternatives=(
                     ("apply it with the safe fixes",) if item.unsafe else ("one item per finding",)
                 ),
                 confidence=0.6 if item.unsafe else 0.9,
                 trigger=msg.goal,
-                memory_ids=inputs,
+                memory_ids=inputs + tuple(e.id for e in recalled),
                 cause=overall,
             )
             self.space.out(
@@ -291,6 +330,29 @@ class Architect(Actor, role="architect"):
         self._note(f"planned {len(items)} items", events=1 + len(items))
         ledger.plan_done()
         return Planned(len(items), len(findings), overall.event_id)
+
+    async def recall(self, goal: str, findings: list[LintFinding]) -> list[MemoryEntry]:
+        """What memory holds about these findings: outcomes of earlier runs, to cite.
+
+        Every stored outcome on a (file, rule) the linter reports now, found by exact keys,
+        and the best of a hybrid search on the goal and the findings' messages.
+        """
+        memory = self.context.memory
+        if memory is None or not findings:
+            return []
+        self._note("consulting memory")
+        pairs = sorted({(f.file, f.code) for f in findings})
+        query = goal + "\n" + "\n".join(f"{f.code} {f.file}: {f.message}" for f in findings)
+
+        def consult() -> list[MemoryEntry]:
+            found = {e.id: e for p, r in pairs for e in memory.lookup(f"path:{p}", f"rule:{r}")}
+            for hit in memory.search(query, k=5):
+                found.setdefault(hit.id, hit.entry)
+            return list(found.values())
+
+        consulted = await asyncio.to_thread(consult)
+        log.info("architect consulted memory", entries=len(consulted))
+        return consulted
 
     @handler
     async def survey(self, msg: Survey) -> int:
@@ -457,8 +519,11 @@ class Coder(Actor, role="coder"):
 
     Each change is written through a ``Workspace`` (a ``StateChange`` with the diff and the
     before/after hashes, recorded as this coder's), with the fixer's run a ``ToolRun``. An
-    attempt whose result was rejected before is not written again (``"no_progress"``).
-    Subclass it to change how an item is done: override ``propose``.
+    attempt whose result was rejected before is not written again (``"no_progress"``), nor
+    is a change that memory says an earlier run saw rejected (the same ``change_key`` on the
+    same file, never approved since). A retry consults memory with the failure signature of
+    the rejection and cites what it found. Subclass it to change how an item is done:
+    override ``propose``.
     """
 
     def __init__(
@@ -471,8 +536,10 @@ class Coder(Actor, role="coder"):
         ledger: Ledger | None = None,
         blobs: BlobStore | None = None,
         review_timeout: float = 900.0,
+        memory: MemoryStore | None = None,
     ) -> None:
         self.root = workspace
+        self.memory = memory
         self.bag = bag
         self.reviewer = reviewer
         self.toolkit = toolkit
@@ -542,18 +609,32 @@ class Coder(Actor, role="coder"):
                 )
             )
         fix_run = self.recorder.last.event_id if self.recorder.last else ""
-        self._decide(item, text, new, fix_run)
+        known, cited = await self.recall(item, text, new)
+        proposal = self._decide(item, text, new, fix_run, known, cited)
         await self.bag.acquire_turn()
         try:
             now = await self.workspace.read_text(item.path)
             if now != text:  # another item changed the file meanwhile: fix what is there now
                 text, new = now, await self.propose(item, now)
                 fix_run = self.recorder.last.event_id if self.recorder.last else ""
-                self._decide(item, text, new, fix_run)
+                known, cited = await self.recall(item, text, new)
+                proposal = self._decide(item, text, new, fix_run, known, cited)
             after = _sha(new)
             if new == text:
                 return await self._review(
                     Review(item=item, kind="noop", coder=self.ref.path, fix_run=fix_run)
+                )
+            if known is not None and new != text:
+                return await self._review(
+                    Review(
+                        item=item,
+                        kind="no_progress",
+                        coder=self.ref.path,
+                        after_hash=after,
+                        diff=f"rejected in run {known.run_id}: {known.reason}",
+                        fix_run=fix_run,
+                        memory_ids=(known.id,),
+                    )
                 )
             if after in item.rejected:
                 return await self._review(
@@ -565,7 +646,8 @@ class Coder(Actor, role="coder"):
                         fix_run=fix_run,
                     )
                 )
-            change = await self.workspace.write(item.path, new.encode())
+            with self.recorder.caused_by(proposal):  # the change is what the decision chose
+                change = await self.workspace.write(item.path, new.encode())
             event = self.recorder.last
             self._note(f"item {item.id}: changed {item.path}, asking for review")
             return await self._review(
@@ -579,16 +661,58 @@ class Coder(Actor, role="coder"):
                     after_hash=after,
                     diff=change.diff,
                     fix_run=fix_run,
+                    change_key=change_key(item.path, text, new),
                 )
             )
         finally:
             await self.bag.release_turn()
 
-    def _decide(self, item: WorkItem, text: str, new: str, fix_run: str) -> None:
-        """Record what this attempt proposes, and why."""
+    async def recall(
+        self, item: WorkItem, text: str, new: str
+    ) -> tuple[MemoryEntry | None, tuple[str, ...]]:
+        """What memory says of changing ``item.path`` from ``text`` to ``new``.
+
+        The earlier rejection of this very change (same file, same ``change_key``) unless an
+        approval of it followed, and the ids of the entries consulted: the change's own, and
+        on a retry those sharing a failure signature with the reviewer's feedback.
+        """
+        memory = self.memory
+        if memory is None or new == text:
+            return None, ()
+        key = change_key(item.path, text, new)
+
+        def consult() -> tuple[MemoryEntry | None, tuple[str, ...]]:
+            same = memory.lookup(f"path:{item.path}", f"change:{key}")
+            cited = [e.id for e in same]
+            signatures = set(failure_signatures(item.feedback))
+            if signatures:
+                for hit in memory.search(item.feedback, k=5):
+                    if signatures & set(hit.entry.signatures) and hit.id not in cited:
+                        cited.append(hit.id)
+            last = same[-1] if same else None
+            return (last if last is not None and last.kind == REJECTED else None), tuple(cited)
+
+        return await asyncio.to_thread(consult)
+
+    def _decide(
+        self,
+        item: WorkItem,
+        text: str,
+        new: str,
+        fix_run: str,
+        known: MemoryEntry | None = None,
+        cited: tuple[str, ...] = (),
+    ) -> SwarmEvent:
+        """Record what this attempt proposes, and why; the decision."""
         if new == text:
             choice = f"item {item.id}: propose nothing for {item.path}"
             why = "the fixes change nothing in the file as it is now"
+        elif known is not None:
+            choice = f"item {item.id}: skip the fixes of {','.join(item.rules)} in {item.path}"
+            why = (
+                f"memory: this same change was rejected in run {known.run_id} "
+                f"({known.id}): {known.reason}"
+            )
         elif _sha(new) in item.rejected:
             choice = f"item {item.id}: give up on {item.path}"
             why = "the fixes give the content already rejected: proposing it again is no progress"
@@ -598,16 +722,17 @@ class Coder(Actor, role="coder"):
             why = item.why or "the linter's own fixes for the item's rules"
             if item.feedback:
                 why += f"; attempt {item.attempt} after: {item.feedback}"
-        self.decide(
+        decision = self.decide(
             choice,
             rationale=why,
             alternatives=("leave the file as it is", "edit beyond the linter's fixes"),
             confidence=0.5 if item.unsafe else 0.9,
             trigger=item.id,
-            memory_ids=(fix_run,) if fix_run else (),
+            memory_ids=((fix_run,) if fix_run else ()) + cited,
             cause=item.cause or None,
         )
         self._note(choice, 1)
+        return decision
 
     async def _review(self, review: Review) -> Verdict:
         verdict: Verdict = await self.reviewer.ask(review, timeout=self.review_timeout)
@@ -636,6 +761,8 @@ class Reviewer(Actor, role="reviewer"):
         self.workspace: Workspace | None = None
         self.before: CheckResult | None = None
         """The tests' run before the swarm changed anything."""
+        self.passing: list[str] = []
+        """The ``ToolRun`` event ids of the last ``check``'s runs that passed."""
 
     async def on_start(self) -> None:
         ctx = self.context
@@ -712,6 +839,9 @@ class Reviewer(Actor, role="reviewer"):
                 and s.passed >= b.passed
                 and (tests.exit_status == 0 or tests.exit_status == base.exit_status)
             )
+        self.passing = [cited[0]] if compiled.exit_status == 0 and cited else []
+        if kept and len(cited) > 1:
+            self.passing.append(cited[1])
         facts = {
             "item": {"file": item.path, "rules": list(item.rules), "unsafe": item.unsafe},
             "compile": {"exit_status": compiled.exit_status},
@@ -753,18 +883,21 @@ class Reviewer(Actor, role="reviewer"):
             ledger.error(review.diff)
             return self._escalate(item, f"the coder failed: {review.diff}", cause, ())
         if review.kind == "no_progress":
+            earlier = f"an earlier run ({review.diff})" if review.memory_ids else "before"
             return self._escalate(
                 item,
                 "the same change was proposed again (content hash "
-                f"{review.after_hash[:12]} was rejected before): no progress",
+                f"{review.after_hash[:12]} was rejected {earlier}): no progress",
                 cause,
-                (review.fix_run,) if review.fix_run else (),
+                ((review.fix_run,) if review.fix_run else ()) + review.memory_ids,
             )
         if not ledger.step():
             await self._revert(item, review)
             return self._escalate(item, f"budget spent ({ledger.stopped_by})", cause, ())
         try:
-            facts, cited, tests_pass = await self.check(review)
+            assert self.recorder is not None
+            with self.recorder.caused_by(cause):  # the checks run on the change under review
+                facts, cited, tests_pass = await self.check(review)
         except (ToolError, TimeoutError) as exc:  # a check that hangs or cannot start
             text = ledger.error(exc)
             await self._revert(item, review)
@@ -798,6 +931,7 @@ class Reviewer(Actor, role="reviewer"):
                 memory_ids=cited,
                 cause=cause,
             )
+            self._remember(APPROVED, review, answer.reason, facts, decision, self.passing)
             ledger.approved_diffs.append(review.diff)
             ledger.finish(item.id, "approved")
             self._note(f"item {item.id}: approved", 1)
@@ -815,6 +949,7 @@ class Reviewer(Actor, role="reviewer"):
             cause=cause,
         )
         ledger.count("rejected")
+        self._remember(REJECTED, review, reason, facts, decision, cited)
         await self._revert(item, review, decision)
         if item.attempt >= ctx.max_attempts:
             return self._escalate(
@@ -831,6 +966,41 @@ class Reviewer(Actor, role="reviewer"):
         self._note(f"item {item.id}: rejected, back in the bag (attempt {again.attempt})", 1)
         return Verdict(outcome="rejected", reason=reason, decision_id=decision.event_id)
 
+    def _remember(
+        self,
+        kind: str,
+        review: Review,
+        reason: str,
+        facts: dict[str, Any],
+        decision: SwarmEvent,
+        evidence: list[str],
+    ) -> None:
+        """Keep the verdict as a memory entry, stored at the run's end (``outcomes``)."""
+        item = review.item
+        after = _apply_diff_text(review.diff)
+        tests = facts["tests"]
+        failing = "\n".join(tests["new_failures"]) + "\n" + tests["output_tail"]
+        unsafe = "unsafe " if item.unsafe else ""
+        self.context.outcomes.append(
+            MemoryEntry(
+                kind=kind,
+                text=(
+                    f"{kind}: ruff's {unsafe}fixes of {', '.join(item.rules)} in {item.path}. "
+                    f"{item.why}\n{after}"
+                )[:2000],
+                path=item.path,
+                rules=item.rules,
+                signatures=failure_signatures(reason + "\n" + failing) if kind == REJECTED else (),
+                change_key=review.change_key,
+                before_hash=review.before_hash,
+                after_hash=review.after_hash,
+                reason=reason,
+                evidence=tuple(evidence),
+                run_id=self.context.run_id,
+                decision_id=decision.event_id,
+            )
+        )
+
     async def _revert(
         self, item: WorkItem, review: Review, cause: SwarmEvent | None = None
     ) -> None:
@@ -840,7 +1010,9 @@ class Reviewer(Actor, role="reviewer"):
         original = await self._original(review)
         if original is None:
             return
-        await self.workspace.write(item.path, original.encode())
+        assert self.recorder is not None
+        with self.recorder.caused_by(cause):  # the rejection that reverts it, when there is one
+            await self.workspace.write(item.path, original.encode())
         self.context.ledger.count("reverted")
         self._note(f"item {item.id}: reverted {item.path}")
 
@@ -867,3 +1039,13 @@ class Reviewer(Actor, role="reviewer"):
         self.context.ledger.finish(item.id, "escalated")
         self._note(f"item {item.id}: escalated", 1)
         return Verdict(outcome="escalated", reason=reason, decision_id=decision.event_id)
+
+
+def _apply_diff_text(diff: str) -> str:
+    """A diff's changed lines only (what the change did, for search), at most 40."""
+    lines = [
+        line
+        for line in diff.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    ]
+    return "\n".join(lines[:40])

@@ -13,7 +13,7 @@ from typing import Any
 from swarm_actors import ActorSystem
 from swarm_actors._log import get_logger
 from swarm_actors._runjournal import clear_live_url, write_live_url
-from swarm_actors.brains import Brain
+from swarm_actors.brains import Brain, RecordingBrain
 from swarm_actors.cluster import Cluster, NatsOptions
 from swarm_actors.errors import InvalidArgumentError
 from swarm_actors.events import BlobStore, MemoryJournal
@@ -40,7 +40,15 @@ from swarm_actors.swarm._roles import (
     TestCount,
 )
 from swarm_actors.swarm._toolkit import Toolkit
-from swarm_actors.tools import GitRun, git_command, is_repository
+from swarm_actors.tools import (
+    GitRun,
+    JournalRecorder,
+    git_command,
+    is_repository,
+    snapshot_change,
+    store_snapshot,
+    take_snapshot,
+)
 
 __all__ = ["run_swarm", "run_worker"]
 
@@ -162,9 +170,15 @@ async def run_swarm(
         max_attempts=config.max_attempts,
         check_timeout=config.check_timeout,
         git=git,
+        memory=config.memory,
     )
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
+        await _record_baseline(system, workspace, blobs, run_id)
+        if config.brain is not None and system.journal is not None:
+            # A model's answers are events of the run (ModelCall, contents in its blobs): a
+            # replay answers from them alone. The default rules need no recording.
+            context.brain = RecordingBrain(brain, system.journal, blobs=blobs, run_id=run_id)
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
         context.reviewer = checker
@@ -181,6 +195,7 @@ async def run_swarm(
                 ledger=ledger,
                 blobs=blobs,
                 review_timeout=ask_timeout * 2,
+                memory=config.memory,
                 name=f"coder-{n + 1}",
             )
             for n in range(config.coders)
@@ -206,6 +221,10 @@ async def run_swarm(
             await journal.flush()
             async for entry in journal.read():
                 events += entry.event.run_id == run_id
+    remembered = 0
+    if config.memory is not None and context.outcomes:  # the run's verdicts, for the next
+        added = await asyncio.to_thread(config.memory.add_many, context.outcomes)
+        remembered = len(added.stored)
     return SwarmSummary(
         run_id=run_id,
         items=ledger.items,
@@ -226,7 +245,25 @@ async def run_swarm(
         ok=after.ok,
         stopped_by=ledger.stopped_by,
         errors=tuple(ledger.errors),
+        remembered=remembered,
     )
+
+
+async def _record_baseline(
+    system: ActorSystem, workspace: Path, blobs: BlobStore, run_id: str
+) -> None:
+    """Record the workspace as the run starts: one ``SNAPSHOT`` event of agent ``/swarm``.
+
+    Replay rebuilds the workspace at any later event from it and the ``FileChange`` events
+    (``swarm_actors.replay``); it is recorded before any actor starts, so before any change.
+    """
+    journal = system.journal
+    if journal is None:
+        return
+    ref = await asyncio.to_thread(lambda: store_snapshot(take_snapshot(workspace, blobs), blobs))
+    recorder = JournalRecorder(journal, role="swarm", agent_id="/swarm", run_id=run_id)
+    recorder.record(snapshot_change(ref))
+    log.info("workspace baseline recorded", run_id=run_id, files=ref.files, size=ref.size)
 
 
 async def _until_finished(

@@ -9,10 +9,14 @@
 * ``GitRun``: a run's own branch in its own worktree of the user's repository (status, diff,
   a commit per approved change); the user's branch, index and working tree are never touched.
 * ``JournalRecorder`` / ``EventRecorder``: where the tools' events go.
+* ``take_snapshot`` / ``store_snapshot`` / ``snapshot_change``: a workspace's files, stored
+  by content, recorded as one ``SNAPSHOT`` event (a run's starting workspace, so that a replay
+  rebuilds it byte for byte at any event).
 
 Owns: ``_confine`` (walking a path without leaving the root), ``_fs`` (``Workspace``),
 ``_diff`` (diffs and hashes of a change), ``_record`` (recorders and the ``FileChange``
-record), ``_checks`` (``Checks``), ``_parse`` (tools' machine output), ``_git`` (``GitRun``),
+record), ``_snapshot`` (a workspace's files as a snapshot in a blob store: a run's
+baseline), ``_checks`` (``Checks``), ``_parse`` (tools' machine output), ``_git`` (``GitRun``),
 ``_proc`` (process groups and capped output).
 
 May import: the standard library, msgspec, ``_events``, ``_exceptions`` and ``_log``; not the
@@ -32,11 +36,25 @@ from swarm_actors.tools._record import (
     JournalRecorder,
     decode_file_change,
 )
+from swarm_actors.tools._snapshot import (
+    SNAPSHOT_SKIP,
+    SNAPSHOT_TYPE,
+    SnapshotFile,
+    SnapshotRef,
+    WorkspaceSnapshot,
+    decode_snapshot_ref,
+    load_snapshot,
+    snapshot_change,
+    store_snapshot,
+    take_snapshot,
+)
 
 __all__ = [
     "DEFAULT_ENV",
     "FILE_CHANGE_TYPE",
     "FILE_SYSTEM",
+    "SNAPSHOT_SKIP",
+    "SNAPSHOT_TYPE",
     "CheckResult",
     "CheckSummary",
     "Checks",
@@ -46,13 +64,21 @@ __all__ = [
     "GitRun",
     "GitStatus",
     "JournalRecorder",
+    "SnapshotFile",
+    "SnapshotRef",
     "Workspace",
+    "WorkspaceSnapshot",
     "decode_file_change",
+    "decode_snapshot_ref",
     "git_command",
     "is_repository",
+    "load_snapshot",
     "network_isolation",
     "parse_junit",
     "parse_ruff",
+    "snapshot_change",
+    "store_snapshot",
+    "take_snapshot",
 ]
 
 _publish(
@@ -66,11 +92,19 @@ _publish(
     GitRun,
     GitStatus,
     JournalRecorder,
+    SnapshotFile,
+    SnapshotRef,
     Workspace,
+    WorkspaceSnapshot,
     decode_file_change,
+    decode_snapshot_ref,
     git_command,
     is_repository,
+    load_snapshot,
     network_isolation,
     parse_junit,
     parse_ruff,
+    snapshot_change,
+    store_snapshot,
+    take_snapshot,
 )

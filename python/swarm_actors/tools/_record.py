@@ -129,6 +129,9 @@ class JournalRecorder:
         """``hash`` of the last state change recorded (empty before the first)."""
         self.run_id = run_id
         """``run_id`` of the events: the run they belong to (empty: none)."""
+        self.causation_id = ""
+        """``causation_id`` of the events recorded from now on: the id of the event (a
+        decision) they follow from; empty: none."""
         self._lock = threading.Lock()
 
     def record(self, payload: Payload) -> SwarmEvent:
@@ -141,6 +144,7 @@ class JournalRecorder:
                 agent_role=self.role,
                 agent_id=self.agent_id,
                 sequence=self.sequence + 1,
+                causation_id=self.causation_id,
                 run_id=self.run_id,
             )
             self.journal.append_nowait(event)
