@@ -74,6 +74,13 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except ConnectionError as exc:  # the server went away (a live run ended, then ^C)
+        print(
+            f"swarm-actors archive: the connection to the server was lost ({exc}); what was "
+            "acknowledged is archived: run `swarm-actors archive` again for the rest",
+            file=sys.stderr,
+        )
+        return 1
     result = {
         "archived": stats.archived,
         "dead_letters": stats.dead_letters,
