@@ -56,6 +56,7 @@ from typing import TYPE_CHECKING
 from swarm_actors import __version__
 
 if TYPE_CHECKING:
+    from swarm_actors._cli._parsers import Subparsers
     from swarm_actors.cluster import NatsOptions
 
 __all__ = ["log_level", "main", "parser"]
@@ -316,7 +317,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_memory(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_memory(sub: Subparsers) -> None:
     p_memory = sub.add_parser("memory", help="what earlier runs approved and rejected")
     memory_sub = p_memory.add_subparsers(dest="memory_command", required=True)
     p_search = memory_sub.add_parser(

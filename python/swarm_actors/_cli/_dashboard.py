@@ -15,10 +15,14 @@ import json
 import os
 import secrets
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 from swarm_actors._runs import run_dir
 from swarm_actors.errors import InvalidArgumentError, RunNotFoundError
+
+if TYPE_CHECKING:
+    from swarm_actors._cli._parsers import Subparsers
 
 __all__ = ["JAEGER_ENV", "TOKEN_ENV", "add_parser", "run_dashboard"]
 
@@ -29,7 +33,7 @@ JAEGER_ENV = "SWARM_JAEGER_URL"
 """The environment variable naming the user's Jaeger UI when ``--jaeger`` is not given."""
 
 
-def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: Subparsers) -> None:
     """Register ``dashboard`` on the command's subparsers."""
     p = sub.add_parser(
         "dashboard",
