@@ -175,9 +175,14 @@ async def run_swarm(
     system = _system(config, run_id)
     async with system, _announced(system, run_dir if config.nats == "embedded" else None):
         await _record_baseline(system, workspace, blobs, run_id)
-        if config.brain is not None and system.journal is not None:
+        if (
+            config.brain is not None
+            and config.brain.provider != "deterministic"
+            and system.journal is not None
+        ):
             # A model's answers are events of the run (ModelCall, contents in its blobs): a
-            # replay answers from them alone. The default rules need no recording.
+            # replay answers from them alone. Rules (the deterministic brain, given or by
+            # default) are no model call: a replay runs them again.
             context.brain = RecordingBrain(brain, system.journal, blobs=blobs, run_id=run_id)
         planner = await system.start(architect, context, name=ARCHITECT_NAME)
         checker = await system.start(reviewer, context, name=REVIEWER_NAME)
