@@ -34,7 +34,12 @@ ALLOWED = {
     # Journal); nats-py only for the KV rate limiter, through a JetStream context it is given.
     "swarm_actors.brains": (*BASE, "swarm_actors._events", "swarm_actors._public"),
     # Memory: on the brains (the request, the token counter, the compressor) and nothing else.
-    "swarm_actors.memory": (*BASE, "swarm_actors._public", "swarm_actors.brains"),
+    "swarm_actors.memory": (
+        *BASE,
+        "swarm_actors._public",
+        "swarm_actors.brains",
+        "swarm_actors.tools",  # the workspace's diff, for change keys
+    ),
     # The role swarm sits on top: the public facades only (the engine through ``swarm_actors``,
     # the events, tools, brains, cluster and errors), never the private layers below them.
     "swarm_actors.swarm": (

@@ -28,10 +28,12 @@ from swarm_actors.memory import (
     MemoryStore,
     WordLlamaEmbedder,
     change_key,
+    change_key_of_diff,
     failure_signatures,
     is_verified,
     query_keys,
 )
+from swarm_actors.tools import unified_diff
 
 
 def approved(path: str, rule: str, text: str, **kw: Any) -> MemoryEntry:
@@ -132,6 +134,25 @@ def test_change_key_is_the_changed_lines_not_their_place() -> None:
     assert change_key("a.py", before, after) == change_key("a.py", moved, "# a header\n\n" + after)
     assert change_key("a.py", before, after) != change_key("b.py", before, after)
     assert change_key("a.py", before, after) != change_key("a.py", before, "import os\n")
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("import os\nx = 1\n", "x = 1\n"),
+        ("a\nb\nc\n" * 40, ("a\nb\nc\n" * 40).replace("b\n", "B\n", 3)),
+        ("x = 1", "x = 2\n"),  # no final newline on one side
+        ("", "print(1)\n"),
+        ("def f():\n    return 1\n" * 5, "def f():\n    return 1\n" * 3),
+    ],
+)
+def test_the_change_key_of_a_recorded_diff_is_the_change_key_of_its_sides(
+    before: str, after: str
+) -> None:
+    # The swarm keys a change from the diff its Workspace recorded; a later run keys the
+    # change it is about to make from the two contents: both must agree.
+    diff = unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), "m.py")
+    assert change_key_of_diff("m.py", diff) == change_key("m.py", before, after)
 
 
 def test_failure_signatures_and_query_keys() -> None:

@@ -7,11 +7,13 @@ agent to skim past memory, so the store refuses them rather than ranking them do
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
+from collections.abc import Iterable
 
 import msgspec
+
+from swarm_actors.tools import unified_diff
 
 __all__ = [
     "APPROVED",
@@ -124,7 +126,23 @@ def change_key(path: str, before: str, after: str) -> str:
     Line numbers and untouched lines are left out, so the same fix made on a file that another
     change touched elsewhere has the same key (one run's order of changes is not the next's).
     """
-    lines = difflib.unified_diff(before.splitlines(), after.splitlines(), n=0, lineterm="")
+    # The workspace's own diff (the same alignment as the diffs recorded in FileChanges, which
+    # ``change_key_of_diff`` reads), context and all: only the changed lines are kept.
+    diff = unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True), path)
+    return _key(path, diff.splitlines())
+
+
+def change_key_of_diff(path: str, diff: str) -> str:
+    """``change_key`` of the change a unified diff of ``path`` shows (any amount of context).
+
+    The same key as ``change_key(path, before, after)`` for that diff's two sides, without
+    comparing them again: the removed and added lines come in the same order however many
+    lines of context the hunks hold.
+    """
+    return _key(path, diff.splitlines())
+
+
+def _key(path: str, lines: Iterable[str]) -> str:
     body = [
         line.rstrip() for line in lines if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]

@@ -25,6 +25,7 @@ engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
 
 from swarm_actors._public import publish as _publish
 from swarm_actors.tools._checks import DEFAULT_ENV, CheckResult, Checks, network_isolation
+from swarm_actors.tools._diff import unified_diff
 from swarm_actors.tools._fs import Entry, Workspace
 from swarm_actors.tools._git import GitRun, GitStatus, git_command, is_repository
 from swarm_actors.tools._parse import CheckSummary, parse_junit, parse_ruff
@@ -79,6 +80,7 @@ __all__ = [
     "snapshot_change",
     "store_snapshot",
     "take_snapshot",
+    "unified_diff",
 ]
 
 _publish(
@@ -107,4 +109,5 @@ _publish(
     snapshot_change,
     store_snapshot,
     take_snapshot,
+    unified_diff,
 )
