@@ -14,7 +14,7 @@ fast-import``). Side by side, in one run:
 * verify of a ``--verify-events`` journal (in memory, decoded): every event a state change
   (the worst case), and the demo's mix (one in eight a state change); ``verify_chain`` as on
   main (canonical bytes through the generic ``encode_proto``) against now
-  (``_canonical.state_change_bytes``), and ``verify_run`` (chains, numbering, runs);
+  (``_tuplecore.state_change_bytes``), and ``verify_run`` (chains, numbering, runs);
 * the journal's bytes per change (the event as stored, and the JetStream store on disk)
   against the bytes the change changed (lines removed and added).
 

@@ -224,10 +224,10 @@ def test_replay_verifies_what_it_folds_and_no_further() -> None:
 
 @given(events(changes))
 def test_the_fast_canonical_bytes_are_encode_protos(event: SwarmEvent) -> None:
-    # state_hash writes a state change's canonical bytes in straight-line code
-    # (_canonical.state_change_bytes): they must stay encode_proto's, field for field.
-    from swarm_actors._events._canonical import state_change_bytes
+    # state_hash has the Rust core write a state change's canonical bytes in one pass
+    # (_tuplecore.state_change_bytes): they must stay encode_proto's, field for field.
     from swarm_actors._events._protomap import encode_proto
+    from swarm_actors._tuplecore import state_change_bytes
 
     unsealed = with_change(event, hash=b"")
     canonical = encode_proto(unsealed)

@@ -19,7 +19,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "python" / "swarm_actors"
 # What each layer may import from the package (prefixes of module names), beside itself.
 BASE = ("swarm_actors._exceptions", "swarm_actors._log", "swarm_actors._config")
 ALLOWED = {
-    "swarm_actors._events": BASE,
+    # The event model; the Rust core writes a state change's canonical bytes (its hash).
+    "swarm_actors._events": (*BASE, "swarm_actors._tuplecore"),
     "swarm_actors._core": (*BASE, "swarm_actors._events", "swarm_actors._tuplecore"),
     "swarm_actors._nats": (
         *BASE,

@@ -26,6 +26,7 @@ __all__ = [
     "hilbert_decode_batch",
     "hilbert_encode",
     "hilbert_encode_batch",
+    "state_change_bytes",
 ]
 
 __version__: str
@@ -413,3 +414,11 @@ class AgentTree:
         """Number of agents, virtual ones included."""
     def __contains__(self, id: object, /) -> bool:
         """Whether ``id`` is an agent of this tree (``False`` for anything but an int >= 0)."""
+
+# --- events ---------------------------------------------------------------------------------
+
+def state_change_bytes(event: object) -> bytes:
+    """The canonical protobuf bytes of ``event`` (a ``SwarmEvent`` with a ``StateChange``).
+
+    Its change's ``hash`` left out: what ``state_hash`` hashes after ``prev_hash``.
+    """

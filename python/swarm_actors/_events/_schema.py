@@ -47,9 +47,9 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from swarm_actors._events import _protomap
-from swarm_actors._events._canonical import state_change_bytes
 from swarm_actors._events._protomap import oneof, proto
 from swarm_actors._exceptions import EventDecodeError, SchemaVersionError, SubjectError
+from swarm_actors._tuplecore import state_change_bytes
 
 __all__ = [
     "KINDS",
@@ -570,7 +570,8 @@ def state_hash(event: SwarmEvent) -> bytes:
     change = event.payload
     if type(change) is not StateChange:
         raise TypeError(f"only state changes are hashed, not {type(change).__name__}")
-    # state_change_bytes(event) == encode_proto(event with an empty hash), written faster.
+    # state_change_bytes(event) == encode_proto(event with an empty hash), written in one pass
+    # by the Rust core (verifying a journal spent 85% of its time in the generic encoder).
     return hashlib.sha256(change.prev_hash + state_change_bytes(event)).digest()
 
 

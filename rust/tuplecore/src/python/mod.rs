@@ -2,6 +2,7 @@
 //!
 //! Primitives cross the boundary; defaults, async adaptation and logging live in Python.
 
+mod canonical;
 mod convert;
 mod errors;
 mod hilbert;
@@ -23,6 +24,9 @@ mod _tuplecore {
 
     #[pymodule_export]
     use super::tree::{AgentInfo, AgentTree, BatchInfo, TreeStats};
+
+    #[pymodule_export]
+    use super::canonical::state_change_bytes;
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
