@@ -27,7 +27,8 @@ from swarm_actors.events import (
     SystemSignal,
     ToolRun,
 )
-from swarm_actors.tools import FILE_CHANGE_TYPE, SNAPSHOT_TYPE, FileChange, decode_file_change
+from swarm_actors.replay._timeline import file_change_of
+from swarm_actors.tools import SNAPSHOT_TYPE, FileChange
 
 __all__ = ["KIND_NAMES", "event_details", "file_change_of", "row_of", "unified_diff"]
 
@@ -47,16 +48,6 @@ _MAX_DIFF_LINES = 20_000  # a diff of blobs longer than this is cut (the page sh
 def _short(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= _SUMMARY_CHARS else text[: _SUMMARY_CHARS - 1] + "…"
-
-
-def file_change_of(change: StateChange) -> FileChange | None:
-    """The ``FileChange`` a workspace ``StateChange`` carries, else ``None``."""
-    if change.content_type != FILE_CHANGE_TYPE:
-        return None
-    try:
-        return decode_file_change(change.data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
 
 
 def row_of(

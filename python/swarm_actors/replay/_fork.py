@@ -15,7 +15,6 @@ for each file, in the old run and in the new one (``ReplayOutcome.identical``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -34,6 +33,7 @@ from swarm_actors.replay._replaybrain import RunReplayBrain
 from swarm_actors.replay._revert import OPERATOR_ROLE, run_workspace
 from swarm_actors.replay._undo import Recorded, file_changes, rewind
 from swarm_actors.swarm import Progress, SwarmConfig, SwarmSummary, run_swarm
+from swarm_actors.tools import sha256_hex
 
 __all__ = [
     "ReplayOutcome",
@@ -273,8 +273,8 @@ async def replay_run(
         if path in expected:
             want = expected[path]
         else:
-            want = _hex(start.get(path) if start is not None else _read(source_root, path))
-        have = _hex(_read(new.workspace, path))
+            want = sha256_hex(start.get(path) if start is not None else _read(source_root, path))
+        have = sha256_hex(_read(new.workspace, path))
         if have != want or got.get(path, have) != have:
             differences.append(path)
     _write_summary(new, summary, data, source="replay", replay_of=source.run_id)
@@ -287,7 +287,3 @@ async def replay_run(
         differences=tuple(differences),
         seconds=time.perf_counter() - started,
     )
-
-
-def _hex(content: bytes | None) -> str:
-    return "" if content is None else hashlib.sha256(content).hexdigest()

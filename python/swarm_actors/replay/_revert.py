@@ -22,7 +22,6 @@ server while it goes on, else a private server on its store.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +47,7 @@ from swarm_actors.events import (
 )
 from swarm_actors.replay._load import read_run_entries
 from swarm_actors.replay._undo import Recorded, file_changes, rewind
-from swarm_actors.tools import JournalRecorder, Workspace
+from swarm_actors.tools import JournalRecorder, Workspace, sha256_hex
 
 __all__ = ["OPERATOR_ID", "OPERATOR_ROLE", "RevertResult", "dependents", "revert", "run_workspace"]
 
@@ -214,7 +213,7 @@ async def revert(
                 run_id=paths.run_id,
                 sequence=sequence,
                 undone=tuple(r.sequence for r in undo),
-                files={p: _hex(c) for p, c in state.items()},
+                files={p: sha256_hex(c) for p, c in state.items()},
                 dry_run=dry_run,
             )
             if dry_run or not writes:
@@ -261,7 +260,3 @@ async def revert(
     sequences = [found.get(e.event_id, 0) for e in recorder.events]
     log.info("reverted", run_id=paths.run_id, sequence=sequence, undone=result.undone)
     return msgspec.structs.replace(result, decision=sequences[0], changes=tuple(sequences[1:]))
-
-
-def _hex(content: bytes | None) -> str:
-    return "" if content is None else hashlib.sha256(content).hexdigest()

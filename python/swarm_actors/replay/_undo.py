@@ -13,7 +13,6 @@ touched path before the first of them.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from swarm_actors._exceptions import IrreversibleChangeError, PatchError, ReplayError
 from swarm_actors.events import BlobStore, StateChange, SwarmEvent
 from swarm_actors.replay._patch import apply_diff
-from swarm_actors.tools import FILE_CHANGE_TYPE, FileChange, decode_file_change
+from swarm_actors.tools import FILE_CHANGE_TYPE, FileChange, decode_file_change, sha256_hex
 
 __all__ = ["Recorded", "file_changes", "invert_diff", "rewind"]
 
@@ -85,10 +84,6 @@ def invert_diff(diff: str) -> str:
     return "\n".join(out)
 
 
-def _sha(data: bytes | None) -> str:
-    return "" if data is None else hashlib.sha256(data).hexdigest()
-
-
 def _irreversible(recorded: Recorded, why: str) -> IrreversibleChangeError:
     c, event = recorded.change, recorded.event
     return IrreversibleChangeError(
@@ -102,10 +97,10 @@ def _irreversible(recorded: Recorded, why: str) -> IrreversibleChangeError:
 def before_content(recorded: Recorded, after: bytes | None, blobs: BlobStore) -> bytes | None:
     """The file's content before ``recorded``, from its content after it (``None``: no file)."""
     c = recorded.change
-    if _sha(after) != c.after_sha256:
+    if sha256_hex(after) != c.after_sha256:
         raise ReplayError(
             f"change {recorded.sequence} to {c.path!r}: the content after it hashes to "
-            f"{_sha(after)[:12] or 'no file'}, not the {c.after_sha256[:12] or 'no file'} "
+            f"{sha256_hex(after)[:12] or 'no file'}, not the {c.after_sha256[:12] or 'no file'} "
             "recorded",
             sequence=recorded.sequence,
         )
@@ -125,10 +120,10 @@ def before_content(recorded: Recorded, after: bytes | None, blobs: BlobStore) ->
         before = after or b""  # nothing changed in the content (a move, a write of the same)
     else:
         raise _irreversible(recorded, "it holds neither a diff nor the content before it")
-    if _sha(before) != c.before_sha256:
+    if sha256_hex(before) != c.before_sha256:
         raise ReplayError(
             f"change {recorded.sequence} to {c.path!r}: undone, the content hashes to "
-            f"{_sha(before)[:12]}, not the {c.before_sha256[:12]} recorded before it",
+            f"{sha256_hex(before)[:12]}, not the {c.before_sha256[:12]} recorded before it",
             sequence=recorded.sequence,
         )
     return before
@@ -159,7 +154,7 @@ def rewind(
             raise _irreversible(recorded, "it is marked irreversible (is_reversible false)")
         if c.op == "move":
             content = current(c.to_path)
-            if _sha(content) != c.after_sha256:
+            if sha256_hex(content) != c.after_sha256:
                 raise ReplayError(
                     f"change {recorded.sequence}: {c.to_path!r} is not what the move left",
                     sequence=recorded.sequence,

@@ -25,7 +25,7 @@ engine nor the NATS layer (an actor plugs in through an ``EventRecorder``).
 
 from swarm_actors._public import publish as _publish
 from swarm_actors.tools._checks import DEFAULT_ENV, CheckResult, Checks, network_isolation
-from swarm_actors.tools._diff import unified_diff
+from swarm_actors.tools._diff import sha256_hex, unified_diff
 from swarm_actors.tools._fs import Entry, Workspace
 from swarm_actors.tools._git import GitRun, GitStatus, git_command, is_repository
 from swarm_actors.tools._parse import CheckSummary, parse_junit, parse_ruff
@@ -77,6 +77,7 @@ __all__ = [
     "network_isolation",
     "parse_junit",
     "parse_ruff",
+    "sha256_hex",
     "snapshot_change",
     "store_snapshot",
     "take_snapshot",
@@ -108,6 +109,7 @@ _publish(
     parse_ruff,
     snapshot_change,
     store_snapshot,
+    sha256_hex,
     take_snapshot,
     unified_diff,
 )
