@@ -278,12 +278,15 @@ async def test_flush_returns_under_a_steady_stream_of_events(
     # A producer that hands over an event on every loop iteration keeps the background
     # publisher's buffer from ever running dry: a flush must wait for the events handed over
     # before it was called, not for the producer to stop.
-    total = 50_000  # bounded: the session's server is shared (64 MB of file store)
+    # It produces until the flushes are done (bounded: the session's server is shared, 64 MB
+    # of file store; the journal's buffer makes it wait for the server when it is faster).
+    cap = 200_000
     handed = 0
+    stop = False
 
     async def produce() -> None:
         nonlocal handed
-        while handed < total:
+        while not stop and handed < cap:
             try:
                 journal.append_nowait(decision(unique_name, handed))
             except JournalFullError:  # faster than the server: let the buffer drain
@@ -301,9 +304,10 @@ async def test_flush_returns_under_a_steady_stream_of_events(
             assert not producer.done()  # it returned while events kept coming
             assert await journal.last_sequence() >= before  # a fresh stream: seq == count
     finally:
+        stop = True
         await producer
     await journal.flush()
-    assert await journal.last_sequence() == total
+    assert await journal.last_sequence() == handed
 
 
 @pytest.mark.parametrize(("linger", "first_chunk"), [(0.05, 20), (0.0, 1)])
@@ -318,9 +322,9 @@ async def test_append_nowait_lets_events_gather_for_its_linger(
     chunks: list[int] = []
     store = journal._store
 
-    async def counting(prepared: Any) -> list[int]:
+    async def counting(prepared: Any, *, batch: bool = False) -> list[int]:
         chunks.append(len(prepared))
-        return await store(prepared)
+        return await store(prepared, batch=batch)
 
     journal._store = counting  # type: ignore[method-assign]
     try:

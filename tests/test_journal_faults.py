@@ -302,3 +302,58 @@ async def test_acknowledged_events_survive_sigkill_of_the_server(server: NatsSer
         f"{len(entries) - len(acked)} unacknowledged ones stored too, "
         f"{len(appended) - len(entries)} not stored"
     )
+
+
+async def test_events_handed_to_append_nowait_survive_sigkill_of_the_server(
+    server: NatsServer,
+) -> None:
+    """The same through ``append_nowait`` (atomic batches, then one by one when one fails).
+
+    The journal's timeout (15 s) outlasts the restarts, so nothing fails: once ``flush``
+    returns, every event handed over is stored exactly once, and those handed over before the
+    first kill (answered by then, or retried) in the order they were handed over.
+    """
+    client, journal = await open_journal(server)
+    handed: list[SwarmEvent] = []
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            for _ in range(20):
+                event = decision(i)
+                i += 1
+                journal.append_nowait(event)
+                handed.append(event)
+            await asyncio.sleep(0.001)
+
+    def handed_more(count: int) -> Callable[[], bool]:
+        target = len(handed) + count
+        return lambda: len(handed) >= target
+
+    try:
+        with capture_logs() as logs:
+            task = asyncio.ensure_future(writer())
+            try:
+                for _ in range(2):
+                    await until(handed_more(2000), 20, "appending is under way")
+                    await server.kill()  # SIGKILL, with a batch in flight most likely
+                    await server.start()
+                await until(handed_more(2000), 30, "appends go on after the restart")
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 30)
+            await asyncio.wait_for(journal.flush(), 60)
+        assert not [e for e in logs if e["event"] == "journal.append_failed"]
+        if journal._batches.enabled:  # a kill cut a batch off: it was published again
+            assert any(e["event"] == "journal.batch_unconfirmed" for e in logs)
+        entries = await read_all(journal.read())
+    finally:
+        await journal.close()
+        await client.close()
+    stored: dict[str, list[int]] = {}
+    for entry in entries:
+        stored.setdefault(entry.event.event_id, []).append(entry.sequence)
+    assert [e.event_id for e in handed if e.event_id not in stored] == []
+    assert {k: v for k, v in stored.items() if len(v) > 1} == {}
+    assert len(entries) == len(handed)

@@ -56,6 +56,18 @@ def test_a_fresh_client_has_the_buffer_and_info_attributes() -> None:
     assert "_transport" in vars(client)
 
 
+def test_the_client_takes_frames_as_send_frames_hands_them() -> None:
+    client = Client()
+    assert _compat.supports_frames(client)
+    assert inspect.iscoroutinefunction(Client._send_command)
+    assert list(inspect.signature(Client._send_command).parameters)[:2] == ["self", "cmd"]
+    assert inspect.iscoroutinefunction(Client._flush_pending)
+    assert "_flush_queue" in vars(client)
+    assert "_max_pending_size" in vars(client)
+    assert client.is_draining_pubs is False
+    assert {"out_msgs", "out_bytes"} <= set(client.stats)
+
+
 def test_subscriptions_keep_their_sid() -> None:
     assert "id" in inspect.signature(Subscription.__init__).parameters
     assert "_id" in inspect.getsource(Subscription.__init__)

@@ -21,6 +21,14 @@ has what is listed here (or no longer behaves as described), through a real ``na
    to its pool, not the whole list).
 5. Behaviour rather than a name: ``Client.publish`` only appends to the pending buffer, so
    driving its coroutine once (:func:`start_publish`) finishes it unless the buffer is full.
+6. ``Client._send_command(cmd)`` (append protocol bytes to the pending buffer; waits for the
+   flusher when the buffer is over ``Client._max_pending_size``), ``Client._flush_pending()``
+   and ``Client._flush_queue`` (kick the flusher task), ``Client.is_draining_pubs`` and
+   ``Client.stats``: :func:`send_frames` hands nats-py a run of ``HPUB`` frames the journal
+   built itself, with the checks and bookkeeping ``publish`` does for each message, but once
+   for the run. ``publish`` spends more building a frame (subject validation, a header dict
+   turned into bytes, an f-string) than the rest of a journal append: about half of the
+   JetStream journal's CPU per event on the role swarm.
 
 Each has a fallback that keeps the behaviour (slower) where nats-py lacks it, for a transport
 that is not TCP (websocket) in particular; the test makes sure a supported release never
@@ -60,9 +68,11 @@ __all__ = [
     "fast_subscribe",
     "message_failures",
     "routed",
+    "send_frames",
     "server_info",
     "start_publish",
     "status_of",
+    "supports_frames",
     "unsubscribe_quietly",
     "write_now",
 ]
@@ -235,3 +245,41 @@ def start_publish(
     except StopIteration:
         return None
     return coro, yielded
+
+
+# --- 6: frames built by the caller ------------------------------------------------------------
+
+
+def supports_frames(client: Client) -> bool:
+    """Whether :func:`send_frames` can hand ``client`` raw frames (else: ``publish`` each)."""
+    return all(
+        hasattr(client, name)
+        for name in ("_send_command", "_flush_pending", "_flush_queue", "_pending_data_size")
+    )
+
+
+async def send_frames(client: Client, frames: bytes, messages: int, payload_bytes: int) -> None:
+    """Send ``frames``, complete ``PUB``/``HPUB`` protocol lines of ``messages`` messages.
+
+    Checked and accounted as ``publish`` checks and accounts each message (``payload_bytes``:
+    the sum of their payload sizes, for ``Client.stats``): ``ConnectionClosedError``,
+    ``ConnectionDrainingError``, and ``OutboundBufferLimitError`` while disconnected when the
+    reconnect buffer has no room for them. The caller checked each payload's size and built
+    the frames right: nats-py does not look inside them.
+    """
+    from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
+
+    if client.is_closed:
+        raise ConnectionClosedError
+    if client.is_draining_pubs:
+        raise ConnectionDrainingError
+    if not client.is_connected:
+        limit = client._max_pending_size
+        if limit <= 0 or len(frames) + client._pending_data_size > limit:
+            raise OutboundBufferLimitError
+    stats = client.stats
+    stats["out_msgs"] += messages
+    stats["out_bytes"] += payload_bytes
+    await client._send_command(frames)
+    if client._flush_queue is not None and client._flush_queue.empty():
+        await client._flush_pending()

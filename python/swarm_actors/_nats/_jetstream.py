@@ -8,7 +8,12 @@ Writing. Every event is published with ``Nats-Msg-Id`` = its event id, so the se
 id once per duplicate window, and an append answers only once the server acknowledged the
 event (``append``: one round trip; ``append_many``: acknowledgements pipelined, up to
 ``max_pending`` in flight, on one wildcard reply subscription read through the raw-bytes fast
-path of ``_compat``, which is why it outruns nats-py's own ``publish_async``).
+path of ``_compat``, which is why it outruns nats-py's own ``publish_async``). The frames are
+built here, not by nats-py's ``publish`` (``_batch.Prepared``: the same bytes, for less).
+``append_nowait``'s chunks go as JetStream atomic batches, one acknowledgement per batch
+(nats-server 2.12.1+: the journal's stream is created, or updated, with ``allow_atomic``); a
+batch that fails or goes unanswered is published again one event at a time, with the same ids
+(see ``_batch``).
 Acknowledgements that do not come (a node died, a leader election is under way, the
 connection dropped) are retried with the same ids until ``timeout``: the duplicate window
 makes a retry of an event that was in fact stored answer its original sequence. What could
@@ -38,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
@@ -57,7 +63,14 @@ from swarm_actors._exceptions import (
     SubjectError,
 )
 from swarm_actors._log import get_logger
-from swarm_actors._nats._compat import fast_subscribe, unsubscribe_quietly
+from swarm_actors._nats._batch import BatchSender, Prepared, decode_ack, server_batches
+from swarm_actors._nats._compat import (
+    fast_subscribe,
+    send_frames,
+    server_info,
+    supports_frames,
+    unsubscribe_quietly,
+)
 from swarm_actors._nats._conn import (
     NatsOptions,
     check_payload_size,
@@ -79,6 +92,8 @@ _log = get_logger("swarm_actors.journal")
 T = TypeVar("T")
 
 _MSG_ID = "Nats-Msg-Id"
+_MAX_HEADS = 1024
+_WRITE_CHUNK = 256 * 1024  # bytes of frames handed to nats-py at once (its buffer: 2 MB)
 _HEADER_OVERHEAD = len(b"NATS/1.0\r\nNats-Msg-Id: \r\n\r\n")
 _RETRYABLE_API_CODES = frozenset({503})  # JetStream unavailable (leader election, no quorum)
 _NOWAIT_CHUNK = 4096
@@ -90,33 +105,6 @@ _READER_INACTIVE = 30.0  # the server removes a reader's consumer after this idl
 _RETRY_FIRST_DELAY = 0.05
 _RETRY_MAX_DELAY = 1.0
 _LEADER_POLL = 0.05
-
-
-class _ApiError(msgspec.Struct):
-    code: int = 0
-    err_code: int = 0
-    description: str = ""
-
-
-class _PubAck(msgspec.Struct):
-    stream: str = ""
-    seq: int = 0
-    duplicate: bool = False
-    error: _ApiError | None = None
-
-
-_decode_ack = msgspec.json.Decoder(_PubAck).decode
-
-
-class _Prepared:
-    """An event ready to publish: subject, payload, headers (encoded once, retried as is)."""
-
-    __slots__ = ("headers", "payload", "subject")
-
-    def __init__(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
-        self.subject = subject
-        self.payload = payload
-        self.headers = headers
 
 
 class _Attempt:
@@ -151,15 +139,19 @@ class _AckPipeline:
     def __init__(self, client: Client, window: int) -> None:
         self._client = client
         self._window = window
+        self.frames = supports_frames(client)
+        """Whether publishes go out as frames built here (else through ``Client.publish``)."""
         self._inflight: dict[int, tuple[_Attempt, int]] = {}
         self._next_token = 0
         self._prefix = ""
+        self._prefix_bytes = b""
         self._prefix_len = 0
         self._sub: Subscription | None = None
         self._room: list[asyncio.Future[None]] = []  # senders waiting for the window to drain
 
     async def start(self) -> None:
         self._prefix = self._client.new_inbox() + "."
+        self._prefix_bytes = self._prefix.encode()
         self._prefix_len = len(self._prefix)
         self._sub = await fast_subscribe(self._client, self._prefix + "*", self._on_ack)
 
@@ -181,7 +173,7 @@ class _AckPipeline:
             attempt.retry_reason = f"no responders (status {status.decode()})"
         else:
             try:
-                ack = _decode_ack(data)
+                ack = decode_ack(data)
             except msgspec.DecodeError:
                 attempt.fatal = f"undecodable acknowledgement {data[:80]!r}"
             else:
@@ -204,33 +196,78 @@ class _AckPipeline:
                 waiter.set_result(None)
 
     async def send(
-        self, attempt: _Attempt, prepared: Sequence[_Prepared], indices: Sequence[int], stall: float
+        self, attempt: _Attempt, prepared: Sequence[Prepared], indices: Sequence[int], stall: float
     ) -> None:
         """Publish ``prepared[i]`` for each index; stop early if acks stall for ``stall`` s."""
         from nats.errors import ConnectionClosedError, OutboundBufferLimitError
 
-        publish = self._client.publish
-        inflight = self._inflight
-        prefix = self._prefix
         try:
-            for index in indices:
-                if len(inflight) >= self._window and not await self._wait_room(stall):
-                    attempt.retry_reason = f"no acknowledgement for {stall:g} s"
-                    return
-                token = self._next_token
-                self._next_token = token + 1
-                inflight[token] = (attempt, index)
-                attempt.tokens.append(token)
-                attempt.sent += 1
-                item = prepared[index]
-                reply = f"{prefix}{token}"
-                await publish(item.subject, item.payload, reply=reply, headers=item.headers)
+            if self.frames:
+                await self._send_frames(attempt, prepared, indices, stall)
+            else:
+                await self._send_each(attempt, prepared, indices, stall)
         except OutboundBufferLimitError:
             attempt.retry_reason = "disconnected, and the outgoing buffer is full"
         except ConnectionClosedError:
             attempt.fatal = "the NATS connection is closed"
         finally:
             attempt.close()
+
+    def _register(self, attempt: _Attempt, index: int) -> int:
+        token = self._next_token
+        self._next_token = token + 1
+        self._inflight[token] = (attempt, index)
+        attempt.tokens.append(token)
+        attempt.sent += 1
+        return token
+
+    async def _send_frames(
+        self, attempt: _Attempt, prepared: Sequence[Prepared], indices: Sequence[int], stall: float
+    ) -> None:
+        """Frames built here, handed to nats-py a run at a time (one write, one flusher kick)."""
+        client = self._client
+        inflight = self._inflight
+        window = self._window
+        prefix = self._prefix_bytes
+        parts: list[bytes] = []
+        size = messages = payloads = 0
+        for index in indices:
+            if len(inflight) >= window:
+                if parts:  # what is built goes out first: its acks make the room
+                    await send_frames(client, b"".join(parts), messages, payloads)
+                    parts, size, messages, payloads = [], 0, 0, 0
+                if not await self._wait_room(stall):
+                    attempt.retry_reason = f"no acknowledgement for {stall:g} s"
+                    return
+            token = self._register(attempt, index)
+            item = prepared[index]
+            tail = item.tail
+            parts += (item.head, prefix, b"%d" % token, tail)
+            size += len(tail)
+            messages += 1
+            payloads += len(item.payload)
+            if size >= _WRITE_CHUNK:
+                await send_frames(client, b"".join(parts), messages, payloads)
+                parts, size, messages, payloads = [], 0, 0, 0
+        if parts:
+            await send_frames(client, b"".join(parts), messages, payloads)
+
+    async def _send_each(
+        self, attempt: _Attempt, prepared: Sequence[Prepared], indices: Sequence[int], stall: float
+    ) -> None:
+        """Through ``Client.publish``, one message at a time (a nats-py without the internals)."""
+        publish = self._client.publish
+        inflight = self._inflight
+        prefix = self._prefix
+        for index in indices:
+            if len(inflight) >= self._window and not await self._wait_room(stall):
+                attempt.retry_reason = f"no acknowledgement for {stall:g} s"
+                return
+            token = self._register(attempt, index)
+            item = prepared[index]
+            await publish(
+                item.subject, item.payload, reply=f"{prefix}{token}", headers={_MSG_ID: item.msg_id}
+            )
 
     async def _wait_room(self, stall: float) -> bool:
         waiter = asyncio.get_running_loop().create_future()
@@ -321,7 +358,9 @@ class JetStreamJournal:
     * ``linger``: how long ``append_nowait`` lets events gather before publishing a chunk
       (seconds, default 2 ms; 0: at once). Fewer, larger socket writes and ack rounds: on the
       role swarm (32 coders, 8 events per item) 2 ms cut the journal's CPU cost per item by
-      about 40% (bench/bench_swarm.py --nats). ``append`` does not linger.
+      about 40% (bench/bench_swarm.py --nats). ``append`` does not linger. A chunk is stored
+      as atomic batches where the server and the stream allow them (``configure=False``
+      leaves a stream without ``allow_atomic`` as it is: one message per event then).
     """
 
     def __init__(
@@ -373,6 +412,7 @@ class JetStreamJournal:
         self._stream = stream
         self._subjects = subjects
         self._filter = _compile(subjects)
+        self._heads: dict[str, bytes] = {}  # subject -> "HPUB <subject> ", once past the filter
         self._max_age = max_age
         self._max_bytes = max_bytes
         self._replicas = replicas
@@ -384,10 +424,13 @@ class JetStreamJournal:
         self._linger = linger
         self._configure = configure
         self._acks = _AckPipeline(client, max_pending)
+        # append_nowait's chunks go as atomic batches where the server and stream allow it.
+        self._batches = BatchSender(client, enabled=False)
+        self._atomic = False  # the server takes deduplicated batches: streams allow them
         self._setup: asyncio.Task[None] | None = None
         self._closed = False
         self._owns_client = False
-        self._queue: collections.deque[_Prepared] = collections.deque()
+        self._queue: collections.deque[Prepared] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
         self._nowait_error: BaseException | None = None
         # append_nowait events handed over, and how many of them were stored or failed (in
@@ -461,12 +504,15 @@ class JetStreamJournal:
             max_bytes=self._max_bytes or -1,
             num_replicas=self._replicas,
             duplicate_window=self._duplicate_window,
+            allow_atomic=True if self._atomic else None,
         )
 
     async def _set_up(self) -> None:
         from nats.js.api import StorageType
         from nats.js.errors import NotFoundError
 
+        version = server_info(self._client).get("version")
+        self._atomic = self._acks.frames and server_batches(version)
         config: Any = self._stream_config()
         try:
             info = await self._api(lambda: self._js.stream_info(self._stream))
@@ -490,6 +536,7 @@ class JetStreamJournal:
                 self._max_bytes or -1,
                 self._replicas,
                 float(self._duplicate_window),
+                self._atomic,
             )
             have = (
                 current.subjects,
@@ -497,11 +544,18 @@ class JetStreamJournal:
                 current.max_bytes if current.max_bytes is not None else -1,
                 current.num_replicas or 1,
                 float(current.duplicate_window or 0),
+                bool(current.allow_atomic) if self._atomic else False,
             )
+            if self._configure and wanted[:-1] == have[:-1] and wanted != have:
+                # Only batches to allow: the stream's other settings stay as they are.
+                config = dataclasses.replace(current, allow_atomic=True)
             if self._configure and wanted != have:
                 info = await self._api(lambda: self._js.update_stream(config))
         await self._wait_leader(info.cluster is not None)
         await self._acks.start()
+        if self._atomic and info.config.allow_atomic:
+            await self._batches.start()
+            self._batches.enabled = True
 
     async def _wait_leader(self, clustered: bool) -> None:
         """In a cluster, wait until the stream's raft group has a leader (publishes need one)."""
@@ -555,19 +609,26 @@ class JetStreamJournal:
 
     # --- writing ----------------------------------------------------------------------------
 
-    def _prepare(self, event: SwarmEvent) -> _Prepared:
-        if not isinstance(event, SwarmEvent):
+    def _prepare(self, event: SwarmEvent) -> Prepared:
+        if type(event) is not SwarmEvent and not isinstance(event, SwarmEvent):
             raise InvalidArgumentError(f"expected a SwarmEvent, got {type(event).__name__}")
         subject = subject_for(event)
-        if self._filter is not None and not self._filter(subject):
-            raise SubjectError(
-                f"event subject {subject!r} is outside the journal's subjects "
-                f"({self._subjects!r}): the stream would not store it",
-                token=subject,
-            )
+        head = self._heads.get(subject)
+        if head is None:
+            if self._filter is not None and not self._filter(subject):
+                raise SubjectError(
+                    f"event subject {subject!r} is outside the journal's subjects "
+                    f"({self._subjects!r}): the stream would not store it",
+                    token=subject,
+                )
+            if len(self._heads) >= _MAX_HEADS:  # (roles are open-ended)
+                self._heads.clear()
+            head = self._heads[subject] = b"HPUB %b " % subject.encode()
         payload = encode_event(event)
-        check_payload_size(self._client, len(payload) + _HEADER_OVERHEAD + len(event.event_id))
-        return _Prepared(subject, payload, {_MSG_ID: event.event_id})
+        size = len(payload) + _HEADER_OVERHEAD + len(event.event_id)
+        if size > self._client.max_payload:
+            check_payload_size(self._client, size)
+        return Prepared(head, subject, payload, event.event_id)
 
     async def append(self, event: SwarmEvent) -> int:
         """Store ``event``; its journal sequence, once the server acknowledged it.
@@ -596,18 +657,24 @@ class JetStreamJournal:
         await self.start()
         return await self._store(prepared)
 
-    async def _store(self, prepared: Sequence[_Prepared]) -> list[int]:
+    async def _store(self, prepared: Sequence[Prepared], *, batch: bool = False) -> list[int]:
+        """Store ``prepared``: their sequences. ``batch``: try atomic batches first."""
         self._storing += 1
         try:
-            return await self._store_attempts(prepared)
+            deadline = asyncio.get_running_loop().time() + self._timeout
+            if batch and self._batches.enabled:
+                # No answer within ack_timeout: published one by one (with the same ids).
+                seqs = await self._batches.store(prepared, min(self._ack_timeout, self._timeout))
+                if seqs is not None:
+                    return seqs
+            return await self._store_attempts(prepared, deadline)
         finally:
             self._storing -= 1
             if not self._storing and self._stored_all is not None:
                 self._stored_all.set()
 
-    async def _store_attempts(self, prepared: Sequence[_Prepared]) -> list[int]:
+    async def _store_attempts(self, prepared: Sequence[Prepared], deadline: float) -> list[int]:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._timeout
         seqs: list[int | None] = [None] * len(prepared)
         todo: Sequence[int] = range(len(prepared))
         delay = _RETRY_FIRST_DELAY
@@ -685,7 +752,7 @@ class JetStreamJournal:
             chunk = [queue.popleft() for _ in range(min(len(queue), _NOWAIT_CHUNK))]
             try:
                 await self.start()
-                await self._store(chunk)
+                await self._store(chunk, batch=True)
             except asyncio.CancelledError:
                 queue.extendleft(reversed(chunk))
                 raise
@@ -1143,6 +1210,7 @@ class JetStreamJournal:
                 self._stored_all = asyncio.Event()
                 await self._stored_all.wait()  # bounded by their timeout
             await self._acks.stop()
+            await self._batches.stop()
             if self._cleanups:
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)
             if self._owns_client:
