@@ -250,6 +250,9 @@ def start_publish(
 # --- 6: frames built by the caller ------------------------------------------------------------
 
 
+_DIRECT_WRITE_LIMIT = 256 * 1024  # unsent bytes beyond which the flusher writes (backpressure)
+
+
 def supports_frames(client: Client) -> bool:
     """Whether :func:`send_frames` can hand ``client`` raw frames (else: ``publish`` each)."""
     return all(
@@ -265,7 +268,8 @@ async def send_frames(client: Client, frames: bytes, messages: int, payload_byte
     the sum of their payload sizes, for ``Client.stats``): ``ConnectionClosedError``,
     ``ConnectionDrainingError``, and ``OutboundBufferLimitError`` while disconnected when the
     reconnect buffer has no room for them. The caller checked each payload's size and built
-    the frames right: nats-py does not look inside them.
+    the frames right: nats-py does not look inside them. Written to the socket at once like
+    :func:`write_now` does, else by nats-py's flusher.
     """
     from nats.errors import ConnectionClosedError, ConnectionDrainingError, OutboundBufferLimitError
 
@@ -281,5 +285,8 @@ async def send_frames(client: Client, frames: bytes, messages: int, payload_byte
     stats["out_msgs"] += messages
     stats["out_bytes"] += payload_bytes
     await client._send_command(frames)
-    if client._flush_queue is not None and client._flush_queue.empty():
+    # To the socket now, while it keeps up (3): the flusher task need not wake for it.
+    if not write_now(client, _DIRECT_WRITE_LIMIT) and (
+        client._flush_queue is not None and client._flush_queue.empty()
+    ):
         await client._flush_pending()
