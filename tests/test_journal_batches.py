@@ -64,6 +64,37 @@ async def test_a_prepared_frame_is_what_nats_py_would_send(
 
 
 @pytest.mark.asyncio
+async def test_batch_frames_are_what_nats_py_would_send(
+    nats_client: Client, unique_name: str
+) -> None:
+    subject = f"{unique_name}.frames"
+    sender = BatchSender(nats_client, enabled=True)
+    await sender.start()
+    await nats_client.flush()  # (its SUB: nothing else in nats-py's buffer)
+    try:
+        items = [
+            Prepared(f"HPUB {subject} ".encode(), subject, b"p" * i, f"id-{i}") for i in range(12)
+        ]
+        numbers: list[int] = []
+        frames = sender._frames(items, numbers)
+        assert frames is not None
+        data, messages, payloads = frames
+        assert (messages, payloads) == (12, sum(range(12)))
+        batch = f"{sender._id}{numbers[0]}"
+        for i, item in enumerate(items, 1):
+            headers = {"Nats-Msg-Id": item.msg_id, "Nats-Batch-Id": batch}
+            headers["Nats-Batch-Sequence"] = str(i)
+            reply = ""
+            if i == len(items):
+                headers["Nats-Batch-Commit"] = "1"
+                reply = f"{sender._prefix}{numbers[0]}"
+            await nats_client.publish(subject, item.payload, reply=reply, headers=headers)
+        assert data == b"".join(nats_client._pending)
+    finally:
+        await sender.stop()
+
+
+@pytest.mark.asyncio
 async def test_send_frames_delivers_them_and_counts_them_like_publish(
     nats_client: Client, unique_name: str
 ) -> None:

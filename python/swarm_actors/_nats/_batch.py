@@ -49,8 +49,11 @@ _BATCH_MAX = 1000  # messages per batch: the server's default limit
 _BATCH_NOT_ENABLED = 10174  # the stream does not allow atomic batches
 _BATCH_TOO_LARGE = 10199  # more messages than the server takes in one batch
 _HEADER = b"NATS/1.0\r\nNats-Msg-Id: %b\r\nNats-Batch-Id: %b\r\nNats-Batch-Sequence: %d\r\n\r\n"
+_HEADER_SIZE = len(_HEADER) - 6  # without the three placeholders
 _COMMIT_HEADER = _HEADER[:-2] + b"Nats-Batch-Commit: 1\r\n\r\n"
-_FRAME = b"%b%b%d %d\r\n%b%b\r\n"  # HPUB <subject> <reply> <header size> <total size>
+# "HPUB <subject> ", an empty reply (as nats-py writes one), <header size> <total size>, the
+# header, the payload.
+_FRAME = b"%b %d %d\r\n" + _HEADER + b"%b\r\n"
 
 
 class ApiError(msgspec.Struct):
@@ -209,20 +212,27 @@ class BatchSender:
         parts = []
         payloads = 0
         last = len(chunk)
-        for i, item in enumerate(chunk, 1):
+        fixed = _HEADER_SIZE + len(batch)
+        for i, item in enumerate(chunk[:-1], 1):  # one format per message: this is per event
             payload = item.payload
-            if i < last:
-                header = _HEADER % (item.mid, batch, i)
-                reply = b""
-            else:
-                header = _COMMIT_HEADER % (item.mid, batch, i)
-                reply = b"%b%d " % (self._prefix.encode(), number)
-            size = len(header)
+            mid = item.mid
+            size = fixed + len(mid) + len(str(i))
             total = size + len(payload)
             if total > limit:
                 return None  # (the server would close the connection)
             payloads += len(payload)
-            parts.append(_FRAME % (item.head, reply, size, total, header, payload))
+            parts.append(_FRAME % (item.head, size, total, mid, batch, i, payload))
+        item = chunk[-1]
+        header = _COMMIT_HEADER % (item.mid, batch, last)
+        reply = b"%b%d " % (self._prefix.encode(), number)
+        size = len(header)
+        total = size + len(item.payload)
+        if total > limit:
+            return None
+        payloads += len(item.payload)
+        parts.append(
+            b"%b%b%d %d\r\n%b%b\r\n" % (item.head, reply, size, total, header, item.payload)
+        )
         return b"".join(parts), last, payloads
 
     def _accepted(self, data: bytes, status: bytes | None, count: int) -> bool:

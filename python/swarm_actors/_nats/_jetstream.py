@@ -730,13 +730,16 @@ class JetStreamJournal:
         found without the server (bad role, too large). Needs a running event loop.
         """
         self._check_open()
-        if len(self._queue) >= self._buffer_size:
+        queue = self._queue
+        if len(queue) >= self._buffer_size:
             raise JournalFullError(
-                f"{len(self._queue)} events are waiting to be stored", capacity=self._buffer_size
+                f"{len(queue)} events are waiting to be stored", capacity=self._buffer_size
             )
-        self._queue.append(self._prepare(event))
+        queue.append(self._prepare(event))
         self._handed += 1
-        self._ensure_drainer()
+        drainer = self._drainer
+        if drainer is None or drainer.done():  # (inline: this runs for every event)
+            self._ensure_drainer()
 
     def _ensure_drainer(self) -> asyncio.Task[None]:
         drainer = self._drainer
