@@ -21,9 +21,10 @@ read files concurrently) and swings with the machine's load.
 
 Run: python bench/bench_swarm.py [--items 1000] [--coders 32] [--nats]
 
-With ``--nats`` also on the embedded JetStream journal, with its default linger (events gather
-for 2 ms before a chunk is published) and without (each chunk at once: the journal before the
-linger), the rounds interleaved.
+With ``--nats`` also on the embedded JetStream journal: as it is by default (events gather for
+10 ms, then a chunk is published as atomic batches, one acknowledgement per batch), without
+batches (one acknowledgement per event: the journal before them), with the former default
+linger of 2 ms, and without a linger (each chunk at once), the rounds interleaved.
 """
 
 from __future__ import annotations
@@ -31,13 +32,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from unittest import mock
 
 from _common import machine, progress, table
+from swarm_actors._nats import _jetstream
 from swarm_actors.brains import Brain, BrainRequest, BrainResponse
 from swarm_actors.events import JetStreamJournal, MemoryJournal, ToolRun
 from swarm_actors.swarm import (
@@ -150,15 +154,21 @@ class TimedBrain:
 
 
 async def one_run(
-    items: int, coders: int, nats: str | None, linger: float | None = None
+    items: int, coders: int, nats: str | None, linger: float | None = None, batches: bool = True
 ) -> dict[str, float]:
-    """One run; ``linger`` overrides the JetStream journal's default (the system makes it)."""
+    """One run; ``linger`` overrides the JetStream journal's default (the system makes it).
+
+    ``batches=False``: as if the server took no atomic batches (one acknowledgement per event).
+    """
     defaults = JetStreamJournal.__init__.__kwdefaults__
     saved = defaults["linger"]
     if linger is not None:
         defaults["linger"] = linger
     try:
-        return await _one_run(items, coders, nats)
+        if batches:
+            return await _one_run(items, coders, nats)
+        with mock.patch.object(_jetstream, "server_batches", return_value=False):
+            return await _one_run(items, coders, nats)
     finally:
         defaults["linger"] = saved
 
@@ -219,21 +229,24 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--nats", action="store_true", help="also on the embedded NATS default")
     args = parser.parse_args()
-    configs: list[tuple[str, str | None, float | None]] = [
-        ("in-process (MemoryJournal)", None, None)
+    configs: list[tuple[str, str | None, float | None, bool]] = [
+        ("in-process (MemoryJournal)", None, None, True)
     ]
     if args.nats:
         configs += [
-            ("embedded NATS (JetStream), linger 0", "embedded", 0.0),
-            ("embedded NATS (JetStream), linger 2 ms (default)", "embedded", None),
+            ("embedded NATS (JetStream), linger 0", "embedded", 0.0, True),
+            ("embedded NATS (JetStream), linger 2 ms", "embedded", 0.002, True),
+            ("embedded NATS (JetStream), one ack per event", "embedded", None, False),
+            ("embedded NATS (JetStream), default (batches, linger 10 ms)", "embedded", None, True),
         ]
-    runs: dict[str, list[dict[str, float]]] = {label: [] for label, _, _ in configs}
+    runs: dict[str, list[dict[str, float]]] = {label: [] for label, *_ in configs}
     for r in range(args.repeats):  # rounds interleave the configurations: noise hits them all
-        for label, nats, linger in configs:
+        for label, nats, linger, batches in configs:
             progress(f"swarm: {args.items} items, {args.coders} coders, {label} ({r + 1})")
-            runs[label].append(asyncio.run(one_run(args.items, args.coders, nats, linger)))
+            run = one_run(args.items, args.coders, nats, linger, batches)
+            runs[label].append(asyncio.run(run))
     rows = []
-    for label, _, _ in configs:
+    for label, *_ in configs:
         best = min(runs[label], key=lambda x: x["overhead_ms"])
         rows.append(
             (
@@ -247,6 +260,7 @@ def main() -> None:
                 f"{best['brain'] / best['items'] * 1e3:.3f}",
                 f"{best['wall'] / best['items'] * 1e3:.3f}",
                 f"{best['overhead_ms']:.3f}",
+                f"{statistics.median(r['overhead_ms'] for r in runs[label]):.3f}",
                 f"{best['total']:.2f}",
             )
         )
@@ -264,6 +278,7 @@ def main() -> None:
                 "brain ms/item",
                 "wall ms/item",
                 "framework ms/item",
+                "(median)",
                 "run s",
             ),
             rows,

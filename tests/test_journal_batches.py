@@ -8,6 +8,7 @@ twice, nothing reported stored that is not.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -318,3 +319,20 @@ async def test_a_frame_over_the_max_payload_is_not_batched() -> None:
     big = Prepared(b"HPUB s ", "s", b"x" * (Client().max_payload - 100), "id")
     assert await sender.store([big], timeout=1) is None
     assert sender.enabled  # the next chunk may fit
+
+
+@pytest.mark.asyncio
+async def test_a_flush_does_not_wait_out_the_linger(nats_client: Client, unique_name: str) -> None:
+    journal = journal_for(nats_client, unique_name, linger=1.0)  # the longest allowed
+    try:
+        await journal.start()
+        events = [decision(unique_name, i) for i in range(5)]
+        for event in events:
+            journal.append_nowait(event)
+        await asyncio.sleep(0)  # the drainer starts lingering
+        assert journal._lingering is not None
+        await asyncio.wait_for(journal.flush(), 0.9)  # well before the linger ends
+        assert [e.event for e in await collect(journal.read())] == events
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)

@@ -356,11 +356,14 @@ class JetStreamJournal:
       retried; ``max_pending``: publishes in flight at once; ``buffer_size``: capacity of the
       ``append_nowait`` buffer; ``api_timeout``: JetStream API calls (stream, consumer admin).
     * ``linger``: how long ``append_nowait`` lets events gather before publishing a chunk
-      (seconds, default 2 ms; 0: at once). Fewer, larger socket writes and ack rounds: on the
-      role swarm (32 coders, 8 events per item) 2 ms cut the journal's CPU cost per item by
-      about 40% (bench/bench_swarm.py --nats). ``append`` does not linger. A chunk is stored
-      as atomic batches where the server and the stream allow them (``configure=False``
-      leaves a stream without ``allow_atomic`` as it is: one message per event then).
+      (seconds, default 10 ms; 0: at once); ``flush`` and ``close`` cut it short. Fewer,
+      larger socket writes and ack rounds: each chunk costs the event loop a socket write,
+      an acknowledgement and a few task switches whatever its size. On the role swarm (32
+      coders, 8 events per item; bench/bench_swarm.py --nats) 2 ms cut the journal's CPU per
+      item by about 40% against 0, and 10 ms by about half of what was left. ``append`` does
+      not linger. A chunk is stored as atomic batches where the server and the stream allow
+      them (``configure=False`` leaves a stream without ``allow_atomic`` as it is: one
+      message per event then).
     """
 
     def __init__(
@@ -379,7 +382,7 @@ class JetStreamJournal:
         buffer_size: int = 65_536,
         api_timeout: float = 5.0,
         configure: bool = True,
-        linger: float = 0.002,
+        linger: float = 0.01,
     ) -> None:
         if not stream or any(c in stream for c in ". *>\t\r\n/\\"):
             raise InvalidArgumentError(f"invalid stream name {stream!r}")
@@ -432,6 +435,7 @@ class JetStreamJournal:
         self._owns_client = False
         self._queue: collections.deque[Prepared] = collections.deque()
         self._drainer: asyncio.Task[None] | None = None
+        self._lingering: asyncio.Future[None] | None = None  # the drainer's, while it lingers
         self._nowait_error: BaseException | None = None
         # append_nowait events handed over, and how many of them were stored or failed (in
         # queue order): a flush waits for the count handed over when it was called.
@@ -749,9 +753,17 @@ class JetStreamJournal:
 
     async def _drain(self) -> None:
         queue = self._queue
+        loop = asyncio.get_running_loop()
         while queue:
-            if len(queue) < _NOWAIT_CHUNK and self._linger:
-                await asyncio.sleep(self._linger)  # let a chunk gather: fewer, larger writes
+            if len(queue) < _NOWAIT_CHUNK and self._linger and not self._flushers:
+                # Let a chunk gather (fewer, larger writes); a flush cuts it short.
+                lingering = self._lingering = loop.create_future()
+                timer = loop.call_later(self._linger, _set_unless_done, lingering)
+                try:
+                    await lingering
+                finally:
+                    timer.cancel()
+                    self._lingering = None
             chunk = [queue.popleft() for _ in range(min(len(queue), _NOWAIT_CHUNK))]
             try:
                 await self.start()
@@ -789,6 +801,7 @@ class JetStreamJournal:
 
     async def _flush(self, target: int | None = None) -> None:
         """Wait until ``target`` events were settled (``None``: until the queue is empty)."""
+        _set_unless_done(self._lingering)  # what is queued goes now
         if target is None:
             while self._drainer is not None and not self._drainer.done():
                 await asyncio.wait((self._drainer,))  # our cancellation does not cancel it
@@ -1218,6 +1231,11 @@ class JetStreamJournal:
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)
             if self._owns_client:
                 await self._client.close()
+
+
+def _set_unless_done(future: asyncio.Future[None] | None) -> None:
+    if future is not None and not future.done():
+        future.set_result(None)
 
 
 def _consume_outcome(future: asyncio.Future[Any]) -> None:
