@@ -9,6 +9,7 @@ twice, nothing reported stored that is not.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,10 +17,13 @@ import pytest
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
+from helpers import until
 from swarm_actors._nats._batch import BatchSender, Prepared, server_batches
 from swarm_actors._nats._compat import send_frames, server_info
 from swarm_actors._nats._jetstream import JetStreamJournal
+from swarm_actors.errors import JournalFullError
 from swarm_actors.events import AgentDecision, JournalEntry, SwarmEvent, new_event
+from swarm_actors.testing import NatsCluster
 
 
 def decision(role: str, i: int) -> SwarmEvent:
@@ -336,3 +340,63 @@ async def test_a_flush_does_not_wait_out_the_linger(nats_client: Client, unique_
     finally:
         await journal.close()
         await nats_client.jetstream().delete_stream(unique_name)
+
+
+@pytest.mark.asyncio
+async def test_append_nowait_loses_nothing_when_the_stream_leader_is_killed(
+    nats_cluster: NatsCluster,
+) -> None:
+    """Batches on a replicated stream; its leader SIGKILLed mid-stream (failover: 7-10 s).
+
+    The journal's timeout (30 s) outlasts the failover, so ``flush`` returns without an error,
+    and then every event handed over is stored, once.
+    """
+    from swarm_actors._nats._conn import connect
+    from swarm_actors.cluster import NatsOptions
+
+    client = await connect(NatsOptions(servers=nats_cluster.urls, reconnect_wait=0.1))
+    journal = JetStreamJournal(client, replicas=3, timeout=30.0, ack_timeout=1.0)
+    answers = record_batches(journal)
+    handed: list[str] = []
+    stop = asyncio.Event()
+
+    async def writer() -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                for _ in range(20):
+                    event = decision("w", i)
+                    journal.append_nowait(event)
+                    handed.append(event.event_id)
+                    i += 1
+            except JournalFullError:  # the leader is gone: the buffer waits for the next one
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.001)
+
+    try:
+        await journal.start()
+        info = await client.jetstream().stream_info(journal.stream)
+        assert info.cluster is not None
+        assert info.cluster.leader is not None
+        task = asyncio.ensure_future(writer())
+        try:
+            await until(lambda: len(handed) >= 1000, 20, "appending is under way")
+            await nats_cluster.kill(nats_cluster.index_of(info.cluster.leader))
+            killed_at = time.monotonic()
+            before = len(handed)
+            await until(
+                lambda: len(handed) >= before + 1000 and time.monotonic() - killed_at > 1, 40
+            )
+        finally:
+            stop.set()
+            await task
+        await asyncio.wait_for(journal.flush(), 60)
+        entries = await collect(journal.read())
+        stored = [e.event.event_id for e in entries]
+        assert sorted(stored) == sorted(handed)  # all of them, none twice
+        if journal._batches.enabled:
+            assert any(a is not None for a in answers)  # batches were in use
+            assert None in answers  # and the kill cut one off: published again, one by one
+    finally:
+        await journal.close()
+        await client.close()
