@@ -7,7 +7,7 @@ refs to remote actors (``_remote``), topics across nodes (``_topics``), the name
 (``_registry``), placement of virtual actors and shard leases (``_placement``, ``_shards``),
 the cluster state (``_cluster.ClusterState``), a node's settings (``_options.Cluster``),
 credentials and subject permissions for the secure mode (``_auth``), and the JetStream journal
-with its durable consumers (``_jetstream``, ``_durable``).
+with its durable consumers and its publishing (``_jetstream``, ``_durable``, ``_batch``).
 
 May import: nats-py (its private internals only through ``_compat``, which lists them),
 msgspec, ``swarm_actors._core`` (the engine it plugs into), ``swarm_actors._events``,
