@@ -224,7 +224,7 @@ class _AckPipeline:
     async def _send_frames(
         self, attempt: _Attempt, prepared: Sequence[Prepared], indices: Sequence[int], stall: float
     ) -> None:
-        """Frames built here, handed to nats-py a run at a time (one write, one flusher kick)."""
+        """Frames built here, handed to nats-py a run at a time (one socket write per run)."""
         client = self._client
         inflight = self._inflight
         window = self._window
