@@ -323,6 +323,8 @@ class Cell:
     """Whether the dispatcher runs this cell's turns (``False``: stepped by hand, see testing)."""
 
     __slots__ = (
+        "_name",
+        "_path",
         "accepting",
         "actor",
         "actor_class",
@@ -338,8 +340,6 @@ class Cell:
         "failures",
         "grant",
         "kwargs",
-        "_name",
-        "_path",
         "ledger",
         "loop",
         "parent",

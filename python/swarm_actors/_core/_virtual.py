@@ -319,21 +319,7 @@ class VirtualRegistry:
         if self.closed:
             raise self._stopped_error(actor_class, key)
         data = self.tree.activate(agent)  # restored if compressed, else materialized / touched
-        cell = self._build(agent, actor_class, key, data)
-        # ``_running`` written out: a million-actor run goes through here once per message.
-        cells = self.cells
-        cells[agent] = cell
-        self.activations += 1
-        cell.set_running()
-        if self.virtual_signals:
-            record_signal(cell, SignalKind.ACTIVATED)
-        max_active = self.max_active
-        if max_active is not None and len(cells) > max_active:
-            self._enforce_limit()
-        if self.passivate_after is not None and not self._sweeping:
-            self._sweeping = True
-            self.system.clock.call_later(self.passivate_after, self._sweep)
-        return cell
+        return self._running(agent, self._build(agent, actor_class, key, data))
 
     def _stopped_error(self, actor_class: type[Actor], key: Any) -> SystemStoppedError:
         return SystemStoppedError(
