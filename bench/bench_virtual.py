@@ -8,6 +8,12 @@
 Run: python bench/bench_virtual.py [--leaves 1048576] [--max-active 10000] [--cycles 200000]
 ``--quick`` (262,144 leaves, 50,000 cycles) takes a few seconds: the same two measurements, for
 comparing two trees side by side (the < 10 s target is for the full million).
+
+``--instructions`` counts instead the CPU instructions of one cycle and of one leaf (with
+``max_active`` 1,000) under callgrind (valgrind must be installed; about 3 minutes): each is
+run at two sizes and the difference taken, so start-up costs cancel, with
+``PYTHONHASHSEED=0``. Unlike times on a shared machine, the counts repeat exactly: the way to
+compare two trees (``bench/ab.py``).
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
+import re
 import resource
+import subprocess
+import sys
 import time
 
 import msgspec
@@ -95,6 +105,49 @@ async def cycles(n: int) -> dict[str, float]:
         return {"cycles": n, "rate": n / elapsed, "passivations": stats.passivations}
 
 
+def instructions(part: str, sizes: tuple[int, int]) -> float:
+    """Instructions per unit of ``part`` (``cycles`` or ``million``), by callgrind."""
+    counts = []
+    for size in sizes:
+        done = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--only",
+                part,
+                "--size",
+                str(size),
+            ],
+            env=dict(os.environ, PYTHONHASHSEED="0"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"no callgrind total in valgrind's output:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+
+
+def count_instructions() -> None:
+    progress("callgrind: activation + passivation cycles (2 runs)")
+    per_cycle = instructions("cycles", (5_000, 15_000))
+    progress("callgrind: a message to each leaf, max_active=1,000 (2 runs)")
+    per_leaf = instructions("million", (5_000, 15_000))
+    print("## Virtual actors: instructions (callgrind)\n")
+    print(f"`python bench/bench_virtual.py --instructions` on {machine()}.\n")
+    rows = [
+        ["activation + passivation cycle, 64-byte state", f"{per_cycle:,.0f}"],
+        ["one message to a new leaf, max_active=1,000", f"{per_leaf:,.0f}"],
+    ]
+    print(table(["measurement", "instructions"], rows))
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--leaves", type=int, default=1_048_576)
@@ -103,7 +156,21 @@ def main() -> None:
     parser.add_argument(
         "--quick", action="store_true", help="262,144 leaves and 50,000 cycles (a few seconds)"
     )
+    parser.add_argument(
+        "--instructions", action="store_true", help="count instructions with callgrind instead"
+    )
+    parser.add_argument("--only", choices=["cycles", "million"], help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.only == "cycles":  # one measurement, under callgrind (see --instructions)
+        asyncio.run(cycles(args.size))
+        return
+    if args.only == "million":
+        asyncio.run(million(args.size, 1000))
+        return
+    if args.instructions:
+        count_instructions()
+        return
     if args.quick:
         args.leaves, args.cycles = 262_144, 50_000
     gc.collect()

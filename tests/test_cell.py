@@ -1253,3 +1253,23 @@ async def test_a_discarding_stop_cancels_a_handler_whose_wait_just_ended() -> No
         assert ("cleanup", "h") in LOG, "the cancellation reached the handler"
         with pytest.raises(ActorDeadError):
             await within(asked)
+
+
+async def test_children_are_kept_by_their_parent_and_a_childless_cell_shares_no_dict() -> None:
+    # Childless cells share one read-only mapping (no dict per cell): a child is recorded
+    # through ``adopt``, which gives the parent a dict of its own, and a stray write to the
+    # shared mapping fails instead of giving every cell that child.
+    async with ActorSystem() as system:
+        family = await system.start(Family, name="family")
+        a = system.lookup("a")
+        assert isinstance(a, ActorRef)
+        parent, child = instance(family)._cell, instance(a)._cell
+        assert sorted(parent.children) == ["a", "b"]
+        assert child.children == {}
+        lonely = instance(await system.start(Recorder, name="lonely"))._cell
+        assert lonely.children is child.children
+        with pytest.raises(TypeError):
+            lonely.children["x"] = child
+        assert child.children == {}
+        await a.stop()
+        assert sorted(parent.children) == ["b"]

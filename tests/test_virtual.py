@@ -1425,3 +1425,25 @@ async def test_a_stopped_system_activates_no_virtual_actor() -> None:
         SystemStoppedError, match=r"^cannot activate Session:k: the ActorSystem is stopped$"
     ):
         await ref.ask(Hit())
+
+
+class Named(Actor):
+    """Answers with its own name and path, as its cell gives them."""
+
+    @handler
+    async def hit(self, msg: Hit) -> tuple[str, str]:
+        return self.ref.name, self.ref.path
+
+
+async def test_a_virtual_actor_is_named_by_its_class_and_key_whenever_asked() -> None:
+    # Cells of virtual actors make their name and path on first use: the same strings as a
+    # spawned actor's, before and after a passivation, for string keys and batch leaves.
+    async with ActorSystem(passivation=Passivation(max_active=1)) as system:
+        ref = system.virtual(Named, "k-1")
+        assert await ref.ask(Hit("a")) == ("Named:k-1", "/Named:k-1")
+        batch = system.batch_spawn(Named, depth=1, branching=2)
+        leaf = batch[1].agent_id
+        assert await batch[1].ask(Hit("b")) == (f"Named:{leaf}", f"/Named:{leaf}")
+        assert not ref.is_active  # passivated by the leaf's activation
+        assert await ref.ask(Hit("c")) == ("Named:k-1", "/Named:k-1")
+        assert ref.path == "/Named:k-1"

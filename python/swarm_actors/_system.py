@@ -465,7 +465,10 @@ class ActorSystem:
         cell = cell_class(self, actor_class, args, kwargs, name, parent_cell)
         self._names[name] = cell
         self._paths[cell.path] = cell
-        (parent_cell.children if parent_cell else self._top)[name] = cell
+        if parent_cell is not None:
+            parent_cell.adopt(name, cell)
+        else:
+            self._top[name] = cell
         try:
             if transport is not None:
                 # Until the cluster grants the name, lookup() does not offer this cell: another
@@ -890,6 +893,7 @@ class ActorSystem:
         ``SystemStoppedError``.
         """
         self._closed = True
+        self._virtual.close()
         if self._loop is None:
             return
         stopping = asyncio.ensure_future(self._stop_actors(drain))

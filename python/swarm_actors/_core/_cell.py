@@ -225,6 +225,12 @@ class Deadlines:
             entries.popleft()
 
 
+_NO_CHILDREN = cast("dict[str, Cell]", types.MappingProxyType({}))
+"""Every childless cell's ``children``: most actors never have any, and a dict each would cost
+an allocation per (virtual) activation. Read-only, so that a write not made through
+``Cell.adopt`` fails loudly instead of giving every cell the child."""
+
+
 class Dispatcher:
     """Runs the turns of ready actors from one event-loop callback.
 
@@ -312,9 +318,13 @@ class Cell:
     """
 
     dispatched: ClassVar[bool] = True
+    stashes: ClassVar[bool] = False
+    """Whether the cell has a stash (``stashed_count`` may be non-zero): a ``TrackedCell``."""
     """Whether the dispatcher runs this cell's turns (``False``: stepped by hand, see testing)."""
 
     __slots__ = (
+        "_name",
+        "_path",
         "accepting",
         "actor",
         "actor_class",
@@ -332,9 +342,7 @@ class Cell:
         "kwargs",
         "ledger",
         "loop",
-        "name",
         "parent",
-        "path",
         "processed",
         "put_waiters",
         "queue",
@@ -351,6 +359,7 @@ class Cell:
         "timers",
         "tracer",
         "virtual_id",
+        "virtual_key",
     )
 
     def __init__(
@@ -359,7 +368,7 @@ class Cell:
         actor_class: type[Actor],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        name: str,
+        name: str | None,
         parent: Cell | None,
     ) -> None:
         self.system = system
@@ -368,10 +377,12 @@ class Cell:
         self.actor_class = actor_class
         self.args = args
         self.kwargs = kwargs
-        self.name = name
+        # Both made on first use (see ``name``): a virtual actor passivated before anything
+        # asked its name (most of them) never formats either string.
+        self._name = name
+        self._path: str | None = None
         self.parent = parent
-        self.path: str = f"{parent.path if parent else ''}/{name}"
-        self.children: dict[str, Cell] = {}
+        self.children: dict[str, Cell] = _NO_CHILDREN  # ``adopt`` makes its own dict
         self.actor: Actor | None = None
         self.queue: deque[Any] = deque()
         self.capacity = actor_class.mailbox_size
@@ -401,8 +412,33 @@ class Cell:
         self.drained: asyncio.Future[None] | None = None
         self.timers: Timers | None = None  # created on first use: most actors have none
         self.virtual_id: int | None = None
+        self.virtual_key: Any = None  # a virtual actor's key (its name, see ``name``)
         self.ledger: Ledger | None = None  # event sequence and chain head, from its first event
         self.tracer: Tracer | None = system._tracer  # None: tracing off, see _telemetry
+
+    @property
+    def name(self) -> str:
+        """The actor's name among its siblings; a virtual actor's is ``Class:key``."""
+        name = self._name
+        if name is None:
+            name = self._name = f"{self.actor_class.__qualname__}:{self.virtual_key}"
+        return name
+
+    @property
+    def path(self) -> str:
+        """The actor's path: its parent's, then ``/`` and its name."""
+        path = self._path
+        if path is None:
+            parent = self.parent
+            path = self._path = f"{'' if parent is None else parent.path}/{self.name}"
+        return path
+
+    def adopt(self, name: str, child: Cell) -> None:
+        """Keep ``child`` under ``name`` among the children (the first one makes the dict)."""
+        children = self.children
+        if children is _NO_CHILDREN:
+            children = self.children = {}
+        children[name] = child
 
     @property
     def ref(self) -> ActorRef[Any]:
@@ -435,6 +471,7 @@ class Cell:
         actor._cell = self
         actor.system = self.system
         actor.key = key
+        self.virtual_key = key
         self.virtual_id = virtual_id
         self.actor = actor
         return actor
@@ -534,10 +571,17 @@ class Cell:
 
         The one delivery path: every send (local, remote, virtual) ends here.
         """
-        if self.accepting and len(self.queue) < self.capacity:
-            self.queue.append(item)
+        queue = self.queue
+        if self.accepting and len(queue) < self.capacity:
+            queue.append(item)
             if not self.scheduled and self.runnable:
-                self.schedule()
+                # ``schedule`` written out: this runs for every message.
+                self.scheduled = True
+                d = self.dispatcher
+                d.ready.append(self)
+                if not d.pending:
+                    d.pending = True
+                    self.loop.call_soon(d.run, context=contextvars.Context())
             return True
         return False
 
@@ -584,7 +628,8 @@ class Cell:
 
         In a fresh context: the turn must not see the caller's context variables.
         """
-        self.dispatcher.ran_out_of_band(self)
+        if self.scheduled:  # its entry in the ready queue goes stale
+            self.dispatcher.ran_out_of_band(self)
         contextvars.Context().run(self.run_turn)
 
     async def room(self) -> None:
@@ -778,10 +823,17 @@ class Cell:
         return False, future
 
     def run_turn(self) -> None:
+        """Handle queued messages (a turn); called in a context of the dispatcher's own.
+
+        Every caller runs it in a fresh context (the dispatcher's callback, ``turn_now``), so
+        the sender is set and never reset: the context ends with the turns it ran, and each
+        turn sets its own. A reset (and its token) would cost as much again as the set.
+        """
         self.scheduled = False
         if not self.runnable:
             return
-        suspended = self._step(TURN_BUDGET)
+        CURRENT_SENDER.set(self)  # sends made by the handlers come from this actor
+        suspended = self._handle_queued(TURN_BUDGET)
         if self.put_waiters:  # the turn made room, even if its last handler suspended
             self._wake_putters()
         if suspended is not None:
@@ -1384,6 +1436,8 @@ class TrackedCell(Cell):
     """
 
     __slots__ = ("calls", "current", "deciding", "limit", "stash_limit", "stashed")
+
+    stashes: ClassVar[bool] = True
 
     def __init__(self, *args: Any) -> None:
         super().__init__(*args)

@@ -64,6 +64,7 @@ _STATE_DECODERS: dict[type, msgspec.msgpack.Decoder[Any]] = {}
 _STATE_ENCODER = msgspec.msgpack.Encoder()
 _BASE_ON_START = Actor.on_start
 _BASE_ON_STOP = Actor.on_stop
+_new_ref = object.__new__
 _NO_KWARGS: dict[str, Any] = {}  # a virtual actor's constructor arguments; only ever read
 
 PASSIVATION_BATCH = 64
@@ -128,6 +129,8 @@ class VirtualRegistry:
         self.system = system
         self.tree = AgentTree()
         self.max_active = max_active
+        self.closed = False  # the system is stopping or stopped: no more activations
+        self._cell_classes: dict[type[Actor], type[Cell]] = {}
         self.passivate_after = passivate_after
         self.cells: dict[int, Cell] = {}
         self.classes: dict[int, type[Actor]] = {}  # spawned (keyed) agents
@@ -277,7 +280,10 @@ class VirtualRegistry:
             done.set_result(None)
 
     async def _activate(self, agent: int, actor_class: type[Actor], key: Any) -> Cell:
-        cell, data = self._build(agent, actor_class, key)
+        if self.closed:
+            raise self._stopped_error(actor_class, key)
+        data = self.tree.activate(agent)  # restored if compressed, else materialized / touched
+        cell = self._build(agent, actor_class, key, data)
         if actor_class.on_start is not _BASE_ON_START:
             done: asyncio.Future[None] | None = None
             previous = CURRENT_SENDER.get()  # set back, not reset: see Cell.create_instance
@@ -310,23 +316,27 @@ class VirtualRegistry:
             or (self.placed and agent in self.placed)
         ):
             return None
-        return self._running(agent, self._build(agent, actor_class, key)[0])
-
-    def _build(self, agent: int, actor_class: type[Actor], key: Any) -> tuple[Cell, bytes | None]:
-        """Make the cell and instance of ``agent`` with its state restored (not started).
-
-        Also returns the token's data (``None``: it had none), to give back if ``on_start``
-        fails. The agent is active and the most recently used one in the tree.
-        """
-        if self.system.stopped:  # shutting down or done: no new activations
-            raise SystemStoppedError(
-                f"cannot activate {actor_class.__qualname__}:{key}: the ActorSystem is stopped"
-            )
+        if self.closed:
+            raise self._stopped_error(actor_class, key)
         data = self.tree.activate(agent)  # restored if compressed, else materialized / touched
+        return self._running(agent, self._build(agent, actor_class, key, data))
+
+    def _stopped_error(self, actor_class: type[Actor], key: Any) -> SystemStoppedError:
+        return SystemStoppedError(
+            f"cannot activate {actor_class.__qualname__}:{key}: the ActorSystem is stopped"
+        )
+
+    def _build(self, agent: int, actor_class: type[Actor], key: Any, data: bytes | None) -> Cell:
+        """Make the cell and instance of ``agent`` with its state ``data`` restored (not started).
+
+        The caller made the agent active in the tree (``data``: its token's, ``None`` if it had
+        none), so it is the most recently used one; on failure the token is given back.
+        """
         try:
-            cell = cell_class_for(actor_class)(
-                self.system, actor_class, (), _NO_KWARGS, f"{actor_class.__qualname__}:{key}", None
-            )
+            cell_class = self._cell_classes.get(actor_class)
+            if cell_class is None:
+                cell_class = self._cell_classes[actor_class] = cell_class_for(actor_class)
+            cell = cell_class(self.system, actor_class, (), _NO_KWARGS, None, None)
             actor = cell.install(key, agent)
             if data:
                 decoder = _STATE_DECODERS.get(actor_class) or _state_decoder(actor_class)
@@ -336,7 +346,7 @@ class VirtualRegistry:
             raise
         if self.ledgers:
             cell.ledger = self.ledgers.pop(agent, None)
-        return cell, data
+        return cell
 
     def _give_back(self, agent: int, data: bytes | None) -> None:
         """Activation failed: the actor keeps the state (token) it was activated from.
@@ -437,7 +447,7 @@ class VirtualRegistry:
         if (
             cell.queue
             or cell.busy
-            or cell.stashed_count()  # passivated, its stash would be lost
+            or (cell.stashes and cell.stashed_count())  # passivated, its stash would be lost
             or cell.children
             or cell.state is not RUNNING
         ):
@@ -595,6 +605,10 @@ class VirtualRegistry:
             known=len(self.tree) - 1,
         )
 
+    def close(self) -> None:
+        """The system is stopping: activations are refused from now on."""
+        self.closed = True
+
     async def passivate_all(self) -> None:
         for agent in list(self.cells):
             await self.passivate(agent)
@@ -650,9 +664,12 @@ class VirtualRef(Generic[A]):
         """
         registry = self._registry
         sender = current_sender()
-        if sender is not None and sender.grant is not None:
-            self._check_send()
-        message = with_origin(message, sender, reply_to)
+        if sender is not None:
+            if sender.grant is not None:
+                self._check_send()
+            message = with_origin(message, sender, reply_to)
+        elif reply_to is not None:
+            message = with_origin(message, None, reply_to)
         if (
             registry.system._tracer is not None
             and (context := registry.system._dispatcher.traces.sampled()) is not None
@@ -797,7 +814,12 @@ class VirtualBatch(Generic[A]):
         if not 0 <= index < n:
             raise IndexError(f"leaf {index} out of range for a batch of {n} leaves")
         agent = self._leaf_first + index
-        return VirtualRef(self._registry, self._class, agent, agent)
+        # Built without calling __init__: a million-leaf batch is mostly indexed in loops.
+        ref = _new_ref(VirtualRef)
+        ref._registry = self._registry
+        ref._class = self._class
+        ref._agent = ref._key = agent
+        return ref
 
     def node(self, agent_id: int) -> VirtualRef[A]:
         """Ref of any node of the batch (intermediate levels included) by agent id."""
