@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 import msgspec
 
 from swarm_actors._log import get_logger
-from swarm_actors._runjournal import LIVE_FILE, open_run_journal
+from swarm_actors._runjournal import follow_run_entries
 from swarm_actors._runs import RunPaths
 from swarm_actors.events import AgentDecision, BlobStore, JournalEntry, SwarmEvent
 
@@ -151,54 +150,6 @@ class Feed:
         }
 
 
-async def _follow_live(feed: Feed, run: RunPaths, start: int | None, poll: float) -> int | None:
-    """Read the live run until its ``live.json`` goes away; the next sequence to read."""
-    async with open_run_journal(run) as rj:
-        if not rj.live:  # it ended between our look and the open: read the store instead
-            return start
-        feed.live = True
-        feed.set_status("live")
-
-        async def pump() -> None:
-            nonlocal start
-            async for entry in rj.entries(start_sequence=start, follow=True):
-                feed.add(entry)
-                start = entry.sequence + 1
-
-        # The embedded server's client reconnects forever, so a tail never ends by itself when
-        # the run stops: the run's removing live.json is the signal.
-        task = asyncio.ensure_future(pump())
-        try:
-            while not task.done() and (run.root / LIVE_FILE).exists():
-                await asyncio.wait({task}, timeout=poll)
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("lost the live run", run=run.run_id, error=repr(task.exception()))
-    return start
-
-
-async def _read_store(feed: Feed, run: RunPaths, start: int | None, patience: float) -> None:
-    """Read the finished run's store from ``start`` to its end.
-
-    The run may have ended a moment ago: its server may still hold the store's lock, so a
-    failed open is tried again for ``patience`` seconds.
-    """
-    deadline = time.monotonic() + patience
-    while True:
-        try:
-            async with open_run_journal(run) as rj:
-                async for entry in rj.entries(start_sequence=start):
-                    feed.add(entry)
-                return
-        except Exception:
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.5)  # retry: the store is still locked by the ending run
-
-
 def follow_run(
     run: RunPaths, *, nats: str | None = None, poll: float = 0.5, patience: float = 30.0
 ) -> FeedTask:
@@ -208,18 +159,15 @@ def follow_run(
     """
 
     async def fill(feed: Feed) -> None:
+        def live() -> None:
+            feed.live = True
+            feed.set_status("live")
+
         try:
-            if nats is not None:
-                async with open_run_journal(run, nats=nats) as rj:
-                    feed.live = True
-                    feed.set_status("live")
-                    async for entry in rj.entries(follow=True):
-                        feed.add(entry)
-                return
-            start: int | None = None
-            if (run.root / LIVE_FILE).exists():
-                start = await _follow_live(feed, run, start, poll)
-            await _read_store(feed, run, start, patience)
+            entries = follow_run_entries(run, nats=nats, poll=poll, patience=patience, on_live=live)
+            async with contextlib.aclosing(entries) as stream:
+                async for entry in stream:
+                    feed.add(entry)
             feed.set_status("done")
         except asyncio.CancelledError:
             raise

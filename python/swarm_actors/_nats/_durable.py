@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Protocol, Self, TypeVar
 
@@ -208,6 +209,11 @@ class DurableConsumer:
         """The durable name (the server keeps the position under it)."""
         return self._name
 
+    @property
+    def ack_wait(self) -> float:
+        """Seconds an entry handed out waits for its acknowledgement before it comes again."""
+        return self._ack_wait
+
     async def __aenter__(self) -> Self:
         await self._subscription()
         return self
@@ -391,6 +397,27 @@ class DurableConsumer:
         sub = await self._subscription()
         info = await self._api(sub.consumer_info)
         return (info.num_pending or 0) + (info.num_ack_pending or 0)
+
+    async def set_ack_wait(self, ack_wait: float) -> None:
+        """Change ``ack_wait`` on the server, for the entries handed out already too.
+
+        Their wait counts from when they were handed out: shortened, the entries an
+        acknowledger that is known to be gone took come again at once rather than after the
+        old wait (``pending`` counts them meanwhile).
+        """
+        if not ack_wait > 0:
+            raise InvalidArgumentError(f"ack_wait must be > 0 seconds, got {ack_wait}")
+        sub = await self._subscription()
+        info = await self._api(sub.consumer_info)
+        config = dataclasses.replace(info.config, ack_wait=ack_wait)
+        await self._api(lambda: self._js.add_consumer(self._journal.stream, config=config))
+        self._ack_wait = ack_wait
+
+    async def ack_pending(self) -> int:
+        """Entries handed out and not yet acknowledged."""
+        sub = await self._subscription()
+        info = await self._api(sub.consumer_info)
+        return info.num_ack_pending or 0
 
     async def close(self) -> None:
         """Stop consuming here; the server keeps the position (and unacked entries return)."""

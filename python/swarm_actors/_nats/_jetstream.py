@@ -1228,9 +1228,19 @@ class JetStreamJournal:
             await self._acks.stop()
             await self._batches.stop()
             if self._cleanups:
+                if not self._client.is_connected:
+                    # The server is gone (a live run's, once it ended): no one to ask, and a
+                    # reader's consumer expires when idle anyway. Do not wait out the timeout.
+                    for task in self._cleanups:
+                        task.cancel()
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)
             if self._owns_client:
-                await self._client.close()
+                try:
+                    await self._client.close()
+                except ConnectionError:
+                    # nats-py's close writes what it buffered while reconnecting to a server
+                    # that is gone (a live run's, once it ended): nothing is left to tell it.
+                    _log.debug("journal.closed_after_connection_lost")
 
 
 def _set_unless_done(future: asyncio.Future[None] | None) -> None:

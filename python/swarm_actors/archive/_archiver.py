@@ -21,7 +21,8 @@ Exactly once in the table, from at-least-once delivery:
 
 Without ``follow`` the archiver stops once the consumer has nothing pending (every message
 stored when it looked is archived and acknowledged); with ``follow`` it keeps up until
-cancelled.
+cancelled, or until :meth:`Archiver.finish` (a live run ended: what it was handed is settled,
+and the rest is archived from the run's store, where the consumer's position is kept).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["ArchiveStats", "Archiver", "consumer_name"]
 
 _log = get_logger("swarm_actors.archive")
+_TAKEOVER_WAIT = 1.0  # s: ack_wait while taking over a finished archiver's unacknowledged batch
 
 
 def consumer_name(store: ArchiveStore) -> str:
@@ -86,7 +88,7 @@ class Archiver:
     ``JetStreamJournal`` on a server); ``store`` the archive. ``batch_size`` rows or
     ``batch_interval`` seconds make a batch; ``ack_wait`` is how long a batch handed out to an
     archiver that died waits before it is handed out again. ``on_batch`` is called with the
-    stats after each batch (progress).
+    stats after each batch (progress); ``stats`` continues another archiver's counts.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Archiver:
         ack_wait: float = 30.0,
         name: str | None = None,
         on_batch: Callable[[ArchiveStats], None] | None = None,
+        stats: ArchiveStats | None = None,
     ) -> None:
         if batch_size < 1 or not batch_interval > 0 or not ack_wait > 0:
             raise InvalidArgumentError("batch_size >= 1, batch_interval > 0 and ack_wait > 0")
@@ -110,15 +113,29 @@ class Archiver:
         self.name = name or consumer_name(store)
         """The durable consumer's name."""
         self._on_batch = on_batch
-        self.stats = ArchiveStats()
-        """What was archived so far."""
+        self.stats = stats if stats is not None else ArchiveStats()
+        """What was archived so far (``stats``, given: counted on from there)."""
+        self._finishing = False
 
-    async def run(self, *, follow: bool = False) -> ArchiveStats:
-        """Archive until nothing is pending (or, with ``follow``, until cancelled).
+    def finish(self) -> None:
+        """Stop following: :meth:`run` settles what it was handed and returns.
+
+        It pulls without waiting from then on and returns at the first empty pull, without
+        asking the server what is pending (a live run's server may be going away).
+        """
+        self._finishing = True
+
+    async def run(self, *, follow: bool = False, taken_over: bool = False) -> ArchiveStats:
+        """Archive until nothing is pending (or, with ``follow``, until cancelled or finished).
 
         Pipelined: the next batch is pulled while the previous one is inserted (in a worker
         thread: chDB releases the GIL) and acknowledged; one batch is settled at a time, in
         order, so an acknowledgement still follows its own batch's insert.
+
+        ``taken_over``: the archiver that used the consumer before is known to be gone (a live
+        run's, finished as the run's server stopped): what it was handed and could not
+        acknowledge comes again at once (a short ``ack_wait`` meanwhile), not after
+        ``ack_wait``.
         """
         consumer = self._journal.durable(
             self.name, ack_wait=self._ack_wait, max_ack_pending=2 * self._batch_size
@@ -126,15 +143,19 @@ class Archiver:
         settling: asyncio.Task[None] | None = None
         wait = follow
         async with consumer:
+            if taken_over and await consumer.ack_pending():
+                await consumer.set_ack_wait(min(self._ack_wait, _TAKEOVER_WAIT))
             try:
                 while True:
-                    batch = await self._collect(consumer, wait=wait)
+                    batch = await self._collect(consumer, wait=wait and not self._finishing)
                     if settling is not None:
                         await settling
                         settling = None
                     if batch:
                         settling = asyncio.create_task(self._settle(consumer, batch))
                         wait = follow
+                    elif self._finishing:
+                        return self.stats
                     elif not follow:
                         if await consumer.pending() == 0:
                             return self.stats
@@ -147,6 +168,8 @@ class Archiver:
                     await asyncio.wait((settling,))
                     if not settling.cancelled():
                         settling.exception()  # seen: what is raised here is the first error
+                if consumer.ack_wait != self._ack_wait:
+                    await consumer.set_ack_wait(self._ack_wait)
 
     async def _collect(self, consumer: DurableConsumer, *, wait: bool) -> list[RawDelivery]:
         """Up to ``batch_size`` messages, or what came within ``batch_interval``."""
