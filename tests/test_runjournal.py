@@ -15,7 +15,12 @@ import pytest
 from helpers import until_async
 from swarm_actors._cli import main
 from swarm_actors._nats._server import free_ports
-from swarm_actors._runjournal import LIVE_FILE, live_options, open_run_journal
+from swarm_actors._runjournal import (
+    LIVE_FILE,
+    follow_run_entries,
+    live_options,
+    open_run_journal,
+)
 from swarm_actors._runs import latest_run, new_run, run_dir
 from swarm_actors.errors import RunNotFoundError
 from swarm_actors.events import JournalEntry
@@ -57,10 +62,18 @@ async def test_a_worker_joins_the_demo_run_and_readers_follow_it_live(tmp_path: 
 
             await until_async(some_events, timeout=60, what="events of the live run")
         assert all(e.event.run_id == run.run_id for e in seen)
+        followed: list[JournalEntry] = []
+
+        async def follow() -> None:  # ends by itself when the run ends
+            async for entry in follow_run_entries(run, poll=0.1):
+                followed.append(entry)
+
+        follower = asyncio.create_task(follow())
         worker = await _cli("worker", "--role", "coder", "--data-dir", str(data), "-q")
         _, worker_err = await asyncio.wait_for(worker.communicate(), 180)
         assert worker.returncode == 0, worker_err.decode()
         out, err = await asyncio.wait_for(demo.communicate(), 180)
+        await asyncio.wait_for(follower, 60)
     finally:
         if demo.returncode is None:
             demo.kill()
@@ -73,6 +86,7 @@ async def test_a_worker_joins_the_demo_run_and_readers_follow_it_live(tmp_path: 
         entries = await finished.load()
     assert len(entries) >= summary["events"]  # and the signals of its stopping
     assert [e.sequence for e in entries[: len(seen)]] == [e.sequence for e in seen]
+    assert [e.sequence for e in followed] == [e.sequence for e in entries]  # each once, all
     coders = {e.event.agent_id for e in entries if e.event.agent_role == "coder"}
     assert any(c.startswith("/worker-") for c in coders), coders  # the worker did items
 

@@ -4,7 +4,10 @@
 live run's server, or a private server on its finished store) or a NATS server's whole event
 stream (``--nats URL``) into the archive: chDB under ``DATA/archive`` by default, a ClickHouse
 server with ``--clickhouse URL``. Without ``--follow`` it stops once everything stored is
-archived; with it, it keeps up live. Progress on stderr; the counts on stdout at the end.
+archived. With it, a live run is archived as it goes on until it ends, then the rest from its
+store, and the command exits 0 (a finished run: to its end); with ``--nats URL`` (no run's end
+is known there) it keeps up until interrupted. Progress on stderr; the counts on stdout at the
+end.
 
 ``sql`` runs a query on the archive: SQL text, or a shipped query by name (``--query NAME``
 with its parameters, ``--list`` to see them), printed as a table (rich on a terminal, aligned
@@ -204,7 +207,12 @@ def add_archive_commands(
     p.add_argument(
         "--clickhouse", metavar="URL", help="a ClickHouse server (default: chDB, embedded)"
     )
-    p.add_argument("--follow", action="store_true", help="keep archiving new events live")
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="keep archiving new events live: until the run ends (then exit 0), or with "
+        "--nats until interrupted",
+    )
     p.add_argument(
         "--ack-wait",
         type=positive_float,
