@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from swarm_actors._events._journal import JournalEntry
 from swarm_actors._exceptions import RunNotFoundError
+from swarm_actors._log import get_logger
 from swarm_actors._runs import RunPaths
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ __all__ = [
     "wait_run_ended",
     "write_live_url",
 ]
+
+_log = get_logger("swarm_actors.runs")
 
 LIVE_FILE = "live.json"
 """The file in a run's directory naming its embedded server (and its credentials) while the
@@ -203,22 +206,22 @@ async def open_run_journal(
         yield rj
 
 
-def _store_locked(store: Path) -> bool:
+def _store_locked(store: Path, *, unknown: bool = True) -> bool:
     """Whether a nats-server holds the store's lock (see ``_nats._server._lock_store``).
 
-    Without a lock file (a run whose journal is elsewhere) or ``flock`` it cannot be told:
-    ``True``, so that ``live.json`` alone decides.
+    Without a lock file (a run whose journal is elsewhere, a store no server ran on yet) or
+    ``flock`` it cannot be told: ``unknown`` (``True``: ``live.json`` alone decides).
     """
     from swarm_actors._nats._server import _LOCK_FILE
 
     try:
         import fcntl
     except ImportError:  # pragma: no cover - Windows
-        return True
+        return unknown
     try:
         fd = os.open(store / _LOCK_FILE, os.O_RDONLY)
     except OSError:
-        return True
+        return unknown
     try:
         # A shared lock fails while the server holds its exclusive one; taken, it is given
         # back at once (a server starting in between fails and is tried again by readers).
@@ -275,14 +278,17 @@ async def open_run_store(
         )
     deadline = time.monotonic() + patience
     while True:
+        if time.monotonic() < deadline and _store_locked(store, unknown=False):
+            await asyncio.sleep(poll)  # the ending run's server still holds the lock
+            continue
         server = NatsServer(store_dir=store)
         try:
             await server.start()
         except NatsServerError:
             await server.stop()
-            if time.monotonic() >= deadline:
+            # Taken again just now (another reader starting)? Else it is not the lock: raise.
+            if time.monotonic() >= deadline or not _store_locked(store, unknown=False):
                 raise
-            await asyncio.sleep(poll)  # the ending run's server still holds the lock
             continue
         except BaseException:
             await server.stop()
@@ -342,9 +348,16 @@ async def follow_run_entries(
                 tail = await stack.enter_async_context(
                     contextlib.aclosing(rj.entries(start_sequence=start, follow=True))
                 )
-                async for entry in tail:
-                    yield entry
-                    start = entry.sequence + 1
+                try:
+                    async for entry in tail:
+                        yield entry
+                        start = entry.sequence + 1
+                except Exception as exc:
+                    if run_is_live(run):
+                        raise
+                    # The run's server went away under the tail as the run ended: the rest
+                    # is in its store.
+                    _log.warning("run.live_read_lost", run=run.run_id, error=repr(exc))
                 return_early = not rj.live
         if return_early:
             return
