@@ -8,9 +8,9 @@ It starts a nats-server on the run's store (``RUN_DIR/journal``), appends events
 writes ``live.json`` and prints ``ready``. Then, one command a line on stdin:
 
 * ``more N``: append N more events, print ``ok``;
-* ``end``: end as a run does: remove ``live.json``, append the events of its stopping
-  (after the file is gone: a follower must still get them, from the store), stop the server
-  and exit.
+* ``end``: end as a run does: remove ``live.json``, print ``ended``;
+* ``stop``: then append the events of its stopping (after the file is gone: a follower that
+  saw the end must still get them, from the store), stop the server and exit.
 
 Killed instead (SIGKILL), it leaves its ``live.json`` behind and its server dies with it, as
 a killed run's does.
@@ -68,6 +68,8 @@ async def main(root: Path) -> None:
                     print("ok", flush=True)
                 elif line[0] == "end":
                     clear_live_url(root)
+                    print("ended", flush=True)
+                elif line[0] == "stop":
                     await journal.append_many(
                         [event(n, run_id) for n in range(count, count + STOPPING)]
                     )

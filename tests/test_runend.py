@@ -53,8 +53,16 @@ class Peer:
         assert await asyncio.wait_for(self.proc.stdout.readline(), 60) == b"ok\n"
 
     async def end(self) -> None:
+        """Remove ``live.json`` (the run's server stays up, as a run's does a while)."""
         assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(b"end\n")
+        assert await asyncio.wait_for(self.proc.stdout.readline(), 60) == b"ended\n"
+
+    async def stop(self) -> None:
+        """Store the events of the run's stopping, then stop its server and exit."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(b"stop\n")
         assert await asyncio.wait_for(self.proc.wait(), 60) == 0
 
 
@@ -99,9 +107,11 @@ async def test_a_follower_of_a_live_run_ends_with_it_and_has_every_entry_once(
         tailed: list[JournalEntry] = []
         went_live: list[bool] = []
 
+        saw_end = asyncio.Event()
+
         async def follow() -> None:
             async for entry in follow_run_entries(
-                run, poll=0.05, on_live=lambda: went_live.append(True)
+                run, poll=0.05, on_live=lambda: went_live.append(True), on_end=saw_end.set
             ):
                 followed.append(entry)
 
@@ -117,14 +127,17 @@ async def test_a_follower_of_a_live_run_ends_with_it_and_has_every_entry_once(
         await until(lambda: len(followed) == FIRST + 10, 60, "the new entries, live")
         assert went_live == [True]
         await peer.end()
-        # Both end by themselves (the timeout bounds a hang).
-        await asyncio.wait_for(asyncio.gather(*tasks), 60)
+        # Both see the end by themselves (the timeouts bound a hang); then the run stores the
+        # events of its stopping: the follower reads them from the store.
+        await asyncio.wait_for(saw_end.wait(), 60)
+        await asyncio.wait_for(tasks[1], 60)
+        await peer.stop()
+        await asyncio.wait_for(tasks[0], 60)
     stored = await _stored(run)
     assert len(stored) == FIRST + 10 + STOPPING
     assert all(e.event.run_id == run.run_id for e in followed)
     assert _sequences(followed) == _sequences(stored)  # each once, in order, the last ones too
-    assert _sequences(tailed) == _sequences(stored)[: len(tailed)]  # a prefix: live only
-    assert len(tailed) >= FIRST + 10
+    assert _sequences(tailed) == _sequences(stored)[: FIRST + 10]  # live only
     rest = [e async for e in follow_run_entries(run, start_sequence=followed[-3].sequence)]
     assert _sequences(rest) == _sequences(followed[-3:])  # a finished run: from where asked
 
@@ -175,6 +188,11 @@ async def test_archive_follow_exits_when_the_live_run_ends_with_every_event_once
                 assert line, "the archiver ended before archiving"
             await peer.more(10)
             await peer.end()
+            while not (line := await asyncio.wait_for(archive.stderr.readline(), 60)).startswith(
+                b"the run ended"
+            ):
+                assert line, "the archiver ended without seeing the run's end"
+            await peer.stop()  # the events of its stopping: archived from the store
             out, err = await asyncio.wait_for(archive.communicate(), 120)
         finally:
             if archive.returncode is None:

@@ -312,14 +312,16 @@ async def follow_run_entries(
     poll: float = 0.5,
     patience: float = 30.0,
     on_live: Callable[[], None] | None = None,
+    on_end: Callable[[], None] | None = None,
 ) -> AsyncGenerator[JournalEntry, None]:
     """Every entry of ``run`` from ``start_sequence``, each once, in order; ends with the run.
 
     A finished run: its store read to its end. A live run: tailed on its own server until it
     ends (:func:`run_is_live`, checked every ``poll`` s; ``on_live`` is called once the tail
-    is open), then the rest read from its store (:func:`open_run_store`, with ``patience``),
-    from the entry after the last one given: none lost, none repeated. With ``nats`` (a run
-    on a server of your own, which says nothing of a run's end) it follows until cancelled.
+    is open, ``on_end`` once its end is seen), then the rest read from its store
+    (:func:`open_run_store`, with ``patience``), from the entry after the last one given:
+    none lost, none repeated. With ``nats`` (a run on a server of your own, which says
+    nothing of a run's end) it follows until cancelled.
     """
     if nats is not None:
         async with open_run_journal(run, nats=nats) as rj:
@@ -358,6 +360,8 @@ async def follow_run_entries(
                     # The run's server went away under the tail as the run ended: the rest
                     # is in its store.
                     _log.warning("run.live_read_lost", run=run.run_id, error=repr(exc))
+                if rj.live and on_end is not None:
+                    on_end()
                 return_early = not rj.live
         if return_early:
             return

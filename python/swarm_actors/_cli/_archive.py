@@ -39,6 +39,14 @@ def _open_store(args: argparse.Namespace) -> ArchiveStore:
     return ArchiveStore.open(path=archive_dir(args.data_dir))
 
 
+def _run_ended(quiet: bool) -> Any:
+    def report() -> None:
+        if not quiet:
+            print("the run ended: archiving the rest from its store", file=sys.stderr)
+
+    return report
+
+
 def _progress(quiet: bool) -> Any:
     def report(stats: ArchiveStats) -> None:
         if not quiet:
@@ -69,6 +77,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
                     follow=args.follow,
                     ack_wait=args.ack_wait,
                     on_batch=_progress(bool(args.quiet)),
+                    on_run_end=_run_ended(bool(args.quiet)),
                 )
             )
             where = store.location

@@ -39,6 +39,7 @@ async def archive_events(
     on_batch: Callable[[ArchiveStats], None] | None = None,
     poll: float = 0.5,
     patience: float = 30.0,
+    on_run_end: Callable[[], None] | None = None,
 ) -> ArchiveStats:
     """Archive the events of ``run`` (its journal, live or finished) or of the server ``nats``.
 
@@ -48,8 +49,9 @@ async def archive_events(
     store, where the durable consumer's position is kept too). Without ``follow``, returns
     once everything stored is archived. With it: a live run is archived as it goes on until
     it ends (seen every ``poll`` seconds, ``wait_run_ended``), then the rest from its store
-    (opened with ``patience`` for the ending run's lock), and the stats of both are
-    returned; a finished run is archived to its end; ``nats`` keeps up until cancelled.
+    (opened with ``patience`` for the ending run's lock; ``on_run_end`` is called between
+    the two), and the stats of both are returned; a finished run is archived to its end;
+    ``nats`` keeps up until cancelled.
     """
     if (run is None) == (nats is None):
         raise InvalidArgumentError("archive a run (its directory) or a NATS server's stream")
@@ -86,6 +88,8 @@ async def archive_events(
         if not (follow and rj.live):
             return await archiver(rj.journal).run()  # a finished run: nothing more comes
         await _archive_until_ended(archiver(rj.journal), run, poll, patience)
+    if on_run_end is not None:
+        on_run_end()
     async with open_run_store(run, patience=patience, poll=poll) as rj:
         return await archiver(rj.journal).run(taken_over=True)
 
