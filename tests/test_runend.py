@@ -168,9 +168,17 @@ async def test_a_killed_live_run_is_followed_to_the_end_of_its_store(tmp_path: P
     assert _sequences(again) == _sequences(stored)
 
 
+async def _line(stream: asyncio.StreamReader | None, prefix: bytes) -> None:
+    """Read ``stream`` up to a line starting with ``prefix`` (the process must print it)."""
+    assert stream is not None
+    while not (line := await asyncio.wait_for(stream.readline(), 60)).startswith(prefix):
+        assert line, f"the process ended before printing {prefix!r}"
+
+
 @pytest.mark.asyncio
+@pytest.mark.parametrize("ending", ["ends", "is killed"])
 async def test_archive_follow_exits_when_the_live_run_ends_with_every_event_once(
-    tmp_path: Path,
+    tmp_path: Path, ending: str
 ) -> None:
     async with live_run(tmp_path) as (run, peer):
         archive = await asyncio.create_subprocess_exec(
@@ -180,26 +188,22 @@ async def test_archive_follow_exits_when_the_live_run_ends_with_every_event_once
         )  # fmt: skip
         err = b""
         try:
-            assert archive.stderr is not None
-            # Its progress: the first batch is archived while the run is live.
-            while not (line := await asyncio.wait_for(archive.stderr.readline(), 60)).startswith(
-                b"archived"
-            ):
-                assert line, "the archiver ended before archiving"
+            await _line(archive.stderr, b"archived")  # the first batch, while the run is live
             await peer.more(10)
-            await peer.end()
-            while not (line := await asyncio.wait_for(archive.stderr.readline(), 60)).startswith(
-                b"the run ended"
-            ):
-                assert line, "the archiver ended without seeing the run's end"
-            await peer.stop()  # the events of its stopping: archived from the store
+            total = FIRST + 10
+            if ending == "ends":
+                await peer.end()
+                await _line(archive.stderr, b"the run ended")
+                await peer.stop()  # the events of its stopping: archived from the store
+                total += STOPPING
+            else:
+                peer.proc.send_signal(signal.SIGKILL)  # its live.json stays behind
             out, err = await asyncio.wait_for(archive.communicate(), 120)
         finally:
             if archive.returncode is None:
                 archive.kill()
                 await archive.wait()
     assert archive.returncode == 0, err.decode()[-3000:]
-    total = FIRST + 10 + STOPPING
     stats = json.loads(out)
     assert stats["archived"] == total + 1  # the whole stream: the other run's event too
     sql = (

@@ -116,6 +116,7 @@ class Archiver:
         self.stats = stats if stats is not None else ArchiveStats()
         """What was archived so far (``stats``, given: counted on from there)."""
         self._finishing = False
+        self._taken_over = False
 
     def finish(self) -> None:
         """Stop following: :meth:`run` settles what it was handed and returns.
@@ -135,13 +136,15 @@ class Archiver:
         ``taken_over``: the archiver that used the consumer before is known to be gone (a live
         run's, finished as the run's server stopped): what it was handed and could not
         acknowledge comes again at once (a short ``ack_wait`` meanwhile), not after
-        ``ack_wait``.
+        ``ack_wait``; and every batch is checked for events already archived (a killed server
+        forgets the last of what it handed out and was acknowledged).
         """
         consumer = self._journal.durable(
             self.name, ack_wait=self._ack_wait, max_ack_pending=2 * self._batch_size
         )
         settling: asyncio.Task[None] | None = None
         wait = follow
+        self._taken_over = taken_over
         async with consumer:
             if taken_over and await consumer.ack_pending():
                 await consumer.set_ack_wait(min(self._ack_wait, _TAKEOVER_WAIT))
@@ -220,7 +223,9 @@ class Archiver:
             rows.append(event_row(event, d.sequence, d.stored_ns))
             ids.append(event.event_id)
         skipped = 0
-        if any(d.delivered > 1 for d in batch):  # handed out before: some may be stored
+        # Handed out before: some may be stored. Taking over from a live run's archiver, any
+        # may be: a killed server forgets what it handed out and acknowledged last.
+        if self._taken_over or any(d.delivered > 1 for d in batch):
             seen = self._store.existing_ids(ids)
             if seen:
                 kept = [row for row in rows if row[0] not in seen]
