@@ -40,6 +40,7 @@ from swarm_actors.replay import (
     run_workspace,
     verify_run,
 )
+from swarm_actors.replay._revert import operator_lock
 from swarm_actors.swarm import SwarmConfig, run_swarm
 from swarm_actors.tools import JournalRecorder, Workspace
 from swarm_sample import FILES, SELECT, write_sample
@@ -379,3 +380,54 @@ async def test_revert_while_the_run_goes_on(tmp_path: Path) -> None:
     replay = await load_run(paths)
     assert verify_run(replay).ok  # the run's changes and the revert's, interleaved
     assert result.decision in {e.sequence for e in replay.entries}
+
+
+@async_test
+async def test_two_reverts_at_once_on_a_live_run_take_turns(run_copy: Run) -> None:
+    # Both continue the operator's chain: without the run's operator lock they would both
+    # continue it from the same event (a fork verify reports). Two files, one revert each.
+    from swarm_actors import ActorSystem
+
+    paths = run_copy.paths
+    events = await _events(paths)
+    firsts: dict[str, Recorded] = {}
+    for recorded in file_changes(events):
+        if recorded.change.path in FILES:
+            firsts.setdefault(recorded.change.path, recorded)
+    assert len(firsts) >= 2, "the demo run changed fewer than two sample files"
+    (a, first_a), (b, first_b) = list(firsts.items())[:2]
+    cluster = Cluster(data_dir=str(paths.journal))
+    async with ActorSystem(nats="embedded", cluster=cluster, run_id=paths.run_id) as system:
+        assert system.nats_url is not None
+        write_live_url(paths.root, system.nats_url)
+        try:
+            results = await asyncio.gather(
+                revert(first_a.sequence, run=paths), revert(first_b.sequence, run=paths)
+            )
+        finally:
+            clear_live_url(paths.root)
+    assert all(r.decision for r in results)
+    workspace = run_workspace(paths)
+    assert (workspace / a).read_bytes() == FILES[a].encode()
+    assert (workspace / b).read_bytes() == FILES[b].encode()
+    after = await _events(paths)
+    operator = [e for _, e in after if e.agent_id == OPERATOR_ID]
+    earlier = sum(e.agent_id == OPERATOR_ID for _, e in events)  # other tests' reverts
+    assert len(operator) - earlier == sum(1 + len(r.changes) for r in results)
+    verify_chain(operator)  # one chain, not two branches of it
+    assert verify_run(await load_run(paths)).ok
+
+
+@async_test
+async def test_a_revert_waits_for_the_operator_lock_and_gives_up_with_timeout_error(
+    run_copy: Run,
+) -> None:
+    paths = run_copy.paths
+    path = _changed_path(await _events(paths))
+    kept = (run_workspace(paths) / path).read_bytes()
+    async with operator_lock(paths):
+        with pytest.raises(TimeoutError, match=r"another revert of run .* held .*operator\.lock"):
+            await revert(
+                _first_change(await _events(paths), path).sequence, run=paths, lock_timeout=0.2
+            )
+    assert (run_workspace(paths) / path).read_bytes() == kept  # nothing was reverted

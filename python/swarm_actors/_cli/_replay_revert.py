@@ -133,6 +133,8 @@ def _cmd_revert(args: argparse.Namespace) -> int:
         return _fail("revert", exc, 2)
     except (ReplayError, SwarmError) as exc:  # irreversible, a file edited by hand, a store
         return _fail("revert", exc, 1)
+    except TimeoutError as exc:  # another revert of the run held its lock all along
+        return _fail("revert", exc, 1)
     report = msgspec.to_builtins(result)
     verb = "would undo" if result.dry_run else "undid"
     lines = [f"run {result.run_id}: {verb} {', '.join(map(str, result.undone))}"]

@@ -18,12 +18,24 @@ whose content is not there): a file edited outside the journal is never overwrit
 
 The run's journal is opened for writing as ``open_run_journal`` finds it: the live run's own
 server while it goes on, else a private server on its store.
+
+Reverts of one run take turns: each continues the operator's chain from its last event, so two
+at once would both continue it from the same one (a fork that ``verify`` reports). A revert
+holds ``operator.lock`` in the run's directory (``fcntl.flock``) from reading the journal until
+its events are stored; another waits for it, up to ``lock_timeout`` seconds. Reverts of one
+run made from different machines (a run on a server of your own, ``nats``) do not see each
+other's lock.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import fcntl
 import json
-from collections.abc import Sequence
+import os
+import time
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -57,6 +69,35 @@ OPERATOR_ROLE = "operator"
 """The role of the agent that records reverts: a person or a tool acting on the run."""
 OPERATOR_ID = "/operator"
 """The id of that agent (one hash chain per run, continued by each revert)."""
+LOCK_FILE = "operator.lock"
+"""In the run's directory: held by the revert continuing the operator's chain."""
+
+
+@contextlib.asynccontextmanager
+async def operator_lock(run: RunPaths, *, timeout: float = 60.0) -> AsyncIterator[None]:
+    """Hold ``run``'s operator lock (one revert at a time); ``TimeoutError`` after ``timeout`` s.
+
+    Polled without blocking (every 20 ms) rather than waited for in a thread: a cancelled
+    revert must not leave a thread behind that takes the lock later and never lets it go.
+    """
+    run.root.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run.root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise TimeoutError(
+                        f"another revert of run {run.run_id} held {run.root / LOCK_FILE} for "
+                        f"{timeout:g} s: nothing was reverted; try again when it is done"
+                    ) from None
+                await asyncio.sleep(0.02)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 class RevertResult(msgspec.Struct, frozen=True, kw_only=True):
@@ -169,12 +210,15 @@ async def revert(
     nats: str | None = None,
     reason: str = "",
     dry_run: bool = False,
+    lock_timeout: float = 60.0,
 ) -> RevertResult:
     """Undo the file change at journal ``sequence`` of ``run`` and the changes depending on it.
 
     ``run``: a ``RunPaths``, or an id / prefix / path / ``None`` (latest) under ``data_dir``;
     ``nats``: the URL of the server holding a run recorded on a server of your own. ``reason``
     goes into the operator's decision. ``dry_run`` plans it and writes nothing.
+    ``lock_timeout``: how long to wait for another revert of the run to finish (see the module
+    docstring) before ``TimeoutError``.
 
     Raises ``InvalidArgumentError`` (no such event, or not a file change),
     ``IrreversibleChangeError`` (a change to undo is marked irreversible: nothing is written),
@@ -183,7 +227,8 @@ async def revert(
     read and its write is overwritten, the agent's change then undone in the journal too.
     """
     paths = run if isinstance(run, RunPaths) else run_dir(run, data_dir)
-    async with open_run_journal(paths, nats=nats) as rj:
+    lock = contextlib.nullcontext() if dry_run else operator_lock(paths, timeout=lock_timeout)
+    async with lock, open_run_journal(paths, nats=nats) as rj:
         entries, problems = await read_run_entries(rj.journal, paths.run_id)
         if problems:  # a change may be missing: what depends on what cannot be known
             raise ReplayError(
