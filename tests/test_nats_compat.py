@@ -12,6 +12,7 @@ import re
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
+from typing import cast
 
 import pytest
 from nats.aio.client import Client
@@ -131,3 +132,29 @@ async def test_a_round_trip_through_every_internal(nats_server: NatsServer) -> N
     finally:
         await client.close()
     await _compat.unsubscribe_quietly(client, sub)  # closed: nothing raised
+
+
+@pytest.mark.asyncio
+async def test_a_client_of_a_server_that_is_gone_closes_cleanly_once_its_buffer_is_dropped() -> (
+    None
+):
+    from helpers import until
+    from swarm_actors._nats._conn import connect
+
+    async def ignore(msg: object) -> None:
+        pass
+
+    async with NatsServer() as server:
+        client = await connect(server.client_options())
+        sub = await client.subscribe("compat.gone", cb=ignore)
+        await server.stop()
+        await until(lambda: not client.is_connected, what="the client seeing the server gone")
+        await client.publish("compat.gone", b"buffered while it waits to reconnect")
+        assert client._pending  # 3: what nats-py's close would write to the lost socket
+        _compat.discard_pending(client)
+        assert client._pending == []
+        assert client._pending_data_size == 0
+        await client.close()  # no ConnectionResetError, and the subscription's task ends
+        task = cast("asyncio.Task[None] | None", sub._wait_for_msgs_task)  # typed None in nats-py
+        assert task is not None
+        await until(task.done, what="the subscription's task ended")

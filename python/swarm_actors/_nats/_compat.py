@@ -15,7 +15,8 @@ has what is listed here (or no longer behaves as described), through a real ``na
 3. ``Client._pending`` (``list[bytes]``), ``Client._pending_data_size`` and
    ``Client._transport._io_writer`` (the ``asyncio.StreamWriter`` of the TCP transport):
    :func:`write_now` hands what ``publish`` buffered to the socket at once instead of on the
-   flusher task's next turn, one event-loop iteration sooner on every hop of an ask.
+   flusher task's next turn, one event-loop iteration sooner on every hop of an ask;
+   :func:`discard_pending` drops it for a server that is gone, before ``close``.
 4. ``Client._server_info`` (the server's ``INFO``): :func:`server_info` reads its
    ``connect_urls``, the servers a cluster advertises (nats-py exposes only the ones it added
    to its pool, not the whole list).
@@ -216,6 +217,20 @@ def write_now(client: Client, limit: int) -> bool:
     except AttributeError:  # pragma: no cover - another nats-py transport
         return False
     return True
+
+
+def discard_pending(client: Client) -> None:
+    """Drop what ``publish`` buffered while the client waits to reconnect to a server that is gone.
+
+    nats-py's ``close`` writes it to the lost socket first, raises ``ConnectionResetError`` and
+    leaves its subscriptions' tasks pending. For a client given up on (a live run's server
+    stopped): nothing buffered can reach anyone.
+    """
+    if client.is_connected:
+        return
+    with contextlib.suppress(AttributeError):  # pragma: no branch - another nats-py
+        client._pending = []
+        client._pending_data_size = 0
 
 
 # --- 4: the server's INFO --------------------------------------------------------------------

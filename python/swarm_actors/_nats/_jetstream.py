@@ -1235,6 +1235,9 @@ class JetStreamJournal:
                         task.cancel()
                 await asyncio.wait(self._cleanups, timeout=self._api_timeout)
             if self._owns_client:
+                from swarm_actors._nats._compat import discard_pending
+
+                discard_pending(self._client)  # buffered for a server that is gone
                 try:
                     await self._client.close()
                 except ConnectionError:
