@@ -20,13 +20,14 @@ import asyncio
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import msgspec
 
 from swarm_actors import ActorDeadError
+from swarm_actors.testing import NatsServer
 
 
 async def until(
@@ -234,3 +235,22 @@ async def ready_process(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+def own_journal_server(name: str) -> Iterator[NatsServer]:
+    """A JetStream server of a test module's own, for its journals (a module fixture's body).
+
+    Journals on ``swarm.events.<unique>.>`` cannot share the session's server: they would
+    overlap ``SWARM_EVENTS`` (on ``swarm.events.>``), the stream that the systems of other tests
+    journal to by default, and JetStream refuses overlapping streams.
+    """
+    from swarm_actors.testing.pytest_plugin import NATS_TEST_FILE_STORE, NATS_TEST_MEMORY_STORE
+
+    server = NatsServer(
+        name=name, max_file_store=NATS_TEST_FILE_STORE, max_memory_store=NATS_TEST_MEMORY_STORE
+    )
+    asyncio.run(server.start())
+    try:
+        yield server
+    finally:
+        asyncio.run(server.stop())

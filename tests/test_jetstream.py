@@ -14,7 +14,7 @@ import pytest_asyncio
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from helpers import Set, until, until_async
+from helpers import Set, own_journal_server, until, until_async
 from log_capture import capture_logs
 from swarm_actors import Actor, ActorSystem, InvalidArgumentError, handler
 from swarm_actors._nats._conn import connect
@@ -42,29 +42,14 @@ from swarm_actors.events import (
     verify_chain,
 )
 from swarm_actors.testing import NatsCluster, NatsServer
-from swarm_actors.testing.pytest_plugin import NATS_TEST_FILE_STORE, NATS_TEST_MEMORY_STORE
 
 pytestmark = pytest.mark.asyncio
 
 
 @pytest.fixture(scope="module")
 def nats_server() -> Iterator[NatsServer]:
-    """This module's own JetStream server (``nats_client`` connects to it).
-
-    Its journals' streams are on ``swarm.events.<unique>.>``: on the session's shared server
-    they would overlap ``SWARM_EVENTS`` (on ``swarm.events.>``), the stream that the systems
-    of other tests journal to by default, and JetStream refuses overlapping streams.
-    """
-    server = NatsServer(
-        name="swarm-test-journal",
-        max_file_store=NATS_TEST_FILE_STORE,
-        max_memory_store=NATS_TEST_MEMORY_STORE,
-    )
-    asyncio.run(server.start())
-    try:
-        yield server
-    finally:
-        asyncio.run(server.stop())
+    """This module's own JetStream server (``nats_client`` connects to it)."""
+    yield from own_journal_server("swarm-test-journal")
 
 
 def decision(role: str, i: int, text: str = "") -> SwarmEvent:

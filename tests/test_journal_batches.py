@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
 
-from helpers import until
+from helpers import own_journal_server, until
 from swarm_actors._nats._batch import BatchSender, Prepared, server_batches
 from swarm_actors._nats._compat import send_frames, server_info
 from swarm_actors._nats._jetstream import JetStreamJournal
 from swarm_actors.errors import JournalFullError
 from swarm_actors.events import AgentDecision, JournalEntry, SwarmEvent, new_event
-from swarm_actors.testing import NatsCluster
+from swarm_actors.testing import NatsCluster, NatsServer
+
+
+@pytest.fixture(scope="module")
+def nats_server() -> Iterator[NatsServer]:
+    """This module's own JetStream server (``nats_client`` connects to it)."""
+    yield from own_journal_server("swarm-test-batches")
 
 
 def decision(role: str, i: int) -> SwarmEvent:

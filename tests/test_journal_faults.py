@@ -345,8 +345,9 @@ async def test_events_handed_to_append_nowait_survive_sigkill_of_the_server(
                 await asyncio.wait_for(task, 30)
             await asyncio.wait_for(journal.flush(), 60)
         assert not [e for e in logs if e["event"] == "journal.append_failed"]
-        if journal._batches.enabled:  # a kill cut a batch off: it was published again
-            assert any(e["event"] == "journal.batch_unconfirmed" for e in logs)
+        # Whether a kill cut a batch off (then published again one by one) depends on timing:
+        # not asserted here. The retry path is made certain by a paused server in
+        # test_journal_batches.py; this test holds the outcome: every event once, in order.
         entries = await read_all(journal.read())
     finally:
         await journal.close()

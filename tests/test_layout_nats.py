@@ -28,6 +28,10 @@ ALLOWED: dict[tuple[str, str], str] = {
     ("_nats/_compat.py", "_io_writer"): NATS_PY,
     ("_nats/_compat.py", "_pending"): NATS_PY,
     ("_nats/_compat.py", "_pending_data_size"): NATS_PY,
+    ("_nats/_compat.py", "_max_pending_size"): NATS_PY,
+    ("_nats/_compat.py", "_send_command"): NATS_PY,
+    ("_nats/_compat.py", "_flush_queue"): NATS_PY,
+    ("_nats/_compat.py", "_flush_pending"): NATS_PY,
     ("_nats/_guard.py", "_exit"): STDLIB,  # os._exit
     ("_log.py", "_getframe"): STDLIB,  # sys._getframe
     ("_events/_protomap.py", "_replace"): STDLIB,  # namedtuple._replace
