@@ -207,30 +207,14 @@ async def open_run_journal(
 
 
 def _store_locked(store: Path, *, unknown: bool = True) -> bool:
-    """Whether a nats-server holds the store's lock (see ``_nats._server._lock_store``).
+    """Whether a nats-server holds the store's lock (``store_in_use``).
 
-    Without a lock file (a run whose journal is elsewhere, a store no server ran on yet) or
-    ``flock`` it cannot be told: ``unknown`` (``True``: ``live.json`` alone decides).
+    ``unknown`` when that cannot be told (``True``: ``live.json`` alone decides).
     """
-    from swarm_actors._nats._server import _LOCK_FILE
+    from swarm_actors._nats._server import store_in_use
 
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return unknown
-    try:
-        fd = os.open(store / _LOCK_FILE, os.O_RDONLY)
-    except OSError:
-        return unknown
-    try:
-        # A shared lock fails while the server holds its exclusive one; taken, it is given
-        # back at once (a server starting in between fails and is tried again by readers).
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except OSError:
-        return True
-    finally:
-        os.close(fd)  # releases the lock, if taken
-    return False
+    in_use = store_in_use(store)
+    return unknown if in_use is None else in_use
 
 
 def run_is_live(run: RunPaths) -> bool:

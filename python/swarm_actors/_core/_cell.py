@@ -318,9 +318,9 @@ class Cell:
     """
 
     dispatched: ClassVar[bool] = True
+    """Whether the dispatcher runs this cell's turns (``False``: stepped by hand, see testing)."""
     stashes: ClassVar[bool] = False
     """Whether the cell has a stash (``stashed_count`` may be non-zero): a ``TrackedCell``."""
-    """Whether the dispatcher runs this cell's turns (``False``: stepped by hand, see testing)."""
 
     __slots__ = (
         "_name",
@@ -575,13 +575,7 @@ class Cell:
         if self.accepting and len(queue) < self.capacity:
             queue.append(item)
             if not self.scheduled and self.runnable:
-                # ``schedule`` written out: this runs for every message.
-                self.scheduled = True
-                d = self.dispatcher
-                d.ready.append(self)
-                if not d.pending:
-                    d.pending = True
-                    self.loop.call_soon(d.run, context=contextvars.Context())
+                self.schedule()
             return True
         return False
 

@@ -72,6 +72,7 @@ __all__ = [
     "find_nats_server",
     "free_ports",
     "start_embedded",
+    "store_in_use",
 ]
 
 ENV_BINARY = "NATS_SERVER_BIN"
@@ -164,6 +165,30 @@ def _lock_store(store: Path) -> int | None:
         ) from None
     _LOCKS.add(fd)
     return fd
+
+
+def store_in_use(store: Path) -> bool | None:
+    """Whether a nats-server holds ``store``'s lock (see ``_lock_store``); ``None``: unknown.
+
+    Unknown without a lock file (no server of ours ran on the store yet) or without
+    ``flock``. A shared lock fails while a server holds its exclusive one; taken, it is given
+    back at once (a server starting in between fails, and its caller tries again).
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    try:
+        fd = os.open(store / _LOCK_FILE, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # releases the lock, if taken
+    return False
 
 
 def _unlock_store(fd: int | None) -> None:
