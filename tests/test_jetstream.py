@@ -455,6 +455,37 @@ async def test_read_stops_at_the_last_sequence_present_when_called(
     assert seen == [1, 2, 3, 4, 5]
 
 
+async def test_a_read_sees_what_append_nowait_was_handed_before_it(
+    nats_client: Client, unique_name: str
+) -> None:
+    # The linger is the longest allowed: without the read's own settling the events would
+    # still be waiting in the queue when it asks the stream for its last sequence.
+    journal = JetStreamJournal(
+        nats_client, stream=unique_name, subjects=f"swarm.events.{unique_name}.>", linger=1.0
+    )
+    try:
+        await journal.start()
+        events = [decision(unique_name, i) for i in range(3)]
+        for event in events:
+            journal.append_nowait(event)
+        assert [e.event for e in await asyncio.wait_for(collect(journal.read()), 0.9)] == events
+        # A failure among them is left for flush to report, not raised by the read.
+        store = journal._store
+
+        async def failing(prepared: Any, *, batch: bool = False) -> list[int]:
+            raise ConnectionError("lost")
+
+        journal._store = failing  # type: ignore[method-assign]
+        journal.append_nowait(decision(unique_name, 3))
+        assert len(await collect(journal.read())) == 3
+        journal._store = store  # type: ignore[method-assign]
+        with pytest.raises(ConnectionError, match="lost"):
+            await journal.flush()
+    finally:
+        await journal.close()
+        await nats_client.jetstream().delete_stream(unique_name)
+
+
 async def test_tail_follows_new_entries_and_ends_when_the_journal_closes(
     nats_client: Client, unique_name: str
 ) -> None:

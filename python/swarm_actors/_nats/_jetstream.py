@@ -801,6 +801,13 @@ class JetStreamJournal:
 
     async def _flush(self, target: int | None = None) -> None:
         """Wait until ``target`` events were settled (``None``: until the queue is empty)."""
+        await self._settle(target)
+        error, self._nowait_error = self._nowait_error, None
+        if error is not None:
+            raise error
+
+    async def _settle(self, target: int | None) -> None:
+        """``_flush`` without the error: a failed event counts as settled too."""
         _set_unless_done(self._lingering)  # what is queued goes now
         if target is None:
             while self._drainer is not None and not self._drainer.done():
@@ -820,9 +827,6 @@ class JetStreamJournal:
                     await asyncio.wait((waiter, drainer), return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     waiter.cancel()  # (a no-op once woken)
-        error, self._nowait_error = self._nowait_error, None
-        if error is not None:
-            raise error
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -835,6 +839,9 @@ class JetStreamJournal:
         errors: Literal["raise", "skip"] = "raise",
     ) -> AsyncGenerator[JournalEntry, None]:
         """Stored entries matching ``subject``, oldest first, up to the last one stored now.
+
+        Events given to this journal's ``append_nowait`` before the call are stored first (a
+        read sees its own journal's writes; a failure among them is left for ``flush``).
 
         From ``start_sequence``, or the first entry stored at or after ``start_time_ns``
         (not both), or the oldest retained. It ends at the last sequence the stream holds,
@@ -851,7 +858,7 @@ class JetStreamJournal:
         """
         self._check_open()
         self._check_read_args(start_sequence, start_time_ns, subject, errors)
-        end = asyncio.ensure_future(self._bounds())
+        end = asyncio.ensure_future(self._bounds(settle=self._handed))
         end.add_done_callback(_consume_outcome)
         return self._replay(start_sequence, start_time_ns, subject, end, errors)
 
@@ -1167,9 +1174,15 @@ class JetStreamJournal:
         """Sequence of the last stored entry (0 when nothing was ever stored)."""
         return (await self._bounds())[1]
 
-    async def _bounds(self) -> tuple[int, int]:
-        """The stream's first and last sequences (what retention left, what was stored)."""
+    async def _bounds(self, settle: int = 0) -> tuple[int, int]:
+        """The stream's first and last sequences (what retention left, what was stored).
+
+        First waits until ``settle`` events given to ``append_nowait`` were stored or failed,
+        so that a read sees what this journal was handed before it (read your own writes).
+        """
         self._check_open()
+        if self._settled < settle:
+            await self._settle(settle)
         await self.start()
         info = await self._api(lambda: self._js.stream_info(self._stream))
         return int(info.state.first_seq), int(info.state.last_seq)
