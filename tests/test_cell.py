@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -1273,3 +1274,86 @@ async def test_children_are_kept_by_their_parent_and_a_childless_cell_shares_no_
         assert child.children == {}
         await a.stop()
         assert sorted(parent.children) == ["b"]
+
+
+class Payload:
+    """A handler's answer that a test can watch being freed (weakref)."""
+
+
+@dataclass
+class Make:
+    hold: asyncio.Event | None = None
+
+
+@dataclass
+class Relay:
+    to: list[ActorRef[Any]]
+    depth: int = 0
+
+
+MADE: list[weakref.ref[Payload]] = []
+
+
+class Maker(Actor):
+    @handler
+    async def make(self, msg: Make) -> Payload:
+        if msg.hold is not None:
+            await msg.hold.wait()
+        made = Payload()
+        MADE.append(weakref.ref(made))
+        return made
+
+    @handler
+    async def relay(self, msg: Relay) -> list[int]:
+        # Each hop asks the next actor, which runs inline in this handler: handlers run
+        # within handlers, each by a runner of its own (see _cell._runner).
+        if not msg.to:
+            return [msg.depth]
+        rest = await msg.to[0].ask(Relay(msg.to[1:], msg.depth + 1))
+        return [msg.depth, *rest]
+
+    @handler
+    async def fail(self, msg: Fail) -> None:
+        raise RuntimeError("fails")
+
+
+async def test_no_handler_answer_is_kept_once_delivered() -> None:
+    # Asks without a timeout: the deadline queue keeps answered asks' futures for a while
+    # (see _cell.Deadlines); here only what runs the handlers could keep an answer.
+    MADE.clear()
+    async with ActorSystem() as system:
+        ref = await system.start(Maker)
+        assert isinstance(await ref.ask(Make(), timeout=None), Payload)  # inline
+        ref.tell_nowait(Make())  # a turn
+        await settle()
+        gate = asyncio.Event()
+        slow = asyncio.ensure_future(ref.ask(Make(gate), timeout=None))  # finished in a task
+        await settle()
+        queued = asyncio.ensure_future(ref.ask(Make(), timeout=None))  # served by that task
+        ref.tell_nowait(Make())
+        gate.set()
+        assert isinstance(await slow, Payload)
+        assert isinstance(await queued, Payload)
+        del slow, queued  # (the tasks keep their results)
+        ref.tell_nowait(Make())  # a turn again, the last handler run
+        await settle()
+        assert len(MADE) == 6
+        assert [w() for w in MADE] == [None] * 6
+        # A turn whose handler failed leaves a working system behind.
+        ref.tell_nowait(Fail())
+        await settle()
+        assert isinstance(await ref.ask(Make()), Payload)
+
+
+async def test_handlers_run_inline_within_handlers_run_inline_and_in_turns() -> None:
+    async with ActorSystem() as system:
+        refs = [await system.start(Maker) for _ in range(4)]
+        assert await refs[0].ask(Relay(refs[1:])) == [0, 1, 2, 3]
+        # From a dispatcher turn: the first actor is busy, so the ask is queued.
+        gate = asyncio.Event()
+        busy = asyncio.ensure_future(refs[0].ask(Make(gate)))
+        await settle()
+        queued = asyncio.ensure_future(refs[0].ask(Relay(refs[1:])))
+        gate.set()
+        await busy
+        assert await within(queued) == [0, 1, 2, 3]
