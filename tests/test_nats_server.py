@@ -528,6 +528,45 @@ async def test_connection_events_are_logged_without_tracebacks(
 
 
 @asyncio_test
+async def test_a_lost_server_is_logged_quietly_and_warned_about_once_if_it_stays_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A server going away is expected (a restart, the end of a followed run): the lost
+    # connection and each failed attempt to restore it are infos; still lost after
+    # _STILL_DOWN_WARNING seconds, one warning, however many attempts fail after it.
+    from swarm_actors._nats import _conn
+
+    monkeypatch.setattr(_conn, "_STILL_DOWN_WARNING", 0.5)
+    server = NatsServer(jetstream=False)
+    await server.start()
+    try:
+        with capture_logs() as logs:
+            client = await connect(NatsOptions(servers=server.url, reconnect_wait=0.05))
+            try:
+                await server.stop()
+
+                def attempts() -> int:
+                    return sum(e["event"] == "nats.connection_error" for e in logs)
+
+                await until(lambda: attempts() >= 3, what="failed reconnect attempts")
+                assert [e for e in logs if e["log_level"] == "warning"] == []
+                await until(
+                    lambda: any(e["event"] == "nats.still_disconnected" for e in logs),
+                    what="the warning",
+                )
+                seen = attempts()
+                await until(lambda: attempts() >= seen + 3, what="more failed attempts")
+            finally:
+                await client.close()
+    finally:
+        await server.stop()
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert [e["event"] for e in warnings] == ["nats.still_disconnected"]
+    assert warnings[0]["seconds"] >= 0.5
+    assert "nats.disconnected" in [e["event"] for e in logs]
+
+
+@asyncio_test
 async def test_payload_size_is_checked_against_the_server_limit() -> None:
     async with NatsServer(max_payload=1024, jetstream=False) as server:
         client = await connect(NatsOptions(servers=server.url))

@@ -13,7 +13,9 @@
 
 After the first successful connection the client follows the reconnect policy of its options
 (by default it reconnects forever, every ``reconnect_wait`` seconds per server) and its errors
-are logged, not raised.
+are logged, not raised: a lost connection and the failed attempts to restore it at ``info``
+(a server restarting, a followed run's server ending), a connection still lost after
+``_STILL_DOWN_WARNING`` seconds once at ``warning``, any other error at ``warning``.
 """
 
 from __future__ import annotations
@@ -262,6 +264,17 @@ def _is_auth_error(error: BaseException) -> bool:
     return any(marker in text for marker in _AUTH_MARKERS)
 
 
+_STILL_DOWN_WARNING = 10.0
+"""Seconds a lost connection may take to come back before it is worth a warning."""
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    """The connection dropped, or an attempt to reconnect found no server (or timed out)."""
+    from nats.errors import StaleConnectionError, UnexpectedEOF
+
+    return isinstance(error, OSError | TimeoutError | UnexpectedEOF | StaleConnectionError)
+
+
 def _describe(error: BaseException | None) -> str:
     if error is None:
         return "no error reported"
@@ -296,6 +309,8 @@ async def connect(
     refused: asyncio.Future[Exception] = loop.create_future()
     state = {"connecting": True, "abandoned": False}
     last_error: list[BaseException] = []
+    # While the connection is lost: since when (loop time), and whether that was warned about.
+    down: dict[str, Any] = {"since": None, "warned": False}
 
     async def on_error(e: Exception) -> None:
         if state["abandoned"]:
@@ -305,6 +320,19 @@ async def connect(
             if _is_auth_error(e) and not refused.done():
                 refused.set_result(e)
             log.debug("nats.connect_attempt_failed", error=_describe(e))
+        elif _is_connection_error(e):
+            # The connection dropped, or a reconnect attempt failed: expected while a server
+            # restarts, and at the end of a run whose embedded server a reader follows
+            # ("nats.disconnected" says it happened). Still lost after a while: warned once.
+            log.info("nats.connection_error", error=_describe(e))
+            since = down["since"]
+            if since is not None and not down["warned"]:
+                waited = loop.time() - since
+                if waited >= _STILL_DOWN_WARNING:
+                    down["warned"] = True
+                    log.warning(
+                        "nats.still_disconnected", seconds=round(waited, 1), error=_describe(e)
+                    )
         else:
             log.warning("nats.error", error=_describe(e))
         if error_cb is not None:
@@ -313,12 +341,15 @@ async def connect(
     async def on_disconnected() -> None:
         if state["abandoned"]:
             return
+        if down["since"] is None:
+            down["since"], down["warned"] = loop.time(), False
         log.info("nats.disconnected")
         if disconnected_cb is not None:
             await disconnected_cb()
 
     async def on_reconnected() -> None:
         url = client.connected_url
+        down["since"] = None
         log.info("nats.reconnected", server=url.netloc if url else None)
         if reconnected_cb is not None:
             await reconnected_cb()
