@@ -1435,3 +1435,22 @@ async def test_default_timeout_asks_expire_no_earlier_and_at_most_an_eighth_late
     assert not future.done()
     loop.advance(49.0)
     assert isinstance(future.exception(), TimeoutError)
+
+
+@pytest.mark.parametrize("default", [None, 30.0])
+async def test_waiting_asks_are_in_the_deadline_buckets_until_answered(default: Any) -> None:
+    async with ActorSystem(timeouts=Timeouts(ask=default)) as system:
+        ref = await system.start(Maker)
+        deadlines = ref._cell.dispatcher.deadlines
+        gate = asyncio.Event()
+        slow = asyncio.ensure_future(ref.ask(Make(gate)))  # run inline, suspends
+        await settle()
+        queued = asyncio.ensure_future(ref.ask(Make()))  # the actor is busy: queued
+        explicit = asyncio.ensure_future(ref.ask(Make(), timeout=10.0))  # a timer of its own
+        await settle()
+        assert len(deadlines.bucket) == 2
+        # No limit: no timer at all; else one, until nothing waits.
+        assert (deadlines.handle is None) == (default is None)
+        gate.set()
+        await asyncio.gather(slow, queued, explicit)
+        assert not deadlines.bucket
