@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import weakref
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -30,6 +30,8 @@ from swarm_actors import (
     UnhandledMessageError,
     handler,
 )
+from swarm_actors._config import DEFAULT
+from swarm_actors._core._cell import Deadlines
 from swarm_actors.events import HealthStatus, MemoryJournal, SignalKind, SystemSignal
 from swarm_actors.testing import VirtualClock, settle
 
@@ -1317,19 +1319,20 @@ class Maker(Actor):
         raise RuntimeError("fails")
 
 
-async def test_no_handler_answer_is_kept_once_delivered() -> None:
-    # Asks without a timeout: the deadline queue keeps answered asks' futures for a while
-    # (see _cell.Deadlines); here only what runs the handlers could keep an answer.
+@pytest.mark.parametrize("timeout", [None, DEFAULT, 30.0])
+async def test_no_handler_answer_is_kept_once_delivered(timeout: Any) -> None:
+    # Neither what runs the handlers nor the deadlines of asks (see _cell.Deadlines, where
+    # an answered ask is forgotten at once) keep an answer.
     MADE.clear()
     async with ActorSystem() as system:
         ref = await system.start(Maker)
-        assert isinstance(await ref.ask(Make(), timeout=None), Payload)  # inline
+        assert isinstance(await ref.ask(Make(), timeout=timeout), Payload)  # inline
         ref.tell_nowait(Make())  # a turn
         await settle()
         gate = asyncio.Event()
-        slow = asyncio.ensure_future(ref.ask(Make(gate), timeout=None))  # finished in a task
+        slow = asyncio.ensure_future(ref.ask(Make(gate), timeout=timeout))  # finished in a task
         await settle()
-        queued = asyncio.ensure_future(ref.ask(Make(), timeout=None))  # served by that task
+        queued = asyncio.ensure_future(ref.ask(Make(), timeout=timeout))  # served by that task
         ref.tell_nowait(Make())
         gate.set()
         assert isinstance(await slow, Payload)
@@ -1357,3 +1360,97 @@ async def test_handlers_run_inline_within_handlers_run_inline_and_in_turns() -> 
         gate.set()
         await busy
         assert await within(queued) == [0, 1, 2, 3]
+
+
+class _TimerLoop:
+    """Just what ``Deadlines`` uses of a loop, on a clock the test moves (``advance``)."""
+
+    def __init__(self) -> None:
+        self.clock = 0.0
+        self.timers: list[asyncio.TimerHandle] = []
+
+    def time(self) -> float:
+        return self.clock
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        return self.call_at(self.clock + delay, callback, *args)
+
+    def call_at(self, when: float, callback: Any, *args: Any) -> asyncio.TimerHandle:
+        timer = asyncio.TimerHandle(when, callback, args, asyncio.get_running_loop())
+        self.timers.append(timer)
+        return timer
+
+    def advance(self, to: float) -> None:
+        """Run every timer due by ``to`` in the order of their times, the clock at each."""
+        while due := sorted(
+            (t for t in self.timers if t.when() <= to and not t.cancelled()), key=lambda t: t.when()
+        ):
+            timer = due[0]
+            self.timers.remove(timer)
+            self.clock = timer.when()
+            timer._run()
+        self.clock = to
+
+
+@dataclass
+class _Path:
+    path: str
+
+
+async def test_default_timeout_asks_expire_no_earlier_and_at_most_an_eighth_later() -> None:
+    loop = _TimerLoop()
+    deadlines = Deadlines(cast("Any", loop), 8.0)  # a tick every second
+    asked: dict[asyncio.Future[Any], float] = {}
+    failed: dict[asyncio.Future[Any], float] = {}
+    answered = []
+    step = 0.125
+    for i in range(int(30 / step)):
+        now = i * step
+        loop.advance(now)
+        for future in asked:
+            if future.done() and future not in failed and future not in answered:
+                failed[future] = now  # (seen one step late at most)
+        if now < 12 and i % 3 == 0:  # an ask, the way ActorRef.ask makes one
+            future = asyncio.get_running_loop().create_future()
+            deadlines.bucket[future] = cast("Any", _Path("/a"))
+            if deadlines.handle is None:
+                deadlines.start()
+            asked[future] = now
+            if i % 2:  # answered at once: the asker forgets it, it never fails
+                future.set_result(i)
+                del deadlines.bucket[future]
+                answered.append(future)
+    assert len(failed) == len(asked) - len(answered) > 10
+    for future, at in failed.items():
+        assert asked[future] + 8.0 <= at <= asked[future] + 8.0 + 1.0 + step
+        with pytest.raises(TimeoutError, match=r"^ask to /a got no reply within 8 s$"):
+            future.result()
+    assert deadlines.handle is None, "nothing waits: the timer stopped"
+    assert not deadlines.closed
+    loop.advance(40.0)
+    future = asyncio.get_running_loop().create_future()
+    deadlines.bucket[future] = cast("Any", _Path("/a"))
+    deadlines.start()  # (as ask does: the timer was stopped): a tick at 41, expired at 49
+    loop.advance(48.9)
+    assert not future.done()
+    loop.advance(49.0)
+    assert isinstance(future.exception(), TimeoutError)
+
+
+@pytest.mark.parametrize("default", [None, 30.0])
+async def test_waiting_asks_are_in_the_deadline_buckets_until_answered(default: Any) -> None:
+    async with ActorSystem(timeouts=Timeouts(ask=default)) as system:
+        ref = await system.start(Maker)
+        deadlines = ref._cell.dispatcher.deadlines
+        gate = asyncio.Event()
+        slow = asyncio.ensure_future(ref.ask(Make(gate)))  # run inline, suspends
+        await settle()
+        queued = asyncio.ensure_future(ref.ask(Make()))  # the actor is busy: queued
+        explicit = asyncio.ensure_future(ref.ask(Make(), timeout=10.0))  # a timer of its own
+        await settle()
+        assert len(deadlines.bucket) == 2
+        # No limit: no timer at all; else one, until nothing waits.
+        assert (deadlines.handle is None) == (default is None)
+        gate.set()
+        await asyncio.gather(slow, queued, explicit)
+        assert not deadlines.bucket

@@ -57,9 +57,15 @@ async def _wait_reply(
     cell: Cell, future: asyncio.Future[Any], timeout: Timeout, asker: Cell | None = None
 ) -> Any:
     """Wait for the answer ``future`` of an ask to ``cell``; ``asker`` (an actor) waits for it."""
-    if timeout is DEFAULT:
-        timeout = cell.system.timeouts.ask
-    handle = None if timeout is None else cell.dispatcher.deadlines.add(future, timeout, cell.path)
+    bucket = handle = None
+    if timeout is DEFAULT:  # the system's default: in the deadline buckets (see Deadlines)
+        deadlines = cell.dispatcher.deadlines
+        bucket = deadlines.bucket
+        bucket[future] = cell
+        if deadlines.handle is None:
+            deadlines.start()
+    elif timeout is not None:
+        handle = cell.dispatcher.deadlines.later(future, timeout, cell)
     if asker is not None:
         asker.awaiting = cell  # see _refuse_cycle
     try:
@@ -67,7 +73,9 @@ async def _wait_reply(
     finally:
         if asker is not None:
             asker.awaiting = None
-        if handle is not None:
+        if bucket is not None:
+            del bucket[future]  # answered (or given up): nothing left to expire
+        elif handle is not None:
             handle.cancel()
 
 
@@ -83,10 +91,10 @@ async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None)
     future = entry.future
     assert future is not None
     try:
-        if timeout is DEFAULT:
-            timeout = cell.system.timeouts.ask
         if cell.post(entry):  # room now: delivered without waiting
             return await _wait_reply(cell, future, timeout)
+        if timeout is DEFAULT:
+            timeout = cell.system.timeouts.ask
         if timeout is None:
             await cell.put(entry)
             return await _wait_reply(cell, future, timeout)
@@ -283,30 +291,34 @@ class ActorRef(Generic[A]):
             if cell.dispatcher.inline_left <= 0:
                 await _checkpoint(cell)
             return result
+        dispatcher = cell.dispatcher
         if cell.runnable and not cell.queue:
             done, future = cell.ask_inline(message)
             if done:  # ``future`` is the answer
-                dispatcher = cell.dispatcher
                 dispatcher.inline_left -= 1
                 if dispatcher.inline_left <= 0:
                     await _checkpoint(cell)
                 return future
             # The handler suspended: the actor's own task finishes it and answers ``future``.
         else:
-            future = cell.loop.create_future()
-            if sender is None:
-                entry = Ask(message, future)
-            else:
+            future = dispatcher.new_future()
+            if sender is not None:  # from an actor: the cycle check and its origin
                 entry = Ask(message, future, None, origin_of(sender))
-            if sender is not None or not cell.post(entry):  # from an actor, or no room now
                 return await _deliver(cell, entry, timeout, sender)
+            entry = Ask(message, future)
+            if not cell.post(entry):  # no room now
+                return await _deliver(cell, entry, timeout, None)
         # Waiting for the answer: ``_wait_reply``, written out on the two hottest paths (a
         # coroutine frame less for every suspending ask).
-        if timeout is DEFAULT:
-            timeout = cell.system.timeouts.ask
-        handle = (
-            None if timeout is None else cell.dispatcher.deadlines.add(future, timeout, cell.path)
-        )
+        if timeout is DEFAULT:  # the system's default: in the deadline buckets (see Deadlines)
+            deadlines = dispatcher.deadlines
+            bucket = deadlines.bucket
+            bucket[future] = cell
+            if deadlines.handle is None:
+                deadlines.start()
+        else:
+            bucket = None
+            handle = None if timeout is None else dispatcher.deadlines.later(future, timeout, cell)
         if sender is not None:
             sender.awaiting = cell  # see _refuse_cycle
         try:
@@ -314,7 +326,9 @@ class ActorRef(Generic[A]):
         finally:
             if sender is not None:
                 sender.awaiting = None
-            if handle is not None:
+            if bucket is not None:
+                del bucket[future]  # answered (or given up): nothing left to expire
+            elif handle is not None:
                 handle.cancel()
 
     async def _ask_traced(
