@@ -1446,11 +1446,39 @@ async def test_waiting_asks_are_in_the_deadline_buckets_until_answered(default: 
         slow = asyncio.ensure_future(ref.ask(Make(gate)))  # run inline, suspends
         await settle()
         queued = asyncio.ensure_future(ref.ask(Make()))  # the actor is busy: queued
-        explicit = asyncio.ensure_future(ref.ask(Make(), timeout=10.0))  # a timer of its own
+        explicit = asyncio.ensure_future(ref.ask(Make(), timeout=10.0))  # buckets of its own
         await settle()
         assert len(deadlines.bucket) == 2
+        assert len(deadlines.others[10.0].bucket) == 1
         # No limit: no timer at all; else one, until nothing waits.
         assert (deadlines.handle is None) == (default is None)
         gate.set()
         await asyncio.gather(slow, queued, explicit)
         assert not deadlines.bucket
+        assert not deadlines.others[10.0].bucket
+
+
+async def test_explicit_timeouts_share_buckets_by_value_up_to_a_bound() -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(Maker)
+        deadlines = ref._cell.dispatcher.deadlines
+        gate = asyncio.Event()
+        busy = asyncio.ensure_future(ref.ask(Make(gate), timeout=None))
+        await settle()
+        # An explicit timeout expires from its buckets as the default does.
+        with pytest.raises(TimeoutError, match="no reply within 0.05 s"):
+            await within(ref.ask(Make(), timeout=0.05))
+        assert list(deadlines.others) == [0.05]
+        values = [5.0 + i for i in range(Deadlines.MAX_TIMEOUTS + 2)]
+        waiting = [asyncio.ensure_future(ref.ask(Make(), timeout=t)) for t in values * 2]
+        await settle()
+        # Up to the bound, buckets per value; beyond it, a timer each (not kept here).
+        assert sorted(deadlines.others) == [0.05, *values[: Deadlines.MAX_TIMEOUTS - 1]]
+        assert [len(d.bucket) for d in deadlines.others.values()][1:] == [2] * 15
+        beyond = asyncio.ensure_future(ref.ask(Make(), timeout=0.05 + 1e-9))
+        with pytest.raises(TimeoutError, match="no reply within 0.05 s"):
+            await within(beyond)
+        gate.set()
+        assert all(isinstance(a, Payload) for a in await asyncio.gather(*waiting))
+        await busy
+        assert not any(d.bucket for d in deadlines.others.values())

@@ -223,11 +223,17 @@ class Deadlines:
     lateness): ticks are armed for a closed bucket's deadline when that comes before the next
     step. With no ask waiting the timer stops; the next ask arms it again (``start``).
 
-    Another timeout (an explicit ``timeout=``, or what is left of one after waiting for room)
-    gets a ``call_later`` of its own (``expire``), cancelled once answered.
+    An explicit ``timeout=`` gets buckets of its own, one set per value (``of``; the roles of
+    the swarm ask with a few fixed timeouts), up to ``MAX_TIMEOUTS`` values; beyond them, and
+    for what is left of a timeout after waiting for room, a ``call_later`` of its own
+    (``later``), cancelled once answered.
     """
 
-    __slots__ = ("bucket", "closed", "handle", "loop", "now", "step", "timeout")
+    MAX_TIMEOUTS: ClassVar[int] = 16
+    """Explicit timeout values given buckets of their own (a value's buckets stay while unused:
+    a timer only ticks while asks wait)."""
+
+    __slots__ = ("bucket", "closed", "handle", "loop", "now", "others", "step", "timeout")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float | None) -> None:
         self.loop = loop
@@ -240,6 +246,16 @@ class Deadlines:
         self.bucket: dict[asyncio.Future[Any], Cell] = {}  # the open bucket
         self.closed: deque[tuple[float, dict[asyncio.Future[Any], Cell]]] = deque()
         self.handle: asyncio.TimerHandle | None = None
+        self.others: dict[float, Deadlines] = {}  # the buckets of explicit timeouts, by value
+
+    def of(self, timeout: float) -> Deadlines | None:
+        """The buckets of asks with an explicit ``timeout`` (``None``: too many values in use)."""
+        if timeout == self.timeout:
+            return self
+        found = self.others.get(timeout)
+        if found is None and len(self.others) < self.MAX_TIMEOUTS:
+            found = self.others[timeout] = Deadlines(self.loop, timeout)
+        return found
 
     def later(self, future: asyncio.Future[Any], timeout: float, cell: Cell) -> asyncio.TimerHandle:
         """Fail ``future`` unless answered within ``timeout`` (not the default): its own timer."""

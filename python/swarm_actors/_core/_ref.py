@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
 
     from swarm_actors._core._actor import Actor
-    from swarm_actors._core._cell import Cell
+    from swarm_actors._core._cell import Cell, Deadlines
     from swarm_actors._core._contract import Ref, RefForm, WireNode
     from swarm_actors._system import ActorSystem
 
@@ -54,18 +54,32 @@ class MailboxStats:
 
 
 async def _wait_reply(
-    cell: Cell, future: asyncio.Future[Any], timeout: Timeout, asker: Cell | None = None
+    cell: Cell,
+    future: asyncio.Future[Any],
+    timeout: Timeout,
+    asker: Cell | None = None,
+    *,
+    left: bool = False,
 ) -> Any:
-    """Wait for the answer ``future`` of an ask to ``cell``; ``asker`` (an actor) waits for it."""
+    """Wait for the answer ``future`` of an ask to ``cell``; ``asker`` (an actor) waits for it.
+
+    ``left``: ``timeout`` is what is left of one after waiting for room (a value of its own:
+    a timer of its own, not buckets).
+    """
     bucket = handle = None
     if timeout is DEFAULT:  # the system's default: in the deadline buckets (see Deadlines)
-        deadlines = cell.dispatcher.deadlines
+        deadlines: Deadlines | None = cell.dispatcher.deadlines
+    elif timeout is None:
+        deadlines = None
+    else:  # explicit: the buckets of its value, or a timer of its own (see ``left``)
+        deadlines = None if left else cell.dispatcher.deadlines.of(timeout)
+        if deadlines is None:
+            handle = cell.dispatcher.deadlines.later(future, timeout, cell)
+    if deadlines is not None:
         bucket = deadlines.bucket
         bucket[future] = cell
         if deadlines.handle is None:
             deadlines.start()
-    elif timeout is not None:
-        handle = cell.dispatcher.deadlines.later(future, timeout, cell)
     if asker is not None:
         asker.awaiting = cell  # see _refuse_cycle
     try:
@@ -110,7 +124,7 @@ async def _deliver(cell: Cell, entry: Ask, timeout: Timeout, asker: Cell | None)
         if left <= 0:
             future.cancel()  # enqueued: its handler may still run; nobody waits for the answer
             raise TimeoutError(f"ask to {cell.path} got no reply within {timeout:g} s")
-        return await _wait_reply(cell, future, left)
+        return await _wait_reply(cell, future, left, left=True)
     finally:
         if asker is not None:
             asker.awaiting = None
@@ -310,15 +324,22 @@ class ActorRef(Generic[A]):
                 return await _deliver(cell, entry, timeout, None)
         # Waiting for the answer: ``_wait_reply``, written out on the two hottest paths (a
         # coroutine frame less for every suspending ask).
+        handle = None
         if timeout is DEFAULT:  # the system's default: in the deadline buckets (see Deadlines)
-            deadlines = dispatcher.deadlines
+            deadlines: Deadlines | None = dispatcher.deadlines
+        elif timeout is None:
+            deadlines = None
+        else:  # explicit: the buckets of its value, or (too many values) a timer of its own
+            deadlines = dispatcher.deadlines.of(timeout)
+            if deadlines is None:
+                handle = dispatcher.deadlines.later(future, timeout, cell)
+        if deadlines is not None:
             bucket = deadlines.bucket
             bucket[future] = cell
             if deadlines.handle is None:
                 deadlines.start()
         else:
             bucket = None
-            handle = None if timeout is None else dispatcher.deadlines.later(future, timeout, cell)
         if sender is not None:
             sender.awaiting = cell  # see _refuse_cycle
         try:
