@@ -61,8 +61,9 @@ class Timeouts:
     """How long the runtime waits, in seconds. ``None`` waits without a limit.
 
     ``ask``: how long an ``ask`` waits for its answer when the call names no ``timeout=``
-    (then the builtin ``TimeoutError``). No limit must be asked for (``timeout=None``), so a
-    lost answer never hangs a caller by default.
+    (then the builtin ``TimeoutError``, at most an eighth of it late: asks share timers). No
+    limit must be asked for (``timeout=None``), so a lost answer never hangs a caller by
+    default.
 
     ``drain``: how long leaving ``async with ActorSystem()`` (``stop_all``) lets actors finish
     their queued messages and the handlers in progress. Handlers still running then are

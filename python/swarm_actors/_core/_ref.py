@@ -285,7 +285,8 @@ class ActorRef(Generic[A]):
         """Send ``message`` and return the handler's result (or raise its exception).
 
         Raises the builtin ``TimeoutError`` if no reply comes within ``timeout`` seconds (the
-        message may still be handled later; the wait for room in a full mailbox counts too).
+        message may still be handled later; the wait for room in a full mailbox counts too),
+        never earlier and at most an eighth of the timeout later (asks share timers).
         ``timeout`` defaults to the system's ``Timeouts.ask`` (30 s); ``None`` waits without
         limit. Also raises ``ActorDeadError`` if the actor is or becomes
         stopped, ``UnhandledMessageError`` if it has no handler for the message's type, and
