@@ -7,6 +7,7 @@ Overlap is shown by what the handlers see (how many are inside at once), never b
 from __future__ import annotations
 
 import asyncio
+import weakref
 from typing import Any
 
 import msgspec
@@ -368,3 +369,148 @@ async def test_concurrent_calls_across_os_processes(nats_server: NatsServer) -> 
         peaks = await asyncio.gather(*(ref.ask(Arrive(8), timeout=10.0) for _ in range(8)))
         assert peaks == [8] * 8  # the handler saw all 8 calls inside at once
         assert await ref.ask(Peak(), timeout=10.0) == 8
+
+
+# --- handlers run by the dispatcher's runner (``_cell._runner``) -----------------------------
+
+
+class Payload:
+    """A handler's answer that a test can watch being freed (weakref)."""
+
+
+class Make(msgspec.Struct):
+    hold: Any = None  # an asyncio.Event to wait for first: the call suspends
+
+
+class Relay(msgspec.Struct):
+    """Ask the next actor in ``to`` (inline when it is idle), suspending first if ``suspend``."""
+
+    to: Any
+    suspend: bool = False
+    depth: int = 0
+
+
+class Crash(msgspec.Struct):
+    suspend: bool = False
+
+
+MADE: list[weakref.ref[Payload]] = []
+
+
+class Maker(Actor, max_concurrency=4):
+    @handler
+    async def make(self, msg: Make) -> Payload:
+        if msg.hold is not None:
+            await msg.hold.wait()
+        made = Payload()
+        MADE.append(weakref.ref(made))
+        return made
+
+    @handler
+    async def relay(self, msg: Relay) -> list[int]:
+        if msg.suspend:
+            await asyncio.sleep(0)
+        if not msg.to:
+            return [msg.depth]
+        rest = await msg.to[0].ask(Relay(msg.to[1:], msg.suspend, msg.depth + 1))
+        return [msg.depth, *rest]
+
+    @handler
+    async def crash(self, msg: Crash) -> None:
+        if msg.suspend:
+            await asyncio.sleep(0)
+        raise RuntimeError("crash")
+
+
+class StashingMaker(Maker, max_concurrency=1, stash=True):
+    pass
+
+
+class PlainMaker(Maker, max_concurrency=1):
+    pass
+
+
+async def settle() -> None:
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+def all_freed() -> bool:
+    # No gc.collect(): a call that suspended and its task must not hold each other either
+    # (its task's context holds the call), or its answer waits for the cyclic GC.
+    return all(made() is None for made in MADE)
+
+
+@pytest.mark.parametrize("actor_class", [Maker, StashingMaker])
+async def test_no_handler_answer_is_kept_once_delivered(actor_class: type[Maker]) -> None:
+    # Asks without a timeout: the deadline queue keeps answered asks' futures for a while
+    # (see _cell.Deadlines); here only what runs the handlers could keep an answer. Checked
+    # after each path, the one that ran last being the one that could keep it.
+    MADE.clear()
+    async with ActorSystem() as system:
+        ref = await system.start(actor_class)
+        assert type(ref._cell) is TrackedCell
+        assert isinstance(await ref.ask(Make(), timeout=None), Payload)  # inline first step
+        assert all_freed()
+        ref.tell_nowait(Make())  # a first step in a turn
+        await settle()
+        assert len(MADE) == 2
+        assert all_freed()
+        gate = asyncio.Event()
+        slow = asyncio.ensure_future(ref.ask(Make(gate), timeout=None))  # a call's task
+        await settle()
+        assert ref.stats().in_flight == 1
+        gate.set()
+        assert isinstance(await slow, Payload)
+        del slow  # (the task keeps its result)
+        await settle()  # (the call's task ends after its asker has the answer)
+        assert len(MADE) == 3
+        assert all_freed()
+        gate = asyncio.Event()
+        ref.tell_nowait(Make(gate))  # a told call's task
+        await settle()
+        gate.set()
+        await settle()
+        assert len(MADE) == 4
+        assert all_freed()
+        assert ref.stats().in_flight == 0
+
+
+@pytest.mark.parametrize("suspend", [False, True])
+async def test_handlers_run_inline_within_handlers_of_tracked_actors(suspend: bool) -> None:
+    # Each hop asks the next actor from its handler: inline in the asker's first step, or
+    # (``suspend``) in the task of a call in flight, whose runner is in the middle of its own
+    # handler meanwhile. Tracked and plain actors mixed.
+    async with ActorSystem() as system:
+        classes = [Maker, PlainMaker, StashingMaker, Maker, Maker]
+        refs = [await system.start(cls) for cls in classes]
+        assert type(refs[1]._cell) is Cell
+        want = list(range(len(refs)))
+        assert await refs[0].ask(Relay(refs[1:], suspend), timeout=5.0) == want
+        # Several chains at once: calls in flight on every actor, asks queued behind them.
+        chains = [refs[0].ask(Relay(refs[1:], suspend), timeout=5.0) for _ in range(6)]
+        assert await asyncio.gather(*chains) == [want] * 6
+        assert [ref.stats().in_flight for ref in refs] == [0] * len(refs)
+        # From a dispatcher turn: told, so it starts in a turn, and answers to this ask.
+        ref = refs[0]
+        assert await ref.ask(Relay(refs[1:], suspend), timeout=5.0) == want
+
+
+@pytest.mark.parametrize("suspend", [False, True])
+@pytest.mark.parametrize("actor_class", [Maker, StashingMaker])
+async def test_a_failing_handler_is_followed_by_more_messages(
+    actor_class: type[Maker], suspend: bool
+) -> None:
+    async with ActorSystem() as system:
+        ref = await system.start(actor_class)
+        for _ in range(3):  # an ask's error is its answer; the actor goes on
+            with pytest.raises(RuntimeError, match="crash"):
+                await ref.ask(Crash(suspend), timeout=5.0)
+            assert isinstance(await ref.ask(Make(), timeout=5.0), Payload)
+            assert await ref.ask(Relay([], suspend), timeout=5.0) == [0]
+        # A told failure goes to the supervisor (a restart); what follows is handled.
+        ref.tell_nowait(Crash(suspend))
+        ref.tell_nowait(Make())
+        assert await ref.ask(Relay([], suspend), timeout=5.0) == [0]
+        assert isinstance(await ref.ask(Make(), timeout=5.0), Payload)
+        assert ref.stats().failures == 4

@@ -90,6 +90,9 @@ log = get_logger("swarm_actors")
 TURN_BUDGET = 256
 """Messages one actor handles per turn before the dispatcher moves on (fairness)."""
 
+SPARE_RUNNERS = 64
+"""Free handler runners a dispatcher keeps besides its ``runner`` (see ``Dispatcher.spares``)."""
+
 
 _MISSING = object()
 
@@ -113,25 +116,13 @@ STOPPING = State.STOPPING
 STOPPED = State.STOPPED
 
 
-def _resume(
-    coro: Coroutine[Any, Any, Any], first: Any, started: bool = False
-) -> Generator[Any, Any, Any]:
+def _resume(coro: Coroutine[Any, Any, Any], first: Any) -> Generator[Any, Any, Any]:
     """Continue a coroutine that already yielded ``first`` (``yield from`` started midway).
 
     Re-yielding the very object the coroutine yielded lets the driving task wait on it exactly
     as if it had awaited the coroutine from the start; cancellation is thrown through.
-
-    ``started``: this is the first step of a task made to finish the coroutine. A bare yield
-    (``first`` is None: ``asyncio.sleep(0)``) asks to be resumed at the next event-loop
-    iteration, and the task's first step *is* that iteration, so it is resumed at once instead
-    of being yielded again, which would cost a second iteration.
     """
     value = first
-    if started and value is None:
-        try:
-            value = coro.send(None)
-        except StopIteration as stop:
-            return stop.value
     while True:
         try:
             sent = yield value
@@ -191,15 +182,14 @@ def handler_of(coro: Any) -> Any:
 
 
 class _Resume:
-    __slots__ = ("coro", "first", "started")
+    __slots__ = ("coro", "first")
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any, started: bool = False) -> None:
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
         self.coro = coro
         self.first = first
-        self.started = started
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        return _resume(self.coro, self.first, self.started)
+        return _resume(self.coro, self.first)
 
 
 def expire(future: asyncio.Future[Any], timeout: float, path: str) -> None:
@@ -314,6 +304,7 @@ class Dispatcher:
         "result",
         "runner",
         "running",
+        "spares",
         "stale",
         "traces",
         "virtuals",
@@ -347,10 +338,17 @@ class Dispatcher:
         # The handler runner free for the next turn (``None``: taken, or handed to a task
         # with a suspended handler), and the result of the handler it finished last.
         self.result: Any = None
+        # Free runners besides ``runner``: the calls of a ``TrackedCell`` suspend several at
+        # once, each with a runner, and give them back here when they return (up to
+        # ``SPARE_RUNNERS``), so that the next first steps need no new one.
+        self.spares: list[Generator[Any, Any, None]] = []
         self.runner: Generator[Any, Any, None] | None = self.new_runner()
 
     def new_runner(self) -> Generator[Any, Any, None]:
-        """A fresh handler runner (see ``_runner``), ready to take a handler."""
+        """A handler runner ready to take a handler (see ``_runner``): a spare one, or a new one."""
+        spares = self.spares
+        if spares:
+            return spares.pop()
         runner = _runner(self)
         runner.send(None)
         return runner
@@ -1512,7 +1510,8 @@ class Call:
         self.context = context  # the sender's trace context, kept if the message is stashed
         self.origin = origin  # who sent it: ``self.sender`` (see ``_sender``), kept if stashed
         self.asked = asked or reply is not None
-        self.coro: Coroutine[Any, Any, Any] | None = None  # set once it suspends
+        # Once it suspends: the runner in the middle of its handler (see ``_runner``).
+        self.coro: Coroutine[Any, Any, Any] | None = None
         self.task: asyncio.Task[None] | None = None
         self.stashed: Ask | None = None  # its entry in the stash, once stashed
         self.retired: str | None = None
@@ -1599,13 +1598,19 @@ class TrackedCell(Cell):
         # The call's sender: set for its first step, and copied with this context into the
         # task that finishes it (``_suspended``), so each call in flight keeps its own.
         bound = None if call.origin is None else ORIGIN.set((self, call.origin))
-        try:
-            coro = fn(self.actor, call.message)
-            value = coro.send(None)
-        except StopIteration as stop:
-            return True, stop.value
+        dispatcher = self.dispatcher
+        runner: Any = dispatcher.runner  # taken while the handler runs (see Cell._handle_queued)
+        if runner is None:
+            runner = dispatcher.new_runner()
         else:
-            self._suspended(call, coro, value)
+            dispatcher.runner = None
+        try:
+            value = runner.send(fn(self.actor, call.message))  # (raised: the runner ended)
+            if value is _DONE:
+                dispatcher.runner = runner
+                result, dispatcher.result = dispatcher.result, None
+                return True, result
+            self._suspended(call, runner, value)  # the runner goes on in the call's task
             return False, None
         finally:
             if bound is not None:
@@ -1631,6 +1636,9 @@ class TrackedCell(Cell):
         calls = self.calls
         if calls.pop(call, False) is None:  # it was in flight
             self.busy = bool(calls)
+            # The task's context holds the call (``CURRENT_CALL``): without this, the two
+            # (and the call's ask, and its answer) would wait for the cyclic GC.
+            call.task = None
 
     def _settle(self, call: Call, result: Any) -> None:
         """The handler returned ``result``: answer its ask (unless it stashed the message)."""
@@ -1684,17 +1692,37 @@ class TrackedCell(Cell):
     def _drive(
         self, call: Call, coro: Coroutine[Any, Any, Any], first: Any
     ) -> Generator[Any, Any, None]:
-        """The task of a call whose handler suspended: finish it, then answer and leave."""
-        started = True
+        """The task of a call whose handler suspended: finish it, then answer and leave.
+
+        ``coro`` is a runner (see ``_runner``) in the middle of the handler: driven step by
+        step until it yields ``_DONE`` (the handler returned), throwing in what the task throws
+        (cancellation), as ``yield from`` would; then it is free for the next handler.
+        """
+        value = first
+        # A bare yield (``asyncio.sleep(0)``) asks to be resumed at the next event-loop
+        # iteration, and this task's first step *is* that iteration: resumed at once, not
+        # yielded again (which would cost a second iteration).
+        send_now = value is None
         if call.retired is not None:
             # A stop or a restart came before this first step and left the cancelling to this
             # task (see ``cancel_handlers``): cancelled at its first yield, the handler unwinds.
             this = asyncio.current_task()
             assert this is not None
             this.cancel()
-            started = False
+            send_now = False
         try:
-            result = yield from _resume(coro, first, started)
+            if send_now:
+                value = coro.send(None)
+            while value is not _DONE:
+                try:
+                    sent = yield value
+                except GeneratorExit:
+                    coro.close()
+                    raise
+                except BaseException as exc:
+                    value = coro.throw(exc)
+                else:
+                    value = coro.send(sent)
         except asyncio.CancelledError as exc:
             if call.retired is None:  # not the engine's cancellation: a failure, as in Cell
                 if self._fault(call, exc):
@@ -1709,6 +1737,12 @@ class TrackedCell(Cell):
             if self._fault(call, exc):
                 self.after_handler()
             return
+        dispatcher = self.dispatcher
+        result, dispatcher.result = dispatcher.result, None
+        if dispatcher.runner is None:  # free: the next first step may take it
+            dispatcher.runner = cast(Any, coro)
+        elif len(dispatcher.spares) < SPARE_RUNNERS:
+            dispatcher.spares.append(cast(Any, coro))
         self._settle(call, result)
         self.after_handler()
 
@@ -1853,10 +1887,7 @@ class TrackedCell(Cell):
         """The qualified names of the handlers in flight, in the order they started."""
         names = []
         for call in self.calls:
-            coro = call.coro
-            if isinstance(coro, InContext):
-                coro = coro.coro
-            names.append(getattr(coro, "__qualname__", "?"))
+            names.append(getattr(handler_of(call.coro), "__qualname__", "?"))
         return ", ".join(names) or "?"
 
     # --- the stash ------------------------------------------------------------------------
