@@ -1466,7 +1466,7 @@ async def test_explicit_timeouts_share_buckets_by_value_up_to_a_bound() -> None:
         busy = asyncio.ensure_future(ref.ask(Make(gate), timeout=None))
         await settle()
         # An explicit timeout expires from its buckets as the default does.
-        with pytest.raises(TimeoutError, match="no reply within 0.05 s"):
+        with pytest.raises(TimeoutError, match=r"no reply within 0\.05 s"):
             await within(ref.ask(Make(), timeout=0.05))
         assert list(deadlines.others) == [0.05]
         values = [5.0 + i for i in range(Deadlines.MAX_TIMEOUTS + 2)]
@@ -1476,7 +1476,7 @@ async def test_explicit_timeouts_share_buckets_by_value_up_to_a_bound() -> None:
         assert sorted(deadlines.others) == [0.05, *values[: Deadlines.MAX_TIMEOUTS - 1]]
         assert [len(d.bucket) for d in deadlines.others.values()][1:] == [2] * 15
         beyond = asyncio.ensure_future(ref.ask(Make(), timeout=0.05 + 1e-9))
-        with pytest.raises(TimeoutError, match="no reply within 0.05 s"):
+        with pytest.raises(TimeoutError, match=r"no reply within 0\.05 s"):
             await within(beyond)
         gate.set()
         assert all(isinstance(a, Payload) for a in await asyncio.gather(*waiting))
