@@ -20,6 +20,7 @@ import asyncio
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
@@ -254,3 +255,26 @@ def own_journal_server(name: str) -> Iterator[NatsServer]:
         yield server
     finally:
         asyncio.run(server.stop())
+
+
+class Payload:
+    """A handler's answer whose freeing a test can watch (``MADE`` holds a weakref to each)."""
+
+
+class Make(msgspec.Struct):
+    """Make a ``Payload`` (see ``make_payload``)."""
+
+    hold: Any = None  # an asyncio.Event to wait for first: the handler suspends
+
+
+MADE: list[weakref.ref[Payload]] = []
+"""Weak references to every ``Payload`` made, so a test can check that none is kept."""
+
+
+async def make_payload(msg: Make) -> Payload:
+    """What a ``Make`` handler does: wait for ``msg.hold`` if given, then a watched ``Payload``."""
+    if msg.hold is not None:
+        await msg.hold.wait()
+    made = Payload()
+    MADE.append(weakref.ref(made))
+    return made

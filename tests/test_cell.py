@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar, cast
 
 import pytest
 
-from helpers import Fail, Unknown, instance
+from helpers import MADE, Fail, Make, Payload, Unknown, instance, make_payload
 from log_capture import capture_logs
 from swarm_actors import (
     Actor,
@@ -1278,32 +1277,16 @@ async def test_children_are_kept_by_their_parent_and_a_childless_cell_shares_no_
         assert sorted(parent.children) == ["b"]
 
 
-class Payload:
-    """A handler's answer that a test can watch being freed (weakref)."""
-
-
-@dataclass
-class Make:
-    hold: asyncio.Event | None = None
-
-
 @dataclass
 class Relay:
     to: list[ActorRef[Any]]
     depth: int = 0
 
 
-MADE: list[weakref.ref[Payload]] = []
-
-
 class Maker(Actor):
     @handler
     async def make(self, msg: Make) -> Payload:
-        if msg.hold is not None:
-            await msg.hold.wait()
-        made = Payload()
-        MADE.append(weakref.ref(made))
-        return made
+        return await make_payload(msg)
 
     @handler
     async def relay(self, msg: Relay) -> list[int]:

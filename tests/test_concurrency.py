@@ -7,7 +7,6 @@ Overlap is shown by what the handlers see (how many are inside at once), never b
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
 
 import msgspec
@@ -17,7 +16,18 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from concurrency_peer import Arrive, Gathering, Peak, peer
-from helpers import Fail, Get, count_turns, instance, unique, until
+from helpers import (
+    MADE,
+    Fail,
+    Get,
+    Make,
+    Payload,
+    count_turns,
+    instance,
+    make_payload,
+    unique,
+    until,
+)
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -374,14 +384,6 @@ async def test_concurrent_calls_across_os_processes(nats_server: NatsServer) -> 
 # --- handlers run by the dispatcher's runner (``_cell._runner``) -----------------------------
 
 
-class Payload:
-    """A handler's answer that a test can watch being freed (weakref)."""
-
-
-class Make(msgspec.Struct):
-    hold: Any = None  # an asyncio.Event to wait for first: the call suspends
-
-
 class Relay(msgspec.Struct):
     """Ask the next actor in ``to`` (inline when it is idle), suspending first if ``suspend``."""
 
@@ -394,17 +396,10 @@ class Crash(msgspec.Struct):
     suspend: bool = False
 
 
-MADE: list[weakref.ref[Payload]] = []
-
-
 class Maker(Actor, max_concurrency=4):
     @handler
     async def make(self, msg: Make) -> Payload:
-        if msg.hold is not None:
-            await msg.hold.wait()
-        made = Payload()
-        MADE.append(weakref.ref(made))
-        return made
+        return await make_payload(msg)
 
     @handler
     async def relay(self, msg: Relay) -> list[int]:
