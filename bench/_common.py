@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import re
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -63,3 +65,26 @@ def machine() -> str:
         f"{platform.python_implementation()} {platform.python_version()}, "
         f"{os.cpu_count()} cores, {platform.machine()}"
     )
+
+
+def callgrind_per_unit(argv: Callable[[int], list[str]], sizes: tuple[int, int]) -> float:
+    """CPU instructions per unit of work, counted by callgrind at two sizes (the difference).
+
+    ``argv(size)`` is the command doing ``size`` units; start-up and tear-down cancel out in the
+    difference. ``PYTHONHASHSEED=0``, so the counts repeat to the instruction: the way to
+    compare two trees on a machine whose speed swings (valgrind must be installed).
+    """
+    counts = []
+    for size in sizes:
+        done = subprocess.run(
+            ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv(size)],
+            env=dict(os.environ, PYTHONHASHSEED="0"),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if found is None:
+            raise SystemExit(f"no callgrind total in valgrind's output:\n{done.stderr[-2000:]}")
+        counts.append(int(found.group(1)))
+    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])

@@ -25,6 +25,10 @@ Every rate is the best of 3 runs (the median is shown too); ``gc.collect()`` run
 run and the collector stays enabled for every implementation.
 
 Run: python bench/bench_actors.py [--quick] [--repeats 3] [--only TEXT]
+
+``--instructions`` counts instead the CPU instructions per message of four rows (swarm-actors,
+the asyncio actor, and the floor on the suspending rows) under callgrind, two sizes and the
+difference: counts repeat exactly, so two trees compare where wall clock is too noisy.
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from typing import Any
 
 import pykka
 
-from _common import fmt_rate, machine, progress, table
+from _common import callgrind_per_unit, fmt_rate, machine, progress, table
 from swarm_actors import Actor, ActorSystem, handler
 
 CONCURRENT = 64
@@ -399,6 +403,77 @@ class Row:
     pykka: bool
 
 
+# --- instructions (callgrind) -------------------------------------------------------------
+
+ROWS_BY_KIND: dict[str, tuple[str, Any]] = {
+    "tell": ("tell", INC),
+    "ask-inline": ("ask", PING),
+    "ask-suspends": ("ask", SLOW_PING),
+    "concurrent-suspends": ("concurrent", SLOW_PING),
+}
+"""The rows counted by ``--instructions``: name -> (kind, message), mailbox 65,536."""
+
+
+def run_one(impl: str, row: tuple[str, Any], n: int) -> None:
+    kind, message = row
+    if impl == "swarm":
+        asyncio.run(swarm_run(kind, n, SwarmCounter, message))
+    else:
+        actor_class = FloorActor if impl == "floor" else QueueActor
+        asyncio.run(queue_run(kind, n, BIG_MAILBOX, message, actor_class))
+
+
+def count_instructions(only: str) -> None:
+    """Instructions per message of each row, per implementation (about 10 minutes)."""
+    cells = []
+    for name, row in ROWS_BY_KIND.items():
+        if only not in name:
+            continue
+        impls = ["swarm", "asyncio"] + (["floor"] if row[1] is SLOW_PING else [])
+        counts = {}
+        for impl in impls:
+            progress(f"callgrind: {name}, {impl} (2 runs)")
+            counts[impl] = callgrind_per_unit(
+                lambda n, impl=impl, name=name: [
+                    sys.executable,
+                    __file__,
+                    "--cg",
+                    impl,
+                    name,
+                    str(n),
+                ],
+                (6_400, 25_600),
+            )
+        swarm, plain = counts["swarm"], counts["asyncio"]
+        floor = counts.get("floor")
+        cells.append(
+            [
+                name,
+                f"{swarm:,.0f}",
+                f"{plain:,.0f}",
+                f"{plain / swarm:.2f}x",
+                "—" if floor is None else f"{floor:,.0f}",
+                "—" if floor is None else f"{plain / floor:.2f}x",
+            ]
+        )
+    print("## Actor messaging: instructions per message (callgrind)\n")
+    print(
+        f"`python bench/bench_actors.py --instructions` on {machine()}: N = 25,600 minus "
+        "N = 6,400, `PYTHONHASHSEED=0`; mailbox 65,536. *asyncio / swarm* is the speed ratio "
+        "instructions predict (above 1: swarm-actors runs fewer).\n"
+    )
+    headers = [
+        "row",
+        "swarm-actors",
+        "asyncio actor",
+        "asyncio / swarm",
+        "floor",
+        "asyncio / floor",
+    ]
+    print(table(headers, cells))
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller N (smoke run)")
@@ -408,7 +483,20 @@ def main() -> None:
         default="",
         help="run only the rows whose label contains this text (e.g. 'suspends')",
     )
+    parser.add_argument(
+        "--instructions",
+        action="store_true",
+        help="count instructions per message with callgrind instead (swarm-actors, asyncio, floor)",
+    )
+    parser.add_argument("--cg", nargs=3, metavar=("IMPL", "ROW", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.cg:  # one run under callgrind (see --instructions)
+        impl, label, size = args.cg
+        run_one(impl, ROWS_BY_KIND[label], int(size))
+        return
+    if args.instructions:
+        count_instructions(args.only)
+        return
     if args.quick:
         n_tell, n_tell_pykka, n_ask, n_ask_pykka = 100_000, 20_000, 20_000, 2_048
     else:

@@ -21,16 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import os
-import re
 import resource
-import subprocess
 import sys
 import time
 
 import msgspec
 
-from _common import fmt_rate, machine, progress, rss_bytes, table
+from _common import callgrind_per_unit, fmt_rate, machine, progress, rss_bytes, table
 from swarm_actors import Actor, ActorSystem, Passivation, handler
 
 
@@ -107,30 +104,9 @@ async def cycles(n: int) -> dict[str, float]:
 
 def instructions(part: str, sizes: tuple[int, int]) -> float:
     """Instructions per unit of ``part`` (``cycles`` or ``million``), by callgrind."""
-    counts = []
-    for size in sizes:
-        done = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--only",
-                part,
-                "--size",
-                str(size),
-            ],
-            env=dict(os.environ, PYTHONHASHSEED="0"),
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        found = re.search(r"Collected : (\d+)", done.stderr)
-        if found is None:
-            raise SystemExit(f"no callgrind total in valgrind's output:\n{done.stderr[-2000:]}")
-        counts.append(int(found.group(1)))
-    return (counts[1] - counts[0]) / (sizes[1] - sizes[0])
+    return callgrind_per_unit(
+        lambda size: [sys.executable, __file__, "--only", part, "--size", str(size)], sizes
+    )
 
 
 def count_instructions() -> None:
