@@ -401,7 +401,7 @@ class ActorSystem:
         self._refuse_if_stopped()
         if self._loop is None:
             self._loop = loop
-            self._dispatcher = Dispatcher(loop, self._virtual, self._timeouts.ask)
+            self._dispatcher = Dispatcher(loop, self._timeouts.ask, self._virtual)
             self.clock = self._clock_override or LoopClock(loop)
             self._tracer = resolve_tracer(self._tracer_provider, self._telemetry)
             if self._health_interval is not None and self._journal is not None:

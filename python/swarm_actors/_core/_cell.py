@@ -312,10 +312,7 @@ class Dispatcher:
     )
 
     def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        virtuals: Any = None,
-        ask_timeout: float | None = 30.0,
+        self, loop: asyncio.AbstractEventLoop, ask_timeout: float | None, virtuals: Any = None
     ) -> None:
         self.loop = loop
         self.watches = DeathWatch()  # the system's death watch (``Actor.watch``)
@@ -343,6 +340,13 @@ class Dispatcher:
         # ``SPARE_RUNNERS``), so that the next first steps need no new one.
         self.spares: list[Generator[Any, Any, None]] = []
         self.runner: Generator[Any, Any, None] | None = self.new_runner()
+
+    def free_runner(self, runner: Generator[Any, Any, None]) -> None:
+        """``runner`` finished its handler in a task: keep it for the next handler (or drop it)."""
+        if self.runner is None:
+            self.runner = runner
+        elif len(self.spares) < SPARE_RUNNERS:
+            self.spares.append(runner)
 
     def new_runner(self) -> Generator[Any, Any, None]:
         """A handler runner ready to take a handler (see ``_runner``): a spare one, or a new one."""
@@ -1035,12 +1039,13 @@ class Cell:
                             value = throw(exc)
                         else:
                             value = send(sent)
-                    # A runner's handler returned (see ``_runner``): free, the runner may
-                    # take the next turn's handlers.
+                    # A runner's handler returned (see ``_runner``): the runner is free for
+                    # the next handlers (unless wrapped: a traced message's).
                     dispatcher = self.dispatcher
                     result, dispatcher.result = dispatcher.result, None
-                    if dispatcher.runner is None and type(cast(Any, coro)) is types.GeneratorType:
-                        dispatcher.runner = cast(Any, coro)
+                    runner: Any = coro
+                    if type(runner) is types.GeneratorType:
+                        dispatcher.free_runner(runner)
                 else:
                     # Started in this task, in its context: give the task what the handler
                     # first yielded (a bare yield is resumed at the next iteration, as it
@@ -1739,10 +1744,7 @@ class TrackedCell(Cell):
             return
         dispatcher = self.dispatcher
         result, dispatcher.result = dispatcher.result, None
-        if dispatcher.runner is None:  # free: the next first step may take it
-            dispatcher.runner = cast(Any, coro)
-        elif len(dispatcher.spares) < SPARE_RUNNERS:
-            dispatcher.spares.append(cast(Any, coro))
+        dispatcher.free_runner(cast(Any, coro))  # the next first step may take it
         self._settle(call, result)
         self.after_handler()
 
