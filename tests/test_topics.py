@@ -12,6 +12,7 @@ from nats.aio.client import Client
 
 from helpers import instance, unique, until, until_async
 from log_capture import capture_logs
+from nats_sync import sync
 from swarm_actors import (
     Actor,
     ActorDeadError,
@@ -345,6 +346,8 @@ async def test_garbage_on_a_topic_subject_is_a_dead_letter(
     topic = unique("junk")
     async with ActorSystem(nats=nats_server.url) as system:
         inbox = await system.start(Inbox, topic)
+        assert system._transport is not None
+        await sync(system._transport.client)  # its SUB for the topic is live on the server
         before = system.dead_letters
         for payload in (b"\x00garbage", msgspec.msgpack.encode([[4, "n", "nope:Type", 1, "", ""]])):
             await nats_client.publish(f"swarm.topic.{topic}", payload)
